@@ -1,0 +1,356 @@
+/**
+ * The addrbook wire protocol: one pure, byte-level codec shared by the server
+ * and the client. Nothing here touches a socket.
+ *
+ * Every message is a frame: a type byte, a 4-byte big-endian payload length,
+ * then the payload. See PROTOCOL.md for the full description.
+ *
+ * ```ts
+ * import { encodeQuery, FrameDecoder, TYPE_QUERY } from "./protocol.ts";
+ *
+ * const decoder = new FrameDecoder({ type: TYPE_QUERY, maxPayload: 1024 });
+ * decoder.push(encodeQuery("ada@example.com"));
+ * const payload = decoder.next(); // the email's UTF-8 bytes
+ * ```
+ *
+ * @module
+ */
+
+/** Type byte of a query frame, client to server: ASCII `Q`. */
+export const TYPE_QUERY = 0x51;
+/** Type byte of a reply frame, server to client: ASCII `R`. */
+export const TYPE_REPLY = 0x52;
+
+/** Bytes before the payload: the type byte and the 4-byte length. */
+export const HEADER_SIZE = 5;
+/** The longest query payload a server accepts, in bytes. */
+export const MAX_QUERY_BYTES = 1024;
+/** The longest reply payload a client accepts by default, in bytes. */
+export const MAX_REPLY_BYTES = 1 << 20;
+
+/** Reply status: the text is the owner's name. */
+export const STATUS_FOUND = 0;
+/** Reply status: the address is not in the book; the text says so. */
+export const STATUS_NOT_FOUND = 1;
+/** Reply status: the query is not an email address; the connection stays open. */
+export const STATUS_BAD_REQUEST = 2;
+/** Reply status: the frame broke the protocol; the server closes the connection. */
+export const STATUS_PROTOCOL_ERROR = 3;
+/** Reply status: the server is at its connection limit and closes the connection. */
+export const STATUS_SERVER_BUSY = 4;
+
+/** A reply status code, as carried in the first payload byte of an `R` frame. */
+export type Status =
+  | typeof STATUS_FOUND
+  | typeof STATUS_NOT_FOUND
+  | typeof STATUS_BAD_REQUEST
+  | typeof STATUS_PROTOCOL_ERROR
+  | typeof STATUS_SERVER_BUSY;
+
+/** Names of the statuses, indexed by code, for messages, logs and metrics. */
+export const STATUS_NAMES: readonly string[] = [
+  "FOUND",
+  "NOT_FOUND",
+  "BAD_REQUEST",
+  "PROTOCOL_ERROR",
+  "SERVER_BUSY",
+];
+
+const encoder = new TextEncoder();
+const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** Why a byte stream broke the protocol. */
+export type ProtocolErrorKind = "unexpected-type" | "too-long" | "malformed-reply";
+
+/**
+ * A frame that breaks the protocol. `kind` says how; the message says with
+ * which value, for example `frame type 0x47 ("G") is not "Q"`.
+ */
+export class ProtocolError extends Error {
+  /** How the frame broke the protocol. */
+  readonly kind: ProtocolErrorKind;
+
+  /** Creates the error with its kind and a one-sentence message. */
+  constructor(kind: ProtocolErrorKind, message: string) {
+    super(message);
+    this.name = "ProtocolError";
+    this.kind = kind;
+  }
+}
+
+/** Writes a frame header (type and big-endian length) into `target` at `offset`. */
+export function writeHeader(
+  target: Uint8Array,
+  offset: number,
+  type: number,
+  length: number,
+): void {
+  target[offset] = type;
+  target[offset + 1] = length >>> 24;
+  target[offset + 2] = (length >>> 16) & 0xff;
+  target[offset + 3] = (length >>> 8) & 0xff;
+  target[offset + 4] = length & 0xff;
+}
+
+/**
+ * Encodes a query frame for `email`, sent as given (the server trims it).
+ *
+ * @throws {RangeError} when the email is longer than {@linkcode MAX_QUERY_BYTES} in UTF-8.
+ */
+export function encodeQuery(email: string): Uint8Array {
+  const body = encoder.encode(email);
+  if (body.length > MAX_QUERY_BYTES) {
+    throw new RangeError(
+      `Query is ${body.length} bytes long, over the limit of ${MAX_QUERY_BYTES}.`,
+    );
+  }
+  const frame = new Uint8Array(HEADER_SIZE + body.length);
+  writeHeader(frame, 0, TYPE_QUERY, body.length);
+  frame.set(body, HEADER_SIZE);
+  return frame;
+}
+
+/**
+ * Encodes a reply frame: the status byte, then `text` in UTF-8.
+ *
+ * ```ts
+ * import { encodeReply, STATUS_FOUND } from "./protocol.ts";
+ * encodeReply(STATUS_FOUND, "Ada Lovelace"); // "R", 0,0,0,13, 0, "Ada Lovelace"
+ * ```
+ */
+export function encodeReply(status: Status, text: string): Uint8Array {
+  return encodeReplyBytes(status, encoder.encode(text));
+}
+
+/** Encodes a reply frame whose text is already UTF-8 bytes. */
+export function encodeReplyBytes(status: Status, text: Uint8Array): Uint8Array {
+  const frame = new Uint8Array(HEADER_SIZE + 1 + text.length);
+  writeHeader(frame, 0, TYPE_REPLY, 1 + text.length);
+  frame[HEADER_SIZE] = status;
+  frame.set(text, HEADER_SIZE + 1);
+  return frame;
+}
+
+/** A decoded reply: its status code and its text. */
+export interface Reply {
+  /** The status byte, one of the `STATUS_*` codes. */
+  status: Status;
+  /** The UTF-8 text after the status byte. */
+  text: string;
+}
+
+/**
+ * Decodes the payload of an `R` frame into its status and text.
+ *
+ * @throws {ProtocolError} when the payload is empty, the status unknown, or the text not UTF-8.
+ */
+export function decodeReply(payload: Uint8Array): Reply {
+  if (payload.length === 0) {
+    throw new ProtocolError("malformed-reply", "Reply has no status byte.");
+  }
+  const status = payload[0];
+  if (status > STATUS_SERVER_BUSY) {
+    throw new ProtocolError("malformed-reply", `Reply status ${status} is not a known status.`);
+  }
+  const text = decodeUtf8(payload.subarray(1));
+  if (text === undefined) {
+    throw new ProtocolError("malformed-reply", "Reply text is not valid UTF-8.");
+  }
+  return { status: status as Status, text };
+}
+
+/** Decodes strict UTF-8; returns `undefined` for invalid bytes instead of replacing them. */
+export function decodeUtf8(bytes: Uint8Array): string | undefined {
+  try {
+    return strictDecoder.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Options for a {@linkcode FrameDecoder}. */
+export interface FrameDecoderOptions {
+  /** The one frame type this side accepts: {@linkcode TYPE_QUERY} on a server, {@linkcode TYPE_REPLY} on a client. */
+  type: number;
+  /** The longest payload accepted, in bytes. */
+  maxPayload: number;
+}
+
+/**
+ * An incremental frame decoder. Push chunks of any size as they arrive (one
+ * byte, many frames, a frame split anywhere), then call {@linkcode next}
+ * until it returns `null`.
+ *
+ * A frame of another type, or one announcing a payload over `maxPayload`,
+ * throws a {@linkcode ProtocolError} as soon as its header shows it, before
+ * any of the body is awaited. The decoder never holds more than one partial
+ * frame, so its memory is bounded by `maxPayload`.
+ *
+ * Payloads are returned as views, without copying: a payload is valid until
+ * the next call to `next` or `push`.
+ *
+ * ```ts
+ * import { encodeQuery, FrameDecoder, TYPE_QUERY } from "./protocol.ts";
+ *
+ * const decoder = new FrameDecoder({ type: TYPE_QUERY, maxPayload: 1024 });
+ * const bytes = encodeQuery("ada@example.com");
+ * for (const byte of bytes) {
+ *   decoder.push(Uint8Array.of(byte));
+ *   const payload = decoder.next(); // null until the last byte
+ * }
+ * ```
+ */
+export class FrameDecoder {
+  readonly #type: number;
+  readonly #maxPayload: number;
+  /** The chunk being decoded in place, and how far into it we are. */
+  #chunk: Uint8Array = new Uint8Array(0);
+  #offset = 0;
+  /** A frame split across chunks is assembled here; `#carryLength` bytes are filled. */
+  #carry: Uint8Array;
+  #carryLength = 0;
+  /** The payload length of the frame in `#carry`, once its header is complete; else -1. */
+  #carryNeed = -1;
+
+  /** Creates a decoder that accepts frames of one type, up to a payload limit. */
+  constructor(options: FrameDecoderOptions) {
+    if (!Number.isInteger(options.maxPayload) || options.maxPayload < 0) {
+      throw new RangeError(`maxPayload must be a non-negative integer, got ${options.maxPayload}.`);
+    }
+    this.#type = options.type;
+    this.#maxPayload = options.maxPayload;
+    this.#carry = new Uint8Array(HEADER_SIZE + Math.min(options.maxPayload, 4096));
+  }
+
+  /** Bytes received but not yet returned as part of a frame. */
+  get buffered(): number {
+    return this.#carryLength + this.#chunk.length - this.#offset;
+  }
+
+  /** Whether a frame has been started but not completed. */
+  get midFrame(): boolean {
+    return this.buffered > 0;
+  }
+
+  /**
+   * Adds a chunk of received bytes. The decoder reads it in place, so the
+   * caller must not change it until {@linkcode next} has returned `null`.
+   */
+  push(chunk: Uint8Array): void {
+    if (this.#offset < this.#chunk.length) {
+      // Frames the caller did not take yet: keep them, ahead of the new bytes.
+      const rest = this.#chunk.subarray(this.#offset);
+      const joined = new Uint8Array(rest.length + chunk.length);
+      joined.set(rest);
+      joined.set(chunk, rest.length);
+      chunk = joined;
+    }
+    this.#chunk = chunk;
+    this.#offset = 0;
+  }
+
+  /**
+   * Returns the payload of the next complete frame, or `null` when more
+   * bytes are needed.
+   *
+   * @throws {ProtocolError} when the next frame has the wrong type or is too long.
+   */
+  next(): Uint8Array | null {
+    if (this.#carryLength > 0 && !this.#fillCarry()) return null;
+    if (this.#carryLength > 0) {
+      const payload = this.#carry.subarray(HEADER_SIZE, HEADER_SIZE + this.#carryNeed);
+      this.#carryLength = 0;
+      this.#carryNeed = -1;
+      return payload;
+    }
+    const chunk = this.#chunk;
+    const start = this.#offset;
+    const available = chunk.length - start;
+    if (available === 0) return null;
+    this.#checkType(chunk[start]);
+    if (available >= HEADER_SIZE) {
+      const length = this.#checkLength(readLength(chunk, start));
+      const end = start + HEADER_SIZE + length;
+      if (end <= chunk.length) {
+        this.#offset = end;
+        return chunk.subarray(start + HEADER_SIZE, end);
+      }
+    }
+    // An incomplete frame at the end of the chunk: carry it over.
+    this.#offset = chunk.length;
+    this.#stash(chunk.subarray(start));
+    return null;
+  }
+
+  /** Forgets any partial frame, for reuse after an error. */
+  reset(): void {
+    this.#chunk = new Uint8Array(0);
+    this.#offset = 0;
+    this.#carryLength = 0;
+    this.#carryNeed = -1;
+  }
+
+  #checkType(type: number): void {
+    if (type !== this.#type) {
+      throw new ProtocolError(
+        "unexpected-type",
+        `Frame type ${describeByte(type)} is not ${describeByte(this.#type)}.`,
+      );
+    }
+  }
+
+  #checkLength(length: number): number {
+    if (length > this.#maxPayload) {
+      throw new ProtocolError(
+        "too-long",
+        `Frame length ${length} is over the limit of ${this.#maxPayload} bytes.`,
+      );
+    }
+    return length;
+  }
+
+  /** Appends bytes to the carry buffer, growing it up to one whole frame. */
+  #stash(bytes: Uint8Array): void {
+    const needed = this.#carryLength + bytes.length;
+    if (needed > this.#carry.length) {
+      const grown = new Uint8Array(Math.max(needed, this.#carry.length * 2));
+      grown.set(this.#carry.subarray(0, this.#carryLength));
+      this.#carry = grown;
+    }
+    this.#carry.set(bytes, this.#carryLength);
+    this.#carryLength = needed;
+  }
+
+  /**
+   * Moves bytes from the current chunk into the carried frame until it is
+   * complete. Returns whether it is; throws as soon as its header is bad.
+   */
+  #fillCarry(): boolean {
+    if (this.#carryNeed < 0) {
+      this.#checkType(this.#carry[0]);
+      this.#moveFromChunk(HEADER_SIZE - this.#carryLength);
+      if (this.#carryLength < HEADER_SIZE) return false;
+      this.#carryNeed = this.#checkLength(readLength(this.#carry, 0));
+    }
+    this.#moveFromChunk(HEADER_SIZE + this.#carryNeed - this.#carryLength);
+    return this.#carryLength === HEADER_SIZE + this.#carryNeed;
+  }
+
+  /** Moves up to `count` bytes from the current chunk to the carry buffer. */
+  #moveFromChunk(count: number): void {
+    const end = Math.min(this.#offset + count, this.#chunk.length);
+    this.#stash(this.#chunk.subarray(this.#offset, end));
+    this.#offset = end;
+  }
+}
+
+function readLength(bytes: Uint8Array, offset: number): number {
+  return ((bytes[offset + 1] << 24) >>> 0) +
+    (bytes[offset + 2] << 16) + (bytes[offset + 3] << 8) + bytes[offset + 4];
+}
+
+/** Shows a byte as hex, with its ASCII character when printable: `0x51 ("Q")`. */
+function describeByte(byte: number): string {
+  const hex = `0x${byte.toString(16).padStart(2, "0")}`;
+  return byte >= 0x20 && byte < 0x7f ? `${hex} ("${String.fromCharCode(byte)}")` : hex;
+}
