@@ -1,0 +1,99 @@
+/**
+ * Server counters and their Prometheus text rendering.
+ *
+ * Each serving thread counts into its own row of one shared `Float64Array`,
+ * so counting is a plain increment with no lock or message, and the main
+ * thread sums the rows when `/metrics` is scraped.
+ *
+ * @module
+ */
+
+import { STATUS_NAMES } from "./protocol.ts";
+
+/** Index of each counter in a thread's row. */
+export const Counter = {
+  /** Connections open now (a gauge: incremented on open, decremented on close). */
+  connectionsOpen: 0,
+  /** Connections accepted since start, including those refused as busy. */
+  connectionsTotal: 1,
+  /** Connections refused with SERVER_BUSY at the connection limit. */
+  busyRefusals: 2,
+  /** Connections closed for sending nothing for the idle timeout. */
+  idleTimeouts: 3,
+  /** Connections closed for leaving a frame unfinished for the frame timeout. */
+  frameTimeouts: 4,
+  /** Replies sent, by status: this index plus the status code. */
+  repliesByStatus: 5,
+} as const;
+
+/** How many counters one thread's row holds. */
+export const COUNTERS_PER_THREAD = Counter.repliesByStatus + STATUS_NAMES.length;
+
+/** Makes a shared row of counters for `threads` serving threads. */
+export function createCounterTable(threads: number): Float64Array {
+  return new Float64Array(new SharedArrayBuffer(threads * COUNTERS_PER_THREAD * 8));
+}
+
+/** The counters of one thread: a view of its row in the shared table. */
+export function counterRow(table: Float64Array, thread: number): Float64Array {
+  return table.subarray(thread * COUNTERS_PER_THREAD, (thread + 1) * COUNTERS_PER_THREAD);
+}
+
+/** Sums the rows of all threads. */
+export function sumCounters(table: Float64Array): Float64Array {
+  const totals = new Float64Array(COUNTERS_PER_THREAD);
+  for (let i = 0; i < table.length; i++) totals[i % COUNTERS_PER_THREAD] += table[i];
+  return totals;
+}
+
+/** Figures kept by the main thread rather than the serving threads. */
+export interface BookFigures {
+  /** Entries in the book being served. */
+  entries: number;
+  /** Reloads that replaced the book. */
+  reloadsOk: number;
+  /** Reloads that failed and kept the old book. */
+  reloadsFailed: number;
+}
+
+/** Renders the counters in the Prometheus text exposition format (version 0.0.4). */
+export function renderPrometheus(totals: Float64Array, book: BookFigures): string {
+  const lines: string[] = [];
+  const metric = (name: string, type: string, help: string, samples: [string, number][]) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
+  };
+  metric("addrbook_connections_open", "gauge", "Connections open now.", [
+    ["", totals[Counter.connectionsOpen]],
+  ]);
+  metric("addrbook_connections_total", "counter", "Connections accepted since start.", [
+    ["", totals[Counter.connectionsTotal]],
+  ]);
+  metric(
+    "addrbook_replies_total",
+    "counter",
+    "Replies sent, by status.",
+    STATUS_NAMES.map((name, status) => [
+      `{status="${name}"}`,
+      totals[Counter.repliesByStatus + status],
+    ]),
+  );
+  metric(
+    "addrbook_busy_refusals_total",
+    "counter",
+    "Connections refused at the connection limit.",
+    [["", totals[Counter.busyRefusals]]],
+  );
+  metric("addrbook_timeouts_total", "counter", "Connections closed by a timeout, by kind.", [
+    ['{kind="idle"}', totals[Counter.idleTimeouts]],
+    ['{kind="frame"}', totals[Counter.frameTimeouts]],
+  ]);
+  metric("addrbook_reloads_total", "counter", "Book reloads, by result.", [
+    ['{result="ok"}', book.reloadsOk],
+    ['{result="failed"}', book.reloadsFailed],
+  ]);
+  metric("addrbook_book_entries", "gauge", "Entries in the book being served.", [
+    ["", book.entries],
+  ]);
+  return lines.join("\n") + "\n";
+}

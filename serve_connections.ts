@@ -1,0 +1,341 @@
+/**
+ * Serves address-book queries on one listener: the accept loop, one small
+ * read-answer-write loop per connection, and the limits that keep one peer
+ * from hurting the others. The server runs one of these per thread.
+ *
+ * The per-connection loop is where the time goes, so it is kept plain:
+ * decode every frame a read brought, append each reply to one output
+ * buffer, and send that buffer in one write. Because the loop does not read
+ * again until its write is done, a client that never reads cannot make the
+ * server buffer more than {@linkcode ServiceLimits.maxPendingWrite} for it.
+ *
+ * @module
+ */
+
+import type { AddressBook } from "./addressbook.ts";
+import type { Logger } from "./log.ts";
+import { Counter } from "./metrics.ts";
+import {
+  encodeReply,
+  FrameDecoder,
+  HEADER_SIZE,
+  MAX_QUERY_BYTES,
+  ProtocolError,
+  STATUS_PROTOCOL_ERROR,
+  STATUS_SERVER_BUSY,
+  TYPE_QUERY,
+} from "./protocol.ts";
+
+/** Limits on what one peer may hold of the server. Times are in milliseconds; 0 turns a timeout off. */
+export interface ServiceLimits {
+  /** Open connections allowed across all threads; one more is refused with SERVER_BUSY. */
+  maxConnections: number;
+  /** A connection that owes no reply and has sent nothing for this long is closed. */
+  idleTimeoutMs: number;
+  /** A connection that started a frame and has not finished it in this long is closed. */
+  frameTimeoutMs: number;
+  /** Reply bytes a connection may have waiting before the server stops reading from it. */
+  maxPendingWrite: number;
+}
+
+/** Default limits, as documented in the README. */
+export const DEFAULT_LIMITS: ServiceLimits = {
+  maxConnections: 1024,
+  idleTimeoutMs: 300_000,
+  frameTimeoutMs: 10_000,
+  maxPendingWrite: 1 << 20,
+};
+
+/** What a {@linkcode ConnectionService} needs besides its listener. */
+export interface ServiceOptions {
+  /** The book to answer from; {@linkcode ConnectionService.setBook} swaps it. */
+  book: AddressBook;
+  /** Limits on each peer. */
+  limits: ServiceLimits;
+  /** This thread's counters (a row of the shared table, see metrics.ts). */
+  counters: Float64Array;
+  /** Open connections across all threads: a shared one-element array, updated atomically. */
+  openConnections: Int32Array;
+  /** Where events are logged. */
+  log: Logger;
+}
+
+/** Time given, at shutdown, for bytes already sent by an idle client to arrive. */
+export const DRAIN_GRACE_MS = 100;
+
+const BUSY_REPLY = encodeReply(
+  STATUS_SERVER_BUSY,
+  "The server is at its connection limit; try again later.",
+);
+const FIRST_READ_SIZE = 4096;
+const LARGE_READ_SIZE = 65536;
+
+/** The state of one open connection that the sweep and the shutdown look at. */
+interface ConnectionState {
+  conn: Deno.Conn;
+  /** When the connection last received bytes. */
+  lastReceived: number;
+  /** When the unfinished frame started, or 0 when no frame is unfinished. */
+  frameStarted: number;
+  /** Whether the loop is waiting for bytes with nothing owed (and so may be closed at shutdown). */
+  idle: boolean;
+  closed: boolean;
+}
+
+/**
+ * Accepts connections on a listener and answers their queries until
+ * {@linkcode shutdown} or {@linkcode abort}.
+ */
+export class ConnectionService {
+  readonly #listener: Deno.Listener;
+  readonly #options: ServiceOptions;
+  #book: AddressBook;
+  readonly #connections = new Set<ConnectionState>();
+  #draining = false;
+  /** Set at shutdown once idle clients have had time to send what they had sent. */
+  #graceOver = false;
+  #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  #allClosed: (() => void) | undefined;
+  readonly #accepting: Promise<void>;
+
+  /** Starts accepting on `listener` at once. */
+  constructor(listener: Deno.Listener, options: ServiceOptions) {
+    this.#listener = listener;
+    this.#options = options;
+    this.#book = options.book;
+    const { idleTimeoutMs, frameTimeoutMs } = options.limits;
+    const shortest = Math.min(...[idleTimeoutMs, frameTimeoutMs].filter((ms) => ms > 0));
+    if (Number.isFinite(shortest)) {
+      // Check a few times per timeout so a peer is closed within about a quarter of it late.
+      const every = Math.max(10, Math.min(1000, Math.floor(shortest / 4)));
+      this.#sweepTimer = setInterval(() => this.#sweep(), every);
+    }
+    this.#accepting = this.#acceptLoop();
+  }
+
+  /** Connections this thread has open now. */
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  /** Replaces the book; each later query is answered from the new one. */
+  setBook(book: AddressBook): void {
+    this.#book = book;
+  }
+
+  /**
+   * Stops accepting, answers everything the open connections had already
+   * sent, closes them, and resolves. Idle connections are closed after
+   * {@linkcode DRAIN_GRACE_MS}; call {@linkcode abort} to stop waiting.
+   */
+  async shutdown(): Promise<void> {
+    this.#draining = true;
+    this.#closeListener();
+    await this.#accepting;
+    if (this.#connections.size > 0) {
+      const allClosed = new Promise<void>((resolve) => this.#allClosed = resolve);
+      const grace = setTimeout(() => {
+        this.#graceOver = true;
+        for (const state of this.#connections) if (state.idle) this.#close(state);
+      }, DRAIN_GRACE_MS);
+      await allClosed;
+      clearTimeout(grace);
+    }
+    this.#stopSweep();
+  }
+
+  /** Closes the listener and every connection at once. */
+  async abort(): Promise<void> {
+    this.#draining = true;
+    this.#closeListener();
+    for (const state of this.#connections) this.#close(state);
+    await this.#accepting;
+    this.#stopSweep();
+  }
+
+  async #acceptLoop(): Promise<void> {
+    const { limits, counters, openConnections, log } = this.#options;
+    while (!this.#draining) {
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (this.#draining || error instanceof Deno.errors.BadResource) return;
+        // Out of file descriptors and the like: log and keep serving the others.
+        log.error("accept failed", { error: describeError(error) });
+        continue;
+      }
+      counters[Counter.connectionsTotal]++;
+      if (Atomics.add(openConnections, 0, 1) >= limits.maxConnections) {
+        Atomics.sub(openConnections, 0, 1);
+        counters[Counter.busyRefusals]++;
+        log.warn("connection refused: server busy", { peer: peerOf(conn) });
+        refuse(conn);
+        continue;
+      }
+      counters[Counter.connectionsOpen]++;
+      this.#serve(conn);
+    }
+  }
+
+  async #serve(conn: Deno.Conn): Promise<void> {
+    const { counters, limits, log } = this.#options;
+    const state: ConnectionState = {
+      conn,
+      lastReceived: Date.now(),
+      frameStarted: 0,
+      idle: true,
+      closed: false,
+    };
+    this.#connections.add(state);
+    // Replies are written whole, so Nagle's delay would only add latency.
+    (conn as Deno.TcpConn).setNoDelay?.(true);
+    const decoder = new FrameDecoder({ type: TYPE_QUERY, maxPayload: MAX_QUERY_BYTES });
+    let input = new Uint8Array(FIRST_READ_SIZE);
+    const output = new OutputBuffer();
+    try {
+      for (;;) {
+        state.idle = !decoder.midFrame;
+        if (state.idle && this.#graceOver) break;
+        const received = await conn.read(input);
+        state.idle = false;
+        if (received === null) break;
+        const now = Date.now();
+        state.lastReceived = now;
+        decoder.push(input.subarray(0, received));
+        let framesDone = 0;
+        try {
+          for (let payload; (payload = decoder.next()) !== null;) {
+            const reply = this.#book.answer(payload);
+            counters[Counter.repliesByStatus + reply[HEADER_SIZE]]++;
+            output.append(reply);
+            framesDone++;
+            if (output.length >= limits.maxPendingWrite) await output.flushTo(conn);
+          }
+        } catch (error) {
+          if (!(error instanceof ProtocolError)) throw error;
+          counters[Counter.repliesByStatus + STATUS_PROTOCOL_ERROR]++;
+          output.append(encodeReply(STATUS_PROTOCOL_ERROR, error.message));
+          await output.flushTo(conn);
+          log.warn("protocol error", { peer: peerOf(conn), error: error.message });
+          break;
+        }
+        if (output.length > 0) await output.flushTo(conn);
+        if (!decoder.midFrame) state.frameStarted = 0;
+        else if (state.frameStarted === 0 || framesDone > 0) state.frameStarted = now;
+        // A full read suggests a pipelining client: read more at a time.
+        if (received === input.length && input.length < LARGE_READ_SIZE) {
+          input = new Uint8Array(LARGE_READ_SIZE);
+        }
+        // At shutdown, once what the client sent is answered, the connection is done.
+        if (this.#draining && !decoder.midFrame && received < input.length) break;
+      }
+    } catch (error) {
+      if (!state.closed) {
+        // A reset, a broken pipe, a failed TLS handshake: this peer is gone, the others are not.
+        log.debug("connection failed", { peer: peerOf(conn), error: describeError(error) });
+      }
+    } finally {
+      this.#close(state);
+      this.#connections.delete(state);
+      Atomics.sub(this.#options.openConnections, 0, 1);
+      counters[Counter.connectionsOpen]--;
+      if (this.#connections.size === 0) this.#allClosed?.();
+    }
+  }
+
+  /** Closes connections past their idle or frame timeout. */
+  #sweep(): void {
+    const { idleTimeoutMs, frameTimeoutMs } = this.#options.limits;
+    const { counters, log } = this.#options;
+    const now = Date.now();
+    for (const state of this.#connections) {
+      if (state.frameStarted > 0) {
+        if (frameTimeoutMs > 0 && now - state.frameStarted >= frameTimeoutMs) {
+          counters[Counter.frameTimeouts]++;
+          log.debug("frame timeout", { peer: peerOf(state.conn) });
+          this.#close(state);
+        }
+      } else if (state.idle && idleTimeoutMs > 0 && now - state.lastReceived >= idleTimeoutMs) {
+        counters[Counter.idleTimeouts]++;
+        log.debug("idle timeout", { peer: peerOf(state.conn) });
+        this.#close(state);
+      }
+    }
+  }
+
+  #close(state: ConnectionState): void {
+    if (state.closed) return;
+    state.closed = true;
+    try {
+      state.conn.close();
+    } catch {
+      // Already closed by the peer's reset; nothing is lost.
+    }
+  }
+
+  #closeListener(): void {
+    try {
+      this.#listener.close();
+    } catch {
+      // Closed already.
+    }
+  }
+
+  #stopSweep(): void {
+    if (this.#sweepTimer !== undefined) clearInterval(this.#sweepTimer);
+    this.#sweepTimer = undefined;
+  }
+}
+
+/**
+ * Replies waiting to be written, in one growable buffer reused between
+ * writes, so a read that brought a hundred queries costs one write.
+ */
+class OutputBuffer {
+  #bytes = new Uint8Array(0);
+  length = 0;
+
+  append(frame: Uint8Array): void {
+    const needed = this.length + frame.length;
+    if (needed > this.#bytes.length) {
+      const grown = new Uint8Array(Math.max(needed, this.#bytes.length * 2, 1024));
+      grown.set(this.#bytes.subarray(0, this.length));
+      this.#bytes = grown;
+    }
+    this.#bytes.set(frame, this.length);
+    this.length = needed;
+  }
+
+  async flushTo(conn: Deno.Conn): Promise<void> {
+    let written = 0;
+    while (written < this.length) {
+      written += await conn.write(this.#bytes.subarray(written, this.length));
+    }
+    this.length = 0;
+  }
+}
+
+/** Sends SERVER_BUSY and closes, without holding up the accept loop. */
+function refuse(conn: Deno.Conn): void {
+  conn.write(BUSY_REPLY).catch(() => {}).finally(() => {
+    try {
+      conn.close();
+    } catch {
+      // The peer left first.
+    }
+  });
+}
+
+/** The peer's address as `host:port`, for logs. */
+export function peerOf(conn: Deno.Conn): string {
+  const addr = conn.remoteAddr;
+  if (addr.transport !== "tcp") return addr.transport;
+  return addr.hostname.includes(":")
+    ? `[${addr.hostname}]:${addr.port}`
+    : `${addr.hostname}:${addr.port}`;
+}
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,576 @@
+/**
+ * The addrbook server: serves an address book over TCP (or TLS) with the
+ * protocol in PROTOCOL.md.
+ *
+ * Run it with `deno task server --help`, or start one in-process:
+ *
+ * ```ts
+ * import { startServer } from "./server.ts";
+ * import { loadBook } from "./load_book.ts";
+ *
+ * const { book } = await loadBook("data/addressbook.csv");
+ * const server = await startServer({ book, port: 0 });
+ * console.log(server.addr.port);
+ * await server.close();
+ * ```
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import type { AddressBook } from "./addressbook.ts";
+import { BookError, type BookFormat, type DuplicatePolicy, loadBook } from "./load_book.ts";
+import { type LogFormat, Logger, type LogLevel } from "./log.ts";
+import {
+  type BookFigures,
+  counterRow,
+  createCounterTable,
+  renderPrometheus,
+  sumCounters,
+} from "./metrics.ts";
+import { ConnectionService, DEFAULT_LIMITS, type ServiceLimits } from "./serve_connections.ts";
+import type { WorkerCommand, WorkerReport } from "./server_worker.ts";
+
+/** The default book, shipped beside this module and embedded in the compiled server. */
+export const DEFAULT_DATA_PATH = `${import.meta.dirname}/data/addressbook.csv`;
+
+/** TLS certificate chain and private key, both PEM text. */
+export interface TlsFiles {
+  /** The certificate chain, PEM. */
+  cert: string;
+  /** The private key, PEM. */
+  key: string;
+}
+
+/** Options for {@linkcode startServer}. */
+export interface ServerOptions {
+  /** The book to serve. */
+  book: AddressBook;
+  /** Address to listen on; 127.0.0.1 by default. */
+  hostname?: string;
+  /** Port to listen on; 0 picks a free one. 8080 by default. */
+  port?: number;
+  /** Loads a fresh book for {@linkcode ServerHandle.reload}; without it reload is refused. */
+  loadBook?: () => Promise<AddressBook>;
+  /** Serving threads sharing the port; 1 by default. More than 1 needs `--unstable-net`. */
+  workers?: number;
+  /** Limits on each peer; each unset one takes its default. */
+  limits?: Partial<ServiceLimits>;
+  /** Serve TLS instead of plain TCP. */
+  tls?: TlsFiles;
+  /** Serve `GET /metrics` (Prometheus text) on this port of `hostname`; off when unset. */
+  metricsPort?: number;
+  /** Where events are logged; a text logger on stderr by default. */
+  log?: Logger;
+  /** Log format and level handed to worker threads, which make their own loggers. */
+  logSettings?: { format: LogFormat; level: LogLevel };
+}
+
+/** A running server. */
+export interface ServerHandle {
+  /** The address it listens on, with the real port when 0 was asked for. */
+  readonly addr: Deno.NetAddr;
+  /** The metrics endpoint's address, when it serves one. */
+  readonly metricsAddr: Deno.NetAddr | undefined;
+  /** Entries in the book being served. */
+  readonly entries: number;
+  /** Loads the book again with `loadBook`; on failure keeps the old one and throws. */
+  reload(): Promise<void>;
+  /** The counters in Prometheus text format, as `/metrics` serves them. */
+  metrics(): string;
+  /**
+   * Stops accepting, answers what open connections had sent, closes them;
+   * connections still open after `timeoutMs` are cut.
+   */
+  shutdown(timeoutMs?: number): Promise<void>;
+  /** Closes the listener and every connection at once. */
+  close(): Promise<void>;
+}
+
+/** The process's answer to a failure it expects, with the exit code to leave with. */
+export class StartError extends Error {
+  /** The exit code: 1 for a bad book or a busy port, 2 for bad usage. */
+  readonly exitCode: number;
+
+  /** Creates the error with a one-sentence message. */
+  constructor(message: string, exitCode = 1) {
+    super(message);
+    this.name = "StartError";
+    this.exitCode = exitCode;
+  }
+}
+
+/**
+ * Starts serving `options.book`. Resolves once every serving thread listens.
+ *
+ * @throws {StartError} when the address cannot be listened on.
+ */
+export async function startServer(options: ServerOptions): Promise<ServerHandle> {
+  const hostname = options.hostname ?? "127.0.0.1";
+  const workers = options.workers ?? 1;
+  const limits: ServiceLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const log = options.log ?? new Logger();
+  const counters = createCounterTable(workers);
+  const openConnections = new Int32Array(new SharedArrayBuffer(4));
+  let book = options.book;
+  const figures: BookFigures = { entries: book.size, reloadsOk: 0, reloadsFailed: 0 };
+
+  const listener = listen(hostname, options.port ?? 8080, workers > 1, options.tls);
+  const addr = listener.addr as Deno.NetAddr;
+  const service = new ConnectionService(listener, {
+    book,
+    limits,
+    counters: counterRow(counters, 0),
+    openConnections,
+    log,
+  });
+  let threads: WorkerThread[];
+  try {
+    threads = await Promise.all(
+      Array.from({ length: workers - 1 }, (_, i) =>
+        startWorker({
+          kind: "start",
+          hostname,
+          port: addr.port,
+          tls: options.tls,
+          book: book.toShared(),
+          limits,
+          counters,
+          thread: i + 1,
+          openConnections,
+          logSettings: options.logSettings ?? { format: "text", level: "info" },
+        })),
+    );
+  } catch (error) {
+    await service.abort();
+    throw error;
+  }
+
+  const metrics = () => renderPrometheus(sumCounters(counters), figures);
+  const metricsServer = options.metricsPort === undefined
+    ? undefined
+    : serveMetrics(hostname, options.metricsPort, metrics);
+
+  const stopMetrics = async () => {
+    await metricsServer?.server.shutdown();
+  };
+
+  return {
+    addr,
+    metricsAddr: metricsServer?.addr,
+    get entries() {
+      return figures.entries;
+    },
+    async reload() {
+      if (!options.loadBook) throw new Error("This server has no book file to reload.");
+      try {
+        book = await options.loadBook();
+      } catch (error) {
+        figures.reloadsFailed++;
+        throw error;
+      }
+      service.setBook(book);
+      for (const thread of threads) thread.post({ kind: "book", book: book.toShared() });
+      figures.entries = book.size;
+      figures.reloadsOk++;
+    },
+    metrics,
+    async shutdown(timeoutMs = 5000) {
+      const drained = Promise.all([service.shutdown(), ...threads.map((t) => t.shutdown())]);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timedOut = new Promise<"timeout">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), timeoutMs);
+      });
+      const result = await Promise.race([drained, timedOut]);
+      clearTimeout(timer);
+      if (result === "timeout") {
+        log.warn("shutdown timeout: closing the connections still open", {
+          connections: service.connectionCount,
+        });
+        await service.abort();
+      }
+      for (const thread of threads) thread.terminate();
+      await stopMetrics();
+    },
+    async close() {
+      await service.abort();
+      for (const thread of threads) thread.terminate();
+      await stopMetrics();
+    },
+  };
+}
+
+/** Listens on the address, with SO_REUSEPORT when threads share it; throws StartError. */
+export function listen(
+  hostname: string,
+  port: number,
+  sharePort: boolean,
+  tls: TlsFiles | undefined,
+): Deno.Listener {
+  const where = formatAddress(hostname, port);
+  try {
+    if (sharePort && port !== 0) {
+      // SO_REUSEPORT would let us join another server already on this port
+      // and split its traffic; refuse to, as a plain bind would.
+      Deno.listen({ hostname, port }).close();
+    }
+    const options = { hostname, port, reusePort: sharePort || undefined };
+    return tls ? Deno.listenTls({ ...options, ...tls }) : Deno.listen(options);
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) {
+      throw new StartError(`Cannot listen on ${where}: the port is already in use.`);
+    }
+    if (error instanceof Deno.errors.AddrNotAvailable) {
+      throw new StartError(`Cannot listen on ${where}: no such address on this machine.`);
+    }
+    if (error instanceof Deno.errors.PermissionDenied) {
+      throw new StartError(`Cannot listen on ${where}: permission denied.`);
+    }
+    if (tls && error instanceof Error) {
+      throw new StartError(`Cannot use the TLS certificate or key: ${error.message}`);
+    }
+    throw new StartError(`Cannot listen on ${where}: ${(error as Error).message}`);
+  }
+}
+
+/** Formats an address for messages, bracketing IPv6: `[::1]:8080`. */
+export function formatAddress(hostname: string, port: number): string {
+  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+}
+
+function serveMetrics(hostname: string, port: number, render: () => string) {
+  let addr: Deno.NetAddr | undefined;
+  try {
+    const server = Deno.serve({
+      hostname,
+      port,
+      onListen: (a) => addr = a as Deno.NetAddr,
+    }, (request) => {
+      const path = new URL(request.url).pathname;
+      if (request.method !== "GET" || path !== "/metrics") {
+        return new Response("Not found: the metrics are at GET /metrics.\n", { status: 404 });
+      }
+      return new Response(render(), {
+        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+      });
+    });
+    return { server, addr: addr ?? server.addr as Deno.NetAddr };
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) {
+      throw new StartError(
+        `Cannot serve metrics on ${formatAddress(hostname, port)}: the port is already in use.`,
+      );
+    }
+    throw error;
+  }
+}
+
+interface WorkerThread {
+  post(command: WorkerCommand): void;
+  shutdown(): Promise<void>;
+  terminate(): void;
+}
+
+/** Starts one serving worker thread; resolves once it listens. */
+function startWorker(start: WorkerCommand & { kind: "start" }): Promise<WorkerThread> {
+  const worker = new Worker(new URL("./server_worker.ts", import.meta.url), { type: "module" });
+  let drained: (() => void) | undefined;
+  return new Promise((resolve, reject) => {
+    worker.onerror = (event) => {
+      event.preventDefault();
+      reject(new StartError(`A worker thread failed: ${event.message}`));
+    };
+    worker.onmessage = (event: MessageEvent<WorkerReport>) => {
+      const report = event.data;
+      if (report.kind === "listening") {
+        resolve({
+          post: (command) => worker.postMessage(command),
+          shutdown: () =>
+            new Promise<void>((done) => {
+              drained = done;
+              worker.postMessage({ kind: "shutdown" } satisfies WorkerCommand);
+            }),
+          terminate: () => worker.terminate(),
+        });
+      } else if (report.kind === "failed") {
+        worker.terminate();
+        reject(new StartError(report.message));
+      } else if (report.kind === "drained") {
+        drained?.();
+      }
+    };
+    worker.postMessage(start);
+  });
+}
+
+/** What the command line chose. */
+export interface CliOptions {
+  hostname: string;
+  port: number;
+  data: string;
+  dataLabel: string;
+  format?: BookFormat;
+  duplicates: DuplicatePolicy;
+  emailColumn?: string;
+  nameColumn?: string;
+  workers: number;
+  limits: ServiceLimits;
+  shutdownTimeoutMs: number;
+  tlsCert?: string;
+  tlsKey?: string;
+  metricsPort?: number;
+  logFormat: LogFormat;
+  logLevel: LogLevel;
+}
+
+/** The server's usage text, for `--help` and usage errors. */
+export const USAGE = `Usage: deno task server [options]
+
+Serves an address book (email -> name) over TCP with the addrbook protocol.
+
+Options:
+  --host HOST              address to listen on (default 127.0.0.1)
+  --port PORT              port to listen on, 0 for any free port (default 8080)
+  --data FILE              address book to serve: .csv, .json, .vcf or .vcard
+                           (default: the built-in data/addressbook.csv)
+  --format FORMAT          csv, json or vcard, when the extension does not tell
+  --duplicates POLICY      an email on two entries: error, first or last (default error)
+  --email-column NAME      CSV column holding the email, for other exports
+  --name-column NAME       CSV column holding the name, for other exports
+  --workers N              serving threads sharing the port (default 1)
+  --max-connections N      open connections before new ones get SERVER_BUSY (default 1024)
+  --idle-timeout SECONDS   close a connection silent this long, 0 = never (default 300)
+  --frame-timeout SECONDS  close a connection that leaves a frame unfinished (default 10)
+  --shutdown-timeout SECONDS
+                           time to finish answering on SIGINT/SIGTERM (default 5)
+  --tls-cert FILE          serve TLS with this certificate chain (PEM); needs --tls-key
+  --tls-key FILE           the private key (PEM) for --tls-cert
+  --metrics-port PORT      serve Prometheus metrics at GET /metrics on this port
+  --log-format FORMAT      text or json (default text)
+  --log-level LEVEL        debug, info, warn or error (default info)
+  -h, --help               show this help
+
+Signals: SIGHUP reloads the book; SIGINT or SIGTERM shut down gracefully (twice: at once).
+Exit status: 0 after a clean shutdown, 1 when the book or the address is unusable, 2 on bad usage.`;
+
+/** Parses the server's command line. @throws {StartError} with exit code 2 on bad usage. */
+export function parseServerArgs(args: string[]): CliOptions | "help" {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        host: { type: "string" },
+        port: { type: "string" },
+        data: { type: "string" },
+        format: { type: "string" },
+        duplicates: { type: "string" },
+        "email-column": { type: "string" },
+        "name-column": { type: "string" },
+        workers: { type: "string" },
+        "max-connections": { type: "string" },
+        "idle-timeout": { type: "string" },
+        "frame-timeout": { type: "string" },
+        "shutdown-timeout": { type: "string" },
+        "tls-cert": { type: "string" },
+        "tls-key": { type: "string" },
+        "metrics-port": { type: "string" },
+        "log-format": { type: "string" },
+        "log-level": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }).values;
+  } catch (error) {
+    throw new StartError((error as Error).message, 2);
+  }
+  if (parsed.help) return "help";
+  const tlsCert = parsed["tls-cert"];
+  const tlsKey = parsed["tls-key"];
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    throw new StartError("--tls-cert and --tls-key go together: give both or neither.", 2);
+  }
+  const metricsPort = parsed["metrics-port"];
+  return {
+    hostname: parsed.host ?? "127.0.0.1",
+    port: parsePort("--port", parsed.port ?? "8080"),
+    data: parsed.data ?? DEFAULT_DATA_PATH,
+    dataLabel: parsed.data ?? "data/addressbook.csv (built in)",
+    format: oneOf("--format", parsed.format, ["csv", "json", "vcard"] as const),
+    duplicates: oneOf("--duplicates", parsed.duplicates, ["error", "first", "last"] as const) ??
+      "error",
+    emailColumn: parsed["email-column"],
+    nameColumn: parsed["name-column"],
+    workers: parseCount("--workers", parsed.workers ?? "1", 1, 64),
+    limits: {
+      maxConnections: parseCount(
+        "--max-connections",
+        parsed["max-connections"] ?? String(DEFAULT_LIMITS.maxConnections),
+        1,
+        1_000_000,
+      ),
+      idleTimeoutMs: parseSeconds("--idle-timeout", parsed["idle-timeout"], 300),
+      frameTimeoutMs: parseSeconds("--frame-timeout", parsed["frame-timeout"], 10),
+      maxPendingWrite: DEFAULT_LIMITS.maxPendingWrite,
+    },
+    shutdownTimeoutMs: parseSeconds("--shutdown-timeout", parsed["shutdown-timeout"], 5),
+    tlsCert,
+    tlsKey,
+    metricsPort: metricsPort === undefined ? undefined : parsePort("--metrics-port", metricsPort),
+    logFormat: oneOf("--log-format", parsed["log-format"], ["text", "json"] as const) ?? "text",
+    logLevel:
+      oneOf("--log-level", parsed["log-level"], ["debug", "info", "warn", "error"] as const) ??
+        "info",
+  };
+}
+
+function parsePort(flag: string, value: string): number {
+  return parseCount(flag, value, 0, 65535);
+}
+
+function parseCount(flag: string, value: string, min: number, max: number): number {
+  const number = /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!(number >= min && number <= max)) {
+    throw new StartError(
+      `${flag} must be a whole number from ${min} to ${max}, not "${value}".`,
+      2,
+    );
+  }
+  return number;
+}
+
+function parseSeconds(flag: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback * 1000;
+  const seconds = /^\d+(\.\d+)?$/.test(value) ? Number(value) : NaN;
+  if (!(seconds >= 0 && seconds <= 86400 * 365)) {
+    throw new StartError(`${flag} must be a number of seconds, not "${value}".`, 2);
+  }
+  return Math.round(seconds * 1000);
+}
+
+function oneOf<T extends string>(
+  flag: string,
+  value: string | undefined,
+  choices: readonly T[],
+): T | undefined {
+  if (value === undefined) return undefined;
+  if (!(choices as readonly string[]).includes(value)) {
+    throw new StartError(`${flag} must be one of ${choices.join(", ")}, not "${value}".`, 2);
+  }
+  return value as T;
+}
+
+async function readPem(flag: string, path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    throw new StartError(`Cannot read ${flag} file ${path}: ${(error as Error).message}`);
+  }
+}
+
+/** Runs the server from the command line; resolves with the exit code. */
+export async function main(args: string[]): Promise<number> {
+  let options: CliOptions | "help";
+  try {
+    options = parseServerArgs(args);
+  } catch (error) {
+    if (error instanceof StartError) {
+      console.error(`server: ${error.message}\n\n${USAGE}`);
+      return error.exitCode;
+    }
+    throw error;
+  }
+  if (options === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  const cli = options;
+  const log = new Logger({ format: cli.logFormat, level: cli.logLevel });
+  const load = async () =>
+    (await loadBook(cli.data, {
+      format: cli.format,
+      duplicates: cli.duplicates,
+      emailColumn: cli.emailColumn,
+      nameColumn: cli.nameColumn,
+    })).book;
+
+  let server: ServerHandle;
+  try {
+    const book = await load();
+    const tls = cli.tlsCert && cli.tlsKey
+      ? {
+        cert: await readPem("--tls-cert", cli.tlsCert),
+        key: await readPem("--tls-key", cli.tlsKey),
+      }
+      : undefined;
+    server = await startServer({
+      book,
+      hostname: cli.hostname,
+      port: cli.port,
+      loadBook: load,
+      workers: cli.workers,
+      limits: cli.limits,
+      tls,
+      metricsPort: cli.metricsPort,
+      log,
+      logSettings: { format: cli.logFormat, level: cli.logLevel },
+    });
+  } catch (error) {
+    if (error instanceof BookError || error instanceof StartError) {
+      log.error(error.message);
+      return 1;
+    }
+    throw error;
+  }
+  const where = formatAddress(server.addr.hostname, server.addr.port);
+  log.info(
+    `loaded ${server.entries} entries from ${cli.dataLabel}; listening on ${
+      cli.tlsCert ? "tls://" : ""
+    }${where}`,
+    {
+      workers: cli.workers,
+      metrics: server.metricsAddr
+        ? formatAddress(server.metricsAddr.hostname, server.metricsAddr.port)
+        : undefined,
+    },
+  );
+  return await untilStopped(server, cli, log);
+}
+
+/** Handles signals until the server has shut down; resolves with the exit code. */
+function untilStopped(server: ServerHandle, cli: CliOptions, log: Logger): Promise<number> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const reload = async () => {
+      try {
+        await server.reload();
+        log.info("reload done", { entries: server.entries, file: cli.dataLabel });
+      } catch (error) {
+        log.error(`reload failed, still serving the old book: ${(error as Error).message}`);
+      }
+    };
+    const stop = async (signal: Deno.Signal) => {
+      if (stopping) {
+        log.warn("second signal: exiting at once", { signal });
+        Deno.exit(1);
+      }
+      stopping = true;
+      log.info("shutting down", { signal, timeout_s: cli.shutdownTimeoutMs / 1000 });
+      await server.shutdown(cli.shutdownTimeoutMs);
+      log.info("shutdown complete");
+      for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
+      resolve(0);
+    };
+    const handlers: [Deno.Signal, () => void][] = [
+      ["SIGHUP", () => void reload()],
+      ["SIGINT", () => void stop("SIGINT")],
+      ["SIGTERM", () => void stop("SIGTERM")],
+    ];
+    for (const [name, handler] of handlers) Deno.addSignalListener(name, handler);
+  });
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
