@@ -115,7 +115,12 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   let book = options.book;
   const figures: BookFigures = { entries: book.size, reloadsOk: 0, reloadsFailed: 0 };
 
-  const listener = listen(hostname, options.port ?? 8080, workers > 1, options.tls);
+  const listener = listen(
+    hostname,
+    options.port ?? 8080,
+    workers > 1 ? "first" : "alone",
+    options.tls,
+  );
   const addr = listener.addr as Deno.NetAddr;
   const service = new ConnectionService(listener, {
     book,
@@ -200,16 +205,26 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   };
 }
 
+/** How a thread binds its listener. */
+export type PortSharing =
+  /** One thread: a plain bind. */
+  | "alone"
+  /** The first of several threads: a bind that fails if anyone else holds the port. */
+  | "first"
+  /** A later thread, joining the first on its port. */
+  | "join";
+
 /** Listens on the address, with SO_REUSEPORT when threads share it; throws StartError. */
 export function listen(
   hostname: string,
   port: number,
-  sharePort: boolean,
+  sharing: PortSharing,
   tls: TlsFiles | undefined,
 ): Deno.Listener {
   const where = formatAddress(hostname, port);
+  const sharePort = sharing !== "alone";
   try {
-    if (sharePort && port !== 0) {
+    if (sharing === "first" && port !== 0) {
       // SO_REUSEPORT would let us join another server already on this port
       // and split its traffic; refuse to, as a plain bind would.
       Deno.listen({ hostname, port }).close();

@@ -51,7 +51,7 @@ function report(message: WorkerReport): void {
 function start(command: WorkerCommand & { kind: "start" }): void {
   let listener: Deno.Listener;
   try {
-    listener = listen(command.hostname, command.port, true, command.tls);
+    listener = listen(command.hostname, command.port, "join", command.tls);
   } catch (error) {
     report({ kind: "failed", message: (error as Error).message });
     return;
