@@ -328,8 +328,11 @@ export class FrameDecoder {
   #fillCarry(): boolean {
     if (this.#carryNeed < 0) {
       this.#checkType(this.#carry[0]);
-      this.#moveFromChunk(HEADER_SIZE - this.#carryLength);
-      if (this.#carryLength < HEADER_SIZE) return false;
+      // The carried tail may already hold the whole header (and some body).
+      if (this.#carryLength < HEADER_SIZE) {
+        this.#moveFromChunk(HEADER_SIZE - this.#carryLength);
+        if (this.#carryLength < HEADER_SIZE) return false;
+      }
       this.#carryNeed = this.#checkLength(readLength(this.#carry, 0));
     }
     this.#moveFromChunk(HEADER_SIZE + this.#carryNeed - this.#carryLength);
