@@ -57,6 +57,7 @@ export const STATUS_NAMES: readonly string[] = [
 ];
 
 const encoder = new TextEncoder();
+const EMPTY = new Uint8Array(0);
 const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** Why a byte stream broke the protocol. */
@@ -204,10 +205,10 @@ export class FrameDecoder {
   readonly #type: number;
   readonly #maxPayload: number;
   /** The chunk being decoded in place, and how far into it we are. */
-  #chunk: Uint8Array = new Uint8Array(0);
+  #chunk: Uint8Array = EMPTY;
   #offset = 0;
   /** A frame split across chunks is assembled here; `#carryLength` bytes are filled. */
-  #carry: Uint8Array;
+  #carry: Uint8Array = EMPTY;
   #carryLength = 0;
   /** The payload length of the frame in `#carry`, once its header is complete; else -1. */
   #carryNeed = -1;
@@ -219,7 +220,6 @@ export class FrameDecoder {
     }
     this.#type = options.type;
     this.#maxPayload = options.maxPayload;
-    this.#carry = new Uint8Array(HEADER_SIZE + Math.min(options.maxPayload, 4096));
   }
 
   /** Bytes received but not yet returned as part of a frame. */
@@ -284,7 +284,7 @@ export class FrameDecoder {
 
   /** Forgets any partial frame, for reuse after an error. */
   reset(): void {
-    this.#chunk = new Uint8Array(0);
+    this.#chunk = EMPTY;
     this.#offset = 0;
     this.#carryLength = 0;
     this.#carryNeed = -1;
@@ -313,7 +313,8 @@ export class FrameDecoder {
   #stash(bytes: Uint8Array): void {
     const needed = this.#carryLength + bytes.length;
     if (needed > this.#carry.length) {
-      const grown = new Uint8Array(Math.max(needed, this.#carry.length * 2));
+      // Allocated on first use: most connections never split a frame across reads.
+      const grown = new Uint8Array(Math.max(needed, this.#carry.length * 2, 64));
       grown.set(this.#carry.subarray(0, this.#carryLength));
       this.#carry = grown;
     }

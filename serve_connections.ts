@@ -68,6 +68,7 @@ const BUSY_REPLY = encodeReply(
   "The server is at its connection limit; try again later.",
 );
 const FIRST_READ_SIZE = 4096;
+const EMPTY = new Uint8Array(0);
 const LARGE_READ_SIZE = 65536;
 
 /** The state of one open connection that the sweep and the shutdown look at. */
@@ -191,7 +192,7 @@ export class ConnectionService {
     // Replies are written whole, so Nagle's delay would only add latency.
     (conn as Deno.TcpConn).setNoDelay?.(true);
     const decoder = new FrameDecoder({ type: TYPE_QUERY, maxPayload: MAX_QUERY_BYTES });
-    let input = new Uint8Array(FIRST_READ_SIZE);
+    let input = takeReadBuffer();
     const output = new OutputBuffer();
     try {
       for (;;) {
@@ -236,6 +237,7 @@ export class ConnectionService {
         log.debug("connection failed", { peer: peerOf(conn), error: describeError(error) });
       }
     } finally {
+      returnReadBuffer(input);
       this.#close(state);
       this.#connections.delete(state);
       Atomics.sub(this.#options.openConnections, 0, 1);
@@ -290,13 +292,41 @@ export class ConnectionService {
 
 /**
  * Replies waiting to be written, in one growable buffer reused between
- * writes, so a read that brought a hundred queries costs one write.
+ * writes, so a read that brought a hundred queries costs one write. A lone
+ * reply (the common case without pipelining) is written from where it
+ * lies, without a copy.
  */
 class OutputBuffer {
-  #bytes = new Uint8Array(0);
+  #bytes = EMPTY;
+  #single: Uint8Array | undefined;
   length = 0;
 
   append(frame: Uint8Array): void {
+    if (this.length === 0) {
+      this.#single = frame;
+      this.length = frame.length;
+      return;
+    }
+    if (this.#single !== undefined) {
+      const single = this.#single;
+      this.#single = undefined;
+      this.length = 0;
+      this.#copyIn(single);
+    }
+    this.#copyIn(frame);
+  }
+
+  async flushTo(conn: Deno.Conn): Promise<void> {
+    const bytes = this.#single ?? this.#bytes;
+    let written = 0;
+    while (written < this.length) {
+      written += await conn.write(bytes.subarray(written, this.length));
+    }
+    this.#single = undefined;
+    this.length = 0;
+  }
+
+  #copyIn(frame: Uint8Array): void {
     const needed = this.length + frame.length;
     if (needed > this.#bytes.length) {
       const grown = new Uint8Array(Math.max(needed, this.#bytes.length * 2, 1024));
@@ -306,13 +336,22 @@ class OutputBuffer {
     this.#bytes.set(frame, this.length);
     this.length = needed;
   }
+}
 
-  async flushTo(conn: Deno.Conn): Promise<void> {
-    let written = 0;
-    while (written < this.length) {
-      written += await conn.write(this.#bytes.subarray(written, this.length));
-    }
-    this.length = 0;
+/**
+ * First-read buffers of closed connections, kept for new ones: a client
+ * that connects for one query should not cost an allocation.
+ */
+const readBufferPool: Uint8Array[] = [];
+const READ_BUFFER_POOL_SIZE = 256;
+
+function takeReadBuffer(): Uint8Array {
+  return readBufferPool.pop() ?? new Uint8Array(FIRST_READ_SIZE);
+}
+
+function returnReadBuffer(buffer: Uint8Array): void {
+  if (buffer.length === FIRST_READ_SIZE && readBufferPool.length < READ_BUFFER_POOL_SIZE) {
+    readBufferPool.push(buffer);
   }
 }
 
