@@ -216,13 +216,19 @@ function isAsciiSpace(byte: number): boolean {
  */
 export class AddressBookBuilder {
   #size = 0;
-  #slots = new Int32Array(1024);
-  #hashes = new Uint32Array(512);
-  #keyStarts = new Uint32Array(513);
-  #keys = new Uint8Array(16384);
-  #replyBounds = new Uint32Array(1024);
-  #replies = new Uint8Array(16384);
+  /**
+   * Open-addressing table of pairs: entry index + 1 (0 for an empty slot),
+   * then that entry's hash, side by side so a probe touches one cache line.
+   */
+  #table = new Uint32Array(2 * BUILDER_INITIAL_SLOTS);
+  #hashes = new Uint32Array(BUILDER_INITIAL_ENTRIES);
+  #keyStarts = new Uint32Array(BUILDER_INITIAL_ENTRIES + 1);
+  #keys = new Uint8Array(BUILDER_INITIAL_BYTES);
+  #replyBounds = new Uint32Array(2 * BUILDER_INITIAL_ENTRIES);
+  #replies = new Uint8Array(BUILDER_INITIAL_BYTES);
   #repliesLength = 0;
+  /** Whether setName has replaced a reply, so `#replies` is no longer in entry order. */
+  #replaced = false;
 
   /** How many entries have been added. */
   get size(): number {
@@ -234,35 +240,33 @@ export class AddressBookBuilder {
    * that already has this key (and then adds nothing).
    */
   add(normalizedEmail: string, name: string): number {
-    const keyStart = this.#keyStarts[this.#size];
-    this.#keys = ensureCapacity(this.#keys, keyStart + normalizedEmail.length * 3);
-    const { written } = encoder.encodeInto(normalizedEmail, this.#keys.subarray(keyStart));
-    const existing = this.#find(keyStart, keyStart + written);
-    if (existing >= 0) return existing;
+    // A million adds must take well under a second, so this writes UTF-8 by
+    // hand (encodeInto needs a subarray per call) and probes the table once.
+    const entry = this.#size;
+    const keyStart = this.#keyStarts[entry];
+    const maxEnd = keyStart + normalizedEmail.length * MAX_UTF8_PER_UNIT;
+    if (maxEnd > this.#keys.length) this.#keys = grown(this.#keys, maxEnd);
+    const keyEnd = writeUtf8(normalizedEmail, this.#keys, keyStart);
+    const hash = hashBytes(this.#keys, keyStart, keyEnd);
+    if ((entry + 1) * 4 > this.#table.length) this.#growTable();
+    const found = this.#probe(hash, keyStart, keyEnd);
+    if (found >= 0) return found;
 
-    if ((this.#size + 1) * 2 > this.#slots.length) this.#growTable();
-    const entry = this.#size++;
-    this.#hashes = ensureCapacity(this.#hashes, this.#size);
-    this.#keyStarts = ensureCapacity(this.#keyStarts, this.#size + 1);
-    this.#replyBounds = ensureCapacity(this.#replyBounds, 2 * this.#size);
-    this.#hashes[entry] = hashBytes(this.#keys, keyStart, keyStart + written);
-    this.#keyStarts[entry + 1] = keyStart + written;
-    this.#insertSlot(entry);
-    this.setName(entry, name);
+    if (entry === this.#hashes.length) this.#growEntries();
+    const slot = -1 - found;
+    this.#table[2 * slot] = entry + 1;
+    this.#table[2 * slot + 1] = hash;
+    this.#hashes[entry] = hash;
+    this.#keyStarts[entry + 1] = keyEnd;
+    this.#size = entry + 1;
+    this.#writeReply(entry, name);
     return -1;
   }
 
   /** Replaces the name of an entry already added (for "last one wins" loading). */
   setName(entry: number, name: string): void {
-    // Encode the reply frame straight into the buffer: a small array per entry is slow.
-    const start = this.#repliesLength;
-    this.#replies = ensureCapacity(this.#replies, start + REPLY_PREFIX + name.length * 3);
-    const { written } = encoder.encodeInto(name, this.#replies.subarray(start + REPLY_PREFIX));
-    writeHeader(this.#replies, start, TYPE_REPLY, 1 + written);
-    this.#replies[start + HEADER_SIZE] = STATUS_FOUND;
-    this.#repliesLength = start + REPLY_PREFIX + written;
-    this.#replyBounds[2 * entry] = start;
-    this.#replyBounds[2 * entry + 1] = this.#repliesLength;
+    this.#replaced = true;
+    this.#writeReply(entry, name);
   }
 
   /** Copies the entries into shared buffers of exactly the right size. */
@@ -276,78 +280,169 @@ export class AddressBookBuilder {
       hashes: shareCopy(this.#hashes.subarray(0, size), Uint32Array),
       keyStarts: shareCopy(this.#keyStarts.subarray(0, size + 1), Uint32Array),
       keys: shareCopy(this.#keys.subarray(0, this.#keyStarts[size]), Uint8Array),
-      replyBounds: new Uint32Array(new SharedArrayBuffer(size * 8)),
+      replyBounds: new Uint32Array(0),
       replies: new Uint8Array(0),
     };
-    // Lay the replies out in entry order, dropping any a later setName replaced.
-    let repliesLength = 0;
-    for (let entry = 0; entry < size; entry++) {
-      repliesLength += this.#replyBounds[2 * entry + 1] - this.#replyBounds[2 * entry];
+    if (this.#replaced) {
+      this.#copyRepliesInOrder(data);
+    } else {
+      // Every reply was written once, in entry order: the buffers are already laid out.
+      data.replyBounds = shareCopy(this.#replyBounds.subarray(0, 2 * size), Uint32Array);
+      data.replies = shareCopy(this.#replies.subarray(0, this.#repliesLength), Uint8Array);
     }
-    data.replies = new Uint8Array(new SharedArrayBuffer(repliesLength));
-    let offset = 0;
-    for (let entry = 0; entry < size; entry++) {
-      const frame = this.#replies.subarray(
-        this.#replyBounds[2 * entry],
-        this.#replyBounds[2 * entry + 1],
-      );
-      data.replies.set(frame, offset);
-      data.replyBounds[2 * entry] = offset;
-      offset += frame.length;
-      data.replyBounds[2 * entry + 1] = offset;
-    }
-    const mask = slotCount - 1;
-    for (let entry = 0; entry < size; entry++) {
-      let slot = data.hashes[entry] & mask;
-      while (data.slots[slot] !== 0) slot = (slot + 1) & mask;
-      data.slots[slot] = entry + 1;
+    if (this.#table.length === 2 * slotCount) {
+      const { slots } = data;
+      const table = this.#table;
+      for (let slot = 0; slot < slotCount; slot++) slots[slot] = table[2 * slot];
+    } else {
+      const { slots, hashes } = data;
+      const mask = slotCount - 1;
+      for (let entry = 0; entry < size; entry++) {
+        let slot = hashes[entry] & mask;
+        while (slots[slot] !== 0) slot = (slot + 1) & mask;
+        slots[slot] = entry + 1;
+      }
     }
     return AddressBook.fromShared(data);
   }
 
-  #find(start: number, end: number): number {
+  /** Lays the replies out in entry order, dropping any a later setName replaced. */
+  #copyRepliesInOrder(data: SharedAddressBook): void {
+    const size = this.#size;
+    const bounds = this.#replyBounds;
+    const from = this.#replies;
+    let length = 0;
+    for (let entry = 0; entry < size; entry++) {
+      length += bounds[2 * entry + 1] - bounds[2 * entry];
+    }
+    const replies = new Uint8Array(new SharedArrayBuffer(length));
+    const replyBounds = new Uint32Array(new SharedArrayBuffer(size * 8));
+    let offset = 0;
+    for (let entry = 0; entry < size; entry++) {
+      const start = bounds[2 * entry];
+      const end = bounds[2 * entry + 1];
+      replies.set(from.subarray(start, end), offset);
+      replyBounds[2 * entry] = offset;
+      offset += end - start;
+      replyBounds[2 * entry + 1] = offset;
+    }
+    data.replies = replies;
+    data.replyBounds = replyBounds;
+  }
+
+  /** Encodes the reply frame straight into the buffer: a small array per entry is slow. */
+  #writeReply(entry: number, name: string): void {
+    const start = this.#repliesLength;
+    const maxEnd = start + REPLY_PREFIX + name.length * MAX_UTF8_PER_UNIT;
+    if (maxEnd > this.#replies.length) this.#replies = grown(this.#replies, maxEnd);
+    const replies = this.#replies;
+    const end = writeUtf8(name, replies, start + REPLY_PREFIX);
+    writeHeader(replies, start, TYPE_REPLY, end - start - HEADER_SIZE);
+    replies[start + HEADER_SIZE] = STATUS_FOUND;
+    this.#repliesLength = end;
+    this.#replyBounds[2 * entry] = start;
+    this.#replyBounds[2 * entry + 1] = end;
+  }
+
+  /**
+   * Looks a key (written at the end of `#keys`) up: returns the entry that
+   * has it, or -1 - the empty slot where it belongs.
+   */
+  #probe(hash: number, start: number, end: number): number {
+    const table = this.#table;
+    const keyStarts = this.#keyStarts;
     const keys = this.#keys;
-    const hash = hashBytes(keys, start, end);
-    const mask = this.#slots.length - 1;
+    const length = end - start;
+    const mask = (table.length >> 1) - 1;
     for (let slot = hash & mask;; slot = (slot + 1) & mask) {
-      const entry = this.#slots[slot] - 1;
-      if (entry < 0) return -1;
-      if (this.#hashes[entry] !== hash) continue;
-      const entryStart = this.#keyStarts[entry];
-      if (this.#keyStarts[entry + 1] - entryStart !== end - start) continue;
-      let same = true;
-      for (let i = 0; i < end - start; i++) {
-        if (keys[entryStart + i] !== keys[start + i]) {
-          same = false;
-          break;
-        }
-      }
-      if (same) return entry;
+      const entry = table[2 * slot] - 1;
+      if (entry < 0) return -1 - slot;
+      if (table[2 * slot + 1] !== hash) continue;
+      const entryStart = keyStarts[entry];
+      if (keyStarts[entry + 1] - entryStart !== length) continue;
+      let i = 0;
+      while (i < length && keys[entryStart + i] === keys[start + i]) i++;
+      if (i === length) return entry;
     }
   }
 
-  #insertSlot(entry: number): void {
-    const mask = this.#slots.length - 1;
-    let slot = this.#hashes[entry] & mask;
-    while (this.#slots[slot] !== 0) slot = (slot + 1) & mask;
-    this.#slots[slot] = entry + 1;
+  #growTable(): void {
+    const table = new Uint32Array(this.#table.length * 2);
+    const hashes = this.#hashes;
+    const mask = (table.length >> 1) - 1;
+    for (let entry = 0; entry < this.#size; entry++) {
+      const hash = hashes[entry];
+      let slot = hash & mask;
+      while (table[2 * slot] !== 0) slot = (slot + 1) & mask;
+      table[2 * slot] = entry + 1;
+      table[2 * slot + 1] = hash;
+    }
+    this.#table = table;
   }
 
-  #growTable(): void {
-    this.#slots = new Int32Array(this.#slots.length * 2);
-    for (let entry = 0; entry < this.#size; entry++) this.#insertSlot(entry);
+  #growEntries(): void {
+    const capacity = this.#hashes.length * 2;
+    this.#hashes = grown(this.#hashes, capacity);
+    this.#keyStarts = grown(this.#keyStarts, capacity + 1);
+    this.#replyBounds = grown(this.#replyBounds, 2 * capacity);
   }
 }
 
-type TypedArray = Uint8Array | Uint32Array | Int32Array;
+const BUILDER_INITIAL_SLOTS = 1024;
+const BUILDER_INITIAL_ENTRIES = 512;
+const BUILDER_INITIAL_BYTES = 16384;
 
-/** Returns `array`, or a copy twice as large (or larger) when it is shorter than `length`. */
-function ensureCapacity<T extends TypedArray>(array: T, length: number): T {
-  if (array.length >= length) return array;
+/** A UTF-16 code unit takes at most 3 bytes in UTF-8 (a surrogate pair takes 4 for 2 units). */
+const MAX_UTF8_PER_UNIT = 3;
+
+/** What `TextEncoder` writes for a lone surrogate. */
+const REPLACEMENT_CHARACTER = 0xfffd;
+
+/**
+ * Writes `text` as UTF-8 into `target` from `offset`, which must have room
+ * for `text.length * 3` bytes; returns the offset after it. Lone surrogates
+ * become U+FFFD, as with `TextEncoder`.
+ */
+function writeUtf8(text: string, target: Uint8Array, offset: number): number {
+  const length = text.length;
+  let at = offset;
+  for (let i = 0; i < length; i++) {
+    let code = text.charCodeAt(i);
+    if (code < 0x80) {
+      target[at++] = code;
+      continue;
+    }
+    if (code < 0x800) {
+      target[at++] = 0xc0 | (code >> 6);
+      target[at++] = 0x80 | (code & 0x3f);
+      continue;
+    }
+    if (code >= 0xd800 && code <= 0xdfff) {
+      const next = i + 1 < length ? text.charCodeAt(i + 1) : 0;
+      if (code <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) {
+        const point = 0x10000 + ((code - 0xd800) << 10) + (next - 0xdc00);
+        target[at++] = 0xf0 | (point >> 18);
+        target[at++] = 0x80 | ((point >> 12) & 0x3f);
+        target[at++] = 0x80 | ((point >> 6) & 0x3f);
+        target[at++] = 0x80 | (point & 0x3f);
+        i++;
+        continue;
+      }
+      code = REPLACEMENT_CHARACTER;
+    }
+    target[at++] = 0xe0 | (code >> 12);
+    target[at++] = 0x80 | ((code >> 6) & 0x3f);
+    target[at++] = 0x80 | (code & 0x3f);
+  }
+  return at;
+}
+
+/** A copy of `array`, at least twice as long and at least `length` long. */
+function grown<T extends Uint8Array | Uint32Array | Int32Array>(array: T, length: number): T {
   const Constructor = array.constructor as new (length: number) => T;
-  const grown = new Constructor(Math.max(length, array.length * 2));
-  grown.set(array);
-  return grown;
+  const copy = new Constructor(Math.max(length, array.length * 2));
+  copy.set(array);
+  return copy;
 }
 
 function shareCopy<T extends Uint8Array | Uint32Array>(

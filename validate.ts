@@ -1,0 +1,157 @@
+/**
+ * Checks address book files without starting the server:
+ * `deno task validate data/addressbook.csv other.json`.
+ *
+ * For each file it prints `FILE: OK, N entries`, or every problem as
+ * `FILE:LINE: message`, then a summary. Exit status: 0 when every file is
+ * clean, 1 when any has a problem, 2 for a usage error. Problems name lines,
+ * never the emails or names on them.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  BOOK_FORMATS,
+  BookError,
+  type BookFormat,
+  DUPLICATE_POLICIES,
+  type DuplicatePolicy,
+  formatProblem,
+  loadBook,
+  type LoadOptions,
+} from "./load_book.ts";
+
+/** Exit status when every file is clean. */
+export const EXIT_OK = 0;
+/** Exit status when any file has a problem. */
+export const EXIT_PROBLEMS = 1;
+/** Exit status for a usage error. */
+export const EXIT_USAGE = 2;
+
+const USAGE = `Usage: deno task validate [options] FILE...
+
+Checks address book files (CSV, JSON or vCard) and reports every problem.
+
+Options:
+  --format F           read every file as ${BOOK_FORMATS.join(", ")} (default: from the extension)
+  --duplicates P       ${DUPLICATE_POLICIES.join(", ")}: a repeated email is a problem (error, the
+                       default), or the first or last one is kept
+  --email-column NAME  CSV: the header of the email column
+  --name-column NAME   CSV: the header of the name column
+  --help               show this help
+
+Exit status: 0 all files OK, 1 problems found, 2 usage error.`;
+
+/** Lines are written this many at a time, so a million problems print quickly. */
+const LINES_PER_WRITE = 10_000;
+
+/** Runs the command with its arguments (without the program name); returns the exit status. */
+export async function main(args: string[]): Promise<number> {
+  let values;
+  let files: string[];
+  try {
+    ({ values, positionals: files } = parseArgs({
+      args,
+      options: {
+        format: { type: "string" },
+        duplicates: { type: "string" },
+        "email-column": { type: "string" },
+        "name-column": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: true,
+    }));
+  } catch (error) {
+    return usageError(error instanceof Error ? error.message : String(error));
+  }
+  if (values.help) {
+    await write(USAGE + "\n");
+    return EXIT_OK;
+  }
+  if (files.length === 0) return usageError("Name at least one file to check.");
+  const format = values.format as BookFormat | undefined;
+  if (format !== undefined && !BOOK_FORMATS.includes(format)) {
+    return usageError(`--format ${values.format} is not one of ${BOOK_FORMATS.join(", ")}.`);
+  }
+  const duplicates = values.duplicates as DuplicatePolicy | undefined;
+  if (duplicates !== undefined && !DUPLICATE_POLICIES.includes(duplicates)) {
+    return usageError(
+      `--duplicates ${values.duplicates} is not one of ${DUPLICATE_POLICIES.join(", ")}.`,
+    );
+  }
+  const options: LoadOptions = {
+    format,
+    duplicates,
+    emailColumn: values["email-column"],
+    nameColumn: values["name-column"],
+  };
+
+  let badFiles = 0;
+  let problems = 0;
+  for (const file of files) {
+    const result = await check(file, options);
+    await writeLines(result.report);
+    if (result.problems > 0) {
+      badFiles++;
+      problems += result.problems;
+    }
+  }
+  await writeLines([summary(files.length, badFiles, problems)]);
+  return badFiles === 0 ? EXIT_OK : EXIT_PROBLEMS;
+}
+
+/** Checks one file: the lines to print about it, and how many problems it has. */
+async function check(
+  file: string,
+  options: LoadOptions,
+): Promise<{ report: string[]; problems: number }> {
+  try {
+    const { entries } = await loadBook(file, options);
+    return { report: [`${file}: OK, ${count(entries, "entry", "entries")}`], problems: 0 };
+  } catch (error) {
+    if (error instanceof BookError) {
+      return { report: error.problems.map(formatProblem), problems: error.problems.length };
+    }
+    // Not expected, but one bad file must not hide the report on the others.
+    const reason = error instanceof Error ? error.message : String(error);
+    return { report: [`${file}: cannot check the file: ${reason}`], problems: 1 };
+  }
+}
+
+function summary(files: number, badFiles: number, problems: number): string {
+  if (badFiles === 0) return files === 1 ? "The file is OK." : `All ${files} files are OK.`;
+  return `${count(problems, "problem", "problems")} in ${badFiles} of ${
+    count(files, "file", "files")
+  }.`;
+}
+
+function count(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+async function writeLines(lines: string[]): Promise<void> {
+  for (let i = 0; i < lines.length; i += LINES_PER_WRITE) {
+    await write(lines.slice(i, i + LINES_PER_WRITE).join("\n") + "\n");
+  }
+}
+
+async function write(text: string): Promise<void> {
+  const bytes = new TextEncoder().encode(text);
+  try {
+    for (let written = 0; written < bytes.length;) {
+      written += await Deno.stdout.write(bytes.subarray(written));
+    }
+  } catch (error) {
+    // The reader went away (`validate ... | head`); the exit status still tells.
+    if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+  }
+}
+
+function usageError(message: string): number {
+  console.error(`${message}\n\n${USAGE}`);
+  return EXIT_USAGE;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
