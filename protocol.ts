@@ -282,6 +282,20 @@ export class FrameDecoder {
     return null;
   }
 
+  /**
+   * Copies the bytes not yet decoded out of the pushed chunk, so the caller
+   * may reuse that buffer while frames are still waiting to be taken (for
+   * example when it stops decoding until a slow peer has read its replies).
+   */
+  detach(): void {
+    if (this.#offset < this.#chunk.length) {
+      this.#chunk = this.#chunk.slice(this.#offset);
+    } else {
+      this.#chunk = EMPTY;
+    }
+    this.#offset = 0;
+  }
+
   /** Forgets any partial frame, for reuse after an error. */
   reset(): void {
     this.#chunk = EMPTY;

@@ -63,7 +63,8 @@ export interface ServiceOptions {
 /** Time given, at shutdown, for bytes already sent by an idle client to arrive. */
 export const DRAIN_GRACE_MS = 100;
 
-const BUSY_REPLY = encodeReply(
+/** The reply to a connection over the limit, sent before closing it. */
+export const BUSY_REPLY = encodeReply(
   STATUS_SERVER_BUSY,
   "The server is at its connection limit; try again later.",
 );

@@ -29,7 +29,8 @@ import {
   sumCounters,
 } from "./metrics.ts";
 import { ConnectionService, DEFAULT_LIMITS, type ServiceLimits } from "./serve_connections.ts";
-import type { WorkerCommand, WorkerReport } from "./server_worker.ts";
+import { encodeSockaddr, openLibc } from "./libc.ts";
+import type { IoKind, WorkerCommand, WorkerReport, WorkerStart } from "./server_worker.ts";
 
 /** The default book, shipped beside this module and embedded in the compiled server. */
 export const DEFAULT_DATA_PATH = `${import.meta.dirname}/data/addressbook.csv`;
@@ -54,6 +55,11 @@ export interface ServerOptions {
   loadBook?: () => Promise<AddressBook>;
   /** Serving threads sharing the port; 1 by default. More than 1 needs `--unstable-net`. */
   workers?: number;
+  /**
+   * The event loop for plain TCP: `epoll` (Linux, needs `--allow-ffi`), `deno`
+   * (`Deno.listen`, everywhere), or `auto` (the default: epoll where it can).
+   */
+  io?: "auto" | IoKind;
   /** Limits on each peer; each unset one takes its default. */
   limits?: Partial<ServiceLimits>;
   /** Serve TLS instead of plain TCP. */
@@ -74,6 +80,8 @@ export interface ServerHandle {
   readonly metricsAddr: Deno.NetAddr | undefined;
   /** Entries in the book being served. */
   readonly entries: number;
+  /** The event loop serving plain connections. */
+  readonly io: IoKind;
   /** Loads the book again with `loadBook`; on failure keeps the old one and throws. */
   reload(): Promise<void>;
   /** The counters in Prometheus text format, as `/metrics` serves them. */
@@ -103,65 +111,88 @@ export class StartError extends Error {
 /**
  * Starts serving `options.book`. Resolves once every serving thread listens.
  *
+ * With the epoll event loop (plain TCP on Linux, see epoll_service.ts) every
+ * serving thread is a worker and this thread only supervises; with
+ * `Deno.listen` (TLS, other platforms) this thread serves too.
+ *
  * @throws {StartError} when the address cannot be listened on.
  */
 export async function startServer(options: ServerOptions): Promise<ServerHandle> {
   const hostname = options.hostname ?? "127.0.0.1";
   const workers = options.workers ?? 1;
-  const limits: ServiceLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const log = options.log ?? new Logger();
+  const io = chooseIo(options.io ?? "auto", hostname, options.tls);
   const counters = createCounterTable(workers);
-  const openConnections = new Int32Array(new SharedArrayBuffer(4));
   let book = options.book;
   const figures: BookFigures = { entries: book.size, reloadsOk: 0, reloadsFailed: 0 };
-
-  const listener = listen(
+  const start: WorkerStart = {
+    kind: "start",
+    io,
     hostname,
-    options.port ?? 8080,
-    workers > 1 ? "first" : "alone",
-    options.tls,
-  );
-  const addr = listener.addr as Deno.NetAddr;
-  const service = new ConnectionService(listener, {
-    book,
-    limits,
-    counters: counterRow(counters, 0),
-    openConnections,
-    log,
-  });
-  let threads: WorkerThread[];
+    port: options.port ?? 8080,
+    sharing: workers > 1 ? "first" : "alone",
+    tls: options.tls,
+    book: book.toShared(),
+    limits: { ...DEFAULT_LIMITS, ...options.limits },
+    counters,
+    thread: 0,
+    openConnections: new Int32Array(new SharedArrayBuffer(4)),
+    logSettings: options.logSettings ?? { format: "text", level: "info" },
+  };
+
+  // Under Deno.listen the first thread is this one; under epoll it is a worker.
+  let local: ConnectionService | undefined;
+  const threads: WorkerThread[] = [];
+  let port: number;
   try {
-    threads = await Promise.all(
-      Array.from({ length: workers - 1 }, (_, i) =>
-        startWorker({
-          kind: "start",
-          hostname,
-          port: addr.port,
-          tls: options.tls,
-          book: book.toShared(),
-          limits,
-          counters,
-          thread: i + 1,
-          openConnections,
-          logSettings: options.logSettings ?? { format: "text", level: "info" },
-        })),
+    if (io === "deno") {
+      const listener = listen(hostname, start.port, start.sharing, options.tls);
+      port = (listener.addr as Deno.NetAddr).port;
+      local = new ConnectionService(listener, {
+        book,
+        limits: start.limits,
+        counters: counterRow(counters, 0),
+        openConnections: start.openConnections,
+        log,
+      });
+    } else {
+      const first = await startWorker(start);
+      threads.push(first);
+      port = first.port;
+    }
+    const others = await Promise.all(
+      Array.from(
+        { length: workers - 1 },
+        (_, i) => startWorker({ ...start, port, sharing: "join", thread: i + 1 }),
+      ),
     );
+    threads.push(...others);
   } catch (error) {
-    await service.abort();
+    await local?.abort();
+    await Promise.all(threads.map((thread) => thread.abort()));
     throw error;
   }
 
   const metrics = () => renderPrometheus(sumCounters(counters), figures);
-  const metricsServer = options.metricsPort === undefined
-    ? undefined
-    : serveMetrics(hostname, options.metricsPort, metrics);
-
-  const stopMetrics = async () => {
+  let metricsServer: ReturnType<typeof serveMetrics> | undefined;
+  try {
+    if (options.metricsPort !== undefined) {
+      metricsServer = serveMetrics(hostname, options.metricsPort, metrics);
+    }
+  } catch (error) {
+    await local?.abort();
+    await Promise.all(threads.map((thread) => thread.abort()));
+    throw error;
+  }
+  const abortAll = async () => {
+    await local?.abort();
+    await Promise.all(threads.map((thread) => thread.abort()));
     await metricsServer?.server.shutdown();
   };
 
   return {
-    addr,
+    addr: { transport: "tcp", hostname, port },
+    io,
     metricsAddr: metricsServer?.addr,
     get entries() {
       return figures.entries;
@@ -174,14 +205,14 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
         figures.reloadsFailed++;
         throw error;
       }
-      service.setBook(book);
+      local?.setBook(book);
       for (const thread of threads) thread.post({ kind: "book", book: book.toShared() });
       figures.entries = book.size;
       figures.reloadsOk++;
     },
     metrics,
     async shutdown(timeoutMs = 5000) {
-      const drained = Promise.all([service.shutdown(), ...threads.map((t) => t.shutdown())]);
+      const drained = Promise.all([local?.shutdown(), ...threads.map((t) => t.shutdown())]);
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timedOut = new Promise<"timeout">((resolve) => {
         timer = setTimeout(() => resolve("timeout"), timeoutMs);
@@ -190,19 +221,30 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
       clearTimeout(timer);
       if (result === "timeout") {
         log.warn("shutdown timeout: closing the connections still open", {
-          connections: service.connectionCount,
+          connections: Atomics.load(start.openConnections, 0),
         });
-        await service.abort();
       }
-      for (const thread of threads) thread.terminate();
-      await stopMetrics();
+      await abortAll();
     },
-    async close() {
-      await service.abort();
-      for (const thread of threads) thread.terminate();
-      await stopMetrics();
-    },
+    close: abortAll,
   };
+}
+
+/** Which event loop serves plain connections: epoll where it can, else Deno.listen. */
+function chooseIo(
+  wanted: "auto" | IoKind,
+  hostname: string,
+  tls: TlsFiles | undefined,
+): IoKind {
+  const epollPossible = tls === undefined && encodeSockaddr(hostname, 0) !== undefined &&
+    openLibc() !== undefined;
+  if (wanted === "epoll" && !epollPossible) {
+    throw new StartError(
+      "--io epoll needs Linux with glibc, --allow-ffi, an IP address for --host, and no TLS.",
+      2,
+    );
+  }
+  return wanted === "auto" ? (epollPossible ? "epoll" : "deno") : wanted;
 }
 
 /** How a thread binds its listener. */
@@ -281,40 +323,56 @@ function serveMetrics(hostname: string, port: number, render: () => string) {
 }
 
 interface WorkerThread {
+  /** The port it listens on. */
+  port: number;
   post(command: WorkerCommand): void;
+  /** Drains its connections, as ConnectionService.shutdown does. */
   shutdown(): Promise<void>;
-  terminate(): void;
+  /** Closes its sockets at once and ends the thread. */
+  abort(): Promise<void>;
 }
 
 /** Starts one serving worker thread; resolves once it listens. */
-function startWorker(start: WorkerCommand & { kind: "start" }): Promise<WorkerThread> {
+function startWorker(start: WorkerStart): Promise<WorkerThread> {
   const worker = new Worker(new URL("./server_worker.ts", import.meta.url), { type: "module" });
-  let drained: (() => void) | undefined;
+  // Counts commands posted, so a worker busy in epoll_wait knows to look for them.
+  const mailbox = new Int32Array(new SharedArrayBuffer(4));
+  const waiting: Partial<Record<WorkerReport["kind"], () => void>> = {};
+  const post = (command: WorkerCommand) => {
+    worker.postMessage(command);
+    Atomics.add(mailbox, 0, 1);
+  };
+  const request = (command: WorkerCommand, report: "drained" | "stopped") =>
+    new Promise<void>((done) => {
+      waiting[report] = done;
+      post(command);
+    });
   return new Promise((resolve, reject) => {
     worker.onerror = (event) => {
       event.preventDefault();
+      worker.terminate();
       reject(new StartError(`A worker thread failed: ${event.message}`));
     };
     worker.onmessage = (event: MessageEvent<WorkerReport>) => {
       const report = event.data;
       if (report.kind === "listening") {
         resolve({
-          post: (command) => worker.postMessage(command),
-          shutdown: () =>
-            new Promise<void>((done) => {
-              drained = done;
-              worker.postMessage({ kind: "shutdown" } satisfies WorkerCommand);
-            }),
-          terminate: () => worker.terminate(),
+          port: report.port,
+          post,
+          shutdown: () => request({ kind: "shutdown" }, "drained"),
+          abort: async () => {
+            await request({ kind: "abort" }, "stopped");
+            worker.terminate();
+          },
         });
       } else if (report.kind === "failed") {
         worker.terminate();
-        reject(new StartError(report.message));
-      } else if (report.kind === "drained") {
-        drained?.();
+        reject(new StartError(report.message, report.exitCode));
+      } else {
+        waiting[report.kind]?.();
       }
     };
-    worker.postMessage(start);
+    worker.postMessage({ ...start, mailbox });
   });
 }
 
@@ -329,6 +387,7 @@ export interface CliOptions {
   emailColumn?: string;
   nameColumn?: string;
   workers: number;
+  io: "auto" | IoKind;
   limits: ServiceLimits;
   shutdownTimeoutMs: number;
   tlsCert?: string;
@@ -353,6 +412,8 @@ Options:
   --email-column NAME      CSV column holding the email, for other exports
   --name-column NAME       CSV column holding the name, for other exports
   --workers N              serving threads sharing the port (default 1)
+  --io LOOP                epoll (Linux), deno (Deno.listen) or auto (default: epoll
+                           when it can: plain TCP on an IP address with --allow-ffi)
   --max-connections N      open connections before new ones get SERVER_BUSY (default 1024)
   --idle-timeout SECONDS   close a connection silent this long, 0 = never (default 300)
   --frame-timeout SECONDS  close a connection that leaves a frame unfinished (default 10)
@@ -385,6 +446,7 @@ export function parseServerArgs(args: string[]): CliOptions | "help" {
         "email-column": { type: "string" },
         "name-column": { type: "string" },
         workers: { type: "string" },
+        io: { type: "string" },
         "max-connections": { type: "string" },
         "idle-timeout": { type: "string" },
         "frame-timeout": { type: "string" },
@@ -418,6 +480,7 @@ export function parseServerArgs(args: string[]): CliOptions | "help" {
     emailColumn: parsed["email-column"],
     nameColumn: parsed["name-column"],
     workers: parseCount("--workers", parsed.workers ?? "1", 1, 64),
+    io: oneOf("--io", parsed.io, ["auto", "epoll", "deno"] as const) ?? "auto",
     limits: {
       maxConnections: parseCount(
         "--max-connections",
@@ -525,6 +588,7 @@ export async function main(args: string[]): Promise<number> {
       port: cli.port,
       loadBook: load,
       workers: cli.workers,
+      io: cli.io,
       limits: cli.limits,
       tls,
       metricsPort: cli.metricsPort,
@@ -534,10 +598,12 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     if (error instanceof BookError || error instanceof StartError) {
       log.error(error.message);
-      return 1;
+      return error instanceof StartError ? error.exitCode : 1;
     }
     throw error;
   }
+  // Signal handlers go in before the start line, which tells scripts they may signal.
+  const stopped = untilStopped(server, cli, log);
   const where = formatAddress(server.addr.hostname, server.addr.port);
   log.info(
     `loaded ${server.entries} entries from ${cli.dataLabel}; listening on ${
@@ -545,12 +611,13 @@ export async function main(args: string[]): Promise<number> {
     }${where}`,
     {
       workers: cli.workers,
+      io: server.io,
       metrics: server.metricsAddr
         ? formatAddress(server.metricsAddr.hostname, server.metricsAddr.port)
         : undefined,
     },
   );
-  return await untilStopped(server, cli, log);
+  return await stopped;
 }
 
 /** Handles signals until the server has shut down; resolves with the exit code. */

@@ -1,40 +1,54 @@
 /**
- * A serving thread of a multi-threaded server. The main thread (server.ts)
- * starts one per extra worker, hands it the shared book and counters, and
- * sends it new books on reload and the shutdown order; each worker listens
- * on the same port with SO_REUSEPORT, so the kernel spreads connections.
+ * A serving thread. The main thread (server.ts) starts one per worker,
+ * hands it the shared book and counters, and later sends it new books on
+ * reload and the order to shut down. Threads listen on the same port with
+ * SO_REUSEPORT, so the kernel spreads connections among them.
  *
  * @module
  */
 
 import { AddressBook, type SharedAddressBook } from "./addressbook.ts";
+import { EpollService } from "./epoll_service.ts";
+import { EACCES, EADDRINUSE, EADDRNOTAVAIL, listenTcp, openLibc, SocketError } from "./libc.ts";
 import { type LogFormat, Logger, type LogLevel } from "./log.ts";
 import { counterRow } from "./metrics.ts";
 import { ConnectionService, type ServiceLimits } from "./serve_connections.ts";
-import { listen, type TlsFiles } from "./server.ts";
+import { formatAddress, listen, type PortSharing, type TlsFiles } from "./server.ts";
+
+/** The event loop a thread serves with: its own epoll loop, or Deno.listen's. */
+export type IoKind = "epoll" | "deno";
+
+/** Everything a serving thread needs, sent once at its start. */
+export interface WorkerStart {
+  kind: "start";
+  io: IoKind;
+  hostname: string;
+  port: number;
+  sharing: PortSharing;
+  tls: TlsFiles | undefined;
+  book: SharedAddressBook;
+  limits: ServiceLimits;
+  counters: Float64Array;
+  thread: number;
+  openConnections: Int32Array;
+  logSettings: { format: LogFormat; level: LogLevel };
+  /** Set by startWorker: how many commands the main thread has posted. */
+  mailbox?: Int32Array;
+}
 
 /** Messages from the main thread to a worker. */
 export type WorkerCommand =
-  | {
-    kind: "start";
-    hostname: string;
-    port: number;
-    tls: TlsFiles | undefined;
-    book: SharedAddressBook;
-    limits: ServiceLimits;
-    counters: Float64Array;
-    thread: number;
-    openConnections: Int32Array;
-    logSettings: { format: LogFormat; level: LogLevel };
-  }
+  | WorkerStart
   | { kind: "book"; book: SharedAddressBook }
-  | { kind: "shutdown" };
+  | { kind: "shutdown" }
+  | { kind: "abort" };
 
 /** Messages from a worker to the main thread. */
 export type WorkerReport =
-  | { kind: "listening" }
-  | { kind: "failed"; message: string }
-  | { kind: "drained" };
+  | { kind: "listening"; port: number }
+  | { kind: "failed"; message: string; exitCode: number }
+  | { kind: "drained" }
+  | { kind: "stopped" };
 
 /** The worker's global scope, typed here so this module can be checked with the main-thread lib. */
 const scope = self as unknown as {
@@ -42,35 +56,77 @@ const scope = self as unknown as {
   onmessage: ((event: MessageEvent<WorkerCommand>) => void) | null;
 };
 
-let service: ConnectionService | undefined;
+let service: ConnectionService | EpollService | undefined;
+/** Resolves when the epoll loop has returned (it runs until shutdown or abort). */
+let loopEnded: Promise<void> = Promise.resolve();
+let handled = 0;
 
 function report(message: WorkerReport): void {
   scope.postMessage(message);
 }
 
-function start(command: WorkerCommand & { kind: "start" }): void {
-  let listener: Deno.Listener;
-  try {
-    listener = listen(command.hostname, command.port, "join", command.tls);
-  } catch (error) {
-    report({ kind: "failed", message: (error as Error).message });
-    return;
-  }
-  service = new ConnectionService(listener, {
+function start(command: WorkerStart): void {
+  const options = {
     book: AddressBook.fromShared(command.book),
     limits: command.limits,
     counters: counterRow(command.counters, command.thread),
     openConnections: command.openConnections,
     log: new Logger(command.logSettings),
-  });
-  report({ kind: "listening" });
+  };
+  try {
+    if (command.io === "deno") {
+      const listener = listen(command.hostname, command.port, command.sharing, command.tls);
+      service = new ConnectionService(listener, options);
+      report({ kind: "listening", port: (listener.addr as Deno.NetAddr).port });
+      return;
+    }
+    const libc = openLibc()!;
+    const { fd, port } = listenEpoll(libc, command);
+    const epoll = new EpollService(libc, fd, options);
+    service = epoll;
+    report({ kind: "listening", port });
+    const mailbox = command.mailbox!;
+    loopEnded = epoll.run(() => Atomics.load(mailbox, 0) !== handled);
+  } catch (error) {
+    const exitCode = (error as { exitCode?: number }).exitCode ?? 1;
+    report({ kind: "failed", message: (error as Error).message, exitCode });
+  }
+}
+
+/** Opens the listening socket for the epoll loop, wording failures as Deno.listen's are. */
+function listenEpoll(libc: NonNullable<ReturnType<typeof openLibc>>, command: WorkerStart) {
+  const { hostname, port, sharing } = command;
+  try {
+    if (sharing === "first" && port !== 0) {
+      // SO_REUSEPORT would let us join another server already on this port; refuse to.
+      libc.calls.close(listenTcp(libc, hostname, port, false)!.fd);
+    }
+    return listenTcp(libc, hostname, port, sharing !== "alone")!;
+  } catch (error) {
+    if (!(error instanceof SocketError)) throw error;
+    const where = formatAddress(hostname, port);
+    const reason = error.errno === EADDRINUSE
+      ? "the port is already in use"
+      : error.errno === EADDRNOTAVAIL
+      ? "no such address on this machine"
+      : error.errno === EACCES
+      ? "permission denied"
+      : error.message;
+    throw new Error(`Cannot listen on ${where}: ${reason}.`);
+  }
 }
 
 scope.onmessage = (event) => {
   const command = event.data;
-  if (command.kind === "start") start(command);
-  else if (command.kind === "book") service?.setBook(AddressBook.fromShared(command.book));
+  if (command.kind === "start") {
+    start(command);
+    return;
+  }
+  handled++;
+  if (command.kind === "book") service?.setBook(AddressBook.fromShared(command.book));
   else if (command.kind === "shutdown") {
     (service?.shutdown() ?? Promise.resolve()).then(() => report({ kind: "drained" }));
+  } else if (command.kind === "abort") {
+    Promise.all([service?.abort(), loopEnded]).then(() => report({ kind: "stopped" }));
   }
 };

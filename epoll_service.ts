@@ -1,0 +1,387 @@
+/**
+ * Serves address-book queries from an epoll event loop that owns its
+ * sockets, the way Redis and memcached do: one thread waits in
+ * `epoll_wait`, then for each ready socket reads what arrived, answers every
+ * complete frame, and writes all the replies back in one call.
+ *
+ * It keeps the same contract as serve_connections.ts (the `Deno.listen`
+ * loop used for TLS and on other platforms): the same limits, timeouts,
+ * backpressure, drain at shutdown and counters. It runs in a worker thread,
+ * since the loop blocks its thread while it waits; commands from the main
+ * thread (a new book, shutdown) are picked up between waits.
+ *
+ * @module
+ */
+
+import type { AddressBook } from "./addressbook.ts";
+import {
+  decodeSockaddr,
+  EAGAIN,
+  EINTR,
+  EPOLL_CTL_ADD,
+  EPOLL_CTL_MOD,
+  EPOLL_DATA_OFFSET,
+  EPOLL_EVENT_SIZE,
+  EPOLLIN,
+  EPOLLOUT,
+  IPPROTO_TCP,
+  type Libc,
+  type LibcSymbols,
+  SOCK_CLOEXEC,
+  SOCK_NONBLOCK,
+  TCP_NODELAY,
+} from "./libc.ts";
+import { Counter } from "./metrics.ts";
+import {
+  encodeReply,
+  FrameDecoder,
+  HEADER_SIZE,
+  MAX_QUERY_BYTES,
+  ProtocolError,
+  STATUS_PROTOCOL_ERROR,
+  TYPE_QUERY,
+} from "./protocol.ts";
+import { BUSY_REPLY, DRAIN_GRACE_MS, type ServiceOptions } from "./serve_connections.ts";
+
+const READ_SIZE = 65536;
+const MAX_EVENTS = 256;
+/** The longest wait in epoll_wait, so commands and timeouts are seen promptly when idle. */
+const MAX_WAIT_MS = 50;
+const ONE = new Uint8Array(new Int32Array([1]).buffer);
+
+/** One open connection. */
+class Peer {
+  readonly fd: number;
+  readonly decoder = new FrameDecoder({ type: TYPE_QUERY, maxPayload: MAX_QUERY_BYTES });
+  /** Reply bytes the socket had no room for; the peer is not read until they are written. */
+  pending: Uint8Array | undefined;
+  lastReceived: number;
+  /** When the unfinished frame started, or 0 when none is unfinished. */
+  frameStarted = 0;
+  /** The peer half-closed: answer what it sent, then close. */
+  readClosed = false;
+  /** A protocol error was answered: close once the reply is written. */
+  closeWhenWritten = false;
+  /** The epoll events registered for it. */
+  events = EPOLLIN;
+  closed = false;
+
+  constructor(fd: number, now: number) {
+    this.fd = fd;
+    this.lastReceived = now;
+  }
+}
+
+/** Answers queries on a listening socket's descriptor until shut down. */
+export class EpollService {
+  readonly #calls: LibcSymbols;
+  readonly #libc: Libc;
+  readonly #options: ServiceOptions;
+  readonly #listenFd: number;
+  readonly #epollFd: number;
+  #book: AddressBook;
+  /** Open connections by file descriptor. */
+  readonly #peers: (Peer | undefined)[] = [];
+  #open = 0;
+  readonly #events = new Uint8Array(EPOLL_EVENT_SIZE * MAX_EVENTS);
+  readonly #eventView = new DataView(this.#events.buffer);
+  readonly #eventOne = new Uint8Array(EPOLL_EVENT_SIZE);
+  /** One read buffer and one reply buffer serve every connection: the loop handles one at a time. */
+  readonly #input = new Uint8Array(READ_SIZE);
+  #output = new Uint8Array(READ_SIZE);
+  #outputLength = 0;
+  #listening = true;
+  #draining = false;
+  #graceEnds = 0;
+  #stopped = false;
+  #nextSweep = 0;
+  readonly #sweepEvery: number;
+  #drained: (() => void) | undefined;
+
+  /** Takes over a listening, non-blocking socket. */
+  constructor(libc: Libc, listenFd: number, options: ServiceOptions) {
+    this.#libc = libc;
+    this.#calls = libc.calls;
+    this.#options = options;
+    this.#book = options.book;
+    this.#listenFd = listenFd;
+    this.#epollFd = this.#calls.epoll_create1(SOCK_CLOEXEC);
+    if (this.#epollFd < 0) throw new Error(`epoll_create1 failed: errno ${libc.errno()}.`);
+    this.#control(EPOLL_CTL_ADD, listenFd, EPOLLIN);
+    const { idleTimeoutMs, frameTimeoutMs } = options.limits;
+    const shortest = Math.min(...[idleTimeoutMs, frameTimeoutMs].filter((ms) => ms > 0));
+    this.#sweepEvery = Number.isFinite(shortest)
+      ? Math.max(10, Math.min(1000, Math.floor(shortest / 4)))
+      : Infinity;
+  }
+
+  /** Connections open now. */
+  get connectionCount(): number {
+    return this.#open;
+  }
+
+  /** Replaces the book; each later query is answered from the new one. */
+  setBook(book: AddressBook): void {
+    this.#book = book;
+  }
+
+  /**
+   * Runs the loop until the service stops. Between waits it calls
+   * `pendingCommands`, and while that says commands are waiting it yields
+   * to the thread's event loop so their messages are delivered.
+   */
+  async run(pendingCommands: () => boolean): Promise<void> {
+    const calls = this.#calls;
+    while (!this.#stopped) {
+      const ready = calls.epoll_wait(this.#epollFd, this.#events, MAX_EVENTS, MAX_WAIT_MS);
+      if (ready < 0 && this.#libc.errno() !== EINTR) {
+        throw new Error(`epoll_wait failed: errno ${this.#libc.errno()}.`);
+      }
+      for (let i = 0; i < ready; i++) {
+        const base = i * EPOLL_EVENT_SIZE;
+        const events = this.#eventView.getUint32(base, true);
+        const fd = this.#eventView.getInt32(base + EPOLL_DATA_OFFSET, true);
+        if (fd === this.#listenFd) {
+          if (this.#listening) this.#acceptAll();
+          continue;
+        }
+        const peer = this.#peers[fd];
+        if (peer === undefined) continue;
+        if (events & EPOLLOUT) this.#onWritable(peer);
+        else this.#onReadable(peer);
+      }
+      const now = Date.now();
+      if (now >= this.#nextSweep) {
+        this.#sweep(now);
+        this.#nextSweep = now + this.#sweepEvery;
+      }
+      if (this.#draining) this.#continueDrain(now);
+      while (pendingCommands()) await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    calls.close(this.#epollFd);
+  }
+
+  /**
+   * Stops accepting, answers what open connections had sent, closes them,
+   * and resolves; idle connections get {@linkcode DRAIN_GRACE_MS} first.
+   */
+  shutdown(): Promise<void> {
+    this.#stopListening();
+    this.#draining = true;
+    this.#graceEnds = Date.now() + DRAIN_GRACE_MS;
+    return new Promise((resolve) => {
+      this.#drained = resolve;
+      this.#continueDrain(Date.now());
+    });
+  }
+
+  /** Closes the listener and every connection, and stops the loop. */
+  abort(): void {
+    this.#stopListening();
+    for (const peer of this.#peers) if (peer) this.#close(peer);
+    this.#stop();
+  }
+
+  #stop(): void {
+    this.#stopped = true;
+    this.#drained?.();
+  }
+
+  #stopListening(): void {
+    if (!this.#listening) return;
+    this.#listening = false;
+    this.#calls.close(this.#listenFd);
+  }
+
+  #continueDrain(now: number): void {
+    if (now >= this.#graceEnds) {
+      for (const peer of this.#peers) {
+        if (peer && peer.pending === undefined && !peer.decoder.midFrame) this.#close(peer);
+      }
+    }
+    if (this.#open === 0) this.#stop();
+  }
+
+  #acceptAll(): void {
+    const calls = this.#calls;
+    const { counters, openConnections, limits, log } = this.#options;
+    for (;;) {
+      const fd = calls.accept4(this.#listenFd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) return; // EAGAIN: accepted all; anything else (EMFILE): retried next wakeup
+      counters[Counter.connectionsTotal]++;
+      if (Atomics.add(openConnections, 0, 1) >= limits.maxConnections) {
+        Atomics.sub(openConnections, 0, 1);
+        counters[Counter.busyRefusals]++;
+        log.warn("connection refused: server busy", { peer: this.#peerAddress(fd) });
+        this.#libc.write(fd, BUSY_REPLY, BUSY_REPLY.length); // best effort: the socket is new and empty
+        calls.close(fd);
+        continue;
+      }
+      calls.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, ONE, 4);
+      this.#control(EPOLL_CTL_ADD, fd, EPOLLIN);
+      this.#peers[fd] = new Peer(fd, Date.now());
+      this.#open++;
+      counters[Counter.connectionsOpen]++;
+    }
+  }
+
+  #onReadable(peer: Peer): void {
+    const received = this.#libc.read(peer.fd, this.#input, READ_SIZE);
+    if (received < 0) {
+      if (this.#libc.errno() !== EAGAIN) this.#close(peer); // reset by the peer
+      return;
+    }
+    if (received === 0) {
+      peer.readClosed = true;
+      this.#answer(peer);
+      return;
+    }
+    peer.lastReceived = Date.now();
+    peer.decoder.push(this.#input.subarray(0, received));
+    this.#answer(peer);
+    if (this.#draining && received < READ_SIZE) this.#closeIfAnswered(peer);
+  }
+
+  #onWritable(peer: Peer): void {
+    const pending = peer.pending!;
+    const written = this.#libc.write(peer.fd, pending, pending.length);
+    if (written < 0) {
+      if (this.#libc.errno() !== EAGAIN) this.#close(peer);
+      return;
+    }
+    if (written < pending.length) {
+      peer.pending = pending.subarray(written);
+      return;
+    }
+    peer.pending = undefined;
+    if (peer.closeWhenWritten) {
+      this.#close(peer);
+      return;
+    }
+    // Frames held back while the peer was not reading are answered now.
+    this.#answer(peer);
+    if (peer.pending === undefined && !peer.closed) this.#watch(peer, EPOLLIN);
+  }
+
+  /** Answers every complete frame the peer has sent, as far as its socket takes the replies. */
+  #answer(peer: Peer): void {
+    const { counters, limits, log } = this.#options;
+    const decoder = peer.decoder;
+    let framesDone = 0;
+    try {
+      for (let payload; (payload = decoder.next()) !== null;) {
+        const reply = this.#book.answer(payload);
+        counters[Counter.repliesByStatus + reply[HEADER_SIZE]]++;
+        this.#append(reply);
+        framesDone++;
+        if (this.#outputLength >= limits.maxPendingWrite && !this.#flush(peer)) {
+          // The peer is not reading: keep its other frames and stop reading it.
+          decoder.detach();
+          return;
+        }
+      }
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      counters[Counter.repliesByStatus + STATUS_PROTOCOL_ERROR]++;
+      this.#append(encodeReply(STATUS_PROTOCOL_ERROR, error.message));
+      log.warn("protocol error", { peer: this.#peerAddress(peer.fd), error: error.message });
+      peer.closeWhenWritten = true;
+    }
+    if (!this.#flush(peer)) return;
+    if (peer.closeWhenWritten || peer.readClosed) {
+      this.#close(peer);
+      return;
+    }
+    if (!decoder.midFrame) peer.frameStarted = 0;
+    else if (peer.frameStarted === 0 || framesDone > 0) peer.frameStarted = Date.now();
+  }
+
+  #append(frame: Uint8Array): void {
+    const needed = this.#outputLength + frame.length;
+    if (needed > this.#output.length) {
+      const grown = new Uint8Array(Math.max(needed, this.#output.length * 2));
+      grown.set(this.#output.subarray(0, this.#outputLength));
+      this.#output = grown;
+    }
+    this.#output.set(frame, this.#outputLength);
+    this.#outputLength = needed;
+  }
+
+  /**
+   * Writes the reply buffer to the peer. Returns true when it all went; else
+   * keeps the rest as the peer's pending bytes, waits for room, and returns
+   * false (or closes the peer if the write failed).
+   */
+  #flush(peer: Peer): boolean {
+    const length = this.#outputLength;
+    if (length === 0) return true;
+    this.#outputLength = 0;
+    const written = this.#libc.write(peer.fd, this.#output, length);
+    if (written === length) return true;
+    if (written < 0 && this.#libc.errno() !== EAGAIN) {
+      this.#close(peer);
+      return false;
+    }
+    peer.pending = this.#output.slice(Math.max(written, 0), length);
+    this.#watch(peer, EPOLLOUT);
+    return false;
+  }
+
+  #closeIfAnswered(peer: Peer): void {
+    if (!peer.closed && peer.pending === undefined && !peer.decoder.midFrame) this.#close(peer);
+  }
+
+  /** Closes connections past their idle or frame timeout. */
+  #sweep(now: number): void {
+    const { idleTimeoutMs, frameTimeoutMs } = this.#options.limits;
+    const { counters, log } = this.#options;
+    for (const peer of this.#peers) {
+      if (peer === undefined) continue;
+      if (peer.frameStarted > 0) {
+        if (frameTimeoutMs > 0 && now - peer.frameStarted >= frameTimeoutMs) {
+          counters[Counter.frameTimeouts]++;
+          log.debug("frame timeout", { peer: this.#peerAddress(peer.fd) });
+          this.#close(peer);
+        }
+      } else if (
+        idleTimeoutMs > 0 && peer.pending === undefined && now - peer.lastReceived >= idleTimeoutMs
+      ) {
+        counters[Counter.idleTimeouts]++;
+        log.debug("idle timeout", { peer: this.#peerAddress(peer.fd) });
+        this.#close(peer);
+      }
+    }
+  }
+
+  #watch(peer: Peer, events: number): void {
+    if (peer.events === events) return;
+    peer.events = events;
+    this.#control(EPOLL_CTL_MOD, peer.fd, events);
+  }
+
+  #control(operation: number, fd: number, events: number): void {
+    const view = new DataView(this.#eventOne.buffer);
+    view.setUint32(0, events, true);
+    view.setInt32(EPOLL_DATA_OFFSET, fd, true);
+    this.#calls.epoll_ctl(this.#epollFd, operation, fd, this.#eventOne);
+  }
+
+  #close(peer: Peer): void {
+    if (peer.closed) return;
+    peer.closed = true;
+    this.#peers[peer.fd] = undefined;
+    this.#calls.close(peer.fd); // also removes it from the epoll set
+    this.#open--;
+    Atomics.sub(this.#options.openConnections, 0, 1);
+    this.#options.counters[Counter.connectionsOpen]--;
+    if (this.#draining && this.#open === 0) this.#stop();
+  }
+
+  #peerAddress(fd: number): string {
+    const address = new Uint8Array(128);
+    const length = new Uint32Array([address.length]);
+    if (this.#calls.getpeername(fd, address, new Uint8Array(length.buffer)) !== 0) return "?";
+    const { hostname, port } = decodeSockaddr(address);
+    return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+  }
+}
