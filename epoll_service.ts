@@ -39,6 +39,7 @@ import {
   MAX_QUERY_BYTES,
   ProtocolError,
   STATUS_PROTOCOL_ERROR,
+  STATUS_SERVER_BUSY,
   TYPE_QUERY,
 } from "./protocol.ts";
 import { BUSY_REPLY, DRAIN_GRACE_MS, type ServiceOptions } from "./serve_connections.ts";
@@ -55,7 +56,8 @@ class Peer {
   readonly decoder = new FrameDecoder({ type: TYPE_QUERY, maxPayload: MAX_QUERY_BYTES });
   /** Reply bytes the socket had no room for; the peer is not read until they are written. */
   pending: Uint8Array | undefined;
-  lastReceived: number;
+  /** When it last sent bytes or took the last of its replies. */
+  lastActive: number;
   /** When the unfinished frame started, or 0 when none is unfinished. */
   frameStarted = 0;
   /** The peer half-closed: answer what it sent, then close. */
@@ -68,7 +70,7 @@ class Peer {
 
   constructor(fd: number, now: number) {
     this.fd = fd;
-    this.lastReceived = now;
+    this.lastActive = now;
   }
 }
 
@@ -212,6 +214,7 @@ export class EpollService {
       if (Atomics.add(openConnections, 0, 1) >= limits.maxConnections) {
         Atomics.sub(openConnections, 0, 1);
         counters[Counter.busyRefusals]++;
+        counters[Counter.repliesByStatus + STATUS_SERVER_BUSY]++;
         log.warn("connection refused: server busy", { peer: this.#peerAddress(fd) });
         this.#libc.write(fd, BUSY_REPLY, BUSY_REPLY.length); // best effort: the socket is new and empty
         calls.close(fd);
@@ -236,7 +239,7 @@ export class EpollService {
       this.#answer(peer);
       return;
     }
-    peer.lastReceived = Date.now();
+    peer.lastActive = Date.now();
     peer.decoder.push(this.#input.subarray(0, received));
     this.#answer(peer);
     if (this.#draining && received < READ_SIZE) this.#closeIfAnswered(peer);
@@ -254,6 +257,7 @@ export class EpollService {
       return;
     }
     peer.pending = undefined;
+    peer.lastActive = Date.now();
     if (peer.closeWhenWritten) {
       this.#close(peer);
       return;
@@ -336,16 +340,15 @@ export class EpollService {
     const { idleTimeoutMs, frameTimeoutMs } = this.#options.limits;
     const { counters, log } = this.#options;
     for (const peer of this.#peers) {
-      if (peer === undefined) continue;
+      // A peer with replies waiting is not being read: its unfinished frame is ours to wait on.
+      if (peer === undefined || peer.pending !== undefined) continue;
       if (peer.frameStarted > 0) {
         if (frameTimeoutMs > 0 && now - peer.frameStarted >= frameTimeoutMs) {
           counters[Counter.frameTimeouts]++;
           log.debug("frame timeout", { peer: this.#peerAddress(peer.fd) });
           this.#close(peer);
         }
-      } else if (
-        idleTimeoutMs > 0 && peer.pending === undefined && now - peer.lastReceived >= idleTimeoutMs
-      ) {
+      } else if (idleTimeoutMs > 0 && now - peer.lastActive >= idleTimeoutMs) {
         counters[Counter.idleTimeouts]++;
         log.debug("idle timeout", { peer: this.#peerAddress(peer.fd) });
         this.#close(peer);

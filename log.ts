@@ -26,6 +26,16 @@ export type LogFields = Record<string, string | number | boolean | undefined>;
 
 const LEVEL_RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
+/** One event, before it is formatted: what worker threads send to the main thread's logger. */
+export interface LogRecord {
+  /** How much it matters. */
+  level: LogLevel;
+  /** What happened, in a few words. */
+  message: string;
+  /** Details; never personal data. */
+  fields: LogFields;
+}
+
 /** Options for a {@linkcode Logger}. */
 export interface LoggerOptions {
   /** Line format; `text` by default. */
@@ -34,6 +44,8 @@ export interface LoggerOptions {
   level?: LogLevel;
   /** Where lines go; stderr by default. Tests pass a collector. */
   write?: (line: string) => void;
+  /** Hands each record on unformatted instead of writing it (a worker thread's logger does). */
+  forward?: (record: LogRecord) => void;
 }
 
 const encoder = new TextEncoder();
@@ -45,19 +57,31 @@ function writeToStderr(line: string): void {
 /** Writes one line per event. */
 export class Logger {
   readonly #format: LogFormat;
-  readonly #minimum: number;
+  readonly #level: LogLevel;
   readonly #write: (line: string) => void;
+  readonly #forward: ((record: LogRecord) => void) | undefined;
 
   /** Creates a logger; see {@linkcode LoggerOptions} for the defaults. */
   constructor(options: LoggerOptions = {}) {
     this.#format = options.format ?? "text";
-    this.#minimum = LEVEL_RANK[options.level ?? "info"];
+    this.#level = options.level ?? "info";
     this.#write = options.write ?? writeToStderr;
+    this.#forward = options.forward;
+  }
+
+  /** The lowest level written. */
+  get level(): LogLevel {
+    return this.#level;
   }
 
   /** Whether lines of this level are written, to skip building costly fields. */
   enabled(level: LogLevel): boolean {
-    return LEVEL_RANK[level] >= this.#minimum;
+    return LEVEL_RANK[level] >= LEVEL_RANK[this.#level];
+  }
+
+  /** Logs a record made elsewhere, such as one forwarded from a worker thread. */
+  record(record: LogRecord): void {
+    this.#log(record.level, record.message, record.fields);
   }
 
   /** Logs a per-connection detail, written only at the debug level. */
@@ -81,8 +105,9 @@ export class Logger {
   }
 
   #log(level: LogLevel, message: string, fields: LogFields = {}): void {
-    if (LEVEL_RANK[level] < this.#minimum) return;
-    this.#write(formatLine(this.#format, new Date(), level, message, fields));
+    if (!this.enabled(level)) return;
+    if (this.#forward) this.#forward({ level, message, fields });
+    else this.#write(formatLine(this.#format, new Date(), level, message, fields));
   }
 }
 
@@ -95,13 +120,17 @@ export function formatLine(
   fields: LogFields,
 ): string {
   if (format === "json") {
-    return JSON.stringify({ time: time.toISOString(), level, msg: message, ...fields });
+    const record: Record<string, unknown> = { time: time.toISOString(), level, msg: message };
+    // A field cannot overwrite the record's own keys.
+    for (const [key, value] of Object.entries(fields)) if (!(key in record)) record[key] = value;
+    return JSON.stringify(record);
   }
-  let line = `${time.toISOString()} ${level} ${message}`;
+  // A line break in a message (an error's text) must not start a new log line.
+  let line = `${time.toISOString()} ${level} ${message.replace(/[\r\n]+/g, " ")}`;
   for (const [key, value] of Object.entries(fields)) {
     if (value === undefined) continue;
     const text = String(value);
-    line += ` ${key}=${/[\s"=]/.test(text) || text === "" ? JSON.stringify(text) : text}`;
+    line += ` ${key}=${/[\s"=\p{Cc}]/u.test(text) || text === "" ? JSON.stringify(text) : text}`;
   }
   return line;
 }

@@ -75,12 +75,14 @@ const LARGE_READ_SIZE = 65536;
 /** The state of one open connection that the sweep and the shutdown look at. */
 interface ConnectionState {
   conn: Deno.Conn;
-  /** When the connection last received bytes. */
-  lastReceived: number;
+  /** When the connection last received bytes or finished writing replies. */
+  lastActive: number;
   /** When the unfinished frame started, or 0 when no frame is unfinished. */
   frameStarted: number;
   /** Whether the loop is waiting for bytes with nothing owed (and so may be closed at shutdown). */
   idle: boolean;
+  /** Whether the loop is waiting for bytes; timeouts only run then, not while it writes. */
+  reading: boolean;
   closed: boolean;
 }
 
@@ -171,6 +173,7 @@ export class ConnectionService {
       if (Atomics.add(openConnections, 0, 1) >= limits.maxConnections) {
         Atomics.sub(openConnections, 0, 1);
         counters[Counter.busyRefusals]++;
+        counters[Counter.repliesByStatus + STATUS_SERVER_BUSY]++;
         log.warn("connection refused: server busy", { peer: peerOf(conn) });
         refuse(conn);
         continue;
@@ -184,9 +187,10 @@ export class ConnectionService {
     const { counters, limits, log } = this.#options;
     const state: ConnectionState = {
       conn,
-      lastReceived: Date.now(),
+      lastActive: Date.now(),
       frameStarted: 0,
       idle: true,
+      reading: false,
       closed: false,
     };
     this.#connections.add(state);
@@ -199,11 +203,11 @@ export class ConnectionService {
       for (;;) {
         state.idle = !decoder.midFrame;
         if (state.idle && this.#graceOver) break;
+        state.reading = true;
         const received = await conn.read(input);
-        state.idle = false;
+        state.reading = state.idle = false;
         if (received === null) break;
         const now = Date.now();
-        state.lastReceived = now;
         decoder.push(input.subarray(0, received));
         let framesDone = 0;
         try {
@@ -223,6 +227,7 @@ export class ConnectionService {
           break;
         }
         if (output.length > 0) await output.flushTo(conn);
+        state.lastActive = Date.now();
         if (!decoder.midFrame) state.frameStarted = 0;
         else if (state.frameStarted === 0 || framesDone > 0) state.frameStarted = now;
         // A full read suggests a pipelining client: read more at a time.
@@ -253,13 +258,15 @@ export class ConnectionService {
     const { counters, log } = this.#options;
     const now = Date.now();
     for (const state of this.#connections) {
+      // A connection being written to is waiting on its peer, not the other way round.
+      if (state.closed || !state.reading) continue;
       if (state.frameStarted > 0) {
         if (frameTimeoutMs > 0 && now - state.frameStarted >= frameTimeoutMs) {
           counters[Counter.frameTimeouts]++;
           log.debug("frame timeout", { peer: peerOf(state.conn) });
           this.#close(state);
         }
-      } else if (state.idle && idleTimeoutMs > 0 && now - state.lastReceived >= idleTimeoutMs) {
+      } else if (state.idle && idleTimeoutMs > 0 && now - state.lastActive >= idleTimeoutMs) {
         counters[Counter.idleTimeouts]++;
         log.debug("idle timeout", { peer: peerOf(state.conn) });
         this.#close(state);

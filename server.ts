@@ -66,10 +66,8 @@ export interface ServerOptions {
   tls?: TlsFiles;
   /** Serve `GET /metrics` (Prometheus text) on this port of `hostname`; off when unset. */
   metricsPort?: number;
-  /** Where events are logged; a text logger on stderr by default. */
+  /** Where events are logged, worker threads' too; a text logger on stderr by default. */
   log?: Logger;
-  /** Log format and level handed to worker threads, which make their own loggers. */
-  logSettings?: { format: LogFormat; level: LogLevel };
 }
 
 /** A running server. */
@@ -137,7 +135,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     counters,
     thread: 0,
     openConnections: new Int32Array(new SharedArrayBuffer(4)),
-    logSettings: options.logSettings ?? { format: "text", level: "info" },
+    logLevel: log.level,
   };
 
   // Under Deno.listen the first thread is this one; under epoll it is a worker.
@@ -156,14 +154,14 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
         log,
       });
     } else {
-      const first = await startWorker(start);
+      const first = await startWorker(start, log);
       threads.push(first);
       port = first.port;
     }
     const others = await Promise.all(
       Array.from(
         { length: workers - 1 },
-        (_, i) => startWorker({ ...start, port, sharing: "join", thread: i + 1 }),
+        (_, i) => startWorker({ ...start, port, sharing: "join", thread: i + 1 }, log),
       ),
     );
     threads.push(...others);
@@ -184,11 +182,14 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     await Promise.all(threads.map((thread) => thread.abort()));
     throw error;
   }
-  const abortAll = async () => {
-    await local?.abort();
-    await Promise.all(threads.map((thread) => thread.abort()));
-    await metricsServer?.server.shutdown();
-  };
+  // Closing twice (shutdown, then close in a finally) must not wait on threads already gone.
+  let closing: Promise<void> | undefined;
+  const abortAll = () =>
+    closing ??= (async () => {
+      await local?.abort();
+      await Promise.all(threads.map((thread) => thread.abort()));
+      await metricsServer?.server.shutdown();
+    })();
 
   return {
     addr: { transport: "tcp", hostname, port },
@@ -206,7 +207,8 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
         throw error;
       }
       local?.setBook(book);
-      for (const thread of threads) thread.post({ kind: "book", book: book.toShared() });
+      // Resolve only once every thread answers from the new book.
+      await Promise.all(threads.map((thread) => thread.setBook(book)));
       figures.entries = book.size;
       figures.reloadsOk++;
     },
@@ -325,7 +327,8 @@ function serveMetrics(hostname: string, port: number, render: () => string) {
 interface WorkerThread {
   /** The port it listens on. */
   port: number;
-  post(command: WorkerCommand): void;
+  /** Hands it a new book; resolves once it answers from it. */
+  setBook(book: AddressBook): Promise<void>;
   /** Drains its connections, as ConnectionService.shutdown does. */
   shutdown(): Promise<void>;
   /** Closes its sockets at once and ends the thread. */
@@ -333,19 +336,17 @@ interface WorkerThread {
 }
 
 /** Starts one serving worker thread; resolves once it listens. */
-function startWorker(start: WorkerStart): Promise<WorkerThread> {
+function startWorker(start: WorkerStart, log: Logger): Promise<WorkerThread> {
   const worker = new Worker(new URL("./server_worker.ts", import.meta.url), { type: "module" });
   // Counts commands posted, so a worker busy in epoll_wait knows to look for them.
   const mailbox = new Int32Array(new SharedArrayBuffer(4));
-  const waiting: Partial<Record<WorkerReport["kind"], () => void>> = {};
-  const post = (command: WorkerCommand) => {
-    worker.postMessage(command);
-    Atomics.add(mailbox, 0, 1);
-  };
-  const request = (command: WorkerCommand, report: "drained" | "stopped") =>
+  // Callers waiting for a report, oldest first: a worker answers commands in order.
+  const waiting = new Map<WorkerReport["kind"], (() => void)[]>();
+  const request = (command: WorkerCommand, report: WorkerReport["kind"]) =>
     new Promise<void>((done) => {
-      waiting[report] = done;
-      post(command);
+      waiting.set(report, [...(waiting.get(report) ?? []), done]);
+      worker.postMessage(command);
+      Atomics.add(mailbox, 0, 1);
     });
   return new Promise((resolve, reject) => {
     worker.onerror = (event) => {
@@ -358,7 +359,7 @@ function startWorker(start: WorkerStart): Promise<WorkerThread> {
       if (report.kind === "listening") {
         resolve({
           port: report.port,
-          post,
+          setBook: (book) => request({ kind: "book", book: book.toShared() }, "book-taken"),
           shutdown: () => request({ kind: "shutdown" }, "drained"),
           abort: async () => {
             await request({ kind: "abort" }, "stopped");
@@ -368,8 +369,10 @@ function startWorker(start: WorkerStart): Promise<WorkerThread> {
       } else if (report.kind === "failed") {
         worker.terminate();
         reject(new StartError(report.message, report.exitCode));
+      } else if (report.kind === "log") {
+        log.record(report.record);
       } else {
-        waiting[report.kind]?.();
+        waiting.get(report.kind)?.shift()?.();
       }
     };
     worker.postMessage({ ...start, mailbox });
@@ -596,7 +599,6 @@ export async function main(args: string[]): Promise<number> {
       tls,
       metricsPort: cli.metricsPort,
       log,
-      logSettings: { format: cli.logFormat, level: cli.logLevel },
     });
   } catch (error) {
     if (error instanceof BookError || error instanceof StartError) {

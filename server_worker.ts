@@ -10,7 +10,7 @@
 import { AddressBook, type SharedAddressBook } from "./addressbook.ts";
 import { EpollService } from "./epoll_service.ts";
 import { EACCES, EADDRINUSE, EADDRNOTAVAIL, listenTcp, openLibc, SocketError } from "./libc.ts";
-import { type LogFormat, Logger, type LogLevel } from "./log.ts";
+import { Logger, type LogLevel, type LogRecord } from "./log.ts";
 import { counterRow } from "./metrics.ts";
 import { ConnectionService, type ServiceLimits } from "./serve_connections.ts";
 import { formatAddress, listen, type PortSharing, type TlsFiles } from "./server.ts";
@@ -31,7 +31,8 @@ export interface WorkerStart {
   counters: Float64Array;
   thread: number;
   openConnections: Int32Array;
-  logSettings: { format: LogFormat; level: LogLevel };
+  /** The main thread's log level; records are sent to it to be written. */
+  logLevel: LogLevel;
   /** Set by startWorker: how many commands the main thread has posted. */
   mailbox?: Int32Array;
 }
@@ -47,6 +48,8 @@ export type WorkerCommand =
 export type WorkerReport =
   | { kind: "listening"; port: number }
   | { kind: "failed"; message: string; exitCode: number }
+  | { kind: "log"; record: LogRecord }
+  | { kind: "book-taken" }
   | { kind: "drained" }
   | { kind: "stopped" };
 
@@ -71,7 +74,10 @@ function start(command: WorkerStart): void {
     limits: command.limits,
     counters: counterRow(command.counters, command.thread),
     openConnections: command.openConnections,
-    log: new Logger(command.logSettings),
+    log: new Logger({
+      level: command.logLevel,
+      forward: (record) => report({ kind: "log", record }),
+    }),
   };
   try {
     if (command.io === "deno") {
@@ -123,8 +129,10 @@ scope.onmessage = (event) => {
     return;
   }
   handled++;
-  if (command.kind === "book") service?.setBook(AddressBook.fromShared(command.book));
-  else if (command.kind === "shutdown") {
+  if (command.kind === "book") {
+    service?.setBook(AddressBook.fromShared(command.book));
+    report({ kind: "book-taken" });
+  } else if (command.kind === "shutdown") {
     (service?.shutdown() ?? Promise.resolve()).then(() => report({ kind: "drained" }));
   } else if (command.kind === "abort") {
     Promise.all([service?.abort(), loopEnded]).then(() => report({ kind: "stopped" }));

@@ -1,0 +1,207 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { emailProblem, MAX_EMAIL_CHARS, normalizeEmail } from "./email.ts";
+
+const WHITESPACE_OR_CONTROL = "it contains whitespace or a control character";
+
+Deno.test("emailProblem accepts an ordinary address", () => {
+  for (
+    const email of ["ada@example.com", "a@b", "first.last+tag@sub.example.co.uk", "x@[127.0.0.1]"]
+  ) {
+    assert.equal(emailProblem(email), undefined, email);
+  }
+});
+
+Deno.test("emailProblem says an empty or all-whitespace address is empty", () => {
+  for (const email of ["", " ", "\t\n\r", "\u00a0\u3000\ufeff"]) {
+    assert.equal(emailProblem(email), "it is empty", JSON.stringify(email));
+  }
+});
+
+Deno.test("emailProblem says an address without @ has none", () => {
+  assert.equal(emailProblem("ada.example.com"), "it has no @");
+  // The @ rule comes before the whitespace rule.
+  assert.equal(emailProblem("ada lovelace"), "it has no @");
+  // A full-width ＠ (U+FF20) is not an @.
+  assert.equal(emailProblem("ada＠example.com"), "it has no @");
+});
+
+Deno.test("emailProblem says an address with two or more @ has more than one", () => {
+  for (const email of ["ada@lovelace@example.com", "ada@@example.com", "@@", "a@b@c@d"]) {
+    assert.equal(emailProblem(email), "it has more than one @", email);
+  }
+});
+
+Deno.test("emailProblem says when nothing comes before the @", () => {
+  assert.equal(emailProblem("@example.com"), "nothing comes before the @");
+  assert.equal(emailProblem("  @example.com"), "nothing comes before the @");
+});
+
+Deno.test("emailProblem says when nothing comes after the @", () => {
+  assert.equal(emailProblem("ada@"), "nothing comes after the @");
+  assert.equal(emailProblem("ada@ \t"), "nothing comes after the @");
+  assert.equal(emailProblem("@"), "nothing comes before the @");
+});
+
+Deno.test("emailProblem rejects whitespace inside the address, ASCII or Unicode", () => {
+  const spaces = [
+    " ",
+    "\t",
+    "\n",
+    "\r",
+    "\v",
+    "\f",
+    "\u00a0",
+    "\u2003",
+    "\u2028",
+    "\u3000",
+    "\ufeff",
+  ];
+  for (const space of spaces) {
+    assert.equal(
+      emailProblem(`ada${space}lovelace@example.com`),
+      WHITESPACE_OR_CONTROL,
+      escape(space),
+    );
+    assert.equal(emailProblem(`ada@example${space}.com`), WHITESPACE_OR_CONTROL, escape(space));
+  }
+});
+
+Deno.test("emailProblem rejects control characters: C0, DEL and C1", () => {
+  for (
+    const control of [
+      "\u0000",
+      "\u0001",
+      "\u0007",
+      "\u001b",
+      "\u001f",
+      "\u007f",
+      "\u0080",
+      "\u0085",
+      "\u009f",
+    ]
+  ) {
+    assert.equal(emailProblem(`ada${control}@example.com`), WHITESPACE_OR_CONTROL, escape(control));
+    // Trimming does not remove a control character at the edge.
+    assert.equal(emailProblem(`ada@example.com${control}`), WHITESPACE_OR_CONTROL, escape(control));
+  }
+});
+
+Deno.test("emailProblem accepts exactly 254 characters and rejects 255, naming the count", () => {
+  assert.equal(MAX_EMAIL_CHARS, 254);
+  const at254 = "a".repeat(64) + "@" + "b".repeat(189);
+  assert.equal(at254.length, 254);
+  assert.equal(emailProblem(at254), undefined);
+  const at255 = at254 + "c";
+  assert.equal(emailProblem(at255), "it is 255 characters long, over the limit of 254");
+  assert.equal(
+    emailProblem("a@" + "b".repeat(1000)),
+    "it is 1002 characters long, over the limit of 254",
+  );
+});
+
+Deno.test("emailProblem counts an astral character (a surrogate pair) as one character", () => {
+  // 200 emoji are 400 UTF-16 code units but 200 characters.
+  const at254 = "😀".repeat(200) + "@" + "b".repeat(53);
+  assert.equal(at254.length, 454);
+  assert.equal([...at254].length, 254);
+  assert.equal(emailProblem(at254), undefined);
+  assert.equal(
+    emailProblem(at254 + "😀"),
+    "it is 255 characters long, over the limit of 254",
+  );
+});
+
+Deno.test("emailProblem counts a lone surrogate as one character", () => {
+  const at254 = "\ud800".repeat(200) + "@" + "b".repeat(53);
+  assert.equal(emailProblem(at254), undefined);
+  assert.equal(emailProblem(at254 + "\udc00"), "it is 255 characters long, over the limit of 254");
+});
+
+Deno.test("emailProblem counts a BMP non-ASCII character as one, whatever its UTF-8 size", () => {
+  const at254 = "é".repeat(100) + "@" + "例".repeat(153);
+  assert.equal(emailProblem(at254), undefined);
+  assert.match(emailProblem(at254 + "例") ?? "", /255 characters/);
+});
+
+Deno.test("emailProblem trims surrounding whitespace before every check", () => {
+  assert.equal(emailProblem("  ada@example.com\t\r\n"), undefined);
+  assert.equal(emailProblem("\u3000\u00a0ada@example.com\u2028\ufeff"), undefined);
+  // Surrounding whitespace does not count towards the limit.
+  const at254 = "a".repeat(64) + "@" + "b".repeat(189);
+  assert.equal(emailProblem(" ".repeat(50) + at254 + "\n".repeat(50)), undefined);
+});
+
+Deno.test("emailProblem accepts non-ASCII addresses", () => {
+  for (
+    const email of [
+      "zoë@example.com",
+      "ZOË@EXAMPLE.COM",
+      "用户@例子.广告",
+      "θσερ@παράδειγμα.δοκιμή",
+      "अजय@डाटा.भारत",
+      "😀@example.com",
+      "josé.garcía@correo.es",
+    ]
+  ) {
+    assert.equal(emailProblem(email), undefined, email);
+  }
+});
+
+Deno.test("normalizeEmail trims surrounding whitespace and lower-cases", () => {
+  assert.equal(normalizeEmail("  Ada@Example.COM "), "ada@example.com");
+  assert.equal(normalizeEmail("\t\nADA@EXAMPLE.COM\u3000"), "ada@example.com");
+  assert.equal(normalizeEmail("ada@example.com"), "ada@example.com");
+});
+
+Deno.test("normalizeEmail lower-cases non-ASCII letters", () => {
+  assert.equal(normalizeEmail("ZOË@Example.com"), "zoë@example.com");
+  assert.equal(normalizeEmail("ÅSA@ÖREBRO.SE"), "åsa@örebro.se");
+  assert.equal(normalizeEmail("ΘΣΕΡ@ΠΑΡΆΔΕΙΓΜΑ.ΔΟΚΙΜΉ"), "θσερ@παράδειγμα.δοκιμή");
+});
+
+Deno.test("normalizeEmail leaves inner whitespace alone (emailProblem rejects it)", () => {
+  assert.equal(normalizeEmail(" A B@C "), "a b@c");
+});
+
+Deno.test("property: normalizeEmail is idempotent", () => {
+  fc.assert(
+    fc.property(fc.string({ unit: "binary" }), (text) => {
+      const once = normalizeEmail(text);
+      assert.equal(normalizeEmail(once), once);
+    }),
+  );
+});
+
+Deno.test("property: emailProblem ignores surrounding whitespace and returns a reason or undefined", () => {
+  const space = fc.constantFrom(" ", "\t", "\n", "\r", "\u00a0", "\u3000", "\ufeff");
+  fc.assert(
+    fc.property(
+      fc.array(space, { maxLength: 4 }),
+      fc.string({ unit: "binary", maxLength: 40 }),
+      fc.array(space, { maxLength: 4 }),
+      (before, text, after) => {
+        const problem = emailProblem(text);
+        assert.ok(problem === undefined || (typeof problem === "string" && problem.length > 0));
+        assert.equal(emailProblem(before.join("") + text + after.join("")), problem);
+      },
+    ),
+  );
+});
+
+Deno.test("property: an address of a non-empty local part, @, non-empty domain, no spaces, is valid", () => {
+  const part = fc.string({
+    unit: fc.constantFrom("a", "Z", "0", ".", "-", "+", "_", "é", "Ë", "例", "😀"),
+    minLength: 1,
+    maxLength: 60,
+  });
+  fc.assert(
+    fc.property(part, part, (local, domain) => {
+      assert.equal(emailProblem(`${local}@${domain}`), undefined);
+    }),
+  );
+});
+
+function escape(text: string): string {
+  return [...text].map((c) => `U+${c.codePointAt(0)!.toString(16).padStart(4, "0")}`).join(" ");
+}

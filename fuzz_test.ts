@@ -1,0 +1,273 @@
+/**
+ * Throws random byte streams at one live server over many connections:
+ * valid and invalid frames, random bytes, random chunkings, half-closes and
+ * abrupt closes. Each stream's replies are checked against a small model of
+ * the protocol written here, independently of the server's codec.
+ *
+ * Seeded, so a failure is reproducible; bounded to a few seconds.
+ */
+
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { emailProblem, normalizeEmail } from "./email.ts";
+import {
+  decodeUtf8,
+  encodeQuery,
+  HEADER_SIZE,
+  MAX_QUERY_BYTES,
+  type Reply,
+  STATUS_BAD_REQUEST,
+  STATUS_FOUND,
+  STATUS_NOT_FOUND,
+  STATUS_PROTOCOL_ERROR,
+  TYPE_QUERY,
+} from "./protocol.ts";
+import {
+  concat,
+  frame,
+  header,
+  metricValue,
+  PEOPLE,
+  RawClient,
+  type TestServer,
+  waitFor,
+  withTestServer,
+  yieldToEventLoop,
+} from "./test_util.ts";
+
+const SEED = 20261124;
+/** Property runs; each runs up to {@linkcode MAX_CONNECTIONS_PER_RUN} connections at once. */
+const NUM_RUNS = 300;
+/** Fewer runs for chunked streams, which yield to the event loop between writes. */
+const NUM_RUNS_CHUNKED = 100;
+const MAX_CONNECTIONS_PER_RUN = 8;
+/**
+ * Streams written in one write stay under the server's first read size, so
+ * the server reads each such stream whole.
+ */
+const ONE_WRITE_MAX_BYTES = 4000;
+
+const NAMES = new Map(PEOPLE.map(([email, name]) => [email, name]));
+
+/** What the server must answer to one complete query payload, by the protocol's rules. */
+function modelReply(payload: Uint8Array): { status: number; text?: string } {
+  const text = decodeUtf8(payload);
+  if (text === undefined || emailProblem(text) !== undefined) return { status: STATUS_BAD_REQUEST };
+  const name = NAMES.get(normalizeEmail(text));
+  return name === undefined ? { status: STATUS_NOT_FOUND } : { status: STATUS_FOUND, text: name };
+}
+
+/**
+ * The replies a complete byte stream must get, in order: a reply per whole
+ * query frame, until a frame of another type or an oversize length (a
+ * PROTOCOL_ERROR, then nothing) or the end of the stream (an unfinished
+ * frame gets nothing).
+ */
+function modelReplies(stream: Uint8Array): { status: number; text?: string }[] {
+  const replies = [];
+  let at = 0;
+  while (at < stream.length) {
+    if (stream[at] !== TYPE_QUERY) return [...replies, { status: STATUS_PROTOCOL_ERROR }];
+    if (stream.length - at < HEADER_SIZE) break;
+    const length = new DataView(stream.buffer, stream.byteOffset + at + 1, 4).getUint32(0);
+    if (length > MAX_QUERY_BYTES) return [...replies, { status: STATUS_PROTOCOL_ERROR }];
+    const end = at + HEADER_SIZE + length;
+    if (end > stream.length) break;
+    replies.push(modelReply(stream.subarray(at + HEADER_SIZE, end)));
+    at = end;
+  }
+  return replies;
+}
+
+// --- Arbitraries ---
+
+const knownQuery = fc.tuple(
+  fc.constantFrom(...PEOPLE.map(([email]) => email)),
+  fc.boolean(),
+  fc.constantFrom("", " ", "\t", " \r\n"),
+  fc.constantFrom("", " ", "\n"),
+).map(([email, upper, before, after]) =>
+  encodeQuery(`${before}${upper ? email.toUpperCase() : email}${after}`)
+);
+
+const randomTextQuery = fc.oneof(
+  fc.emailAddress(),
+  fc.string({ unit: "binary", maxLength: 40 }),
+  fc.constantFrom("", " ", "@", "a@", "@b", "a@b@c", "x y@z"),
+).map((text) => encodeQuery(text));
+
+const rawPayloadQuery = fc.oneof(
+  { arbitrary: fc.uint8Array({ maxLength: 60 }), weight: 10 },
+  {
+    arbitrary: fc.uint8Array({ minLength: MAX_QUERY_BYTES, maxLength: MAX_QUERY_BYTES }),
+    weight: 1,
+  },
+).map((payload) => frame(TYPE_QUERY, payload));
+
+const wrongType = fc.tuple(
+  fc.integer({ min: 0, max: 255 }).filter((type) => type !== TYPE_QUERY),
+  fc.uint8Array({ maxLength: 20 }),
+).map(([type, payload]) => frame(type, payload));
+
+const oversize = fc.tuple(
+  fc.integer({ min: MAX_QUERY_BYTES + 1, max: 0xffffffff }),
+  fc.uint8Array({ maxLength: 20 }),
+).map(([length, body]) => concat([header(TYPE_QUERY, length), body]));
+
+const randomBytes = fc.uint8Array({ minLength: 1, maxLength: 40 });
+
+/** One piece of a stream; mostly valid frames, so streams get some way before breaking. */
+const piece = fc.oneof(
+  { arbitrary: knownQuery, weight: 6 },
+  { arbitrary: randomTextQuery, weight: 4 },
+  { arbitrary: rawPayloadQuery, weight: 2 },
+  { arbitrary: wrongType, weight: 1 },
+  { arbitrary: oversize, weight: 1 },
+  { arbitrary: randomBytes, weight: 1 },
+);
+
+/** How a client ends its connection. */
+type Ending =
+  /** Half-closes after writing and reads every reply: they must be exactly the model's. */
+  | { kind: "half-close" }
+  /** Closes after writing `chunks` of its chunks, reading nothing. */
+  | { kind: "abrupt"; chunks: number }
+  /** Writes everything, reads `replies` replies, then closes. */
+  | { kind: "read-some"; replies: number };
+
+const ending: fc.Arbitrary<Ending> = fc.oneof(
+  { arbitrary: fc.constant({ kind: "half-close" as const }), weight: 3 },
+  { arbitrary: fc.record({ kind: fc.constant("abrupt" as const), chunks: fc.nat(20) }), weight: 1 },
+  {
+    arbitrary: fc.record({ kind: fc.constant("read-some" as const), replies: fc.nat(5) }),
+    weight: 1,
+  },
+);
+
+interface Scenario {
+  stream: Uint8Array;
+  /** Sizes of successive writes, used in turn and cyclically; empty means one write. */
+  chunkSizes: number[];
+  ending: Ending;
+}
+
+function scenario(chunked: boolean): fc.Arbitrary<Scenario> {
+  return fc.record({
+    pieces: fc.array(piece, { maxLength: 15 }),
+    chunkSizes: chunked
+      ? fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 6 })
+      : fc.constant([]),
+    ending,
+  }).map(({ pieces, chunkSizes, ending }) => {
+    let stream = concat(pieces);
+    if (!chunked) stream = stream.subarray(0, ONE_WRITE_MAX_BYTES);
+    return { stream, chunkSizes, ending };
+  });
+}
+
+function chunksOf(stream: Uint8Array, sizes: number[]): Uint8Array[] {
+  if (sizes.length === 0) return [stream];
+  const chunks = [];
+  for (let at = 0, i = 0; at < stream.length; i++) {
+    const size = sizes[i % sizes.length];
+    chunks.push(stream.subarray(at, at + size));
+    at += size;
+  }
+  return chunks;
+}
+
+// --- Running a scenario ---
+
+/** Whether a write failed because the server closed first, as it does after a protocol error. */
+function isClosedByPeer(error: unknown): boolean {
+  return error instanceof Deno.errors.BrokenPipe || error instanceof Deno.errors.ConnectionReset;
+}
+
+/** Checks the framing rules every connection obeys: status 3 only last. */
+function assertWellFormed(replies: Reply[]): void {
+  const error = replies.findIndex((reply) => reply.status === STATUS_PROTOCOL_ERROR);
+  assert.ok(error < 0 || error === replies.length - 1, "PROTOCOL_ERROR is the last reply");
+}
+
+async function runScenario(port: number, { stream, chunkSizes, ending }: Scenario) {
+  const client = await RawClient.connect(port);
+  try {
+    const chunks = chunksOf(stream, chunkSizes);
+    const toWrite = ending.kind === "abrupt" ? chunks.slice(0, ending.chunks) : chunks;
+    const expected = modelReplies(stream);
+    // Read while writing, so a long stream cannot fill both directions' buffers.
+    const reading = ending.kind === "half-close"
+      ? client.readUntilClosed()
+      : ending.kind === "read-some"
+      ? client.readReplies(Math.min(ending.replies, expected.length))
+      : Promise.resolve([]);
+    reading.catch(() => {});
+    let closedByPeer = false;
+    for (const chunk of toWrite) {
+      try {
+        await client.write(chunk);
+      } catch (error) {
+        if (!isClosedByPeer(error)) throw error;
+        closedByPeer = true;
+        break;
+      }
+      if (chunkSizes.length > 0) await yieldToEventLoop();
+    }
+    if (ending.kind === "half-close" && !closedByPeer) {
+      try {
+        await client.closeWrite();
+      } catch (error) {
+        if (!isClosedByPeer(error)) throw error;
+      }
+    }
+    const replies = await reading;
+    assertWellFormed(replies);
+    const got = replies.map(({ status, text }) =>
+      status === STATUS_FOUND ? { status, text } : { status }
+    );
+    if (ending.kind === "half-close") {
+      assert.deepEqual(got, expected, "the replies are the model's");
+      assert.ok(client.ending !== undefined);
+    } else {
+      assert.deepEqual(got, expected.slice(0, got.length), "the replies begin as the model's");
+    }
+  } finally {
+    client.close();
+  }
+}
+
+async function fuzzServer(chunked: boolean): Promise<void> {
+  await withTestServer({}, async ({ port, server }: TestServer) => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(scenario(chunked), { minLength: 1, maxLength: MAX_CONNECTIONS_PER_RUN }),
+        async (scenarios) => {
+          await Promise.all(scenarios.map((s) => runScenario(port, s)));
+        },
+      ),
+      { numRuns: chunked ? NUM_RUNS_CHUNKED : NUM_RUNS, seed: SEED },
+    );
+    // After all of it, the server still serves and has let every connection go.
+    const client = await RawClient.connect(port);
+    try {
+      assert.deepEqual(await client.query(" ADA@example.com "), {
+        status: STATUS_FOUND,
+        text: "Ada Lovelace",
+      });
+      await waitFor(
+        () => metricValue(server.metrics(), "addrbook_connections_open") === 1,
+        "every fuzzing connection to be closed",
+      );
+    } finally {
+      client.close();
+    }
+  });
+}
+
+Deno.test("random streams, each in one write, get exactly the protocol's replies", async () => {
+  await fuzzServer(false);
+});
+
+Deno.test("random streams in random chunkings get exactly the protocol's replies", async () => {
+  await fuzzServer(true);
+});

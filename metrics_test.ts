@@ -1,0 +1,236 @@
+import assert from "node:assert/strict";
+import {
+  type BookFigures,
+  Counter,
+  counterRow,
+  COUNTERS_PER_THREAD,
+  createCounterTable,
+  renderPrometheus,
+  sumCounters,
+} from "./metrics.ts";
+import { STATUS_NAMES } from "./protocol.ts";
+
+/** A parsed Prometheus text exposition: help and type per metric, and every sample. */
+interface Exposition {
+  help: Map<string, string>;
+  type: Map<string, string>;
+  /** Sample value by series: the metric name with its labels, as written. */
+  samples: Map<string, number>;
+  /** Metric names in the order their TYPE lines appear. */
+  order: string[];
+}
+
+const METRIC_NAME = "[a-zA-Z_:][a-zA-Z0-9_:]*";
+const SAMPLE_LINE = new RegExp(
+  `^(${METRIC_NAME})(\\{[a-zA-Z_][a-zA-Z0-9_]*="[^"\\\\\\n]*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="[^"\\\\\\n]*")*\\})? (\\S+)$`,
+);
+
+/**
+ * Parses the text format line by line, checking as it goes that each
+ * metric's HELP and TYPE come once, before its samples, and that each
+ * sample's value is a number.
+ */
+function parseExposition(text: string): Exposition {
+  assert.ok(text.endsWith("\n"), "the exposition ends with a newline");
+  const result: Exposition = { help: new Map(), type: new Map(), samples: new Map(), order: [] };
+  for (const line of text.slice(0, -1).split("\n")) {
+    let match;
+    if ((match = line.match(new RegExp(`^# HELP (${METRIC_NAME}) (.+)$`)))) {
+      assert.ok(!result.help.has(match[1]), `one HELP line for ${match[1]}`);
+      assert.ok(!result.type.has(match[1]), `HELP before TYPE for ${match[1]}`);
+      result.help.set(match[1], match[2]);
+    } else if ((match = line.match(new RegExp(`^# TYPE (${METRIC_NAME}) (counter|gauge)$`)))) {
+      assert.ok(!result.type.has(match[1]), `one TYPE line for ${match[1]}`);
+      result.type.set(match[1], match[2]);
+      result.order.push(match[1]);
+    } else if ((match = line.match(SAMPLE_LINE))) {
+      const [, name, labels = "", value] = match;
+      assert.equal(result.order.at(-1), name, `sample ${line} follows its own TYPE line`);
+      assert.ok(result.help.has(name), `sample ${line} has a HELP line`);
+      assert.match(value, /^-?\d+(\.\d+)?(e[+-]?\d+)?$|^NaN$|^[+-]Inf$/);
+      const series = name + labels;
+      assert.ok(!result.samples.has(series), `one sample for ${series}`);
+      result.samples.set(series, Number(value));
+    } else {
+      assert.fail(`not a line of the Prometheus text format: ${JSON.stringify(line)}`);
+    }
+  }
+  return result;
+}
+
+const NO_BOOK: BookFigures = { entries: 0, reloadsOk: 0, reloadsFailed: 0 };
+
+// --- The counter table ---
+
+Deno.test("COUNTERS_PER_THREAD holds the fixed counters and one per reply status", () => {
+  assert.equal(COUNTERS_PER_THREAD, Counter.repliesByStatus + STATUS_NAMES.length);
+  assert.equal(COUNTERS_PER_THREAD, 10);
+  const indices = Object.values(Counter);
+  assert.equal(new Set(indices).size, indices.length, "each counter has its own index");
+  assert.ok(indices.every((index) => index < COUNTERS_PER_THREAD));
+});
+
+Deno.test("createCounterTable makes one zeroed row per thread in shared memory", () => {
+  const table = createCounterTable(3);
+  assert.equal(table.length, 3 * COUNTERS_PER_THREAD);
+  assert.ok(table.buffer instanceof SharedArrayBuffer);
+  assert.ok(table.every((value) => value === 0));
+});
+
+Deno.test("counterRow gives each thread its own view of the table, without overlap", () => {
+  const table = createCounterTable(3);
+  const rows = [0, 1, 2].map((thread) => counterRow(table, thread));
+  for (const row of rows) {
+    assert.equal(row.length, COUNTERS_PER_THREAD);
+    assert.equal(row.buffer, table.buffer);
+  }
+  rows[1][Counter.connectionsTotal] = 7;
+  assert.equal(table[COUNTERS_PER_THREAD + Counter.connectionsTotal], 7);
+  assert.equal(rows[0][Counter.connectionsTotal], 0);
+  assert.equal(rows[2][Counter.connectionsTotal], 0);
+  rows[2][COUNTERS_PER_THREAD - 1] = 1;
+  assert.equal(table[table.length - 1], 1);
+});
+
+Deno.test("sumCounters adds each counter across the rows of all threads", () => {
+  const table = createCounterTable(3);
+  const rows = [0, 1, 2].map((thread) => counterRow(table, thread));
+  rows[0][Counter.connectionsTotal] = 5;
+  rows[1][Counter.connectionsTotal] = 7;
+  rows[2][Counter.connectionsTotal] = 11;
+  rows[0][Counter.connectionsOpen] = 2;
+  rows[1][Counter.connectionsOpen] = -1; // a gauge row may dip below zero; only the sum matters
+  rows[2][Counter.repliesByStatus + 4] = 3;
+  rows[0][Counter.repliesByStatus + 4] = 1;
+  const totals = sumCounters(table);
+  assert.equal(totals.length, COUNTERS_PER_THREAD);
+  assert.equal(totals[Counter.connectionsTotal], 23);
+  assert.equal(totals[Counter.connectionsOpen], 1);
+  assert.equal(totals[Counter.repliesByStatus + 4], 4);
+  assert.equal(totals[Counter.busyRefusals], 0);
+});
+
+Deno.test("sumCounters of one thread's table is that thread's row", () => {
+  const table = createCounterTable(1);
+  table.forEach((_, i) => table[i] = i * 10);
+  assert.deepEqual([...sumCounters(table)], [...table]);
+});
+
+Deno.test("counters in the shared table are summed as written by worker threads", async () => {
+  const table = createCounterTable(3);
+  const dir = await Deno.makeTempDir({ prefix: "metrics_test_" });
+  try {
+    const workerPath = `${dir}/count.js`;
+    const metricsUrl = new URL("./metrics.ts", import.meta.url).href;
+    await Deno.writeTextFile(
+      workerPath,
+      `import { Counter, counterRow } from ${JSON.stringify(metricsUrl)};
+self.onmessage = (event) => {
+  const { table, thread, count } = event.data;
+  const row = counterRow(table, thread);
+  for (let i = 0; i < count; i++) row[Counter.connectionsTotal]++;
+  self.postMessage("done");
+};
+`,
+    );
+    const workers = [1, 2].map(() =>
+      new Worker(new URL(`file://${workerPath}`), { type: "module" })
+    );
+    try {
+      await Promise.all(workers.map((worker, i) =>
+        new Promise<void>((resolve, reject) => {
+          worker.onmessage = () => resolve();
+          worker.onerror = (event) => {
+            event.preventDefault();
+            reject(new Error(event.message));
+          };
+          worker.postMessage({ table, thread: i + 1, count: 1000 * (i + 1) });
+        })
+      ));
+      counterRow(table, 0)[Counter.connectionsTotal] += 5;
+      assert.equal(sumCounters(table)[Counter.connectionsTotal], 3005);
+    } finally {
+      for (const worker of workers) worker.terminate();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// --- The Prometheus rendering ---
+
+Deno.test("renderPrometheus writes HELP and TYPE for every metric, with the right types", () => {
+  const exposition = parseExposition(renderPrometheus(sumCounters(createCounterTable(1)), NO_BOOK));
+  assert.deepEqual(exposition.order, [
+    "addrbook_connections_open",
+    "addrbook_connections_total",
+    "addrbook_replies_total",
+    "addrbook_busy_refusals_total",
+    "addrbook_timeouts_total",
+    "addrbook_reloads_total",
+    "addrbook_book_entries",
+  ]);
+  assert.deepEqual(Object.fromEntries(exposition.type), {
+    addrbook_connections_open: "gauge",
+    addrbook_connections_total: "counter",
+    addrbook_replies_total: "counter",
+    addrbook_busy_refusals_total: "counter",
+    addrbook_timeouts_total: "counter",
+    addrbook_reloads_total: "counter",
+    addrbook_book_entries: "gauge",
+  });
+  for (const [name, type] of exposition.type) {
+    // Prometheus naming: counters end in _total, gauges do not.
+    assert.equal(name.endsWith("_total"), type === "counter", name);
+    assert.ok(exposition.help.get(name)!.length > 0);
+  }
+});
+
+Deno.test("renderPrometheus writes the summed counters and the book figures as samples", () => {
+  const table = createCounterTable(2);
+  const [a, b] = [counterRow(table, 0), counterRow(table, 1)];
+  a[Counter.connectionsOpen] = 2;
+  b[Counter.connectionsOpen] = 1;
+  a[Counter.connectionsTotal] = 10;
+  b[Counter.connectionsTotal] = 32;
+  b[Counter.busyRefusals] = 4;
+  a[Counter.idleTimeouts] = 5;
+  b[Counter.frameTimeouts] = 6;
+  STATUS_NAMES.forEach((_, status) => {
+    a[Counter.repliesByStatus + status] = 100 + status;
+    b[Counter.repliesByStatus + status] = 1000 * (status + 1);
+  });
+  const text = renderPrometheus(sumCounters(table), {
+    entries: 50,
+    reloadsOk: 3,
+    reloadsFailed: 1,
+  });
+  const { samples } = parseExposition(text);
+  assert.deepEqual(Object.fromEntries(samples), {
+    "addrbook_connections_open": 3,
+    "addrbook_connections_total": 42,
+    'addrbook_replies_total{status="FOUND"}': 1100,
+    'addrbook_replies_total{status="NOT_FOUND"}': 2101,
+    'addrbook_replies_total{status="BAD_REQUEST"}': 3102,
+    'addrbook_replies_total{status="PROTOCOL_ERROR"}': 4103,
+    'addrbook_replies_total{status="SERVER_BUSY"}': 5104,
+    "addrbook_busy_refusals_total": 4,
+    'addrbook_timeouts_total{kind="idle"}': 5,
+    'addrbook_timeouts_total{kind="frame"}': 6,
+    'addrbook_reloads_total{result="ok"}': 3,
+    'addrbook_reloads_total{result="failed"}': 1,
+    "addrbook_book_entries": 50,
+  });
+  // Whole counts are written as integers, as Prometheus tools expect.
+  assert.match(text, /^addrbook_connections_total 42$/m);
+  assert.match(text, /^addrbook_replies_total\{status="SERVER_BUSY"\} 5104$/m);
+});
+
+Deno.test("renderPrometheus writes large counts as plain integers", () => {
+  const totals = sumCounters(createCounterTable(1));
+  totals[Counter.connectionsTotal] = 2 ** 53;
+  const text = renderPrometheus(totals, { entries: 1_000_000, reloadsOk: 0, reloadsFailed: 0 });
+  assert.match(text, /^addrbook_connections_total 9007199254740992$/m);
+  assert.match(text, /^addrbook_book_entries 1000000$/m);
+  parseExposition(text);
+});

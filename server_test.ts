@@ -1,0 +1,1045 @@
+import assert from "node:assert/strict";
+import { type AddressBook, NOT_FOUND_TEXT } from "./addressbook.ts";
+import {
+  encodeQuery,
+  encodeReply,
+  MAX_QUERY_BYTES,
+  type Reply,
+  STATUS_BAD_REQUEST,
+  STATUS_FOUND,
+  STATUS_NOT_FOUND,
+  STATUS_PROTOCOL_ERROR,
+  STATUS_SERVER_BUSY,
+  TYPE_QUERY,
+  TYPE_REPLY,
+} from "./protocol.ts";
+import { StartError, startServer } from "./server.ts";
+import {
+  concat,
+  encodeQueries,
+  frame,
+  header,
+  makeBook,
+  metricValue,
+  PEOPLE,
+  RawClient,
+  waitFor,
+  withDeadline,
+  withTestServer,
+  yieldToEventLoop,
+} from "./test_util.ts";
+
+const encoder = new TextEncoder();
+/** A type byte that is neither `Q` nor `R`: ASCII `G`, as an HTTP GET would start. */
+const TYPE_GET = 0x47;
+/** Small timeouts, so tests that wait for one take a fraction of a second. */
+const SHORT_TIMEOUT_MS = 200;
+const SMALL_PENDING_WRITE = 64 * 1024;
+
+/** A query and the reply it must get from the {@linkcode PEOPLE} book. */
+interface Expected {
+  query: string;
+  status: number;
+  name?: string;
+}
+
+/** The queries `0..count` cycling through found (in odd case), missing and bad ones. */
+function mixedQueries(count: number): Expected[] {
+  return Array.from({ length: count }, (_, i): Expected => {
+    const [email, name] = PEOPLE[i % PEOPLE.length];
+    switch (i % 3) {
+      case 0:
+        return { query: ` ${i % 2 ? email.toUpperCase() : email}\t`, status: STATUS_FOUND, name };
+      case 1:
+        return { query: `nobody${i}@example.com`, status: STATUS_NOT_FOUND };
+      default:
+        return { query: `not an email ${i}`, status: STATUS_BAD_REQUEST };
+    }
+  });
+}
+
+function assertReplies(replies: Reply[], expected: Expected[]): void {
+  assert.equal(replies.length, expected.length, "one reply per query");
+  for (let i = 0; i < expected.length; i++) {
+    assert.equal(replies[i].status, expected[i].status, `status of reply ${i}`);
+    if (expected[i].name !== undefined) assert.equal(replies[i].text, expected[i].name);
+  }
+}
+
+/** Connects, then does one query so the connection is surely accepted and counted. */
+async function connectAccepted(port: number): Promise<RawClient> {
+  const client = await RawClient.connect(port);
+  assert.equal((await client.query(PEOPLE[0][0])).status, STATUS_FOUND);
+  return client;
+}
+
+function closeAll(clients: RawClient[]): void {
+  for (const client of clients) client.close();
+}
+
+// --- Statuses ---
+
+Deno.test("answers FOUND with the name, ignoring case and surrounding whitespace", async () => {
+  await withTestServer({}, async ({ port }) => {
+    const client = await RawClient.connect(port);
+    try {
+      assert.deepEqual(await client.query("ada@example.com"), {
+        status: STATUS_FOUND,
+        text: "Ada Lovelace",
+      });
+      assert.deepEqual(await client.query("  ADA@Example.COM\t\r\n"), {
+        status: STATUS_FOUND,
+        text: "Ada Lovelace",
+      });
+      assert.deepEqual(await client.query("JÜRGEN@BEISPIEL.EXAMPLE"), {
+        status: STATUS_FOUND,
+        text: "Jürgen Möller",
+      });
+      assert.deepEqual(await client.query("margaret@apollo.example"), {
+        status: STATUS_FOUND,
+        text: "Margaret Hamilton 🚀",
+      });
+    } finally {
+      client.close();
+    }
+  });
+});
+
+Deno.test("answers NOT_FOUND without echoing the address", async () => {
+  await withTestServer({}, async ({ port }) => {
+    const client = await RawClient.connect(port);
+    try {
+      const reply = await client.query("nobody@example.com");
+      assert.deepEqual(reply, { status: STATUS_NOT_FOUND, text: NOT_FOUND_TEXT });
+      assert.ok(!reply.text.includes("nobody"));
+    } finally {
+      client.close();
+    }
+  });
+});
+
+Deno.test("answers BAD_REQUEST for empty, non-UTF-8 and non-email queries and stays open", async () => {
+  await withTestServer({}, async ({ port }) => {
+    const client = await RawClient.connect(port);
+    try {
+      const bad: [Uint8Array, RegExp][] = [
+        [new Uint8Array(0), /empty/],
+        [encoder.encode(" \t "), /empty/],
+        [Uint8Array.of(0x61, 0x40, 0xff, 0xfe), /UTF-8/],
+        [Uint8Array.of(0xc3), /UTF-8/],
+        [encoder.encode("not-an-email"), /no @/],
+        [encoder.encode("a@b@example.com"), /more than one @/],
+        [encoder.encode("has space@example.com"), /whitespace/],
+        [encoder.encode("@example.com"), /before the @/],
+        [encoder.encode(`${"a".repeat(MAX_QUERY_BYTES - 12)}@example.com`), /long/],
+      ];
+      for (const [payload, reason] of bad) {
+        await client.write(frame(TYPE_QUERY, payload));
+        const reply = await client.readReply();
+        assert.equal(reply?.status, STATUS_BAD_REQUEST, `payload ${payload}`);
+        assert.match(reply.text, reason);
+        // The connection is still open: a good query after it is answered.
+        assert.equal((await client.query("alan@turing.example")).text, "Alan Turing");
+      }
+    } finally {
+      client.close();
+    }
+  });
+});
+
+/** Sends `bytes` and expects exactly one PROTOCOL_ERROR reply, then a clean close. */
+async function expectProtocolError(port: number, bytes: Uint8Array, reason: RegExp) {
+  const client = await RawClient.connect(port);
+  try {
+    await client.write(bytes);
+    const replies = await client.readUntilClosed();
+    assert.deepEqual(replies.map((r) => r.status), [STATUS_PROTOCOL_ERROR]);
+    assert.match(replies[0].text, reason);
+    assert.equal(client.ending, "eof");
+  } finally {
+    client.close();
+  }
+}
+
+Deno.test("answers PROTOCOL_ERROR then closes for an unknown type byte", async () => {
+  await withTestServer({}, async ({ port }) => {
+    await expectProtocolError(port, frame(TYPE_GET, encoder.encode("ada@example.com")), /0x47/);
+    await expectProtocolError(port, Uint8Array.of(0x00), /0x00/);
+  });
+});
+
+Deno.test("answers PROTOCOL_ERROR then closes for an R frame from a client", async () => {
+  await withTestServer({}, async ({ port }) => {
+    await expectProtocolError(port, encodeReply(STATUS_FOUND, "Ada Lovelace"), /0x52/);
+  });
+});
+
+Deno.test("answers PROTOCOL_ERROR for an oversize frame as soon as its header arrives", async () => {
+  await withTestServer({}, async ({ port }) => {
+    // Only the header is sent: the server must not wait for the body.
+    await expectProtocolError(port, header(TYPE_QUERY, MAX_QUERY_BYTES + 1), /1025/);
+    await expectProtocolError(port, header(TYPE_QUERY, 0xffffffff), /4294967295/);
+  });
+});
+
+Deno.test("answers a protocol error after the good queries before it in the same write", async () => {
+  await withTestServer({}, async ({ port }) => {
+    const client = await RawClient.connect(port);
+    try {
+      await client.write(concat([
+        encodeQueries(["ada@example.com", "nobody@example.com"]),
+        header(TYPE_REPLY, 3),
+      ]));
+      const replies = await client.readUntilClosed();
+      assert.deepEqual(replies.map((r) => r.status), [
+        STATUS_FOUND,
+        STATUS_NOT_FOUND,
+        STATUS_PROTOCOL_ERROR,
+      ]);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+Deno.test("accepts a query of exactly the maximum length", async () => {
+  await withTestServer({}, async ({ port }) => {
+    const client = await RawClient.connect(port);
+    try {
+      await client.write(frame(TYPE_QUERY, new Uint8Array(MAX_QUERY_BYTES).fill(0x61)));
+      assert.equal((await client.readReply())?.status, STATUS_BAD_REQUEST);
+      assert.equal((await client.query("ada@example.com")).status, STATUS_FOUND);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+// --- Client styles ---
+
+Deno.test("serves the one-query-per-connection client style", async () => {
+  await withTestServer({}, async ({ port }) => {
+    for (const [email, name] of PEOPLE) {
+      const client = await RawClient.connect(port);
+      try {
+        assert.deepEqual(await client.query(email), { status: STATUS_FOUND, text: name });
+      } finally {
+        client.close();
+      }
+    }
+  });
+});
+
+Deno.test("answers 1000 queries pipelined in one write, in order", async () => {
+  await withTestServer({}, async ({ port }) => {
+    const client = await RawClient.connect(port);
+    try {
+      const expected = mixedQueries(1000);
+      await client.write(encodeQueries(expected.map((e) => e.query)));
+      assertReplies(await client.readReplies(expected.length), expected);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+Deno.test("serves 200 concurrent connections doing a few queries each", async () => {
+  await withTestServer({}, async ({ port, server }) => {
+    const clients = await Promise.all(Array.from({ length: 200 }, () => RawClient.connect(port)));
+    try {
+      await Promise.all(clients.map(async (client, c) => {
+        for (let q = 0; q < 5; q++) {
+          const [email, name] = PEOPLE[(c + q) % PEOPLE.length];
+          assert.deepEqual(await client.query(email), { status: STATUS_FOUND, text: name });
+        }
+      }));
+      assert.equal(metricValue(server.metrics(), "addrbook_connections_open"), 200);
+    } finally {
+      closeAll(clients);
+    }
+  });
+});
+
+Deno.test("decodes frames sent one byte per write", async () => {
+  await withTestServer({}, async ({ port }) => {
+    const client = await RawClient.connect(port);
+    try {
+      const bytes = encodeQueries(["grace.hopper@navy.example", "nobody@example.com"]);
+      for (const byte of bytes) await client.write(Uint8Array.of(byte));
+      const replies = await client.readReplies(2);
+      assert.deepEqual(replies, [
+        { status: STATUS_FOUND, text: "Grace Hopper" },
+        { status: STATUS_NOT_FOUND, text: NOT_FOUND_TEXT },
+      ]);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+Deno.test("keeps serving after clients disconnect mid-frame and mid-pipeline", async () => {
+  await withTestServer({}, async ({ port, server }) => {
+    const query = encodeQuery("ada@example.com");
+    const abrupt = [
+      new Uint8Array(0),
+      query.subarray(0, 5),
+      query.subarray(0, 10),
+      concat([query, query.subarray(0, 3)]),
+      encodeQueries(mixedQueries(1000).map((e) => e.query)),
+    ];
+    for (const bytes of abrupt) {
+      const client = await RawClient.connect(port);
+      await client.write(bytes);
+      client.close();
+    }
+    const client = await RawClient.connect(port);
+    try {
+      assert.equal((await client.query("alan@turing.example")).text, "Alan Turing");
+      // Every abandoned connection was cleaned up.
+      await waitFor(
+        () => metricValue(server.metrics(), "addrbook_connections_open") === 1,
+        "the abandoned connections to be closed",
+      );
+    } finally {
+      client.close();
+    }
+  });
+});
+
+Deno.test("answers every query of a half-closed connection, then closes it", async () => {
+  await withTestServer({}, async ({ port }) => {
+    const client = await RawClient.connect(port);
+    try {
+      const expected = mixedQueries(50);
+      await client.write(encodeQueries(expected.map((e) => e.query)));
+      await client.closeWrite();
+      assertReplies(await client.readUntilClosed(), expected);
+      assert.equal(client.ending, "eof");
+    } finally {
+      client.close();
+    }
+  });
+});
+
+Deno.test("a client stalled mid-frame does not delay another client", async () => {
+  await withTestServer({}, async ({ port }) => {
+    const stalled = await RawClient.connect(port);
+    const other = await RawClient.connect(port);
+    try {
+      const query = encodeQuery("ada@example.com");
+      await stalled.write(query.subarray(0, 8));
+      for (let i = 0; i < 20; i++) {
+        assert.equal((await other.query("grace.hopper@navy.example")).text, "Grace Hopper");
+      }
+      // The stalled frame is still waited for, and answered once finished.
+      await stalled.write(query.subarray(8));
+      assert.equal((await stalled.readReply())?.text, "Ada Lovelace");
+    } finally {
+      closeAll([stalled, other]);
+    }
+  });
+});
+
+Deno.test("answers a frame whose header and body arrive in separate reads", async () => {
+  await withTestServer({}, async ({ port }) => {
+    const client = await RawClient.connect(port);
+    const other = await RawClient.connect(port);
+    try {
+      const query = encodeQuery("grace.hopper@navy.example");
+      for (const split of [5, 6, 12, query.length - 1]) {
+        await client.write(query.subarray(0, split));
+        // A round trip on another connection lets the server read the first part alone.
+        assert.equal((await other.query("ada@example.com")).status, STATUS_FOUND);
+        await client.write(query.subarray(split));
+        assert.equal((await client.readReply())?.text, "Grace Hopper", `split at ${split}`);
+      }
+    } finally {
+      closeAll([client, other]);
+    }
+  });
+});
+
+// --- Limits ---
+
+Deno.test("refuses a connection over maxConnections with SERVER_BUSY and closes it", async () => {
+  await withTestServer({ limits: { maxConnections: 2 } }, async ({ port, server }) => {
+    const first = await connectAccepted(port);
+    const second = await connectAccepted(port);
+    const clients = [first, second];
+    try {
+      const third = await RawClient.connect(port);
+      clients.push(third);
+      const replies = await third.readUntilClosed();
+      assert.deepEqual(replies.map((r) => r.status), [STATUS_SERVER_BUSY]);
+      assert.match(replies[0].text, /connection limit/);
+
+      assert.equal((await first.query("alan@turing.example")).text, "Alan Turing");
+      assert.equal((await second.query("alan@turing.example")).text, "Alan Turing");
+
+      // Once one leaves, a new connection is served.
+      first.close();
+      await waitFor(
+        () => metricValue(server.metrics(), "addrbook_connections_open") === 1,
+        "the closed connection to be counted out",
+      );
+      const fourth = await connectAccepted(port);
+      clients.push(fourth);
+      assert.equal(metricValue(server.metrics(), "addrbook_busy_refusals_total"), 1);
+    } finally {
+      closeAll(clients);
+    }
+  });
+});
+
+Deno.test("closes a connection that stays silent for the idle timeout", async () => {
+  const limits = { idleTimeoutMs: SHORT_TIMEOUT_MS, frameTimeoutMs: 0 };
+  await withTestServer({ limits }, async ({ port, server }) => {
+    const silent = await RawClient.connect(port);
+    const afterQuery = await connectAccepted(port);
+    try {
+      assert.deepEqual(await silent.readUntilClosed(), []);
+      assert.deepEqual(await afterQuery.readUntilClosed(), []);
+      assert.equal(
+        metricValue(server.metrics(), "addrbook_timeouts_total", '{kind="idle"}'),
+        2,
+      );
+    } finally {
+      closeAll([silent, afterQuery]);
+    }
+  });
+});
+
+Deno.test("closes a connection that leaves a frame unfinished for the frame timeout", async () => {
+  const limits = { idleTimeoutMs: 0, frameTimeoutMs: SHORT_TIMEOUT_MS };
+  await withTestServer({ limits }, async ({ port, server }) => {
+    // Opened first, idle all along: the frame timeout is not an idle timeout.
+    const idle = await connectAccepted(port);
+    const halfFrame = await RawClient.connect(port);
+    const headerOnly = await RawClient.connect(port);
+    try {
+      await halfFrame.write(encodeQuery("ada@example.com").subarray(0, 9));
+      await headerOnly.write(header(TYPE_QUERY, 20));
+      assert.deepEqual(await halfFrame.readUntilClosed(), []);
+      assert.deepEqual(await headerOnly.readUntilClosed(), []);
+      assert.equal(
+        metricValue(server.metrics(), "addrbook_timeouts_total", '{kind="frame"}'),
+        2,
+      );
+      assert.equal((await idle.query("ada@example.com")).status, STATUS_FOUND);
+    } finally {
+      closeAll([idle, halfFrame, headerOnly]);
+    }
+  });
+});
+
+Deno.test("100 slow-loris peers stalled mid-frame do not stop a normal client", async () => {
+  const limits = { frameTimeoutMs: SHORT_TIMEOUT_MS };
+  await withTestServer({ limits }, async ({ port, server }) => {
+    const lorises = await Promise.all(Array.from({ length: 100 }, () => RawClient.connect(port)));
+    const client = await RawClient.connect(port);
+    try {
+      const query = encodeQuery("ada@example.com");
+      await Promise.all(lorises.map((loris, i) => loris.write(query.subarray(0, 1 + i % 10))));
+      for (let i = 0; i < 50; i++) {
+        assert.equal((await client.query("ada@example.com")).text, "Ada Lovelace");
+      }
+      const ends = await Promise.all(lorises.map((loris) => loris.readUntilClosed()));
+      assert.ok(ends.every((replies) => replies.length === 0));
+      assert.equal(
+        metricValue(server.metrics(), "addrbook_timeouts_total", '{kind="frame"}'),
+        100,
+      );
+      assert.equal((await client.query("ada@example.com")).text, "Ada Lovelace");
+    } finally {
+      closeAll([...lorises, client]);
+    }
+  });
+});
+
+/** A book of `count` people with long names, so replies outweigh queries many times. */
+function bigBook(count: number): { book: AddressBook; emails: string[]; names: string[] } {
+  const emails = Array.from({ length: count }, (_, i) => `user${i}@example.com`);
+  const names = emails.map((_, i) => `Person ${i} ${"x".repeat(100)}`);
+  return { book: makeBook(emails.map((email, i) => [email, names[i]])), emails, names };
+}
+
+/** Bytes per write of {@linkcode writeInChunks}: a prime, so writes split frames. */
+const PIPELINE_WRITE_BYTES = 10_007;
+
+/**
+ * `count` queries for a pipeline; `expected(i)` is the entry query `i` asks
+ * for, or -1 for a miss. Encoded before connecting: it takes long enough that
+ * a connection opened first could reach its idle timeout.
+ */
+function pipelineQueries(
+  emails: string[],
+  count: number,
+): { bytes: Uint8Array; expected: (i: number) => number } {
+  // Every 50th query misses, so replies of two statuses are interleaved.
+  const expected = (i: number) => (i % 50 === 49 ? -1 : i % emails.length);
+  const queries = Array.from({ length: count }, (_, i) => {
+    const entry = expected(i);
+    return entry < 0 ? `missing${i}@example.com` : emails[entry];
+  });
+  return { bytes: encodeQueries(queries), expected };
+}
+
+/** Writes `bytes` in chunks that split frames, from a separate task, then half-closes. */
+async function writeInChunks(client: RawClient, bytes: Uint8Array): Promise<void> {
+  for (let start = 0; start < bytes.length; start += PIPELINE_WRITE_BYTES) {
+    await client.write(bytes.subarray(start, start + PIPELINE_WRITE_BYTES));
+    await yieldToEventLoop();
+  }
+  await client.closeWrite();
+}
+
+/** Waits until the server's reply counter stops moving, and returns it. */
+async function waitForStall(server: { metrics(): string }): Promise<number> {
+  const answered = () =>
+    metricValue(server.metrics(), "addrbook_replies_total", '{status="FOUND"}') +
+    metricValue(server.metrics(), "addrbook_replies_total", '{status="NOT_FOUND"}');
+  let last = -1;
+  let steady = 0;
+  await waitFor(() => {
+    const now = answered();
+    steady = now === last ? steady + 1 : 0;
+    last = now;
+    return steady >= 5;
+  }, "the server to stop answering a client that does not read");
+  return last;
+}
+
+/** Reads all `count` replies and checks each against the query at its place. */
+async function readAllInOrder(
+  client: RawClient,
+  count: number,
+  names: string[],
+  expected: (i: number) => number,
+): Promise<void> {
+  const replies = await client.readUntilClosed(60_000);
+  assert.equal(replies.length, count, "every query is answered exactly once");
+  for (let i = 0; i < count; i++) {
+    const entry = expected(i);
+    if (entry < 0) {
+      assert.equal(replies[i].status, STATUS_NOT_FOUND, `reply ${i}`);
+    } else {
+      assert.equal(replies[i].text, names[entry], `reply ${i}`);
+    }
+  }
+}
+
+/** A name of about a megabyte: a few such replies outgrow every socket buffer. */
+const HUGE_NAME = `Huge ${"x".repeat(1_000_000)}`;
+
+Deno.test("does not idle-time-out a connection while blocked writing its replies", async () => {
+  const book = makeBook([["huge@example.com", HUGE_NAME]]);
+  const limits = { maxPendingWrite: SMALL_PENDING_WRITE, idleTimeoutMs: SHORT_TIMEOUT_MS };
+  await withTestServer({ book, limits }, async ({ port, server }) => {
+    const count = 20;
+    const client = await RawClient.connect(port);
+    let witness: RawClient | undefined;
+    try {
+      // A few small queries in one write: the server reads them whole, then blocks writing.
+      await client.write(encodeQueries(Array(count).fill("huge@example.com")));
+      const answered = await waitForStall(server);
+      assert.ok(answered < count, `the server answered ${answered} of ${count} queries unread`);
+      // Once a connection opened now has been closed as idle, the blocked one
+      // has waited longer than the idle timeout too.
+      witness = await RawClient.connect(port);
+      assert.deepEqual(await witness.readUntilClosed(), []);
+      await client.closeWrite();
+      const replies = await client.readUntilClosed();
+      assert.equal(replies.length, count);
+      assert.ok(replies.every((reply) => reply.text === HUGE_NAME));
+    } finally {
+      client.close();
+      witness?.close();
+    }
+  });
+});
+
+Deno.test("stops reading from a client that does not read, then answers every query in order", async () => {
+  const { book, emails, names } = bigBook(1000);
+  const count = 200_000;
+  const limits = { maxPendingWrite: SMALL_PENDING_WRITE, idleTimeoutMs: SHORT_TIMEOUT_MS };
+  await withTestServer({ book, limits }, async ({ port, server }) => {
+    const { bytes, expected } = pipelineQueries(emails, count);
+    const client = await RawClient.connect(port);
+    let witness: RawClient | undefined;
+    try {
+      const writing = writeInChunks(client, bytes);
+      writing.catch(() => {});
+      const answered = await waitForStall(server);
+      assert.ok(answered < count, `the server answered ${answered} of ${count} queries unread`);
+
+      // Once a connection opened now has been closed as idle, the blocked one
+      // has waited longer than the idle timeout too; it must not be closed.
+      witness = await RawClient.connect(port);
+      assert.deepEqual(await witness.readUntilClosed(), []);
+
+      await Promise.all([
+        readAllInOrder(client, count, names, expected),
+        withDeadline(writing, "the client to write all its queries", 60_000),
+      ]);
+    } finally {
+      client.close();
+      witness?.close();
+    }
+  });
+});
+
+Deno.test({
+  name: "does not frame-time-out a connection while blocked writing its replies",
+  fn: async () => {
+    const { book, emails, names } = bigBook(1000);
+    const count = 200_000;
+    const limits = { maxPendingWrite: SMALL_PENDING_WRITE, frameTimeoutMs: SHORT_TIMEOUT_MS };
+    await withTestServer({ book, limits }, async ({ port, server }) => {
+      const { bytes, expected } = pipelineQueries(emails, count);
+      const client = await RawClient.connect(port);
+      let witness: RawClient | undefined;
+      try {
+        const writing = writeInChunks(client, bytes);
+        writing.catch(() => {});
+        await waitForStall(server);
+        // Once a half frame sent now has timed out, the blocked connection has
+        // been stalled longer than the frame timeout too.
+        witness = await RawClient.connect(port);
+        await witness.write(header(TYPE_QUERY, 10));
+        assert.deepEqual(await witness.readUntilClosed(), []);
+        assert.equal(
+          metricValue(server.metrics(), "addrbook_timeouts_total", '{kind="frame"}'),
+          1,
+          "only the witness timed out",
+        );
+
+        await Promise.all([
+          readAllInOrder(client, count, names, expected),
+          withDeadline(writing, "the client to write all its queries", 60_000),
+        ]);
+      } finally {
+        client.close();
+        witness?.close();
+      }
+    });
+  },
+});
+
+// --- Graceful shutdown ---
+
+Deno.test("graceful shutdown answers what was sent, closes idle connections and stops accepting", async () => {
+  await withTestServer({}, async ({ port, server }) => {
+    const busy = await connectAccepted(port);
+    const idle = await connectAccepted(port);
+    try {
+      const expected = mixedQueries(500);
+      await busy.write(encodeQueries(expected.map((e) => e.query)));
+      const shutdown = server.shutdown(2000);
+
+      assertReplies(await busy.readUntilClosed(), expected);
+      assert.equal(busy.ending, "eof");
+      assert.deepEqual(await idle.readUntilClosed(), []);
+      await withDeadline(shutdown, "shutdown to resolve");
+      await assert.rejects(
+        Deno.connect({ hostname: "127.0.0.1", port }),
+        Deno.errors.ConnectionRefused,
+      );
+    } finally {
+      closeAll([busy, idle]);
+    }
+  });
+});
+
+Deno.test("graceful shutdown answers a large pipeline written just before it", async () => {
+  await withTestServer({}, async ({ port, server }) => {
+    const client = await connectAccepted(port);
+    try {
+      const expected = mixedQueries(30_000);
+      // Read from the start so that neither side blocks on a full buffer.
+      const reading = client.readUntilClosed();
+      await client.write(encodeQueries(expected.map((e) => e.query)));
+      const shutdown = server.shutdown(5000);
+      assertReplies(await reading, expected);
+      await withDeadline(shutdown, "shutdown to resolve");
+    } finally {
+      client.close();
+    }
+  });
+});
+
+Deno.test("graceful shutdown with no connections resolves and stops accepting", async () => {
+  await withTestServer({}, async ({ port, server }) => {
+    await withDeadline(server.shutdown(2000), "shutdown to resolve");
+    await assert.rejects(
+      Deno.connect({ hostname: "127.0.0.1", port }),
+      Deno.errors.ConnectionRefused,
+    );
+  });
+});
+
+// --- Reload ---
+
+const BOOK_A = makeBook([["ada@example.com", "Ada Lovelace"], ["only.a@example.com", "Only A"]]);
+const BOOK_B = makeBook([["ada@example.com", "Ada King"], ["only.b@example.com", "Only B"]]);
+const RELOAD_NAMES = ["Only A", "Only B", "Ada King"];
+
+Deno.test("reload switches answers to the new book", async () => {
+  const options = { book: BOOK_A, loadBook: () => Promise.resolve(BOOK_B) };
+  await withTestServer(options, async ({ port, server }) => {
+    const client = await RawClient.connect(port);
+    try {
+      assert.equal((await client.query("ada@example.com")).text, "Ada Lovelace");
+      await server.reload();
+      // The same open connection now answers from the new book.
+      assert.equal((await client.query("ada@example.com")).text, "Ada King");
+      assert.equal((await client.query("only.a@example.com")).status, STATUS_NOT_FOUND);
+      assert.equal((await client.query("only.b@example.com")).text, "Only B");
+      assert.equal(server.entries, 2);
+      assert.equal(
+        metricValue(server.metrics(), "addrbook_reloads_total", '{result="ok"}'),
+        1,
+      );
+    } finally {
+      client.close();
+    }
+  }, RELOAD_NAMES);
+});
+
+Deno.test("a failed reload rejects and keeps serving the old book", async () => {
+  const options = {
+    book: BOOK_A,
+    loadBook: () => Promise.reject(new Error("The book file is gone.")),
+  };
+  await withTestServer(options, async ({ port, server }) => {
+    const client = await RawClient.connect(port);
+    try {
+      await assert.rejects(server.reload(), /gone/);
+      assert.equal((await client.query("ada@example.com")).text, "Ada Lovelace");
+      assert.equal(server.entries, 2);
+      const metrics = server.metrics();
+      assert.equal(metricValue(metrics, "addrbook_reloads_total", '{result="failed"}'), 1);
+      assert.equal(metricValue(metrics, "addrbook_reloads_total", '{result="ok"}'), 0);
+    } finally {
+      client.close();
+    }
+  }, RELOAD_NAMES);
+});
+
+Deno.test("reload without a loadBook rejects", async () => {
+  await withTestServer({}, async ({ server }) => {
+    await assert.rejects(server.reload(), /no book file/);
+  });
+});
+
+Deno.test("reloads under a continuous pipeline lose no query and mix no books", async () => {
+  let next = BOOK_B;
+  const loadBook = () => {
+    const book = next;
+    next = next === BOOK_A ? BOOK_B : BOOK_A;
+    return Promise.resolve(book);
+  };
+  await withTestServer({ book: BOOK_A, loadBook }, async ({ port, server }) => {
+    const client = await RawClient.connect(port);
+    try {
+      let sent = 0;
+      let stop = false;
+      const writing = (async () => {
+        const batch = encodeQueries(Array(100).fill("ada@example.com"));
+        while (!stop) {
+          await client.write(batch);
+          sent += 100;
+          await yieldToEventLoop();
+        }
+        await client.closeWrite();
+      })();
+      const seen: string[] = [];
+      const reading = (async () => {
+        for (let reply; (reply = await client.readReply()) !== null;) {
+          assert.equal(reply.status, STATUS_FOUND);
+          seen.push(reply.text);
+        }
+      })();
+      for (let round = 0; round < 10; round++) {
+        await server.reload();
+        const name = round % 2 === 0 ? "Ada King" : "Ada Lovelace";
+        const from = seen.length;
+        await waitFor(
+          () => seen.indexOf(name, from) >= 0,
+          `a reply from the book of reload ${round}`,
+        );
+      }
+      stop = true;
+      await withDeadline(writing, "the writer to stop");
+      await withDeadline(reading, "the last replies");
+      assert.equal(seen.length, sent, "every query is answered exactly once");
+      assert.ok(seen.every((name) => name === "Ada Lovelace" || name === "Ada King"));
+    } finally {
+      client.close();
+    }
+  }, RELOAD_NAMES);
+});
+
+// --- Worker threads ---
+
+Deno.test("two worker threads answer many connections, all reload, and shut down", async () => {
+  const options = { book: BOOK_A, loadBook: () => Promise.resolve(BOOK_B), workers: 2 };
+  await withTestServer(options, async ({ port, server }) => {
+    const clients: RawClient[] = [];
+    try {
+      // The kernel spreads connections over the two threads' listeners; with 20,
+      // both get some unless the odds of 2 in a million strike.
+      for (let i = 0; i < 20; i++) clients.push(await RawClient.connect(port));
+      for (const client of clients) {
+        assert.equal((await client.query("ada@example.com")).text, "Ada Lovelace");
+      }
+      await server.reload();
+      for (const client of clients) {
+        assert.equal((await client.query("ada@example.com")).text, "Ada King");
+      }
+      assert.equal(server.entries, 2);
+      assert.equal(metricValue(server.metrics(), "addrbook_connections_open"), 20);
+      assert.equal(
+        metricValue(server.metrics(), "addrbook_replies_total", '{status="FOUND"}'),
+        40,
+      );
+      await withDeadline(server.shutdown(2000), "shutdown to resolve");
+      const ends = await Promise.all(clients.map((client) => client.readUntilClosed()));
+      assert.ok(ends.every((replies) => replies.length === 0));
+      await assert.rejects(
+        Deno.connect({ hostname: "127.0.0.1", port }),
+        Deno.errors.ConnectionRefused,
+      );
+    } finally {
+      closeAll(clients);
+    }
+  }, RELOAD_NAMES);
+});
+
+// --- Metrics ---
+
+Deno.test("serves counters as Prometheus text at GET /metrics and 404 elsewhere", async () => {
+  // The idle timeout is long enough that the three connections are surely open when
+  // the fourth arrives, and short enough that the test waits for it.
+  const limits = { maxConnections: 3, idleTimeoutMs: 500, frameTimeoutMs: 100 };
+  let reloads = 0;
+  const loadBook = () =>
+    ++reloads === 1 ? Promise.resolve(makeBook()) : Promise.reject(new Error("Bad file."));
+  await withTestServer({ limits, metricsPort: 0, loadBook }, async ({ port, server }) => {
+    assert.ok(server.metricsAddr !== undefined);
+    const url = `http://127.0.0.1:${server.metricsAddr.port}`;
+    const clients: RawClient[] = [];
+    try {
+      // FOUND, NOT_FOUND, BAD_REQUEST on one connection, which then idles out.
+      const open = await connectAccepted(port);
+      clients.push(open);
+      assert.equal((await open.query("nobody@example.com")).status, STATUS_NOT_FOUND);
+      assert.equal((await open.query("nonsense")).status, STATUS_BAD_REQUEST);
+      // A frame timeout and another idle timeout.
+      const stalled = await RawClient.connect(port);
+      const idle = await RawClient.connect(port);
+      clients.push(stalled, idle);
+      await stalled.write(header(TYPE_QUERY, 10));
+      // Three are open: a fourth is refused.
+      const refused = await RawClient.connect(port);
+      clients.push(refused);
+      assert.deepEqual((await refused.readUntilClosed()).map((r) => r.status), [
+        STATUS_SERVER_BUSY,
+      ]);
+      assert.deepEqual(await stalled.readUntilClosed(), []);
+      assert.deepEqual(await idle.readUntilClosed(), []);
+      // A protocol error.
+      const rude = await RawClient.connect(port);
+      clients.push(rude);
+      await rude.write(Uint8Array.of(TYPE_GET));
+      assert.equal((await rude.readUntilClosed())[0].status, STATUS_PROTOCOL_ERROR);
+      await server.reload();
+      await assert.rejects(server.reload());
+      await waitFor(
+        () => metricValue(server.metrics(), "addrbook_connections_open") === 0,
+        "every connection to be closed and counted out",
+      );
+
+      const response = await fetch(`${url}/metrics`);
+      assert.equal(response.status, 200);
+      assert.match(response.headers.get("content-type") ?? "", /^text\/plain/);
+      const text = await response.text();
+      const expected: [string, string, number][] = [
+        ["addrbook_connections_open", "", 0],
+        ["addrbook_connections_total", "", 5],
+        ["addrbook_replies_total", '{status="FOUND"}', 1],
+        ["addrbook_replies_total", '{status="NOT_FOUND"}', 1],
+        ["addrbook_replies_total", '{status="BAD_REQUEST"}', 1],
+        ["addrbook_replies_total", '{status="PROTOCOL_ERROR"}', 1],
+        ["addrbook_busy_refusals_total", "", 1],
+        ["addrbook_timeouts_total", '{kind="idle"}', 2],
+        ["addrbook_timeouts_total", '{kind="frame"}', 1],
+        ["addrbook_reloads_total", '{result="ok"}', 1],
+        ["addrbook_reloads_total", '{result="failed"}', 1],
+        ["addrbook_book_entries", "", PEOPLE.length],
+      ];
+      for (const [name, labels, value] of expected) {
+        assert.equal(metricValue(text, name, labels), value, `${name}${labels}`);
+      }
+      assert.match(text, /^# HELP addrbook_connections_open /m);
+      assert.match(text, /^# TYPE addrbook_replies_total counter$/m);
+      // Nothing changed since: the handle renders the same text.
+      assert.equal(server.metrics(), text);
+
+      for (const path of ["/", "/metrics/", "/other"]) {
+        const missing = await fetch(`${url}${path}`);
+        assert.equal(missing.status, 404, path);
+        await missing.body?.cancel();
+      }
+      const post = await fetch(`${url}/metrics`, { method: "POST" });
+      assert.equal(post.status, 404);
+      await post.body?.cancel();
+    } finally {
+      closeAll(clients);
+    }
+  });
+});
+
+Deno.test({
+  name: "counts SERVER_BUSY replies among the replies by status",
+  fn: async () => {
+    await withTestServer({ limits: { maxConnections: 1 } }, async ({ port, server }) => {
+      const first = await connectAccepted(port);
+      const refused = await RawClient.connect(port);
+      try {
+        assert.equal((await refused.readUntilClosed())[0].status, STATUS_SERVER_BUSY);
+        assert.equal(
+          metricValue(server.metrics(), "addrbook_replies_total", '{status="SERVER_BUSY"}'),
+          1,
+        );
+      } finally {
+        closeAll([first, refused]);
+      }
+    });
+  },
+});
+
+// --- Logs ---
+
+Deno.test("logs protocol errors and refusals with the peer address and no personal data", async () => {
+  await withTestServer({ limits: { maxConnections: 1 } }, async ({ port, lines }) => {
+    const rude = await RawClient.connect(port);
+    let kept: RawClient | undefined;
+    let refused: RawClient | undefined;
+    try {
+      const peer = `127.0.0.1:${rude.conn.localAddr.port}`;
+      await rude.write(frame(TYPE_GET, encoder.encode("ada@example.com")));
+      assert.equal((await rude.readUntilClosed())[0].status, STATUS_PROTOCOL_ERROR);
+      const line = lines.find((l) => l.includes("protocol error"));
+      assert.ok(line !== undefined, `no protocol error logged in ${lines}`);
+      assert.ok(line.includes(`peer=${peer}`), line);
+      assert.match(line, /\bwarn\b/);
+
+      // The rude connection is counted out as it closes, so this one is accepted.
+      kept = await connectAccepted(port);
+      refused = await RawClient.connect(port);
+      const refusedPeer = `127.0.0.1:${refused.conn.localAddr.port}`;
+      assert.equal((await refused.readUntilClosed())[0].status, STATUS_SERVER_BUSY);
+      assert.ok(lines.some((l) => l.includes("busy") && l.includes(`peer=${refusedPeer}`)));
+    } finally {
+      rude.close();
+      kept?.close();
+      refused?.close();
+    }
+  });
+});
+
+Deno.test("logs no email or name at the debug level either", async () => {
+  const limits = { idleTimeoutMs: SHORT_TIMEOUT_MS, frameTimeoutMs: SHORT_TIMEOUT_MS };
+  await withTestServer({ limits, logLevel: "debug" }, async ({ port, lines }) => {
+    const client = await RawClient.connect(port);
+    const stalled = await RawClient.connect(port);
+    try {
+      for (const [email] of PEOPLE) await client.query(email);
+      await client.query("nobody@example.com");
+      await client.query("not an email");
+      await stalled.write(encodeQuery("ada@example.com").subarray(0, 9));
+      assert.deepEqual(await stalled.readUntilClosed(), []);
+      assert.deepEqual(await client.readUntilClosed(), []);
+      const bad = await RawClient.connect(port);
+      await bad.write(frame(TYPE_GET, encoder.encode("grace.hopper@navy.example")));
+      await bad.readUntilClosed();
+      bad.close();
+      // A client that leaves mid-pipeline may make the server's write fail: logged at debug.
+      const quitter = await RawClient.connect(port);
+      await quitter.write(encodeQueries(mixedQueries(2000).map((e) => e.query)));
+      quitter.close();
+      const fresh = await RawClient.connect(port);
+      assert.equal((await fresh.query("alan@turing.example")).status, STATUS_FOUND);
+      fresh.close();
+      assert.ok(lines.some((l) => l.includes("timeout")), "timeouts are logged at debug");
+    } finally {
+      closeAll([client, stalled]);
+    }
+    // withTestServer then checks every captured line.
+  });
+});
+
+// --- Start errors ---
+
+Deno.test("refuses to start on a port in use with a StartError saying so", async () => {
+  await withTestServer({}, async ({ port }) => {
+    for (const workers of [1, 2]) {
+      await assert.rejects(
+        startServer({ book: makeBook(), hostname: "127.0.0.1", port, workers }),
+        (error) => {
+          assert.ok(error instanceof StartError);
+          assert.equal(
+            error.message,
+            `Cannot listen on 127.0.0.1:${port}: the port is already in use.`,
+          );
+          assert.equal(error.exitCode, 1);
+          return true;
+        },
+        `workers: ${workers}`,
+      );
+    }
+  });
+});
+
+Deno.test("refuses to start when the metrics port is in use", async () => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const metricsPort = (taken.addr as Deno.NetAddr).port;
+    await assert.rejects(
+      startServer({ book: makeBook(), hostname: "127.0.0.1", port: 0, metricsPort }),
+      (error) => {
+        assert.ok(error instanceof StartError);
+        assert.match(
+          error.message,
+          new RegExp(`metrics on 127\\.0\\.0\\.1:${metricsPort}.*in use`),
+        );
+        return true;
+      },
+    );
+  } finally {
+    taken.close();
+  }
+});
+
+Deno.test({
+  name: "a start that fails on the metrics port leaves nothing listening",
+  fn: async () => {
+    const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (free.addr as Deno.NetAddr).port;
+    free.close();
+    try {
+      const metricsPort = (taken.addr as Deno.NetAddr).port;
+      await assert.rejects(
+        startServer({ book: makeBook(), hostname: "127.0.0.1", port, metricsPort }),
+        StartError,
+      );
+      await assert.rejects(
+        Deno.connect({ hostname: "127.0.0.1", port }),
+        Deno.errors.ConnectionRefused,
+      );
+    } finally {
+      taken.close();
+    }
+  },
+});
