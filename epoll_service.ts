@@ -27,6 +27,7 @@ import {
   IPPROTO_TCP,
   type Libc,
   type LibcSymbols,
+  SHUT_WR,
   SOCK_CLOEXEC,
   SOCK_NONBLOCK,
   TCP_NODELAY,
@@ -42,7 +43,7 @@ import {
   STATUS_SERVER_BUSY,
   TYPE_QUERY,
 } from "./protocol.ts";
-import { BUSY_REPLY, DRAIN_GRACE_MS, type ServiceOptions } from "./serve_connections.ts";
+import { BUSY_REPLY, DRAIN_GRACE_MS, LINGER_MS, type ServiceOptions } from "./serve_connections.ts";
 
 const READ_SIZE = 65536;
 const MAX_EVENTS = 256;
@@ -66,6 +67,8 @@ class Peer {
   closeWhenWritten = false;
   /** The epoll events registered for it. */
   events = EPOLLIN;
+  /** Half-closed by us: its input is read and dropped until it closes too, or this time. */
+  lingerUntil = 0;
   closed = false;
 
   constructor(fd: number, now: number) {
@@ -112,9 +115,8 @@ export class EpollService {
     this.#control(EPOLL_CTL_ADD, listenFd, EPOLLIN);
     const { idleTimeoutMs, frameTimeoutMs } = options.limits;
     const shortest = Math.min(...[idleTimeoutMs, frameTimeoutMs].filter((ms) => ms > 0));
-    this.#sweepEvery = Number.isFinite(shortest)
-      ? Math.max(10, Math.min(1000, Math.floor(shortest / 4)))
-      : Infinity;
+    // Sweep a few times per timeout, and often enough to end lingering closes on time.
+    this.#sweepEvery = Math.max(10, Math.min(LINGER_MS / 4, Math.floor(shortest / 4)));
   }
 
   /** Connections open now. */
@@ -198,7 +200,11 @@ export class EpollService {
   #continueDrain(now: number): void {
     if (now >= this.#graceEnds) {
       for (const peer of this.#peers) {
-        if (peer && peer.pending === undefined && !peer.decoder.midFrame) this.#close(peer);
+        if (
+          peer && peer.lingerUntil === 0 && peer.pending === undefined && !peer.decoder.midFrame
+        ) {
+          this.#closeGently(peer);
+        }
       }
     }
     if (this.#open === 0) this.#stop();
@@ -230,6 +236,10 @@ export class EpollService {
 
   #onReadable(peer: Peer): void {
     const received = this.#libc.read(peer.fd, this.#input, READ_SIZE);
+    if (peer.lingerUntil > 0) {
+      if (received === 0 || (received < 0 && this.#libc.errno() !== EAGAIN)) this.#close(peer);
+      return;
+    }
     if (received < 0) {
       if (this.#libc.errno() !== EAGAIN) this.#close(peer); // reset by the peer
       return;
@@ -259,7 +269,7 @@ export class EpollService {
     peer.pending = undefined;
     peer.lastActive = Date.now();
     if (peer.closeWhenWritten) {
-      this.#close(peer);
+      this.#closeGently(peer);
       return;
     }
     // Frames held back while the peer was not reading are answered now.
@@ -292,8 +302,12 @@ export class EpollService {
       peer.closeWhenWritten = true;
     }
     if (!this.#flush(peer)) return;
-    if (peer.closeWhenWritten || peer.readClosed) {
+    if (peer.readClosed) {
       this.#close(peer);
+      return;
+    }
+    if (peer.closeWhenWritten) {
+      this.#closeGently(peer);
       return;
     }
     if (!decoder.midFrame) peer.frameStarted = 0;
@@ -332,7 +346,22 @@ export class EpollService {
   }
 
   #closeIfAnswered(peer: Peer): void {
-    if (!peer.closed && peer.pending === undefined && !peer.decoder.midFrame) this.#close(peer);
+    if (!peer.closed && peer.pending === undefined && !peer.decoder.midFrame) {
+      this.#closeGently(peer);
+    }
+  }
+
+  /**
+   * Closes after our last reply without losing it: closing a socket with
+   * unread input makes the kernel send a reset, which can destroy replies
+   * the peer has not read yet. So half-close, drop whatever still arrives,
+   * and close when the peer does, or after {@linkcode LINGER_MS}.
+   */
+  #closeGently(peer: Peer): void {
+    if (peer.closed || peer.lingerUntil > 0) return;
+    peer.lingerUntil = Date.now() + LINGER_MS;
+    this.#calls.shutdown(peer.fd, SHUT_WR);
+    this.#watch(peer, EPOLLIN);
   }
 
   /** Closes connections past their idle or frame timeout. */
@@ -340,8 +369,13 @@ export class EpollService {
     const { idleTimeoutMs, frameTimeoutMs } = this.#options.limits;
     const { counters, log } = this.#options;
     for (const peer of this.#peers) {
+      if (peer === undefined) continue;
+      if (peer.lingerUntil > 0) {
+        if (now >= peer.lingerUntil) this.#close(peer);
+        continue;
+      }
       // A peer with replies waiting is not being read: its unfinished frame is ours to wait on.
-      if (peer === undefined || peer.pending !== undefined) continue;
+      if (peer.pending !== undefined) continue;
       if (peer.frameStarted > 0) {
         if (frameTimeoutMs > 0 && now - peer.frameStarted >= frameTimeoutMs) {
           counters[Counter.frameTimeouts]++;

@@ -29,6 +29,7 @@ const SYMBOLS = {
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const;
 
@@ -55,6 +56,8 @@ export const SO_REUSEPORT = 15;
 export const IPPROTO_TCP = 6;
 /** Turns off Nagle's algorithm. */
 export const TCP_NODELAY = 1;
+/** shutdown(2): stop sending (the peer reads end of stream). */
+export const SHUT_WR = 1;
 /** epoll: readable. */
 export const EPOLLIN = 0x1;
 /** epoll: writable. */

@@ -63,6 +63,12 @@ export interface ServiceOptions {
 /** Time given, at shutdown, for bytes already sent by an idle client to arrive. */
 export const DRAIN_GRACE_MS = 100;
 
+/**
+ * After our last reply, how long a half-closed connection's input is read
+ * and dropped while waiting for the peer to close (see closeGently).
+ */
+export const LINGER_MS = 1000;
+
 /** The reply to a connection over the limit, sent before closing it. */
 export const BUSY_REPLY = encodeReply(
   STATUS_SERVER_BUSY,
@@ -199,6 +205,8 @@ export class ConnectionService {
     const decoder = new FrameDecoder({ type: TYPE_QUERY, maxPayload: MAX_QUERY_BYTES });
     let input = takeReadBuffer();
     const output = new OutputBuffer();
+    // Set when we end the connection with input possibly unread (see closeGently).
+    let endGently = false;
     try {
       for (;;) {
         state.idle = !decoder.midFrame;
@@ -224,6 +232,7 @@ export class ConnectionService {
           output.append(encodeReply(STATUS_PROTOCOL_ERROR, error.message));
           await output.flushTo(conn);
           log.warn("protocol error", { peer: peerOf(conn), error: error.message });
+          endGently = true;
           break;
         }
         if (output.length > 0) await output.flushTo(conn);
@@ -235,7 +244,10 @@ export class ConnectionService {
           input = new Uint8Array(LARGE_READ_SIZE);
         }
         // At shutdown, once what the client sent is answered, the connection is done.
-        if (this.#draining && !decoder.midFrame && received < input.length) break;
+        if (this.#draining && !decoder.midFrame && received < input.length) {
+          endGently = true;
+          break;
+        }
       }
     } catch (error) {
       if (!state.closed) {
@@ -244,6 +256,7 @@ export class ConnectionService {
       }
     } finally {
       returnReadBuffer(input);
+      if (endGently && !state.closed) await closeGently(conn);
       this.#close(state);
       this.#connections.delete(state);
       Atomics.sub(this.#options.openConnections, 0, 1);
@@ -365,13 +378,42 @@ function returnReadBuffer(buffer: Uint8Array): void {
 
 /** Sends SERVER_BUSY and closes, without holding up the accept loop. */
 function refuse(conn: Deno.Conn): void {
-  conn.write(BUSY_REPLY).catch(() => {}).finally(() => {
+  conn.write(BUSY_REPLY).then(() => closeGently(conn), () => {}).finally(() => {
     try {
       conn.close();
     } catch {
-      // The peer left first.
+      // Closed already, or the peer left first.
     }
   });
+}
+
+/** Input read and dropped by closeGently; shared, since nothing in it is ever looked at. */
+const DISCARD = new Uint8Array(4096);
+
+/**
+ * Half-closes, then reads and drops input until the peer closes too or
+ * {@linkcode LINGER_MS} passes. Closing a socket with unread input makes
+ * the kernel send a reset, which can destroy replies the peer has not
+ * read yet; this way the last reply always arrives. The caller closes.
+ */
+async function closeGently(conn: Deno.Conn): Promise<void> {
+  const timer = setTimeout(() => {
+    try {
+      conn.close();
+    } catch {
+      // Closed already.
+    }
+  }, LINGER_MS);
+  try {
+    await conn.closeWrite();
+    while ((await conn.read(DISCARD)) !== null) {
+      // Dropped: the connection is ending.
+    }
+  } catch {
+    // Reset, or closed by the timer.
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The peer's address as `host:port`, for logs. */

@@ -921,7 +921,7 @@ Deno.test({
 // --- Logs ---
 
 Deno.test("logs protocol errors and refusals with the peer address and no personal data", async () => {
-  await withTestServer({ limits: { maxConnections: 1 } }, async ({ port, lines }) => {
+  await withTestServer({ limits: { maxConnections: 1 } }, async ({ port, lines, server }) => {
     const rude = await RawClient.connect(port);
     let kept: RawClient | undefined;
     let refused: RawClient | undefined;
@@ -934,7 +934,13 @@ Deno.test("logs protocol errors and refusals with the peer address and no person
       assert.ok(line.includes(`peer=${peer}`), line);
       assert.match(line, /\bwarn\b/);
 
-      // The rude connection is counted out as it closes, so this one is accepted.
+      // The server half-closed the rude connection; once we close our side it
+      // is counted out, so the next one is accepted.
+      rude.close();
+      await waitFor(
+        () => metricValue(server.metrics(), "addrbook_connections_open") === 0,
+        "the rude connection to be counted out",
+      );
       kept = await connectAccepted(port);
       refused = await RawClient.connect(port);
       const refusedPeer = `127.0.0.1:${refused.conn.localAddr.port}`;
