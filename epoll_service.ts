@@ -166,11 +166,12 @@ export class EpollService {
   }
 
   /**
-   * Stops accepting, answers what open connections had sent, closes them,
-   * and resolves; idle connections get {@linkcode DRAIN_GRACE_MS} first.
+   * Answers what the clients had sent, closes their connections, and
+   * resolves. For {@linkcode DRAIN_GRACE_MS} it still accepts (connections
+   * queued before the signal) and waits for bytes in flight; then it stops
+   * accepting and closes idle connections.
    */
   shutdown(): Promise<void> {
-    this.#stopListening();
     this.#draining = true;
     this.#graceEnds = Date.now() + DRAIN_GRACE_MS;
     return new Promise((resolve) => {
@@ -199,6 +200,8 @@ export class EpollService {
 
   #continueDrain(now: number): void {
     if (now >= this.#graceEnds) {
+      // Until now, connections queued before the signal were still accepted.
+      this.#stopListening();
       for (const peer of this.#peers) {
         if (
           peer && peer.lingerUntil === 0 && peer.pending === undefined && !peer.decoder.midFrame
@@ -207,7 +210,7 @@ export class EpollService {
         }
       }
     }
-    if (this.#open === 0) this.#stop();
+    if (!this.#listening && this.#open === 0) this.#stop();
   }
 
   #acceptAll(): void {
@@ -411,7 +414,7 @@ export class EpollService {
     this.#open--;
     Atomics.sub(this.#options.openConnections, 0, 1);
     this.#options.counters[Counter.connectionsOpen]--;
-    if (this.#draining && this.#open === 0) this.#stop();
+    if (this.#draining && !this.#listening && this.#open === 0) this.#stop();
   }
 
   #peerAddress(fd: number): string {

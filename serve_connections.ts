@@ -89,6 +89,8 @@ interface ConnectionState {
   idle: boolean;
   /** Whether the loop is waiting for bytes; timeouts only run then, not while it writes. */
   reading: boolean;
+  /** Half-closed at shutdown: input that still arrives is dropped. */
+  ending: boolean;
   closed: boolean;
 }
 
@@ -134,22 +136,24 @@ export class ConnectionService {
   }
 
   /**
-   * Stops accepting, answers everything the open connections had already
-   * sent, closes them, and resolves. Idle connections are closed after
-   * {@linkcode DRAIN_GRACE_MS}; call {@linkcode abort} to stop waiting.
+   * Answers everything the clients had already sent, closes their
+   * connections, and resolves. For {@linkcode DRAIN_GRACE_MS} it still
+   * accepts (connections queued before the signal) and waits for bytes in
+   * flight; then it stops accepting and closes idle connections. Call
+   * {@linkcode abort} to stop waiting.
    */
   async shutdown(): Promise<void> {
     this.#draining = true;
+    // Clients that connected before the signal may still wait in the accept
+    // queue, their queries sent: closing the listener now would reset them.
+    await new Promise((resolve) => setTimeout(resolve, DRAIN_GRACE_MS));
     this.#closeListener();
     await this.#accepting;
+    this.#graceOver = true;
     if (this.#connections.size > 0) {
       const allClosed = new Promise<void>((resolve) => this.#allClosed = resolve);
-      const grace = setTimeout(() => {
-        this.#graceOver = true;
-        for (const state of this.#connections) if (state.idle) this.#close(state);
-      }, DRAIN_GRACE_MS);
+      for (const state of this.#connections) if (state.idle) this.#endIdle(state);
       await allClosed;
-      clearTimeout(grace);
     }
     this.#stopSweep();
   }
@@ -165,12 +169,13 @@ export class ConnectionService {
 
   async #acceptLoop(): Promise<void> {
     const { limits, counters, openConnections, log } = this.#options;
-    while (!this.#draining) {
+    for (;;) {
       let conn: Deno.Conn;
       try {
         conn = await this.#listener.accept();
       } catch (error) {
-        if (this.#draining || error instanceof Deno.errors.BadResource) return;
+        if (error instanceof Deno.errors.BadResource) return; // the listener was closed
+        if (this.#draining) return;
         // Out of file descriptors and the like: log and keep serving the others.
         log.error("accept failed", { error: describeError(error) });
         continue;
@@ -197,6 +202,7 @@ export class ConnectionService {
       frameStarted: 0,
       idle: true,
       reading: false,
+      ending: false,
       closed: false,
     };
     this.#connections.add(state);
@@ -210,11 +216,18 @@ export class ConnectionService {
     try {
       for (;;) {
         state.idle = !decoder.midFrame;
-        if (state.idle && this.#graceOver) break;
+        if (state.idle && this.#graceOver) {
+          endGently = true;
+          break;
+        }
         state.reading = true;
         const received = await conn.read(input);
         state.reading = state.idle = false;
         if (received === null) break;
+        if (state.ending) {
+          endGently = true;
+          break;
+        }
         const now = Date.now();
         decoder.push(input.subarray(0, received));
         let framesDone = 0;
@@ -285,6 +298,16 @@ export class ConnectionService {
         this.#close(state);
       }
     }
+  }
+
+  /**
+   * Ends a connection parked in read at shutdown: half-closes it now, and
+   * its loop drops whatever still arrives (see closeGently).
+   */
+  #endIdle(state: ConnectionState): void {
+    state.ending = true;
+    state.conn.closeWrite().catch(() => {});
+    setTimeout(() => this.#close(state), LINGER_MS);
   }
 
   #close(state: ConnectionState): void {
@@ -405,7 +428,7 @@ async function closeGently(conn: Deno.Conn): Promise<void> {
     }
   }, LINGER_MS);
   try {
-    await conn.closeWrite();
+    await conn.closeWrite().catch(() => {}); // already half-closed by #endIdle
     while ((await conn.read(DISCARD)) !== null) {
       // Dropped: the connection is ending.
     }

@@ -1,0 +1,988 @@
+/**
+ * Tests of the server as a real process: its command line, its exit codes,
+ * what it logs, and how it answers signals (SIGHUP reload, SIGTERM/SIGINT
+ * graceful shutdown). Each test spawns `server.ts` with `Deno.execPath()`
+ * and speaks the protocol to it over real sockets.
+ *
+ * The in-process behaviour of the server is tested in server_test.ts.
+ */
+
+import assert from "node:assert/strict";
+import {
+  decodeReply,
+  encodeQuery,
+  FrameDecoder,
+  HEADER_SIZE,
+  MAX_REPLY_BYTES,
+  type Reply,
+  STATUS_BAD_REQUEST,
+  STATUS_FOUND,
+  STATUS_NOT_FOUND,
+  STATUS_PROTOCOL_ERROR,
+  STATUS_SERVER_BUSY,
+  TYPE_QUERY,
+  TYPE_REPLY,
+  writeHeader,
+} from "./protocol.ts";
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+const REPO_DIR = import.meta.dirname!;
+/** `deno task server` without the `deno`: the server runs with what the task grants, no more. */
+const SERVER_FLAGS: string[] = JSON.parse(await Deno.readTextFile(`${REPO_DIR}/deno.json`))
+  .tasks.server.split(/\s+/).slice(1);
+/** Bounds a start: the first one may also compile and load npm packages from the cache. */
+const START_DEADLINE_MS = 30_000;
+/** Bounds waiting for any one event (a log line, a reply, an exit), so a bug fails instead of hanging. */
+const EVENT_DEADLINE_MS = 15_000;
+const LISTENING = /listening on (?:tls:\/\/)?(\S+):(\d+)/;
+const EXIT_OK = 0;
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+/** The server leaves with this when a second signal cuts a shutdown short (`Deno.exit(1)`). */
+const EXIT_SECOND_SIGNAL = 1;
+/** Enough fresh connections that SO_REUSEPORT all but surely spreads them over two threads. */
+const FRESH_CONNECTIONS = 20;
+const PIPELINED_QUERIES = 2000;
+/** Queries a streaming client pipelines: megabytes, more than the socket buffers hold. */
+const STREAMED_QUERIES = 300_000;
+const STREAMING_CLIENTS = 4;
+/** Connections made while the server is stopped, so they wait in its listen backlog. */
+const BACKLOG_CLIENTS = 100;
+
+const BOOK: readonly (readonly [string, string])[] = [
+  ["ada@example.com", "Ada Lovelace"],
+  ["grace@example.org", "Grace Hopper"],
+  ["alan@example.com", "Alan Turing"],
+];
+
+/** Resolves like `promise`, or rejects (after calling `onTimeout`) once `ms` have passed. */
+async function within<T>(
+  promise: Promise<T>,
+  ms: number,
+  what: string,
+  onTimeout?: () => void,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onTimeout?.();
+      reject(new Error(`Timed out after ${ms} ms waiting for ${what}.`));
+    }, Math.max(0, ms));
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The message of a log line: `msg` of a JSON line, else the whole line. */
+function messageOf(line: string): string {
+  if (line.startsWith("{")) {
+    try {
+      const parsed = JSON.parse(line);
+      if (typeof parsed?.msg === "string") return parsed.msg;
+    } catch {
+      // Not JSON after all: match the raw line.
+    }
+  }
+  return line;
+}
+
+/** The lines of a stream, gathered as they arrive, with a way to await one. */
+class LineCollector {
+  readonly lines: string[] = [];
+  readonly done: Promise<void>;
+  #ended = false;
+  #waiters: (() => void)[] = [];
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.done = this.#read(stream);
+  }
+
+  get text(): string {
+    return this.lines.join("\n");
+  }
+
+  /** Waits for a line at or after index `from` whose message matches `pattern`. */
+  async waitFor(
+    pattern: RegExp,
+    from = 0,
+    deadlineMs = EVENT_DEADLINE_MS,
+  ): Promise<{ line: string; index: number; match: RegExpExecArray }> {
+    const deadline = Date.now() + deadlineMs;
+    for (let i = from;;) {
+      for (; i < this.lines.length; i++) {
+        const match = pattern.exec(messageOf(this.lines[i]));
+        if (match) return { line: this.lines[i], index: i, match };
+      }
+      if (this.#ended) {
+        throw new Error(
+          `The server's stderr ended with no line matching ${pattern}:\n${this.text}`,
+        );
+      }
+      const changed = new Promise<void>((resolve) => this.#waiters.push(resolve));
+      await within(changed, deadline - Date.now(), `a line matching ${pattern}:\n${this.text}`);
+    }
+  }
+
+  async #read(stream: ReadableStream<Uint8Array>): Promise<void> {
+    let rest = "";
+    try {
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+        const parts = (rest + chunk).split("\n");
+        rest = parts.pop()!;
+        this.lines.push(...parts);
+        this.#wake();
+      }
+    } finally {
+      if (rest !== "") this.lines.push(rest);
+      this.#ended = true;
+      this.#wake();
+    }
+  }
+
+  #wake(): void {
+    for (const waiter of this.#waiters.splice(0)) waiter();
+  }
+}
+
+/** A server subprocess; disposing of it kills it and waits for it. */
+class ServerProcess implements AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  readonly stderr: LineCollector;
+  readonly stdout: Promise<string>;
+  hostname = "";
+  port = 0;
+  /** The line that said where it listens. */
+  startLine = "";
+
+  /** Spawns `server.ts` with `args`, adding `--port 0` unless a port is given. */
+  constructor(args: string[]) {
+    const withPort = args.includes("--port") ? args : ["--port", "0", ...args];
+    this.child = new Deno.Command(Deno.execPath(), {
+      args: [...SERVER_FLAGS, ...withPort],
+      cwd: REPO_DIR,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.stderr = new LineCollector(this.child.stderr);
+    this.stdout = new Response(this.child.stdout).text();
+  }
+
+  /** Spawns a server and waits until it says where it listens. */
+  static async start(args: string[]): Promise<ServerProcess> {
+    const server = new ServerProcess(args);
+    try {
+      const { line, match } = await server.stderr.waitFor(LISTENING, 0, START_DEADLINE_MS);
+      server.startLine = line;
+      const io = args.indexOf("--io");
+      if (io >= 0) {
+        assert.match(line, new RegExp(`\\bio"?[=:]"?${args[io + 1]}\\b`), "--io is honoured");
+      }
+      server.hostname = match[1];
+      server.port = Number(match[2]);
+      return server;
+    } catch (error) {
+      await server[Symbol.asyncDispose]();
+      throw error;
+    }
+  }
+
+  signal(signal: Deno.Signal): void {
+    this.child.kill(signal);
+  }
+
+  /** Waits for the process to exit on its own (killing it at the deadline), and its output to end. */
+  async exit(deadlineMs = EVENT_DEADLINE_MS): Promise<Deno.CommandStatus> {
+    const status = await within(
+      this.child.status,
+      deadlineMs,
+      "the server to exit",
+      () => this.#kill(),
+    );
+    await this.stderr.done;
+    await this.stdout;
+    return status;
+  }
+
+  connect(): Promise<ProtocolClient> {
+    return ProtocolClient.connect(this.hostname, this.port);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.#kill();
+    await this.child.status;
+    await this.stderr.done;
+    await this.stdout;
+  }
+
+  #kill(): void {
+    try {
+      this.child.kill("SIGKILL");
+    } catch {
+      // It has exited already.
+    }
+  }
+}
+
+/** Runs the server until it exits by itself, as for a bad command line or book. */
+async function runToExit(args: string[]) {
+  await using server = new ServerProcess(args);
+  const status = await server.exit(START_DEADLINE_MS);
+  return { code: status.code, stdout: await server.stdout, stderr: server.stderr.text };
+}
+
+/** A protocol client on one connection; disposing of it closes the connection. */
+class ProtocolClient implements Disposable {
+  readonly conn: Deno.Conn;
+  readonly #decoder = new FrameDecoder({ type: TYPE_REPLY, maxPayload: MAX_REPLY_BYTES });
+  readonly #buffer = new Uint8Array(65536);
+  #closed = false;
+
+  constructor(conn: Deno.Conn) {
+    this.conn = conn;
+  }
+
+  static async connect(hostname: string, port: number): Promise<ProtocolClient> {
+    return new ProtocolClient(await Deno.connect({ hostname, port }));
+  }
+
+  async send(bytes: Uint8Array): Promise<void> {
+    for (let written = 0; written < bytes.length;) {
+      written += await this.conn.write(bytes.subarray(written));
+    }
+  }
+
+  /** The next reply, or null at the end of the stream. */
+  async next(): Promise<Reply | null> {
+    for (;;) {
+      const payload = this.#decoder.next();
+      if (payload !== null) return decodeReply(payload);
+      const received = await within(
+        this.conn.read(this.#buffer),
+        EVENT_DEADLINE_MS,
+        "a reply from the server",
+        () => this.close(),
+      );
+      if (received === null) {
+        if (this.#decoder.midFrame) throw new Error("The server closed the connection mid-reply.");
+        return null;
+      }
+      this.#decoder.push(this.#buffer.slice(0, received));
+    }
+  }
+
+  async ask(email: string): Promise<Reply> {
+    await this.send(encodeQuery(email));
+    const reply = await this.next();
+    if (reply === null) throw new Error("The server closed the connection instead of replying.");
+    return reply;
+  }
+
+  /** Every reply until the server closes the connection. */
+  async untilEnd(): Promise<Reply[]> {
+    const replies: Reply[] = [];
+    for (let reply; (reply = await this.next()) !== null;) replies.push(reply);
+    return replies;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.conn.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** A temp dir removed on disposal. */
+async function tempDir(): Promise<AsyncDisposable & { path: string }> {
+  const path = await Deno.makeTempDir({ prefix: "addrbook_server_cli_test_" });
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
+}
+
+/** Writes a CSV book of `rows` (header included) and returns its path. */
+async function writeBook(
+  dir: string,
+  rows: readonly (readonly [string, string])[] = BOOK,
+  name = "book.csv",
+): Promise<string> {
+  const path = `${dir}/${name}`;
+  await Deno.writeTextFile(path, ["email,name", ...rows.map((row) => row.join(","))].join("\n"));
+  return path;
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const all = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    all.set(part, offset);
+    offset += part.length;
+  }
+  return all;
+}
+
+function repeat(bytes: Uint8Array, times: number): Uint8Array {
+  const all = new Uint8Array(bytes.length * times);
+  for (let i = 0; i < times; i++) all.set(bytes, i * bytes.length);
+  return all;
+}
+
+/** A frame header announcing a payload it never sends, so the server waits mid-frame. */
+function unfinishedQuery(): Uint8Array {
+  const header = new Uint8Array(HEADER_SIZE + 3);
+  writeHeader(header, 0, TYPE_QUERY, 40);
+  header.set([0x61, 0x64, 0x61], HEADER_SIZE);
+  return header;
+}
+
+/**
+ * Connects and leaves a query unfinished. The partial frame rides in the same
+ * write as a whole query, so the reply to that query shows the server has
+ * read the partial frame too and counts the connection as mid-frame.
+ */
+async function holdMidFrame(server: ServerProcess): Promise<ProtocolClient> {
+  const client = await server.connect();
+  await client.send(concat(encodeQuery(BOOK[0][0]), unfinishedQuery()));
+  assert.deepEqual(await client.next(), { status: STATUS_FOUND, text: BOOK[0][1] });
+  return client;
+}
+
+/** Asks `email` on `count` fresh connections and returns the answers. */
+async function askFresh(server: ServerProcess, email: string, count: number): Promise<Reply[]> {
+  const replies: Reply[] = [];
+  for (let i = 0; i < count; i++) {
+    using client = await server.connect();
+    replies.push(await client.ask(email));
+  }
+  return replies;
+}
+
+/**
+ * The event loops the server can serve plain TCP with: epoll when the task
+ * grants FFI on Linux (what `--io auto` picks there), and Deno.listen.
+ */
+const IO_LOOPS: readonly string[] = [
+  ...(Deno.build.os === "linux" && SERVER_FLAGS.includes("--allow-ffi") ? ["epoll"] : []),
+  "deno",
+];
+
+/**
+ * Registers the test once per event loop; `fn` gets the `--io` flag and
+ * value to pass. Loops in `ignore` register the test as ignored (a known bug).
+ */
+function testEachIo(
+  name: string,
+  fn: (io: string[]) => Promise<void>,
+  ignore: readonly string[] = [],
+): void {
+  for (const loop of IO_LOOPS) {
+    Deno.test({
+      name: `${name} [--io ${loop}]`,
+      ignore: ignore.includes(loop),
+      fn: () => fn(["--io", loop]),
+    });
+  }
+}
+
+function assertNoStackTrace(stderr: string): void {
+  assert.doesNotMatch(stderr, /^\s+at /m, "a stack trace was printed");
+  assert.doesNotMatch(stderr, /Uncaught/, "an uncaught error was printed");
+}
+
+/** stderr's non-blank lines. */
+function linesOf(stderr: string): string[] {
+  return stderr.split("\n").filter((line) => line.trim() !== "");
+}
+
+// ---------------------------------------------------------------------------
+// Command line
+
+Deno.test("server --help prints the usage on stdout and exits 0", async () => {
+  for (const flag of ["--help", "-h"]) {
+    const { code, stdout, stderr } = await runToExit([flag]);
+    assert.equal(code, EXIT_OK, stderr);
+    assert.match(stdout, /^Usage: /);
+    assert.match(stdout, /--port PORT/);
+    assert.doesNotMatch(stderr, /Usage:/);
+  }
+});
+
+Deno.test("server exits 2 with a message and the usage on stderr for a bad command line", async () => {
+  const cases: [string[], RegExp][] = [
+    [["--bogus"], /--bogus/],
+    [["--port", "70000"], /--port must be a whole number from 0 to 65535, not "70000"/],
+    [["--port", "http"], /--port must be a whole number .* not "http"/],
+    [["--port", "-1"], /--port/],
+    [["--port"], /--port/],
+    [["--tls-cert", "cert.pem"], /--tls-cert and --tls-key go together/],
+    [["--tls-key", "key.pem"], /--tls-cert and --tls-key go together/],
+    [["--workers", "0"], /--workers must be a whole number/],
+    [["--shutdown-timeout", "soon"], /--shutdown-timeout must be a number of seconds/],
+    [["--log-format", "xml"], /--log-format must be one of text, json, not "xml"/],
+    [["--io", "kqueue"], /--io must be one of auto, epoll, deno, not "kqueue"/],
+    [["stray-positional"], /stray-positional/],
+  ];
+  for (const [args, message] of cases) {
+    const { code, stdout, stderr } = await runToExit(args);
+    const label = `server ${args.join(" ")}`;
+    assert.equal(code, EXIT_USAGE, `${label}: exit code; stderr:\n${stderr}`);
+    assert.equal(stdout, "", `${label}: stdout`);
+    assert.match(stderr, message, label);
+    assert.match(stderr, /Usage: /, label);
+    assertNoStackTrace(stderr);
+    assert.doesNotMatch(stderr, LISTENING, label);
+  }
+});
+
+// ---------------------------------------------------------------------------
+// Books at start
+
+Deno.test("server without --data serves the built-in data/addressbook.csv", async () => {
+  await using server = await ServerProcess.start([]);
+  const loaded = /loaded (\d+) entries from data\/addressbook\.csv/.exec(server.startLine);
+  assert.ok(loaded, `the start line names the book and its size: ${server.startLine}`);
+  assert.ok(Number(loaded[1]) > 0);
+  assert.match(server.startLine, /listening on 127\.0\.0\.1:\d+/);
+  using client = await server.connect();
+  assert.deepEqual(await client.ask("ada@example.com"), {
+    status: STATUS_FOUND,
+    text: "Ada Lovelace",
+  });
+});
+
+Deno.test("server with --data prints the entry count, the file and the address it listens on", async () => {
+  await using dir = await tempDir();
+  const book = await writeBook(dir.path);
+  await using server = await ServerProcess.start(["--data", book]);
+  assert.match(server.startLine, new RegExp(`loaded ${BOOK.length} entries from ${book}`));
+  assert.equal(server.hostname, "127.0.0.1");
+  assert.ok(server.port > 0);
+  using client = await server.connect();
+  assert.deepEqual(await client.ask("Grace@Example.org "), {
+    status: STATUS_FOUND,
+    text: "Grace Hopper",
+  });
+  assert.equal((await client.ask("nobody@example.com")).status, STATUS_NOT_FOUND);
+});
+
+Deno.test("server exits 1 with one message naming the file when the book is unusable", async () => {
+  await using dir = await tempDir();
+  const badEmail = await writeBook(dir.path, [BOOK[0], ["not-an-email", "Bob"]], "bad_email.csv");
+  const duplicate = await writeBook(
+    dir.path,
+    [BOOK[0], BOOK[1], ["ADA@example.com", "Ada Again"]],
+    "duplicate.csv",
+  );
+  const cases: [string, RegExp][] = [
+    [`${dir.path}/missing.csv`, /missing\.csv: cannot read the file: no such file/],
+    [dir.path, /cannot read the file: it is a directory/],
+    [badEmail, /bad_email\.csv:3: the email is not valid/],
+    [duplicate, /duplicate\.csv:4: the email is a duplicate of line 2/],
+  ];
+  for (const [path, message] of cases) {
+    const { code, stderr } = await runToExit(["--data", path]);
+    assert.equal(code, EXIT_FAILURE, `--data ${path}: exit code; stderr:\n${stderr}`);
+    const lines = linesOf(stderr);
+    assert.equal(lines.length, 1, `one message for --data ${path}, got:\n${stderr}`);
+    assert.ok(lines[0].includes(path), `the message names ${path}: ${lines[0]}`);
+    assert.match(lines[0], message);
+    assert.doesNotMatch(stderr, LISTENING, "nothing listens");
+    assertNoStackTrace(stderr);
+  }
+});
+
+// ---------------------------------------------------------------------------
+// Ports
+
+for (const [firstWorkers, secondWorkers] of [[1, 1], [2, 2], [1, 2], [2, 1]]) {
+  testEachIo(
+    `server (--workers ${secondWorkers}) exits 1 when a server (--workers ${firstWorkers}) holds its port`,
+    async (io) => {
+      await using dir = await tempDir();
+      const book = await writeBook(dir.path);
+      await using first = await ServerProcess.start([
+        "--data",
+        book,
+        "--workers",
+        String(firstWorkers),
+        ...io,
+      ]);
+      const { code, stderr } = await runToExit([
+        "--data",
+        book,
+        "--port",
+        String(first.port),
+        "--workers",
+        String(secondWorkers),
+        ...io,
+      ]);
+      assert.equal(code, EXIT_FAILURE, `exit code; stderr:\n${stderr}`);
+      assert.match(
+        stderr,
+        new RegExp(`Cannot listen on 127\\.0\\.0\\.1:${first.port}: the port is already in use`),
+      );
+      assert.doesNotMatch(stderr, LISTENING);
+      assertNoStackTrace(stderr);
+      // The first server still answers every connection: none went to the second.
+      const replies = await askFresh(first, BOOK[0][0], FRESH_CONNECTIONS);
+      assert.ok(replies.every((reply) => reply.text === BOOK[0][1]));
+    },
+  );
+}
+
+testEachIo("server exits 1 when its metrics port is in use", async (io) => {
+  await using dir = await tempDir();
+  const book = await writeBook(dir.path);
+  await using first = await ServerProcess.start(["--data", book, "--metrics-port", "0", ...io]);
+  const metricsPort = /metrics=\S+:(\d+)/.exec(first.startLine)?.[1];
+  assert.ok(metricsPort, first.startLine);
+  const { code, stderr } = await runToExit([
+    "--data",
+    book,
+    "--metrics-port",
+    metricsPort,
+    "--workers",
+    "2",
+    ...io,
+  ]);
+  assert.equal(code, EXIT_FAILURE, `exit code; stderr:\n${stderr}`);
+  assert.match(
+    stderr,
+    new RegExp(
+      `Cannot serve metrics on 127\\.0\\.0\\.1:${metricsPort}: the port is already in use`,
+    ),
+  );
+  assert.doesNotMatch(stderr, LISTENING);
+  assertNoStackTrace(stderr);
+});
+
+testEachIo("server exits 1 when --host is not an address of this machine", async (io) => {
+  await using dir = await tempDir();
+  const book = await writeBook(dir.path);
+  // 192.0.2.0/24 is reserved for documentation, so no machine has it.
+  const { code, stderr } = await runToExit(["--data", book, "--host", "192.0.2.1", ...io]);
+  assert.equal(code, EXIT_FAILURE, `exit code; stderr:\n${stderr}`);
+  assert.match(stderr, /Cannot listen on 192\.0\.2\.1:0: no such address on this machine/);
+  assertNoStackTrace(stderr);
+});
+
+// ---------------------------------------------------------------------------
+// Reload
+
+testEachIo(
+  "server --workers 2 serves from both threads and SIGHUP reloads the book in both",
+  async (io) => {
+    await using dir = await tempDir();
+    const book = await writeBook(dir.path);
+    await using server = await ServerProcess.start(["--data", book, "--workers", "2", ...io]);
+    assert.match(server.startLine, /workers=2/);
+    for (const reply of await askFresh(server, BOOK[0][0], FRESH_CONNECTIONS)) {
+      assert.deepEqual(reply, { status: STATUS_FOUND, text: "Ada Lovelace" });
+    }
+
+    await writeBook(dir.path, [[BOOK[0][0], "Ada King"], BOOK[1], ["new@example.com", "New One"]]);
+    const before = server.stderr.lines.length;
+    server.signal("SIGHUP");
+    const { line } = await server.stderr.waitFor(/reload done/, before);
+    assert.match(line, /entries=3/);
+
+    for (const reply of await askFresh(server, BOOK[0][0], FRESH_CONNECTIONS)) {
+      assert.deepEqual(reply, { status: STATUS_FOUND, text: "Ada King" });
+    }
+    for (const reply of await askFresh(server, BOOK[2][0], FRESH_CONNECTIONS)) {
+      assert.equal(reply.status, STATUS_NOT_FOUND);
+    }
+    for (const reply of await askFresh(server, "new@example.com", FRESH_CONNECTIONS)) {
+      assert.deepEqual(reply, { status: STATUS_FOUND, text: "New One" });
+    }
+  },
+);
+
+testEachIo(
+  "server keeps the old book when a SIGHUP reload fails, and takes the fixed file on the next",
+  async (io) => {
+    await using dir = await tempDir();
+    const book = await writeBook(dir.path);
+    await using server = await ServerProcess.start(["--data", book, "--workers", "2", ...io]);
+
+    await writeBook(dir.path, [[BOOK[0][0], "Ada King"], ["broken", "Bob"]]);
+    let mark = server.stderr.lines.length;
+    server.signal("SIGHUP");
+    const failed = await server.stderr.waitFor(/reload failed/, mark);
+    assert.ok(failed.line.includes(`${book}:3:`), `names the file and line: ${failed.line}`);
+    assert.doesNotMatch(failed.line, /broken|Bob|Ada King/, "quotes nothing from the file");
+    for (const reply of await askFresh(server, BOOK[0][0], FRESH_CONNECTIONS)) {
+      assert.deepEqual(reply, { status: STATUS_FOUND, text: "Ada Lovelace" });
+    }
+
+    await writeBook(dir.path, [[BOOK[0][0], "Ada King"]]);
+    mark = server.stderr.lines.length;
+    server.signal("SIGHUP");
+    await server.stderr.waitFor(/reload done/, mark);
+    for (const reply of await askFresh(server, BOOK[0][0], FRESH_CONNECTIONS)) {
+      assert.deepEqual(reply, { status: STATUS_FOUND, text: "Ada King" });
+    }
+  },
+);
+
+// ---------------------------------------------------------------------------
+// Shutdown
+
+/** Queries that cover each answer a query can get, and the replies they must get, in order. */
+function pipelinedQueries(count: number): { bytes: Uint8Array; expected: Reply[] } {
+  const frames: Uint8Array[] = [];
+  const expected: Reply[] = [];
+  for (let i = 0; i < count; i++) {
+    if (i % 3 === 0) {
+      const [email, name] = BOOK[i % BOOK.length];
+      frames.push(encodeQuery(email));
+      expected.push({ status: STATUS_FOUND, text: name });
+    } else if (i % 3 === 1) {
+      frames.push(encodeQuery(`nobody${i}@example.com`));
+      expected.push({ status: STATUS_NOT_FOUND, text: "" });
+    } else {
+      frames.push(encodeQuery(`no at sign ${i}`));
+      expected.push({ status: STATUS_BAD_REQUEST, text: "" });
+    }
+  }
+  return { bytes: concat(...frames), expected };
+}
+
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  testEachIo(
+    `server answers every query already sent, then closes and exits 0, on ${signal}`,
+    async (io) => {
+      await using dir = await tempDir();
+      const book = await writeBook(dir.path);
+      await using server = await ServerProcess.start(["--data", book, ...io]);
+      using client = await server.connect();
+      // One round trip first, so the connection is surely accepted before the signal.
+      assert.equal((await client.ask(BOOK[1][0])).text, BOOK[1][1]);
+
+      const { bytes, expected } = pipelinedQueries(PIPELINED_QUERIES);
+      await client.send(bytes);
+      server.signal(signal);
+      const replies = await client.untilEnd();
+
+      assert.equal(replies.length, PIPELINED_QUERIES, "every query got its reply before the close");
+      for (let i = 0; i < PIPELINED_QUERIES; i++) {
+        assert.equal(replies[i].status, expected[i].status, `reply ${i}`);
+        if (expected[i].status === STATUS_FOUND) assert.equal(replies[i].text, expected[i].text);
+      }
+      const status = await server.exit();
+      assert.equal(status.code, EXIT_OK, server.stderr.text);
+      await server.stderr.waitFor(new RegExp(`shutting down.*signal=${signal}`));
+      await server.stderr.waitFor(/shutdown complete/);
+      assert.doesNotMatch(server.stderr.text, /shutdown timeout/, "drained without the timeout");
+    },
+  );
+}
+
+testEachIo(
+  "server answers connections still waiting to be accepted when the shutdown began",
+  async (io) => {
+    await using dir = await tempDir();
+    const book = await writeBook(dir.path);
+    await using server = await ServerProcess.start(["--data", book, ...io]);
+    // Stopped, the server accepts nothing: the connections wait in its backlog,
+    // and the SIGTERM waits too, until SIGCONT lets it see both at once.
+    server.signal("SIGSTOP");
+    const clients = await Promise.all(
+      Array.from({ length: BACKLOG_CLIENTS }, () => server.connect()),
+    );
+    try {
+      // Connected and sent before the signal: each must be answered, then closed.
+      await Promise.all(clients.map((client) => client.send(encodeQuery(BOOK[0][0]))));
+      server.signal("SIGTERM");
+      server.signal("SIGCONT");
+      const endings = await Promise.all(clients.map(async (client) => {
+        try {
+          const replies = await client.untilEnd();
+          return replies.length === 1 && replies[0].text === BOOK[0][1] ? "answered" : "unanswered";
+        } catch (error) {
+          if (error instanceof Deno.errors.ConnectionReset) return "reset";
+          throw error;
+        }
+      }));
+      const unanswered = endings.filter((ending) => ending !== "answered");
+      assert.deepEqual(unanswered, [], `${unanswered.length} of ${BACKLOG_CLIENTS} not answered`);
+    } finally {
+      for (const client of clients) client.close();
+    }
+    assert.equal((await server.exit()).code, EXIT_OK, server.stderr.text);
+  },
+);
+
+testEachIo(
+  "server ends a connection whose client is still sending at shutdown with its replies, then EOF",
+  async (io) => {
+    await using dir = await tempDir();
+    const book = await writeBook(dir.path);
+    await using server = await ServerProcess.start([
+      "--data",
+      book,
+      "--shutdown-timeout",
+      "60",
+      ...io,
+    ]);
+    const queries = repeat(encodeQuery(BOOK[0][0]), STREAMED_QUERIES);
+    const clients = await Promise.all(
+      Array.from({ length: STREAMING_CLIENTS }, () => server.connect()),
+    );
+    try {
+      // A round trip each first, so every connection is accepted before the signal.
+      for (const client of clients) assert.equal((await client.ask(BOOK[1][0])).text, BOOK[1][1]);
+      // Each client streams queries while the server shuts down; the queries
+      // the server has not read by then may go unanswered, but the replies it
+      // wrote must arrive, followed by a clean end of stream.
+      const writers = clients.map((client) => client.send(queries).catch(() => {}));
+      server.signal("SIGTERM");
+      const endings = await Promise.all(clients.map(async (client) => {
+        let replies = 0;
+        try {
+          for (let reply; (reply = await client.next()) !== null; replies++) {
+            assert.deepEqual(reply, { status: STATUS_FOUND, text: BOOK[0][1] });
+          }
+          return `EOF after ${replies} replies`;
+        } catch (error) {
+          if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+          return `reset after ${replies} replies`;
+        }
+      }));
+      await Promise.all(writers);
+      for (const ending of endings) assert.match(ending, /^EOF/, endings.join("; "));
+    } finally {
+      for (const client of clients) client.close();
+    }
+    assert.equal((await server.exit()).code, EXIT_OK, server.stderr.text);
+  },
+);
+
+testEachIo(
+  "server exits at once with code 1 on a second signal during a long drain",
+  async (io) => {
+    await using dir = await tempDir();
+    const book = await writeBook(dir.path);
+    await using server = await ServerProcess.start([
+      "--data",
+      book,
+      "--shutdown-timeout",
+      "30",
+      ...io,
+    ]);
+    using _held = await holdMidFrame(server);
+
+    server.signal("SIGTERM");
+    const { index } = await server.stderr.waitFor(/shutting down/);
+    server.signal("SIGTERM");
+    const status = await server.exit();
+
+    assert.equal(status.code, EXIT_SECOND_SIGNAL, server.stderr.text);
+    await server.stderr.waitFor(/second signal: exiting at once/, index);
+    assert.doesNotMatch(server.stderr.text, /shutdown complete/);
+  },
+);
+
+testEachIo(
+  "server cuts connections still mid-frame at the shutdown timeout and exits 0",
+  async (io) => {
+    await using dir = await tempDir();
+    const book = await writeBook(dir.path);
+    await using server = await ServerProcess.start([
+      "--data",
+      book,
+      "--shutdown-timeout",
+      "0.5",
+      ...io,
+    ]);
+    using held = await holdMidFrame(server);
+
+    server.signal("SIGTERM");
+    assert.deepEqual(await held.untilEnd(), [], "the held connection is closed with no reply");
+    const status = await server.exit();
+
+    assert.equal(status.code, EXIT_OK, server.stderr.text);
+    await server.stderr.waitFor(/shutdown timeout: closing the connections still open/);
+    await server.stderr.waitFor(/shutdown complete/);
+  },
+);
+
+testEachIo(
+  "server closes idle connections at shutdown instead of waiting out the timeout",
+  async (io) => {
+    await using dir = await tempDir();
+    const book = await writeBook(dir.path);
+    await using server = await ServerProcess.start([
+      "--data",
+      book,
+      "--shutdown-timeout",
+      "60",
+      ...io,
+    ]);
+    const idle = await Promise.all([1, 2, 3].map(() => server.connect()));
+    try {
+      for (const client of idle) assert.equal((await client.ask(BOOK[0][0])).text, BOOK[0][1]);
+      server.signal("SIGTERM");
+      for (const client of idle) assert.deepEqual(await client.untilEnd(), []);
+    } finally {
+      for (const client of idle) client.close();
+    }
+    assert.equal((await server.exit()).code, EXIT_OK, server.stderr.text);
+    assert.doesNotMatch(server.stderr.text, /shutdown timeout/);
+  },
+);
+
+testEachIo(
+  "server starts again on the same port right after a shutdown that closed connections",
+  async (io) => {
+    await using dir = await tempDir();
+    const book = await writeBook(dir.path);
+    let port: number;
+    {
+      await using first = await ServerProcess.start(["--data", book, ...io]);
+      port = first.port;
+      // Connections the server closes leave its side of them in TIME_WAIT.
+      using client = await first.connect();
+      assert.equal((await client.ask(BOOK[0][0])).text, BOOK[0][1]);
+      first.signal("SIGTERM");
+      assert.deepEqual(await client.untilEnd(), []);
+      assert.equal((await first.exit()).code, EXIT_OK);
+    }
+    await using second = await ServerProcess.start(["--data", book, "--port", String(port), ...io]);
+    assert.equal(second.port, port);
+    using client = await second.connect();
+    assert.equal((await client.ask(BOOK[1][0])).text, BOOK[1][1]);
+  },
+);
+
+// ---------------------------------------------------------------------------
+// Logs
+
+for (const format of ["text", "json"] as const) {
+  testEachIo(
+    `server --log-format ${format} logs no email or name at the default level`,
+    async (io) => {
+      await using dir = await tempDir();
+      const book = await writeBook(dir.path);
+      await using server = await ServerProcess.start([
+        "--data",
+        book,
+        "--log-format",
+        format,
+        "--workers",
+        "2",
+        ...io,
+      ]);
+      const asked = ["Secret.Person@example.net", "not an email but private"];
+      for (let i = 0; i < 4; i++) {
+        using client = await server.connect();
+        for (const [email] of BOOK) assert.equal((await client.ask(email)).status, STATUS_FOUND);
+        assert.equal((await client.ask(asked[0])).status, STATUS_NOT_FOUND);
+        assert.equal((await client.ask(asked[1])).status, STATUS_BAD_REQUEST);
+      }
+      // Protocol errors whose bytes hold an email: a text line, and an overlong query.
+      for (const bytes of [`GET /${BOOK[0][0]} HTTP/1.1\r\n\r\n`, `Q\0\0\x10\0${BOOK[1][0]}`]) {
+        using client = await server.connect();
+        await client.send(new TextEncoder().encode(bytes));
+        const replies = await client.untilEnd();
+        assert.equal(replies.at(-1)?.status, STATUS_PROTOCOL_ERROR);
+      }
+      await server.stderr.waitFor(/protocol error/);
+      server.signal("SIGTERM");
+      assert.equal((await server.exit()).code, EXIT_OK);
+
+      const lines = linesOf(server.stderr.text);
+      assert.ok(lines.length >= 4, server.stderr.text);
+      const secrets = [...BOOK.flat(), ...asked, "Secret.Person", "secret.person"];
+      for (const line of lines) {
+        for (const secret of secrets) {
+          assert.ok(!line.toLowerCase().includes(secret.toLowerCase()), `"${secret}" in: ${line}`);
+        }
+        if (format === "json") {
+          const parsed = JSON.parse(line);
+          assert.equal(typeof parsed.time, "string", line);
+          assert.ok(!Number.isNaN(Date.parse(parsed.time)), line);
+          assert.ok(["debug", "info", "warn", "error"].includes(parsed.level), line);
+          assert.equal(typeof parsed.msg, "string", line);
+        }
+      }
+    },
+  );
+}
+
+// ---------------------------------------------------------------------------
+// Metrics and limits
+
+testEachIo(
+  "server --metrics-port 0 names the metrics address and serves the counters of all threads",
+  async (io) => {
+    await using dir = await tempDir();
+    const book = await writeBook(dir.path);
+    await using server = await ServerProcess.start([
+      "--data",
+      book,
+      "--metrics-port",
+      "0",
+      "--workers",
+      "2",
+      ...io,
+    ]);
+    const where = /metrics=(\S+):(\d+)/.exec(server.startLine);
+    assert.ok(where, `the start line names the metrics address: ${server.startLine}`);
+    const metricsUrl = `http://${where[1]}:${where[2]}`;
+
+    await askFresh(server, BOOK[0][0], FRESH_CONNECTIONS);
+    await askFresh(server, "nobody@example.com", 1);
+
+    const response = await fetch(`${metricsUrl}/metrics`);
+    const body = await response.text();
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+    assert.match(body, /^# HELP addrbook_replies_total /m);
+    assert.match(body, /^# TYPE addrbook_replies_total counter$/m);
+    assert.match(
+      body,
+      new RegExp(`^addrbook_replies_total\\{status="FOUND"\\} ${FRESH_CONNECTIONS}$`, "m"),
+    );
+    assert.match(body, /^addrbook_replies_total\{status="NOT_FOUND"\} 1$/m);
+    assert.match(body, new RegExp(`^addrbook_connections_total ${FRESH_CONNECTIONS + 1}$`, "m"));
+    assert.match(body, new RegExp(`^addrbook_book_entries ${BOOK.length}$`, "m"));
+    assert.match(body, /^addrbook_reloads_total\{result="ok"\} 0$/m);
+
+    const elsewhere = await fetch(`${metricsUrl}/`);
+    await elsewhere.body?.cancel();
+    assert.equal(elsewhere.status, 404);
+  },
+);
+
+testEachIo(
+  "server --max-connections 1 answers a second connection with SERVER_BUSY and logs it",
+  async (io) => {
+    await using dir = await tempDir();
+    const book = await writeBook(dir.path);
+    await using server = await ServerProcess.start([
+      "--data",
+      book,
+      "--max-connections",
+      "1",
+      ...io,
+    ]);
+    using first = await server.connect();
+    assert.equal((await first.ask(BOOK[0][0])).text, BOOK[0][1]);
+
+    using second = await server.connect();
+    const replies = await second.untilEnd();
+    assert.equal(replies.length, 1);
+    assert.equal(replies[0].status, STATUS_SERVER_BUSY);
+    await server.stderr.waitFor(/warn connection refused: server busy peer=127\.0\.0\.1:\d+/);
+
+    assert.equal((await first.ask(BOOK[1][0])).text, BOOK[1][1], "the first is still served");
+  },
+);
