@@ -524,3 +524,22 @@ self.onmessage = (event) => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("writeAnswer writes the same frame as answer, in place, and asks for room when short", () => {
+  const builder = new AddressBookBuilder();
+  builder.add("ada@example.com", "Ada Lovelace");
+  const book = builder.build();
+  const encoder = new TextEncoder();
+  for (
+    const query of ["  ADA@example.com ", "nobody@example.com", "not an email", "zoë@example.com"]
+  ) {
+    // The query sits inside a larger buffer, as it does in a read buffer.
+    const bytes = encoder.encode(`xx${query}yy`);
+    const expected = book.answer(encoder.encode(query));
+    const out = new Uint8Array(3 + expected.length);
+    const end = book.writeAnswer(bytes, 2, bytes.length - 2, out, 3);
+    assert.equal(end, out.length);
+    assert.deepEqual(out.subarray(3), expected);
+    assert.equal(book.writeAnswer(bytes, 2, bytes.length - 2, out, 4), -1);
+  }
+});

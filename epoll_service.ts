@@ -253,7 +253,7 @@ export class EpollService {
       return;
     }
     peer.lastActive = Date.now();
-    peer.decoder.push(this.#input.subarray(0, received));
+    peer.decoder.push(this.#input, received);
     this.#answer(peer);
     if (this.#draining && received < READ_SIZE) this.#closeIfAnswered(peer);
   }
@@ -286,10 +286,8 @@ export class EpollService {
     const decoder = peer.decoder;
     let framesDone = 0;
     try {
-      for (let payload; (payload = decoder.next()) !== null;) {
-        const reply = this.#book.answer(payload);
-        counters[Counter.repliesByStatus + reply[HEADER_SIZE]]++;
-        this.#append(reply);
+      while (decoder.take()) {
+        this.#appendAnswer(decoder);
         framesDone++;
         if (this.#outputLength >= limits.maxPendingWrite && !this.#flush(peer)) {
           // The peer is not reading: keep its other frames and stop reading it.
@@ -317,13 +315,35 @@ export class EpollService {
     else if (peer.frameStarted === 0 || framesDone > 0) peer.frameStarted = Date.now();
   }
 
+  /** Appends the reply to the frame the decoder just took. */
+  #appendAnswer(decoder: FrameDecoder): void {
+    const { payloadBytes, payloadStart, payloadEnd } = decoder;
+    let end: number;
+    while (
+      (end = this.#book.writeAnswer(
+        payloadBytes,
+        payloadStart,
+        payloadEnd,
+        this.#output,
+        this.#outputLength,
+      )) < 0
+    ) {
+      this.#grow(this.#output.length * 2);
+    }
+    this.#options
+      .counters[Counter.repliesByStatus + this.#output[this.#outputLength + HEADER_SIZE]]++;
+    this.#outputLength = end;
+  }
+
+  #grow(size: number): void {
+    const grown = new Uint8Array(size);
+    grown.set(this.#output.subarray(0, this.#outputLength));
+    this.#output = grown;
+  }
+
   #append(frame: Uint8Array): void {
     const needed = this.#outputLength + frame.length;
-    if (needed > this.#output.length) {
-      const grown = new Uint8Array(Math.max(needed, this.#output.length * 2));
-      grown.set(this.#output.subarray(0, this.#outputLength));
-      this.#output = grown;
-    }
+    if (needed > this.#output.length) this.#grow(Math.max(needed, this.#output.length * 2));
     this.#output.set(frame, this.#outputLength);
     this.#outputLength = needed;
   }

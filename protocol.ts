@@ -204,9 +204,14 @@ export interface FrameDecoderOptions {
 export class FrameDecoder {
   readonly #type: number;
   readonly #maxPayload: number;
-  /** The chunk being decoded in place, and how far into it we are. */
+  /** The chunk being decoded in place, how far into it we are, and where it ends. */
   #chunk: Uint8Array = EMPTY;
   #offset = 0;
+  #end = 0;
+  /** Where the payload of the frame last taken lies (see take). */
+  #payloadBytes: Uint8Array = EMPTY;
+  #payloadStart = 0;
+  #payloadEnd = 0;
   /** A frame split across chunks is assembled here; `#carryLength` bytes are filled. */
   #carry: Uint8Array = EMPTY;
   #carryLength = 0;
@@ -224,7 +229,7 @@ export class FrameDecoder {
 
   /** Bytes received but not yet returned as part of a frame. */
   get buffered(): number {
-    return this.#carryLength + this.#chunk.length - this.#offset;
+    return this.#carryLength + this.#end - this.#offset;
   }
 
   /** Whether a frame has been started but not completed. */
@@ -233,20 +238,23 @@ export class FrameDecoder {
   }
 
   /**
-   * Adds a chunk of received bytes. The decoder reads it in place, so the
-   * caller must not change it until {@linkcode next} has returned `null`.
+   * Adds a chunk of received bytes: `chunk`, or its first `length` bytes. The
+   * decoder reads it in place, so the caller must not change it until
+   * {@linkcode next} (or {@linkcode take}) has said no frame is left.
    */
-  push(chunk: Uint8Array): void {
-    if (this.#offset < this.#chunk.length) {
+  push(chunk: Uint8Array, length: number = chunk.length): void {
+    if (this.#offset < this.#end) {
       // Frames the caller did not take yet: keep them, ahead of the new bytes.
-      const rest = this.#chunk.subarray(this.#offset);
-      const joined = new Uint8Array(rest.length + chunk.length);
+      const rest = this.#chunk.subarray(this.#offset, this.#end);
+      const joined = new Uint8Array(rest.length + length);
       joined.set(rest);
-      joined.set(chunk, rest.length);
+      joined.set(chunk.subarray(0, length), rest.length);
       chunk = joined;
+      length = joined.length;
     }
     this.#chunk = chunk;
     this.#offset = 0;
+    this.#end = length;
   }
 
   /**
@@ -256,30 +264,65 @@ export class FrameDecoder {
    * @throws {ProtocolError} when the next frame has the wrong type or is too long.
    */
   next(): Uint8Array | null {
-    if (this.#carryLength > 0 && !this.#fillCarry()) return null;
+    return this.take() ? this.#payloadBytes.subarray(this.#payloadStart, this.#payloadEnd) : null;
+  }
+
+  /**
+   * Advances to the next complete frame, like {@linkcode next}, but without
+   * making a view of its payload: it lies in {@linkcode payloadBytes} from
+   * {@linkcode payloadStart} to {@linkcode payloadEnd}. This is the server's
+   * hot path, where a view per query is garbage to collect.
+   *
+   * @returns whether a frame was complete.
+   * @throws {ProtocolError} when the next frame has the wrong type or is too long.
+   */
+  take(): boolean {
     if (this.#carryLength > 0) {
-      const payload = this.#carry.subarray(HEADER_SIZE, HEADER_SIZE + this.#carryNeed);
+      if (!this.#fillCarry()) return false;
+      this.#setPayload(this.#carry, HEADER_SIZE, HEADER_SIZE + this.#carryNeed);
       this.#carryLength = 0;
       this.#carryNeed = -1;
-      return payload;
+      return true;
     }
     const chunk = this.#chunk;
     const start = this.#offset;
-    const available = chunk.length - start;
-    if (available === 0) return null;
+    const available = this.#end - start;
+    if (available === 0) return false;
     this.#checkType(chunk[start]);
     if (available >= HEADER_SIZE) {
       const length = this.#checkLength(readLength(chunk, start));
       const end = start + HEADER_SIZE + length;
-      if (end <= chunk.length) {
+      if (end <= this.#end) {
         this.#offset = end;
-        return chunk.subarray(start + HEADER_SIZE, end);
+        this.#setPayload(chunk, start + HEADER_SIZE, end);
+        return true;
       }
     }
     // An incomplete frame at the end of the chunk: carry it over.
-    this.#offset = chunk.length;
-    this.#stash(chunk.subarray(start));
-    return null;
+    this.#offset = this.#end;
+    this.#stash(chunk.subarray(start, this.#end));
+    return false;
+  }
+
+  /** The buffer holding the payload of the frame last taken; valid until the next take or push. */
+  get payloadBytes(): Uint8Array {
+    return this.#payloadBytes;
+  }
+
+  /** Where that payload starts in {@linkcode payloadBytes}. */
+  get payloadStart(): number {
+    return this.#payloadStart;
+  }
+
+  /** Where that payload ends in {@linkcode payloadBytes}. */
+  get payloadEnd(): number {
+    return this.#payloadEnd;
+  }
+
+  #setPayload(bytes: Uint8Array, start: number, end: number): void {
+    this.#payloadBytes = bytes;
+    this.#payloadStart = start;
+    this.#payloadEnd = end;
   }
 
   /**
@@ -288,18 +331,16 @@ export class FrameDecoder {
    * example when it stops decoding until a slow peer has read its replies).
    */
   detach(): void {
-    if (this.#offset < this.#chunk.length) {
-      this.#chunk = this.#chunk.slice(this.#offset);
-    } else {
-      this.#chunk = EMPTY;
-    }
+    this.#chunk = this.#offset < this.#end ? this.#chunk.slice(this.#offset, this.#end) : EMPTY;
     this.#offset = 0;
+    this.#end = this.#chunk.length;
   }
 
   /** Forgets any partial frame, for reuse after an error. */
   reset(): void {
     this.#chunk = EMPTY;
     this.#offset = 0;
+    this.#end = 0;
     this.#carryLength = 0;
     this.#carryNeed = -1;
   }
@@ -356,7 +397,7 @@ export class FrameDecoder {
 
   /** Moves up to `count` bytes from the current chunk to the carry buffer. */
   #moveFromChunk(count: number): void {
-    const end = Math.min(this.#offset + count, this.#chunk.length);
+    const end = Math.min(this.#offset + count, this.#end);
     this.#stash(this.#chunk.subarray(this.#offset, end));
     this.#offset = end;
   }

@@ -655,3 +655,32 @@ Deno.test("property: streams of frames and junk, in any chunks, decode as a refe
     { numRuns: 1000 },
   );
 });
+
+Deno.test("decoder take() places each payload in payloadBytes without a view, push() honours a length", () => {
+  const decoder = new FrameDecoder({ type: TYPE_QUERY, maxPayload: MAX_QUERY_BYTES });
+  const frames = [encodeQuery("ada@example.com"), encodeQuery("bob@example.org")];
+  // A reused read buffer with stale bytes past the length pushed.
+  const buffer = new Uint8Array(64).fill(0x51);
+  buffer.set(frames[0]);
+  buffer.set(frames[1].subarray(0, 7), frames[0].length);
+  decoder.push(buffer, frames[0].length + 7);
+  assert.equal(decoder.take(), true);
+  const { payloadBytes, payloadStart, payloadEnd } = decoder;
+  assert.equal(
+    new TextDecoder().decode(payloadBytes.subarray(payloadStart, payloadEnd)),
+    "ada@example.com",
+  );
+  assert.equal(decoder.take(), false);
+  buffer.fill(0);
+  buffer.set(frames[1].subarray(7));
+  decoder.push(buffer, frames[1].length - 7);
+  assert.equal(decoder.take(), true);
+  assert.equal(
+    new TextDecoder().decode(
+      decoder.payloadBytes.subarray(decoder.payloadStart, decoder.payloadEnd),
+    ),
+    "bob@example.org",
+  );
+  assert.equal(decoder.take(), false);
+  assert.equal(decoder.midFrame, false);
+});

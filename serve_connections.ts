@@ -229,13 +229,11 @@ export class ConnectionService {
           break;
         }
         const now = Date.now();
-        decoder.push(input.subarray(0, received));
+        decoder.push(input, received);
         let framesDone = 0;
         try {
-          for (let payload; (payload = decoder.next()) !== null;) {
-            const reply = this.#book.answer(payload);
-            counters[Counter.repliesByStatus + reply[HEADER_SIZE]]++;
-            output.append(reply);
+          while (decoder.take()) {
+            counters[Counter.repliesByStatus + output.appendAnswer(this.#book, decoder)]++;
             framesDone++;
             if (output.length >= limits.maxPendingWrite) await output.flushTo(conn);
           }
@@ -336,49 +334,45 @@ export class ConnectionService {
 
 /**
  * Replies waiting to be written, in one growable buffer reused between
- * writes, so a read that brought a hundred queries costs one write. A lone
- * reply (the common case without pipelining) is written from where it
- * lies, without a copy.
+ * writes, so a read that brought a hundred queries costs one write.
  */
 class OutputBuffer {
   #bytes = EMPTY;
-  #single: Uint8Array | undefined;
   length = 0;
 
+  /** Appends the reply to the frame the decoder just took, and returns its status. */
+  appendAnswer(book: AddressBook, decoder: FrameDecoder): number {
+    const { payloadBytes, payloadStart, payloadEnd } = decoder;
+    let end: number;
+    while (
+      (end = book.writeAnswer(payloadBytes, payloadStart, payloadEnd, this.#bytes, this.length)) < 0
+    ) {
+      this.#grow(Math.max(1024, this.#bytes.length * 2));
+    }
+    const status = this.#bytes[this.length + HEADER_SIZE];
+    this.length = end;
+    return status;
+  }
+
   append(frame: Uint8Array): void {
-    if (this.length === 0) {
-      this.#single = frame;
-      this.length = frame.length;
-      return;
-    }
-    if (this.#single !== undefined) {
-      const single = this.#single;
-      this.#single = undefined;
-      this.length = 0;
-      this.#copyIn(single);
-    }
-    this.#copyIn(frame);
+    const needed = this.length + frame.length;
+    if (needed > this.#bytes.length) this.#grow(Math.max(needed, this.#bytes.length * 2));
+    this.#bytes.set(frame, this.length);
+    this.length = needed;
   }
 
   async flushTo(conn: Deno.Conn): Promise<void> {
-    const bytes = this.#single ?? this.#bytes;
     let written = 0;
     while (written < this.length) {
-      written += await conn.write(bytes.subarray(written, this.length));
+      written += await conn.write(this.#bytes.subarray(written, this.length));
     }
-    this.#single = undefined;
     this.length = 0;
   }
 
-  #copyIn(frame: Uint8Array): void {
-    const needed = this.length + frame.length;
-    if (needed > this.#bytes.length) {
-      const grown = new Uint8Array(Math.max(needed, this.#bytes.length * 2, 1024));
-      grown.set(this.#bytes.subarray(0, this.length));
-      this.#bytes = grown;
-    }
-    this.#bytes.set(frame, this.length);
-    this.length = needed;
+  #grow(size: number): void {
+    const grown = new Uint8Array(size);
+    grown.set(this.#bytes.subarray(0, this.length));
+    this.#bytes = grown;
   }
 }
 
