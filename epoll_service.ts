@@ -100,6 +100,8 @@ export class EpollService {
   #graceEnds = 0;
   #stopped = false;
   #nextSweep = 0;
+  /** The time of the latest wakeup from epoll_wait. */
+  #now = Date.now();
   readonly #sweepEvery: number;
   #drained: (() => void) | undefined;
 
@@ -141,6 +143,8 @@ export class EpollService {
       if (ready < 0 && this.#libc.errno() !== EINTR) {
         throw new Error(`epoll_wait failed: errno ${this.#libc.errno()}.`);
       }
+      // One clock reading per wakeup is precise enough for timeouts of 10 ms and more.
+      const now = this.#now = Date.now();
       for (let i = 0; i < ready; i++) {
         const base = i * EPOLL_EVENT_SIZE;
         const events = this.#eventView.getUint32(base, true);
@@ -154,7 +158,6 @@ export class EpollService {
         if (events & EPOLLOUT) this.#onWritable(peer);
         else this.#onReadable(peer);
       }
-      const now = Date.now();
       if (now >= this.#nextSweep) {
         this.#sweep(now);
         this.#nextSweep = now + this.#sweepEvery;
@@ -231,7 +234,7 @@ export class EpollService {
       }
       calls.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, ONE, 4);
       this.#control(EPOLL_CTL_ADD, fd, EPOLLIN);
-      this.#peers[fd] = new Peer(fd, Date.now());
+      this.#peers[fd] = new Peer(fd, this.#now);
       this.#open++;
       counters[Counter.connectionsOpen]++;
     }
@@ -252,7 +255,7 @@ export class EpollService {
       this.#answer(peer);
       return;
     }
-    peer.lastActive = Date.now();
+    peer.lastActive = this.#now;
     peer.decoder.push(this.#input, received);
     this.#answer(peer);
     if (this.#draining && received < READ_SIZE) this.#closeIfAnswered(peer);
@@ -270,7 +273,7 @@ export class EpollService {
       return;
     }
     peer.pending = undefined;
-    peer.lastActive = Date.now();
+    peer.lastActive = this.#now;
     if (peer.closeWhenWritten) {
       this.#closeGently(peer);
       return;
@@ -312,7 +315,7 @@ export class EpollService {
       return;
     }
     if (!decoder.midFrame) peer.frameStarted = 0;
-    else if (peer.frameStarted === 0 || framesDone > 0) peer.frameStarted = Date.now();
+    else if (peer.frameStarted === 0 || framesDone > 0) peer.frameStarted = this.#now;
   }
 
   /** Appends the reply to the frame the decoder just took. */

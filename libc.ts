@@ -109,13 +109,13 @@ export function openLibc(): Libc | undefined {
     return undefined; // musl, or no libc.so.6 on the search path
   }
   const calls = library.symbols;
-  // Deno's FFI takes a plain number for a 64-bit argument (its types say
-  // bigint); passing one saves a BigInt allocation per read and write.
-  const size = (length: number) => length as unknown as bigint;
+  // A 64-bit argument must be a bigint: Deno's FFI also takes a number there,
+  // but then leaves its fast call path (measured: about 500 ns a call instead
+  // of 250, against 260 with a fresh BigInt).
   return {
     calls,
-    read: (fd, buffer, length) => Number(calls.read(fd, buffer, size(length))),
-    write: (fd, buffer, length) => Number(calls.write(fd, buffer, size(length))),
+    read: (fd, buffer, length) => Number(calls.read(fd, buffer, BigInt(length))),
+    write: (fd, buffer, length) => Number(calls.write(fd, buffer, BigInt(length))),
     errno() {
       const pointer = calls.__errno_location();
       return pointer === null ? 0 : new Deno.UnsafePointerView(pointer).getInt32();
