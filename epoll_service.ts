@@ -91,6 +91,7 @@ export class EpollService {
   readonly #events = new Uint8Array(EPOLL_EVENT_SIZE * MAX_EVENTS);
   readonly #eventView = new DataView(this.#events.buffer);
   readonly #eventOne = new Uint8Array(EPOLL_EVENT_SIZE);
+  readonly #eventOneView = new DataView(this.#eventOne.buffer);
   /** One read buffer and one reply buffer serve every connection: the loop handles one at a time. */
   readonly #input = new Uint8Array(READ_SIZE);
   #output = new Uint8Array(READ_SIZE);
@@ -423,7 +424,7 @@ export class EpollService {
   }
 
   #control(operation: number, fd: number, events: number): void {
-    const view = new DataView(this.#eventOne.buffer);
+    const view = this.#eventOneView;
     view.setUint32(0, events, true);
     view.setInt32(EPOLL_DATA_OFFSET, fd, true);
     this.#calls.epoll_ctl(this.#epollFd, operation, fd, this.#eventOne);
