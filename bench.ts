@@ -38,6 +38,7 @@ import {
   STATUS_SERVER_BUSY,
   TYPE_REPLY,
 } from "./protocol.ts";
+import denoConfig from "./deno.json" with { type: "json" };
 
 // ---------------------------------------------------------------------------
 // Latency histogram
@@ -930,6 +931,14 @@ interface SpawnedServer {
   stop(): Promise<void>;
 }
 
+/**
+ * The arguments of `deno task server` after `deno` (run, its permissions and
+ * flags, the module), so the bench measures the server as users run it.
+ */
+const SERVER_RUN_ARGS: string[] = denoConfig.tasks.server.split(/\s+/).slice(1).map((arg) =>
+  arg === "server.ts" ? `${import.meta.dirname}/server.ts` : arg
+);
+
 /** Starts the server on `bookPath` and waits until it says where it listens. */
 async function spawnServer(
   bookPath: string,
@@ -938,11 +947,7 @@ async function spawnServer(
 ): Promise<SpawnedServer> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--unstable-net",
-      `${import.meta.dirname}/server.ts`,
+      ...SERVER_RUN_ARGS,
       "--port",
       "0",
       "--data",
