@@ -43,7 +43,15 @@ import {
   STATUS_SERVER_BUSY,
   TYPE_QUERY,
 } from "./protocol.ts";
-import { BUSY_REPLY, DRAIN_GRACE_MS, LINGER_MS, type ServiceOptions } from "./serve_connections.ts";
+import {
+  BUSY_REPLY,
+  DRAIN_GRACE_MS,
+  expiredTimeout,
+  LINGER_MS,
+  recordTimeout,
+  type ServiceOptions,
+  sweepInterval,
+} from "./serve_connections.ts";
 
 const READ_SIZE = 65536;
 const MAX_EVENTS = 256;
@@ -116,10 +124,8 @@ export class EpollService {
     this.#epollFd = this.#calls.epoll_create1(SOCK_CLOEXEC);
     if (this.#epollFd < 0) throw new Error(`epoll_create1 failed: errno ${libc.errno()}.`);
     this.#control(EPOLL_CTL_ADD, listenFd, EPOLLIN);
-    const { idleTimeoutMs, frameTimeoutMs } = options.limits;
-    const shortest = Math.min(...[idleTimeoutMs, frameTimeoutMs].filter((ms) => ms > 0));
-    // Sweep a few times per timeout, and often enough to end lingering closes on time.
-    this.#sweepEvery = Math.max(10, Math.min(LINGER_MS / 4, Math.floor(shortest / 4)));
+    // Also often enough to end lingering closes on time.
+    this.#sweepEvery = Math.min(sweepInterval(options.limits), LINGER_MS / 4);
   }
 
   /** Connections open now. */
@@ -393,8 +399,6 @@ export class EpollService {
 
   /** Closes connections past their idle or frame timeout. */
   #sweep(now: number): void {
-    const { idleTimeoutMs, frameTimeoutMs } = this.#options.limits;
-    const { counters, log } = this.#options;
     for (const peer of this.#peers) {
       if (peer === undefined) continue;
       if (peer.lingerUntil > 0) {
@@ -403,17 +407,10 @@ export class EpollService {
       }
       // A peer with replies waiting is not being read: its unfinished frame is ours to wait on.
       if (peer.pending !== undefined) continue;
-      if (peer.frameStarted > 0) {
-        if (frameTimeoutMs > 0 && now - peer.frameStarted >= frameTimeoutMs) {
-          counters[Counter.frameTimeouts]++;
-          log.debug("frame timeout", { peer: this.#peerAddress(peer.fd) });
-          this.#close(peer);
-        }
-      } else if (idleTimeoutMs > 0 && now - peer.lastActive >= idleTimeoutMs) {
-        counters[Counter.idleTimeouts]++;
-        log.debug("idle timeout", { peer: this.#peerAddress(peer.fd) });
-        this.#close(peer);
-      }
+      const kind = expiredTimeout(this.#options.limits, now, peer.frameStarted, peer.lastActive);
+      if (kind === undefined) continue;
+      recordTimeout(this.#options, kind, this.#peerAddress(peer.fd));
+      this.#close(peer);
     }
   }
 

@@ -78,6 +78,45 @@ const FIRST_READ_SIZE = 4096;
 const EMPTY = new Uint8Array(0);
 const LARGE_READ_SIZE = 65536;
 
+/**
+ * How often to look for expired timeouts, in milliseconds: a few times per
+ * the shortest timeout, so a peer is closed at most about a quarter late,
+ * and at least once a second; `Infinity` when both timeouts are off.
+ */
+export function sweepInterval(limits: ServiceLimits): number {
+  const shortest = Math.min(
+    ...[limits.idleTimeoutMs, limits.frameTimeoutMs].filter((ms) => ms > 0),
+  );
+  return Number.isFinite(shortest)
+    ? Math.max(10, Math.min(1000, Math.floor(shortest / 4)))
+    : shortest;
+}
+
+/**
+ * Which timeout a connection that is being read has run out, if any: its
+ * unfinished frame's (`frameStarted` > 0) or, with no frame unfinished,
+ * its idleness since `lastActive`.
+ */
+export function expiredTimeout(
+  limits: ServiceLimits,
+  now: number,
+  frameStarted: number,
+  lastActive: number,
+): "frame" | "idle" | undefined {
+  if (frameStarted > 0) {
+    return limits.frameTimeoutMs > 0 && now - frameStarted >= limits.frameTimeoutMs
+      ? "frame"
+      : undefined;
+  }
+  return limits.idleTimeoutMs > 0 && now - lastActive >= limits.idleTimeoutMs ? "idle" : undefined;
+}
+
+/** Counts and logs (at debug: it can be frequent) a connection closed by a timeout. */
+export function recordTimeout(options: ServiceOptions, kind: "frame" | "idle", peer: string): void {
+  options.counters[kind === "frame" ? Counter.frameTimeouts : Counter.idleTimeouts]++;
+  options.log.debug(`${kind} timeout`, { peer });
+}
+
 /** The state of one open connection that the sweep and the shutdown look at. */
 interface ConnectionState {
   conn: Deno.Conn;
@@ -115,13 +154,8 @@ export class ConnectionService {
     this.#listener = listener;
     this.#options = options;
     this.#book = options.book;
-    const { idleTimeoutMs, frameTimeoutMs } = options.limits;
-    const shortest = Math.min(...[idleTimeoutMs, frameTimeoutMs].filter((ms) => ms > 0));
-    if (Number.isFinite(shortest)) {
-      // Check a few times per timeout so a peer is closed within about a quarter of it late.
-      const every = Math.max(10, Math.min(1000, Math.floor(shortest / 4)));
-      this.#sweepTimer = setInterval(() => this.#sweep(), every);
-    }
+    const every = sweepInterval(options.limits);
+    if (Number.isFinite(every)) this.#sweepTimer = setInterval(() => this.#sweep(), every);
     this.#accepting = this.#acceptLoop();
   }
 
@@ -278,23 +312,14 @@ export class ConnectionService {
 
   /** Closes connections past their idle or frame timeout. */
   #sweep(): void {
-    const { idleTimeoutMs, frameTimeoutMs } = this.#options.limits;
-    const { counters, log } = this.#options;
     const now = Date.now();
     for (const state of this.#connections) {
       // A connection being written to is waiting on its peer, not the other way round.
       if (state.closed || !state.reading) continue;
-      if (state.frameStarted > 0) {
-        if (frameTimeoutMs > 0 && now - state.frameStarted >= frameTimeoutMs) {
-          counters[Counter.frameTimeouts]++;
-          log.debug("frame timeout", { peer: peerOf(state.conn) });
-          this.#close(state);
-        }
-      } else if (state.idle && idleTimeoutMs > 0 && now - state.lastActive >= idleTimeoutMs) {
-        counters[Counter.idleTimeouts]++;
-        log.debug("idle timeout", { peer: peerOf(state.conn) });
-        this.#close(state);
-      }
+      const kind = expiredTimeout(this.#options.limits, now, state.frameStarted, state.lastActive);
+      if (kind === undefined) continue;
+      recordTimeout(this.#options, kind, peerOf(state.conn));
+      this.#close(state);
     }
   }
 
