@@ -39,6 +39,7 @@ import {
   TYPE_REPLY,
 } from "./protocol.ts";
 import denoConfig from "./deno.json" with { type: "json" };
+import { resolveUserPath } from "./user_path.ts";
 
 // ---------------------------------------------------------------------------
 // Latency histogram
@@ -1172,7 +1173,7 @@ function formatTarget(target: Target): string {
 async function readKeysFile(path: string): Promise<string[]> {
   let text: string;
   try {
-    text = await Deno.readTextFile(path);
+    text = await Deno.readTextFile(resolveUserPath(path));
   } catch (error) {
     throw new BenchError(`Cannot read --keys file ${path}: ${describeError(error)}`);
   }

@@ -42,6 +42,7 @@ import {
   TYPE_REPLY,
   writeHeader,
 } from "./protocol.ts";
+import { resolveUserPath } from "./user_path.ts";
 
 /** The server's address when none is given. */
 export const DEFAULT_HOSTNAME = "127.0.0.1";
@@ -493,8 +494,14 @@ export class Client {
       }
     } catch (error) {
       if (!(error instanceof ProtocolError)) throw error;
+      // A TLS server answers a plaintext hello with an alert (0x15) or handshake (0x16) record.
+      const first = this.#readBuffer[0];
+      const plain = !("handshake" in this.#conn);
+      const hint = plain && received > 0 && (first === 0x15 || first === 0x16)
+        ? " (it looks like a TLS server: try --tls)"
+        : "";
       throw this.#fail(
-        new ClientError("protocol", `the server sent a malformed reply: ${error.message}`),
+        new ClientError("protocol", `the server sent a malformed reply: ${error.message}${hint}`),
       );
     }
   }
@@ -812,16 +819,17 @@ function readEnv(name: string): string | undefined {
   return state === "granted" ? Deno.env.get(name) : undefined;
 }
 
-async function readCaFile(path: string): Promise<string> {
+async function readCaFile(typed: string): Promise<string> {
+  const path = resolveUserPath(typed);
   const { state } = await Deno.permissions.query({ name: "read", path });
   if (state !== "granted") {
-    throw new ClientError("usage", `cannot read --ca file ${path}: run with --allow-read`);
+    throw new ClientError("usage", `cannot read --ca file ${typed}: run with --allow-read`);
   }
   try {
     return await Deno.readTextFile(path);
   } catch (error) {
     const reason = error instanceof Deno.errors.NotFound ? "no such file" : describeError(error);
-    throw new ClientError("usage", `cannot read --ca file ${path}: ${reason}`);
+    throw new ClientError("usage", `cannot read --ca file ${typed}: ${reason}`);
   }
 }
 

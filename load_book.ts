@@ -44,6 +44,8 @@ export interface LoadOptions {
   emailColumn?: string;
   /** CSV: the header of the name column, instead of recognising it. */
   nameColumn?: string;
+  /** How messages name the file; the path by default (give what the user typed). */
+  name?: string;
 }
 
 /** One thing wrong with a book file. */
@@ -108,13 +110,14 @@ export const MAX_BOOK_BYTES = 500 * 1024 * 1024;
  * read, is a directory or is not UTF-8; nothing is built then.
  */
 export async function loadBook(path: string, options: LoadOptions = {}): Promise<LoadedBook> {
-  const text = await readBookText(path);
-  return loadBookFromText(text, path, options);
+  const name = options.name ?? path;
+  const text = await readBookText(path, name);
+  return loadBookFromText(text, name, options);
 }
 
-async function readBookText(path: string): Promise<string> {
+async function readBookText(path: string, name: string): Promise<string> {
   const fail = (reason: string): never => {
-    throw new BookError([{ file: path, line: 0, message: `cannot read the file: ${reason}` }]);
+    throw new BookError([{ file: name, line: 0, message: `cannot read the file: ${reason}` }]);
   };
   let bytes: Uint8Array;
   try {
@@ -139,7 +142,7 @@ async function readBookText(path: string): Promise<string> {
       new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
     } catch {
       const line = lineOfInvalidUtf8(bytes);
-      throw new BookError([{ file: path, line, message: "the file is not valid UTF-8" }]);
+      throw new BookError([{ file: name, line, message: "the file is not valid UTF-8" }]);
     }
   }
   return text;

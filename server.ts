@@ -30,6 +30,7 @@ import {
 } from "./metrics.ts";
 import { ConnectionService, DEFAULT_LIMITS, type ServiceLimits } from "./serve_connections.ts";
 import { encodeSockaddr, openLibc } from "./libc.ts";
+import { resolveUserPath } from "./user_path.ts";
 import type { IoKind, WorkerCommand, WorkerReport, WorkerStart } from "./server_worker.ts";
 
 /** The default book, shipped beside this module and embedded in the compiled server. */
@@ -306,8 +307,14 @@ function serveMetrics(hostname: string, port: number, render: () => string) {
       onListen: (a) => addr = a as Deno.NetAddr,
     }, (request) => {
       const path = new URL(request.url).pathname;
-      if (request.method !== "GET" || path !== "/metrics") {
+      if (path !== "/metrics") {
         return new Response("Not found: the metrics are at GET /metrics.\n", { status: 404 });
+      }
+      if (request.method !== "GET" && request.method !== "HEAD") {
+        return new Response("Only GET reads the metrics.\n", {
+          status: 405,
+          headers: { allow: "GET, HEAD" },
+        });
       }
       return new Response(render(), {
         headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
@@ -544,7 +551,7 @@ function oneOf<T extends string>(
 
 async function readPem(flag: string, path: string): Promise<string> {
   try {
-    return await Deno.readTextFile(path);
+    return await Deno.readTextFile(resolveUserPath(path));
   } catch (error) {
     throw new StartError(`Cannot read ${flag} file ${path}: ${(error as Error).message}`);
   }
@@ -569,7 +576,8 @@ export async function main(args: string[]): Promise<number> {
   const cli = options;
   const log = new Logger({ format: cli.logFormat, level: cli.logLevel });
   const load = async () => {
-    const { book } = await loadBook(cli.data, {
+    const { book } = await loadBook(resolveUserPath(cli.data), {
+      name: cli.dataLabel,
       format: cli.format,
       duplicates: cli.duplicates,
       emailColumn: cli.emailColumn,
@@ -611,9 +619,9 @@ export async function main(args: string[]): Promise<number> {
   const stopped = untilStopped(server, cli, log);
   const where = formatAddress(server.addr.hostname, server.addr.port);
   log.info(
-    `loaded ${server.entries} entries from ${cli.dataLabel}; listening on ${
-      cli.tlsCert ? "tls://" : ""
-    }${where}`,
+    `loaded ${server.entries} ${
+      server.entries === 1 ? "entry" : "entries"
+    } from ${cli.dataLabel}; listening on ${cli.tlsCert ? "tls://" : ""}${where}`,
     {
       workers: cli.workers,
       io: server.io,

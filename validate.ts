@@ -21,6 +21,7 @@ import {
   loadBook,
   type LoadOptions,
 } from "./load_book.ts";
+import { resolveUserPath } from "./user_path.ts";
 
 /** Exit status when every file is clean. */
 export const EXIT_OK = 0;
@@ -108,7 +109,7 @@ async function check(
   options: LoadOptions,
 ): Promise<{ report: string[]; problems: number }> {
   try {
-    const { entries } = await loadBook(file, options);
+    const { entries } = await loadBook(resolveUserPath(file), { ...options, name: file });
     return { report: [`${file}: OK, ${count(entries, "entry", "entries")}`], problems: 0 };
   } catch (error) {
     if (error instanceof BookError) {
