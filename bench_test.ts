@@ -440,6 +440,26 @@ function parseResult(outcome: Outcome): BenchResult {
   return JSON.parse(lines[0]);
 }
 
+/** Runs bench for a second on 4 connections with `args`, and parses its `--json` result. */
+async function runBenchJson(args: string[]): Promise<BenchResult> {
+  return parseResult(await runBench(["--duration", "1", "--connections", "4", ...args, "--json"]));
+}
+
+/** Runs bench for half a second against the server on `port`, asking the keys in the file `keys`. */
+function runBenchOnKeys(port: number, keys: string, connections: number): Promise<Outcome> {
+  return runBench([
+    "--port",
+    String(port),
+    "--keys",
+    keys,
+    "--duration",
+    "0.5",
+    "--connections",
+    String(connections),
+    "--json",
+  ]);
+}
+
 function assertHealthyRun(result: BenchResult): void {
   assert.ok(result.queries > 0);
   assert.ok(result.found > 0);
@@ -455,9 +475,7 @@ function assertHealthyRun(result: BenchResult): void {
 }
 
 Deno.test("bench starts its own server, drives it and prints one JSON result", async () => {
-  const result = parseResult(
-    await runBench(["--duration", "1", "--connections", "4", "--entries", "1000", "--json"]),
-  );
+  const result = await runBenchJson(["--entries", "1000"]);
   assert.deepEqual(Object.keys(result).sort(), [
     "connections",
     "durationSeconds",
@@ -490,39 +508,21 @@ Deno.test("bench starts its own server, drives it and prints one JSON result", a
 });
 
 Deno.test("bench opens a fresh connection per query with --reconnect", async () => {
-  const result = parseResult(
-    await runBench([
-      "--duration",
-      "1",
-      "--connections",
-      "4",
-      "--entries",
-      "1000",
-      "--reconnect",
-      "--json",
-    ]),
-  );
+  const result = await runBenchJson(["--entries", "1000", "--reconnect"]);
   assert.equal(result.reconnect, true);
   assertHealthyRun(result);
 });
 
 Deno.test("bench pipelines on several threads and passes flags to its server", async () => {
-  const result = parseResult(
-    await runBench([
-      "--duration",
-      "1",
-      "--connections",
-      "4",
-      "--pipeline",
-      "8",
-      "--threads",
-      "2",
-      "--entries",
-      "1000",
-      "--server-arg=--workers=2",
-      "--json",
-    ]),
-  );
+  const result = await runBenchJson([
+    "--pipeline",
+    "8",
+    "--threads",
+    "2",
+    "--entries",
+    "1000",
+    "--server-arg=--workers=2",
+  ]);
   assert.equal(result.threads, 2);
   assert.equal(result.queries % 8, 0, "whole batches of 8");
   assert.deepEqual(result.server?.args, ["--workers=2"]);
@@ -584,10 +584,28 @@ async function startOwnServer(dir: string, entries: number) {
   };
 }
 
-Deno.test("bench drives a running server given by --host and --port", async () => {
+/**
+ * Runs `body` against a server of `entries` entries (see {@linkcode startOwnServer})
+ * in a fresh temp dir; stops the server and removes the dir however the body ends.
+ */
+async function withOwnServer(
+  entries: number,
+  body: (server: OwnServer, dir: string) => Promise<void>,
+): Promise<void> {
   const dir = await Deno.makeTempDir();
-  const server = await startOwnServer(dir, 1000);
+  const server = await startOwnServer(dir, entries);
   try {
+    await body(server, dir);
+  } finally {
+    await server.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+type OwnServer = Awaited<ReturnType<typeof startOwnServer>>;
+
+Deno.test("bench drives a running server given by --host and --port", async () => {
+  await withOwnServer(1000, async (server, dir) => {
     const synthetic = parseResult(
       await runBench([
         "--host",
@@ -609,52 +627,22 @@ Deno.test("bench drives a running server given by --host and --port", async () =
 
     const keys = `${dir}/keys.txt`;
     await Deno.writeTextFile(keys, "user1@example.com\nnobody@example.com\n");
-    const fromFile = parseResult(
-      await runBench([
-        "--port",
-        String(server.port),
-        "--keys",
-        keys,
-        "--duration",
-        "0.5",
-        "--connections",
-        "2",
-        "--json",
-      ]),
-    );
+    const fromFile = parseResult(await runBenchOnKeys(server.port, keys, 2));
     assert.equal(fromFile.keys, 2);
     assertHealthyRun(fromFile);
-  } finally {
-    await server.stop();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("bench exits 1 when a server's replies are not all FOUND or NOT_FOUND", async () => {
-  const dir = await Deno.makeTempDir();
-  const server = await startOwnServer(dir, 10);
-  try {
+  await withOwnServer(10, async (server, dir) => {
     const keys = `${dir}/keys.txt`;
     await Deno.writeTextFile(keys, "user1@example.com\nnot-an-email\n");
-    const outcome = await runBench([
-      "--port",
-      String(server.port),
-      "--keys",
-      keys,
-      "--duration",
-      "0.5",
-      "--connections",
-      "1",
-      "--json",
-    ]);
+    const outcome = await runBenchOnKeys(server.port, keys, 1);
     assert.equal(outcome.code, 1);
     const result: BenchResult = JSON.parse(outcome.stdout);
     assert.ok(result.otherByStatus.BAD_REQUEST > 0);
     assert.equal(result.errors, 0);
-  } finally {
-    await server.stop();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("bench says clearly, without a stack trace, when the target cannot be reached", async () => {
@@ -686,9 +674,7 @@ Deno.test("bench says why when its server will not start, and exits 1", async ()
 });
 
 Deno.test("bench counts errors, ends and exits 1 when its target dies mid-run", async () => {
-  const dir = await Deno.makeTempDir();
-  const server = await startOwnServer(dir, 100);
-  try {
+  await withOwnServer(100, async (server) => {
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
@@ -717,10 +703,7 @@ Deno.test("bench counts errors, ends and exits 1 when its target dies mid-run", 
     assert.equal((await child.status).code, 1, stdout);
     assert.match(stdout, /errors {6}[1-9]/);
     assert.match(stdout, /Cannot connect: /);
-  } finally {
-    await server.stop();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("bench stops early on SIGINT, reports, and stops its server", async () => {

@@ -26,11 +26,10 @@ import {
   concat,
   frame,
   header,
-  metricValue,
   PEOPLE,
-  RawClient,
   type TestServer,
-  waitFor,
+  waitForOpenConnections,
+  withRawClient,
   withTestServer,
   yieldToEventLoop,
 } from "./test_util.ts";
@@ -190,8 +189,7 @@ function assertWellFormed(replies: Reply[]): void {
 }
 
 async function runScenario(port: number, { stream, chunkSizes, ending }: Scenario) {
-  const client = await RawClient.connect(port);
-  try {
+  await withRawClient(port, async (client) => {
     const chunks = chunksOf(stream, chunkSizes);
     const toWrite = ending.kind === "abrupt" ? chunks.slice(0, ending.chunks) : chunks;
     const expected = modelReplies(stream);
@@ -231,9 +229,7 @@ async function runScenario(port: number, { stream, chunkSizes, ending }: Scenari
     } else {
       assert.deepEqual(got, expected.slice(0, got.length), "the replies begin as the model's");
     }
-  } finally {
-    client.close();
-  }
+  });
 }
 
 async function fuzzServer(chunked: boolean): Promise<void> {
@@ -248,19 +244,13 @@ async function fuzzServer(chunked: boolean): Promise<void> {
       { numRuns: chunked ? NUM_RUNS_CHUNKED : NUM_RUNS, seed: SEED },
     );
     // After all of it, the server still serves and has let every connection go.
-    const client = await RawClient.connect(port);
-    try {
+    await withRawClient(port, async (client) => {
       assert.deepEqual(await client.query(" ADA@example.com "), {
         status: STATUS_FOUND,
         text: "Ada Lovelace",
       });
-      await waitFor(
-        () => metricValue(server.metrics(), "addrbook_connections_open") === 1,
-        "every fuzzing connection to be closed",
-      );
-    } finally {
-      client.close();
-    }
+      await waitForOpenConnections(server, 1, "every fuzzing connection to be closed");
+    });
   });
 }
 

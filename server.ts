@@ -644,6 +644,9 @@ function collectGarbage(): void {
   (globalThis as { gc?: () => void }).gc?.();
 }
 
+/** Signals this soon after the first are copies of it (see untilStopped), not a second one. */
+const REPEATED_SIGNAL_MS = 250;
+
 /** Handles signals until the server has shut down; resolves with the exit code. */
 function untilStopped(server: ServerHandle, cli: CliOptions, log: Logger): Promise<number> {
   return new Promise((resolve) => {
@@ -656,12 +659,18 @@ function untilStopped(server: ServerHandle, cli: CliOptions, log: Logger): Promi
         log.error(`reload failed, still serving the old book: ${(error as Error).message}`);
       }
     };
+    let firstSignalAt = 0;
     const stop = async (signal: Deno.Signal) => {
       if (stopping) {
+        // Ctrl-C under `deno task` arrives twice within milliseconds: from the
+        // terminal to the process group, and forwarded by deno task. That is
+        // still the first request; a second one is a person pressing again.
+        if (Date.now() - firstSignalAt < REPEATED_SIGNAL_MS) return;
         log.warn("second signal: exiting at once", { signal });
         Deno.exit(1);
       }
       stopping = true;
+      firstSignalAt = Date.now();
       log.info("shutting down", { signal, timeout_s: cli.shutdownTimeoutMs / 1000 });
       await server.shutdown(cli.shutdownTimeoutMs);
       log.info("shutdown complete");

@@ -24,7 +24,10 @@ import {
   PEOPLE,
   RawClient,
   waitFor,
+  waitForOpenConnections,
   withDeadline,
+  withRawClient,
+  withTestClient,
   withTestServer,
   yieldToEventLoop,
 } from "./test_util.ts";
@@ -80,85 +83,67 @@ function closeAll(clients: RawClient[]): void {
 // --- Statuses ---
 
 Deno.test("answers FOUND with the name, ignoring case and surrounding whitespace", async () => {
-  await withTestServer({}, async ({ port }) => {
-    const client = await RawClient.connect(port);
-    try {
-      assert.deepEqual(await client.query("ada@example.com"), {
-        status: STATUS_FOUND,
-        text: "Ada Lovelace",
-      });
-      assert.deepEqual(await client.query("  ADA@Example.COM\t\r\n"), {
-        status: STATUS_FOUND,
-        text: "Ada Lovelace",
-      });
-      assert.deepEqual(await client.query("JÜRGEN@BEISPIEL.EXAMPLE"), {
-        status: STATUS_FOUND,
-        text: "Jürgen Möller",
-      });
-      assert.deepEqual(await client.query("margaret@apollo.example"), {
-        status: STATUS_FOUND,
-        text: "Margaret Hamilton 🚀",
-      });
-    } finally {
-      client.close();
-    }
+  await withTestClient({}, async (client) => {
+    assert.deepEqual(await client.query("ada@example.com"), {
+      status: STATUS_FOUND,
+      text: "Ada Lovelace",
+    });
+    assert.deepEqual(await client.query("  ADA@Example.COM\t\r\n"), {
+      status: STATUS_FOUND,
+      text: "Ada Lovelace",
+    });
+    assert.deepEqual(await client.query("JÜRGEN@BEISPIEL.EXAMPLE"), {
+      status: STATUS_FOUND,
+      text: "Jürgen Möller",
+    });
+    assert.deepEqual(await client.query("margaret@apollo.example"), {
+      status: STATUS_FOUND,
+      text: "Margaret Hamilton 🚀",
+    });
   });
 });
 
 Deno.test("answers NOT_FOUND without echoing the address", async () => {
-  await withTestServer({}, async ({ port }) => {
-    const client = await RawClient.connect(port);
-    try {
-      const reply = await client.query("nobody@example.com");
-      assert.deepEqual(reply, { status: STATUS_NOT_FOUND, text: NOT_FOUND_TEXT });
-      assert.ok(!reply.text.includes("nobody"));
-    } finally {
-      client.close();
-    }
+  await withTestClient({}, async (client) => {
+    const reply = await client.query("nobody@example.com");
+    assert.deepEqual(reply, { status: STATUS_NOT_FOUND, text: NOT_FOUND_TEXT });
+    assert.ok(!reply.text.includes("nobody"));
   });
 });
 
 Deno.test("answers BAD_REQUEST for empty, non-UTF-8 and non-email queries and stays open", async () => {
-  await withTestServer({}, async ({ port }) => {
-    const client = await RawClient.connect(port);
-    try {
-      const bad: [Uint8Array, RegExp][] = [
-        [new Uint8Array(0), /empty/],
-        [encoder.encode(" \t "), /empty/],
-        [Uint8Array.of(0x61, 0x40, 0xff, 0xfe), /UTF-8/],
-        [Uint8Array.of(0xc3), /UTF-8/],
-        [encoder.encode("not-an-email"), /no @/],
-        [encoder.encode("a@b@example.com"), /more than one @/],
-        [encoder.encode("has space@example.com"), /whitespace/],
-        [encoder.encode("@example.com"), /before the @/],
-        [encoder.encode(`${"a".repeat(MAX_QUERY_BYTES - 12)}@example.com`), /long/],
-      ];
-      for (const [payload, reason] of bad) {
-        await client.write(frame(TYPE_QUERY, payload));
-        const reply = await client.readReply();
-        assert.equal(reply?.status, STATUS_BAD_REQUEST, `payload ${payload}`);
-        assert.match(reply.text, reason);
-        // The connection is still open: a good query after it is answered.
-        assert.equal((await client.query("alan@turing.example")).text, "Alan Turing");
-      }
-    } finally {
-      client.close();
+  await withTestClient({}, async (client) => {
+    const bad: [Uint8Array, RegExp][] = [
+      [new Uint8Array(0), /empty/],
+      [encoder.encode(" \t "), /empty/],
+      [Uint8Array.of(0x61, 0x40, 0xff, 0xfe), /UTF-8/],
+      [Uint8Array.of(0xc3), /UTF-8/],
+      [encoder.encode("not-an-email"), /no @/],
+      [encoder.encode("a@b@example.com"), /more than one @/],
+      [encoder.encode("has space@example.com"), /whitespace/],
+      [encoder.encode("@example.com"), /before the @/],
+      [encoder.encode(`${"a".repeat(MAX_QUERY_BYTES - 12)}@example.com`), /long/],
+    ];
+    for (const [payload, reason] of bad) {
+      await client.write(frame(TYPE_QUERY, payload));
+      const reply = await client.readReply();
+      assert.equal(reply?.status, STATUS_BAD_REQUEST, `payload ${payload}`);
+      assert.match(reply.text, reason);
+      // The connection is still open: a good query after it is answered.
+      assert.equal((await client.query("alan@turing.example")).text, "Alan Turing");
     }
   });
 });
 
 /** Sends `bytes` and expects exactly one PROTOCOL_ERROR reply, then a clean close. */
 async function expectProtocolError(port: number, bytes: Uint8Array, reason: RegExp) {
-  const client = await RawClient.connect(port);
-  try {
+  await withRawClient(port, async (client) => {
     await client.write(bytes);
     const replies = await client.readUntilClosed();
     assert.deepEqual(replies.map((r) => r.status), [STATUS_PROTOCOL_ERROR]);
     assert.match(replies[0].text, reason);
     assert.equal(client.ending, "eof");
-  } finally {
-    client.close();
-  }
+  });
 }
 
 Deno.test("answers PROTOCOL_ERROR then closes for an unknown type byte", async () => {
@@ -183,35 +168,25 @@ Deno.test("answers PROTOCOL_ERROR for an oversize frame as soon as its header ar
 });
 
 Deno.test("answers a protocol error after the good queries before it in the same write", async () => {
-  await withTestServer({}, async ({ port }) => {
-    const client = await RawClient.connect(port);
-    try {
-      await client.write(concat([
-        encodeQueries(["ada@example.com", "nobody@example.com"]),
-        header(TYPE_REPLY, 3),
-      ]));
-      const replies = await client.readUntilClosed();
-      assert.deepEqual(replies.map((r) => r.status), [
-        STATUS_FOUND,
-        STATUS_NOT_FOUND,
-        STATUS_PROTOCOL_ERROR,
-      ]);
-    } finally {
-      client.close();
-    }
+  await withTestClient({}, async (client) => {
+    await client.write(concat([
+      encodeQueries(["ada@example.com", "nobody@example.com"]),
+      header(TYPE_REPLY, 3),
+    ]));
+    const replies = await client.readUntilClosed();
+    assert.deepEqual(replies.map((r) => r.status), [
+      STATUS_FOUND,
+      STATUS_NOT_FOUND,
+      STATUS_PROTOCOL_ERROR,
+    ]);
   });
 });
 
 Deno.test("accepts a query of exactly the maximum length", async () => {
-  await withTestServer({}, async ({ port }) => {
-    const client = await RawClient.connect(port);
-    try {
-      await client.write(frame(TYPE_QUERY, new Uint8Array(MAX_QUERY_BYTES).fill(0x61)));
-      assert.equal((await client.readReply())?.status, STATUS_BAD_REQUEST);
-      assert.equal((await client.query("ada@example.com")).status, STATUS_FOUND);
-    } finally {
-      client.close();
-    }
+  await withTestClient({}, async (client) => {
+    await client.write(frame(TYPE_QUERY, new Uint8Array(MAX_QUERY_BYTES).fill(0x61)));
+    assert.equal((await client.readReply())?.status, STATUS_BAD_REQUEST);
+    assert.equal((await client.query("ada@example.com")).status, STATUS_FOUND);
   });
 });
 
@@ -220,26 +195,18 @@ Deno.test("accepts a query of exactly the maximum length", async () => {
 Deno.test("serves the one-query-per-connection client style", async () => {
   await withTestServer({}, async ({ port }) => {
     for (const [email, name] of PEOPLE) {
-      const client = await RawClient.connect(port);
-      try {
+      await withRawClient(port, async (client) => {
         assert.deepEqual(await client.query(email), { status: STATUS_FOUND, text: name });
-      } finally {
-        client.close();
-      }
+      });
     }
   });
 });
 
 Deno.test("answers 1000 queries pipelined in one write, in order", async () => {
-  await withTestServer({}, async ({ port }) => {
-    const client = await RawClient.connect(port);
-    try {
-      const expected = mixedQueries(1000);
-      await client.write(encodeQueries(expected.map((e) => e.query)));
-      assertReplies(await client.readReplies(expected.length), expected);
-    } finally {
-      client.close();
-    }
+  await withTestClient({}, async (client) => {
+    const expected = mixedQueries(1000);
+    await client.write(encodeQueries(expected.map((e) => e.query)));
+    assertReplies(await client.readReplies(expected.length), expected);
   });
 });
 
@@ -261,19 +228,14 @@ Deno.test("serves 200 concurrent connections doing a few queries each", async ()
 });
 
 Deno.test("decodes frames sent one byte per write", async () => {
-  await withTestServer({}, async ({ port }) => {
-    const client = await RawClient.connect(port);
-    try {
-      const bytes = encodeQueries(["grace.hopper@navy.example", "nobody@example.com"]);
-      for (const byte of bytes) await client.write(Uint8Array.of(byte));
-      const replies = await client.readReplies(2);
-      assert.deepEqual(replies, [
-        { status: STATUS_FOUND, text: "Grace Hopper" },
-        { status: STATUS_NOT_FOUND, text: NOT_FOUND_TEXT },
-      ]);
-    } finally {
-      client.close();
-    }
+  await withTestClient({}, async (client) => {
+    const bytes = encodeQueries(["grace.hopper@navy.example", "nobody@example.com"]);
+    for (const byte of bytes) await client.write(Uint8Array.of(byte));
+    const replies = await client.readReplies(2);
+    assert.deepEqual(replies, [
+      { status: STATUS_FOUND, text: "Grace Hopper" },
+      { status: STATUS_NOT_FOUND, text: NOT_FOUND_TEXT },
+    ]);
   });
 });
 
@@ -292,32 +254,21 @@ Deno.test("keeps serving after clients disconnect mid-frame and mid-pipeline", a
       await client.write(bytes);
       client.close();
     }
-    const client = await RawClient.connect(port);
-    try {
+    await withRawClient(port, async (client) => {
       assert.equal((await client.query("alan@turing.example")).text, "Alan Turing");
       // Every abandoned connection was cleaned up.
-      await waitFor(
-        () => metricValue(server.metrics(), "addrbook_connections_open") === 1,
-        "the abandoned connections to be closed",
-      );
-    } finally {
-      client.close();
-    }
+      await waitForOpenConnections(server, 1, "the abandoned connections to be closed");
+    });
   });
 });
 
 Deno.test("answers every query of a half-closed connection, then closes it", async () => {
-  await withTestServer({}, async ({ port }) => {
-    const client = await RawClient.connect(port);
-    try {
-      const expected = mixedQueries(50);
-      await client.write(encodeQueries(expected.map((e) => e.query)));
-      await client.closeWrite();
-      assertReplies(await client.readUntilClosed(), expected);
-      assert.equal(client.ending, "eof");
-    } finally {
-      client.close();
-    }
+  await withTestClient({}, async (client) => {
+    const expected = mixedQueries(50);
+    await client.write(encodeQueries(expected.map((e) => e.query)));
+    await client.closeWrite();
+    assertReplies(await client.readUntilClosed(), expected);
+    assert.equal(client.ending, "eof");
   });
 });
 
@@ -378,10 +329,7 @@ Deno.test("refuses a connection over maxConnections with SERVER_BUSY and closes 
 
       // Once one leaves, a new connection is served.
       first.close();
-      await waitFor(
-        () => metricValue(server.metrics(), "addrbook_connections_open") === 1,
-        "the closed connection to be counted out",
-      );
+      await waitForOpenConnections(server, 1, "the closed connection to be counted out");
       const fourth = await connectAccepted(port);
       clients.push(fourth);
       assert.equal(metricValue(server.metrics(), "addrbook_busy_refusals_total"), 1);
@@ -685,23 +633,18 @@ const RELOAD_NAMES = ["Only A", "Only B", "Ada King"];
 
 Deno.test("reload switches answers to the new book", async () => {
   const options = { book: BOOK_A, loadBook: () => Promise.resolve(BOOK_B) };
-  await withTestServer(options, async ({ port, server }) => {
-    const client = await RawClient.connect(port);
-    try {
-      assert.equal((await client.query("ada@example.com")).text, "Ada Lovelace");
-      await server.reload();
-      // The same open connection now answers from the new book.
-      assert.equal((await client.query("ada@example.com")).text, "Ada King");
-      assert.equal((await client.query("only.a@example.com")).status, STATUS_NOT_FOUND);
-      assert.equal((await client.query("only.b@example.com")).text, "Only B");
-      assert.equal(server.entries, 2);
-      assert.equal(
-        metricValue(server.metrics(), "addrbook_reloads_total", '{result="ok"}'),
-        1,
-      );
-    } finally {
-      client.close();
-    }
+  await withTestClient(options, async (client, { server }) => {
+    assert.equal((await client.query("ada@example.com")).text, "Ada Lovelace");
+    await server.reload();
+    // The same open connection now answers from the new book.
+    assert.equal((await client.query("ada@example.com")).text, "Ada King");
+    assert.equal((await client.query("only.a@example.com")).status, STATUS_NOT_FOUND);
+    assert.equal((await client.query("only.b@example.com")).text, "Only B");
+    assert.equal(server.entries, 2);
+    assert.equal(
+      metricValue(server.metrics(), "addrbook_reloads_total", '{result="ok"}'),
+      1,
+    );
   }, RELOAD_NAMES);
 });
 
@@ -710,18 +653,13 @@ Deno.test("a failed reload rejects and keeps serving the old book", async () => 
     book: BOOK_A,
     loadBook: () => Promise.reject(new Error("The book file is gone.")),
   };
-  await withTestServer(options, async ({ port, server }) => {
-    const client = await RawClient.connect(port);
-    try {
-      await assert.rejects(server.reload(), /gone/);
-      assert.equal((await client.query("ada@example.com")).text, "Ada Lovelace");
-      assert.equal(server.entries, 2);
-      const metrics = server.metrics();
-      assert.equal(metricValue(metrics, "addrbook_reloads_total", '{result="failed"}'), 1);
-      assert.equal(metricValue(metrics, "addrbook_reloads_total", '{result="ok"}'), 0);
-    } finally {
-      client.close();
-    }
+  await withTestClient(options, async (client, { server }) => {
+    await assert.rejects(server.reload(), /gone/);
+    assert.equal((await client.query("ada@example.com")).text, "Ada Lovelace");
+    assert.equal(server.entries, 2);
+    const metrics = server.metrics();
+    assert.equal(metricValue(metrics, "addrbook_reloads_total", '{result="failed"}'), 1);
+    assert.equal(metricValue(metrics, "addrbook_reloads_total", '{result="ok"}'), 0);
   }, RELOAD_NAMES);
 });
 
@@ -738,44 +676,39 @@ Deno.test("reloads under a continuous pipeline lose no query and mix no books", 
     next = next === BOOK_A ? BOOK_B : BOOK_A;
     return Promise.resolve(book);
   };
-  await withTestServer({ book: BOOK_A, loadBook }, async ({ port, server }) => {
-    const client = await RawClient.connect(port);
-    try {
-      let sent = 0;
-      let stop = false;
-      const writing = (async () => {
-        const batch = encodeQueries(Array(100).fill("ada@example.com"));
-        while (!stop) {
-          await client.write(batch);
-          sent += 100;
-          await yieldToEventLoop();
-        }
-        await client.closeWrite();
-      })();
-      const seen: string[] = [];
-      const reading = (async () => {
-        for (let reply; (reply = await client.readReply()) !== null;) {
-          assert.equal(reply.status, STATUS_FOUND);
-          seen.push(reply.text);
-        }
-      })();
-      for (let round = 0; round < 10; round++) {
-        await server.reload();
-        const name = round % 2 === 0 ? "Ada King" : "Ada Lovelace";
-        const from = seen.length;
-        await waitFor(
-          () => seen.indexOf(name, from) >= 0,
-          `a reply from the book of reload ${round}`,
-        );
+  await withTestClient({ book: BOOK_A, loadBook }, async (client, { server }) => {
+    let sent = 0;
+    let stop = false;
+    const writing = (async () => {
+      const batch = encodeQueries(Array(100).fill("ada@example.com"));
+      while (!stop) {
+        await client.write(batch);
+        sent += 100;
+        await yieldToEventLoop();
       }
-      stop = true;
-      await withDeadline(writing, "the writer to stop");
-      await withDeadline(reading, "the last replies");
-      assert.equal(seen.length, sent, "every query is answered exactly once");
-      assert.ok(seen.every((name) => name === "Ada Lovelace" || name === "Ada King"));
-    } finally {
-      client.close();
+      await client.closeWrite();
+    })();
+    const seen: string[] = [];
+    const reading = (async () => {
+      for (let reply; (reply = await client.readReply()) !== null;) {
+        assert.equal(reply.status, STATUS_FOUND);
+        seen.push(reply.text);
+      }
+    })();
+    for (let round = 0; round < 10; round++) {
+      await server.reload();
+      const name = round % 2 === 0 ? "Ada King" : "Ada Lovelace";
+      const from = seen.length;
+      await waitFor(
+        () => seen.indexOf(name, from) >= 0,
+        `a reply from the book of reload ${round}`,
+      );
     }
+    stop = true;
+    await withDeadline(writing, "the writer to stop");
+    await withDeadline(reading, "the last replies");
+    assert.equal(seen.length, sent, "every query is answered exactly once");
+    assert.ok(seen.every((name) => name === "Ada Lovelace" || name === "Ada King"));
   }, RELOAD_NAMES);
 });
 
@@ -854,10 +787,7 @@ Deno.test("serves counters as Prometheus text at GET /metrics and 404 elsewhere"
       assert.equal((await rude.readUntilClosed())[0].status, STATUS_PROTOCOL_ERROR);
       await server.reload();
       await assert.rejects(server.reload());
-      await waitFor(
-        () => metricValue(server.metrics(), "addrbook_connections_open") === 0,
-        "every connection to be closed and counted out",
-      );
+      await waitForOpenConnections(server, 0, "every connection to be closed and counted out");
 
       const response = await fetch(`${url}/metrics`);
       assert.equal(response.status, 200);
@@ -891,7 +821,7 @@ Deno.test("serves counters as Prometheus text at GET /metrics and 404 elsewhere"
         await missing.body?.cancel();
       }
       const post = await fetch(`${url}/metrics`, { method: "POST" });
-      assert.equal(post.status, 404);
+      assert.equal(post.status, 405);
       await post.body?.cancel();
     } finally {
       closeAll(clients);
@@ -937,10 +867,7 @@ Deno.test("logs protocol errors and refusals with the peer address and no person
       // The server half-closed the rude connection; once we close our side it
       // is counted out, so the next one is accepted.
       rude.close();
-      await waitFor(
-        () => metricValue(server.metrics(), "addrbook_connections_open") === 0,
-        "the rude connection to be counted out",
-      );
+      await waitForOpenConnections(server, 0, "the rude connection to be counted out");
       kept = await connectAccepted(port);
       refused = await RawClient.connect(port);
       const refusedPeer = `127.0.0.1:${refused.conn.localAddr.port}`;

@@ -40,6 +40,9 @@ import { type ServerHandle, type ServerOptions, startServer } from "./server.ts"
 /** How long a test waits for any one event before it fails, in milliseconds. */
 export const WAIT_MS = 10_000;
 
+/** The address every test server listens on. */
+export const LOOPBACK = "127.0.0.1";
+
 /** The people of the small test book: normalised email and name. */
 export const PEOPLE: readonly (readonly [string, string])[] = [
   ["ada@example.com", "Ada Lovelace"],
@@ -125,14 +128,29 @@ export function assertNoPersonalData(lines: string[], extraNames: string[] = [])
   }
 }
 
+/** What a deadline helper rejects with when time runs out first. */
+export class DeadlineError extends Error {
+  override name = "DeadlineError";
+}
+
 /**
- * Resolves or rejects as `promise` does, or rejects once `ms` have passed,
- * saying what was awaited.
+ * Resolves or rejects as `promise` does, or rejects with a
+ * {@linkcode DeadlineError} once `ms` have passed, saying what was awaited;
+ * `onTimeout` runs first, to end what would otherwise go on (kill a process,
+ * close a socket).
  */
-export async function withDeadline<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
+export async function withDeadline<T>(
+  promise: Promise<T>,
+  what: string,
+  ms = WAIT_MS,
+  onTimeout?: () => void,
+): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Gave up after ${ms} ms waiting for ${what}.`)), ms);
+    timer = setTimeout(() => {
+      onTimeout?.();
+      reject(new DeadlineError(`Timed out after ${ms} ms waiting for ${what}.`));
+    }, Math.max(0, ms));
   });
   try {
     return await Promise.race([promise, expired]);
@@ -155,7 +173,9 @@ export async function waitFor(
 ): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`Gave up after ${ms} ms waiting for ${what}.`);
+    if (Date.now() > deadline) {
+      throw new DeadlineError(`Timed out after ${ms} ms waiting for ${what}.`);
+    }
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
 }
@@ -351,4 +371,404 @@ export function metricValue(text: string, name: string, labels = ""): number {
   const line = text.split("\n").find((l) => l.startsWith(prefix));
   assert.ok(line !== undefined, `no sample ${name}${labels} in the metrics`);
   return Number(line.slice(prefix.length));
+}
+
+/** Waits until the server's metrics count exactly `count` open connections. */
+export function waitForOpenConnections(
+  server: ServerHandle,
+  count: number,
+  what: string,
+): Promise<void> {
+  return waitFor(
+    () => metricValue(server.metrics(), "addrbook_connections_open") === count,
+    what,
+  );
+}
+
+// ---------------------------------------------------------------------------
+// Subprocesses: the server and the client run as real processes
+
+/** The repository's directory, where the subprocesses run. */
+export const REPO_DIR: string = import.meta.dirname!;
+
+/** `deno task server` without the `deno`: the server runs with what the task grants, no more. */
+export const SERVER_FLAGS: readonly string[] = JSON.parse(
+  await Deno.readTextFile(`${REPO_DIR}/deno.json`),
+).tasks.server.split(/\s+/).slice(1);
+
+/** Bounds a start: the first one may also compile and load npm packages from the cache. */
+export const START_DEADLINE_MS = 30_000;
+
+/** Bounds waiting for any one event (a log line, a reply, an exit), so a bug fails instead of hanging. */
+export const EVENT_DEADLINE_MS = 15_000;
+
+/** The server's start line: group 1 is `tls://` over TLS, 2 the hostname, 3 the port. */
+export const LISTENING = /listening on (tls:\/\/)?(\S+):(\d+)/;
+
+/**
+ * The event loops the server can serve plain TCP with: epoll when the task
+ * grants FFI on Linux (what `--io auto` picks there), and Deno.listen (the
+ * only one for TLS).
+ */
+export const IO_LOOPS: readonly string[] = [
+  ...(Deno.build.os === "linux" && SERVER_FLAGS.includes("--allow-ffi") ? ["epoll"] : []),
+  "deno",
+];
+
+/** Makes a temp dir, named with `prefix`, that is removed on disposal. */
+export async function tempDir(prefix: string): Promise<AsyncDisposable & { path: string }> {
+  const path = await Deno.makeTempDir({ prefix });
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
+}
+
+/** Writes a CSV book of `rows` (under an `email,name` header) in `dir` and returns its path. */
+export async function writeCsvBook(
+  dir: string,
+  rows: readonly (readonly [string, string])[],
+  name = "book.csv",
+): Promise<string> {
+  const path = `${dir}/${name}`;
+  await Deno.writeTextFile(path, ["email,name", ...rows.map((row) => row.join(","))].join("\n"));
+  return path;
+}
+
+/** Asserts that a process printed no stack trace nor uncaught error. */
+export function assertNoStackTrace(stderr: string): void {
+  assert.doesNotMatch(stderr, /^\s+at /m, "a stack trace was printed");
+  assert.doesNotMatch(stderr, /Uncaught/, "an uncaught error was printed");
+}
+
+/** The message of a log line: `msg` of a JSON line, else the whole line. */
+function messageOf(line: string): string {
+  if (line.startsWith("{")) {
+    try {
+      const parsed = JSON.parse(line);
+      if (typeof parsed?.msg === "string") return parsed.msg;
+    } catch {
+      // Not JSON after all: match the raw line.
+    }
+  }
+  return line;
+}
+
+/** A line {@linkcode LineCollector.waitFor} found, where, and what matched. */
+export interface FoundLine {
+  /** The whole line. */
+  line: string;
+  /** Its index in {@linkcode LineCollector.lines}. */
+  index: number;
+  /** The match of the pattern against the line's message. */
+  match: RegExpExecArray;
+}
+
+/** The lines of a stream, gathered as they arrive, with a way to await one. */
+export class LineCollector {
+  /** Every whole line so far, in order. */
+  readonly lines: string[] = [];
+  /** Settles when the stream has ended and every line is in {@linkcode lines}. */
+  readonly done: Promise<void>;
+  #ended = false;
+  #waiters: (() => void)[] = [];
+
+  /** Starts reading `stream` at once. */
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.done = this.#read(stream);
+  }
+
+  /** The lines so far, joined. */
+  get text(): string {
+    return this.lines.join("\n");
+  }
+
+  /**
+   * Waits for a line at or after index `from` whose message (`msg` of a JSON
+   * line, else the line) matches `pattern`.
+   */
+  async waitFor(pattern: RegExp, from = 0, deadlineMs = EVENT_DEADLINE_MS): Promise<FoundLine> {
+    const deadline = Date.now() + deadlineMs;
+    for (let i = from;;) {
+      for (; i < this.lines.length; i++) {
+        const match = pattern.exec(messageOf(this.lines[i]));
+        if (match) return { line: this.lines[i], index: i, match };
+      }
+      if (this.#ended) {
+        throw new Error(
+          `The server's stderr ended with no line matching ${pattern}:\n${this.text}`,
+        );
+      }
+      const changed = new Promise<void>((resolve) => this.#waiters.push(resolve));
+      await withDeadline(
+        changed,
+        `a line matching ${pattern}:\n${this.text}`,
+        deadline - Date.now(),
+      );
+    }
+  }
+
+  async #read(stream: ReadableStream<Uint8Array>): Promise<void> {
+    let rest = "";
+    try {
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+        const parts = (rest + chunk).split("\n");
+        rest = parts.pop()!;
+        this.lines.push(...parts);
+        this.#wake();
+      }
+    } finally {
+      if (rest !== "") this.lines.push(rest);
+      this.#ended = true;
+      this.#wake();
+    }
+  }
+
+  #wake(): void {
+    for (const waiter of this.#waiters.splice(0)) waiter();
+  }
+}
+
+/** How a process ended and all it printed. */
+export interface ProcessOutput {
+  /** The exit code. */
+  code: number;
+  /** All of stdout. */
+  stdout: string;
+  /** All of stderr. */
+  stderr: string;
+}
+
+/** A `deno` subprocess run in {@linkcode REPO_DIR}; disposing of it kills it and waits for it. */
+export class Subprocess implements AsyncDisposable {
+  /** The process. */
+  readonly child: Deno.ChildProcess;
+  /** Its stderr, line by line. */
+  readonly stderr: LineCollector;
+  /** All of its stdout, once it has ended. */
+  readonly stdout: Promise<string>;
+
+  /** Spawns `deno` (this very executable) with `args`. */
+  constructor(args: readonly string[]) {
+    this.child = new Deno.Command(Deno.execPath(), {
+      args: [...args],
+      cwd: REPO_DIR,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.stderr = new LineCollector(this.child.stderr);
+    this.stdout = new Response(this.child.stdout).text();
+  }
+
+  /** Sends `signal` to the process. */
+  signal(signal: Deno.Signal): void {
+    this.child.kill(signal);
+  }
+
+  /** Waits for the process to exit on its own (killing it at the deadline), and its output to end. */
+  async exit(deadlineMs = EVENT_DEADLINE_MS): Promise<Deno.CommandStatus> {
+    const status = await withDeadline(
+      this.child.status,
+      "the process to exit",
+      deadlineMs,
+      () => this.#kill(),
+    );
+    await this.stderr.done;
+    await this.stdout;
+    return status;
+  }
+
+  /** Like {@linkcode exit}, bounded as a start is, and returns the code and all the output. */
+  async output(deadlineMs = START_DEADLINE_MS): Promise<ProcessOutput> {
+    const { code } = await this.exit(deadlineMs);
+    return { code, stdout: await this.stdout, stderr: this.stderr.text };
+  }
+
+  /** Kills the process and waits for it and its output to end. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.#kill();
+    await this.child.status;
+    await this.stderr.done;
+    await this.stdout;
+  }
+
+  #kill(): void {
+    try {
+      this.child.kill("SIGKILL");
+    } catch {
+      // It has exited already.
+    }
+  }
+}
+
+/** A `server.ts` subprocess run with {@linkcode SERVER_FLAGS}. */
+export class ServerProcess extends Subprocess {
+  /** Where it listens, from its start line. */
+  hostname = "";
+  /** The port it listens on, from its start line. */
+  port = 0;
+  /** Whether the start line says `tls://`. */
+  tls = false;
+  /** The line that said where it listens. */
+  startLine = "";
+
+  /** Spawns `server.ts` with `args`, adding `--port 0` unless a port is given. */
+  constructor(args: readonly string[]) {
+    const withPort = args.includes("--port") ? args : ["--port", "0", ...args];
+    super([...SERVER_FLAGS, ...withPort]);
+  }
+
+  /** Spawns a server and waits until it says where it listens (and that it honours `--io`). */
+  static async start(args: readonly string[]): Promise<ServerProcess> {
+    const server = new ServerProcess(args);
+    try {
+      const { line, match } = await server.stderr.waitFor(LISTENING, 0, START_DEADLINE_MS);
+      server.startLine = line;
+      const io = args.indexOf("--io");
+      if (io >= 0) {
+        assert.match(line, new RegExp(`\\bio"?[=:]"?${args[io + 1]}\\b`), "--io is honoured");
+      }
+      server.tls = match[1] !== undefined;
+      server.hostname = match[2];
+      server.port = Number(match[3]);
+      return server;
+    } catch (error) {
+      await server[Symbol.asyncDispose]();
+      throw error;
+    }
+  }
+
+  /** Connects a plain {@linkcode ProtocolClient} to where the server listens. */
+  connect(): Promise<ProtocolClient> {
+    return ProtocolClient.connect(this.hostname, this.port);
+  }
+}
+
+/** Runs the server until it exits by itself, as for a bad command line, book or certificate. */
+export async function runServerToExit(args: readonly string[]): Promise<ProcessOutput> {
+  await using server = new ServerProcess(args);
+  return await server.output();
+}
+
+/**
+ * A protocol client on one plain or TLS connection, for servers in other
+ * processes: every read is bounded by {@linkcode EVENT_DEADLINE_MS}, and a
+ * reset is thrown rather than taken as the end. Disposing of it closes the
+ * connection.
+ */
+export class ProtocolClient implements Disposable {
+  /** The connection. */
+  readonly conn: Deno.Conn;
+  readonly #decoder = new FrameDecoder({ type: TYPE_REPLY, maxPayload: MAX_REPLY_BYTES });
+  readonly #buffer = new Uint8Array(READ_SIZE);
+  #closed = false;
+
+  /** Wraps a connection made elsewhere. */
+  constructor(conn: Deno.Conn) {
+    this.conn = conn;
+  }
+
+  /** Connects over plain TCP. */
+  static async connect(hostname: string, port: number): Promise<ProtocolClient> {
+    return new ProtocolClient(await Deno.connect({ hostname, port }));
+  }
+
+  /** Connects with TLS to 127.0.0.1, checking the certificate against `serverName`. */
+  static async tls(serverName: string, port: number, caPem: string): Promise<ProtocolClient> {
+    if (serverName === LOOPBACK) {
+      return new ProtocolClient(
+        await Deno.connectTls({ hostname: LOOPBACK, port, caCerts: [caPem] }),
+      );
+    }
+    // A name is checked over a connection to 127.0.0.1, so the test does not
+    // depend on whether this machine resolves "localhost" to 127.0.0.1 or ::1.
+    const tcp = await Deno.connect({ hostname: LOOPBACK, port });
+    return new ProtocolClient(await Deno.startTls(tcp, { hostname: serverName, caCerts: [caPem] }));
+  }
+
+  /** Writes all of `bytes`. */
+  async send(bytes: Uint8Array): Promise<void> {
+    for (let written = 0; written < bytes.length;) {
+      written += await this.conn.write(bytes.subarray(written));
+    }
+  }
+
+  /** The next reply, or null at the end of the stream. */
+  async next(): Promise<Reply | null> {
+    for (;;) {
+      const payload = this.#decoder.next();
+      if (payload !== null) return decodeReply(payload);
+      const received = await this.read();
+      if (received === null) {
+        if (this.#decoder.midFrame) throw new Error("The server closed the connection mid-reply.");
+        return null;
+      }
+      this.#decoder.push(received);
+    }
+  }
+
+  /** The next bytes received, or null at the end of the stream; closes the connection at the deadline. */
+  async read(): Promise<Uint8Array | null> {
+    const received = await withDeadline(
+      this.conn.read(this.#buffer),
+      "bytes from the server",
+      EVENT_DEADLINE_MS,
+      () => this.close(),
+    );
+    return received === null ? null : this.#buffer.slice(0, received);
+  }
+
+  /** Sends one query and reads its reply. */
+  async ask(email: string): Promise<Reply> {
+    await this.send(encodeQuery(email));
+    const reply = await this.next();
+    if (reply === null) throw new Error("The server closed the connection instead of replying.");
+    return reply;
+  }
+
+  /** Every reply until the server closes the connection. */
+  async untilEnd(): Promise<Reply[]> {
+    const replies: Reply[] = [];
+    for (let reply; (reply = await this.next()) !== null;) replies.push(reply);
+    return replies;
+  }
+
+  /** Closes the connection; safe to call more than once. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.conn.close();
+  }
+
+  /** Closes the connection. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** Connects a {@linkcode RawClient} to `port`, runs `body` with it, and closes it however the body ends. */
+export async function withRawClient<T>(
+  port: number,
+  body: (client: RawClient) => Promise<T>,
+): Promise<T> {
+  const client = await RawClient.connect(port);
+  try {
+    return await body(client);
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * {@linkcode withTestServer} with one {@linkcode RawClient} connected to the
+ * server for `body`; the client is closed before the server.
+ */
+export function withTestClient(
+  options: TestServerOptions,
+  body: (client: RawClient, test: TestServer) => Promise<void>,
+  extraNames: string[] = [],
+): Promise<void> {
+  return withTestServer(
+    options,
+    (test) => withRawClient(test.port, (client) => body(client, test)),
+    extraNames,
+  );
 }

@@ -12,31 +12,33 @@ import assert from "node:assert/strict";
 import { loadBook } from "./load_book.ts";
 import { Logger } from "./log.ts";
 import {
-  decodeReply,
   encodeQuery,
-  FrameDecoder,
-  MAX_REPLY_BYTES,
-  type Reply,
   STATUS_FOUND,
   STATUS_NOT_FOUND,
   STATUS_PROTOCOL_ERROR,
   TYPE_REPLY,
 } from "./protocol.ts";
 import { startServer } from "./server.ts";
+import {
+  assertNoStackTrace,
+  EVENT_DEADLINE_MS,
+  IO_LOOPS,
+  LISTENING,
+  LOOPBACK,
+  ProtocolClient,
+  REPO_DIR,
+  runServerToExit,
+  ServerProcess,
+  Subprocess,
+  tempDir as makeTempDir,
+  withDeadline,
+  writeCsvBook,
+} from "./test_util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
 
-const REPO_DIR = import.meta.dirname!;
-/** `deno task server` without the `deno`: the server runs with what the task grants, no more. */
-const SERVER_FLAGS: string[] = JSON.parse(await Deno.readTextFile(`${REPO_DIR}/deno.json`))
-  .tasks.server.split(/\s+/).slice(1);
 const CLIENT_FLAGS = ["run", "--allow-net", "--allow-read", "--allow-env", "client.ts"];
-/** Bounds a start: the first one may also compile and load npm packages from the cache. */
-const START_DEADLINE_MS = 30_000;
-/** Bounds waiting for any one event, so a bug fails a test instead of hanging it. */
-const EVENT_DEADLINE_MS = 15_000;
-const LISTENING = /listening on (tls:\/\/)?(\S+):(\d+)/;
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
@@ -45,7 +47,6 @@ const CLIENT_EXIT_ERROR = 2;
 const FRESH_CONNECTIONS = 20;
 /** The first byte of every TLS handshake record. */
 const TLS_HANDSHAKE_RECORD = 0x16;
-const LOOPBACK = "127.0.0.1";
 
 const BOOK: readonly (readonly [string, string])[] = [
   ["ada@example.com", "Ada Lovelace"],
@@ -53,37 +54,13 @@ const BOOK: readonly (readonly [string, string])[] = [
 ];
 const [ADA_EMAIL, ADA_NAME] = BOOK[0];
 
-/** Resolves like `promise`, or rejects (after calling `onTimeout`) once `ms` have passed. */
-async function within<T>(
-  promise: Promise<T>,
-  ms: number,
-  what: string,
-  onTimeout?: () => void,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      onTimeout?.();
-      reject(new Error(`Timed out after ${ms} ms waiting for ${what}.`));
-    }, Math.max(0, ms));
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** A temp dir removed on disposal. */
-async function tempDir(): Promise<AsyncDisposable & { path: string }> {
-  const path = await Deno.makeTempDir({ prefix: "addrbook_tls_test_" });
-  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
+function tempDir(): Promise<AsyncDisposable & { path: string }> {
+  return makeTempDir("addrbook_tls_test_");
 }
 
-async function writeBook(dir: string): Promise<string> {
-  const path = `${dir}/book.csv`;
-  await Deno.writeTextFile(path, ["email,name", ...BOOK.map((row) => row.join(","))].join("\n"));
-  return path;
+function writeBook(dir: string): Promise<string> {
+  return writeCsvBook(dir, BOOK);
 }
 
 /** Runs openssl in `cwd`; fails with a clear message when openssl is not installed. */
@@ -195,217 +172,19 @@ async function makePki(): Promise<TestPki> {
   }
 }
 
-/** The lines of a stream, gathered as they arrive, with a way to await one. */
-class LineCollector {
-  readonly lines: string[] = [];
-  readonly done: Promise<void>;
-  #ended = false;
-  #waiters: (() => void)[] = [];
-
-  constructor(stream: ReadableStream<Uint8Array>) {
-    this.done = this.#read(stream);
-  }
-
-  get text(): string {
-    return this.lines.join("\n");
-  }
-
-  async waitFor(pattern: RegExp, deadlineMs = EVENT_DEADLINE_MS): Promise<RegExpExecArray> {
-    const deadline = Date.now() + deadlineMs;
-    for (let i = 0;;) {
-      for (; i < this.lines.length; i++) {
-        const match = pattern.exec(this.lines[i]);
-        if (match) return match;
-      }
-      if (this.#ended) {
-        throw new Error(
-          `The server's stderr ended with no line matching ${pattern}:\n${this.text}`,
-        );
-      }
-      const changed = new Promise<void>((resolve) => this.#waiters.push(resolve));
-      await within(changed, deadline - Date.now(), `a line matching ${pattern}:\n${this.text}`);
-    }
-  }
-
-  async #read(stream: ReadableStream<Uint8Array>): Promise<void> {
-    let rest = "";
-    try {
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-        const parts = (rest + chunk).split("\n");
-        rest = parts.pop()!;
-        this.lines.push(...parts);
-        this.#wake();
-      }
-    } finally {
-      if (rest !== "") this.lines.push(rest);
-      this.#ended = true;
-      this.#wake();
-    }
-  }
-
-  #wake(): void {
-    for (const waiter of this.#waiters.splice(0)) waiter();
-  }
+/** The flags that give the server `pki`'s certificate and key. */
+function tlsFlags(pki: TestPki): string[] {
+  return ["--tls-cert", pki.certPath, "--tls-key", pki.keyPath];
 }
 
-/** A subprocess of this repository; disposing of it kills it and waits for it. */
-class Process implements AsyncDisposable {
-  readonly child: Deno.ChildProcess;
-  readonly stderr: LineCollector;
-  readonly stdout: Promise<string>;
-
-  constructor(flags: string[], args: string[]) {
-    this.child = new Deno.Command(Deno.execPath(), {
-      args: [...flags, ...args],
-      cwd: REPO_DIR,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.stderr = new LineCollector(this.child.stderr);
-    this.stdout = new Response(this.child.stdout).text();
-  }
-
-  /** Waits for the process to exit by itself (killing it at the deadline) and its output to end. */
-  async exit(): Promise<{ code: number; stdout: string; stderr: string }> {
-    const status = await within(
-      this.child.status,
-      START_DEADLINE_MS,
-      "the process to exit",
-      () => this.#kill(),
-    );
-    await this.stderr.done;
-    return { code: status.code, stdout: await this.stdout, stderr: this.stderr.text };
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    this.#kill();
-    await this.child.status;
-    await this.stderr.done;
-    await this.stdout;
-  }
-
-  #kill(): void {
-    try {
-      this.child.kill("SIGKILL");
-    } catch {
-      // It has exited already.
-    }
-  }
+/** Writes {@linkcode BOOK} in `dir` and starts a server on it over TLS with `pki`, and `args`. */
+async function startTlsServer(
+  pki: TestPki,
+  dir: string,
+  args: string[] = [],
+): Promise<ServerProcess> {
+  return await ServerProcess.start(["--data", await writeBook(dir), ...tlsFlags(pki), ...args]);
 }
-
-/** A server process that has said where it listens. */
-class ServerProcess extends Process {
-  hostname = "";
-  port = 0;
-  tls = false;
-
-  static async start(args: string[]): Promise<ServerProcess> {
-    const server = new ServerProcess(SERVER_FLAGS, ["--port", "0", ...args]);
-    try {
-      const match = await server.stderr.waitFor(LISTENING, START_DEADLINE_MS);
-      server.tls = match[1] !== undefined;
-      server.hostname = match[2];
-      server.port = Number(match[3]);
-      return server;
-    } catch (error) {
-      await server[Symbol.asyncDispose]();
-      throw error;
-    }
-  }
-}
-
-/** Runs the server until it exits by itself, as it must for unusable certificate files. */
-async function runServerToExit(args: string[]) {
-  await using server = new Process(SERVER_FLAGS, ["--port", "0", ...args]);
-  return await server.exit();
-}
-
-/** A protocol client on one plain or TLS connection; disposing of it closes the connection. */
-class ProtocolClient implements Disposable {
-  readonly conn: Deno.Conn;
-  readonly #decoder = new FrameDecoder({ type: TYPE_REPLY, maxPayload: MAX_REPLY_BYTES });
-  readonly #buffer = new Uint8Array(65536);
-  #closed = false;
-
-  constructor(conn: Deno.Conn) {
-    this.conn = conn;
-  }
-
-  /** Connects with TLS to 127.0.0.1, checking the certificate against `serverName`. */
-  static async tls(serverName: string, port: number, caPem: string): Promise<ProtocolClient> {
-    if (serverName === LOOPBACK) {
-      return new ProtocolClient(
-        await Deno.connectTls({ hostname: LOOPBACK, port, caCerts: [caPem] }),
-      );
-    }
-    // A name is checked over a connection to 127.0.0.1, so the test does not
-    // depend on whether this machine resolves "localhost" to 127.0.0.1 or ::1.
-    const tcp = await Deno.connect({ hostname: LOOPBACK, port });
-    return new ProtocolClient(await Deno.startTls(tcp, { hostname: serverName, caCerts: [caPem] }));
-  }
-
-  static async plain(port: number): Promise<ProtocolClient> {
-    return new ProtocolClient(await Deno.connect({ hostname: LOOPBACK, port }));
-  }
-
-  async send(bytes: Uint8Array): Promise<void> {
-    for (let written = 0; written < bytes.length;) {
-      written += await this.conn.write(bytes.subarray(written));
-    }
-  }
-
-  /** The next reply, or null at the end of the stream. */
-  async next(): Promise<Reply | null> {
-    for (;;) {
-      const payload = this.#decoder.next();
-      if (payload !== null) return decodeReply(payload);
-      const received = await this.read();
-      if (received === null) {
-        if (this.#decoder.midFrame) throw new Error("The server closed the connection mid-reply.");
-        return null;
-      }
-      this.#decoder.push(received);
-    }
-  }
-
-  /** The next bytes received, or null at the end of the stream. */
-  async read(): Promise<Uint8Array | null> {
-    const received = await within(
-      this.conn.read(this.#buffer),
-      EVENT_DEADLINE_MS,
-      "bytes from the server",
-      () => this.close(),
-    );
-    return received === null ? null : this.#buffer.slice(0, received);
-  }
-
-  async ask(email: string): Promise<Reply> {
-    await this.send(encodeQuery(email));
-    const reply = await this.next();
-    if (reply === null) throw new Error("The server closed the connection instead of replying.");
-    return reply;
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.conn.close();
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
-  }
-}
-
-/**
- * The event loops the server can serve plain TCP with: epoll when the task
- * grants FFI on Linux, and Deno.listen (the only one for TLS).
- */
-const IO_LOOPS: readonly string[] = [
-  ...(Deno.build.os === "linux" && SERVER_FLAGS.includes("--allow-ffi") ? ["epoll"] : []),
-  "deno",
-];
 
 async function assertTlsServes(hostname: string, port: number, caPem: string): Promise<void> {
   using client = await ProtocolClient.tls(hostname, port, caPem);
@@ -414,13 +193,8 @@ async function assertTlsServes(hostname: string, port: number, caPem: string): P
 }
 
 async function assertPlainServes(port: number): Promise<void> {
-  using client = await ProtocolClient.plain(port);
+  using client = await ProtocolClient.connect(LOOPBACK, port);
   assert.deepEqual(await client.ask(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
-}
-
-function assertNoStackTrace(stderr: string): void {
-  assert.doesNotMatch(stderr, /^\s+at /m, "a stack trace was printed");
-  assert.doesNotMatch(stderr, /Uncaught/, "an uncaught error was printed");
 }
 
 /** Whether client.ts exists and has the `--tls` and `--ca` options. */
@@ -430,8 +204,8 @@ async function clientSupportsTls(): Promise<boolean> {
   } catch {
     return false;
   }
-  await using client = new Process(CLIENT_FLAGS, ["--help"]);
-  const { stdout } = await client.exit();
+  await using client = new Subprocess([...CLIENT_FLAGS, "--help"]);
+  const { stdout } = await client.output();
   return /--tls\b/.test(stdout) && /--ca\b/.test(stdout);
 }
 
@@ -441,15 +215,7 @@ async function clientSupportsTls(): Promise<boolean> {
 Deno.test("server --tls-cert/--tls-key serves TLS clients that trust its CA, by IP and by name", async () => {
   await using pki = await makePki();
   await using dir = await tempDir();
-  const book = await writeBook(dir.path);
-  await using server = await ServerProcess.start([
-    "--data",
-    book,
-    "--tls-cert",
-    pki.certPath,
-    "--tls-key",
-    pki.keyPath,
-  ]);
+  await using server = await startTlsServer(pki, dir.path);
   assert.ok(server.tls, "the start line says tls://");
   for (const hostname of [LOOPBACK, "localhost"]) {
     await assertTlsServes(hostname, server.port, pki.caPem);
@@ -459,17 +225,7 @@ Deno.test("server --tls-cert/--tls-key serves TLS clients that trust its CA, by 
 Deno.test("server --workers 2 serves TLS from every thread", async () => {
   await using pki = await makePki();
   await using dir = await tempDir();
-  const book = await writeBook(dir.path);
-  await using server = await ServerProcess.start([
-    "--data",
-    book,
-    "--tls-cert",
-    pki.certPath,
-    "--tls-key",
-    pki.keyPath,
-    "--workers",
-    "2",
-  ]);
+  await using server = await startTlsServer(pki, dir.path, ["--workers", "2"]);
   for (let i = 0; i < FRESH_CONNECTIONS; i++) {
     await assertTlsServes(LOOPBACK, server.port, pki.caPem);
   }
@@ -507,17 +263,9 @@ Deno.test("startServer with tls serves TLS in-process", async () => {
 Deno.test("a plaintext client on the TLS port is closed, and TLS clients are still served", async () => {
   await using pki = await makePki();
   await using dir = await tempDir();
-  const book = await writeBook(dir.path);
-  await using server = await ServerProcess.start([
-    "--data",
-    book,
-    "--tls-cert",
-    pki.certPath,
-    "--tls-key",
-    pki.keyPath,
-  ]);
+  await using server = await startTlsServer(pki, dir.path);
   {
-    using plain = await ProtocolClient.plain(server.port);
+    using plain = await ProtocolClient.connect(LOOPBACK, server.port);
     await plain.send(encodeQuery(ADA_EMAIL));
     // The server may send a TLS alert before closing; it must close either way.
     const received: number[] = [];
@@ -546,7 +294,7 @@ for (const loop of IO_LOOPS) {
     });
     try {
       await assert.rejects(
-        within(tls.handshake(), EVENT_DEADLINE_MS, "the TLS handshake to fail"),
+        withDeadline(tls.handshake(), "the TLS handshake to fail", EVENT_DEADLINE_MS),
         (error: unknown) => error instanceof Error && !/Timed out/.test(error.message),
       );
     } finally {
@@ -555,7 +303,7 @@ for (const loop of IO_LOOPS) {
     await assertPlainServes(server.port);
 
     // What the TLS client saw: a PROTOCOL_ERROR frame naming the handshake byte, then the close.
-    using raw = await ProtocolClient.plain(server.port);
+    using raw = await ProtocolClient.connect(LOOPBACK, server.port);
     await raw.send(Uint8Array.of(TLS_HANDSHAKE_RECORD, 0x03, 0x01, 0x00, 0x04, 1, 0, 0, 0));
     const reply = await raw.next();
     assert.equal(reply?.status, STATUS_PROTOCOL_ERROR);
@@ -580,10 +328,7 @@ Deno.test({
       book,
       "--io",
       "epoll",
-      "--tls-cert",
-      pki.certPath,
-      "--tls-key",
-      pki.keyPath,
+      ...tlsFlags(pki),
     ]);
     assert.equal(code, EXIT_USAGE, stderr);
     assert.match(stderr, /--io epoll needs .*no TLS/);
@@ -661,18 +406,11 @@ Deno.test({
   async fn() {
     await using pki = await makePki();
     await using dir = await tempDir();
-    const book = await writeBook(dir.path);
-    await using server = await ServerProcess.start([
-      "--data",
-      book,
-      "--tls-cert",
-      pki.certPath,
-      "--tls-key",
-      pki.keyPath,
-    ]);
+    await using server = await startTlsServer(pki, dir.path);
     const port = String(server.port);
     {
-      await using client = new Process(CLIENT_FLAGS, [
+      await using client = new Subprocess([
+        ...CLIENT_FLAGS,
         "--port",
         port,
         "--tls",
@@ -680,13 +418,13 @@ Deno.test({
         pki.caPath,
         ADA_EMAIL,
       ]);
-      const { code, stdout, stderr } = await client.exit();
+      const { code, stdout, stderr } = await client.output();
       assert.equal(code, EXIT_OK, stderr);
       assert.equal(stdout.trim(), ADA_NAME);
     }
 
-    await using untrusting = new Process(CLIENT_FLAGS, ["--port", port, "--tls", ADA_EMAIL]);
-    const { code, stdout, stderr } = await untrusting.exit();
+    await using untrusting = new Subprocess([...CLIENT_FLAGS, "--port", port, "--tls", ADA_EMAIL]);
+    const { code, stdout, stderr } = await untrusting.output();
     assert.equal(code, CLIENT_EXIT_ERROR, stderr);
     assert.equal(stdout, "");
     assert.ok(stderr.trim().length > 0, "the client says why");
