@@ -24,13 +24,11 @@ import {
   EPOLL_EVENT_SIZE,
   EPOLLIN,
   EPOLLOUT,
-  IPPROTO_TCP,
   type Libc,
   type LibcSymbols,
   SHUT_WR,
   SOCK_CLOEXEC,
   SOCK_NONBLOCK,
-  TCP_NODELAY,
 } from "./libc.ts";
 import { Counter } from "./metrics.ts";
 import {
@@ -57,7 +55,6 @@ const READ_SIZE = 65536;
 const MAX_EVENTS = 256;
 /** The longest wait in epoll_wait, so commands and timeouts are seen promptly when idle. */
 const MAX_WAIT_MS = 50;
-const ONE = new Uint8Array(new Int32Array([1]).buffer);
 
 /** One open connection. */
 class Peer {
@@ -239,7 +236,6 @@ export class EpollService {
         calls.close(fd);
         continue;
       }
-      calls.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, ONE, 4);
       this.#control(EPOLL_CTL_ADD, fd, EPOLLIN);
       this.#peers[fd] = new Peer(fd, this.#now);
       this.#open++;

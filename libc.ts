@@ -199,7 +199,8 @@ export class SocketError extends Error {
 
 /**
  * Opens a non-blocking listening TCP socket on an IP literal, with
- * SO_REUSEPORT when `sharePort` so other threads can join it. Returns the
+ * TCP_NODELAY (replies are written whole, so Nagle's delay would only add
+ * latency) and SO_REUSEPORT when `sharePort` so other threads can join it. Returns the
  * descriptor and the port (the real one when 0 was asked for), or
  * `undefined` when `hostname` is a name rather than an address.
  *
@@ -227,6 +228,8 @@ export function listenTcp(
   if (sharePort && calls.setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, one, 4) !== 0) {
     fail("setsockopt");
   }
+  // Accepted sockets inherit TCP_NODELAY from the listener: one call here, none per connection.
+  if (calls.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, one, 4) !== 0) fail("setsockopt");
   if (calls.bind(fd, address, address.length) !== 0) fail("bind");
   if (calls.listen(fd, 1024) !== 0) fail("listen");
   const bound = new Uint8Array(128);
