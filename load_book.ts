@@ -64,6 +64,8 @@ export interface LoadedBook {
   book: AddressBook;
   /** How many entries it holds (after duplicates were resolved). */
   entries: number;
+  /** Entries dropped as duplicates under the `first` or `last` policy. */
+  duplicates: number;
   /** The format the file was read as. */
   format: BookFormat;
 }
@@ -245,7 +247,7 @@ export function loadBookFromText(
     readVCard(text, collector);
   }
   const book = collector.finish();
-  return { book, entries: book.size, format };
+  return { book, entries: book.size, duplicates: collector.duplicates, format };
 }
 
 const BYTE_ORDER_MARK = 0xfeff;
@@ -258,6 +260,8 @@ class Collector {
   readonly problems: BookProblem[] = [];
   readonly #file: string;
   readonly #policy: DuplicatePolicy;
+  /** Entries dropped as duplicates (under `first` or `last`). */
+  duplicates = 0;
   readonly #builder = new AddressBookBuilder();
   #lines = new Int32Array(INITIAL_ENTRIES);
 
@@ -304,8 +308,9 @@ class Collector {
       this.#lines[entry] = line;
     } else if (this.#policy === "error") {
       this.problem(line, `the email is a duplicate of line ${this.#lines[existing]}`);
-    } else if (this.#policy === "last") {
-      this.#builder.setName(existing, trimmed);
+    } else {
+      this.duplicates++;
+      if (this.#policy === "last") this.#builder.setName(existing, trimmed);
     }
   }
 

@@ -153,9 +153,11 @@ Deno.test("loadBook keeps the first or the last of duplicates when asked", async
     "ADA@example.com,Third Ada\nalan@example.com,Alan\n";
   const first = await load("book.csv", csv, { duplicates: "first" });
   assert.equal(first.entries, 2);
+  assert.equal(first.duplicates, 2);
   assert.equal(first.book.get("ada@example.com"), "First Ada");
   const last = await load("book.csv", csv, { duplicates: "last" });
   assert.equal(last.entries, 2);
+  assert.equal(last.duplicates, 2);
   assert.equal(last.book.get("ada@example.com"), "Third Ada");
   assert.equal(last.book.get("alan@example.com"), "Alan");
 });

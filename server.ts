@@ -576,7 +576,7 @@ export async function main(args: string[]): Promise<number> {
   const cli = options;
   const log = new Logger({ format: cli.logFormat, level: cli.logLevel });
   const load = async () => {
-    const { book } = await loadBook(resolveUserPath(cli.data), {
+    const { book, duplicates } = await loadBook(resolveUserPath(cli.data), {
       name: cli.dataLabel,
       format: cli.format,
       duplicates: cli.duplicates,
@@ -584,6 +584,9 @@ export async function main(args: string[]): Promise<number> {
       nameColumn: cli.nameColumn,
     });
     collectGarbage();
+    if (duplicates > 0) {
+      log.info("duplicate emails dropped", { duplicates, kept: cli.duplicates });
+    }
     return book;
   };
 

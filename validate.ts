@@ -109,8 +109,19 @@ async function check(
   options: LoadOptions,
 ): Promise<{ report: string[]; problems: number }> {
   try {
-    const { entries } = await loadBook(resolveUserPath(file), { ...options, name: file });
-    return { report: [`${file}: OK, ${count(entries, "entry", "entries")}`], problems: 0 };
+    const { entries, duplicates } = await loadBook(resolveUserPath(file), {
+      ...options,
+      name: file,
+    });
+    const dropped = duplicates > 0
+      ? ` (${
+        count(duplicates, "duplicate", "duplicates")
+      } dropped: --duplicates ${options.duplicates})`
+      : "";
+    return {
+      report: [`${file}: OK, ${count(entries, "entry", "entries")}${dropped}`],
+      problems: 0,
+    };
   } catch (error) {
     if (error instanceof BookError) {
       return { report: error.problems.map(formatProblem), problems: error.problems.length };

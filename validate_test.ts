@@ -100,7 +100,10 @@ Deno.test("validate passes --duplicates, --format and the column options to the 
     assert.match(strict.stdout, /^dups\.csv:3: the email is a duplicate of line 2$/m);
 
     const last = await validate(["--duplicates", "last", "dups.csv"], dir);
-    assert.equal(last.stdout, "dups.csv: OK, 1 entry\nThe file is OK.\n");
+    assert.equal(
+      last.stdout,
+      "dups.csv: OK, 1 entry (1 duplicate dropped: --duplicates last)\nThe file is OK.\n",
+    );
     assert.equal(last.code, 0);
 
     const json = await validate(["--format=json", "book.txt"], dir);
