@@ -42,6 +42,7 @@ import {
   TYPE_QUERY,
 } from "./protocol.ts";
 import {
+  ACCEPT_PAUSE_MS,
   BUSY_REPLY,
   DRAIN_GRACE_MS,
   expiredTimeout,
@@ -72,6 +73,8 @@ class Peer {
   closeWhenWritten = false;
   /** The epoll events registered for it. */
   events = EPOLLIN;
+  /** Refused at the connection limit: not counted among the open connections. */
+  refused = false;
   /** Half-closed by us: its input is read and dropped until it closes too, or this time. */
   lingerUntil = 0;
   closed = false;
@@ -106,6 +109,8 @@ export class EpollService {
   #graceEnds = 0;
   #stopped = false;
   #nextSweep = 0;
+  /** When to watch the listener again after accept ran out of descriptors; 0 when watching. */
+  #acceptResumes = 0;
   /** The time of the latest wakeup from epoll_wait. */
   #now = Date.now();
   readonly #sweepEvery: number;
@@ -162,6 +167,10 @@ export class EpollService {
         if (events & EPOLLOUT) this.#onWritable(peer);
         else this.#onReadable(peer);
       }
+      if (this.#acceptResumes > 0 && now >= this.#acceptResumes && this.#listening) {
+        this.#acceptResumes = 0;
+        this.#control(EPOLL_CTL_MOD, this.#listenFd, EPOLLIN);
+      }
       if (now >= this.#nextSweep) {
         this.#sweep(now);
         this.#nextSweep = now + this.#sweepEvery;
@@ -209,9 +218,13 @@ export class EpollService {
     if (now >= this.#graceEnds) {
       // Until now, connections queued before the signal were still accepted.
       this.#stopListening();
+      // A connection is done once everything is answered and nothing has come for
+      // DRAIN_GRACE_MS: a short read alone does not say so, since the client's
+      // queries may still sit in its own send buffer while ours was full.
       for (const peer of this.#peers) {
         if (
-          peer && peer.lingerUntil === 0 && peer.pending === undefined && !peer.decoder.midFrame
+          peer && peer.lingerUntil === 0 && peer.pending === undefined &&
+          !peer.decoder.midFrame && now - peer.lastActive >= DRAIN_GRACE_MS
         ) {
           this.#closeGently(peer);
         }
@@ -225,7 +238,11 @@ export class EpollService {
     const { counters, openConnections, limits, log } = this.#options;
     for (;;) {
       const fd = calls.accept4(this.#listenFd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) return; // EAGAIN: accepted all; anything else (EMFILE): retried next wakeup
+      if (fd < 0) {
+        const errno = this.#libc.errno();
+        if (errno !== EAGAIN && errno !== EINTR) this.#pauseAccepting(errno);
+        return;
+      }
       counters[Counter.connectionsTotal]++;
       if (Atomics.add(openConnections, 0, 1) >= limits.maxConnections) {
         Atomics.sub(openConnections, 0, 1);
@@ -233,14 +250,39 @@ export class EpollService {
         counters[Counter.repliesByStatus + STATUS_SERVER_BUSY]++;
         log.warn("connection refused: server busy", { peer: this.#peerAddress(fd) });
         this.#libc.write(fd, BUSY_REPLY, BUSY_REPLY.length); // best effort: the socket is new and empty
-        calls.close(fd);
+        // Closed gently like any other, but outside the connection count it was refused by.
+        const refused = this.#adopt(fd);
+        refused.refused = true;
+        this.#closeGently(refused);
         continue;
       }
-      this.#control(EPOLL_CTL_ADD, fd, EPOLLIN);
-      this.#peers[fd] = new Peer(fd, this.#now);
-      this.#open++;
+      this.#adopt(fd);
       counters[Counter.connectionsOpen]++;
     }
+  }
+
+  /**
+   * Stops watching the listener for {@linkcode ACCEPT_PAUSE_MS} after
+   * accept fails for want of resources (EMFILE, ENFILE, ENOBUFS): the
+   * listener stays readable, so watching it would spin a core, and the
+   * pending clients wait in the kernel's queue until descriptors free up.
+   */
+  #pauseAccepting(errno: number): void {
+    this.#acceptResumes = this.#now + ACCEPT_PAUSE_MS;
+    this.#control(EPOLL_CTL_MOD, this.#listenFd, 0);
+    this.#options.log.error("accept failed; pausing accepts", {
+      errno,
+      pause_ms: ACCEPT_PAUSE_MS,
+    });
+  }
+
+  /** Watches a newly accepted socket. */
+  #adopt(fd: number): Peer {
+    this.#control(EPOLL_CTL_ADD, fd, EPOLLIN);
+    const peer = new Peer(fd, this.#now);
+    this.#peers[fd] = peer;
+    this.#open++;
+    return peer;
   }
 
   #onReadable(peer: Peer): void {
@@ -261,7 +303,6 @@ export class EpollService {
     peer.lastActive = this.#now;
     peer.decoder.push(this.#input, received);
     this.#answer(peer);
-    if (this.#draining && received < READ_SIZE) this.#closeIfAnswered(peer);
   }
 
   #onWritable(peer: Peer): void {
@@ -374,12 +415,6 @@ export class EpollService {
     return false;
   }
 
-  #closeIfAnswered(peer: Peer): void {
-    if (!peer.closed && peer.pending === undefined && !peer.decoder.midFrame) {
-      this.#closeGently(peer);
-    }
-  }
-
   /**
    * Closes after our last reply without losing it: closing a socket with
    * unread input makes the kernel send a reset, which can destroy replies
@@ -429,8 +464,10 @@ export class EpollService {
     this.#peers[peer.fd] = undefined;
     this.#calls.close(peer.fd); // also removes it from the epoll set
     this.#open--;
-    Atomics.sub(this.#options.openConnections, 0, 1);
-    this.#options.counters[Counter.connectionsOpen]--;
+    if (!peer.refused) {
+      Atomics.sub(this.#options.openConnections, 0, 1);
+      this.#options.counters[Counter.connectionsOpen]--;
+    }
     if (this.#draining && !this.#listening && this.#open === 0) this.#stop();
   }
 

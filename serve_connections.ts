@@ -60,6 +60,9 @@ export interface ServiceOptions {
   log: Logger;
 }
 
+/** How long to stop accepting after accept fails (out of file descriptors). */
+export const ACCEPT_PAUSE_MS = 100;
+
 /** Time given, at shutdown, for bytes already sent by an idle client to arrive. */
 export const DRAIN_GRACE_MS = 100;
 
@@ -130,6 +133,8 @@ interface ConnectionState {
   reading: boolean;
   /** Half-closed at shutdown: input that still arrives is dropped. */
   ending: boolean;
+  /** The shutdown's pending check or linger deadline for this connection. */
+  timer: ReturnType<typeof setTimeout> | undefined;
   closed: boolean;
 }
 
@@ -186,7 +191,7 @@ export class ConnectionService {
     this.#graceOver = true;
     if (this.#connections.size > 0) {
       const allClosed = new Promise<void>((resolve) => this.#allClosed = resolve);
-      for (const state of this.#connections) if (state.idle) this.#endIdle(state);
+      for (const state of this.#connections) if (state.idle) this.#endWhenQuiet(state);
       await allClosed;
     }
     this.#stopSweep();
@@ -210,8 +215,13 @@ export class ConnectionService {
       } catch (error) {
         if (error instanceof Deno.errors.BadResource) return; // the listener was closed
         if (this.#draining) return;
-        // Out of file descriptors and the like: log and keep serving the others.
-        log.error("accept failed", { error: describeError(error) });
+        // Out of file descriptors and the like: keep serving the others, and
+        // wait a little before trying again rather than spin on the error.
+        log.error("accept failed; pausing accepts", {
+          error: describeError(error),
+          pause_ms: ACCEPT_PAUSE_MS,
+        });
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_PAUSE_MS));
         continue;
       }
       counters[Counter.connectionsTotal]++;
@@ -237,6 +247,7 @@ export class ConnectionService {
       idle: true,
       reading: false,
       ending: false,
+      timer: undefined,
       closed: false,
     };
     this.#connections.add(state);
@@ -250,10 +261,7 @@ export class ConnectionService {
     try {
       for (;;) {
         state.idle = !decoder.midFrame;
-        if (state.idle && this.#graceOver) {
-          endGently = true;
-          break;
-        }
+        if (state.idle && this.#graceOver) this.#endWhenQuiet(state);
         state.reading = true;
         const received = await conn.read(input);
         state.reading = state.idle = false;
@@ -288,11 +296,6 @@ export class ConnectionService {
         if (received === input.length && input.length < LARGE_READ_SIZE) {
           input = new Uint8Array(LARGE_READ_SIZE);
         }
-        // At shutdown, once what the client sent is answered, the connection is done.
-        if (this.#draining && !decoder.midFrame && received < input.length) {
-          endGently = true;
-          break;
-        }
       }
     } catch (error) {
       if (!state.closed) {
@@ -324,18 +327,33 @@ export class ConnectionService {
   }
 
   /**
-   * Ends a connection parked in read at shutdown: half-closes it now, and
-   * its loop drops whatever still arrives (see closeGently).
+   * At shutdown, ends a connection once it has been waiting for input, with
+   * everything answered, for {@linkcode DRAIN_GRACE_MS}: by then what its
+   * client had sent has arrived. (Ending it as soon as its last read was
+   * answered would drop queries that arrived while a slow reader was being
+   * written to.) Half-closes it; its loop drops whatever still arrives.
    */
-  #endIdle(state: ConnectionState): void {
-    state.ending = true;
-    state.conn.closeWrite().catch(() => {});
-    setTimeout(() => this.#close(state), LINGER_MS);
+  #endWhenQuiet(state: ConnectionState): void {
+    if (state.timer !== undefined || state.ending || state.closed) return;
+    const check = () => {
+      state.timer = undefined;
+      if (state.ending || state.closed || !state.reading || !state.idle) return;
+      const quietFor = Date.now() - state.lastActive;
+      if (quietFor < DRAIN_GRACE_MS) {
+        state.timer = setTimeout(check, DRAIN_GRACE_MS - quietFor);
+        return;
+      }
+      state.ending = true;
+      state.conn.closeWrite().catch(() => {});
+      state.timer = setTimeout(() => this.#close(state), LINGER_MS);
+    };
+    state.timer = setTimeout(check, 0);
   }
 
   #close(state: ConnectionState): void {
     if (state.closed) return;
     state.closed = true;
+    clearTimeout(state.timer);
     try {
       state.conn.close();
     } catch {
@@ -447,7 +465,7 @@ async function closeGently(conn: Deno.Conn): Promise<void> {
     }
   }, LINGER_MS);
   try {
-    await conn.closeWrite().catch(() => {}); // already half-closed by #endIdle
+    await conn.closeWrite().catch(() => {}); // already half-closed by #endWhenQuiet
     while ((await conn.read(DISCARD)) !== null) {
       // Dropped: the connection is ending.
     }

@@ -615,6 +615,29 @@ Deno.test("graceful shutdown answers a large pipeline written just before it", a
   });
 });
 
+for (const io of ["epoll", "deno"] as const) {
+  Deno.test(`graceful shutdown answers queries queued behind a client that reads late [--io ${io}]`, async () => {
+    // The server stops reading this client while its replies wait (backpressure), so
+    // most of its queries are still in the socket when the shutdown begins.
+    await withTestServer(
+      { io, limits: { maxPendingWrite: 16 * 1024 } },
+      async ({ port, server }) => {
+        const client = await connectAccepted(port);
+        try {
+          const expected = mixedQueries(50_000);
+          await client.write(encodeQueries(expected.map((e) => e.query)));
+          const shutdown = server.shutdown(10_000);
+          assertReplies(await client.readUntilClosed(), expected);
+          assert.equal(client.ending, "eof");
+          await withDeadline(shutdown, "shutdown to resolve");
+        } finally {
+          client.close();
+        }
+      },
+    );
+  });
+}
+
 Deno.test("graceful shutdown with no connections resolves and stops accepting", async () => {
   await withTestServer({}, async ({ port, server }) => {
     await withDeadline(server.shutdown(2000), "shutdown to resolve");
