@@ -146,6 +146,16 @@ export class EpollService {
    * to the thread's event loop so their messages are delivered.
    */
   async run(pendingCommands: () => boolean): Promise<void> {
+    try {
+      await this.#loop(pendingCommands);
+    } finally {
+      // Also after a failure: the sockets belong to the whole process and would outlive us.
+      this.abort();
+      this.#calls.close(this.#epollFd);
+    }
+  }
+
+  async #loop(pendingCommands: () => boolean): Promise<void> {
     const calls = this.#calls;
     while (!this.#stopped) {
       const ready = calls.epoll_wait(this.#epollFd, this.#events, MAX_EVENTS, MAX_WAIT_MS);
@@ -178,7 +188,6 @@ export class EpollService {
       if (this.#draining) this.#continueDrain(now);
       while (pendingCommands()) await new Promise((resolve) => setTimeout(resolve, 0));
     }
-    calls.close(this.#epollFd);
   }
 
   /**

@@ -152,9 +152,25 @@ export function decodeSockaddr(address: Uint8Array): { hostname: string; port: n
   if (family === AF_INET) return { hostname: address.subarray(4, 8).join("."), port };
   const groups: string[] = [];
   for (let i = 0; i < 8; i++) groups.push(view.getUint16(8 + 2 * i, false).toString(16));
-  // The shortest form: the longest run of zero groups becomes "::".
-  const text = groups.join(":").replace(/(^|:)0(:0)+(:|$)/, "::").replace(/:{3,}/, "::");
-  return { hostname: text, port };
+  return { hostname: compressIpv6(groups), port };
+}
+
+/** The RFC 5952 form: the longest run of two or more zero groups (the first, on a tie) becomes "::". */
+function compressIpv6(groups: string[]): string {
+  let bestStart = -1;
+  let bestLength = 1;
+  for (let start = 0; start < groups.length; start++) {
+    let length = 0;
+    while (groups[start + length] === "0") length++;
+    if (length > bestLength) {
+      bestStart = start;
+      bestLength = length;
+    }
+  }
+  if (bestStart < 0) return groups.join(":");
+  const head = groups.slice(0, bestStart).join(":");
+  const tail = groups.slice(bestStart + bestLength).join(":");
+  return `${head}::${tail}`;
 }
 
 function parseIpv4(text: string): Uint8Array | undefined {

@@ -258,6 +258,8 @@ export class ConnectionService {
     const output = new OutputBuffer();
     // Set when we end the connection with input possibly unread (see closeGently).
     let endGently = false;
+    // Idleness counts from the last reply the client took, not from when it was sent.
+    const progress = () => state.lastActive = Date.now();
     try {
       for (;;) {
         state.idle = !decoder.midFrame;
@@ -277,7 +279,7 @@ export class ConnectionService {
           while (decoder.take()) {
             counters[Counter.repliesByStatus + output.appendAnswer(this.#book, decoder)]++;
             framesDone++;
-            if (output.length >= limits.maxPendingWrite) await output.flushTo(conn);
+            if (output.length >= limits.maxPendingWrite) await output.flushTo(conn, progress);
           }
         } catch (error) {
           if (!(error instanceof ProtocolError)) throw error;
@@ -288,7 +290,7 @@ export class ConnectionService {
           endGently = true;
           break;
         }
-        if (output.length > 0) await output.flushTo(conn);
+        if (output.length > 0) await output.flushTo(conn, progress);
         state.lastActive = Date.now();
         if (!decoder.midFrame) state.frameStarted = 0;
         else if (state.frameStarted === 0 || framesDone > 0) state.frameStarted = now;
@@ -404,10 +406,12 @@ class OutputBuffer {
     this.length = needed;
   }
 
-  async flushTo(conn: Deno.Conn): Promise<void> {
+  /** Writes everything; `progress` is called after each write the peer took. */
+  async flushTo(conn: Deno.Conn, progress?: () => void): Promise<void> {
     let written = 0;
     while (written < this.length) {
       written += await conn.write(this.#bytes.subarray(written, this.length));
+      progress?.();
     }
     this.length = 0;
   }

@@ -349,8 +349,11 @@ function startWorker(start: WorkerStart, log: Logger): Promise<WorkerThread> {
   const mailbox = new Int32Array(new SharedArrayBuffer(4));
   // Callers waiting for a report, oldest first: a worker answers commands in order.
   const waiting = new Map<WorkerReport["kind"], (() => void)[]>();
+  // A thread that died answers nothing more: its callers must not wait for ever.
+  let dead = false;
   const request = (command: WorkerCommand, report: WorkerReport["kind"]) =>
     new Promise<void>((done) => {
+      if (dead) return done();
       waiting.set(report, [...(waiting.get(report) ?? []), done]);
       worker.postMessage(command);
       Atomics.add(mailbox, 0, 1);
@@ -359,6 +362,9 @@ function startWorker(start: WorkerStart, log: Logger): Promise<WorkerThread> {
     worker.onerror = (event) => {
       event.preventDefault();
       worker.terminate();
+      dead = true;
+      for (const callers of waiting.values()) for (const done of callers.splice(0)) done();
+      log.error("a serving thread failed", { error: event.message });
       reject(new StartError(`A worker thread failed: ${event.message}`));
     };
     worker.onmessage = (event: MessageEvent<WorkerReport>) => {

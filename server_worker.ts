@@ -92,7 +92,14 @@ function start(command: WorkerStart): void {
     service = epoll;
     report({ kind: "listening", port });
     const mailbox = command.mailbox!;
-    loopEnded = epoll.run(() => Atomics.load(mailbox, 0) !== handled);
+    loopEnded = epoll.run(() => Atomics.load(mailbox, 0) !== handled).catch((error) => {
+      // The loop closed its sockets on the way out; say why, and answer later commands.
+      const message = error instanceof Error ? error.message : String(error);
+      report({
+        kind: "log",
+        record: { level: "error", message: "serving thread stopped", fields: { error: message } },
+      });
+    });
   } catch (error) {
     const exitCode = (error as { exitCode?: number }).exitCode ?? 1;
     report({ kind: "failed", message: (error as Error).message, exitCode });
