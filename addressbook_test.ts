@@ -456,7 +456,6 @@ Deno.test("AddressBook.toShared gives SharedArrayBuffer views that fromShared an
   for (
     const view of [
       shared.slots,
-      shared.hashes,
       shared.keyStarts,
       shared.keys,
       shared.replyBounds,
