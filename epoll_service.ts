@@ -130,11 +130,6 @@ export class EpollService {
     this.#sweepEvery = Math.min(sweepInterval(options.limits), LINGER_MS / 4);
   }
 
-  /** Connections open now. */
-  get connectionCount(): number {
-    return this.#open;
-  }
-
   /** Replaces the book; each later query is answered from the new one. */
   setBook(book: AddressBook): void {
     this.#book = book;

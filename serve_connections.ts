@@ -164,11 +164,6 @@ export class ConnectionService {
     this.#accepting = this.#acceptLoop();
   }
 
-  /** Connections this thread has open now. */
-  get connectionCount(): number {
-    return this.#connections.size;
-  }
-
   /** Replaces the book; each later query is answered from the new one. */
   setBook(book: AddressBook): void {
     this.#book = book;
