@@ -1035,9 +1035,13 @@ export interface BenchResult {
   target: string;
   /** The server bench started, or null for one given by `--port`. */
   server: { entries: number; args: string[] } | null;
+  /** Connections driven at once. */
   connections: number;
+  /** Queries in flight per connection. */
   pipeline: number;
+  /** Worker threads generating the load. */
   threads: number;
+  /** Whether every query had a connection of its own. */
   reconnect: boolean;
   /** The run time asked for, in seconds. */
   durationSeconds: number;
@@ -1047,15 +1051,19 @@ export interface BenchResult {
   keys: number;
   /** Replies received. */
   queries: number;
+  /** Throughput: replies per second of the run. */
   queriesPerSecond: number;
   /** Batch latency in microseconds; a batch is `pipeline` queries. */
   latencyUs: { p50: number; p99: number; p999: number; max: number; mean: number };
+  /** FOUND replies. */
   found: number;
+  /** NOT_FOUND replies. */
   notFound: number;
   /** Replies other than FOUND and NOT_FOUND. */
   other: number;
   /** The other replies by status name, those seen only. */
   otherByStatus: Record<string, number>;
+  /** Connection errors and malformed replies. */
   errors: number;
   /** A few distinct error messages, with how often each was seen. */
   errorMessages: Record<string, number>;

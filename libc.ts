@@ -15,7 +15,8 @@
  * @module
  */
 
-const SYMBOLS = {
+/** The libc functions used, with their C signatures in Deno's FFI terms. */
+export const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },

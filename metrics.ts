@@ -27,7 +27,7 @@ export const Counter = {
 } as const;
 
 /** How many counters one thread's row holds. */
-export const COUNTERS_PER_THREAD = Counter.repliesByStatus + STATUS_NAMES.length;
+export const COUNTERS_PER_THREAD: number = Counter.repliesByStatus + STATUS_NAMES.length;
 
 /** Makes a shared row of counters for `threads` serving threads. */
 export function createCounterTable(threads: number): Float64Array {

@@ -73,7 +73,7 @@ export const DRAIN_GRACE_MS = 100;
 export const LINGER_MS = 1000;
 
 /** The reply to a connection over the limit, sent before closing it. */
-export const BUSY_REPLY = encodeReply(
+export const BUSY_REPLY: Uint8Array = encodeReply(
   STATUS_SERVER_BUSY,
   "The server is at its connection limit; try again later.",
 );

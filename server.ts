@@ -394,22 +394,39 @@ function startWorker(start: WorkerStart, log: Logger): Promise<WorkerThread> {
 
 /** What the command line chose. */
 export interface CliOptions {
+  /** Address to listen on. */
   hostname: string;
+  /** Port to listen on; 0 for any free one. */
   port: number;
+  /** The book file to read. */
   data: string;
+  /** How messages name the book: as typed, or the built-in one. */
   dataLabel: string;
+  /** The book format, when the extension does not tell. */
   format?: BookFormat;
+  /** What to do with an email on two entries. */
   duplicates: DuplicatePolicy;
+  /** CSV: the email column, for other exports. */
   emailColumn?: string;
+  /** CSV: the name column, for other exports. */
   nameColumn?: string;
+  /** Serving threads sharing the port. */
   workers: number;
+  /** The event loop for plain TCP. */
   io: "auto" | IoKind;
+  /** Limits on each peer. */
   limits: ServiceLimits;
+  /** Time to finish answering at shutdown. */
   shutdownTimeoutMs: number;
+  /** The TLS certificate chain file, PEM. */
   tlsCert?: string;
+  /** The TLS private key file, PEM. */
   tlsKey?: string;
+  /** Port for `GET /metrics`; off when unset. */
   metricsPort?: number;
+  /** Log line format. */
   logFormat: LogFormat;
+  /** The lowest level logged. */
   logLevel: LogLevel;
 }
 

@@ -20,16 +20,27 @@ export type IoKind = "epoll" | "deno";
 
 /** Everything a serving thread needs, sent once at its start. */
 export interface WorkerStart {
+  /** Marks the first message a worker gets. */
   kind: "start";
+  /** The event loop to serve with. */
   io: IoKind;
+  /** Address to listen on. */
   hostname: string;
+  /** Port to listen on (0 only for the first thread). */
   port: number;
+  /** How this thread binds: alone, first of several, or joining. */
   sharing: PortSharing;
+  /** TLS certificate and key, when serving TLS. */
   tls: TlsFiles | undefined;
+  /** The book's shared buffers. */
   book: SharedAddressBook;
+  /** Limits on each peer. */
   limits: ServiceLimits;
+  /** The shared counter table; this thread counts into its row. */
   counters: Float64Array;
+  /** This thread's row in the counter table. */
   thread: number;
+  /** Open connections across all threads, updated atomically. */
   openConnections: Int32Array;
   /** The main thread's log level; records are sent to it to be written. */
   logLevel: LogLevel;
