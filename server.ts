@@ -428,6 +428,8 @@ export interface CliOptions {
   logFormat: LogFormat;
   /** The lowest level logged. */
   logLevel: LogLevel;
+  /** Reload the book when its file changes, as on SIGHUP. */
+  watch: boolean;
 }
 
 /** The server's usage text, for `--help` and usage errors. */
@@ -457,6 +459,7 @@ Options:
   --metrics-port PORT      serve Prometheus metrics at GET /metrics on this port
   --log-format FORMAT      text or json (default text)
   --log-level LEVEL        debug, info, warn or error (default info)
+  --watch                  reload the book when its file changes, as on SIGHUP
   -h, --help               show this help
 
 Signals: SIGHUP reloads the book; SIGINT or SIGTERM shut down gracefully (twice: at once).
@@ -489,6 +492,7 @@ export function parseServerArgs(args: string[]): CliOptions | "help" {
         "metrics-port": { type: "string" },
         "log-format": { type: "string" },
         "log-level": { type: "string" },
+        watch: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     }).values;
@@ -533,6 +537,7 @@ export function parseServerArgs(args: string[]): CliOptions | "help" {
     logLevel:
       oneOf("--log-level", parsed["log-level"], ["debug", "info", "warn", "error"] as const) ??
         "info",
+    watch: parsed.watch ?? false,
   };
 }
 
@@ -670,6 +675,30 @@ function collectGarbage(): void {
   (globalThis as { gc?: () => void }).gc?.();
 }
 
+/** Changes to a watched book closer together than this are one change (editors write in steps). */
+const WATCH_SETTLE_MS = 100;
+
+/**
+ * Calls `onChange` when the file at `path` is written, created or replaced.
+ * It watches the file's folder rather than the file, because editors and
+ * deploy tools often replace a file by renaming a new one over it.
+ */
+function watchFile(path: string, onChange: () => void): Deno.FsWatcher {
+  const absolute = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
+  const folder = absolute.slice(0, absolute.lastIndexOf("/")) || "/";
+  const watcher = Deno.watchFs(folder, { recursive: false });
+  let settle: ReturnType<typeof setTimeout> | undefined;
+  (async () => {
+    for await (const event of watcher) {
+      if (event.kind === "access" || !event.paths.includes(absolute)) continue;
+      clearTimeout(settle);
+      settle = setTimeout(onChange, WATCH_SETTLE_MS);
+    }
+    clearTimeout(settle);
+  })();
+  return watcher;
+}
+
 /** Signals this soon after the first are copies of it (see untilStopped), not a second one. */
 const REPEATED_SIGNAL_MS = 250;
 
@@ -701,8 +730,12 @@ function untilStopped(server: ServerHandle, cli: CliOptions, log: Logger): Promi
       await server.shutdown(cli.shutdownTimeoutMs);
       log.info("shutdown complete");
       for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
+      watcher?.close();
       resolve(0);
     };
+    const watcher = cli.watch
+      ? watchFile(resolveUserPath(cli.data), () => void reload())
+      : undefined;
     const handlers: [Deno.Signal, () => void][] = [
       ["SIGHUP", () => void reload()],
       ["SIGINT", () => void stop("SIGINT")],

@@ -362,6 +362,36 @@ testEachIo(
   },
 );
 
+/** Asks one question on a fresh connection. */
+async function askOnce(server: ServerProcess, email: string): Promise<Reply> {
+  using client = await server.connect();
+  return await client.ask(email);
+}
+
+Deno.test("server --watch reloads a book replaced by a rename or rewritten in place, and keeps the old one when it breaks", async () => {
+  await using dir = await tempDir();
+  const book = await writeBook(dir.path);
+  await using server = await ServerProcess.start(["--data", book, "--watch"]);
+
+  // Replaced the way editors and deploy tools do it: a new file renamed over the old.
+  let mark = server.stderr.lines.length;
+  const staged = await writeCsvBook(dir.path, [[BOOK[0][0], "Ada King"]], "staged.csv");
+  await Deno.rename(staged, book);
+  await server.stderr.waitFor(/reload done/, mark);
+  assert.deepEqual(await askOnce(server, BOOK[0][0]), { status: STATUS_FOUND, text: "Ada King" });
+
+  mark = server.stderr.lines.length;
+  await writeBook(dir.path, [[BOOK[0][0], "Ada Byron"], ["broken", "Bob"]]);
+  const failed = await server.stderr.waitFor(/reload failed/, mark);
+  assert.ok(failed.line.includes(`${book}:3:`), failed.line);
+  assert.deepEqual(await askOnce(server, BOOK[0][0]), { status: STATUS_FOUND, text: "Ada King" });
+
+  mark = server.stderr.lines.length;
+  await writeBook(dir.path, [[BOOK[0][0], "Ada Byron"]]);
+  await server.stderr.waitFor(/reload done/, mark);
+  assert.deepEqual(await askOnce(server, BOOK[0][0]), { status: STATUS_FOUND, text: "Ada Byron" });
+});
+
 // ---------------------------------------------------------------------------
 // Shutdown
 
