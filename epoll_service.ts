@@ -32,21 +32,21 @@ import {
 } from "./libc.ts";
 import { Counter } from "./metrics.ts";
 import {
-  encodeReply,
   FrameDecoder,
   HEADER_SIZE,
   MAX_QUERY_BYTES,
   ProtocolError,
-  STATUS_PROTOCOL_ERROR,
-  STATUS_SERVER_BUSY,
   TYPE_QUERY,
 } from "./protocol.ts";
 import {
   ACCEPT_PAUSE_MS,
+  admitConnection,
   BUSY_REPLY,
   DRAIN_GRACE_MS,
   expiredTimeout,
+  formatAddress,
   LINGER_MS,
+  protocolErrorReply,
   recordTimeout,
   type ServiceOptions,
   sweepInterval,
@@ -239,7 +239,6 @@ export class EpollService {
 
   #acceptAll(): void {
     const calls = this.#calls;
-    const { counters, openConnections, limits, log } = this.#options;
     for (;;) {
       const fd = calls.accept4(this.#listenFd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
@@ -247,12 +246,7 @@ export class EpollService {
         if (errno !== EAGAIN && errno !== EINTR) this.#pauseAccepting(errno);
         return;
       }
-      counters[Counter.connectionsTotal]++;
-      if (Atomics.add(openConnections, 0, 1) >= limits.maxConnections) {
-        Atomics.sub(openConnections, 0, 1);
-        counters[Counter.busyRefusals]++;
-        counters[Counter.repliesByStatus + STATUS_SERVER_BUSY]++;
-        log.warn("connection refused: server busy", { peer: this.#peerAddress(fd) });
+      if (!admitConnection(this.#options, () => this.#peerAddress(fd))) {
         this.#libc.write(fd, BUSY_REPLY, BUSY_REPLY.length); // best effort: the socket is new and empty
         // Closed gently like any other, but outside the connection count it was refused by.
         const refused = this.#adopt(fd);
@@ -261,7 +255,6 @@ export class EpollService {
         continue;
       }
       this.#adopt(fd);
-      counters[Counter.connectionsOpen]++;
     }
   }
 
@@ -333,7 +326,7 @@ export class EpollService {
 
   /** Answers every complete frame the peer has sent, as far as its socket takes the replies. */
   #answer(peer: Peer): void {
-    const { counters, limits, log } = this.#options;
+    const { limits } = this.#options;
     const decoder = peer.decoder;
     let framesDone = 0;
     try {
@@ -348,9 +341,7 @@ export class EpollService {
       }
     } catch (error) {
       if (!(error instanceof ProtocolError)) throw error;
-      counters[Counter.repliesByStatus + STATUS_PROTOCOL_ERROR]++;
-      this.#append(encodeReply(STATUS_PROTOCOL_ERROR, error.message));
-      log.warn("protocol error", { peer: this.#peerAddress(peer.fd), error: error.message });
+      this.#append(protocolErrorReply(this.#options, error, this.#peerAddress(peer.fd)));
       peer.closeWhenWritten = true;
     }
     if (!this.#flush(peer)) return;
@@ -480,6 +471,6 @@ export class EpollService {
     const length = new Uint32Array([address.length]);
     if (this.#calls.getpeername(fd, address, new Uint8Array(length.buffer)) !== 0) return "?";
     const { hostname, port } = decodeSockaddr(address);
-    return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+    return formatAddress(hostname, port);
   }
 }

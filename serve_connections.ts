@@ -114,6 +114,41 @@ export function expiredTimeout(
   return limits.idleTimeoutMs > 0 && now - lastActive >= limits.idleTimeoutMs ? "idle" : undefined;
 }
 
+/**
+ * Counts a new connection and takes a slot for it, or, at the connection
+ * limit, counts and logs its refusal and returns false (the caller then
+ * sends {@linkcode BUSY_REPLY} and closes it). `peer` is only asked for then.
+ */
+export function admitConnection(options: ServiceOptions, peer: () => string): boolean {
+  const { counters, openConnections, limits, log } = options;
+  counters[Counter.connectionsTotal]++;
+  if (Atomics.add(openConnections, 0, 1) < limits.maxConnections) {
+    counters[Counter.connectionsOpen]++;
+    return true;
+  }
+  Atomics.sub(openConnections, 0, 1);
+  counters[Counter.busyRefusals]++;
+  counters[Counter.repliesByStatus + STATUS_SERVER_BUSY]++;
+  log.warn("connection refused: server busy", { peer: peer() });
+  return false;
+}
+
+/** Counts and logs a frame that broke the protocol, and returns the one reply it gets. */
+export function protocolErrorReply(
+  options: ServiceOptions,
+  error: ProtocolError,
+  peer: string,
+): Uint8Array {
+  options.counters[Counter.repliesByStatus + STATUS_PROTOCOL_ERROR]++;
+  options.log.warn("protocol error", { peer, error: error.message });
+  return encodeReply(STATUS_PROTOCOL_ERROR, error.message);
+}
+
+/** Formats an address for messages and logs, bracketing IPv6: `[::1]:8080`. */
+export function formatAddress(hostname: string, port: number): string {
+  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+}
+
 /** Counts and logs (at debug: it can be frequent) a connection closed by a timeout. */
 export function recordTimeout(options: ServiceOptions, kind: "frame" | "idle", peer: string): void {
   options.counters[kind === "frame" ? Counter.frameTimeouts : Counter.idleTimeouts]++;
@@ -202,7 +237,7 @@ export class ConnectionService {
   }
 
   async #acceptLoop(): Promise<void> {
-    const { limits, counters, openConnections, log } = this.#options;
+    const { log } = this.#options;
     for (;;) {
       let conn: Deno.Conn;
       try {
@@ -219,17 +254,8 @@ export class ConnectionService {
         await new Promise((resolve) => setTimeout(resolve, ACCEPT_PAUSE_MS));
         continue;
       }
-      counters[Counter.connectionsTotal]++;
-      if (Atomics.add(openConnections, 0, 1) >= limits.maxConnections) {
-        Atomics.sub(openConnections, 0, 1);
-        counters[Counter.busyRefusals]++;
-        counters[Counter.repliesByStatus + STATUS_SERVER_BUSY]++;
-        log.warn("connection refused: server busy", { peer: peerOf(conn) });
-        refuse(conn);
-        continue;
-      }
-      counters[Counter.connectionsOpen]++;
-      this.#serve(conn);
+      if (admitConnection(this.#options, () => peerOf(conn))) this.#serve(conn);
+      else refuse(conn);
     }
   }
 
@@ -278,10 +304,8 @@ export class ConnectionService {
           }
         } catch (error) {
           if (!(error instanceof ProtocolError)) throw error;
-          counters[Counter.repliesByStatus + STATUS_PROTOCOL_ERROR]++;
-          output.append(encodeReply(STATUS_PROTOCOL_ERROR, error.message));
+          output.append(protocolErrorReply(this.#options, error, peerOf(conn)));
           await output.flushTo(conn);
-          log.warn("protocol error", { peer: peerOf(conn), error: error.message });
           endGently = true;
           break;
         }
@@ -478,10 +502,7 @@ async function closeGently(conn: Deno.Conn): Promise<void> {
 /** The peer's address as `host:port`, for logs. */
 export function peerOf(conn: Deno.Conn): string {
   const addr = conn.remoteAddr;
-  if (addr.transport !== "tcp") return addr.transport;
-  return addr.hostname.includes(":")
-    ? `[${addr.hostname}]:${addr.port}`
-    : `${addr.hostname}:${addr.port}`;
+  return addr.transport === "tcp" ? formatAddress(addr.hostname, addr.port) : addr.transport;
 }
 
 function describeError(error: unknown): string {

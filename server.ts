@@ -28,7 +28,12 @@ import {
   renderPrometheus,
   sumCounters,
 } from "./metrics.ts";
-import { ConnectionService, DEFAULT_LIMITS, type ServiceLimits } from "./serve_connections.ts";
+import {
+  ConnectionService,
+  DEFAULT_LIMITS,
+  formatAddress,
+  type ServiceLimits,
+} from "./serve_connections.ts";
 import { encodeSockaddr, openLibc } from "./libc.ts";
 import { resolveUserPath } from "./user_path.ts";
 import type { IoKind, WorkerCommand, WorkerReport, WorkerStart } from "./server_worker.ts";
@@ -291,11 +296,6 @@ export function listen(
     }
     throw new StartError(`Cannot listen on ${where}: ${(error as Error).message}`);
   }
-}
-
-/** Formats an address for messages, bracketing IPv6: `[::1]:8080`. */
-export function formatAddress(hostname: string, port: number): string {
-  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
 }
 
 function serveMetrics(hostname: string, port: number, render: () => string) {

@@ -12,8 +12,8 @@ import { EpollService } from "./epoll_service.ts";
 import { EACCES, EADDRINUSE, EADDRNOTAVAIL, listenTcp, openLibc, SocketError } from "./libc.ts";
 import { Logger, type LogLevel, type LogRecord } from "./log.ts";
 import { counterRow } from "./metrics.ts";
-import { ConnectionService, type ServiceLimits } from "./serve_connections.ts";
-import { formatAddress, listen, type PortSharing, type TlsFiles } from "./server.ts";
+import { ConnectionService, formatAddress, type ServiceLimits } from "./serve_connections.ts";
+import { listen, type PortSharing, type TlsFiles } from "./server.ts";
 
 /** The event loop a thread serves with: its own epoll loop, or Deno.listen's. */
 export type IoKind = "epoll" | "deno";
