@@ -31,13 +31,7 @@ import {
   SOCK_NONBLOCK,
 } from "./libc.ts";
 import { Counter } from "./metrics.ts";
-import {
-  FrameDecoder,
-  HEADER_SIZE,
-  MAX_QUERY_BYTES,
-  ProtocolError,
-  TYPE_QUERY,
-} from "./protocol.ts";
+import { FrameDecoder, MAX_QUERY_BYTES, ProtocolError, TYPE_QUERY } from "./protocol.ts";
 import {
   ACCEPT_PAUSE_MS,
   admitConnection,
@@ -48,6 +42,7 @@ import {
   LINGER_MS,
   protocolErrorReply,
   recordTimeout,
+  ReplyBuffer,
   type ServiceOptions,
   sweepInterval,
 } from "./serve_connections.ts";
@@ -102,8 +97,7 @@ export class EpollService {
   readonly #eventOneView = new DataView(this.#eventOne.buffer);
   /** One read buffer and one reply buffer serve every connection: the loop handles one at a time. */
   readonly #input = new Uint8Array(READ_SIZE);
-  #output = new Uint8Array(READ_SIZE);
-  #outputLength = 0;
+  readonly #output = new ReplyBuffer();
   #listening = true;
   #draining = false;
   #graceEnds = 0;
@@ -328,12 +322,14 @@ export class EpollService {
   #answer(peer: Peer): void {
     const { limits } = this.#options;
     const decoder = peer.decoder;
+    const output = this.#output;
     let framesDone = 0;
     try {
       while (decoder.take()) {
-        this.#appendAnswer(decoder);
+        this.#options
+          .counters[Counter.repliesByStatus + output.appendAnswer(this.#book, decoder)]++;
         framesDone++;
-        if (this.#outputLength >= limits.maxPendingWrite && !this.#flush(peer)) {
+        if (output.length >= limits.maxPendingWrite && !this.#flush(peer)) {
           // The peer is not reading: keep its other frames and stop reading it.
           decoder.detach();
           return;
@@ -341,7 +337,7 @@ export class EpollService {
       }
     } catch (error) {
       if (!(error instanceof ProtocolError)) throw error;
-      this.#append(protocolErrorReply(this.#options, error, this.#peerAddress(peer.fd)));
+      output.append(protocolErrorReply(this.#options, error, this.#peerAddress(peer.fd)));
       peer.closeWhenWritten = true;
     }
     if (!this.#flush(peer)) return;
@@ -357,55 +353,22 @@ export class EpollService {
     else if (peer.frameStarted === 0 || framesDone > 0) peer.frameStarted = this.#now;
   }
 
-  /** Appends the reply to the frame the decoder just took. */
-  #appendAnswer(decoder: FrameDecoder): void {
-    const { payloadBytes, payloadStart, payloadEnd } = decoder;
-    let end: number;
-    while (
-      (end = this.#book.writeAnswer(
-        payloadBytes,
-        payloadStart,
-        payloadEnd,
-        this.#output,
-        this.#outputLength,
-      )) < 0
-    ) {
-      this.#grow(this.#output.length * 2);
-    }
-    this.#options
-      .counters[Counter.repliesByStatus + this.#output[this.#outputLength + HEADER_SIZE]]++;
-    this.#outputLength = end;
-  }
-
-  #grow(size: number): void {
-    const grown = new Uint8Array(size);
-    grown.set(this.#output.subarray(0, this.#outputLength));
-    this.#output = grown;
-  }
-
-  #append(frame: Uint8Array): void {
-    const needed = this.#outputLength + frame.length;
-    if (needed > this.#output.length) this.#grow(Math.max(needed, this.#output.length * 2));
-    this.#output.set(frame, this.#outputLength);
-    this.#outputLength = needed;
-  }
-
   /**
    * Writes the reply buffer to the peer. Returns true when it all went; else
    * keeps the rest as the peer's pending bytes, waits for room, and returns
    * false (or closes the peer if the write failed).
    */
   #flush(peer: Peer): boolean {
-    const length = this.#outputLength;
+    const { bytes, length } = this.#output;
     if (length === 0) return true;
-    this.#outputLength = 0;
-    const written = this.#libc.write(peer.fd, this.#output, length);
+    this.#output.clear();
+    const written = this.#libc.write(peer.fd, bytes, length);
     if (written === length) return true;
     if (written < 0 && this.#libc.errno() !== EAGAIN) {
       this.#close(peer);
       return false;
     }
-    peer.pending = this.#output.slice(Math.max(written, 0), length);
+    peer.pending = bytes.slice(Math.max(written, 0), length);
     this.#watch(peer, EPOLLOUT);
     return false;
   }

@@ -276,7 +276,7 @@ export class ConnectionService {
     (conn as Deno.TcpConn).setNoDelay?.(true);
     const decoder = new FrameDecoder({ type: TYPE_QUERY, maxPayload: MAX_QUERY_BYTES });
     let input = takeReadBuffer();
-    const output = new OutputBuffer();
+    const output = new ReplyBuffer();
     // Set when we end the connection with input possibly unread (see closeGently).
     let endGently = false;
     // Idleness counts from the last reply the client took, not from when it was sent.
@@ -398,11 +398,23 @@ export class ConnectionService {
 
 /**
  * Replies waiting to be written, in one growable buffer reused between
- * writes, so a read that brought a hundred queries costs one write.
+ * writes, so a read that brought a hundred queries costs one write. Both
+ * event loops use it.
  */
-class OutputBuffer {
+export class ReplyBuffer {
   #bytes = EMPTY;
+  /** Bytes of replies waiting. */
   length = 0;
+
+  /** The buffer; its first {@linkcode length} bytes are the replies. */
+  get bytes(): Uint8Array {
+    return this.#bytes;
+  }
+
+  /** Forgets the replies, once written. */
+  clear(): void {
+    this.length = 0;
+  }
 
   /** Appends the reply to the frame the decoder just took, and returns its status. */
   appendAnswer(book: AddressBook, decoder: FrameDecoder): number {
@@ -418,6 +430,7 @@ class OutputBuffer {
     return status;
   }
 
+  /** Appends an encoded frame. */
   append(frame: Uint8Array): void {
     const needed = this.length + frame.length;
     if (needed > this.#bytes.length) this.#grow(Math.max(needed, this.#bytes.length * 2));
