@@ -38,6 +38,10 @@ export const STATUS_BAD_REQUEST = 2;
 export const STATUS_PROTOCOL_ERROR = 3;
 /** Reply status: the server is at its connection limit and closes the connection. */
 export const STATUS_SERVER_BUSY = 4;
+/** Reply status: this client may not query; the text says why, and the server closes. */
+export const STATUS_FORBIDDEN = 5;
+/** Reply status: the client is over a limit, so the query was not looked up; try later. */
+export const STATUS_RATE_LIMITED = 6;
 
 /** A reply status code, as carried in the first payload byte of an `R` frame. */
 export type Status =
@@ -45,7 +49,9 @@ export type Status =
   | typeof STATUS_NOT_FOUND
   | typeof STATUS_BAD_REQUEST
   | typeof STATUS_PROTOCOL_ERROR
-  | typeof STATUS_SERVER_BUSY;
+  | typeof STATUS_SERVER_BUSY
+  | typeof STATUS_FORBIDDEN
+  | typeof STATUS_RATE_LIMITED;
 
 /** Names of the statuses, indexed by code, for messages, logs and metrics. */
 export const STATUS_NAMES: readonly string[] = [
@@ -54,6 +60,8 @@ export const STATUS_NAMES: readonly string[] = [
   "BAD_REQUEST",
   "PROTOCOL_ERROR",
   "SERVER_BUSY",
+  "FORBIDDEN",
+  "RATE_LIMITED",
 ];
 
 const encoder = new TextEncoder();
@@ -150,7 +158,7 @@ export function decodeReply(payload: Uint8Array): Reply {
     throw new ProtocolError("malformed-reply", "Reply has no status byte.");
   }
   const status = payload[0];
-  if (status > STATUS_SERVER_BUSY) {
+  if (status >= STATUS_NAMES.length) {
     throw new ProtocolError("malformed-reply", `Reply status ${status} is not a known status.`);
   }
   const text = decodeUtf8(payload.subarray(1));

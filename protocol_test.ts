@@ -14,10 +14,12 @@ import {
   type ProtocolErrorKind,
   type Status,
   STATUS_BAD_REQUEST,
+  STATUS_FORBIDDEN,
   STATUS_FOUND,
   STATUS_NAMES,
   STATUS_NOT_FOUND,
   STATUS_PROTOCOL_ERROR,
+  STATUS_RATE_LIMITED,
   STATUS_SERVER_BUSY,
   TYPE_QUERY,
   TYPE_REPLY,
@@ -31,6 +33,8 @@ const ALL_STATUSES: Status[] = [
   STATUS_BAD_REQUEST,
   STATUS_PROTOCOL_ERROR,
   STATUS_SERVER_BUSY,
+  STATUS_FORBIDDEN,
+  STATUS_RATE_LIMITED,
 ];
 
 /** Builds a frame of any type around any payload bytes. */
@@ -202,16 +206,18 @@ Deno.test("STATUS_NAMES names each status code in order", () => {
     "BAD_REQUEST",
     "PROTOCOL_ERROR",
     "SERVER_BUSY",
+    "FORBIDDEN",
+    "RATE_LIMITED",
   ]);
-  assert.deepEqual(ALL_STATUSES, [0, 1, 2, 3, 4]);
+  assert.deepEqual(ALL_STATUSES, [0, 1, 2, 3, 4, 5, 6]);
 });
 
 Deno.test("decodeReply rejects an empty payload as malformed-reply", () => {
   assertProtocolError(() => decodeReply(new Uint8Array(0)), "malformed-reply");
 });
 
-Deno.test("decodeReply rejects a status byte above 4 as malformed-reply, naming the status", () => {
-  for (const status of [5, 6, 0x51, 0x7f, 0x80, 0xff]) {
+Deno.test("decodeReply rejects a status byte above 6 as malformed-reply, naming the status", () => {
+  for (const status of [7, 8, 0x51, 0x7f, 0x80, 0xff]) {
     const error = assertProtocolError(
       () => decodeReply(Uint8Array.of(status, 0x61)),
       "malformed-reply",
