@@ -22,8 +22,10 @@ export const Counter = {
   idleTimeouts: 3,
   /** Connections closed for leaving a frame unfinished for the frame timeout. */
   frameTimeouts: 4,
+  /** Connections closed for taking none of their waiting replies for the write timeout. */
+  writeTimeouts: 5,
   /** Replies sent, by status: this index plus the status code. */
-  repliesByStatus: 5,
+  repliesByStatus: 6,
 } as const;
 
 /** How many counters one thread's row holds. */
@@ -87,6 +89,7 @@ export function renderPrometheus(totals: Float64Array, book: BookFigures): strin
   metric("addrbook_timeouts_total", "counter", "Connections closed by a timeout, by kind.", [
     ['{kind="idle"}', totals[Counter.idleTimeouts]],
     ['{kind="frame"}', totals[Counter.frameTimeouts]],
+    ['{kind="write"}', totals[Counter.writeTimeouts]],
   ]);
   metric("addrbook_reloads_total", "counter", "Book reloads, by result.", [
     ['{result="ok"}', book.reloadsOk],

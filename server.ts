@@ -28,12 +28,9 @@ import {
   renderPrometheus,
   sumCounters,
 } from "./metrics.ts";
-import {
-  ConnectionService,
-  DEFAULT_LIMITS,
-  formatAddress,
-  type ServiceLimits,
-} from "./serve_connections.ts";
+import { ConnectionService } from "./driver_deno.ts";
+import { formatAddress } from "./net_address.ts";
+import { DEFAULT_LIMITS, type ServiceLimits } from "./session.ts";
 import { encodeSockaddr, openLibc } from "./libc.ts";
 import { resolveUserPath } from "./user_path.ts";
 import type { IoKind, WorkerCommand, WorkerReport, WorkerStart } from "./server_worker.ts";
@@ -115,7 +112,7 @@ export class StartError extends Error {
 /**
  * Starts serving `options.book`. Resolves once every serving thread listens.
  *
- * With the epoll event loop (plain TCP on Linux, see epoll_service.ts) every
+ * With the epoll event loop (plain TCP on Linux, see driver_epoll.ts) every
  * serving thread is a worker and this thread only supervises; with
  * `Deno.listen` (TLS, other platforms) this thread serves too.
  *
@@ -452,6 +449,8 @@ Options:
   --max-connections N      open connections before new ones get SERVER_BUSY (default 1024)
   --idle-timeout SECONDS   close a connection silent this long, 0 = never (default 300)
   --frame-timeout SECONDS  close a connection that leaves a frame unfinished (default 10)
+  --write-timeout SECONDS  close a connection that takes none of its waiting replies
+                           for this long, 0 = never (default 30)
   --shutdown-timeout SECONDS
                            time to finish answering on SIGINT/SIGTERM (default 5)
   --tls-cert FILE          serve TLS with this certificate chain (PEM); needs --tls-key
@@ -486,6 +485,7 @@ export function parseServerArgs(args: string[]): CliOptions | "help" {
         "max-connections": { type: "string" },
         "idle-timeout": { type: "string" },
         "frame-timeout": { type: "string" },
+        "write-timeout": { type: "string" },
         "shutdown-timeout": { type: "string" },
         "tls-cert": { type: "string" },
         "tls-key": { type: "string" },
@@ -527,6 +527,7 @@ export function parseServerArgs(args: string[]): CliOptions | "help" {
       ),
       idleTimeoutMs: parseSeconds("--idle-timeout", parsed["idle-timeout"], 300),
       frameTimeoutMs: parseSeconds("--frame-timeout", parsed["frame-timeout"], 10),
+      writeTimeoutMs: parseSeconds("--write-timeout", parsed["write-timeout"], 30),
       maxPendingWrite: DEFAULT_LIMITS.maxPendingWrite,
     },
     shutdownTimeoutMs: parseSeconds("--shutdown-timeout", parsed["shutdown-timeout"], 5),

@@ -8,11 +8,14 @@
  */
 
 import { AddressBook, type SharedAddressBook } from "./addressbook.ts";
-import { EpollService } from "./epoll_service.ts";
+import type { Service } from "./driver.ts";
+import { ConnectionService } from "./driver_deno.ts";
+import { EpollService } from "./driver_epoll.ts";
 import { EACCES, EADDRINUSE, EADDRNOTAVAIL, listenTcp, openLibc, SocketError } from "./libc.ts";
 import { Logger, type LogLevel, type LogRecord } from "./log.ts";
 import { counterRow } from "./metrics.ts";
-import { ConnectionService, formatAddress, type ServiceLimits } from "./serve_connections.ts";
+import { formatAddress } from "./net_address.ts";
+import type { ServiceLimits } from "./session.ts";
 import { listen, type PortSharing, type TlsFiles } from "./server.ts";
 
 /** The event loop a thread serves with: its own epoll loop, or Deno.listen's. */
@@ -70,9 +73,7 @@ const scope = self as unknown as {
   onmessage: ((event: MessageEvent<WorkerCommand>) => void) | null;
 };
 
-let service: ConnectionService | EpollService | undefined;
-/** Resolves when the epoll loop has returned (it runs until shutdown or abort). */
-let loopEnded: Promise<void> = Promise.resolve();
+let service: Service | undefined;
 let handled = 0;
 
 function report(message: WorkerReport): void {
@@ -99,11 +100,10 @@ function start(command: WorkerStart): void {
     }
     const libc = openLibc()!;
     const { fd, port } = listenEpoll(libc, command);
-    const epoll = new EpollService(libc, fd, options);
-    service = epoll;
-    report({ kind: "listening", port });
     const mailbox = command.mailbox!;
-    loopEnded = epoll.run(() => Atomics.load(mailbox, 0) !== handled).catch((error) => {
+    service = new EpollService(libc, fd, options, () => Atomics.load(mailbox, 0) !== handled);
+    report({ kind: "listening", port });
+    service.done.catch((error) => {
       // The loop closed its sockets on the way out; say why, and answer later commands.
       const message = error instanceof Error ? error.message : String(error);
       report({
@@ -153,6 +153,6 @@ scope.onmessage = (event) => {
   } else if (command.kind === "shutdown") {
     (service?.shutdown() ?? Promise.resolve()).then(() => report({ kind: "drained" }));
   } else if (command.kind === "abort") {
-    Promise.all([service?.abort(), loopEnded]).then(() => report({ kind: "stopped" }));
+    (service?.abort() ?? Promise.resolve()).catch(() => {}).then(() => report({ kind: "stopped" }));
   }
 };

@@ -1,0 +1,326 @@
+/**
+ * The epoll driver: an event loop over FFI that owns its sockets, the way
+ * Redis and memcached do. One thread waits in `epoll_wait`, then for each
+ * ready socket reads what arrived into one shared buffer, hands it to the
+ * connection's {@linkcode Session}, and writes what the session says to
+ * write. Every rule (answers, limits, timeouts, drain, linger) is the
+ * session's; this file only moves bytes and keeps deadlines.
+ *
+ * It runs in a worker thread, since the loop blocks its thread while it
+ * waits; commands from the main thread (a new book, shutdown) are picked up
+ * between waits.
+ *
+ * @module
+ */
+
+import type { AddressBook } from "./addressbook.ts";
+import {
+  ACCEPT_PAUSE_MS,
+  DRAIN_SWEEP_MS,
+  type Service,
+  type ServiceOptions,
+  sweepInterval,
+} from "./driver.ts";
+import {
+  decodeSockaddr,
+  EAGAIN,
+  EINTR,
+  EPOLL_CTL_ADD,
+  EPOLL_CTL_MOD,
+  EPOLL_DATA_OFFSET,
+  EPOLL_EVENT_SIZE,
+  EPOLLIN,
+  EPOLLOUT,
+  type Libc,
+  type LibcSymbols,
+  SHUT_WR,
+  SOCK_CLOEXEC,
+  SOCK_NONBLOCK,
+} from "./libc.ts";
+import { formatAddress } from "./net_address.ts";
+import { DRAIN_GRACE_MS, Session } from "./session.ts";
+
+const READ_SIZE = 65536;
+const MAX_EVENTS = 256;
+/** The longest wait in epoll_wait, so commands and deadlines are seen promptly when idle. */
+const MAX_WAIT_MS = 50;
+
+/** One open connection: its socket and its session. */
+interface Peer {
+  readonly fd: number;
+  readonly session: Session;
+  /** The epoll events registered for it. */
+  events: number;
+}
+
+/** Serves queries on a listening socket's descriptor until shut down. */
+export class EpollService implements Service {
+  readonly #calls: LibcSymbols;
+  readonly #libc: Libc;
+  readonly #context: ServiceOptions;
+  readonly #listenFd: number;
+  readonly #epollFd: number;
+  /** Open connections by file descriptor. */
+  readonly #peers: (Peer | undefined)[] = [];
+  #open = 0;
+  readonly #events = new Uint8Array(EPOLL_EVENT_SIZE * MAX_EVENTS);
+  readonly #eventView = new DataView(this.#events.buffer);
+  readonly #eventOne = new Uint8Array(EPOLL_EVENT_SIZE);
+  readonly #eventOneView = new DataView(this.#eventOne.buffer);
+  /** One read buffer serves every connection: a session is done with it when receive returns. */
+  readonly #input = new Uint8Array(READ_SIZE);
+  #listening = true;
+  #draining = false;
+  #graceEnds = 0;
+  #stopped = false;
+  #nextSweep = 0;
+  #sweepEvery: number;
+  /** When to watch the listener again after accept ran out of descriptors; 0 when watching. */
+  #acceptResumes = 0;
+  /** The time of the latest wakeup from epoll_wait. */
+  #now = Date.now();
+  #drained: (() => void) | undefined;
+  /** Resolves when the loop has returned and its sockets are closed. */
+  readonly done: Promise<void>;
+
+  /**
+   * Takes over a listening, non-blocking socket and starts the loop. Between
+   * waits it calls `pendingCommands`, and while that says commands are
+   * waiting it yields to the thread's event loop so their messages arrive.
+   */
+  constructor(
+    libc: Libc,
+    listenFd: number,
+    options: ServiceOptions,
+    pendingCommands: () => boolean,
+  ) {
+    this.#libc = libc;
+    this.#calls = libc.calls;
+    this.#context = options;
+    this.#listenFd = listenFd;
+    this.#epollFd = this.#calls.epoll_create1(SOCK_CLOEXEC);
+    if (this.#epollFd < 0) {
+      throw new Error(`The call epoll_create1 failed with errno ${libc.errno()}.`);
+    }
+    this.#control(EPOLL_CTL_ADD, listenFd, EPOLLIN);
+    this.#sweepEvery = sweepInterval(options.limits);
+    this.done = this.#run(pendingCommands);
+  }
+
+  /** Replaces the book; each later query is answered from the new one. */
+  setBook(book: AddressBook): void {
+    this.#context.book = book;
+  }
+
+  /** Drains, as {@linkcode Service.shutdown} says. */
+  shutdown(): Promise<void> {
+    const now = Date.now();
+    this.#draining = true;
+    this.#graceEnds = now + DRAIN_GRACE_MS;
+    this.#sweepEvery = Math.min(this.#sweepEvery, DRAIN_SWEEP_MS);
+    for (const peer of this.#peers) if (peer) this.#drainPeer(peer, now);
+    return new Promise((resolve) => {
+      this.#drained = resolve;
+      this.#checkDrained(now);
+    });
+  }
+
+  /** Closes the listener and every connection, and stops the loop. */
+  abort(): Promise<void> {
+    this.#closeAll();
+    return this.done;
+  }
+
+  async #run(pendingCommands: () => boolean): Promise<void> {
+    // The loop blocks the thread between its rare awaits: let the code that
+    // created the service finish first (it reports that it listens).
+    await Promise.resolve();
+    try {
+      await this.#loop(pendingCommands);
+    } finally {
+      // Also after a failure: the sockets belong to the whole process and would outlive us.
+      this.#closeAll();
+      this.#calls.close(this.#epollFd);
+    }
+  }
+
+  async #loop(pendingCommands: () => boolean): Promise<void> {
+    const calls = this.#calls;
+    while (!this.#stopped) {
+      const ready = calls.epoll_wait(this.#epollFd, this.#events, MAX_EVENTS, MAX_WAIT_MS);
+      if (ready < 0 && this.#libc.errno() !== EINTR) {
+        throw new Error(`The call epoll_wait failed with errno ${this.#libc.errno()}.`);
+      }
+      // One clock reading per wakeup is precise enough for timeouts of 10 ms and more.
+      const now = this.#now = Date.now();
+      for (let i = 0; i < ready; i++) {
+        const base = i * EPOLL_EVENT_SIZE;
+        const events = this.#eventView.getUint32(base, true);
+        const fd = this.#eventView.getInt32(base + EPOLL_DATA_OFFSET, true);
+        if (fd === this.#listenFd) {
+          if (this.#listening) this.#acceptAll();
+          continue;
+        }
+        const peer = this.#peers[fd];
+        if (peer === undefined) continue;
+        if (events & EPOLLOUT) this.#react(peer, true);
+        else this.#onReadable(peer);
+      }
+      if (this.#acceptResumes > 0 && now >= this.#acceptResumes && this.#listening) {
+        this.#acceptResumes = 0;
+        this.#control(EPOLL_CTL_MOD, this.#listenFd, EPOLLIN);
+      }
+      if (now >= this.#nextSweep) {
+        this.#sweep(now);
+        this.#nextSweep = now + this.#sweepEvery;
+      }
+      if (this.#draining) this.#checkDrained(now);
+      while (pendingCommands()) await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+  }
+
+  #acceptAll(): void {
+    const calls = this.#calls;
+    for (;;) {
+      const fd = calls.accept4(this.#listenFd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        const errno = this.#libc.errno();
+        if (errno !== EAGAIN && errno !== EINTR) this.#pauseAccepting(errno);
+        return;
+      }
+      const session = new Session(this.#context, this.#now, () => this.#peerAddress(fd));
+      this.#control(EPOLL_CTL_ADD, fd, EPOLLIN);
+      const peer: Peer = { fd, session, events: EPOLLIN };
+      this.#peers[fd] = peer;
+      this.#open++;
+      if (this.#draining) session.drain(this.#now);
+      // A refused connection has its SERVER_BUSY reply to send before it reads anything.
+      this.#react(peer);
+    }
+  }
+
+  /**
+   * Stops watching the listener for {@linkcode ACCEPT_PAUSE_MS} after
+   * accept fails for want of resources (EMFILE, ENFILE, ENOBUFS): the
+   * listener stays readable, so watching it would spin a core, and the
+   * pending clients wait in the kernel's queue until descriptors free up.
+   */
+  #pauseAccepting(errno: number): void {
+    this.#acceptResumes = this.#now + ACCEPT_PAUSE_MS;
+    this.#control(EPOLL_CTL_MOD, this.#listenFd, 0);
+    this.#context.log.error("accept failed; pausing accepts", {
+      errno,
+      pause_ms: ACCEPT_PAUSE_MS,
+    });
+  }
+
+  #onReadable(peer: Peer): void {
+    const received = this.#libc.read(peer.fd, this.#input, READ_SIZE);
+    if (received > 0) peer.session.receive(this.#input, received, this.#now);
+    else if (received === 0) peer.session.receiveEnd(this.#now);
+    else if (this.#libc.errno() === EAGAIN) return;
+    else peer.session.abort(); // reset by the peer
+    this.#react(peer);
+  }
+
+  /**
+   * Does what the session asks after an event: write what is due (unless the
+   * socket was full and has not said it is writable), half-close, close, or
+   * change what to wait for.
+   */
+  #react(peer: Peer, writable = peer.events !== EPOLLOUT): void {
+    const { session } = peer;
+    if (writable) this.#writeOut(peer);
+    if (session.wantsHalfClose) {
+      this.#calls.shutdown(peer.fd, SHUT_WR);
+      session.halfClosed(this.#now);
+    }
+    if (session.closed) return this.#close(peer);
+    this.#watch(peer, session.outputLength > 0 ? EPOLLOUT : session.wantsRead ? EPOLLIN : 0);
+  }
+
+  /** Writes what the session has due, as far as the socket takes it. */
+  #writeOut(peer: Peer): void {
+    const { session } = peer;
+    while (session.outputLength > 0) {
+      const length = session.outputLength;
+      const written = this.#libc.write(peer.fd, session.outputBytes, length);
+      if (written < 0) {
+        if (this.#libc.errno() !== EAGAIN) session.abort();
+        return;
+      }
+      session.wrote(written, this.#now); // may answer frames held back: more to write
+      if (written < length) return; // the socket is full: wait until it is writable
+    }
+  }
+
+  #drainPeer(peer: Peer, now: number): void {
+    peer.session.drain(now);
+    this.#react(peer);
+  }
+
+  /** Ticks the sessions whose deadline has passed. */
+  #sweep(now: number): void {
+    for (const peer of this.#peers) {
+      if (peer === undefined || now < peer.session.deadline) continue;
+      peer.session.tick(now);
+      this.#react(peer);
+    }
+  }
+
+  #checkDrained(now: number): void {
+    // Until the grace ends, connections queued before the signal are still accepted.
+    if (now >= this.#graceEnds) this.#stopListening();
+    if (!this.#listening && this.#open === 0) this.#stop();
+  }
+
+  #closeAll(): void {
+    this.#stopListening();
+    for (const peer of this.#peers) {
+      if (!peer) continue;
+      peer.session.abort();
+      this.#close(peer);
+    }
+    this.#stop();
+  }
+
+  #stop(): void {
+    this.#stopped = true;
+    this.#drained?.();
+  }
+
+  #stopListening(): void {
+    if (!this.#listening) return;
+    this.#listening = false;
+    this.#calls.close(this.#listenFd);
+  }
+
+  #watch(peer: Peer, events: number): void {
+    if (peer.events === events) return;
+    peer.events = events;
+    this.#control(EPOLL_CTL_MOD, peer.fd, events);
+  }
+
+  #control(operation: number, fd: number, events: number): void {
+    const view = this.#eventOneView;
+    view.setUint32(0, events, true);
+    view.setInt32(EPOLL_DATA_OFFSET, fd, true);
+    this.#calls.epoll_ctl(this.#epollFd, operation, fd, this.#eventOne);
+  }
+
+  #close(peer: Peer): void {
+    if (this.#peers[peer.fd] !== peer) return;
+    this.#peers[peer.fd] = undefined;
+    this.#calls.close(peer.fd); // also removes it from the epoll set
+    this.#open--;
+    if (this.#draining && !this.#listening && this.#open === 0) this.#stop();
+  }
+
+  #peerAddress(fd: number): string {
+    const address = new Uint8Array(128);
+    const length = new Uint32Array([address.length]);
+    if (this.#calls.getpeername(fd, address, new Uint8Array(length.buffer)) !== 0) return "?";
+    const { hostname, port } = decodeSockaddr(address);
+    return formatAddress(hostname, port);
+  }
+}

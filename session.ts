@@ -1,0 +1,479 @@
+/**
+ * The session layer: every per-connection rule of the server, as one pure
+ * state machine per connection. A session does no I/O and reads no clock.
+ * Its driver (driver_epoll.ts, driver_deno.ts) tells it what arrived and
+ * what time it is; the session says what to write, whether to read, when to
+ * half-close or close, and when it next wants to be woken (its deadline).
+ *
+ * This is the "sans-I/O" design of h11 and quinn-proto, one layer above
+ * protocol.ts, which works the same way for bytes. Because every rule lives
+ * here once (admission, decode → answer → encode, backpressure, the idle,
+ * frame and write timeouts, drain at shutdown, linger), both event loops
+ * behave alike, and the rules can be tested without sockets or timers.
+ *
+ * A connection's life:
+ *
+ * ```
+ *   open ──(protocol error, busy, drain over, peer EOF)──▶ ending
+ *   ending ──(replies written; peer still open)──▶ lingering ──(peer EOF, linger over)──▶ closed
+ *   ending ──(replies written; peer closed)──────────────────────────────────────────────▶ closed
+ *   any ──(a timeout, a reset: abort)──▶ closed
+ * ```
+ *
+ * A driver's loop, in outline:
+ *
+ * ```ts ignore
+ * session.receive(input, received, now);        // or receiveEnd(now) at EOF
+ * while (session.outputLength > 0) {
+ *   const written = write(session.outputBytes, session.outputLength);
+ *   if (written <= 0) break;                     // wait until writable
+ *   session.wrote(written, now);                 // may answer frames held back
+ * }
+ * if (session.wantsHalfClose) { shutdownWrite(); session.halfClosed(now); }
+ * if (session.closed) close();
+ * // read only while session.wantsRead; call session.tick(now) at session.deadline
+ * ```
+ *
+ * @module
+ */
+
+import type { AddressBook } from "./addressbook.ts";
+import type { Logger } from "./log.ts";
+import { Counter } from "./metrics.ts";
+import {
+  encodeReply,
+  FrameDecoder,
+  HEADER_SIZE,
+  MAX_QUERY_BYTES,
+  ProtocolError,
+  STATUS_PROTOCOL_ERROR,
+  STATUS_SERVER_BUSY,
+  TYPE_QUERY,
+} from "./protocol.ts";
+
+/** Limits on what one peer may hold of the server. Times are in milliseconds; 0 turns a timeout off. */
+export interface ServiceLimits {
+  /** Open connections allowed across all threads; one more is refused with SERVER_BUSY. */
+  maxConnections: number;
+  /** A connection that owes no reply and has sent nothing for this long is closed. */
+  idleTimeoutMs: number;
+  /** A connection that started a frame and has not finished it in this long is closed. */
+  frameTimeoutMs: number;
+  /** A connection with replies waiting that takes none of them for this long is closed. */
+  writeTimeoutMs: number;
+  /** Reply bytes a connection may have waiting before the server stops reading from it. */
+  maxPendingWrite: number;
+}
+
+/** Default limits, as documented in the README. */
+export const DEFAULT_LIMITS: ServiceLimits = {
+  maxConnections: 1024,
+  idleTimeoutMs: 300_000,
+  frameTimeoutMs: 10_000,
+  writeTimeoutMs: 30_000,
+  maxPendingWrite: 1 << 20,
+};
+
+/**
+ * Time given, at shutdown, for bytes already sent to arrive: a connection
+ * is ended once it has owed nothing and received nothing for this long.
+ */
+export const DRAIN_GRACE_MS = 100;
+
+/**
+ * How long after the shutdown began a connection is still read. Past it, a
+ * client that never stops pipelining is answered what it had sent and then
+ * ended, instead of holding the shutdown until its timeout.
+ */
+export const DRAIN_READ_MS = 1000;
+
+/**
+ * After the last reply, how long a half-closed connection's input is read
+ * and dropped while waiting for the peer to close: closing a socket with
+ * unread input makes the kernel send a reset, which can destroy replies the
+ * peer has not read yet.
+ */
+export const LINGER_MS = 1000;
+
+/** The reply to a connection over the limit, sent before closing it. */
+export const BUSY_REPLY: Uint8Array = encodeReply(
+  STATUS_SERVER_BUSY,
+  "The server is at its connection limit; try again later.",
+);
+
+/** What every session of one serving thread shares. */
+export interface SessionContext {
+  /** The book to answer from; replacing it here switches every session's later answers. */
+  book: AddressBook;
+  /** Limits on each peer. */
+  limits: ServiceLimits;
+  /** This thread's counters (a row of the shared table, see metrics.ts). */
+  counters: Float64Array;
+  /** Open connections across all threads: a shared one-element array, updated atomically. */
+  openConnections: Int32Array;
+  /** Where events are logged. */
+  log: Logger;
+}
+
+/** Where a session is in its life (see the module comment). */
+export type SessionPhase = "open" | "ending" | "lingering" | "closed";
+
+/** Why a session closed, for the driver's logs and for tests. */
+export type CloseReason =
+  | "peer-closed"
+  | "ended"
+  | "linger-over"
+  | "idle-timeout"
+  | "frame-timeout"
+  | "write-timeout"
+  | "aborted";
+
+const EMPTY = new Uint8Array(0);
+/** A reply buffer this large is given back once emptied, so idle connections hold little. */
+const KEEP_OUTPUT_BYTES = 64 * 1024;
+const FIRST_OUTPUT_BYTES = 1024;
+
+/**
+ * One connection's state machine. Create it when a connection is accepted;
+ * it takes a connection slot (or, at the limit, starts out refusing with
+ * SERVER_BUSY) and gives the slot back when it closes.
+ */
+export class Session {
+  readonly #context: SessionContext;
+  readonly #peer: () => string;
+  readonly #decoder = new FrameDecoder({ type: TYPE_QUERY, maxPayload: MAX_QUERY_BYTES });
+  #phase: SessionPhase = "open";
+  #closeReason: CloseReason | undefined;
+  /** Whether this session holds a connection slot (a refused one does not). */
+  #counted: boolean;
+  #output: Uint8Array = EMPTY;
+  #outputLength = 0;
+  /** Complete frames wait in the decoder: the peer is not taking its replies. */
+  #holding = false;
+  /** The peer sent EOF: nothing more will arrive. */
+  #peerClosed = false;
+  /** When the peer last sent bytes or took the last of its replies. */
+  #lastActive: number;
+  /** When the unfinished frame started, or -1 when none is unfinished. */
+  #frameStarted = -1;
+  /** When the peer last took reply bytes, or when replies started waiting. */
+  #lastWriteProgress: number;
+  /** When the shutdown began, or -1. */
+  #drainStarted = -1;
+  /** When a lingering session gives up waiting for the peer's close. */
+  #lingerUntil = 0;
+
+  /**
+   * Opens a session for a connection accepted at `now`. `peer` formats the
+   * peer's address for logs; it is only called when something is logged.
+   */
+  constructor(context: SessionContext, now: number, peer: () => string) {
+    this.#context = context;
+    this.#peer = peer;
+    this.#lastActive = now;
+    this.#lastWriteProgress = now;
+    this.#counted = this.#admit();
+    if (!this.#counted) {
+      this.#append(BUSY_REPLY);
+      this.#phase = "ending";
+    }
+  }
+
+  /** Where the session is in its life. */
+  get phase(): SessionPhase {
+    return this.#phase;
+  }
+
+  /** Why it closed, once {@linkcode closed}. */
+  get closeReason(): CloseReason | undefined {
+    return this.#closeReason;
+  }
+
+  /** Whether the driver must close the socket (and then forget the session). */
+  get closed(): boolean {
+    return this.#phase === "closed";
+  }
+
+  /** The buffer holding the bytes to write; its first {@linkcode outputLength} bytes are due. */
+  get outputBytes(): Uint8Array {
+    return this.#output;
+  }
+
+  /** How many bytes are due to be written; 0 when none. */
+  get outputLength(): number {
+    return this.#outputLength;
+  }
+
+  /**
+   * Whether the driver should read from the socket. False while replies
+   * wait for the peer (backpressure), and once the session takes no more
+   * input; a lingering session reads, to drop what still arrives.
+   */
+  get wantsRead(): boolean {
+    if (this.#peerClosed) return false;
+    if (this.#phase === "lingering") return true;
+    return this.#phase === "open" && !this.#holding &&
+      this.#outputLength < this.#context.limits.maxPendingWrite;
+  }
+
+  /** Whether the driver should half-close the socket now (then call {@linkcode halfClosed}). */
+  get wantsHalfClose(): boolean {
+    return this.#phase === "ending" && this.#outputLength === 0 && !this.#peerClosed;
+  }
+
+  /**
+   * When the session next wants {@linkcode tick} called, as a time like
+   * `now`; `Infinity` when nothing is due.
+   */
+  get deadline(): number {
+    switch (this.#phase) {
+      case "closed":
+        return Infinity;
+      case "lingering":
+        return this.#lingerUntil;
+      case "ending":
+        return this.#writeDeadline();
+    }
+    let deadline = this.#writeDeadline();
+    const { idleTimeoutMs, frameTimeoutMs } = this.#context.limits;
+    if (this.#outputLength === 0 && !this.#holding) {
+      if (this.#frameStarted >= 0) {
+        if (frameTimeoutMs > 0) deadline = this.#frameStarted + frameTimeoutMs;
+      } else {
+        if (idleTimeoutMs > 0) deadline = this.#lastActive + idleTimeoutMs;
+        if (this.#drainStarted >= 0) {
+          const quietAt = Math.max(this.#drainStarted, this.#lastActive) + DRAIN_GRACE_MS;
+          deadline = Math.min(deadline, quietAt);
+        }
+      }
+    }
+    if (this.#drainStarted >= 0) deadline = Math.min(deadline, this.#drainStarted + DRAIN_READ_MS);
+    return deadline;
+  }
+
+  /** Bytes arrived: `bytes`, or its first `length`. The session may keep a view of them until it returns. */
+  receive(bytes: Uint8Array, length: number, now: number): void {
+    if (this.#phase !== "open") return; // ending or lingering: input is dropped
+    this.#lastActive = now;
+    this.#decoder.push(bytes, length);
+    this.#answer(now);
+  }
+
+  /** The peer closed its side (a read returned EOF). */
+  receiveEnd(now: number): void {
+    this.#peerClosed = true;
+    if (this.#phase === "lingering") return this.#close("peer-closed");
+    if (this.#phase === "open") {
+      // Answer the frames held back, then close once they are written.
+      this.#phase = "ending";
+      this.#answer(now);
+    }
+    this.#closeIfDone();
+  }
+
+  /** The driver wrote the first `count` bytes of the output. */
+  wrote(count: number, now: number): void {
+    if (count <= 0 || this.#phase === "closed") return;
+    this.#lastWriteProgress = now;
+    const rest = this.#outputLength - count;
+    if (rest > 0) {
+      this.#output.copyWithin(0, count, this.#outputLength);
+      this.#outputLength = rest;
+      return;
+    }
+    this.#outputLength = 0;
+    // Idleness counts from the last reply the client took, not from when it was sent.
+    this.#lastActive = now;
+    if (this.#output.length > KEEP_OUTPUT_BYTES) this.#output = EMPTY;
+    if (this.#holding) this.#answer(now);
+    this.#closeIfDone();
+  }
+
+  /** The driver half-closed the socket, as {@linkcode wantsHalfClose} asked. */
+  halfClosed(now: number): void {
+    if (this.#phase !== "ending") return;
+    this.#phase = "lingering";
+    this.#lingerUntil = now + LINGER_MS;
+  }
+
+  /** The shutdown began: answer what arrives for a short while, then end. */
+  drain(now: number): void {
+    if (this.#drainStarted < 0) this.#drainStarted = now;
+    this.tick(now);
+  }
+
+  /** Time passed; applies whatever is due at `now` (timeouts, drain, linger). */
+  tick(now: number): void {
+    switch (this.#phase) {
+      case "closed":
+        return;
+      case "lingering":
+        if (now >= this.#lingerUntil) this.#close("linger-over");
+        return;
+    }
+    const { limits } = this.#context;
+    if (this.#drainStarted >= 0 && this.#phase === "open") this.#continueDrain(now);
+    if (this.#outputLength > 0 || this.#holding) {
+      // A connection being written to waits on its peer, not the other way round.
+      if (limits.writeTimeoutMs > 0 && now - this.#lastWriteProgress >= limits.writeTimeoutMs) {
+        this.#timeout("write", now);
+      }
+      return;
+    }
+    if (this.#phase !== "open") return;
+    if (this.#frameStarted >= 0) {
+      if (limits.frameTimeoutMs > 0 && now - this.#frameStarted >= limits.frameTimeoutMs) {
+        this.#timeout("frame", now);
+      }
+    } else if (limits.idleTimeoutMs > 0 && now - this.#lastActive >= limits.idleTimeoutMs) {
+      this.#timeout("idle", now);
+    }
+  }
+
+  /** The connection failed (a reset, a broken pipe) or the server is closing at once. */
+  abort(): void {
+    this.#close("aborted");
+  }
+
+  #continueDrain(now: number): void {
+    // Quiet: what its client had sent has arrived and been answered. Read for
+    // DRAIN_READ_MS at most: a client that never stops sending is answered
+    // what had arrived by then (including frames held back), then ended.
+    const quiet = this.#frameStarted < 0 && this.#outputLength === 0 && !this.#holding &&
+      now - this.#drainStarted >= DRAIN_GRACE_MS && now - this.#lastActive >= DRAIN_GRACE_MS;
+    if (quiet || now - this.#drainStarted >= DRAIN_READ_MS) this.#phase = "ending";
+  }
+
+  /** Answers every complete frame, as far as the pending-write limit allows. */
+  #answer(now: number): void {
+    const { book, counters, limits } = this.#context;
+    const decoder = this.#decoder;
+    // Write progress is measured from when replies start waiting.
+    if (this.#outputLength === 0) this.#lastWriteProgress = now;
+    let framesDone = 0;
+    try {
+      while (this.#outputLength < limits.maxPendingWrite) {
+        if (!decoder.take()) {
+          this.#holding = false;
+          if (this.#phase === "open") this.#trackFrame(framesDone, now);
+          return;
+        }
+        counters[Counter.repliesByStatus + this.#appendAnswer(book, decoder)]++;
+        framesDone++;
+      }
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      this.#protocolError(error);
+      return;
+    }
+    // The peer is not taking its replies: keep its other frames, read no more.
+    this.#holding = true;
+    decoder.detach();
+  }
+
+  /** Restarts the frame timer whenever a new frame is begun and left unfinished. */
+  #trackFrame(framesDone: number, now: number): void {
+    if (!this.#decoder.midFrame) this.#frameStarted = -1;
+    else if (this.#frameStarted < 0 || framesDone > 0) this.#frameStarted = now;
+  }
+
+  #protocolError(error: ProtocolError): void {
+    const { counters, log } = this.#context;
+    counters[Counter.repliesByStatus + STATUS_PROTOCOL_ERROR]++;
+    log.warn("protocol error", { peer: this.#peer(), error: error.message });
+    this.#append(encodeReply(STATUS_PROTOCOL_ERROR, error.message));
+    this.#holding = false;
+    this.#frameStarted = -1;
+    this.#decoder.reset();
+    this.#phase = "ending";
+  }
+
+  #timeout(kind: "idle" | "frame" | "write", now: number): void {
+    const { counters, log } = this.#context;
+    counters[
+      kind === "idle"
+        ? Counter.idleTimeouts
+        : kind === "frame"
+        ? Counter.frameTimeouts
+        : Counter.writeTimeouts
+    ]++;
+    log.debug(`${kind} timeout`, { peer: this.#peer(), after_ms: now - this.#lastActive });
+    this.#close(`${kind}-timeout`);
+  }
+
+  #writeDeadline(): number {
+    const { writeTimeoutMs } = this.#context.limits;
+    return (this.#outputLength > 0 || this.#holding) && writeTimeoutMs > 0
+      ? this.#lastWriteProgress + writeTimeoutMs
+      : Infinity;
+  }
+
+  /** An ending session whose peer has closed is done once its replies are written. */
+  #closeIfDone(): void {
+    if (this.#phase === "ending" && this.#peerClosed && this.#outputLength === 0) {
+      this.#close("peer-closed");
+    }
+  }
+
+  /** Takes a connection slot, or counts and logs the refusal at the limit. */
+  #admit(): boolean {
+    const { counters, openConnections, limits, log } = this.#context;
+    counters[Counter.connectionsTotal]++;
+    if (Atomics.add(openConnections, 0, 1) < limits.maxConnections) {
+      counters[Counter.connectionsOpen]++;
+      return true;
+    }
+    Atomics.sub(openConnections, 0, 1);
+    counters[Counter.busyRefusals]++;
+    counters[Counter.repliesByStatus + STATUS_SERVER_BUSY]++;
+    log.warn("connection refused: server busy", { peer: this.#peer() });
+    return false;
+  }
+
+  #close(reason: CloseReason): void {
+    if (this.#phase === "closed") return;
+    this.#phase = "closed";
+    this.#closeReason = reason;
+    this.#outputLength = 0;
+    this.#output = EMPTY;
+    this.#decoder.reset();
+    if (this.#counted) {
+      this.#counted = false;
+      Atomics.sub(this.#context.openConnections, 0, 1);
+      this.#context.counters[Counter.connectionsOpen]--;
+    }
+  }
+
+  /** Appends the reply to the frame the decoder just took, and returns its status. */
+  #appendAnswer(book: AddressBook, decoder: FrameDecoder): number {
+    const { payloadBytes, payloadStart, payloadEnd } = decoder;
+    let end: number;
+    while (
+      (end = book.writeAnswer(
+        payloadBytes,
+        payloadStart,
+        payloadEnd,
+        this.#output,
+        this.#outputLength,
+      )) < 0
+    ) {
+      this.#grow(Math.max(FIRST_OUTPUT_BYTES, this.#output.length * 2));
+    }
+    const status = this.#output[this.#outputLength + HEADER_SIZE];
+    this.#outputLength = end;
+    return status;
+  }
+
+  #append(frame: Uint8Array): void {
+    const needed = this.#outputLength + frame.length;
+    if (needed > this.#output.length) this.#grow(Math.max(needed, this.#output.length * 2));
+    this.#output.set(frame, this.#outputLength);
+    this.#outputLength = needed;
+  }
+
+  #grow(size: number): void {
+    const grown = new Uint8Array(size);
+    grown.set(this.#output.subarray(0, this.#outputLength));
+    this.#output = grown;
+  }
+}
