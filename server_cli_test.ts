@@ -30,6 +30,8 @@ import {
   tempDir as makeTempDir,
   writeCsvBook,
 } from "./test_util.ts";
+import { type CliOptions, DEFAULT_WATCH_SETTLE_SECONDS, parseServerArgs } from "./server_cli.ts";
+import { StartError } from "./server_error.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -149,7 +151,24 @@ Deno.test("server exits 2 with a message and the usage on stderr for a bad comma
     [["--bogus"], /--bogus/],
     [["--port", "70000"], /--port must be a whole number from 0 to 65535, not "70000"/],
     [["--port", "http"], /--port must be a whole number .* not "http"/],
-    [["--port", "-1"], /--port/],
+    [["--port", "-1"], /server: --port must be a whole number from 0 to 65535, not "-1"\.\n/],
+    [["--port=-1"], /--port must be a whole number from 0 to 65535, not "-1"\./],
+    [["--data", ""], /server: --data must name a book file, not "" \(the path is empty\)\.\n/],
+    [
+      ["--host", "127.0.0.1:80"],
+      /server: --host takes an address without a port, not "127\.0\.0\.1:80": give the port with --port 80\.\n/,
+    ],
+    [["--host", "[::1]:8080"], /--host takes an address without a port, not "\[::1\]:8080"/],
+    [
+      ["--frame-timeout", "0.0004"],
+      /server: --frame-timeout must be a number of seconds from 0 to 2147483 with at most 3 decimals, not "0\.0004"\.\n/,
+    ],
+    [
+      ["--shutdown-timeout", "3000000"],
+      /server: --shutdown-timeout must be a number of seconds from 0 to 2147483 with at most 3 decimals, not "3000000"\.\n/,
+    ],
+    [["--idle-timeout", "-5"], /--idle-timeout must be a number of seconds from 0 to 2147483/],
+    [["--watch-settle", "1.0001"], /--watch-settle must be a number of seconds from 0 to 2147483/],
     [["--port"], /--port/],
     [["--tls-cert", "cert.pem"], /--tls-cert and --tls-key go together/],
     [["--tls-key", "key.pem"], /--tls-cert and --tls-key go together/],
@@ -169,6 +188,92 @@ Deno.test("server exits 2 with a message and the usage on stderr for a bad comma
     assertNoStackTrace(stderr);
     assert.doesNotMatch(stderr, LISTENING, label);
   }
+});
+
+/** Parses a command line that must be accepted. */
+function parseOk(args: string[]): CliOptions {
+  const options = parseServerArgs(args);
+  assert.ok(options !== "help");
+  return options;
+}
+
+/** Asserts that a command line is refused as bad usage, with a message matching `pattern`. */
+function assertRefused(args: string[], pattern: RegExp): void {
+  assert.throws(() => parseServerArgs(args), (error: unknown) => {
+    assert.ok(error instanceof StartError, `${args.join(" ")}: a StartError`);
+    assert.equal(error.exitCode, EXIT_USAGE);
+    assert.match(error.message, pattern);
+    assert.match(error.message, /^[A-Z-].*\.$/, "one sentence");
+    return true;
+  });
+}
+
+const TIMEOUT_FLAGS: readonly [string, (options: CliOptions) => number][] = [
+  ["--idle-timeout", (options) => options.limits.idleTimeoutMs],
+  ["--frame-timeout", (options) => options.limits.frameTimeoutMs],
+  ["--shutdown-timeout", (options) => options.shutdownTimeoutMs],
+  ["--watch-settle", (options) => options.watchSettleMs],
+];
+
+for (const [flag, chosen] of TIMEOUT_FLAGS) {
+  Deno.test(`parseServerArgs keeps every accepted ${flag} exactly and refuses the rest with the range`, () => {
+    const accepted: [string, number][] = [
+      ["0", 0],
+      ["0.001", 1],
+      ["2.5", 2500],
+      ["10", 10_000],
+      ["2147483", 2_147_483_000],
+    ];
+    for (const [value, ms] of accepted) {
+      assert.equal(chosen(parseOk([flag, value])), ms, `${flag} ${value}`);
+      assert.equal(chosen(parseOk([`${flag}=${value}`])), ms, `${flag}=${value}`);
+    }
+    for (const value of ["0.0004", "1.0005", "3000000", "2147484", "-1", "1e3", "soon", ""]) {
+      assertRefused(
+        [flag, value],
+        new RegExp(
+          `^${flag} must be a number of seconds from 0 to 2147483 with at most 3 decimals, not "${
+            value.replace(".", "\\.")
+          }"\\.$`,
+        ),
+      );
+    }
+  });
+}
+
+Deno.test("parseServerArgs takes the timeouts' and the watch's defaults", () => {
+  const options = parseOk([]);
+  assert.equal(options.limits.idleTimeoutMs, 300_000);
+  assert.equal(options.limits.frameTimeoutMs, 10_000);
+  assert.equal(options.shutdownTimeoutMs, 5000);
+  assert.equal(options.watch, false);
+  assert.equal(options.watchSettleMs, DEFAULT_WATCH_SETTLE_SECONDS * 1000);
+});
+
+Deno.test("parseServerArgs says what is wrong with a negative port, an empty path or a host with a port", () => {
+  assertRefused(["--port", "-1"], /^--port must be a whole number from 0 to 65535, not "-1"\.$/);
+  assertRefused(
+    ["--metrics-port", "-80"],
+    /^--metrics-port must be a whole number .* not "-80"\.$/,
+  );
+  assertRefused(["--data", ""], /^--data must name a book file, not "" \(the path is empty\)\.$/);
+  assertRefused(["--host", ""], /^--host must be an address or a host name, not ""\.$/);
+  for (
+    const [host, port] of [["127.0.0.1:80", "80"], ["localhost:8080", "8080"], ["[::1]:1", "1"]]
+  ) {
+    assertRefused(
+      ["--host", host],
+      new RegExp(
+        `^--host takes an address without a port, not ".*": give the port with --port ${port}\\.$`,
+      ),
+    );
+  }
+  for (const host of ["::1", "0.0.0.0", "::", "fe80::1", "localhost"]) {
+    assert.equal(parseOk(["--host", host]).hostname, host);
+  }
+  // A value that starts with a dash is still the flag's value, not another flag.
+  assert.equal(parseOk(["--email-column", "-mail-"]).emailColumn, "-mail-");
+  assertRefused(["--port"], /^Option '--port <value>' argument missing\.$/);
 });
 
 // ---------------------------------------------------------------------------

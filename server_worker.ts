@@ -12,8 +12,9 @@ import { EpollService } from "./epoll_service.ts";
 import { EACCES, EADDRINUSE, EADDRNOTAVAIL, listenTcp, openLibc, SocketError } from "./libc.ts";
 import { Logger, type LogLevel, type LogRecord } from "./log.ts";
 import { counterRow } from "./metrics.ts";
-import { ConnectionService, formatAddress, type ServiceLimits } from "./serve_connections.ts";
-import { listen, type PortSharing, type TlsFiles } from "./server.ts";
+import { formatAddress } from "./net_address.ts";
+import { ConnectionService, type ServiceLimits } from "./serve_connections.ts";
+import { listen, type PortSharing, type TlsFiles } from "./server_listen.ts";
 
 /** The event loop a thread serves with: its own epoll loop, or Deno.listen's. */
 export type IoKind = "epoll" | "deno";
