@@ -33,6 +33,8 @@ import { Logger } from "./log.ts";
 import { formatAddress } from "./net_address.ts";
 import { type CliOptions, parseServerArgs, USAGE } from "./server_cli.ts";
 import { StartError } from "./server_error.ts";
+import { StatusEndpoint } from "./server_http.ts";
+import { checkListenAddress, type TlsFiles } from "./server_listen.ts";
 import { type ServerHandle, startServer } from "./server_start.ts";
 import { untilStopped } from "./server_signals.ts";
 import { resolveUserPath } from "./user_path.ts";
@@ -77,14 +79,16 @@ export async function main(args: string[]): Promise<number> {
   };
 
   let server: ServerHandle;
+  let endpoint: StatusEndpoint | undefined;
   try {
+    // Everything that can fail fast is checked before a large book takes
+    // seconds and gigabytes to load.
+    const tls = await readTls(cli);
+    checkListenAddress(cli.hostname, cli.port, tls);
+    if (cli.metricsPort !== undefined) {
+      endpoint = StatusEndpoint.open(cli.hostname, cli.metricsPort);
+    }
     const book = await load();
-    const tls = cli.tlsCert && cli.tlsKey
-      ? {
-        cert: await readPem("--tls-cert", cli.tlsCert),
-        key: await readPem("--tls-key", cli.tlsKey),
-      }
-      : undefined;
     server = await startServer({
       book,
       hostname: cli.hostname,
@@ -94,10 +98,11 @@ export async function main(args: string[]): Promise<number> {
       io: cli.io,
       limits: cli.limits,
       tls,
-      metricsPort: cli.metricsPort,
+      statusEndpoint: endpoint,
       log,
     });
   } catch (error) {
+    await endpoint?.close();
     if (error instanceof BookError || error instanceof StartError) {
       log.error(error.message);
       return error instanceof StartError ? error.exitCode : 1;
@@ -133,6 +138,14 @@ export async function main(args: string[]): Promise<number> {
     },
   );
   return await stopped;
+}
+
+async function readTls(cli: CliOptions): Promise<TlsFiles | undefined> {
+  if (cli.tlsCert === undefined || cli.tlsKey === undefined) return undefined;
+  return {
+    cert: await readPem("--tls-cert", cli.tlsCert),
+    key: await readPem("--tls-key", cli.tlsKey),
+  };
 }
 
 async function readPem(flag: string, path: string): Promise<string> {

@@ -408,6 +408,70 @@ testEachIo("server exits 1 when --host is not an address of this machine", async
   assertNoStackTrace(stderr);
 });
 
+/** Rows in the large book: enough that loading it takes a while and logs what it dropped. */
+const LARGE_BOOK_ROWS = 300_000;
+
+/**
+ * Writes a large book in `dir` whose load would leave a trace in the log: one
+ * email comes twice, so under `--duplicates first` a load logs "duplicate
+ * emails dropped"; with `broken`, a bad last row makes the load fail instead.
+ */
+async function writeLargeBook(dir: string, broken: boolean): Promise<string> {
+  const rows: [string, string][] = Array.from(
+    { length: LARGE_BOOK_ROWS },
+    (_, i) => [`person${i}@example.com`, `Person ${i}`],
+  );
+  rows.push(["person0@example.com", "Person Zero Again"]);
+  if (broken) rows.push(["not-an-email", "Nobody"]);
+  return await writeBook(dir, rows, broken ? "large_broken.csv" : "large.csv");
+}
+
+Deno.test("server checks its port, metrics port and TLS files before it loads the book", async () => {
+  await using dir = await tempDir();
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const busy = String((taken.addr as Deno.NetAddr).port);
+    const cases: [string[], RegExp][] = [
+      [
+        ["--port", busy],
+        new RegExp(`Cannot listen on 127\\.0\\.0\\.1:${busy}: the port is already in use\\.`),
+      ],
+      [
+        ["--metrics-port", busy],
+        new RegExp(
+          `Cannot serve metrics on 127\\.0\\.0\\.1:${busy}: the port is already in use\\.`,
+        ),
+      ],
+      [
+        ["--tls-cert", `${dir.path}/missing.crt`, "--tls-key", `${dir.path}/missing.key`],
+        /Cannot read --tls-cert file .*missing\.crt/,
+      ],
+    ];
+    for (const broken of [false, true]) {
+      const book = await writeLargeBook(dir.path, broken);
+      for (const [args, message] of cases) {
+        const label = `${broken ? "broken" : "valid"} book, ${args.join(" ")}`;
+        const { code, stderr } = await runToExit([
+          "--data",
+          book,
+          "--duplicates",
+          "first",
+          ...args,
+        ]);
+        assert.equal(code, EXIT_FAILURE, `${label}: exit code; stderr:\n${stderr}`);
+        // The one line is the address's or the files' error: no trace of a load, done or failed.
+        const lines = linesOf(stderr);
+        assert.equal(lines.length, 1, `${label}: one line, got:\n${stderr}`);
+        assert.match(lines[0], message, label);
+        assert.doesNotMatch(stderr, /loaded|duplicate|not-an-email|large/, label);
+        assertNoStackTrace(stderr);
+      }
+    }
+  } finally {
+    taken.close();
+  }
+});
+
 // ---------------------------------------------------------------------------
 // Reload
 
