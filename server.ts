@@ -26,7 +26,7 @@
  * @module
  */
 
-import { watchFile } from "./book_watch.ts";
+import { BookWatch, fileSignature } from "./book_watch.ts";
 import { describeError } from "./errors.ts";
 import { BookError, loadBook } from "./load_book.ts";
 import { Logger } from "./log.ts";
@@ -63,8 +63,9 @@ export async function main(args: string[]): Promise<number> {
   }
   const cli = options;
   const log = new Logger({ format: cli.logFormat, level: cli.logLevel });
+  const path = resolveUserPath(cli.data);
   const load = async () => {
-    const { book, duplicates } = await loadBook(resolveUserPath(cli.data), {
+    const { book, duplicates } = await loadBook(path, {
       name: cli.dataLabel,
       format: cli.format,
       duplicates: cli.duplicates,
@@ -77,6 +78,18 @@ export async function main(args: string[]): Promise<number> {
     }
     return book;
   };
+  // A file written while it was read may have been read half old, half new.
+  const loadUnchanged = async () => {
+    const before = fileSignature(path);
+    const book = await load();
+    if (fileSignature(path) !== before) {
+      throw new Error(
+        `${cli.dataLabel} changed while it was being read; it is read again once it settles.`,
+      );
+    }
+    return book;
+  };
+  const servedSignature = cli.watch ? fileSignature(path) : undefined;
 
   let server: ServerHandle;
   let endpoint: StatusEndpoint | undefined;
@@ -93,7 +106,7 @@ export async function main(args: string[]): Promise<number> {
       book,
       hostname: cli.hostname,
       port: cli.port,
-      loadBook: load,
+      loadBook: loadUnchanged,
       workers: cli.workers,
       io: cli.io,
       limits: cli.limits,
@@ -117,12 +130,14 @@ export async function main(args: string[]): Promise<number> {
       log.error(`reload failed, still serving the old book: ${describeError(error)}`);
     }
   };
-  const watcher = cli.watch ? watchFile(resolveUserPath(cli.data), () => void reload()) : undefined;
+  const watch = cli.watch
+    ? BookWatch.start(path, { settleMs: cli.watchSettleMs, onSettled: reload, servedSignature })
+    : undefined;
   // Signal handlers go in before the start line, which tells scripts they may signal.
   const stopped = untilStopped(server, {
     shutdownTimeoutMs: cli.shutdownTimeoutMs,
     reload: () => void reload(),
-    onStopped: () => watcher?.close(),
+    onStopped: () => watch?.close(),
   }, log);
   const where = formatAddress(server.addr.hostname, server.addr.port);
   log.info(

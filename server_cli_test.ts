@@ -27,6 +27,7 @@ import {
   type ProtocolClient,
   runServerToExit as runToExit,
   ServerProcess,
+  swapConfigMap,
   tempDir as makeTempDir,
   writeCsvBook,
 } from "./test_util.ts";
@@ -559,6 +560,124 @@ Deno.test("server --watch reloads a book replaced by a rename or rewritten in pl
   await writeBook(dir.path, [[BOOK[0][0], "Ada Byron"]]);
   await server.stderr.waitFor(/reload done/, mark);
   assert.deepEqual(await askOnce(server, BOOK[0][0]), { status: STATUS_FOUND, text: "Ada Byron" });
+});
+
+/** Rows of the book the slow-rewrite test serves: a megabyte or so. */
+const REWRITTEN_ROWS = 20_000;
+/** The slow writer's chunks and its pauses between them, well within the default settle time. */
+const REWRITE_CHUNKS = 8;
+const REWRITE_PAUSE_MS = 100;
+
+/** The `i`th row of the old or the new book; every name is long enough that a cut shows. */
+function rewrittenRow(i: number, edition: "Old" | "New"): [string, string] {
+  return [`person${i}@example.com`, `${edition} Person ${i} of the rewritten book`];
+}
+
+function rewrittenBook(edition: "Old" | "New"): string {
+  const rows = Array.from({ length: REWRITTEN_ROWS }, (_, i) => rewrittenRow(i, edition));
+  return ["email,name", ...rows.map((row) => row.join(","))].join("\n") + "\n";
+}
+
+/** Writes `text` over the file in place (same inode), in chunks cut anywhere, with pauses. */
+async function writeSlowly(path: string, text: string): Promise<void> {
+  const bytes = new TextEncoder().encode(text);
+  const file = await Deno.open(path, { write: true, truncate: true });
+  try {
+    const size = Math.ceil(bytes.length / REWRITE_CHUNKS);
+    for (let start = 0; start < bytes.length; start += size) {
+      await file.write(bytes.subarray(start, start + size));
+      // The pauses are the scenario: a deploy tool writing a large file slowly.
+      await new Promise((resolve) => setTimeout(resolve, REWRITE_PAUSE_MS));
+    }
+  } finally {
+    file.close();
+  }
+}
+
+Deno.test("server --watch never serves a book rewritten in place until the file has settled", async () => {
+  await using dir = await tempDir();
+  const book = `${dir.path}/book.csv`;
+  await Deno.writeTextFile(book, rewrittenBook("Old"));
+  await using server = await ServerProcess.start(["--data", book, "--watch"]);
+  using probe = await server.connect();
+
+  const mark = server.stderr.lines.length;
+  let writing = true;
+  const writer = writeSlowly(book, rewrittenBook("New")).finally(() => writing = false);
+  let reloaded = false;
+  const reload = server.stderr.waitFor(/reload done/, mark).finally(() => reloaded = true);
+  // Every answer, while the file is written and until the reload, is a whole
+  // old or a whole new entry; the last entries are asked most, as a half-book loses them.
+  let answers = 0;
+  let newAnswers = 0;
+  for (let round = 0; (writing || !reloaded) && round < 1_000_000; round++) {
+    const i = round % 2 === 0 ? REWRITTEN_ROWS - 1 - (round % 100) : round % REWRITTEN_ROWS;
+    const reply = await probe.ask(rewrittenRow(i, "Old")[0]);
+    const names = [rewrittenRow(i, "Old")[1], rewrittenRow(i, "New")[1]];
+    assert.equal(reply.status, STATUS_FOUND, `entry ${i} is served all along`);
+    assert.ok(
+      names.includes(reply.text),
+      `entry ${i}: a whole old or new name, not "${reply.text}"`,
+    );
+    answers++;
+    if (reply.text === names[1]) newAnswers++;
+    if (newAnswers > 0) {
+      assert.ok(!writing, "nothing of the new book is served while it is written");
+    }
+  }
+  await writer;
+  const { line } = await reload;
+  assert.ok(answers > 0);
+  assert.match(line, new RegExp(`entries=${REWRITTEN_ROWS}`));
+  for (const i of [0, REWRITTEN_ROWS / 2, REWRITTEN_ROWS - 1]) {
+    assert.deepEqual(await probe.ask(rewrittenRow(i, "Old")[0]), {
+      status: STATUS_FOUND,
+      text: rewrittenRow(i, "New")[1],
+    });
+  }
+  const since = server.stderr.lines.slice(mark).join("\n");
+  assert.equal(since.match(/reload done/g)?.length, 1, `one reload, of the whole file:\n${since}`);
+  assert.doesNotMatch(since, /reload failed/);
+});
+
+Deno.test("server --watch follows a ConfigMap volume, typed with //, ./ and ../, through two updates", async () => {
+  await using dir = await tempDir();
+  const volume = `${dir.path}/config`;
+  await Deno.mkdir(`${volume}/sub`, { recursive: true });
+  const csv = (name: string) => `email,name\n${BOOK[0][0]},${name}\n`;
+  await swapConfigMap(volume, "2026_12_02_08_00_00.000000001", { "book.csv": csv("Ada One") });
+  const typed = `${dir.path}//config/./sub/../book.csv`;
+  await using server = await ServerProcess.start(["--data", typed, "--watch"]);
+  assert.equal((await askOnce(server, BOOK[0][0])).text, "Ada One");
+  for (
+    const [stamp, name] of [["2026_12_02_08_01_00.000000002", "Ada Two"], [
+      "2026_12_02_08_02_00.000000003",
+      "Ada Three",
+    ]]
+  ) {
+    const mark = server.stderr.lines.length;
+    await swapConfigMap(volume, stamp, { "book.csv": csv(name) });
+    await server.stderr.waitFor(/reload done/, mark);
+    assert.deepEqual(await askOnce(server, BOOK[0][0]), { status: STATUS_FOUND, text: name });
+  }
+});
+
+Deno.test("server --watch follows a symlinked --data whose target is edited", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir.path}/real`);
+  const target = await writeBook(`${dir.path}/real`);
+  await Deno.symlink(target, `${dir.path}/book.csv`);
+  await using server = await ServerProcess.start([
+    "--data",
+    `${dir.path}/book.csv`,
+    "--watch",
+    "--watch-settle",
+    "0.2",
+  ]);
+  const mark = server.stderr.lines.length;
+  await writeBook(`${dir.path}/real`, [[BOOK[0][0], "Ada King"]]);
+  await server.stderr.waitFor(/reload done/, mark);
+  assert.deepEqual(await askOnce(server, BOOK[0][0]), { status: STATUS_FOUND, text: "Ada King" });
 });
 
 // ---------------------------------------------------------------------------
