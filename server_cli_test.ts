@@ -993,6 +993,47 @@ testEachIo(
   },
 );
 
+/** The status of `GET` (or `method`) on the server's metrics port at `path`. */
+async function httpStatus(url: string, method = "GET"): Promise<number> {
+  const response = await fetch(url, { method });
+  await response.body?.cancel();
+  return response.status;
+}
+
+testEachIo(
+  "server /readyz answers 200 while serving and 503 from SIGTERM while it drains; /healthz 200 throughout",
+  async (io) => {
+    await using dir = await tempDir();
+    await using server = await startOnBook(dir.path, [
+      "--metrics-port",
+      "0",
+      "--shutdown-timeout",
+      "60",
+      ...io,
+    ]);
+    const where = /metrics=(\S+):(\d+)/.exec(server.startLine);
+    assert.ok(where, server.startLine);
+    const url = `http://${where[1]}:${where[2]}`;
+    assert.equal(await httpStatus(`${url}/readyz`), 200);
+    assert.equal(await httpStatus(`${url}/readyz`, "HEAD"), 200);
+    assert.equal(await httpStatus(`${url}/healthz`), 200);
+
+    // A connection left mid-frame keeps the drain going until it closes.
+    const held = await holdMidFrame(server);
+    try {
+      server.signal("SIGTERM");
+      await server.stderr.waitFor(/shutting down/);
+      assert.equal(await httpStatus(`${url}/readyz`), 503, "draining: not ready");
+      assert.equal(await httpStatus(`${url}/readyz`, "HEAD"), 503);
+      assert.equal(await httpStatus(`${url}/healthz`), 200, "draining: still alive");
+      assert.doesNotMatch(server.stderr.text, /shutdown complete/, "still draining when asked");
+    } finally {
+      held.close();
+    }
+    assert.equal((await server.exit()).code, EXIT_OK, server.stderr.text);
+  },
+);
+
 testEachIo(
   "server --max-connections 1 answers a second connection with SERVER_BUSY and logs it",
   async (io) => {
