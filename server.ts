@@ -125,7 +125,11 @@ export async function main(args: string[]): Promise<number> {
   const reload = async () => {
     try {
       await server.reload();
-      log.info("reload done", { entries: server.entries, file: cli.dataLabel });
+      log.info("reload done", {
+        entries: server.entries,
+        file: cli.dataLabel,
+        sha256: shortFingerprint(server),
+      });
     } catch (error) {
       log.error(`reload failed, still serving the old book: ${describeError(error)}`);
     }
@@ -145,6 +149,7 @@ export async function main(args: string[]): Promise<number> {
       server.entries === 1 ? "entry" : "entries"
     } from ${cli.dataLabel}; listening on ${cli.tlsCert ? "tls://" : ""}${where}`,
     {
+      sha256: shortFingerprint(server),
       workers: cli.workers,
       io: server.io,
       metrics: server.metricsAddr
@@ -153,6 +158,13 @@ export async function main(args: string[]): Promise<number> {
     },
   );
   return await stopped;
+}
+
+/** Digits of the fingerprint a log line shows: enough to tell books apart at a glance. */
+const LOGGED_FINGERPRINT_DIGITS = 12;
+
+function shortFingerprint(server: ServerHandle): string | undefined {
+  return server.fingerprint?.slice(0, LOGGED_FINGERPRINT_DIGITS);
 }
 
 async function readTls(cli: CliOptions): Promise<TlsFiles | undefined> {

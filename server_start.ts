@@ -81,6 +81,8 @@ export interface ServerHandle {
   readonly entries: number;
   /** The event loop serving plain connections. */
   readonly io: IoKind;
+  /** The SHA-256 (hex) of the book being served, when `fingerprint` tells it. */
+  readonly fingerprint: string | undefined;
   /** Whether `/readyz` says ready: serving, and no shutdown has begun. */
   readonly ready: boolean;
   /** Loads the book again with `loadBook`; on failure keeps the old one and throws. */
@@ -197,6 +199,9 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     metricsAddr: endpoint?.addr,
     get entries() {
       return figures.entries;
+    },
+    get fingerprint() {
+      return figures.fingerprint;
     },
     get ready() {
       return !draining;

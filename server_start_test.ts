@@ -64,7 +64,9 @@ Deno.test("the metrics show the fingerprint of the book served, and of the new o
   });
   try {
     assert.match(server.metrics(), /^addrbook_book_info\{sha256="(aa){32}"\} 1$/m);
+    assert.equal(server.fingerprint, "aa".repeat(32));
     await server.reload();
+    assert.equal(server.fingerprint, "bb".repeat(32));
     assert.match(server.metrics(), /^addrbook_book_info\{sha256="(bb){32}"\} 1$/m);
     assert.doesNotMatch(server.metrics(), /sha256="(aa){32}"/);
   } finally {
