@@ -112,7 +112,13 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   const hostname = options.hostname ?? "127.0.0.1";
   const workers = options.workers ?? 1;
   const log = options.log ?? new Logger();
-  const io = chooseIo(options.io ?? "auto", hostname, options.tls);
+  let io: IoKind;
+  try {
+    io = chooseIo(options.io ?? "auto", hostname, options.tls);
+  } catch (error) {
+    await options.statusEndpoint?.close();
+    throw error;
+  }
   const counters = createCounterTable(workers);
   let book = options.book;
   const figures: BookFigures = {
