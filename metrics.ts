@@ -56,6 +56,11 @@ export interface BookFigures {
   reloadsOk: number;
   /** Reloads that failed and kept the old book. */
   reloadsFailed: number;
+  /**
+   * The SHA-256 of the entries served (hex), when known: equal on two
+   * replicas exactly when they serve the same entries.
+   */
+  fingerprint?: string;
 }
 
 /** Renders the counters in the Prometheus text exposition format (version 0.0.4). */
@@ -98,5 +103,15 @@ export function renderPrometheus(totals: Float64Array, book: BookFigures): strin
   metric("addrbook_book_entries", "gauge", "Entries in the book being served.", [
     ["", book.entries],
   ]);
+  if (book.fingerprint !== undefined) {
+    metric("addrbook_book_info", "gauge", "The book being served, by its entries' SHA-256.", [
+      [`{sha256="${labelValue(book.fingerprint)}"}`, 1],
+    ]);
+  }
   return lines.join("\n") + "\n";
+}
+
+/** Escapes a label value as the text format requires (backslash, quote, line feed). */
+function labelValue(value: string): string {
+  return value.replace(/[\\"\n]/g, (c) => c === "\n" ? "\\n" : `\\${c}`);
 }

@@ -64,7 +64,7 @@ const NO_BOOK: BookFigures = { entries: 0, reloadsOk: 0, reloadsFailed: 0 };
 
 Deno.test("COUNTERS_PER_THREAD holds the fixed counters and one per reply status", () => {
   assert.equal(COUNTERS_PER_THREAD, Counter.repliesByStatus + STATUS_NAMES.length);
-  assert.equal(COUNTERS_PER_THREAD, 10);
+  assert.equal(COUNTERS_PER_THREAD, 13);
   const indices = Object.values(Counter);
   assert.equal(new Set(indices).size, indices.length, "each counter has its own index");
   assert.ok(indices.every((index) => index < COUNTERS_PER_THREAD));
@@ -196,6 +196,7 @@ Deno.test("renderPrometheus writes the summed counters and the book figures as s
   b[Counter.busyRefusals] = 4;
   a[Counter.idleTimeouts] = 5;
   b[Counter.frameTimeouts] = 6;
+  a[Counter.writeTimeouts] = 7;
   STATUS_NAMES.forEach((_, status) => {
     a[Counter.repliesByStatus + status] = 100 + status;
     b[Counter.repliesByStatus + status] = 1000 * (status + 1);
@@ -214,9 +215,12 @@ Deno.test("renderPrometheus writes the summed counters and the book figures as s
     'addrbook_replies_total{status="BAD_REQUEST"}': 3102,
     'addrbook_replies_total{status="PROTOCOL_ERROR"}': 4103,
     'addrbook_replies_total{status="SERVER_BUSY"}': 5104,
+    'addrbook_replies_total{status="FORBIDDEN"}': 6105,
+    'addrbook_replies_total{status="RATE_LIMITED"}': 7106,
     "addrbook_busy_refusals_total": 4,
     'addrbook_timeouts_total{kind="idle"}': 5,
     'addrbook_timeouts_total{kind="frame"}': 6,
+    'addrbook_timeouts_total{kind="write"}': 7,
     'addrbook_reloads_total{result="ok"}': 3,
     'addrbook_reloads_total{result="failed"}': 1,
     "addrbook_book_entries": 50,
@@ -233,4 +237,20 @@ Deno.test("renderPrometheus writes large counts as plain integers", () => {
   assert.match(text, /^addrbook_connections_total 9007199254740992$/m);
   assert.match(text, /^addrbook_book_entries 1000000$/m);
   parseExposition(text);
+});
+
+const SHA256_OF_NOTHING = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+Deno.test("renderPrometheus writes the book's fingerprint as addrbook_book_info when it is known", () => {
+  const totals = sumCounters(createCounterTable(1));
+  const text = renderPrometheus(totals, { ...NO_BOOK, fingerprint: SHA256_OF_NOTHING });
+  const exposition = parseExposition(text);
+  assert.equal(exposition.type.get("addrbook_book_info"), "gauge");
+  assert.equal(exposition.samples.get(`addrbook_book_info{sha256="${SHA256_OF_NOTHING}"}`), 1);
+  assert.match(text, new RegExp(`^addrbook_book_info\\{sha256="${SHA256_OF_NOTHING}"\\} 1$`, "m"));
+});
+
+Deno.test("renderPrometheus leaves addrbook_book_info out when no fingerprint is known", () => {
+  const text = renderPrometheus(sumCounters(createCounterTable(1)), NO_BOOK);
+  assert.doesNotMatch(text, /addrbook_book_info/);
 });

@@ -27,9 +27,12 @@ import {
   type ProtocolClient,
   runServerToExit as runToExit,
   ServerProcess,
+  swapConfigMap,
   tempDir as makeTempDir,
   writeCsvBook,
 } from "./test_util.ts";
+import { type CliOptions, DEFAULT_WATCH_SETTLE_SECONDS, parseServerArgs } from "./server_cli.ts";
+import { StartError } from "./server_error.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -149,7 +152,24 @@ Deno.test("server exits 2 with a message and the usage on stderr for a bad comma
     [["--bogus"], /--bogus/],
     [["--port", "70000"], /--port must be a whole number from 0 to 65535, not "70000"/],
     [["--port", "http"], /--port must be a whole number .* not "http"/],
-    [["--port", "-1"], /--port/],
+    [["--port", "-1"], /server: --port must be a whole number from 0 to 65535, not "-1"\.\n/],
+    [["--port=-1"], /--port must be a whole number from 0 to 65535, not "-1"\./],
+    [["--data", ""], /server: --data must name a book file, not "" \(the path is empty\)\.\n/],
+    [
+      ["--host", "127.0.0.1:80"],
+      /server: --host takes an address without a port, not "127\.0\.0\.1:80": give the port with --port 80\.\n/,
+    ],
+    [["--host", "[::1]:8080"], /--host takes an address without a port, not "\[::1\]:8080"/],
+    [
+      ["--frame-timeout", "0.0004"],
+      /server: --frame-timeout must be a number of seconds from 0 to 2147483 with at most 3 decimals, not "0\.0004"\.\n/,
+    ],
+    [
+      ["--shutdown-timeout", "3000000"],
+      /server: --shutdown-timeout must be a number of seconds from 0 to 2147483 with at most 3 decimals, not "3000000"\.\n/,
+    ],
+    [["--idle-timeout", "-5"], /--idle-timeout must be a number of seconds from 0 to 2147483/],
+    [["--watch-settle", "1.0001"], /--watch-settle must be a number of seconds from 0 to 2147483/],
     [["--port"], /--port/],
     [["--tls-cert", "cert.pem"], /--tls-cert and --tls-key go together/],
     [["--tls-key", "key.pem"], /--tls-cert and --tls-key go together/],
@@ -169,6 +189,92 @@ Deno.test("server exits 2 with a message and the usage on stderr for a bad comma
     assertNoStackTrace(stderr);
     assert.doesNotMatch(stderr, LISTENING, label);
   }
+});
+
+/** Parses a command line that must be accepted. */
+function parseOk(args: string[]): CliOptions {
+  const options = parseServerArgs(args);
+  assert.ok(options !== "help");
+  return options;
+}
+
+/** Asserts that a command line is refused as bad usage, with a message matching `pattern`. */
+function assertRefused(args: string[], pattern: RegExp): void {
+  assert.throws(() => parseServerArgs(args), (error: unknown) => {
+    assert.ok(error instanceof StartError, `${args.join(" ")}: a StartError`);
+    assert.equal(error.exitCode, EXIT_USAGE);
+    assert.match(error.message, pattern);
+    assert.match(error.message, /^[A-Z-].*\.$/, "one sentence");
+    return true;
+  });
+}
+
+const TIMEOUT_FLAGS: readonly [string, (options: CliOptions) => number][] = [
+  ["--idle-timeout", (options) => options.limits.idleTimeoutMs],
+  ["--frame-timeout", (options) => options.limits.frameTimeoutMs],
+  ["--shutdown-timeout", (options) => options.shutdownTimeoutMs],
+  ["--watch-settle", (options) => options.watchSettleMs],
+];
+
+for (const [flag, chosen] of TIMEOUT_FLAGS) {
+  Deno.test(`parseServerArgs keeps every accepted ${flag} exactly and refuses the rest with the range`, () => {
+    const accepted: [string, number][] = [
+      ["0", 0],
+      ["0.001", 1],
+      ["2.5", 2500],
+      ["10", 10_000],
+      ["2147483", 2_147_483_000],
+    ];
+    for (const [value, ms] of accepted) {
+      assert.equal(chosen(parseOk([flag, value])), ms, `${flag} ${value}`);
+      assert.equal(chosen(parseOk([`${flag}=${value}`])), ms, `${flag}=${value}`);
+    }
+    for (const value of ["0.0004", "1.0005", "3000000", "2147484", "-1", "1e3", "soon", ""]) {
+      assertRefused(
+        [flag, value],
+        new RegExp(
+          `^${flag} must be a number of seconds from 0 to 2147483 with at most 3 decimals, not "${
+            value.replace(".", "\\.")
+          }"\\.$`,
+        ),
+      );
+    }
+  });
+}
+
+Deno.test("parseServerArgs takes the timeouts' and the watch's defaults", () => {
+  const options = parseOk([]);
+  assert.equal(options.limits.idleTimeoutMs, 300_000);
+  assert.equal(options.limits.frameTimeoutMs, 10_000);
+  assert.equal(options.shutdownTimeoutMs, 5000);
+  assert.equal(options.watch, false);
+  assert.equal(options.watchSettleMs, DEFAULT_WATCH_SETTLE_SECONDS * 1000);
+});
+
+Deno.test("parseServerArgs says what is wrong with a negative port, an empty path or a host with a port", () => {
+  assertRefused(["--port", "-1"], /^--port must be a whole number from 0 to 65535, not "-1"\.$/);
+  assertRefused(
+    ["--metrics-port", "-80"],
+    /^--metrics-port must be a whole number .* not "-80"\.$/,
+  );
+  assertRefused(["--data", ""], /^--data must name a book file, not "" \(the path is empty\)\.$/);
+  assertRefused(["--host", ""], /^--host must be an address or a host name, not ""\.$/);
+  for (
+    const [host, port] of [["127.0.0.1:80", "80"], ["localhost:8080", "8080"], ["[::1]:1", "1"]]
+  ) {
+    assertRefused(
+      ["--host", host],
+      new RegExp(
+        `^--host takes an address without a port, not ".*": give the port with --port ${port}\\.$`,
+      ),
+    );
+  }
+  for (const host of ["::1", "0.0.0.0", "::", "fe80::1", "localhost"]) {
+    assert.equal(parseOk(["--host", host]).hostname, host);
+  }
+  // A value that starts with a dash is still the flag's value, not another flag.
+  assert.equal(parseOk(["--email-column", "-mail-"]).emailColumn, "-mail-");
+  assertRefused(["--port"], /^Option '--port <value>' argument missing\.$/);
 });
 
 // ---------------------------------------------------------------------------
@@ -303,6 +409,70 @@ testEachIo("server exits 1 when --host is not an address of this machine", async
   assertNoStackTrace(stderr);
 });
 
+/** Rows in the large book: enough that loading it takes a while and logs what it dropped. */
+const LARGE_BOOK_ROWS = 300_000;
+
+/**
+ * Writes a large book in `dir` whose load would leave a trace in the log: one
+ * email comes twice, so under `--duplicates first` a load logs "duplicate
+ * emails dropped"; with `broken`, a bad last row makes the load fail instead.
+ */
+async function writeLargeBook(dir: string, broken: boolean): Promise<string> {
+  const rows: [string, string][] = Array.from(
+    { length: LARGE_BOOK_ROWS },
+    (_, i) => [`person${i}@example.com`, `Person ${i}`],
+  );
+  rows.push(["person0@example.com", "Person Zero Again"]);
+  if (broken) rows.push(["not-an-email", "Nobody"]);
+  return await writeBook(dir, rows, broken ? "large_broken.csv" : "large.csv");
+}
+
+Deno.test("server checks its port, metrics port and TLS files before it loads the book", async () => {
+  await using dir = await tempDir();
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const busy = String((taken.addr as Deno.NetAddr).port);
+    const cases: [string[], RegExp][] = [
+      [
+        ["--port", busy],
+        new RegExp(`Cannot listen on 127\\.0\\.0\\.1:${busy}: the port is already in use\\.`),
+      ],
+      [
+        ["--metrics-port", busy],
+        new RegExp(
+          `Cannot serve metrics on 127\\.0\\.0\\.1:${busy}: the port is already in use\\.`,
+        ),
+      ],
+      [
+        ["--tls-cert", `${dir.path}/missing.crt`, "--tls-key", `${dir.path}/missing.key`],
+        /Cannot read --tls-cert file .*missing\.crt/,
+      ],
+    ];
+    for (const broken of [false, true]) {
+      const book = await writeLargeBook(dir.path, broken);
+      for (const [args, message] of cases) {
+        const label = `${broken ? "broken" : "valid"} book, ${args.join(" ")}`;
+        const { code, stderr } = await runToExit([
+          "--data",
+          book,
+          "--duplicates",
+          "first",
+          ...args,
+        ]);
+        assert.equal(code, EXIT_FAILURE, `${label}: exit code; stderr:\n${stderr}`);
+        // The one line is the address's or the files' error: no trace of a load, done or failed.
+        const lines = linesOf(stderr);
+        assert.equal(lines.length, 1, `${label}: one line, got:\n${stderr}`);
+        assert.match(lines[0], message, label);
+        assert.doesNotMatch(stderr, /loaded|duplicate|not-an-email|large/, label);
+        assertNoStackTrace(stderr);
+      }
+    }
+  } finally {
+    taken.close();
+  }
+});
+
 // ---------------------------------------------------------------------------
 // Reload
 
@@ -390,6 +560,124 @@ Deno.test("server --watch reloads a book replaced by a rename or rewritten in pl
   await writeBook(dir.path, [[BOOK[0][0], "Ada Byron"]]);
   await server.stderr.waitFor(/reload done/, mark);
   assert.deepEqual(await askOnce(server, BOOK[0][0]), { status: STATUS_FOUND, text: "Ada Byron" });
+});
+
+/** Rows of the book the slow-rewrite test serves: a megabyte or so. */
+const REWRITTEN_ROWS = 20_000;
+/** The slow writer's chunks and its pauses between them, well within the default settle time. */
+const REWRITE_CHUNKS = 8;
+const REWRITE_PAUSE_MS = 100;
+
+/** The `i`th row of the old or the new book; every name is long enough that a cut shows. */
+function rewrittenRow(i: number, edition: "Old" | "New"): [string, string] {
+  return [`person${i}@example.com`, `${edition} Person ${i} of the rewritten book`];
+}
+
+function rewrittenBook(edition: "Old" | "New"): string {
+  const rows = Array.from({ length: REWRITTEN_ROWS }, (_, i) => rewrittenRow(i, edition));
+  return ["email,name", ...rows.map((row) => row.join(","))].join("\n") + "\n";
+}
+
+/** Writes `text` over the file in place (same inode), in chunks cut anywhere, with pauses. */
+async function writeSlowly(path: string, text: string): Promise<void> {
+  const bytes = new TextEncoder().encode(text);
+  const file = await Deno.open(path, { write: true, truncate: true });
+  try {
+    const size = Math.ceil(bytes.length / REWRITE_CHUNKS);
+    for (let start = 0; start < bytes.length; start += size) {
+      await file.write(bytes.subarray(start, start + size));
+      // The pauses are the scenario: a deploy tool writing a large file slowly.
+      await new Promise((resolve) => setTimeout(resolve, REWRITE_PAUSE_MS));
+    }
+  } finally {
+    file.close();
+  }
+}
+
+Deno.test("server --watch never serves a book rewritten in place until the file has settled", async () => {
+  await using dir = await tempDir();
+  const book = `${dir.path}/book.csv`;
+  await Deno.writeTextFile(book, rewrittenBook("Old"));
+  await using server = await ServerProcess.start(["--data", book, "--watch"]);
+  using probe = await server.connect();
+
+  const mark = server.stderr.lines.length;
+  let writing = true;
+  const writer = writeSlowly(book, rewrittenBook("New")).finally(() => writing = false);
+  let reloaded = false;
+  const reload = server.stderr.waitFor(/reload done/, mark).finally(() => reloaded = true);
+  // Every answer, while the file is written and until the reload, is a whole
+  // old or a whole new entry; the last entries are asked most, as a half-book loses them.
+  let answers = 0;
+  let newAnswers = 0;
+  for (let round = 0; (writing || !reloaded) && round < 1_000_000; round++) {
+    const i = round % 2 === 0 ? REWRITTEN_ROWS - 1 - (round % 100) : round % REWRITTEN_ROWS;
+    const reply = await probe.ask(rewrittenRow(i, "Old")[0]);
+    const names = [rewrittenRow(i, "Old")[1], rewrittenRow(i, "New")[1]];
+    assert.equal(reply.status, STATUS_FOUND, `entry ${i} is served all along`);
+    assert.ok(
+      names.includes(reply.text),
+      `entry ${i}: a whole old or new name, not "${reply.text}"`,
+    );
+    answers++;
+    if (reply.text === names[1]) newAnswers++;
+    if (newAnswers > 0) {
+      assert.ok(!writing, "nothing of the new book is served while it is written");
+    }
+  }
+  await writer;
+  const { line } = await reload;
+  assert.ok(answers > 0);
+  assert.match(line, new RegExp(`entries=${REWRITTEN_ROWS}`));
+  for (const i of [0, REWRITTEN_ROWS / 2, REWRITTEN_ROWS - 1]) {
+    assert.deepEqual(await probe.ask(rewrittenRow(i, "Old")[0]), {
+      status: STATUS_FOUND,
+      text: rewrittenRow(i, "New")[1],
+    });
+  }
+  const since = server.stderr.lines.slice(mark).join("\n");
+  assert.equal(since.match(/reload done/g)?.length, 1, `one reload, of the whole file:\n${since}`);
+  assert.doesNotMatch(since, /reload failed/);
+});
+
+Deno.test("server --watch follows a ConfigMap volume, typed with //, ./ and ../, through two updates", async () => {
+  await using dir = await tempDir();
+  const volume = `${dir.path}/config`;
+  await Deno.mkdir(`${volume}/sub`, { recursive: true });
+  const csv = (name: string) => `email,name\n${BOOK[0][0]},${name}\n`;
+  await swapConfigMap(volume, "2026_12_02_08_00_00.000000001", { "book.csv": csv("Ada One") });
+  const typed = `${dir.path}//config/./sub/../book.csv`;
+  await using server = await ServerProcess.start(["--data", typed, "--watch"]);
+  assert.equal((await askOnce(server, BOOK[0][0])).text, "Ada One");
+  for (
+    const [stamp, name] of [["2026_12_02_08_01_00.000000002", "Ada Two"], [
+      "2026_12_02_08_02_00.000000003",
+      "Ada Three",
+    ]]
+  ) {
+    const mark = server.stderr.lines.length;
+    await swapConfigMap(volume, stamp, { "book.csv": csv(name) });
+    await server.stderr.waitFor(/reload done/, mark);
+    assert.deepEqual(await askOnce(server, BOOK[0][0]), { status: STATUS_FOUND, text: name });
+  }
+});
+
+Deno.test("server --watch follows a symlinked --data whose target is edited", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir.path}/real`);
+  const target = await writeBook(`${dir.path}/real`);
+  await Deno.symlink(target, `${dir.path}/book.csv`);
+  await using server = await ServerProcess.start([
+    "--data",
+    `${dir.path}/book.csv`,
+    "--watch",
+    "--watch-settle",
+    "0.2",
+  ]);
+  const mark = server.stderr.lines.length;
+  await writeBook(`${dir.path}/real`, [[BOOK[0][0], "Ada King"]]);
+  await server.stderr.waitFor(/reload done/, mark);
+  assert.deepEqual(await askOnce(server, BOOK[0][0]), { status: STATUS_FOUND, text: "Ada King" });
 });
 
 // ---------------------------------------------------------------------------
@@ -702,6 +990,47 @@ testEachIo(
     const elsewhere = await fetch(`${metricsUrl}/`);
     await elsewhere.body?.cancel();
     assert.equal(elsewhere.status, 404);
+  },
+);
+
+/** The status of `GET` (or `method`) on the server's metrics port at `path`. */
+async function httpStatus(url: string, method = "GET"): Promise<number> {
+  const response = await fetch(url, { method });
+  await response.body?.cancel();
+  return response.status;
+}
+
+testEachIo(
+  "server /readyz answers 200 while serving and 503 from SIGTERM while it drains; /healthz 200 throughout",
+  async (io) => {
+    await using dir = await tempDir();
+    await using server = await startOnBook(dir.path, [
+      "--metrics-port",
+      "0",
+      "--shutdown-timeout",
+      "60",
+      ...io,
+    ]);
+    const where = /metrics=(\S+):(\d+)/.exec(server.startLine);
+    assert.ok(where, server.startLine);
+    const url = `http://${where[1]}:${where[2]}`;
+    assert.equal(await httpStatus(`${url}/readyz`), 200);
+    assert.equal(await httpStatus(`${url}/readyz`, "HEAD"), 200);
+    assert.equal(await httpStatus(`${url}/healthz`), 200);
+
+    // A connection left mid-frame keeps the drain going until it closes.
+    const held = await holdMidFrame(server);
+    try {
+      server.signal("SIGTERM");
+      await server.stderr.waitFor(/shutting down/);
+      assert.equal(await httpStatus(`${url}/readyz`), 503, "draining: not ready");
+      assert.equal(await httpStatus(`${url}/readyz`, "HEAD"), 503);
+      assert.equal(await httpStatus(`${url}/healthz`), 200, "draining: still alive");
+      assert.doesNotMatch(server.stderr.text, /shutdown complete/, "still draining when asked");
+    } finally {
+      held.close();
+    }
+    assert.equal((await server.exit()).code, EXIT_OK, server.stderr.text);
   },
 );
 

@@ -7,65 +7,16 @@
  * @module
  */
 
-import { AddressBook, type SharedAddressBook } from "./addressbook.ts";
+import { AddressBook } from "./addressbook.ts";
 import type { Service } from "./driver.ts";
 import { ConnectionService } from "./driver_deno.ts";
 import { EpollService } from "./driver_epoll.ts";
 import { EACCES, EADDRINUSE, EADDRNOTAVAIL, listenTcp, openLibc, SocketError } from "./libc.ts";
-import { Logger, type LogLevel, type LogRecord } from "./log.ts";
+import { Logger } from "./log.ts";
 import { counterRow } from "./metrics.ts";
 import { formatAddress } from "./net_address.ts";
-import type { ServiceLimits } from "./session.ts";
-import { listen, type PortSharing, type TlsFiles } from "./server.ts";
-
-/** The event loop a thread serves with: its own epoll loop, or Deno.listen's. */
-export type IoKind = "epoll" | "deno";
-
-/** Everything a serving thread needs, sent once at its start. */
-export interface WorkerStart {
-  /** Marks the first message a worker gets. */
-  kind: "start";
-  /** The event loop to serve with. */
-  io: IoKind;
-  /** Address to listen on. */
-  hostname: string;
-  /** Port to listen on (0 only for the first thread). */
-  port: number;
-  /** How this thread binds: alone, first of several, or joining. */
-  sharing: PortSharing;
-  /** TLS certificate and key, when serving TLS. */
-  tls: TlsFiles | undefined;
-  /** The book's shared buffers. */
-  book: SharedAddressBook;
-  /** Limits on each peer. */
-  limits: ServiceLimits;
-  /** The shared counter table; this thread counts into its row. */
-  counters: Float64Array;
-  /** This thread's row in the counter table. */
-  thread: number;
-  /** Open connections across all threads, updated atomically. */
-  openConnections: Int32Array;
-  /** The main thread's log level; records are sent to it to be written. */
-  logLevel: LogLevel;
-  /** Set by startWorker: how many commands the main thread has posted. */
-  mailbox?: Int32Array;
-}
-
-/** Messages from the main thread to a worker. */
-export type WorkerCommand =
-  | WorkerStart
-  | { kind: "book"; book: SharedAddressBook }
-  | { kind: "shutdown" }
-  | { kind: "abort" };
-
-/** Messages from a worker to the main thread. */
-export type WorkerReport =
-  | { kind: "listening"; port: number }
-  | { kind: "failed"; message: string; exitCode: number }
-  | { kind: "log"; record: LogRecord }
-  | { kind: "book-taken" }
-  | { kind: "drained" }
-  | { kind: "stopped" };
+import { listen } from "./server_listen.ts";
+import type { WorkerCommand, WorkerReport, WorkerStart } from "./server_worker_messages.ts";
 
 /** The worker's global scope, typed here so this module can be checked with the main-thread lib. */
 const scope = self as unknown as {

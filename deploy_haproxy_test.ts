@@ -1,0 +1,184 @@
+/**
+ * Tests of deploy/haproxy.cfg: HAProxy accepts it, it has the shape the
+ * README describes, and a real HAProxy running it (on free ports) follows a
+ * replica's /readyz: up once it serves, down while it drains after SIGTERM.
+ *
+ * The tests of traffic through HAProxy with three replicas speaking the
+ * PROXY protocol live with the replicas' PROXY support.
+ *
+ * These tests need the `haproxy` command (`.ci/run` installs it from Debian).
+ */
+
+import assert from "node:assert/strict";
+import { concat, header, REPO_DIR, ServerProcess, tempDir, waitFor } from "./test_util.ts";
+import { encodeQuery, STATUS_FOUND, TYPE_QUERY } from "./protocol.ts";
+
+const CONFIG = `${REPO_DIR}/deploy/haproxy.cfg`;
+/** Ports the config names: the frontend, the replicas, their metrics ports, the stats page. */
+const FRONTEND_PORT = 8080;
+const REPLICA_PORTS = [8081, 8082, 8083];
+const METRICS_PORTS = [9081, 9082, 9083];
+const STATS_PORT = 8404;
+const STATS_SOCKET = "/tmp/addrbook-haproxy.sock";
+/** Longer than HAProxy takes to mark a server up or down (2 checks 1 s apart). */
+const HEALTH_DEADLINE_MS = 15_000;
+
+async function runHaproxy(args: string[]): Promise<Deno.CommandOutput> {
+  try {
+    return await new Deno.Command("haproxy", { args, stdout: "piped", stderr: "piped" }).output();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new Error(
+        "These tests need the haproxy command on PATH, and it was not found. " +
+          "Install it (for example `apt-get install haproxy`); .ci/run does.",
+      );
+    }
+    throw error;
+  }
+}
+
+Deno.test("haproxy -c accepts deploy/haproxy.cfg", async () => {
+  const { code, stdout, stderr } = await runHaproxy(["-c", "-f", CONFIG]);
+  const output = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
+  assert.equal(code, 0, output);
+  assert.match(output, /Configuration file is valid/);
+});
+
+Deno.test("deploy/haproxy.cfg balances TCP over three replicas with PROXY v2, /readyz checks, retries and redispatch", async () => {
+  const config = await Deno.readTextFile(CONFIG);
+  const active = config.split("\n").filter((line) => !line.trimStart().startsWith("#")).join("\n");
+  assert.match(active, /^\s+mode tcp$/m);
+  assert.match(active, new RegExp(`^\\s+bind 127\\.0\\.0\\.1:${FRONTEND_PORT}$`, "m"));
+  assert.match(active, /^\s+option httpchk GET \/readyz$/m);
+  assert.match(active, /^\s+retries \d+$/m);
+  assert.match(active, /^\s+option redispatch$/m);
+  for (const timeout of ["connect", "client", "server", "check"]) {
+    assert.match(active, new RegExp(`^\\s+timeout ${timeout} \\d+m?s$`, "m"), timeout);
+  }
+  const servers = [...active.matchAll(/^\s+server (\S+) (\S+) (.*)$/gm)];
+  assert.deepEqual(
+    servers.map(([, name, address, rest]) => [name, address, rest]),
+    REPLICA_PORTS.map((port, i) => [
+      `replica${i + 1}`,
+      `127.0.0.1:${port}`,
+      `send-proxy-v2 check port ${METRICS_PORTS[i]}`,
+    ]),
+  );
+  // TLS termination with client certificates is there to switch on.
+  assert.match(config, /^#\s+bind \S+ ssl crt \S+ ca-file \S+ verify required$/m);
+});
+
+/** A port free now: bound once and let go. */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** The config with every port and path its active lines name moved to the ones given. */
+function relocate(config: string, ports: Map<number, number>, socket: string): string {
+  return config.split("\n").map((line) => {
+    if (line.trimStart().startsWith("#")) return line;
+    return line
+      .replace(/(127\.0\.0\.1:|check port )(\d+)/g, (_, prefix, port) => {
+        const moved = ports.get(Number(port));
+        assert.ok(moved !== undefined, `the test moves port ${port}`);
+        return `${prefix}${moved}`;
+      })
+      .replaceAll(STATS_SOCKET, socket);
+  }).join("\n");
+}
+
+/** Each server's status on HAProxy's stats page (CSV): UP, DOWN, ... */
+async function serverStates(statsPort: number): Promise<Map<string, string>> {
+  const response = await fetch(`http://127.0.0.1:${statsPort}/;csv`);
+  const [head, ...rows] = (await response.text()).trim().split("\n");
+  const columns = head.replace(/^# /, "").split(",");
+  const [name, status] = [columns.indexOf("svname"), columns.indexOf("status")];
+  return new Map(rows.map((row) => row.split(",")).map((cells) => [cells[name], cells[status]]));
+}
+
+Deno.test("HAProxy running deploy/haproxy.cfg marks a replica up while /readyz is 200 and down while it drains", async () => {
+  await using dir = await tempDir("addrbook_deploy_haproxy_test_");
+  const ports = new Map<number, number>();
+  for (const port of [FRONTEND_PORT, ...REPLICA_PORTS, ...METRICS_PORTS, STATS_PORT]) {
+    ports.set(port, freePort());
+  }
+  const configPath = `${dir.path}/haproxy.cfg`;
+  await Deno.writeTextFile(
+    configPath,
+    relocate(await Deno.readTextFile(CONFIG), ports, `${dir.path}/haproxy.sock`),
+  );
+  const book = `${dir.path}/book.csv`;
+  await Deno.writeTextFile(book, "email,name\nada@example.com,Ada Lovelace\n");
+
+  const haproxy = new Deno.Command("haproxy", {
+    args: ["-db", "-f", configPath],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const haproxyLog = new Response(haproxy.stderr).text();
+  let exited = false;
+  const status = haproxy.status.then((status) => {
+    exited = true;
+    return status;
+  });
+  /** HAProxy's view of its servers; fails the test with HAProxy's log if it has stopped. */
+  const states = async () => {
+    if (exited) assert.fail(`HAProxy exited:\n${await haproxyLog}`);
+    return await serverStates(ports.get(STATS_PORT)!).catch(() => new Map<string, string>());
+  };
+  try {
+    // HAProxy's view of a server changes with no event to await: look until it does.
+    // It starts every server as up; checks to nobody mark them down.
+    await waitFor(
+      async () => {
+        const all = await states();
+        return ["replica1", "replica2", "replica3"].every((name) =>
+          /^DOWN/.test(all.get(name) ?? "")
+        );
+      },
+      "HAProxy to mark the three replicas, none of them started, down",
+      HEALTH_DEADLINE_MS,
+    );
+
+    // Only replica1 starts; the other two stay down.
+    await using replica = await ServerProcess.start([
+      "--data",
+      book,
+      "--port",
+      String(ports.get(REPLICA_PORTS[0])),
+      "--metrics-port",
+      String(ports.get(METRICS_PORTS[0])),
+      "--shutdown-timeout",
+      "60",
+    ]);
+    await waitFor(
+      async () => (await states()).get("replica1") === "UP",
+      "HAProxy to mark replica1 up once its /readyz is 200",
+      HEALTH_DEADLINE_MS,
+    );
+    const others = await states();
+    assert.match(others.get("replica2") ?? "", /^DOWN/);
+    assert.match(others.get("replica3") ?? "", /^DOWN/);
+
+    // A connection left mid-frame keeps replica1 draining after SIGTERM.
+    using held = await replica.connect();
+    await held.send(concat([encodeQuery("ada@example.com"), header(TYPE_QUERY, 30)]));
+    assert.equal((await held.next())?.status, STATUS_FOUND);
+    replica.signal("SIGTERM");
+    await replica.stderr.waitFor(/shutting down/);
+    await waitFor(
+      async () => /^DOWN/.test((await states()).get("replica1") ?? ""),
+      "HAProxy to mark the draining replica1 down",
+      HEALTH_DEADLINE_MS,
+    );
+    assert.doesNotMatch(replica.stderr.text, /shutdown complete/, "replica1 was still draining");
+  } finally {
+    if (!exited) haproxy.kill("SIGKILL");
+    await status;
+    await haproxyLog;
+  }
+});

@@ -1,0 +1,268 @@
+/**
+ * The server's start API: {@linkcode startServer} serves a book on a port
+ * from one or more threads and returns a handle to reload, read the
+ * metrics, drain and close it.
+ *
+ * ```ts
+ * import { startServer } from "./server_start.ts";
+ * import { loadBook } from "./load_book.ts";
+ *
+ * const { book } = await loadBook("data/addressbook.csv");
+ * const server = await startServer({ book, port: 0 });
+ * console.log(server.addr.port);
+ * await server.close();
+ * ```
+ *
+ * @module
+ */
+
+import type { AddressBook } from "./addressbook.ts";
+import { encodeSockaddr, openLibc } from "./libc.ts";
+import { Logger } from "./log.ts";
+import {
+  type BookFigures,
+  counterRow,
+  createCounterTable,
+  renderPrometheus,
+  sumCounters,
+} from "./metrics.ts";
+import { ConnectionService } from "./driver_deno.ts";
+import { DEFAULT_LIMITS, type ServiceLimits } from "./session.ts";
+import { EXIT_USAGE, StartError } from "./server_error.ts";
+import { StatusEndpoint } from "./server_http.ts";
+import { listen, type TlsFiles } from "./server_listen.ts";
+import { startWorker, type WorkerThread } from "./server_threads.ts";
+import type { IoKind, WorkerStart } from "./server_worker_messages.ts";
+
+/** Options for {@linkcode startServer}. */
+export interface ServerOptions {
+  /** The book to serve. */
+  book: AddressBook;
+  /** Address to listen on; 127.0.0.1 by default. */
+  hostname?: string;
+  /** Port to listen on; 0 picks a free one. 8080 by default. */
+  port?: number;
+  /** Loads a fresh book for {@linkcode ServerHandle.reload}; without it reload is refused. */
+  loadBook?: () => Promise<AddressBook>;
+  /** Serving threads sharing the port; 1 by default. More than 1 needs `--unstable-net`. */
+  workers?: number;
+  /**
+   * The event loop for plain TCP: `epoll` (Linux, needs `--allow-ffi`), `deno`
+   * (`Deno.listen`, everywhere), or `auto` (the default: epoll where it can).
+   */
+  io?: "auto" | IoKind;
+  /** Limits on each peer; each unset one takes its default. */
+  limits?: Partial<ServiceLimits>;
+  /** Serve TLS instead of plain TCP. */
+  tls?: TlsFiles;
+  /**
+   * Serve `/metrics`, `/healthz` and `/readyz` (see server_http.ts) on this
+   * port of `hostname`; off when unset and no `statusEndpoint` is given.
+   */
+  metricsPort?: number;
+  /**
+   * A status endpoint opened before the book was loaded (it answered
+   * `/readyz` with 503 meanwhile); the server reports through it from now
+   * on, and closes it. Takes the place of `metricsPort`.
+   */
+  statusEndpoint?: StatusEndpoint;
+  /** The book's SHA-256, hex, shown in the metrics; see {@linkcode BookFigures}. */
+  fingerprint?: (book: AddressBook) => string | undefined;
+  /** Where events are logged, worker threads' too; a text logger on stderr by default. */
+  log?: Logger;
+}
+
+/** A running server. */
+export interface ServerHandle {
+  /** The address it listens on, with the real port when 0 was asked for. */
+  readonly addr: Deno.NetAddr;
+  /** The metrics endpoint's address, when it serves one. */
+  readonly metricsAddr: Deno.NetAddr | undefined;
+  /** Entries in the book being served. */
+  readonly entries: number;
+  /** The event loop serving plain connections. */
+  readonly io: IoKind;
+  /** The SHA-256 (hex) of the book being served, when `fingerprint` tells it. */
+  readonly fingerprint: string | undefined;
+  /** Whether `/readyz` says ready: serving, and no shutdown has begun. */
+  readonly ready: boolean;
+  /** Loads the book again with `loadBook`; on failure keeps the old one and throws. */
+  reload(): Promise<void>;
+  /** The counters in Prometheus text format, as `/metrics` serves them. */
+  metrics(): string;
+  /**
+   * Stops accepting, answers what open connections had sent, closes them;
+   * connections still open after `timeoutMs` are cut. `/readyz` answers 503
+   * from the moment this is called.
+   */
+  shutdown(timeoutMs?: number): Promise<void>;
+  /** Closes the listener and every connection at once. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts serving `options.book`. Resolves once every serving thread listens.
+ *
+ * With the epoll event loop (plain TCP on Linux, see driver_epoll.ts) every
+ * serving thread is a worker and this thread only supervises; with
+ * `Deno.listen` (TLS, other platforms) this thread serves too.
+ *
+ * @throws {StartError} when the address cannot be listened on.
+ */
+export async function startServer(options: ServerOptions): Promise<ServerHandle> {
+  const hostname = options.hostname ?? "127.0.0.1";
+  const workers = options.workers ?? 1;
+  const log = options.log ?? new Logger();
+  let io: IoKind;
+  try {
+    io = chooseIo(options.io ?? "auto", hostname, options.tls);
+  } catch (error) {
+    await options.statusEndpoint?.close();
+    throw error;
+  }
+  const counters = createCounterTable(workers);
+  let book = options.book;
+  const figures: BookFigures = {
+    entries: book.size,
+    reloadsOk: 0,
+    reloadsFailed: 0,
+    fingerprint: options.fingerprint?.(book),
+  };
+  const start: WorkerStart = {
+    kind: "start",
+    io,
+    hostname,
+    port: options.port ?? 8080,
+    sharing: workers > 1 ? "first" : "alone",
+    tls: options.tls,
+    book: book.toShared(),
+    limits: { ...DEFAULT_LIMITS, ...options.limits },
+    counters,
+    thread: 0,
+    openConnections: new Int32Array(new SharedArrayBuffer(4)),
+    logLevel: log.level,
+  };
+
+  // Under Deno.listen the first thread is this one; under epoll it is a worker.
+  let local: ConnectionService | undefined;
+  const threads: WorkerThread[] = [];
+  let port: number;
+  try {
+    if (io === "deno") {
+      const listener = listen(hostname, start.port, start.sharing, options.tls);
+      port = (listener.addr as Deno.NetAddr).port;
+      local = new ConnectionService(listener, {
+        book,
+        limits: start.limits,
+        counters: counterRow(counters, 0),
+        openConnections: start.openConnections,
+        log,
+      });
+    } else {
+      const first = await startWorker(start, log);
+      threads.push(first);
+      port = first.port;
+    }
+    const others = await Promise.all(
+      Array.from(
+        { length: workers - 1 },
+        (_, i) => startWorker({ ...start, port, sharing: "join", thread: i + 1 }, log),
+      ),
+    );
+    threads.push(...others);
+  } catch (error) {
+    await local?.abort();
+    await Promise.all(threads.map((thread) => thread.abort()));
+    await options.statusEndpoint?.close();
+    throw error;
+  }
+
+  const metrics = () => renderPrometheus(sumCounters(counters), figures);
+  let endpoint = options.statusEndpoint;
+  try {
+    if (endpoint === undefined && options.metricsPort !== undefined) {
+      endpoint = StatusEndpoint.open(hostname, options.metricsPort);
+    }
+  } catch (error) {
+    await local?.abort();
+    await Promise.all(threads.map((thread) => thread.abort()));
+    throw error;
+  }
+  let draining = false;
+  if (endpoint) endpoint.status = { ready: () => !draining, metrics };
+  // Closing twice (shutdown, then close in a finally) must not wait on threads already gone.
+  let closing: Promise<void> | undefined;
+  const abortAll = () =>
+    closing ??= (async () => {
+      draining = true;
+      await local?.abort();
+      await Promise.all(threads.map((thread) => thread.abort()));
+      await endpoint?.close();
+    })();
+
+  return {
+    addr: { transport: "tcp", hostname, port },
+    io,
+    metricsAddr: endpoint?.addr,
+    get entries() {
+      return figures.entries;
+    },
+    get fingerprint() {
+      return figures.fingerprint;
+    },
+    get ready() {
+      return !draining;
+    },
+    async reload() {
+      if (!options.loadBook) throw new Error("This server has no book file to reload.");
+      try {
+        book = await options.loadBook();
+      } catch (error) {
+        figures.reloadsFailed++;
+        throw error;
+      }
+      local?.setBook(book);
+      // Resolve only once every thread answers from the new book.
+      await Promise.all(threads.map((thread) => thread.setBook(book)));
+      figures.entries = book.size;
+      figures.fingerprint = options.fingerprint?.(book);
+      figures.reloadsOk++;
+    },
+    metrics,
+    async shutdown(timeoutMs = 5000) {
+      // A balancer must stop sending connections before the listeners close.
+      draining = true;
+      const drained = Promise.all([local?.shutdown(), ...threads.map((t) => t.shutdown())]);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timedOut = new Promise<"timeout">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), timeoutMs);
+      });
+      const result = await Promise.race([drained, timedOut]);
+      clearTimeout(timer);
+      if (result === "timeout") {
+        log.warn("shutdown timeout: closing the connections still open", {
+          connections: Atomics.load(start.openConnections, 0),
+        });
+      }
+      await abortAll();
+    },
+    close: abortAll,
+  };
+}
+
+/** Which event loop serves plain connections: epoll where it can, else Deno.listen. */
+function chooseIo(
+  wanted: "auto" | IoKind,
+  hostname: string,
+  tls: TlsFiles | undefined,
+): IoKind {
+  const epollPossible = tls === undefined && encodeSockaddr(hostname, 0) !== undefined &&
+    openLibc() !== undefined;
+  if (wanted === "epoll" && !epollPossible) {
+    throw new StartError(
+      "--io epoll needs Linux with glibc, --allow-ffi, an IP address for --host, and no TLS.",
+      EXIT_USAGE,
+    );
+  }
+  return wanted === "auto" ? (epollPossible ? "epoll" : "deno") : wanted;
+}
