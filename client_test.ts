@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { AddressBookBuilder } from "./addressbook.ts";
+import { UsageError } from "./cli_args.ts";
 import {
   Client,
   ClientError,
@@ -256,7 +257,7 @@ Deno.test("Client turns a PROTOCOL_ERROR reply into a protocol ClientError and c
     await assertClientError(
       client.lookup("ada@example.com"),
       "protocol",
-      "the server reported a protocol error: Frame type 0x47 is not Q.",
+      `The server at 127.0.0.1:${port} reported a protocol error: Frame type 0x47 is not Q.`,
     );
     // The connection is gone, and every later call says why.
     await assertClientError(client.lookup("ada@example.com"), "protocol", /protocol error/);
@@ -271,7 +272,11 @@ Deno.test("Client reports SERVER_BUSY from a server at its connection limit as a
       // Once this is answered, the first connection surely holds the only place.
       assert.equal((await first.lookup("ada@example.com")).text, "Ada Lovelace");
       const second = await Client.connect({ port });
-      await assertClientError(second.lookup("ada@example.com"), "busy", /^the server is busy: /);
+      await assertClientError(
+        second.lookup("ada@example.com"),
+        "busy",
+        /^The server at 127\.0\.0\.1:\d+ is busy: /,
+      );
       second.close();
       // A raw socket that sends nothing sees the busy reply, then the close.
       const raw = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -292,7 +297,7 @@ Deno.test("Client.connect to a port nobody listens on says the connection was re
   await assertClientError(
     Client.connect({ hostname: "127.0.0.1", port }),
     "connect",
-    `cannot connect to 127.0.0.1:${port} (connection refused): is the server running?`,
+    `Cannot connect to 127.0.0.1:${port} (connection refused): check that the server is running.`,
   );
 });
 
@@ -300,12 +305,12 @@ Deno.test("Client.connect to a host name that does not resolve says the host is 
   await assertClientError(
     Client.connect({ hostname: "no-such-host.invalid", port: 8080 }),
     "connect",
-    'cannot connect to no-such-host.invalid:8080 (unknown host "no-such-host.invalid")',
+    'Cannot connect to no-such-host.invalid:8080: unknown host "no-such-host.invalid".',
   );
 });
 
 Deno.test("Client.connect rejects a bad port or timeout as usage errors", async () => {
-  await assertClientError(Client.connect({ port: 0 }), "usage", /port must be a whole number/);
+  await assertClientError(Client.connect({ port: 0 }), "usage", /The port must be a whole number/);
   await assertClientError(Client.connect({ port: 70000 }), "usage", /not 70000/);
   await assertClientError(Client.connect({ timeoutMs: -1 }), "usage", /timeout/);
 });
@@ -318,11 +323,11 @@ Deno.test("Client reports a server that never replies as a timeout", async () =>
       // Keep reading.
     }
   }, async (port) => {
-    const client = await Client.connect({ port, timeoutMs: 100 });
+    const client = await Client.connect({ port, timeoutMs: 100, rounds: 1 });
     await assertClientError(
       client.lookup("ada@example.com"),
       "timeout",
-      `no reply from 127.0.0.1:${port} within 0.1 s`,
+      `No reply from 127.0.0.1:${port} within 0.1 s.`,
     );
     client.close();
   });
@@ -334,11 +339,11 @@ Deno.test("Client reports a connection dropped mid-reply as closed before replyi
     // The first four bytes of a reply header, and then nothing.
     await conn.write(encodeReply(STATUS_FOUND, "Ada Lovelace").subarray(0, 4));
   }, async (port) => {
-    const client = await Client.connect({ port });
+    const client = await Client.connect({ port, rounds: 1 });
     await assertClientError(
       client.lookup("ada@example.com"),
       "closed",
-      "the server closed the connection before replying",
+      `The server at 127.0.0.1:${port} closed the connection before replying.`,
     );
     client.close();
   });
@@ -353,7 +358,7 @@ Deno.test("Client reports a reply frame of the wrong type as malformed", async (
     await assertClientError(
       client.lookup("ada@example.com"),
       "protocol",
-      /^the server sent a malformed reply: Frame type 0x51 \("Q"\)/,
+      /^The server at 127\.0\.0\.1:\d+ sent a malformed reply: Frame type 0x51 \("Q"\)/,
     );
     client.close();
   });
@@ -368,7 +373,7 @@ Deno.test("Client reports a reply with an unknown status as malformed", async ()
     await assertClientError(
       client.lookup("ada@example.com"),
       "protocol",
-      "the server sent a malformed reply: Reply status 9 is not a known status.",
+      `The server at 127.0.0.1:${port} sent a malformed reply: Reply status 9 is not a known status.`,
     );
     client.close();
   });
@@ -378,7 +383,7 @@ Deno.test("Client calls after close fail with a closed ClientError", async () =>
   await withServer(async (port) => {
     const client = await Client.connect({ port });
     client.close();
-    await assertClientError(client.lookup("ada@example.com"), "closed", "the client is closed");
+    await assertClientError(client.lookup("ada@example.com"), "closed", "The client is closed.");
   });
 });
 
@@ -712,7 +717,7 @@ Deno.test("Client with TLS to a plain TCP server says the TLS handshake failed",
   await withServer(async (port) => {
     await assertClientError(
       Client.connect({ port, tls: true }),
-      "connect",
+      "tls",
       new RegExp(`^TLS handshake with 127\\.0\\.0\\.1:${port} failed: `),
     );
   });
@@ -722,7 +727,7 @@ Deno.test("Client with TLS refuses a certificate from a CA it was not given", as
   await withServer(async (port) => {
     await assertClientError(
       Client.connect({ port, tls: true }),
-      "connect",
+      "tls",
       /^TLS handshake with .* failed: .*certificate/i,
     );
   }, { tls: TLS_FILES });
@@ -734,12 +739,13 @@ const noEnv = () => undefined;
 
 Deno.test("parseClientArgs defaults to 127.0.0.1:8080, a 5 s timeout and text output", () => {
   assert.deepEqual(parseClientArgs([], noEnv), {
-    hostname: DEFAULT_HOSTNAME,
-    port: DEFAULT_PORT,
+    hosts: [{ hostname: DEFAULT_HOSTNAME, port: DEFAULT_PORT }],
     timeoutMs: DEFAULT_TIMEOUT_MS,
     json: false,
     tls: false,
     caFile: undefined,
+    certFile: undefined,
+    keyFile: undefined,
     emails: [],
   });
 });
@@ -749,13 +755,11 @@ Deno.test("parseClientArgs takes ADDRBOOK_HOST and ADDRBOOK_PORT, and flags over
     ({ ADDRBOOK_HOST: "book.example", ADDRBOOK_PORT: "9000" } as Record<string, string>)[name];
   const fromEnv = parseClientArgs(["a@example.com"], env);
   assert.ok(fromEnv !== "help");
-  assert.equal(fromEnv.hostname, "book.example");
-  assert.equal(fromEnv.port, 9000);
+  assert.deepEqual(fromEnv.hosts, [{ hostname: "book.example", port: 9000 }]);
   assert.deepEqual(fromEnv.emails, ["a@example.com"]);
   const fromFlags = parseClientArgs(["--host", "127.0.0.2", "--port", "9001"], env);
   assert.ok(fromFlags !== "help");
-  assert.equal(fromFlags.hostname, "127.0.0.2");
-  assert.equal(fromFlags.port, 9001);
+  assert.deepEqual(fromFlags.hosts, [{ hostname: "127.0.0.2", port: 9001 }]);
 });
 
 Deno.test("parseClientArgs reads --timeout in seconds, 0 meaning never, and --ca implying --tls", () => {
@@ -775,8 +779,8 @@ Deno.test("parseClientArgs rejects unknown flags and bad values, naming them", (
     try {
       parseClientArgs(args, env);
     } catch (error) {
-      assert.ok(error instanceof ClientError);
-      assert.equal(error.code, "usage");
+      assert.ok(error instanceof UsageError, `expected a UsageError, got ${error}`);
+      assert.match(error.message, /\.$/, "a usage message ends with a period");
       return error.message;
     }
     assert.fail(`expected a usage error for ${args.join(" ")}`);
@@ -846,7 +850,7 @@ Deno.test("client with no server listening says so in one line and exits 2", asy
   assert.equal(run.code, 2);
   assert.equal(
     run.stderr,
-    `client: cannot connect to 127.0.0.1:${port} (connection refused): is the server running?\n`,
+    `client: Cannot connect to 127.0.0.1:${port} (connection refused): check that the server is running.\n`,
   );
   assert.equal(run.stdout, "");
 });
@@ -873,7 +877,7 @@ Deno.test("client EMAIL... exits 1 when one is not found, saying which on stderr
     ]);
     assert.equal(run.code, 1);
     assert.equal(run.stdout, "Ada Lovelace\nGrace Hopper\n");
-    assert.equal(run.stderr, "not found: nobody@example.com\nclient: 1 of 3 not found\n");
+    assert.equal(run.stderr, "not found: nobody@example.com\nclient: 1 of 3 not found.\n");
   });
 });
 
@@ -881,7 +885,7 @@ Deno.test("client EMAIL exits 2 for a bad request, naming the problem", async ()
   await withServer(async (port) => {
     const run = await runClient(["--port", String(port), "--host", "127.0.0.1", "not-an-email"]);
     assert.equal(run.code, 2);
-    assert.match(run.stderr, /^client: bad request for "not-an-email": .*no @/);
+    assert.match(run.stderr, /^client: Bad request for "not-an-email": .*no @/);
   });
 });
 
@@ -902,7 +906,7 @@ Deno.test("client batch mode prints one line per address in order, skipping blan
     const run = await runClient(["--host", "127.0.0.1", "--port", String(port)], { stdin: input });
     assert.equal(run.code, 1);
     assert.equal(run.stdout, "Ada Lovelace\nGrace Hopper\n\nPerson 7\n");
-    assert.equal(run.stderr, "client: 1 of 4 not found\n");
+    assert.equal(run.stderr, "client: 1 of 4 not found.\n");
   });
 });
 
@@ -912,8 +916,8 @@ Deno.test("client batch mode reports a bad line by number on stderr, prints an e
     const run = await runClient(["--host", "127.0.0.1", "--port", String(port)], { stdin: input });
     assert.equal(run.code, 2);
     assert.equal(run.stdout, "Ada Lovelace\n\nGrace Hopper\n");
-    assert.match(run.stderr, /^client: line 2: The query is not an email address/);
-    assert.match(run.stderr, /client: 1 of 3 was a bad request\n$/);
+    assert.match(run.stderr, /^client: Line 2: The query is not an email address/);
+    assert.match(run.stderr, /client: 1 of 3 was a bad request\.\n$/);
   });
 });
 
@@ -934,7 +938,7 @@ Deno.test("client batch mode answers thousands of lines in input order", async (
     assert.equal(run.code, 1);
     assert.deepEqual(run.stdout.split("\n"), [...expected, ""]);
     const misses = expected.filter((name) => name === "").length;
-    assert.equal(run.stderr, `client: ${misses} of ${lines.length} not found\n`);
+    assert.equal(run.stderr, `client: ${misses} of ${lines.length} not found.\n`);
   });
 });
 
