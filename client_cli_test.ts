@@ -12,8 +12,17 @@ import { DEFAULT_TIMEOUT_MS } from "./client_connection.ts";
 import { parseClientArgs } from "./client_cli.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./client_failover.ts";
 import { Logger } from "./log.ts";
+import { STATUS_FORBIDDEN, STATUS_FOUND, STATUS_RATE_LIMITED } from "./protocol.ts";
 import { type ServerHandle, type ServerOptions, startServer } from "./server.ts";
-import { makeClientPki, ServerProcess } from "./test_util.ts";
+import {
+  assertNoStackTrace,
+  CertificateServer,
+  makeClientPki,
+  ScriptedServer,
+  ServerProcess,
+  startOpensslServer,
+  tempDir,
+} from "./test_util.ts";
 
 const HERE = import.meta.dirname!;
 const CLIENT = `${HERE}/client.ts`;
@@ -322,4 +331,171 @@ Deno.test("the client CLI queries the real server process, which exits 0 on SIGT
   assert.equal(batch.stdout, "Ada Lovelace\n\n");
   server.signal("SIGTERM");
   assert.equal((await server.exit()).code, 0, server.stderr.text);
+});
+
+// --- Refusals: FORBIDDEN and RATE_LIMITED -----------------------------------------
+
+const FORBIDDEN_TEXT = "Clients from 127.0.0.1 may not query: see --allow.";
+const RATE_LIMITED_TEXT = "Over 10 queries a minute.";
+
+Deno.test("client EMAIL says Forbidden by the server in one line and exits 2", async () => {
+  await using server = new ScriptedServer({
+    greeting: { status: STATUS_FORBIDDEN, text: FORBIDDEN_TEXT },
+    answer: () => assert.fail("a forbidding server reads no query"),
+  });
+  const run = await runClient(["--port", String(server.port), "ada@example.com"]);
+  assert.equal(run.code, 2);
+  assert.equal(run.stdout, "");
+  assert.equal(run.stderr, `client: Forbidden by the server: ${FORBIDDEN_TEXT}\n`);
+});
+
+Deno.test("client batch mode stops at the first RATE_LIMITED, saying where to resume, exit 2", async () => {
+  await using server = new ScriptedServer({
+    answer: (email, index) =>
+      index < 3
+        ? { status: STATUS_FOUND, text: `Name of ${email}` }
+        : { status: STATUS_RATE_LIMITED, text: RATE_LIMITED_TEXT },
+  });
+  const input = "a@example.com\n\nb@example.com\nc@example.com\nd@example.com\ne@example.com\n";
+  const run = await runClient(["--port", String(server.port)], { stdin: input });
+  assert.equal(run.code, 2);
+  assert.equal(
+    run.stdout,
+    "Name of a@example.com\nName of b@example.com\nName of c@example.com\n",
+  );
+  assert.equal(
+    run.stderr,
+    "client: Rate limited by the server: Over 10 queries a minute; " +
+      "3 queries answered, resume from input line 5.\n",
+  );
+});
+
+Deno.test("client --json shows the status name of a refusal, then stops with exit 2", async () => {
+  await using server = new ScriptedServer({
+    answer: (_email, index) =>
+      index === 0
+        ? { status: STATUS_FOUND, text: "Ada Lovelace" }
+        : { status: STATUS_RATE_LIMITED, text: RATE_LIMITED_TEXT },
+  });
+  const run = await runClient(["--json", "--port", String(server.port)], {
+    stdin: "ada@example.com\ngrace@example.com\nalan@example.com\n",
+  });
+  assert.equal(run.code, 2);
+  const objects = run.stdout.trimEnd().split("\n").map((line) => JSON.parse(line));
+  assert.deepEqual(objects, [
+    { email: "ada@example.com", status: "FOUND", name: "Ada Lovelace" },
+    { email: "grace@example.com", status: "RATE_LIMITED", message: RATE_LIMITED_TEXT },
+  ]);
+  assert.match(run.stderr, /^client: Rate limited by the server: .*resume from input line 2\.\n$/);
+});
+
+Deno.test("client EMAIL... stopped by FORBIDDEN says which argument to resume from", async () => {
+  await using server = new ScriptedServer({
+    answer: (_email, index) =>
+      index === 0 ? { status: STATUS_FOUND, text: "Ada Lovelace" } : {
+        reply: { status: STATUS_FORBIDDEN, text: FORBIDDEN_TEXT },
+        thenClose: true,
+      },
+  });
+  const run = await runClient([
+    "--port",
+    String(server.port),
+    "ada@example.com",
+    "grace@example.com",
+    "alan@example.com",
+  ]);
+  assert.equal(run.code, 2);
+  assert.equal(run.stdout, "Ada Lovelace\n");
+  assert.equal(
+    run.stderr,
+    "client: Forbidden by the server: Clients from 127.0.0.1 may not query: see --allow; " +
+      "1 of 3 answered, resume from argument 2.\n",
+  );
+});
+
+// --- Client certificates -----------------------------------------------------------
+
+Deno.test("client --cert --key presents a client certificate that the server accepts", async () => {
+  await using pki = await makeClientPki();
+  await using server = await CertificateServer.start(pki);
+  const run = await runClient([
+    "--port",
+    String(server.port),
+    "--ca",
+    pki.caPath,
+    "--cert",
+    pki.client.certPath,
+    "--key",
+    pki.client.keyPath,
+    "ada@example.com",
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  // The test server answers with the subject of the certificate it accepted.
+  assert.equal(run.stdout, "client one\n");
+});
+
+Deno.test("client without --cert, or with a certificate the server refuses: one line, exit 2", async () => {
+  await using pki = await makeClientPki();
+  {
+    await using server = await CertificateServer.start(pki);
+    const run = await runClient(["--port", String(server.port), "--ca", pki.caPath, "a@x.org"]);
+    assert.equal(run.code, 2);
+    assert.equal(run.stdout, "");
+    assert.match(
+      run.stderr,
+      /^client: The server at 127\.0\.0\.1:\d+ refused the TLS connection \(.*\): it requires a client certificate: give --cert and --key\.\n$/,
+    );
+  }
+  await using server = await startOpensslServer(pki);
+  const run = await runClient([
+    "--port",
+    String(server.port),
+    "--ca",
+    pki.caPath,
+    "--cert",
+    pki.rogue.certPath,
+    "--key",
+    pki.rogue.keyPath,
+    "a@x.org",
+  ]);
+  assert.equal(run.code, 2);
+  assert.match(
+    run.stderr,
+    /^client: The server at 127\.0\.0\.1:\d+ refused the TLS connection \(.*UnknownCA.*\): it did not accept the client certificate given by --cert\.\n$/,
+  );
+  assertNoStackTrace(run.stderr);
+});
+
+Deno.test("client --cert or --key with a missing, unreadable or wrong file: one line, exit 2", async () => {
+  await using pki = await makeClientPki();
+  await using dir = await tempDir("client_cli_test_");
+  const notPem = `${dir.path}/notes.txt`;
+  await Deno.writeTextFile(notPem, "not a certificate\n");
+  const cases: [string[], string][] = [
+    [
+      ["--cert", `${dir.path}/missing.pem`, "--key", pki.client.keyPath],
+      `client: Cannot read the --cert file ${dir.path}/missing.pem: no such file.\n`,
+    ],
+    [
+      ["--cert", pki.client.certPath, "--key", dir.path],
+      `client: Cannot read the --key file ${dir.path}: it is a directory.\n`,
+    ],
+    [
+      ["--cert", notPem, "--key", pki.client.keyPath],
+      `client: The --cert file ${notPem} does not hold a PEM certificate.\n`,
+    ],
+    [
+      ["--cert", pki.client.certPath, "--key", pki.client.certPath],
+      `client: The --key file ${pki.client.certPath} does not hold a PEM private key.\n`,
+    ],
+  ];
+  for (const [flags, message] of cases) {
+    const run = await runClient(["--port", String(closedPort()), ...flags, "a@x.org"]);
+    assert.equal(run.code, 2, flags.join(" "));
+    assert.equal(run.stderr, message);
+  }
+  const alone = await runClient(["--cert", pki.client.certPath, "a@x.org"]);
+  assert.equal(alone.code, 2);
+  assert.match(alone.stderr, /^client: --cert needs --key: give the certificate's private key\.\n/);
+  assert.match(alone.stderr, /Usage: deno task client/);
 });
