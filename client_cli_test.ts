@@ -22,6 +22,8 @@ import {
   ServerProcess,
   startOpensslServer,
   tempDir,
+  withDeadline,
+  writeCsvBook,
 } from "./test_util.ts";
 
 const HERE = import.meta.dirname!;
@@ -109,6 +111,42 @@ Deno.test("parseClientArgs reads --timeout in seconds, 0 meaning never, and --ca
   assert.equal(never.timeoutMs, 0);
 });
 
+Deno.test("parseClientArgs reads a --host list, each port defaulting to --port", () => {
+  const parsed = parseClientArgs(
+    ["--host", "a.example,[::1]:9000, 127.0.0.3", "--port", "7000"],
+    noEnv,
+  );
+  assert.ok(parsed !== "help");
+  assert.deepEqual(parsed.hosts, [
+    { hostname: "a.example", port: 7000 },
+    { hostname: "::1", port: 9000 },
+    { hostname: "127.0.0.3", port: 7000 },
+  ]);
+  const env = (name: string) => name === "ADDRBOOK_HOST" ? "b.example:1,c.example" : undefined;
+  const fromEnv = parseClientArgs([], env);
+  assert.ok(fromEnv !== "help");
+  assert.deepEqual(fromEnv.hosts, [
+    { hostname: "b.example", port: 1 },
+    { hostname: "c.example", port: DEFAULT_PORT },
+  ]);
+});
+
+Deno.test("parseClientArgs takes --cert with --key, implying --tls, and refuses either alone", () => {
+  const parsed = parseClientArgs(["--cert", "c.pem", "--key", "k.pem"], noEnv);
+  assert.ok(parsed !== "help");
+  assert.equal(parsed.tls, true);
+  assert.equal(parsed.certFile, "c.pem");
+  assert.equal(parsed.keyFile, "k.pem");
+  assert.throws(() => parseClientArgs(["--cert", "c.pem"], noEnv), {
+    name: "UsageError",
+    message: "--cert needs --key: give the certificate's private key.",
+  });
+  assert.throws(() => parseClientArgs(["--key", "k.pem"], noEnv), {
+    name: "UsageError",
+    message: "--key needs --cert: give the client certificate it belongs to.",
+  });
+});
+
 Deno.test("parseClientArgs rejects unknown flags and bad values, naming them", () => {
   const usage = (args: string[], env: (name: string) => string | undefined = noEnv) => {
     try {
@@ -124,6 +162,15 @@ Deno.test("parseClientArgs rejects unknown flags and bad values, naming them", (
   assert.match(usage(["--port", "0"]), /--port must be a whole number from 1 to 65535, not "0"/);
   assert.match(usage(["--port", "http"]), /not "http"/);
   assert.match(usage(["--timeout", "soon"]), /--timeout must be a number of seconds/);
+  assert.match(usage(["--host", "a.example:0"]), /^--host: The port of "a\.example:0" must be/);
+  assert.match(
+    usage(["--host", "a.example,,b.example"]),
+    /^--host: The host list has an empty entry/,
+  );
+  assert.match(
+    usage([], (name) => name === "ADDRBOOK_HOST" ? "[::1" : undefined),
+    /^ADDRBOOK_HOST: The host "\[::1" has no closing bracket\.$/,
+  );
   assert.match(usage([], (name) => name === "ADDRBOOK_PORT" ? "x" : undefined), /ADDRBOOK_PORT/);
   assert.equal(parseClientArgs(["-h"], noEnv), "help");
 });
@@ -498,4 +545,157 @@ Deno.test("client --cert or --key with a missing, unreadable or wrong file: one 
   assert.equal(alone.code, 2);
   assert.match(alone.stderr, /^client: --cert needs --key: give the certificate's private key\.\n/);
   assert.match(alone.stderr, /Usage: deno task client/);
+});
+
+// --- Failover: --host with several servers ------------------------------------------
+
+/** Entries in the book of the server processes: person{i}@example.com is "Person {i}". */
+const BOOK_ENTRIES = 5000;
+/** Input lines of a failover batch; every sixth thousand address is missing from the book. */
+const BATCH_LINES = 30_000;
+/** Lines written to the client before a server is killed. */
+const BEFORE_KILL = 6000;
+
+function batchLine(i: number): string {
+  return `person${i % 6000}@example.com`;
+}
+
+function expectedLine(i: number): string {
+  return i % 6000 < BOOK_ENTRIES ? `Person ${i % 6000}` : "";
+}
+
+/** Starts `count` server processes on one book, and disposes of them however the body ends. */
+async function withServerProcesses(
+  count: number,
+  body: (servers: ServerProcess[]) => Promise<void>,
+): Promise<void> {
+  await using dir = await tempDir("client_cli_test_");
+  const rows: [string, string][] = Array.from(
+    { length: BOOK_ENTRIES },
+    (_, i) => [`person${i}@example.com`, `Person ${i}`],
+  );
+  const book = await writeCsvBook(dir.path, rows);
+  const servers = await Promise.all(
+    Array.from({ length: count }, () => ServerProcess.start(["--data", book])),
+  );
+  try {
+    await body(servers);
+  } finally {
+    await Promise.all(servers.map((server) => server[Symbol.asyncDispose]()));
+  }
+}
+
+/**
+ * Runs the client in batch mode with `args`: writes the first
+ * {@linkcode BEFORE_KILL} lines, waits until it has answered some, calls
+ * `midBatch`, then writes the rest. Resolves with how it ended, within 30 s.
+ */
+async function runBatchAcross(args: string[], midBatch: () => void): Promise<Run> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...CLIENT_PERMISSIONS, CLIENT, ...args],
+    cwd: HERE,
+    env: { NO_COLOR: "1" },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  let stdout = "";
+  let lines = 0;
+  let someAnswered!: () => void;
+  const answered = new Promise<void>((resolve) => someAnswered = resolve);
+  const reading = (async () => {
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      stdout += chunk;
+      lines += chunk.split("\n").length - 1;
+      if (lines >= BEFORE_KILL / 2) someAnswered();
+    }
+  })();
+  const input = (from: number, to: number) =>
+    encoder.encode(
+      Array.from({ length: to - from }, (_, n) => batchLine(from + n) + "\n").join(""),
+    );
+  const writer = child.stdin.getWriter();
+  try {
+    await writer.write(input(0, BEFORE_KILL));
+    await withDeadline(answered, "the client to answer the first lines", 30_000);
+    midBatch();
+    // Written after the kill, these lines can only be answered by what is left.
+    await writer.write(input(BEFORE_KILL, BATCH_LINES)).catch(() => {});
+    await writer.close().catch(() => {});
+    const { code } = await withDeadline(child.status, "the client to exit", 30_000);
+    await reading;
+    return { code, stdout, stderr: await stderr };
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // It has exited.
+    }
+    await child.status;
+  }
+}
+
+Deno.test("client --host a,b answers every line in order when a is SIGKILLed mid-batch", async () => {
+  await withServerProcesses(2, async (servers) => {
+    const hosts = servers.map((server) => `${server.hostname}:${server.port}`).join(",");
+    const run = await runBatchAcross(["--host", hosts], () => servers[0].signal("SIGKILL"));
+    const lines = run.stdout.split("\n");
+    assert.equal(lines.length, BATCH_LINES + 1, run.stderr);
+    for (let i = 0; i < BATCH_LINES; i++) assert.equal(lines[i], expectedLine(i), `line ${i + 1}`);
+    const misses = Array.from({ length: BATCH_LINES }, (_, i) => expectedLine(i))
+      .filter((name) => name === "").length;
+    assert.equal(run.code, 1);
+    assert.equal(run.stderr, `client: ${misses} of ${BATCH_LINES} not found.\n`);
+  });
+});
+
+/** Checks a batch that gave up: a correct prefix on stdout, and the message that says where to resume. */
+function assertGaveUp(run: Run, message: RegExp): void {
+  assert.equal(run.code, 2, run.stderr);
+  const match = /; (\d+) queries answered, resume from input line (\d+)\.\n$/.exec(run.stderr);
+  assert.ok(match, `the resume message: ${run.stderr}`);
+  assert.match(run.stderr, message);
+  assert.equal(run.stderr.split("\n").length, 2, "one line on stderr");
+  const answered = Number(match[1]);
+  assert.equal(
+    Number(match[2]),
+    answered + 1,
+    "no blank lines, so the next line is the first unanswered",
+  );
+  assert.ok(answered >= BEFORE_KILL / 2 && answered < BATCH_LINES, `${answered} answered`);
+  const lines = run.stdout.split("\n");
+  assert.equal(lines.length, answered + 1, "one output line per answered query");
+  for (let i = 0; i < answered; i++) assert.equal(lines[i], expectedLine(i), `line ${i + 1}`);
+}
+
+Deno.test("client --host a,b with both SIGKILLed mid-batch exits 2 within 30 s, saying where to resume", async () => {
+  await withServerProcesses(2, async (servers) => {
+    const hosts = servers.map((server) => `${server.hostname}:${server.port}`).join(",");
+    const run = await runBatchAcross(["--host", hosts], () => {
+      for (const server of servers) server.signal("SIGKILL");
+    });
+    assertGaveUp(
+      run,
+      new RegExp(
+        `^client: No server answered in 3 rounds over ${
+          hosts.replace(",", ", ").replaceAll(".", "\\.")
+        }; ` +
+          `the last error: Cannot connect to 127\\.0\\.0\\.1:\\d+ \\(connection refused\\): check that the server is running; `,
+      ),
+    );
+  });
+});
+
+Deno.test("client with its one server SIGKILLed mid-batch exits 2, saying where to resume", async () => {
+  await withServerProcesses(1, async ([server]) => {
+    const run = await runBatchAcross(
+      ["--host", server.hostname, "--port", String(server.port)],
+      () => server.signal("SIGKILL"),
+    );
+    assertGaveUp(
+      run,
+      /^client: Cannot connect to 127\.0\.0\.1:\d+ \(connection refused\): check that the server is running; /,
+    );
+  });
 });
