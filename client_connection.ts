@@ -300,6 +300,21 @@ export class Connection {
     emails: Iterable<string> | AsyncIterable<string>,
     window: number = DEFAULT_WINDOW,
   ): AsyncGenerator<Reply> {
+    for await (const replies of this.lookupBatches(emails, window)) yield* replies;
+  }
+
+  /**
+   * {@linkcode lookupMany}, yielding the replies in runs: each run holds
+   * every reply already received, in order, and comes as soon as the next
+   * reply would have to be waited for. A caller that adds a layer of its
+   * own per reply pays for it once per run, not once per reply.
+   *
+   * @throws {ClientError} as {@linkcode lookup} does; errors thrown by `emails` pass through.
+   */
+  async *lookupBatches(
+    emails: Iterable<string> | AsyncIterable<string>,
+    window: number = DEFAULT_WINDOW,
+  ): AsyncGenerator<Reply[]> {
     if (!Number.isInteger(window) || window < 1) {
       throw new ClientError(
         "usage",
@@ -397,8 +412,15 @@ export class Connection {
     try {
       this.#throwIfFailed();
       filling = fill();
+      // Replies already received are handed over together, before any wait.
+      let ready: Reply[] = [];
       for (;;) {
         if (yielded === added) {
+          if (ready.length > 0) {
+            yield ready;
+            ready = [];
+            continue;
+          }
           if (sourceDone) break;
           await new Promise<void>((resolve) => wakeReader = resolve);
           continue;
@@ -407,8 +429,19 @@ export class Connection {
         if (reply !== undefined) {
           localReplies.delete(yielded);
         } else {
-          reply = this.#takeReply();
+          try {
+            reply = this.#takeReply();
+          } catch (error) {
+            // The replies before a PROTOCOL_ERROR or SERVER_BUSY are still answers.
+            if (ready.length > 0) yield ready;
+            throw error;
+          }
           if (reply === undefined) {
+            if (ready.length > 0) {
+              yield ready;
+              ready = [];
+              continue;
+            }
             if (yielded >= sent) flush();
             do {
               await this.#receive();
@@ -421,7 +454,7 @@ export class Connection {
           wakeFiller();
           wakeFiller = undefined;
         }
-        yield reply;
+        ready.push(reply);
       }
       finished = true;
       if (sourceFailed) throw sourceError;

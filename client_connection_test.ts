@@ -221,3 +221,19 @@ Deno.test("Connection.open refuses a certificate without its key, and a key with
     /needs its key, and a key its certificate/,
   );
 });
+
+Deno.test("Connection.lookupBatches yields every reply once, in order, in non-empty runs", async () => {
+  await using server = new ScriptedServer({
+    answer: (email) => ({ status: STATUS_FOUND, text: email.toUpperCase() }),
+  });
+  const connection = await Connection.open({ hostname: LOOPBACK, port: server.port });
+  try {
+    const emails = Array.from({ length: 3000 }, (_, i) => `p${i}@example.com`);
+    const runs: Reply[][] = [];
+    for await (const run of connection.lookupBatches(emails, 64)) runs.push(run);
+    assert.ok(runs.every((run) => run.length > 0), "no empty run");
+    assert.deepEqual(runs.flat().map((reply) => reply.text), emails.map((e) => e.toUpperCase()));
+  } finally {
+    connection.close();
+  }
+});

@@ -207,10 +207,12 @@ export class Client {
       for (;;) {
         connection = await this.#current();
         try {
-          for await (const reply of connection.lookupMany(queue.feed(), window)) {
-            queue.answered();
+          for await (const replies of connection.lookupBatches(queue.feed(), window)) {
             this.#failures = 0;
-            yield reply;
+            for (const reply of replies) {
+              queue.answered();
+              yield reply;
+            }
           }
           ended = true;
           return;
@@ -336,7 +338,7 @@ export class ResendQueue {
   #sourceFailed = false;
   #sourceError: unknown;
   /** The source's `next` in progress, which every feed waits on rather than asking again. */
-  #pulling: Promise<void> | undefined;
+  #pulling: Promise<IteratorResult<string>> | undefined;
 
   /** Reads `source` lazily, as feeds ask for more. */
   constructor(source: Iterable<string> | AsyncIterable<string>) {
@@ -372,13 +374,30 @@ export class ResendQueue {
       const iterator: Iterator<string> = { next, return: () => ({ done: true, value: undefined }) };
       return { [Symbol.iterator]: () => iterator };
     }
-    const next = async (): Promise<IteratorResult<string>> => {
-      for (;;) {
-        if (cursor < this.#end) return { done: false, value: this.#at(cursor++) };
-        if (this.#sourceFailed) throw this.#sourceError;
-        if (this.#sourceDone) return { done: true, value: undefined };
-        await (this.#pulling ??= this.#pull());
-      }
+    const next = (): Promise<IteratorResult<string>> => {
+      if (cursor < this.#end) return Promise.resolve({ done: false, value: this.#at(cursor++) });
+      if (this.#sourceFailed) return Promise.reject(this.#sourceError);
+      if (this.#sourceDone) return Promise.resolve({ done: true, value: undefined });
+      // Another feed's pull is in progress: what it brings is this feed's next query too.
+      if (this.#pulling !== undefined) return this.#pulling.then(next, next);
+      // One step on the source's own promise, so that a query costs about
+      // what it would without this queue: it is on every batch's hot path.
+      const pulled = this.#async!.next().then((result) => {
+        this.#pulling = undefined;
+        if (result.done) this.#sourceDone = true;
+        else {
+          this.#items.push(result.value);
+          cursor++;
+        }
+        return result;
+      }, (error) => {
+        this.#pulling = undefined;
+        this.#sourceFailed = true;
+        this.#sourceError = error;
+        throw error;
+      });
+      this.#pulling = pulled;
+      return pulled;
     };
     const iterator: AsyncIterator<string> = {
       next,
@@ -406,7 +425,7 @@ export class ResendQueue {
   async close(): Promise<void> {
     const close = () => this.#async?.return?.() ?? this.#sync?.return?.();
     if (this.#pulling !== undefined) {
-      this.#pulling.then(close).catch(() => {});
+      this.#pulling.then(close, close).catch(() => {});
       return;
     }
     if (!this.#sourceDone) await close();
@@ -418,18 +437,5 @@ export class ResendQueue {
 
   #at(index: number): string {
     return this.#items[index - this.#offset];
-  }
-
-  async #pull(): Promise<void> {
-    try {
-      const result = await this.#async!.next();
-      if (result.done) this.#sourceDone = true;
-      else this.#items.push(result.value);
-    } catch (error) {
-      this.#sourceFailed = true;
-      this.#sourceError = error;
-    } finally {
-      this.#pulling = undefined;
-    }
   }
 }
