@@ -778,6 +778,7 @@ export function withTestClient(
 
 // Here rather than at the top, so that this section is one addition to the file.
 import { encodeReply, MAX_QUERY_BYTES, TYPE_QUERY } from "./protocol.ts";
+import { writeAll } from "./write_all.ts";
 
 /** What a {@linkcode ScriptedServer} does with one query: reply, or reply and then close. */
 export type ScriptedAnswer = Reply | { reply: Reply; thenClose: true };
@@ -846,7 +847,7 @@ export class ScriptedServer implements AsyncDisposable {
 
   async #serve(conn: Deno.TcpConn): Promise<void> {
     if (this.#options.greeting !== undefined) {
-      await writeAllTo(
+      await writeAll(
         conn,
         encodeReply(this.#options.greeting.status, this.#options.greeting.text),
       );
@@ -866,15 +867,9 @@ export class ScriptedServer implements AsyncDisposable {
         close = "thenClose" in answer;
         replies.push(encodeReply(reply.status, reply.text));
       }
-      await writeAllTo(conn, concat(replies));
+      await writeAll(conn, concat(replies));
       if (close) return await closeGently(conn);
     }
-  }
-}
-
-async function writeAllTo(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let written = 0; written < bytes.length;) {
-    written += await conn.write(bytes.subarray(written));
   }
 }
 
