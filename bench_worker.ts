@@ -13,6 +13,7 @@ import { describeError } from "./errors.ts";
 import {
   FrameDecoder,
   MAX_REPLY_BYTES,
+  STATUS_FORBIDDEN,
   STATUS_PROTOCOL_ERROR,
   STATUS_SERVER_BUSY,
   TYPE_REPLY,
@@ -55,6 +56,12 @@ export type ThreadReport =
   | { kind: "progress"; queries: number }
   | { kind: "done"; tally: Tally };
 
+/** Replies the server follows with a close: the rest of the batch is lost. */
+const CLOSING_STATUSES: readonly number[] = [
+  STATUS_PROTOCOL_ERROR,
+  STATUS_SERVER_BUSY,
+  STATUS_FORBIDDEN,
+];
 /** Microseconds in a millisecond: latencies are recorded in microseconds. */
 const MICROS_PER_MS = 1000;
 /** Bytes read from a connection at a time. */
@@ -170,8 +177,7 @@ class LoadThread {
           continue;
         }
         statuses[status]++;
-        // Both come with the server closing the connection; the rest of the batch is lost.
-        if (status === STATUS_PROTOCOL_ERROR || status === STATUS_SERVER_BUSY) return false;
+        if (CLOSING_STATUSES.includes(status)) return false;
       }
     }
     return true;

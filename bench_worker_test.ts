@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import { buildQueryFrames } from "./bench_keys.ts";
 import { type Tally, tallyQueries } from "./bench_tally.ts";
 import type { LoadPlan, ThreadCommand, ThreadReport } from "./bench_worker.ts";
-import { STATUS_FOUND, STATUS_NOT_FOUND } from "./protocol.ts";
-import { metricValue, PEOPLE, withDeadline, withTestServer } from "./test_util.ts";
+import { STATUS_FORBIDDEN, STATUS_FOUND, STATUS_NOT_FOUND } from "./protocol.ts";
+import { metricValue, PEOPLE, ScriptedServer, withDeadline, withTestServer } from "./test_util.ts";
 
 const KEYS = [...PEOPLE.map(([email]) => email), "nobody@example.com", "nobody@example.org"];
 
@@ -96,4 +96,15 @@ Deno.test("a load thread counts a server that refuses connections as errors, and
   assert.equal(tallyQueries(tally), 0);
   assert.ok(tally.errors >= 1);
   assert.match(Object.keys(tally.errorMessages)[0], /^Cannot connect: /);
+});
+
+Deno.test("a load thread counts FORBIDDEN, which ends the connection, and reconnects without errors", async () => {
+  await using server = new ScriptedServer({
+    greeting: { status: STATUS_FORBIDDEN, text: "Not from here." },
+    answer: () => assert.fail("a forbidding server reads no query"),
+  });
+  const tally = await runThread(plan(server.port, { connections: 1, totalConnections: 1 }));
+  assert.equal(tally.errors, 0, JSON.stringify(tally.errorMessages));
+  assert.ok(tally.statuses[STATUS_FORBIDDEN] > 1, "one per connection, and it reconnected");
+  assert.equal(tally.statuses[STATUS_FORBIDDEN], server.accepted);
 });
