@@ -303,3 +303,41 @@ Deno.test("Client gives up when every host is down, naming them and the last err
     client.close();
   });
 });
+
+Deno.test("Client moves on from a host at its connection limit (SERVER_BUSY) to the next", async () => {
+  const full = await startTestServer({ limits: { maxConnections: 1 } });
+  const free = await startTestServer();
+  const holder = await Client.connect({ port: full.port });
+  try {
+    // Once this is answered, the holder surely has the full server's only place.
+    assert.equal((await holder.lookup("ada@example.com")).text, "Ada Lovelace");
+    const client = await Client.connect({
+      hosts: [{ hostname: LOOPBACK, port: full.port }, { hostname: LOOPBACK, port: free.port }],
+    });
+    try {
+      assert.equal((await client.lookup("alan@turing.example")).text, "Alan Turing");
+      assert.equal(client.address, `${LOOPBACK}:${free.port}`);
+    } finally {
+      client.close();
+    }
+  } finally {
+    holder.close();
+    await full.server.close();
+    await free.server.close();
+  }
+});
+
+Deno.test("Client reaches an IPv6 host given in brackets, with its port", async () => {
+  const { server, port } = await startTestServer({ hostname: "::1" });
+  try {
+    const client = await Client.connect({ hosts: `[::1]:${port}` });
+    try {
+      assert.equal(client.address, `[::1]:${port}`);
+      assert.equal((await client.lookup("ada@example.com")).text, "Ada Lovelace");
+    } finally {
+      client.close();
+    }
+  } finally {
+    await server.close();
+  }
+});
