@@ -40,6 +40,7 @@ const OUTPUT_CHUNK_CHARS = 65536;
  */
 const MAX_LINE_CHARS = 8192;
 const MILLISECONDS_PER_SECOND = 1000;
+const DEFAULT_TIMEOUT_S = DEFAULT_TIMEOUT_MS / MILLISECONDS_PER_SECOND;
 /** Exit status when every address was found. */
 export const EXIT_OK = 0;
 /** Exit status when some address was not found. */
@@ -74,8 +75,8 @@ Options:
                      (default $ADDRBOOK_HOST, else ${DEFAULT_HOSTNAME})
   --port PORT        the port of every host given without one
                      (default $ADDRBOOK_PORT, else ${DEFAULT_PORT})
-  --timeout SECONDS  give up on connecting, or on a reply, after this long;
-                     0 waits forever (default ${DEFAULT_TIMEOUT_MS / MILLISECONDS_PER_SECOND})
+  --timeout SECONDS  wait this long for a connection, or for a reply, before
+                     trying again (see Failover); 0 waits forever (default ${DEFAULT_TIMEOUT_S})
   --json             print one JSON object per address instead, on stdout:
                      {"email":...,"status":"FOUND","name":...} or
                      {"email":...,"status":"NOT_FOUND"|"BAD_REQUEST"|...,"message":...}
