@@ -272,7 +272,7 @@ export class Client {
     if (this.#closed) throw this.#closed;
     if (!isRetryable(error)) {
       // A malformed reply or a TLS refusal would only come again: the client is done.
-      if (error instanceof ClientError) this.#closed = error;
+      if (error instanceof ClientError && error.code !== "usage") this.#closed = error;
       throw error;
     }
     // Calls waiting on the same connection see the same failure; it counts once.

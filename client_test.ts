@@ -533,6 +533,8 @@ Deno.test("Client.lookupMany rejects a window below 1", async () => {
     const client = await Client.connect({ port });
     try {
       await assertClientError(lookUpAllWindow(client, 0), "usage", /window/);
+      // A bad argument is the caller's mistake: the client stays usable.
+      assert.equal((await client.lookup("ada@example.com")).text, "Ada Lovelace");
     } finally {
       client.close();
     }
