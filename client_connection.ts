@@ -747,7 +747,7 @@ function connectError(
     return new ClientError("connect", `${prefix}: unknown host "${hostname}".`);
   }
   // Client certificate files that are not a certificate and its key fail here, before any I/O.
-  if (/certificate|private key|pem|key/i.test(message)) {
+  if (/certificate|private key|\bpem\b/i.test(message)) {
     return new ClientError("tls", `${prefix}: ${sentence(message)}`);
   }
   return new ClientError("connect", `${prefix}: ${sentence(message)}`);

@@ -237,3 +237,14 @@ Deno.test("Connection.lookupBatches yields every reply once, in order, in non-em
     connection.close();
   }
 });
+
+Deno.test("Connection.open with a certificate that is not PEM says so as a TLS error", async () => {
+  await assertClientError(
+    Connection.open({ hostname: LOOPBACK, port: 1 }, {
+      cert: "not a certificate",
+      key: "nor a key",
+    }),
+    "tls",
+    /^Cannot connect to 127\.0\.0\.1:1: No certificates found in certificate data\.$/,
+  );
+});
