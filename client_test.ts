@@ -1,21 +1,14 @@
 /**
- * Tests of the client: the Client class against real in-process servers
- * (and a few hand-written fake servers, for replies a real server never
- * sends), raw sockets for what the class cannot send, and the command line
- * run as a subprocess, against an in-process server and once against the
- * real server process.
+ * Tests of the client library as client.ts exports it: the Client class
+ * against real in-process servers (and a few hand-written fake servers, for
+ * replies a real server never sends), and raw sockets for what the class
+ * cannot send. The command line is tested in client_cli_test.ts, failover
+ * in client_failover_test.ts.
  */
 
 import assert from "node:assert/strict";
 import { AddressBookBuilder } from "./addressbook.ts";
-import {
-  Client,
-  ClientError,
-  DEFAULT_HOSTNAME,
-  DEFAULT_PORT,
-  DEFAULT_TIMEOUT_MS,
-  parseClientArgs,
-} from "./client.ts";
+import { Client, ClientError } from "./client.ts";
 import { Logger } from "./log.ts";
 import {
   decodeReply,
@@ -33,12 +26,9 @@ import {
   TYPE_REPLY,
 } from "./protocol.ts";
 import { type ServerHandle, type ServerOptions, startServer } from "./server.ts";
+import { withDeadline } from "./test_util.ts";
 
-const HERE = import.meta.dirname!;
-const CLIENT = `${HERE}/client.ts`;
-const LISTENING = /listening on (?:tls:\/\/)?(\S+):(\d+)/;
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 /** Entries of the generated part of the test book: person{i}@example.com is "Person {i}". */
 const PEOPLE = 1000;
@@ -256,7 +246,7 @@ Deno.test("Client turns a PROTOCOL_ERROR reply into a protocol ClientError and c
     await assertClientError(
       client.lookup("ada@example.com"),
       "protocol",
-      "the server reported a protocol error: Frame type 0x47 is not Q.",
+      `The server at 127.0.0.1:${port} reported a protocol error: Frame type 0x47 is not Q.`,
     );
     // The connection is gone, and every later call says why.
     await assertClientError(client.lookup("ada@example.com"), "protocol", /protocol error/);
@@ -271,7 +261,11 @@ Deno.test("Client reports SERVER_BUSY from a server at its connection limit as a
       // Once this is answered, the first connection surely holds the only place.
       assert.equal((await first.lookup("ada@example.com")).text, "Ada Lovelace");
       const second = await Client.connect({ port });
-      await assertClientError(second.lookup("ada@example.com"), "busy", /^the server is busy: /);
+      await assertClientError(
+        second.lookup("ada@example.com"),
+        "busy",
+        /^The server at 127\.0\.0\.1:\d+ is busy: /,
+      );
       second.close();
       // A raw socket that sends nothing sees the busy reply, then the close.
       const raw = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -292,7 +286,7 @@ Deno.test("Client.connect to a port nobody listens on says the connection was re
   await assertClientError(
     Client.connect({ hostname: "127.0.0.1", port }),
     "connect",
-    `cannot connect to 127.0.0.1:${port} (connection refused): is the server running?`,
+    `Cannot connect to 127.0.0.1:${port} (connection refused): check that the server is running.`,
   );
 });
 
@@ -300,12 +294,12 @@ Deno.test("Client.connect to a host name that does not resolve says the host is 
   await assertClientError(
     Client.connect({ hostname: "no-such-host.invalid", port: 8080 }),
     "connect",
-    'cannot connect to no-such-host.invalid:8080 (unknown host "no-such-host.invalid")',
+    'Cannot connect to no-such-host.invalid:8080: unknown host "no-such-host.invalid".',
   );
 });
 
 Deno.test("Client.connect rejects a bad port or timeout as usage errors", async () => {
-  await assertClientError(Client.connect({ port: 0 }), "usage", /port must be a whole number/);
+  await assertClientError(Client.connect({ port: 0 }), "usage", /The port must be a whole number/);
   await assertClientError(Client.connect({ port: 70000 }), "usage", /not 70000/);
   await assertClientError(Client.connect({ timeoutMs: -1 }), "usage", /timeout/);
 });
@@ -318,11 +312,11 @@ Deno.test("Client reports a server that never replies as a timeout", async () =>
       // Keep reading.
     }
   }, async (port) => {
-    const client = await Client.connect({ port, timeoutMs: 100 });
+    const client = await Client.connect({ port, timeoutMs: 100, rounds: 1 });
     await assertClientError(
       client.lookup("ada@example.com"),
       "timeout",
-      `no reply from 127.0.0.1:${port} within 0.1 s`,
+      `No reply from 127.0.0.1:${port} within 0.1 s.`,
     );
     client.close();
   });
@@ -334,11 +328,11 @@ Deno.test("Client reports a connection dropped mid-reply as closed before replyi
     // The first four bytes of a reply header, and then nothing.
     await conn.write(encodeReply(STATUS_FOUND, "Ada Lovelace").subarray(0, 4));
   }, async (port) => {
-    const client = await Client.connect({ port });
+    const client = await Client.connect({ port, rounds: 1 });
     await assertClientError(
       client.lookup("ada@example.com"),
       "closed",
-      "the server closed the connection before replying",
+      `The server at 127.0.0.1:${port} closed the connection before replying.`,
     );
     client.close();
   });
@@ -353,7 +347,7 @@ Deno.test("Client reports a reply frame of the wrong type as malformed", async (
     await assertClientError(
       client.lookup("ada@example.com"),
       "protocol",
-      /^the server sent a malformed reply: Frame type 0x51 \("Q"\)/,
+      /^The server at 127\.0\.0\.1:\d+ sent a malformed reply: Frame type 0x51 \("Q"\)/,
     );
     client.close();
   });
@@ -368,7 +362,7 @@ Deno.test("Client reports a reply with an unknown status as malformed", async ()
     await assertClientError(
       client.lookup("ada@example.com"),
       "protocol",
-      "the server sent a malformed reply: Reply status 9 is not a known status.",
+      `The server at 127.0.0.1:${port} sent a malformed reply: Reply status 9 is not a known status.`,
     );
     client.close();
   });
@@ -378,7 +372,7 @@ Deno.test("Client calls after close fail with a closed ClientError", async () =>
   await withServer(async (port) => {
     const client = await Client.connect({ port });
     client.close();
-    await assertClientError(client.lookup("ada@example.com"), "closed", "the client is closed");
+    await assertClientError(client.lookup("ada@example.com"), "closed", "The client is closed.");
   });
 });
 
@@ -525,7 +519,7 @@ Deno.test("Client.lookupMany stopped while its source waits sends nothing more a
       }
       // The address the source gives after the stop must be dropped, not sent.
       openGate();
-      await withDeadline(closed, "the source was never closed");
+      await withDeadline(closed, "the source to be closed");
       assert.equal((await client.lookup("person1@example.com")).text, "Person 1");
       assert.equal((await client.lookup("person2@example.com")).text, "Person 2");
     } finally {
@@ -534,24 +528,13 @@ Deno.test("Client.lookupMany stopped while its source waits sends nothing more a
   });
 });
 
-/** Fails with `message` if `promise` has not settled within 10 s, rather than hanging the run. */
-async function withDeadline<T>(promise: Promise<T>, message: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), 10_000);
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 Deno.test("Client.lookupMany rejects a window below 1", async () => {
   await withServer(async (port) => {
     const client = await Client.connect({ port });
     try {
       await assertClientError(lookUpAllWindow(client, 0), "usage", /window/);
+      // A bad argument is the caller's mistake: the client stays usable.
+      assert.equal((await client.lookup("ada@example.com")).text, "Ada Lovelace");
     } finally {
       client.close();
     }
@@ -712,7 +695,7 @@ Deno.test("Client with TLS to a plain TCP server says the TLS handshake failed",
   await withServer(async (port) => {
     await assertClientError(
       Client.connect({ port, tls: true }),
-      "connect",
+      "tls",
       new RegExp(`^TLS handshake with 127\\.0\\.0\\.1:${port} failed: `),
     );
   });
@@ -722,307 +705,8 @@ Deno.test("Client with TLS refuses a certificate from a CA it was not given", as
   await withServer(async (port) => {
     await assertClientError(
       Client.connect({ port, tls: true }),
-      "connect",
+      "tls",
       /^TLS handshake with .* failed: .*certificate/i,
     );
   }, { tls: TLS_FILES });
-});
-
-// --- parseClientArgs ----------------------------------------------------------
-
-const noEnv = () => undefined;
-
-Deno.test("parseClientArgs defaults to 127.0.0.1:8080, a 5 s timeout and text output", () => {
-  assert.deepEqual(parseClientArgs([], noEnv), {
-    hostname: DEFAULT_HOSTNAME,
-    port: DEFAULT_PORT,
-    timeoutMs: DEFAULT_TIMEOUT_MS,
-    json: false,
-    tls: false,
-    caFile: undefined,
-    emails: [],
-  });
-});
-
-Deno.test("parseClientArgs takes ADDRBOOK_HOST and ADDRBOOK_PORT, and flags over them", () => {
-  const env = (name: string) =>
-    ({ ADDRBOOK_HOST: "book.example", ADDRBOOK_PORT: "9000" } as Record<string, string>)[name];
-  const fromEnv = parseClientArgs(["a@example.com"], env);
-  assert.ok(fromEnv !== "help");
-  assert.equal(fromEnv.hostname, "book.example");
-  assert.equal(fromEnv.port, 9000);
-  assert.deepEqual(fromEnv.emails, ["a@example.com"]);
-  const fromFlags = parseClientArgs(["--host", "127.0.0.2", "--port", "9001"], env);
-  assert.ok(fromFlags !== "help");
-  assert.equal(fromFlags.hostname, "127.0.0.2");
-  assert.equal(fromFlags.port, 9001);
-});
-
-Deno.test("parseClientArgs reads --timeout in seconds, 0 meaning never, and --ca implying --tls", () => {
-  const parsed = parseClientArgs(["--timeout", "0.25", "--ca", "ca.pem", "--json"], noEnv);
-  assert.ok(parsed !== "help");
-  assert.equal(parsed.timeoutMs, 250);
-  assert.equal(parsed.tls, true);
-  assert.equal(parsed.caFile, "ca.pem");
-  assert.equal(parsed.json, true);
-  const never = parseClientArgs(["--timeout", "0"], noEnv);
-  assert.ok(never !== "help");
-  assert.equal(never.timeoutMs, 0);
-});
-
-Deno.test("parseClientArgs rejects unknown flags and bad values, naming them", () => {
-  const usage = (args: string[], env: (name: string) => string | undefined = noEnv) => {
-    try {
-      parseClientArgs(args, env);
-    } catch (error) {
-      assert.ok(error instanceof ClientError);
-      assert.equal(error.code, "usage");
-      return error.message;
-    }
-    assert.fail(`expected a usage error for ${args.join(" ")}`);
-  };
-  assert.match(usage(["--bogus"]), /--bogus/);
-  assert.match(usage(["--port", "0"]), /--port must be a whole number from 1 to 65535, not "0"/);
-  assert.match(usage(["--port", "http"]), /not "http"/);
-  assert.match(usage(["--timeout", "soon"]), /--timeout must be a number of seconds/);
-  assert.match(usage([], (name) => name === "ADDRBOOK_PORT" ? "x" : undefined), /ADDRBOOK_PORT/);
-  assert.equal(parseClientArgs(["-h"], noEnv), "help");
-});
-
-// --- The command line, as a subprocess ------------------------------------------
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs client.ts in a new process; `stdin` is piped in when given, else stdin is empty. */
-async function runClient(
-  args: string[],
-  options: { stdin?: string; env?: Record<string, string> } = {},
-): Promise<Run> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-read", "--allow-env", CLIENT, ...args],
-    cwd: HERE,
-    env: { NO_COLOR: "1", ...options.env },
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  // Collect the output while stdin is written, so a full pipe cannot stall either side.
-  const output = child.output();
-  if (options.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(encoder.encode(options.stdin));
-    await writer.close();
-  }
-  const { code, stdout, stderr } = await output;
-  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
-}
-
-Deno.test("client --help prints the usage on stdout and exits 0", async () => {
-  const run = await runClient(["--help"]);
-  assert.equal(run.code, 0);
-  assert.match(run.stdout, /^Usage: deno task client/);
-  assert.match(run.stdout, /Exit status/);
-  assert.equal(run.stderr, "");
-});
-
-Deno.test("client with an unknown flag or a bad value prints the problem and the usage, exit 2", async () => {
-  const bogus = await runClient(["--bogus"]);
-  assert.equal(bogus.code, 2);
-  assert.match(bogus.stderr, /^client: .*--bogus/);
-  assert.match(bogus.stderr, /Usage: deno task client/);
-  assert.equal(bogus.stdout, "");
-  const port = await runClient(["--port", "99999", "ada@example.com"]);
-  assert.equal(port.code, 2);
-  assert.match(port.stderr, /^client: --port must be a whole number from 1 to 65535, not "99999"/);
-});
-
-Deno.test("client with no server listening says so in one line and exits 2", async () => {
-  const port = closedPort();
-  const run = await runClient(["--host", "127.0.0.1", "--port", String(port), "ada@example.com"]);
-  assert.equal(run.code, 2);
-  assert.equal(
-    run.stderr,
-    `client: cannot connect to 127.0.0.1:${port} (connection refused): is the server running?\n`,
-  );
-  assert.equal(run.stdout, "");
-});
-
-Deno.test("client EMAIL prints the name and exits 0 when it is found", async () => {
-  await withServer(async (port) => {
-    const run = await runClient(["--host", "127.0.0.1", "--port", String(port), "Ada@Example.com"]);
-    assert.equal(run.code, 0);
-    assert.equal(run.stdout, "Ada Lovelace\n");
-    assert.equal(run.stderr, "");
-  });
-});
-
-Deno.test("client EMAIL... exits 1 when one is not found, saying which on stderr", async () => {
-  await withServer(async (port) => {
-    const run = await runClient([
-      "--host",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "ada@example.com",
-      "nobody@example.com",
-      "grace@example.com",
-    ]);
-    assert.equal(run.code, 1);
-    assert.equal(run.stdout, "Ada Lovelace\nGrace Hopper\n");
-    assert.equal(run.stderr, "not found: nobody@example.com\nclient: 1 of 3 not found\n");
-  });
-});
-
-Deno.test("client EMAIL exits 2 for a bad request, naming the problem", async () => {
-  await withServer(async (port) => {
-    const run = await runClient(["--port", String(port), "--host", "127.0.0.1", "not-an-email"]);
-    assert.equal(run.code, 2);
-    assert.match(run.stderr, /^client: bad request for "not-an-email": .*no @/);
-  });
-});
-
-Deno.test("client with ADDRBOOK_HOST and ADDRBOOK_PORT set connects there", async () => {
-  await withServer(async (port) => {
-    const run = await runClient(["ada@example.com"], {
-      env: { ADDRBOOK_HOST: "127.0.0.1", ADDRBOOK_PORT: String(port) },
-    });
-    assert.equal(run.code, 0);
-    assert.equal(run.stdout, "Ada Lovelace\n");
-  });
-});
-
-Deno.test("client batch mode prints one line per address in order, skipping blank lines", async () => {
-  await withServer(async (port) => {
-    const input =
-      "ada@example.com\n\n  GRACE@example.com  \r\nnobody@example.com\n\nperson7@example.com";
-    const run = await runClient(["--host", "127.0.0.1", "--port", String(port)], { stdin: input });
-    assert.equal(run.code, 1);
-    assert.equal(run.stdout, "Ada Lovelace\nGrace Hopper\n\nPerson 7\n");
-    assert.equal(run.stderr, "client: 1 of 4 not found\n");
-  });
-});
-
-Deno.test("client batch mode reports a bad line by number on stderr, prints an empty line, exits 2", async () => {
-  await withServer(async (port) => {
-    const input = "ada@example.com\nnot an email\ngrace@example.com\n";
-    const run = await runClient(["--host", "127.0.0.1", "--port", String(port)], { stdin: input });
-    assert.equal(run.code, 2);
-    assert.equal(run.stdout, "Ada Lovelace\n\nGrace Hopper\n");
-    assert.match(run.stderr, /^client: line 2: The query is not an email address/);
-    assert.match(run.stderr, /client: 1 of 3 was a bad request\n$/);
-  });
-});
-
-Deno.test("client batch mode answers thousands of lines in input order", async () => {
-  await withServer(async (port) => {
-    const lines: string[] = [];
-    const expected: string[] = [];
-    for (let round = 0; round < 5; round++) {
-      for (let i = 0; i < PEOPLE; i++) {
-        const found = (i + round) % 7 !== 0;
-        lines.push(found ? `person${i}@example.com` : `stranger${i}@example.com`);
-        expected.push(found ? `Person ${i}` : "");
-      }
-    }
-    const run = await runClient(["--host", "127.0.0.1", "--port", String(port)], {
-      stdin: lines.join("\n") + "\n",
-    });
-    assert.equal(run.code, 1);
-    assert.deepEqual(run.stdout.split("\n"), [...expected, ""]);
-    const misses = expected.filter((name) => name === "").length;
-    assert.equal(run.stderr, `client: ${misses} of ${lines.length} not found\n`);
-  });
-});
-
-Deno.test("client --json prints one JSON object per address with its status", async () => {
-  await withServer(async (port) => {
-    const input = "ada@example.com\nnobody@example.com\nnope\n";
-    const run = await runClient(["--json", "--host", "127.0.0.1", "--port", String(port)], {
-      stdin: input,
-    });
-    assert.equal(run.code, 2);
-    const objects = run.stdout.trimEnd().split("\n").map((line) => JSON.parse(line));
-    assert.equal(objects.length, 3);
-    assert.deepEqual(objects[0], {
-      email: "ada@example.com",
-      status: "FOUND",
-      name: "Ada Lovelace",
-    });
-    assert.equal(objects[1].email, "nobody@example.com");
-    assert.equal(objects[1].status, "NOT_FOUND");
-    assert.equal(typeof objects[1].message, "string");
-    assert.equal(objects[2].status, "BAD_REQUEST");
-    assert.match(objects[2].message, /no @/);
-  });
-});
-
-Deno.test("client --ca FILE looks up over TLS; --tls without the CA fails in one line", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "client_test_" });
-  try {
-    const caFile = `${dir}/ca.pem`;
-    await Deno.writeTextFile(caFile, TEST_CA_CERT);
-    await withServer(async (port) => {
-      const trusted = await runClient(["--port", String(port), "--ca", caFile, "ada@example.com"]);
-      assert.equal(trusted.code, 0);
-      assert.equal(trusted.stdout, "Ada Lovelace\n");
-      const untrusted = await runClient(["--port", String(port), "--tls", "ada@example.com"]);
-      assert.equal(untrusted.code, 2);
-      assert.match(untrusted.stderr, /^client: TLS handshake with 127\.0\.0\.1:\d+ failed: .*\n$/);
-    }, { tls: TLS_FILES });
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("the client CLI queries the real server process, which exits 0 on SIGTERM", async () => {
-  const server = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--unstable-net",
-      "server.ts",
-      "--port",
-      "0",
-      "--data",
-      "data/addressbook.csv",
-    ],
-    cwd: HERE,
-    env: { NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const log = server.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let logged = "";
-  let draining: Promise<void> | undefined;
-  try {
-    let match: RegExpExecArray | null;
-    while ((match = LISTENING.exec(logged)) === null) {
-      const { value, done } = await log.read();
-      if (done) assert.fail(`the server exited before listening:\n${logged}`);
-      logged += value;
-    }
-    const [, host, port] = match;
-    draining = (async () => {
-      for (let chunk; !(chunk = await log.read()).done;) logged += chunk.value;
-    })();
-    const run = await runClient(["--host", host, "--port", port, "ada@example.com"]);
-    assert.equal(run.code, 0, run.stderr);
-    assert.equal(run.stdout, "Ada Lovelace\n");
-    const batch = await runClient(["--host", host, "--port", port], {
-      stdin: "ada@example.com\nnobody@nowhere.example\n",
-    });
-    assert.equal(batch.code, 1);
-    assert.equal(batch.stdout, "Ada Lovelace\n\n");
-  } finally {
-    server.kill("SIGTERM");
-    const status = await server.status;
-    await draining;
-    assert.equal(status.code, 0, `the server's log:\n${logged}`);
-  }
 });

@@ -3,12 +3,15 @@ import fc from "fast-check";
 import {
   decodeReply,
   decodeUtf8,
+  encodeQueries,
   encodeQuery,
+  encodeQueryInto,
   encodeReply,
   encodeReplyBytes,
   FrameDecoder,
   HEADER_SIZE,
   MAX_QUERY_BYTES,
+  MAX_QUERY_FRAME_BYTES,
   MAX_REPLY_BYTES,
   ProtocolError,
   type ProtocolErrorKind,
@@ -170,6 +173,39 @@ Deno.test("encodeQuery accepts exactly 1024 bytes and throws RangeError over tha
 
 Deno.test("encodeQuery of an empty string is a frame with a zero-length payload", () => {
   assert.deepEqual([...encodeQuery("")], [TYPE_QUERY, 0, 0, 0, 0]);
+});
+
+Deno.test("encodeQueryInto writes the same frame as encodeQuery, at the offset given", () => {
+  fc.assert(
+    fc.property(fc.string({ maxLength: 400, unit: "grapheme" }), fc.nat(64), (email, offset) => {
+      const target = new Uint8Array(offset + MAX_QUERY_FRAME_BYTES).fill(0xee);
+      const length = encodeQueryInto(email, target, offset);
+      assert.deepEqual(target.subarray(offset, offset + length), encodeQuery(email));
+      assert.ok(target.subarray(0, offset).every((byte) => byte === 0xee), "nothing before");
+    }),
+  );
+});
+
+Deno.test("encodeQueryInto returns -1 over 1024 bytes, however many characters that is", () => {
+  const target = new Uint8Array(MAX_QUERY_FRAME_BYTES);
+  assert.equal(encodeQueryInto("a".repeat(MAX_QUERY_BYTES), target, 0), MAX_QUERY_FRAME_BYTES);
+  assert.equal(encodeQueryInto("a".repeat(MAX_QUERY_BYTES + 1), target, 0), -1);
+  // 342 characters of 3 bytes each: 1026 bytes, over by a character that is cut off.
+  assert.equal(encodeQueryInto("€".repeat(342), target, 0), -1);
+  assert.equal(encodeQueryInto("€".repeat(341), target, 0), HEADER_SIZE + 1023);
+});
+
+Deno.test("encodeQueries joins the frames of encodeQuery, and throws RangeError for one too long", () => {
+  fc.assert(
+    fc.property(fc.array(fc.string({ maxLength: 300 }), { maxLength: 40 }), (emails) => {
+      const expected = emails.flatMap((email) => [...encodeQuery(email)]);
+      assert.deepEqual([...encodeQueries(emails)], expected);
+    }),
+  );
+  assert.throws(
+    () => encodeQueries(["ada@example.com", "a".repeat(MAX_QUERY_BYTES + 1)]),
+    { name: "RangeError", message: "Query is 1025 bytes long, over the limit of 1024." },
+  );
 });
 
 Deno.test("encodeReply writes R, the length of status plus text, the status, then the text", () => {

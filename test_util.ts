@@ -23,18 +23,24 @@
  */
 
 import assert from "node:assert/strict";
+import tls from "node:tls";
 import { type AddressBook, AddressBookBuilder } from "./addressbook.ts";
 import { Logger, type LogLevel } from "./log.ts";
 import {
   decodeReply,
+  encodeQueries,
   encodeQuery,
+  encodeReply,
   FrameDecoder,
   HEADER_SIZE,
+  MAX_QUERY_BYTES,
   MAX_REPLY_BYTES,
   type Reply,
+  TYPE_QUERY,
   TYPE_REPLY,
   writeHeader,
 } from "./protocol.ts";
+import { writeAll } from "./write_all.ts";
 import { type ServerHandle, type ServerOptions, startServer } from "./server.ts";
 
 /** How long a test waits for any one event before it fails, in milliseconds. */
@@ -217,9 +223,7 @@ export function concat(parts: readonly Uint8Array[]): Uint8Array {
 }
 
 /** Encodes many queries into one buffer, for a pipelining write. */
-export function encodeQueries(emails: readonly string[]): Uint8Array {
-  return concat(emails.map((email) => encodeQuery(email)));
-}
+export { encodeQueries };
 
 /** How a connection ended, seen from the client. */
 export type Ending = "eof" | "reset";
@@ -808,4 +812,327 @@ export async function swapConfigMap(
     }
   }
   if (old !== undefined) await Deno.remove(`${volume}/${old}`, { recursive: true });
+}
+
+// A scripted server, for replies the real server does not send yet
+
+/** What a {@linkcode ScriptedServer} does with one query: reply, or reply and then close. */
+export type ScriptedAnswer = Reply | { reply: Reply; thenClose: true };
+
+/** How a {@linkcode ScriptedServer} behaves. */
+export interface ScriptedServerOptions {
+  /** The reply to query number `index` (counted over all connections) for `email`. */
+  answer: (email: string, index: number) => ScriptedAnswer;
+  /** A reply sent as soon as a connection is accepted, before reading, and then the close. */
+  greeting?: Reply;
+}
+
+/**
+ * A real TCP server on 127.0.0.1 that speaks the protocol with answers a
+ * test chooses, such as FORBIDDEN or RATE_LIMITED. Every connection it
+ * closes is half-closed first and its input read to the end, so the
+ * client's kernel never turns the close into a reset that loses replies.
+ */
+export class ScriptedServer implements AsyncDisposable {
+  /** The port it listens on. */
+  readonly port: number;
+  /** Connections accepted so far. */
+  accepted = 0;
+  /** Queries answered so far. */
+  queries = 0;
+  readonly #listener: Deno.TcpListener;
+  readonly #options: ScriptedServerOptions;
+  readonly #serving: Promise<void>;
+  readonly #connections = new Set<Promise<void>>();
+
+  /** Starts listening on a free port. */
+  constructor(options: ScriptedServerOptions) {
+    this.#options = options;
+    this.#listener = Deno.listen({ hostname: LOOPBACK, port: 0 });
+    this.port = this.#listener.addr.port;
+    this.#serving = this.#accept();
+  }
+
+  /** Stops listening and waits for every connection to end. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.#listener.close();
+    await this.#serving;
+    await Promise.all(this.#connections);
+  }
+
+  async #accept(): Promise<void> {
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await this.#listener.accept();
+      } catch {
+        return;
+      }
+      this.accepted++;
+      const serving = this.#serve(conn).catch(() => {}).finally(() => {
+        this.#connections.delete(serving);
+        try {
+          conn.close();
+        } catch {
+          // Closed already.
+        }
+      });
+      this.#connections.add(serving);
+    }
+  }
+
+  async #serve(conn: Deno.TcpConn): Promise<void> {
+    if (this.#options.greeting !== undefined) {
+      await writeAll(
+        conn,
+        encodeReply(this.#options.greeting.status, this.#options.greeting.text),
+      );
+      return await closeGently(conn);
+    }
+    const decoder = new FrameDecoder({ type: TYPE_QUERY, maxPayload: MAX_QUERY_BYTES });
+    const buffer = new Uint8Array(READ_SIZE);
+    for (;;) {
+      const received = await conn.read(buffer);
+      if (received === null) return;
+      decoder.push(buffer.subarray(0, received));
+      const replies: Uint8Array[] = [];
+      let close = false;
+      for (let payload; !close && (payload = decoder.next()) !== null;) {
+        const answer = this.#options.answer(new TextDecoder().decode(payload), this.queries++);
+        const reply = "thenClose" in answer ? answer.reply : answer;
+        close = "thenClose" in answer;
+        replies.push(encodeReply(reply.status, reply.text));
+      }
+      await writeAll(conn, concat(replies));
+      if (close) return await closeGently(conn);
+    }
+  }
+}
+
+/** Half-closes, then reads to the end, so what was sent is not lost to a reset. */
+async function closeGently(conn: Deno.TcpConn): Promise<void> {
+  await conn.closeWrite();
+  const buffer = new Uint8Array(READ_SIZE);
+  while (await withDeadline(conn.read(buffer), "the client to close") !== null) {
+    // Input after the close is dropped.
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Client certificates: a throwaway PKI, and servers that require a certificate
+
+/** Runs `openssl` in `cwd`; fails with its stderr, or says it must be installed. */
+export async function runOpenssl(cwd: string, args: readonly string[]): Promise<void> {
+  let output: Deno.CommandOutput;
+  try {
+    output = await new Deno.Command("openssl", {
+      args: [...args],
+      cwd,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new Error("These tests need the openssl command on PATH (apt-get install openssl).");
+    }
+    throw error;
+  }
+  if (!output.success) {
+    throw new Error(
+      `openssl ${args.join(" ")} failed with exit ${output.code}:\n${
+        new TextDecoder().decode(output.stderr)
+      }`,
+    );
+  }
+}
+
+/** A certificate and its key, as files and as PEM text. */
+export interface CertifiedKey {
+  /** The certificate's file. */
+  certPath: string;
+  /** The key's file. */
+  keyPath: string;
+  /** The certificate, PEM. */
+  cert: string;
+  /** The key, PEM. */
+  key: string;
+}
+
+/**
+ * A throwaway PKI in a temp dir, removed on disposal: a CA, a server
+ * certificate it signed for 127.0.0.1 and localhost, a client certificate
+ * it signed (subject `CN=client one`), and a client certificate signed by
+ * another, rogue CA.
+ */
+export interface ClientPki extends AsyncDisposable {
+  /** The directory holding every file. */
+  dir: string;
+  /** The CA certificate's file. */
+  caPath: string;
+  /** The CA certificate, PEM. */
+  caPem: string;
+  /** The server's certificate and key. */
+  server: CertifiedKey;
+  /** A client certificate the CA signed. */
+  client: CertifiedKey;
+  /** A client certificate a rogue CA signed. */
+  rogue: CertifiedKey;
+}
+
+const PKI_EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+
+/** Makes a {@linkcode ClientPki} with the `openssl` command. */
+export async function makeClientPki(): Promise<ClientPki> {
+  const dir = await Deno.makeTempDir({ prefix: "addrbook_client_pki_" });
+  const run = (args: string[]) => runOpenssl(dir, args);
+  const selfSigned = (name: string, subject: string) =>
+    run(["req", "-x509", ...PKI_EC_KEY, "-keyout", `${name}.key`, "-out", `${name}.pem`]
+      .concat(["-days", "2", "-subj", subject]));
+  const signed = async (name: string, ca: string, subject: string, extensions: string) => {
+    await run([
+      "req",
+      ...PKI_EC_KEY,
+      "-keyout",
+      `${name}.key`,
+      "-out",
+      `${name}.csr`,
+      "-subj",
+      subject,
+    ]);
+    await Deno.writeTextFile(`${dir}/${name}.ext`, extensions);
+    await run(["x509", "-req", "-in", `${name}.csr`, "-CA", `${ca}.pem`, "-CAkey", `${ca}.key`]
+      .concat(["-CAcreateserial", "-out", `${name}.pem`, "-days", "2", "-extfile", `${name}.ext`]));
+    return {
+      certPath: `${dir}/${name}.pem`,
+      keyPath: `${dir}/${name}.key`,
+      cert: await Deno.readTextFile(`${dir}/${name}.pem`),
+      key: await Deno.readTextFile(`${dir}/${name}.key`),
+    };
+  };
+  try {
+    await selfSigned("ca", "/CN=addrbook client test CA");
+    await selfSigned("rogue-ca", "/CN=rogue CA");
+    const clientExtensions = "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n";
+    return {
+      dir,
+      caPath: `${dir}/ca.pem`,
+      caPem: await Deno.readTextFile(`${dir}/ca.pem`),
+      server: await signed(
+        "server",
+        "ca",
+        "/CN=localhost",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+      ),
+      client: await signed("client", "ca", "/CN=client one", clientExtensions),
+      rogue: await signed("rogue", "rogue-ca", "/CN=rogue client", clientExtensions),
+      [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+    };
+  } catch (error) {
+    await Deno.remove(dir, { recursive: true });
+    throw error;
+  }
+}
+
+/**
+ * A `node:tls` server on 127.0.0.1 that requires a client certificate from
+ * `pki`'s CA (the handshake of any other client fails) and answers the
+ * protocol: FOUND with the certificate's common name for every query.
+ */
+export class CertificateServer implements AsyncDisposable {
+  /** The port it listens on. */
+  port = 0;
+  /** Handshakes it refused. */
+  refused = 0;
+  readonly #server: tls.Server;
+  readonly #sockets = new Set<tls.TLSSocket>();
+
+  private constructor(pki: ClientPki) {
+    this.#server = tls.createServer({
+      key: pki.server.key,
+      cert: pki.server.cert,
+      ca: pki.caPem,
+      requestCert: true,
+      rejectUnauthorized: true,
+    }, (socket) => this.#serve(socket));
+    this.#server.on("tlsClientError", () => this.refused++);
+  }
+
+  /** Starts the server and waits until it listens. */
+  static async start(pki: ClientPki): Promise<CertificateServer> {
+    const server = new CertificateServer(pki);
+    await new Promise<void>((resolve) => server.#server.listen(0, LOOPBACK, resolve));
+    server.port = (server.#server.address() as { port: number }).port;
+    return server;
+  }
+
+  /** Stops listening and ends every connection. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    for (const socket of this.#sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  #serve(socket: tls.TLSSocket): void {
+    this.#sockets.add(socket);
+    socket.on("close", () => this.#sockets.delete(socket));
+    socket.on("error", () => socket.destroy());
+    const subject = socket.getPeerCertificate().subject as unknown as { CN?: string };
+    const decoder = new FrameDecoder({ type: TYPE_QUERY, maxPayload: MAX_QUERY_BYTES });
+    socket.on("data", (chunk: Uint8Array) => {
+      decoder.push(new Uint8Array(chunk));
+      const replies: Uint8Array[] = [];
+      while (decoder.next() !== null) replies.push(encodeReply(0, subject.CN ?? "?"));
+      socket.write(concat(replies));
+    });
+  }
+}
+
+/**
+ * `openssl s_server` on 127.0.0.1, requiring a client certificate from
+ * `pki`'s CA and refusing any other with a TLS alert, as OpenSSL-based
+ * servers do. It speaks no addrbook protocol: it is for refusals.
+ */
+export async function startOpensslServer(
+  pki: ClientPki,
+): Promise<AsyncDisposable & { port: number }> {
+  const probe = Deno.listen({ hostname: LOOPBACK, port: 0 });
+  const { port } = probe.addr;
+  probe.close();
+  const child = new Deno.Command("openssl", {
+    args: [
+      "s_server",
+      "-accept",
+      `${LOOPBACK}:${port}`,
+      "-cert",
+      pki.server.certPath,
+      "-key",
+      pki.server.keyPath,
+      "-CAfile",
+      pki.caPath,
+      "-Verify",
+      "1",
+      "-verify_return_error",
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const stdout = new LineCollector(child.stdout);
+  const stop = async () => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // It has exited already.
+    }
+    await child.status;
+    await stdout.done;
+    await child.stdin.close().catch(() => {});
+  };
+  try {
+    await stdout.waitFor(/^ACCEPT/);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { port, [Symbol.asyncDispose]: stop };
 }
