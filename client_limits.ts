@@ -196,15 +196,23 @@ const RECENT_NEXT = 4;
 const CONNECTIONS = 5;
 const ENTRY_INTS = 6;
 
-/** Per client, in the windows array (guarded by the client's own lock). */
+/**
+ * Per client, in the windows array (guarded by the client's own lock): the
+ * lock, then two windows, rate and found, each a running total, the ring
+ * position of the newest sub-bucket, and the ring of sub-bucket counts.
+ */
 const CLIENT_LOCK = 0;
 const RING = SUB_BUCKETS + 1;
-const WINDOW_TOTAL = [1, 2];
-const WINDOW_RING = [4, 4 + RING];
+const TOTAL = 0;
+const POSITION = 1;
+const RING_START = 2;
+const WINDOW_SPAN = RING_START + RING;
+const RATE_WINDOW = 1;
+const FOUND_WINDOW = RATE_WINDOW + WINDOW_SPAN;
 const WINDOW_INTS = 40;
-/** Which window: index into the per-window tables. */
-const RATE = 0;
-const FOUND = 1;
+/** Which window's head, in the heads array. */
+const RATE_HEAD = 0;
+const FOUND_HEAD = 1;
 
 /** No slot: the end of a chain or of the recency list. */
 const NONE = -1;
@@ -267,8 +275,12 @@ export class ClientLimits {
   /** Clients tracked at most. */
   readonly capacity: number;
   readonly #maxConnections: number;
-  readonly #limits: (Allowance | undefined)[];
-  readonly #widths: number[];
+  /** N of each limit; 0 when the limit is off. */
+  readonly #rateCount: number;
+  readonly #foundCount: number;
+  /** Sub-bucket widths in milliseconds. */
+  readonly #rateWidth: number;
+  readonly #foundWidth: number;
   readonly #checks: boolean;
   readonly #heads: Float64Array;
   readonly #control: Int32Array;
@@ -285,8 +297,10 @@ export class ClientLimits {
     this.shared = shared;
     this.capacity = config.capacity ?? DEFAULT_CAPACITY;
     this.#maxConnections = config.maxConnectionsPerClient ?? 0;
-    this.#limits = [config.rate, config.found];
-    this.#widths = this.#limits.map((limit) => (limit ? limit.periodMs / SUB_BUCKETS : 1));
+    this.#rateCount = config.rate?.count ?? 0;
+    this.#foundCount = config.found?.count ?? 0;
+    this.#rateWidth = (config.rate?.periodMs ?? 1) / SUB_BUCKETS;
+    this.#foundWidth = (config.found?.periodMs ?? 1) / SUB_BUCKETS;
     this.#checks = config.rate !== undefined || config.found !== undefined;
     const at = layout(this.capacity);
     this.#heads = new Float64Array(buffer, at.heads, this.capacity * 2);
@@ -397,15 +411,22 @@ export class ClientLimits {
   queryAllowed(slot: number, now: number): QueryVerdict {
     if (!this.#checks) return "ok";
     const windows = this.#windows;
-    const lockAt = slot * WINDOW_INTS + CLIENT_LOCK;
-    lock(windows, lockAt);
+    const base = slot * WINDOW_INTS;
+    lock(windows, base + CLIENT_LOCK);
     let verdict: QueryVerdict = "ok";
-    if (this.#limits[FOUND] !== undefined && this.#isExhausted(FOUND, slot, now)) {
+    if (
+      this.#foundCount > 0 &&
+      this.#used(base + FOUND_WINDOW, slot * 2 + FOUND_HEAD, this.#foundWidth, now) >=
+        this.#foundCount
+    ) {
       verdict = "found_limit";
-    } else if (this.#limits[RATE] !== undefined && !this.#take(RATE, slot, now)) {
+    } else if (
+      this.#rateCount > 0 &&
+      !this.#take(base + RATE_WINDOW, slot * 2 + RATE_HEAD, this.#rateWidth, this.#rateCount, now)
+    ) {
       verdict = "rate_limited";
     }
-    unlock(windows, lockAt);
+    unlock(windows, base + CLIENT_LOCK);
     return verdict;
   }
 
@@ -416,12 +437,18 @@ export class ClientLimits {
    * together never send more than the allowance.
    */
   foundAllowed(slot: number, now: number): boolean {
-    if (this.#limits[FOUND] === undefined) return true;
+    if (this.#foundCount === 0) return true;
     const windows = this.#windows;
-    const lockAt = slot * WINDOW_INTS + CLIENT_LOCK;
-    lock(windows, lockAt);
-    const allowed = this.#take(FOUND, slot, now);
-    unlock(windows, lockAt);
+    const base = slot * WINDOW_INTS;
+    lock(windows, base + CLIENT_LOCK);
+    const allowed = this.#take(
+      base + FOUND_WINDOW,
+      slot * 2 + FOUND_HEAD,
+      this.#foundWidth,
+      this.#foundCount,
+      now,
+    );
+    unlock(windows, base + CLIENT_LOCK);
     return allowed;
   }
 
@@ -572,46 +599,48 @@ export class ClientLimits {
   /** Forgets an evicted client's counts; no connection holds its slot, so no client lock is needed. */
   #clearWindows(slot: number): void {
     const start = slot * WINDOW_INTS;
-    this.#windows.fill(0, start + 1, start + WINDOW_INTS);
-    this.#heads[slot * 2 + RATE] = 0;
-    this.#heads[slot * 2 + FOUND] = 0;
+    this.#windows.fill(0, start + RATE_WINDOW, start + WINDOW_INTS);
+    this.#heads[slot * 2 + RATE_HEAD] = 0;
+    this.#heads[slot * 2 + FOUND_HEAD] = 0;
   }
 
   // --- The windows (under the client's lock) ---
 
-  /** Moves a window to the sub-bucket of `now`, dropping the counts that fell out of it. */
-  #advance(window: number, slot: number, now: number): void {
-    const headAt = slot * 2 + window;
+  /** Moves the window at `window` to the sub-bucket of `now`, and returns its count. */
+  #used(window: number, headAt: number, width: number, now: number): number {
+    const bucket = Math.floor(now / width);
     const head = this.#heads[headAt];
-    const bucket = Math.floor(now / this.#widths[window]);
-    if (bucket <= head) return;
-    const windows = this.#windows;
-    const ring = slot * WINDOW_INTS + WINDOW_RING[window];
-    const totalAt = slot * WINDOW_INTS + WINDOW_TOTAL[window];
-    if (bucket - head >= RING) {
-      windows.fill(0, ring, ring + RING);
-      windows[totalAt] = 0;
-    } else {
-      for (let b = head + 1; b <= bucket; b++) {
-        const at = ring + (b % RING);
-        windows[totalAt] -= windows[at];
-        windows[at] = 0;
-      }
+    if (bucket > head) {
+      this.#advance(window, head, bucket);
+      this.#heads[headAt] = bucket;
     }
-    this.#heads[headAt] = bucket;
+    return this.#windows[window + TOTAL];
   }
 
-  #isExhausted(window: number, slot: number, now: number): boolean {
-    this.#advance(window, slot, now);
-    return this.#windows[slot * WINDOW_INTS + WINDOW_TOTAL[window]] >= this.#limits[window]!.count;
-  }
-
-  #take(window: number, slot: number, now: number): boolean {
-    if (this.#isExhausted(window, slot, now)) return false;
+  /** Drops the counts of the sub-buckets that fell out of the window between `head` and `bucket`. */
+  #advance(window: number, head: number, bucket: number): void {
     const windows = this.#windows;
-    const base = slot * WINDOW_INTS;
-    windows[base + WINDOW_RING[window] + (this.#heads[slot * 2 + window] % RING)]++;
-    windows[base + WINDOW_TOTAL[window]]++;
+    if (bucket - head >= RING) {
+      windows.fill(0, window, window + WINDOW_SPAN);
+      return;
+    }
+    let position = windows[window + POSITION];
+    let total = windows[window + TOTAL];
+    for (let b = head; b < bucket; b++) {
+      position = position === RING - 1 ? 0 : position + 1;
+      total -= windows[window + RING_START + position];
+      windows[window + RING_START + position] = 0;
+    }
+    windows[window + TOTAL] = total;
+    windows[window + POSITION] = position;
+  }
+
+  /** Counts one event in the window unless it is full; false when full. */
+  #take(window: number, headAt: number, width: number, count: number, now: number): boolean {
+    const windows = this.#windows;
+    if (this.#used(window, headAt, width, now) >= count) return false;
+    windows[window + RING_START + windows[window + POSITION]]++;
+    windows[window + TOTAL]++;
     return true;
   }
 }
