@@ -470,8 +470,17 @@ function formatIPv6Groups(parts: Uint16Array): string {
     }
     i = j;
   }
-  const hex = (from: number, to: number) =>
-    Array.from(parts.subarray(from, to), (part) => part.toString(16)).join(":");
-  if (bestStart < 0) return hex(0, 8);
-  return `${hex(0, bestStart)}::${hex(bestStart + bestLength, 8)}`;
+  const afterGap = bestStart + bestLength;
+  let text = "";
+  for (let i = 0; i < 8;) {
+    if (i === bestStart) {
+      text += "::";
+      i = afterGap;
+      continue;
+    }
+    if (i > 0 && i !== afterGap) text += ":";
+    text += parts[i].toString(16);
+    i++;
+  }
+  return text;
 }

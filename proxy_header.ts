@@ -205,7 +205,8 @@ const STATE_FAILED = 4;
  */
 export class ProxyHeaderParser {
   #state = STATE_START;
-  #bytes = new Uint8Array(V2_PREFIX_BYTES + MAX_V2_BODY_BYTES);
+  /** The header's bytes so far, when it comes split; allocated only then. */
+  #bytes: Uint8Array | undefined;
   #length = 0;
   /** The header's full length once known (version 2, after 16 bytes). */
   #needed = V2_PREFIX_BYTES;
@@ -236,15 +237,16 @@ export class ProxyHeaderParser {
   }
 
   #takeV1(chunk: Uint8Array): ProxyHeaderResult | null {
-    const bytes = this.#bytes;
+    const bytes = this.#bytes ??= new Uint8Array(V1_MAX_BYTES);
+    let length = this.#length;
     for (let i = 0; i < chunk.length; i++) {
       const byte = chunk[i];
-      const previous = this.#length > 0 ? bytes[this.#length - 1] : 0;
-      bytes[this.#length++] = byte;
-      if (this.#length <= V1_PREFIX.length) {
-        if (byte !== V1_PREFIX[this.#length - 1]) {
+      const previous = length > 0 ? bytes[length - 1] : 0;
+      bytes[length++] = byte;
+      if (length <= V1_PREFIX.length) {
+        if (byte !== V1_PREFIX[length - 1]) {
           throw new ProxyHeaderError(
-            `PROXY header starts with ${showBytes(bytes.subarray(0, this.#length))}, not "PROXY ".`,
+            `PROXY header starts with ${showBytes(bytes.subarray(0, length))}, not "PROXY ".`,
           );
         }
         continue;
@@ -256,28 +258,36 @@ export class ProxyHeaderParser {
         if (previous !== CR) {
           throw new ProxyHeaderError("PROXY v1 header ends with LF alone, not CRLF.");
         }
-        return this.#finish(parseV1Line(bytes.subarray(0, this.#length - 2)), i + 1);
+        return this.#finish(parseV1Line(bytes.subarray(0, length - 2)), i + 1);
       }
       if (byte !== CR && (byte < FIRST_PRINTABLE || byte > LAST_PRINTABLE)) {
         throw new ProxyHeaderError(
           `PROXY v1 header has byte ${hex(byte)}, which is not printable ASCII.`,
         );
       }
-      if (this.#length >= V1_MAX_BYTES) {
+      if (length >= V1_MAX_BYTES) {
         throw new ProxyHeaderError(
           `PROXY v1 header has no CRLF within its first ${V1_MAX_BYTES} bytes.`,
         );
       }
     }
+    this.#length = length;
     return null;
   }
 
   #takeV2(chunk: Uint8Array): ProxyHeaderResult | null {
-    const bytes = this.#bytes;
+    if (this.#length === 0 && chunk.length >= V2_PREFIX_BYTES) {
+      // The usual case, a whole header in the first read: parsed where it lies, without a copy.
+      for (let at = 0; at < V2_PREFIX_BYTES; at++) this.#checkV2Prefix(chunk, at);
+      if (chunk.length >= this.#needed) {
+        return this.#finish(parseV2(chunk.subarray(0, this.#needed)), this.#needed);
+      }
+    }
+    const bytes = this.#bytes ??= new Uint8Array(V2_PREFIX_BYTES + MAX_V2_BODY_BYTES);
     let i = 0;
     while (this.#length < V2_PREFIX_BYTES && i < chunk.length) {
       bytes[this.#length++] = chunk[i++];
-      this.#checkV2Prefix();
+      this.#checkV2Prefix(bytes, this.#length - 1);
     }
     if (this.#length < V2_PREFIX_BYTES) return null;
     const copied = Math.min(this.#needed - this.#length, chunk.length - i);
@@ -288,10 +298,9 @@ export class ProxyHeaderParser {
     return this.#finish(parseV2(bytes.subarray(0, this.#length)), i);
   }
 
-  /** Checks the version 2 prefix byte just stored, so that a bad one is refused at once. */
-  #checkV2Prefix(): void {
-    const at = this.#length - 1;
-    const byte = this.#bytes[at];
+  /** Checks byte `at` of a version 2 prefix, so that a bad one is refused as soon as it arrives. */
+  #checkV2Prefix(bytes: Uint8Array, at: number): void {
+    const byte = bytes[at];
     if (at < V2_SIGNATURE.length) {
       if (byte !== V2_SIGNATURE[at]) {
         throw new ProxyHeaderError(
@@ -309,9 +318,9 @@ export class ProxyHeaderParser {
         );
       }
     } else if (at === V2_SIGNATURE.length + 1) {
-      if (this.#bytes[at - 1] === (V2_VERSION | V2_COMMAND_PROXY)) checkV2Family(byte);
+      if (bytes[at - 1] === (V2_VERSION | V2_COMMAND_PROXY)) checkV2Family(byte);
     } else if (at === V2_PREFIX_BYTES - 1) {
-      this.#needed = V2_PREFIX_BYTES + checkV2Length(this.#bytes);
+      this.#needed = V2_PREFIX_BYTES + checkV2Length(bytes);
     }
   }
 
@@ -422,7 +431,7 @@ function checkTlvs(bytes: Uint8Array, start: number): void {
 /** Decodes a complete version 1 line, without its CRLF. */
 function parseV1Line(line: Uint8Array): ProxyHeader {
   const headerLength = line.length + 2;
-  const fields = String.fromCharCode(...line).split(" ");
+  const fields = asciiText(line).split(" ");
   const protocol = fields[1];
   if (protocol === "UNKNOWN") return { command: "local", version: 1, headerLength };
   if (protocol !== "TCP4" && protocol !== "TCP6") {
@@ -476,6 +485,11 @@ function parseV1Port(text: string, which: string): number {
   return port;
 }
 
+/** Text of bytes already checked to be printable ASCII (`apply` is far faster than a spread). */
+function asciiText(bytes: Uint8Array): string {
+  return String.fromCharCode.apply(null, bytes as unknown as number[]);
+}
+
 function formatIPv4Bytes(bytes: Uint8Array): string {
   return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
 }
@@ -509,6 +523,6 @@ function show(text: string): string {
 function showBytes(bytes: Uint8Array): string {
   const few = bytes.subarray(0, Math.min(bytes.length, 8));
   const printable = few.every((byte) => byte >= FIRST_PRINTABLE && byte <= LAST_PRINTABLE);
-  if (printable) return show(String.fromCharCode(...few));
+  if (printable) return show(asciiText(few));
   return `bytes ${Array.from(few, hex).join(" ")}`;
 }
