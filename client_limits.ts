@@ -20,11 +20,14 @@
  * would give it back, never earlier. A window costs 17 counters and a
  * running total, and admitting a query touches two or three of them.
  *
- * The guarantee is in the time the callers pass. Every thread must read
- * one clock: `performance.timeOrigin + performance.now()` is monotonic and
- * shared by all threads (`performance.now()` alone starts at each worker's
- * own origin). A time older than one already seen counts in the newest
- * sub-bucket, which is conservative.
+ * The guarantee is in the time the callers pass, so every thread must
+ * read one clock: `performance.timeOrigin + performance.now()` never goes
+ * back within a thread, and threads agree on it to within how well the wall
+ * clock was read when each started (`performance.now()` alone counts from
+ * each worker's own start, and `Date.now()` jumps when the clock is set).
+ * A time older than one already seen counts in the newest sub-bucket,
+ * which is conservative; if threads' clocks differ by d, the bound holds
+ * in any PERIOD - d.
  *
  * ## Sharing across threads
  *

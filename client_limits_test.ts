@@ -10,6 +10,7 @@ import {
   SUB_BUCKETS,
   TABLE_FULL,
 } from "./client_limits.ts";
+import { withDeadline } from "./test_util.ts";
 
 const SEED = 20261202;
 const HOUR = 3600 * 1000;
@@ -418,7 +419,7 @@ async function runWorkers(
     for (let i = 0; i < messages.length; i++) {
       workers.push(new Worker(new URL(`file://${path}`), { type: "module" }));
     }
-    return await Promise.all(
+    const done = Promise.all(
       workers.map((worker, i) =>
         new Promise<Record<string, number>>((resolve, reject) => {
           worker.onmessage = (event) => resolve(event.data);
@@ -430,6 +431,7 @@ async function runWorkers(
         })
       ),
     );
+    return await withDeadline(done, "the workers to finish");
   } finally {
     for (const worker of workers) worker.terminate();
     await Deno.remove(dir, { recursive: true });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { lock, unlock } from "./shared_mutex.ts";
+import { withDeadline } from "./test_util.ts";
 
 Deno.test("lock and unlock: free, held, free again, in one thread", () => {
   const words = new Int32Array(new SharedArrayBuffer(8));
@@ -52,7 +53,7 @@ Deno.test("lock: three workers incrementing one counter under it lose no increme
     for (let i = 0; i < 3; i++) {
       workers.push(new Worker(new URL(`file://${path}`), { type: "module" }));
     }
-    await Promise.all(workers.map((worker) =>
+    const done = Promise.all(workers.map((worker) =>
       new Promise<void>((resolve, reject) => {
         worker.onmessage = () => resolve();
         worker.onerror = (event) => {
@@ -62,6 +63,7 @@ Deno.test("lock: three workers incrementing one counter under it lose no increme
         worker.postMessage({ words, rounds, workers: workers.length });
       })
     ));
+    await withDeadline(done, "the workers to finish their increments");
     assert.equal(words[1], 3 * rounds);
     assert.equal(words[0], 0, "the lock is free at the end");
   } finally {
