@@ -330,6 +330,100 @@ export class ProxyHeaderParser {
   }
 }
 
+/** What {@linkcode encodeProxyHeader} writes: the client and the front end it reached, or neither. */
+export interface ProxyHeaderSpec {
+  /** 1 for the text header, 2 for the binary one. */
+  version: 1 | 2;
+  /** The real client; leave out with `destination` for a v1 `UNKNOWN` or a v2 `LOCAL` header. */
+  source?: ProxyEndpoint;
+  /** What the client connected to; the same address family as `source`. */
+  destination?: ProxyEndpoint;
+  /** Version 2 only: TLV bytes to append after the addresses, as they go on the wire. */
+  tlvs?: Uint8Array;
+}
+
+/**
+ * Writes a PROXY header, as a load balancer would send it: for tests and
+ * tools that stand in for HAProxy.
+ *
+ * ```ts
+ * import { encodeProxyHeader } from "./proxy_header.ts";
+ *
+ * encodeProxyHeader({
+ *   version: 1,
+ *   source: { address: "192.0.2.7", port: 56324 },
+ *   destination: { address: "198.51.100.1", port: 8080 },
+ * }); // the bytes of "PROXY TCP4 192.0.2.7 198.51.100.1 56324 8080\r\n"
+ * encodeProxyHeader({ version: 2 }); // a 16-byte v2 LOCAL header
+ * ```
+ *
+ * @throws {TypeError} when an address is not an IP address, the two are of
+ *   different families, only one is given, or TLVs are given for version 1.
+ */
+export function encodeProxyHeader(spec: ProxyHeaderSpec): Uint8Array {
+  const { source, destination } = spec;
+  if ((source === undefined) !== (destination === undefined)) {
+    throw new TypeError("A PROXY header needs both a source and a destination, or neither.");
+  }
+  if (spec.version === 1 && spec.tlvs !== undefined) {
+    throw new TypeError("A PROXY v1 header cannot carry TLVs.");
+  }
+  const addresses = source && destination ? [toIPBytes(source), toIPBytes(destination)] : [];
+  if (addresses.length === 2 && addresses[0].length !== addresses[1].length) {
+    throw new TypeError(
+      `PROXY header source ${source!.address} and destination ${
+        destination!.address
+      } are of different address families.`,
+    );
+  }
+  if (spec.version === 1) {
+    if (!source || !destination) return new TextEncoder().encode("PROXY UNKNOWN\r\n");
+    const protocol = addresses[0].length === 4 ? "TCP4" : "TCP6";
+    return new TextEncoder().encode(
+      `PROXY ${protocol} ${source.address} ${destination.address} ${source.port} ${destination.port}\r\n`,
+    );
+  }
+  const tlvs = spec.tlvs ?? new Uint8Array(0);
+  const addressBytes = addresses.length === 0 ? 0 : 2 * addresses[0].length + 4;
+  const length = addressBytes + tlvs.length;
+  if (length > 0xffff) {
+    throw new TypeError(`PROXY v2 header body of ${length} bytes does not fit its 16-bit length.`);
+  }
+  const header = new Uint8Array(V2_PREFIX_BYTES + length);
+  header.set(V2_SIGNATURE);
+  header[12] = V2_VERSION | (addresses.length === 0 ? V2_COMMAND_LOCAL : V2_COMMAND_PROXY);
+  header[13] = addresses.length === 0 ? V2_UNSPEC : addresses[0].length === 4 ? V2_TCP4 : V2_TCP6;
+  header[14] = length >> 8;
+  header[15] = length & 0xff;
+  let at = V2_PREFIX_BYTES;
+  if (source && destination) {
+    for (const bytes of addresses) {
+      header.set(bytes, at);
+      at += bytes.length;
+    }
+    for (const port of [source.port, destination.port]) {
+      header[at++] = port >> 8;
+      header[at++] = port & 0xff;
+    }
+  }
+  header.set(tlvs, at);
+  return header;
+}
+
+/** An endpoint's address as 4 or 16 bytes, checking its port on the way. */
+function toIPBytes(endpoint: ProxyEndpoint): Uint8Array {
+  if (!Number.isInteger(endpoint.port) || endpoint.port < 0 || endpoint.port > 65535) {
+    throw new TypeError(`PROXY header port ${endpoint.port} is not from 0 to 65535.`);
+  }
+  if (IPV4_PATTERN.test(endpoint.address)) {
+    return Uint8Array.from(ipaddr.IPv4.parse(endpoint.address).toByteArray());
+  }
+  if (IPV6_CHARS.test(endpoint.address) && ipaddr.IPv6.isValid(endpoint.address)) {
+    return Uint8Array.from(ipaddr.IPv6.parse(endpoint.address).toByteArray());
+  }
+  throw new TypeError(`PROXY header address ${show(endpoint.address)} is not an IP address.`);
+}
+
 /** Picks the version from the first byte, or refuses a stream that is neither. */
 function chooseVersion(first: number): number {
   if (first === V1_PREFIX[0]) return STATE_V1;

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import ipaddr from "ipaddr.js";
 import {
+  encodeProxyHeader,
   MAX_V2_BODY_BYTES,
   type ProxyHeader,
   ProxyHeaderError,
@@ -549,4 +550,104 @@ Deno.test("fuzz: mutated and random bytes give a header, a refusal or a need for
     { seed: SEED, numRuns: 600 },
   );
   assert.ok(refused > 100, `only ${refused} of 600 were refused`);
+});
+
+// --- Writing headers ---
+
+Deno.test("encodeProxyHeader writes the bytes the specification describes", () => {
+  const source = { address: "192.0.2.7", port: 56324 };
+  const destination = { address: "198.51.100.1", port: 8080 };
+  assert.deepEqual(
+    encodeProxyHeader({ version: 1, source, destination }),
+    text("PROXY TCP4 192.0.2.7 198.51.100.1 56324 8080\r\n"),
+  );
+  assert.deepEqual(encodeProxyHeader({ version: 1 }), text("PROXY UNKNOWN\r\n"));
+  assert.deepEqual(
+    encodeProxyHeader({ version: 2, source, destination }),
+    v2({
+      source: "192.0.2.7",
+      destination: "198.51.100.1",
+      sourcePort: 56324,
+      destinationPort: 8080,
+    }),
+  );
+  const tlvs = tlv(0x02, text("addrbook.example"));
+  assert.deepEqual(
+    encodeProxyHeader({
+      version: 2,
+      source: { address: "2001:db8::7", port: 1 },
+      destination: { address: "::1", port: 2 },
+      tlvs,
+    }),
+    v2({
+      family: 0x21,
+      source: "2001:db8::7",
+      destination: "::1",
+      sourcePort: 1,
+      destinationPort: 2,
+      tlvs,
+    }),
+  );
+  assert.deepEqual(encodeProxyHeader({ version: 2 }), v2({ command: 0x20, family: 0x00 }));
+});
+
+Deno.test("encodeProxyHeader refuses what no header can say", () => {
+  const v4 = { address: "192.0.2.7", port: 1 };
+  const v6 = { address: "2001:db8::7", port: 1 };
+  assert.throws(
+    () => encodeProxyHeader({ version: 2, source: v4, destination: v6 }),
+    new TypeError(
+      "PROXY header source 192.0.2.7 and destination 2001:db8::7 are of different address families.",
+    ),
+  );
+  assert.throws(
+    () => encodeProxyHeader({ version: 1, source: v4 }),
+    /both a source and a destination/,
+  );
+  assert.throws(
+    () => encodeProxyHeader({ version: 1, tlvs: new Uint8Array(1) }),
+    /cannot carry TLVs/,
+  );
+  assert.throws(
+    () => encodeProxyHeader({ version: 1, source: { ...v4, port: 65536 }, destination: v4 }),
+    /port 65536 is not from 0 to 65535/,
+  );
+  assert.throws(
+    () =>
+      encodeProxyHeader({ version: 2, source: { address: "localhost", port: 1 }, destination: v4 }),
+    /address "localhost" is not an IP address/,
+  );
+  assert.throws(
+    () => encodeProxyHeader({ version: 2, tlvs: new Uint8Array(0x10000) }),
+    /does not fit its 16-bit length/,
+  );
+});
+
+Deno.test("encodeProxyHeader and the parser agree on every endpoint (property)", () => {
+  const endpoint = (address: fc.Arbitrary<string>) => fc.record({ address, port: fc.nat(65535) });
+  const pair = fc.oneof(
+    fc.tuple(endpoint(ipv4), endpoint(ipv4)),
+    fc.tuple(endpoint(ipv6), endpoint(ipv6)),
+  );
+  fc.assert(
+    fc.property(pair, fc.constantFrom(1 as const, 2 as const), ([source, destination], version) => {
+      const bytes = encodeProxyHeader({ version, source, destination });
+      const header = parseWhole(bytes);
+      assert.equal(header.command, "proxy");
+      assert.equal(header.version, version);
+      assert.equal(header.headerLength, bytes.length);
+      if (header.command !== "proxy") return;
+      assert.equal(header.source.port, source.port);
+      assert.equal(header.destination.port, destination.port);
+      assert.deepEqual(
+        ipaddr.parse(header.source.address).toByteArray(),
+        ipaddr.parse(source.address).toByteArray(),
+      );
+      assert.deepEqual(
+        ipaddr.parse(header.destination.address).toByteArray(),
+        ipaddr.parse(destination.address).toByteArray(),
+      );
+    }),
+    { seed: SEED, numRuns: 300 },
+  );
 });
