@@ -16,7 +16,9 @@
  * network as IPv4 counts a household. IPv4-mapped IPv6 addresses
  * (`::ffff:192.0.2.7`, which a dual-stack socket reports for IPv4 peers)
  * are IPv4 addresses everywhere here, so a rule or a limit cannot be dodged
- * by connecting over the other stack.
+ * by connecting over the other stack: they match IPv4 ranges only (an
+ * IPv6 range such as `::/0` matches IPv6 clients only), and a mapped range
+ * `::ffff:10.0.0.0/104` is read as the IPv4 range `10.0.0.0/8`.
  *
  * Parsing the flags uses `ipaddr.js` (a small, dependency-free, widely used
  * library): the textual forms of IPv6 are many (`::`, embedded IPv4, case),
@@ -128,10 +130,7 @@ export class AccessList {
         entries.push(entry.trim());
         if (range === ANY) everyone = true;
         else if (range.bits === IPV4_BITS) v4.push(ipv4Range(range.words[0], range.prefix));
-        else {
-          v6.push(...range.words, ...ipv6Mask(range.prefix));
-          if (holdsMappedBlock(range)) v4.push(ipv4Range(0, 0));
-        }
+        else v6.push(...range.words, ...ipv6Mask(range.prefix));
       }
     }
     return new AccessList(entries, everyone, v4, v6);
@@ -281,14 +280,6 @@ function hasHostBits(range: ParsedRange): boolean {
   if (range.bits === IPV4_BITS) return range.words[0] % 2 ** (IPV4_BITS - range.prefix) !== 0;
   const mask = ipv6Mask(range.prefix);
   return range.words.some((word, i) => ((word & ~mask[i]) >>> 0) !== 0);
-}
-
-/** Whether an IPv6 range holds every IPv4-mapped address, so every IPv4 address too. */
-function holdsMappedBlock(range: ParsedRange): boolean {
-  const mapped = [0, 0, 0xffff, 0];
-  const mask = ipv6Mask(range.prefix);
-  return range.prefix <= MAPPED_PREFIX_BITS &&
-    range.words.every((word, i) => ((mapped[i] & mask[i]) >>> 0) === word);
 }
 
 /** Parses an address strictly: four-part decimal IPv4, or IPv6 without a zone. */

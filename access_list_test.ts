@@ -59,6 +59,8 @@ Deno.test("parse: any matches everyone, in any case, beside other entries", () =
   assert.ok(AccessList.parse("--allow", "0.0.0.0/0").allows("255.255.255.255"));
   assert.ok(!AccessList.parse("--allow", "0.0.0.0/0").allows("2001:db8::1"));
   assert.ok(AccessList.parse("--allow", "::/0").allows("2001:db8::1"));
+  assert.ok(!AccessList.parse("--allow", "::/0").allows("192.0.2.1"), "IPv6 ranges hold no IPv4");
+  assert.ok(!AccessList.parse("--allow", "::/0").allows("::ffff:192.0.2.1"));
 });
 
 Deno.test("parse: the default trusted proxies are the loopback networks", () => {
