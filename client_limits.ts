@@ -101,6 +101,9 @@ export const TABLE_FULL: number = -2;
 /** What {@linkcode ClientLimits.queryAllowed} says about one query; the names match the refusal metric's labels. */
 export type QueryVerdict = "ok" | "rate_limited" | "found_limit";
 
+/** Why a client was refused with RATE_LIMITED: a query limit, or one connection too many. */
+export type LimitRefusal = Exclude<QueryVerdict, "ok"> | "client_connections";
+
 /** An allowance of `count` events in any `periodMs` milliseconds, from `N/PERIOD`. */
 export interface Allowance {
   /** At most this many. */
@@ -178,6 +181,36 @@ export function parseAllowance(flag: string, value: string): Allowance {
     );
   }
   return { count, periodMs };
+}
+
+function refusalTexts(config: ClientLimitsConfig): Record<LimitRefusal, string> {
+  const { rate, found } = config;
+  return {
+    rate_limited: rate
+      ? `This client asked more than ${rate.count} queries in ${
+        formatPeriod(rate.periodMs)
+      } (--rate-limit); later queries are answered once it allows.`
+      : "This client is over the server's query limit.",
+    found_limit: found
+      ? `This client received ${found.count} found replies in ${
+        formatPeriod(found.periodMs)
+      } (--found-limit); every query is refused until it allows.`
+      : "This client is over the server's found limit.",
+    client_connections:
+      `This client already has ${config.maxConnectionsPerClient} connections open (--max-connections-per-client).`,
+  };
+}
+
+/** A period in its largest whole unit: "1 s", "10 s", "1 min", "24 h" is "1 d". */
+function formatPeriod(periodMs: number): string {
+  const units: [number, string][] = [[PERIOD_UNITS_MS.d, "d"], [PERIOD_UNITS_MS.h, "h"], [
+    PERIOD_UNITS_MS.m,
+    "min",
+  ], [PERIOD_UNITS_MS.s, "s"]];
+  for (const [size, name] of units) {
+    if (periodMs % size === 0) return `${periodMs / size} ${name}`;
+  }
+  return `${periodMs} ms`;
 }
 
 // --- Layout of the shared buffer ---
@@ -294,6 +327,7 @@ export class ClientLimits {
   readonly #bucketMask: number;
   readonly #scratch = new Uint8Array(KEY_BYTES);
   #scratchLength = 0;
+  readonly #texts: Readonly<Record<LimitRefusal, string>>;
 
   private constructor(shared: SharedClientLimits) {
     const { buffer, config } = shared;
@@ -305,6 +339,7 @@ export class ClientLimits {
     this.#rateWidth = (config.rate?.periodMs ?? 1) / SUB_BUCKETS;
     this.#foundWidth = (config.found?.periodMs ?? 1) / SUB_BUCKETS;
     this.#checks = config.rate !== undefined || config.found !== undefined;
+    this.#texts = refusalTexts(config);
     const at = layout(this.capacity);
     this.#heads = new Float64Array(buffer, at.heads, this.capacity * 2);
     this.#control = new Int32Array(buffer, at.control, CONTROL_INTS);
@@ -453,6 +488,21 @@ export class ClientLimits {
     );
     unlock(windows, base + CLIENT_LOCK);
     return allowed;
+  }
+
+  /**
+   * The text of the RATE_LIMITED reply for a refusal: one sentence naming
+   * the limit and its flag, never the client's query.
+   *
+   * ```ts
+   * import { ClientLimits } from "./client_limits.ts";
+   * const limits = ClientLimits.create({ rate: { count: 12, periodMs: 60_000 } });
+   * limits.refusalText("rate_limited");
+   * // "This client asked more than 12 queries in 1 min (--rate-limit); later queries are answered once it allows."
+   * ```
+   */
+  refusalText(reason: LimitRefusal): string {
+    return this.#texts[reason];
   }
 
   /** Walks the whole table and counts what it holds, for tests and diagnostics. */
