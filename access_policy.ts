@@ -34,7 +34,7 @@
  * @module
  */
 
-import { type AccessList, isLoopback } from "./access_list.ts";
+import { AccessList, DEFAULT_TRUSTED_PROXIES, isLoopback } from "./access_list.ts";
 
 /** Why a connection is refused with FORBIDDEN, or `"ok"`; the names suit logs and metrics. */
 export type AccessVerdict = "ok" | "not_allowed" | "protected_mode" | "untrusted_proxy";
@@ -47,6 +47,22 @@ export interface AccessPolicyOptions {
   protectedMode: boolean;
   /** `--trusted-proxy` when `--proxy-protocol` is on; absent when PROXY headers are off. */
   trustedProxies?: AccessList;
+}
+
+/**
+ * The rules as the command line gave them, as plain data that can be posted
+ * to a serving thread (which builds its {@linkcode AccessPolicy} with
+ * {@linkcode AccessPolicy.fromRules}).
+ */
+export interface AccessRules {
+  /** The `--allow` values as given; absent when the flag was not. */
+  allow?: readonly string[];
+  /** Whether protected mode applies (see {@linkcode protectedModeApplies}). */
+  protectedMode: boolean;
+  /** Whether connections start with a PROXY header (`--proxy-protocol`). */
+  proxyProtocol: boolean;
+  /** `--trusted-proxy`: who may send one; {@linkcode DEFAULT_TRUSTED_PROXIES} by default. */
+  trustedProxies?: string;
 }
 
 const REPLY_TEXTS: Readonly<Record<Exclude<AccessVerdict, "ok">, string>> = {
@@ -91,6 +107,26 @@ export class AccessPolicy {
     this.#allow = options.allow;
     this.#protectedMode = options.protectedMode;
     this.#trustedProxies = options.trustedProxies;
+  }
+
+  /**
+   * Builds the policy from rules checked on the command line, or returns
+   * `undefined` when they restrict nobody, so that sessions skip the checks.
+   *
+   * @throws {UsageError} when a list is malformed (the command line checks them first).
+   */
+  static fromRules(rules: AccessRules): AccessPolicy | undefined {
+    const allow = rules.allow === undefined ? undefined : AccessList.parse("--allow", rules.allow);
+    if (!rules.proxyProtocol && !rules.protectedMode && (allow?.matchesEveryone ?? true)) {
+      return undefined;
+    }
+    return new AccessPolicy({
+      allow,
+      protectedMode: rules.protectedMode,
+      trustedProxies: rules.proxyProtocol
+        ? AccessList.parse("--trusted-proxy", rules.trustedProxies ?? DEFAULT_TRUSTED_PROXIES)
+        : undefined,
+    });
   }
 
   /** Whether connections must start with a PROXY header (`--proxy-protocol`). */

@@ -23,7 +23,7 @@ import {
 } from "./driver.ts";
 import { describeError } from "./errors.ts";
 import { formatAddress } from "./net_address.ts";
-import { DRAIN_GRACE_MS, Session } from "./session.ts";
+import { DRAIN_GRACE_MS, type PeerAddress, reportRepeatedRefusals, Session } from "./session.ts";
 
 const FIRST_READ_SIZE = 4096;
 const LARGE_READ_SIZE = 65536;
@@ -119,7 +119,7 @@ export class ConnectionService implements Service {
 
   async #serve(conn: Deno.Conn): Promise<void> {
     const now = Date.now();
-    const session = new Session(this.#context, now, () => peerOf(conn));
+    const session = new Session(this.#context, now, () => peerAddressOf(conn));
     const connection: Connection = { conn, session, wake: undefined, closed: false };
     this.#connections.add(connection);
     // Replies are written whole, so Nagle's delay would only add latency.
@@ -192,6 +192,7 @@ export class ConnectionService implements Service {
   /** Ticks the sessions whose deadline has passed. */
   #sweep(): void {
     const now = Date.now();
+    reportRepeatedRefusals(this.#context, now);
     for (const connection of this.#connections) {
       if (now < connection.session.deadline) continue;
       connection.session.tick(now);
@@ -250,6 +251,11 @@ function returnReadBuffer(buffer: Uint8Array): void {
 
 /** The peer's address as `host:port`, for logs. */
 export function peerOf(conn: Deno.Conn): string {
+  const { hostname, port } = peerAddressOf(conn);
+  return formatAddress(hostname, port);
+}
+
+function peerAddressOf(conn: Deno.Conn): PeerAddress {
   const addr = conn.remoteAddr;
-  return addr.transport === "tcp" ? formatAddress(addr.hostname, addr.port) : addr.transport;
+  return addr.transport === "tcp" ? addr : { hostname: addr.transport, port: 0 };
 }

@@ -37,13 +37,14 @@ import {
   SOCK_CLOEXEC,
   SOCK_NONBLOCK,
 } from "./libc.ts";
-import { formatAddress } from "./net_address.ts";
-import { DRAIN_GRACE_MS, Session } from "./session.ts";
+import { DRAIN_GRACE_MS, type PeerAddress, reportRepeatedRefusals, Session } from "./session.ts";
 
 const READ_SIZE = 65536;
 const MAX_EVENTS = 256;
 /** The longest wait in epoll_wait, so commands and deadlines are seen promptly when idle. */
 const MAX_WAIT_MS = 50;
+/** A peer whose address the kernel no longer knows (it reset already); it matches no rule. */
+const UNKNOWN_PEER: PeerAddress = { hostname: "?", port: 0 };
 
 /** One open connection: its socket and its session. */
 interface Peer {
@@ -261,6 +262,7 @@ export class EpollService implements Service {
 
   /** Ticks the sessions whose deadline has passed. */
   #sweep(now: number): void {
+    reportRepeatedRefusals(this.#context, now);
     for (const peer of this.#peers) {
       if (peer === undefined || now < peer.session.deadline) continue;
       peer.session.tick(now);
@@ -316,11 +318,12 @@ export class EpollService implements Service {
     if (this.#draining && !this.#listening && this.#open === 0) this.#stop();
   }
 
-  #peerAddress(fd: number): string {
+  #peerAddress(fd: number): PeerAddress {
     const address = new Uint8Array(128);
     const length = new Uint32Array([address.length]);
-    if (this.#calls.getpeername(fd, address, new Uint8Array(length.buffer)) !== 0) return "?";
-    const { hostname, port } = decodeSockaddr(address);
-    return formatAddress(hostname, port);
+    if (this.#calls.getpeername(fd, address, new Uint8Array(length.buffer)) !== 0) {
+      return UNKNOWN_PEER;
+    }
+    return decodeSockaddr(address);
   }
 }

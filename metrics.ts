@@ -24,8 +24,16 @@ export const Counter = {
   frameTimeouts: 4,
   /** Connections closed for taking none of their waiting replies for the write timeout. */
   writeTimeouts: 5,
+  /** Connections refused with FORBIDDEN (--allow, protected mode, an untrusted proxy). */
+  refusedForbidden: 6,
+  /** Queries refused with RATE_LIMITED under --rate-limit. */
+  refusedRateLimited: 7,
+  /** Queries refused with RATE_LIMITED under --found-limit. */
+  refusedFoundLimit: 8,
+  /** Connections refused with RATE_LIMITED under --max-connections-per-client. */
+  refusedClientConnections: 9,
   /** Replies sent, by status: this index plus the status code. */
-  repliesByStatus: 6,
+  repliesByStatus: 10,
 } as const;
 
 /** How many counters one thread's row holds. */
@@ -61,6 +69,8 @@ export interface BookFigures {
    * replicas exactly when they serve the same entries.
    */
   fingerprint?: string;
+  /** Clients tracked by the per-client limits, when any limit is on. */
+  trackedClients?: number;
 }
 
 /** Renders the counters in the Prometheus text exposition format (version 0.0.4). */
@@ -96,6 +106,22 @@ export function renderPrometheus(totals: Float64Array, book: BookFigures): strin
     ['{kind="frame"}', totals[Counter.frameTimeouts]],
     ['{kind="write"}', totals[Counter.writeTimeouts]],
   ]);
+  metric(
+    "addrbook_refusals_total",
+    "counter",
+    "Connections and queries refused by the access rules and per-client limits, by reason.",
+    [
+      ['{reason="forbidden"}', totals[Counter.refusedForbidden]],
+      ['{reason="rate_limited"}', totals[Counter.refusedRateLimited]],
+      ['{reason="found_limit"}', totals[Counter.refusedFoundLimit]],
+      ['{reason="client_connections"}', totals[Counter.refusedClientConnections]],
+    ],
+  );
+  if (book.trackedClients !== undefined) {
+    metric("addrbook_tracked_clients", "gauge", "Clients tracked by the per-client limits.", [
+      ["", book.trackedClients],
+    ]);
+  }
   metric("addrbook_reloads_total", "counter", "Book reloads, by result.", [
     ['{result="ok"}', book.reloadsOk],
     ['{result="failed"}', book.reloadsFailed],

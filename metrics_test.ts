@@ -64,7 +64,7 @@ const NO_BOOK: BookFigures = { entries: 0, reloadsOk: 0, reloadsFailed: 0 };
 
 Deno.test("COUNTERS_PER_THREAD holds the fixed counters and one per reply status", () => {
   assert.equal(COUNTERS_PER_THREAD, Counter.repliesByStatus + STATUS_NAMES.length);
-  assert.equal(COUNTERS_PER_THREAD, 13);
+  assert.equal(COUNTERS_PER_THREAD, 17);
   const indices = Object.values(Counter);
   assert.equal(new Set(indices).size, indices.length, "each counter has its own index");
   assert.ok(indices.every((index) => index < COUNTERS_PER_THREAD));
@@ -167,6 +167,7 @@ Deno.test("renderPrometheus writes HELP and TYPE for every metric, with the righ
     "addrbook_replies_total",
     "addrbook_busy_refusals_total",
     "addrbook_timeouts_total",
+    "addrbook_refusals_total",
     "addrbook_reloads_total",
     "addrbook_book_entries",
   ]);
@@ -176,6 +177,7 @@ Deno.test("renderPrometheus writes HELP and TYPE for every metric, with the righ
     addrbook_replies_total: "counter",
     addrbook_busy_refusals_total: "counter",
     addrbook_timeouts_total: "counter",
+    addrbook_refusals_total: "counter",
     addrbook_reloads_total: "counter",
     addrbook_book_entries: "gauge",
   });
@@ -197,6 +199,10 @@ Deno.test("renderPrometheus writes the summed counters and the book figures as s
   a[Counter.idleTimeouts] = 5;
   b[Counter.frameTimeouts] = 6;
   a[Counter.writeTimeouts] = 7;
+  a[Counter.refusedForbidden] = 8;
+  b[Counter.refusedRateLimited] = 9;
+  a[Counter.refusedFoundLimit] = 10;
+  b[Counter.refusedClientConnections] = 11;
   STATUS_NAMES.forEach((_, status) => {
     a[Counter.repliesByStatus + status] = 100 + status;
     b[Counter.repliesByStatus + status] = 1000 * (status + 1);
@@ -205,6 +211,7 @@ Deno.test("renderPrometheus writes the summed counters and the book figures as s
     entries: 50,
     reloadsOk: 3,
     reloadsFailed: 1,
+    trackedClients: 12,
   });
   const { samples } = parseExposition(text);
   assert.deepEqual(Object.fromEntries(samples), {
@@ -221,9 +228,14 @@ Deno.test("renderPrometheus writes the summed counters and the book figures as s
     'addrbook_timeouts_total{kind="idle"}': 5,
     'addrbook_timeouts_total{kind="frame"}': 6,
     'addrbook_timeouts_total{kind="write"}': 7,
+    'addrbook_refusals_total{reason="forbidden"}': 8,
+    'addrbook_refusals_total{reason="rate_limited"}': 9,
+    'addrbook_refusals_total{reason="found_limit"}': 10,
+    'addrbook_refusals_total{reason="client_connections"}': 11,
     'addrbook_reloads_total{result="ok"}': 3,
     'addrbook_reloads_total{result="failed"}': 1,
     "addrbook_book_entries": 50,
+    "addrbook_tracked_clients": 12,
   });
   // Whole counts are written as integers, as Prometheus tools expect.
   assert.match(text, /^addrbook_connections_total 42$/m);

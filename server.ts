@@ -26,6 +26,7 @@
  * @module
  */
 
+import { protectedModeApplies } from "./access_policy.ts";
 import { BookWatch, fileSignature } from "./book_watch.ts";
 import { describeError } from "./errors.ts";
 import { BookError, loadBook } from "./load_book.ts";
@@ -90,6 +91,10 @@ export async function main(args: string[]): Promise<number> {
     return book;
   };
   const servedSignature = cli.watch ? fileSignature(path) : undefined;
+  const protectedMode = protectedModeApplies(cli.hostname, {
+    allow: cli.access.allow !== undefined,
+    clientCertificates: false,
+  });
 
   let server: ServerHandle;
   let endpoint: StatusEndpoint | undefined;
@@ -110,6 +115,8 @@ export async function main(args: string[]): Promise<number> {
       workers: cli.workers,
       io: cli.io,
       limits: cli.limits,
+      access: { ...cli.access, protectedMode },
+      clientLimits: cli.clientLimits,
       tls,
       statusEndpoint: endpoint,
       log,
@@ -144,6 +151,11 @@ export async function main(args: string[]): Promise<number> {
     onStopped: () => watch?.close(),
   }, log);
   const where = formatAddress(server.addr.hostname, server.addr.port);
+  if (protectedMode) {
+    log.warn(
+      `protected mode: listening on ${where} with no --allow, so only loopback clients are served; give --allow CIDR (or --allow any) to serve others`,
+    );
+  }
   log.info(
     `loaded ${server.entries} ${
       server.entries === 1 ? "entry" : "entries"

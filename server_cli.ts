@@ -20,6 +20,9 @@ import {
   type SecondsRange,
   UsageError,
 } from "./cli_args.ts";
+import { AccessList } from "./access_list.ts";
+import type { AccessRules } from "./access_policy.ts";
+import { type ClientLimitsConfig, parseAllowance } from "./client_limits.ts";
 import { describeError } from "./errors.ts";
 import type { BookFormat, DuplicatePolicy } from "./load_book.ts";
 import type { LogFormat, LogLevel } from "./log.ts";
@@ -77,6 +80,10 @@ export interface CliOptions {
   watch: boolean;
   /** How long a watched file must stay unchanged before it is loaded, in milliseconds. */
   watchSettleMs: number;
+  /** `--allow`, `--proxy-protocol`, `--trusted-proxy`; protected mode is decided at start. */
+  access: Omit<AccessRules, "protectedMode">;
+  /** `--rate-limit`, `--found-limit`, `--max-connections-per-client`. */
+  clientLimits: ClientLimitsConfig;
 }
 
 /** The server's usage text, for `--help` and usage errors. */
@@ -105,6 +112,21 @@ Options:
   --shutdown-timeout SECONDS
                            time to finish answering on SIGINT/SIGTERM (default 5)
                            Every SECONDS takes at most 3 decimals, up to 2147483.
+  --allow CIDR[,CIDR...]   clients that may query (repeatable; IPv4 and IPv6; any =
+                           everyone). Others get FORBIDDEN. Without it, a server listening
+                           beyond loopback serves loopback clients only (protected mode)
+  --rate-limit N/PERIOD    per client, at most N queries in any PERIOD (s, m, h or d, with
+                           an optional count: 10s, 24h); over it: RATE_LIMITED
+  --found-limit N/PERIOD   per client, at most N FOUND replies in any PERIOD; then every
+                           query gets RATE_LIMITED until the period allows more
+  --max-connections-per-client N
+                           open connections per client; one more gets RATE_LIMITED and is
+                           closed (default 0: no cap)
+  --proxy-protocol         every connection starts with a PROXY header (v1 or v2, as HAProxy
+                           sends with send-proxy / send-proxy-v2): its source is the client
+  --trusted-proxy CIDR[,CIDR...]
+                           with --proxy-protocol, the peers whose headers are believed;
+                           others get FORBIDDEN (default 127.0.0.0/8,::1)
   --tls-cert FILE          serve TLS with this certificate chain (PEM); needs --tls-key
   --tls-key FILE           the private key (PEM) for --tls-cert
   --metrics-port PORT      serve HTTP on this port: GET /metrics (Prometheus),
@@ -137,6 +159,12 @@ const FLAGS = {
   "frame-timeout": { type: "string" },
   "write-timeout": { type: "string" },
   "shutdown-timeout": { type: "string" },
+  allow: { type: "string", multiple: true },
+  "rate-limit": { type: "string" },
+  "found-limit": { type: "string" },
+  "max-connections-per-client": { type: "string" },
+  "proxy-protocol": { type: "boolean" },
+  "trusted-proxy": { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
   "metrics-port": { type: "string" },
@@ -221,7 +249,36 @@ function parseChecked(args: string[]): CliOptions | "help" {
       String(DEFAULT_WATCH_SETTLE_SECONDS),
       { zero: true },
     ),
+    access: accessRules(parsed),
+    clientLimits: {
+      rate: allowance("--rate-limit", parsed["rate-limit"]),
+      found: allowance("--found-limit", parsed["found-limit"]),
+      maxConnectionsPerClient: parseWholeNumber(
+        "--max-connections-per-client",
+        parsed["max-connections-per-client"] ?? "0",
+        0,
+        MAX_CONNECTIONS,
+      ),
+    },
   };
+}
+
+/** Checks the access flags now, so that a bad range is a usage error at start. */
+function accessRules(parsed: ReturnType<typeof readFlags>): CliOptions["access"] {
+  const proxyProtocol = parsed["proxy-protocol"] ?? false;
+  const trustedProxies = parsed["trusted-proxy"];
+  if (trustedProxies !== undefined && !proxyProtocol) {
+    throw new UsageError(
+      `--trusted-proxy ${trustedProxies} needs --proxy-protocol: without it no PROXY header is read.`,
+    );
+  }
+  if (trustedProxies !== undefined) AccessList.parse("--trusted-proxy", trustedProxies);
+  if (parsed.allow !== undefined) AccessList.parse("--allow", parsed.allow);
+  return { allow: parsed.allow, proxyProtocol, trustedProxies };
+}
+
+function allowance(flag: string, value: string | undefined) {
+  return value === undefined ? undefined : parseAllowance(flag, value);
 }
 
 /**

@@ -16,7 +16,9 @@
  * @module
  */
 
+import type { AccessRules } from "./access_policy.ts";
 import type { AddressBook } from "./addressbook.ts";
+import { ClientLimits, type ClientLimitsConfig } from "./client_limits.ts";
 import { encodeSockaddr, openLibc } from "./libc.ts";
 import { Logger } from "./log.ts";
 import {
@@ -27,7 +29,7 @@ import {
   sumCounters,
 } from "./metrics.ts";
 import { ConnectionService } from "./driver_deno.ts";
-import { DEFAULT_LIMITS, type ServiceLimits } from "./session.ts";
+import { createSessionContext, DEFAULT_LIMITS, type ServiceLimits } from "./session.ts";
 import { EXIT_USAGE, StartError } from "./server_error.ts";
 import { StatusEndpoint } from "./server_http.ts";
 import { listen, type TlsFiles } from "./server_listen.ts";
@@ -53,6 +55,10 @@ export interface ServerOptions {
   io?: "auto" | IoKind;
   /** Limits on each peer; each unset one takes its default. */
   limits?: Partial<ServiceLimits>;
+  /** Who may query (`--allow`, protected mode, PROXY headers); everyone by default. */
+  access?: AccessRules;
+  /** Per-client limits (`--rate-limit`, `--found-limit`, `--max-connections-per-client`). */
+  clientLimits?: ClientLimitsConfig;
   /** Serve TLS instead of plain TCP. */
   tls?: TlsFiles;
   /**
@@ -121,6 +127,9 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     throw error;
   }
   const counters = createCounterTable(workers);
+  const clientLimits = hasClientLimits(options.clientLimits)
+    ? ClientLimits.create(options.clientLimits)
+    : undefined;
   let book = options.book;
   const figures: BookFigures = {
     entries: book.size,
@@ -137,6 +146,8 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     tls: options.tls,
     book: book.toShared(),
     limits: { ...DEFAULT_LIMITS, ...options.limits },
+    access: options.access,
+    clientLimits: clientLimits?.shared,
     counters,
     thread: 0,
     openConnections: new Int32Array(new SharedArrayBuffer(4)),
@@ -151,13 +162,18 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     if (io === "deno") {
       const listener = listen(hostname, start.port, start.sharing, options.tls);
       port = (listener.addr as Deno.NetAddr).port;
-      local = new ConnectionService(listener, {
-        book,
-        limits: start.limits,
-        counters: counterRow(counters, 0),
-        openConnections: start.openConnections,
-        log,
-      });
+      local = new ConnectionService(
+        listener,
+        createSessionContext({
+          book,
+          limits: start.limits,
+          counters: counterRow(counters, 0),
+          openConnections: start.openConnections,
+          log,
+          access: start.access,
+          clientLimits: start.clientLimits,
+        }),
+      );
     } else {
       const first = await startWorker(start, log);
       threads.push(first);
@@ -177,7 +193,10 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     throw error;
   }
 
-  const metrics = () => renderPrometheus(sumCounters(counters), figures);
+  const metrics = () => {
+    if (clientLimits) figures.trackedClients = clientLimits.trackedClients;
+    return renderPrometheus(sumCounters(counters), figures);
+  };
   let endpoint = options.statusEndpoint;
   try {
     if (endpoint === undefined && options.metricsPort !== undefined) {
@@ -265,4 +284,11 @@ function chooseIo(
     );
   }
   return wanted === "auto" ? (epollPossible ? "epoll" : "deno") : wanted;
+}
+
+/** Whether any per-client limit is set, so that the shared table is worth making. */
+function hasClientLimits(config: ClientLimitsConfig | undefined): config is ClientLimitsConfig {
+  return config !== undefined &&
+    (config.rate !== undefined || config.found !== undefined ||
+      (config.maxConnectionsPerClient ?? 0) > 0);
 }

@@ -15,6 +15,7 @@ import { EACCES, EADDRINUSE, EADDRNOTAVAIL, listenTcp, openLibc, SocketError } f
 import { Logger } from "./log.ts";
 import { counterRow } from "./metrics.ts";
 import { formatAddress } from "./net_address.ts";
+import { createSessionContext } from "./session.ts";
 import { listen } from "./server_listen.ts";
 import type { WorkerCommand, WorkerReport, WorkerStart } from "./server_worker_messages.ts";
 
@@ -32,17 +33,19 @@ function report(message: WorkerReport): void {
 }
 
 function start(command: WorkerStart): void {
-  const options = {
-    book: AddressBook.fromShared(command.book),
-    limits: command.limits,
-    counters: counterRow(command.counters, command.thread),
-    openConnections: command.openConnections,
-    log: new Logger({
-      level: command.logLevel,
-      forward: (record) => report({ kind: "log", record }),
-    }),
-  };
   try {
+    const options = createSessionContext({
+      book: AddressBook.fromShared(command.book),
+      limits: command.limits,
+      counters: counterRow(command.counters, command.thread),
+      openConnections: command.openConnections,
+      log: new Logger({
+        level: command.logLevel,
+        forward: (record) => report({ kind: "log", record }),
+      }),
+      access: command.access,
+      clientLimits: command.clientLimits,
+    });
     if (command.io === "deno") {
       const listener = listen(command.hostname, command.port, command.sharing, command.tls);
       service = new ConnectionService(listener, options);

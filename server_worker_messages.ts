@@ -7,7 +7,9 @@
  * @module
  */
 
+import type { AccessRules } from "./access_policy.ts";
 import type { SharedAddressBook } from "./addressbook.ts";
+import type { SharedClientLimits } from "./client_limits.ts";
 import type { LogLevel, LogRecord } from "./log.ts";
 import type { ServiceLimits } from "./session.ts";
 import type { PortSharing, TlsFiles } from "./server_listen.ts";
@@ -33,6 +35,10 @@ export interface WorkerStart {
   book: SharedAddressBook;
   /** Limits on each peer. */
   limits: ServiceLimits;
+  /** Who may query, as the command line said; absent when everyone may. */
+  access?: AccessRules;
+  /** The per-client limits' shared table, when any limit is set. */
+  clientLimits?: SharedClientLimits;
   /** The shared counter table; this thread counts into its row. */
   counters: Float64Array;
   /** This thread's row in the counter table. */

@@ -37,19 +37,34 @@
  * @module
  */
 
+import { certificateIdentity, clientIdentity } from "./access_list.ts";
+import { AccessPolicy, type AccessRules, type AccessVerdict } from "./access_policy.ts";
 import type { AddressBook } from "./addressbook.ts";
+import {
+  ClientLimits,
+  type LimitRefusal,
+  OVER_CONNECTION_LIMIT,
+  type SharedClientLimits,
+  TABLE_FULL,
+} from "./client_limits.ts";
 import type { Logger } from "./log.ts";
+import { RepeatSummary } from "./log_repeats.ts";
 import { Counter } from "./metrics.ts";
+import { formatAddress } from "./net_address.ts";
 import {
   encodeReply,
   FrameDecoder,
   HEADER_SIZE,
   MAX_QUERY_BYTES,
   ProtocolError,
+  STATUS_FORBIDDEN,
+  STATUS_FOUND,
   STATUS_PROTOCOL_ERROR,
+  STATUS_RATE_LIMITED,
   STATUS_SERVER_BUSY,
   TYPE_QUERY,
 } from "./protocol.ts";
+import { ProxyHeaderError, ProxyHeaderParser } from "./proxy_header.ts";
 
 /** Limits on what one peer may hold of the server. Times are in milliseconds; 0 turns a timeout off. */
 export interface ServiceLimits {
@@ -113,6 +128,63 @@ export interface SessionContext {
   openConnections: Int32Array;
   /** Where events are logged. */
   log: Logger;
+  /**
+   * Who may query (`--allow`, protected mode, `--proxy-protocol`); absent
+   * when everyone may, so that the common case costs nothing.
+   */
+  access?: AccessPolicy;
+  /** Per-client limits, shared by every thread; absent when no limit is set. */
+  clientLimits?: ClientLimits;
+  /** Refusals logged so far, by client and reason, so repeats are summarised. */
+  refusals: RepeatSummary;
+  /**
+   * Whether a session learns its client's identity from a TLS client
+   * certificate: it then waits for {@linkcode Session.certificateVerified}.
+   */
+  clientCertificates?: boolean;
+}
+
+/** What a serving thread is given to build its {@linkcode SessionContext} from; it can be posted. */
+export interface SessionSettings {
+  /** The book to answer from. */
+  book: AddressBook;
+  /** Limits on each peer. */
+  limits: ServiceLimits;
+  /** This thread's counters. */
+  counters: Float64Array;
+  /** Open connections across all threads. */
+  openConnections: Int32Array;
+  /** Where events are logged. */
+  log: Logger;
+  /** The access rules, as the command line gave them. */
+  access?: AccessRules;
+  /** The per-client limits' shared table, when any limit is set. */
+  clientLimits?: SharedClientLimits;
+  /** Whether clients authenticate with TLS certificates. */
+  clientCertificates?: boolean;
+}
+
+/** Builds a thread's session context: the access policy and limits table made ready for use. */
+export function createSessionContext(settings: SessionSettings): SessionContext {
+  return {
+    book: settings.book,
+    limits: settings.limits,
+    counters: settings.counters,
+    openConnections: settings.openConnections,
+    log: settings.log,
+    access: settings.access && AccessPolicy.fromRules(settings.access),
+    clientLimits: settings.clientLimits && ClientLimits.attach(settings.clientLimits),
+    refusals: new RepeatSummary(),
+    clientCertificates: settings.clientCertificates,
+  };
+}
+
+/** A peer's address as a socket reports it. */
+export interface PeerAddress {
+  /** IPv4 dotted decimal or IPv6 text. */
+  hostname: string;
+  /** TCP port. */
+  port: number;
 }
 
 /** Where a session is in its life (see the module comment). */
@@ -128,7 +200,31 @@ export type CloseReason =
   | "write-timeout"
   | "aborted";
 
+/** Counts and logs the refusals repeated since they were last logged; drivers call it now and then. */
+export function reportRepeatedRefusals(context: SessionContext, now: number): void {
+  if (context.refusals.size === 0) return;
+  for (const [key, count] of context.refusals.flush(now)) {
+    const [client, reason] = key.split(" ");
+    context.log.info("refusals repeated", { client, reason, count });
+  }
+}
+
+/** Encoded refusal replies by text: their texts are few, and a refused flood should not allocate. */
+const refusalReplies = new Map<string, Uint8Array>();
+
+function refusalReply(status: typeof STATUS_FORBIDDEN | typeof STATUS_RATE_LIMITED, text: string) {
+  const key = `${status}${text}`;
+  let reply = refusalReplies.get(key);
+  if (reply === undefined) refusalReplies.set(key, reply = encodeReply(status, text));
+  return reply;
+}
+
 const EMPTY = new Uint8Array(0);
+const REFUSAL_COUNTERS: Readonly<Record<LimitRefusal, number>> = {
+  rate_limited: Counter.refusedRateLimited,
+  found_limit: Counter.refusedFoundLimit,
+  client_connections: Counter.refusedClientConnections,
+};
 /** A reply buffer this large is given back once emptied, so idle connections hold little. */
 const KEEP_OUTPUT_BYTES = 64 * 1024;
 const FIRST_OUTPUT_BYTES = 1024;
@@ -140,7 +236,14 @@ const FIRST_OUTPUT_BYTES = 1024;
  */
 export class Session {
   readonly #context: SessionContext;
-  readonly #peer: () => string;
+  readonly #peerAddress: () => PeerAddress;
+  #peer: PeerAddress | undefined;
+  /** The client's address for access rules and logs: the peer's, or the PROXY header's source. */
+  #client: string | undefined;
+  /** Set while the connection's PROXY header is awaited. */
+  #proxyHeader: ProxyHeaderParser | undefined;
+  /** The client's row in the per-client limits, or -1 when none applies. */
+  #limitSlot = -1;
   readonly #decoder = new FrameDecoder({ type: TYPE_QUERY, maxPayload: MAX_QUERY_BYTES });
   #phase: SessionPhase = "open";
   #closeReason: CloseReason | undefined;
@@ -164,18 +267,42 @@ export class Session {
   #lingerUntil = 0;
 
   /**
-   * Opens a session for a connection accepted at `now`. `peer` formats the
-   * peer's address for logs; it is only called when something is logged.
+   * Opens a session for a connection accepted at `now`. `peer` gives the
+   * peer's address; it is asked only when a rule or a log line needs it.
    */
-  constructor(context: SessionContext, now: number, peer: () => string) {
+  constructor(context: SessionContext, now: number, peer: () => PeerAddress) {
     this.#context = context;
-    this.#peer = peer;
+    this.#peerAddress = peer;
     this.#lastActive = now;
     this.#lastWriteProgress = now;
     this.#counted = this.#admit();
     if (!this.#counted) {
       this.#append(BUSY_REPLY);
       this.#phase = "ending";
+      return;
+    }
+    const { access } = context;
+    if (access?.expectsProxyHeader) {
+      // A PROXY header lets its sender name any client: only trusted proxies may.
+      const verdict = access.peerVerdict(this.#peerHost());
+      if (verdict !== "ok") {
+        this.#forbid(verdict, this.#peerHost(), now);
+      } else {
+        this.#proxyHeader = new ProxyHeaderParser();
+        this.#frameStarted = now; // the header counts against the frame timeout
+      }
+    } else if (!context.clientCertificates) {
+      this.#identify(this.#peerHost(), undefined, now);
+    }
+  }
+
+  /**
+   * The TLS handshake verified the client's certificate (when the context
+   * asks for client certificates): its subject is the client's identity.
+   */
+  certificateVerified(subject: string, now: number): void {
+    if (this.#phase === "open" && this.#client === undefined) {
+      this.#identify(this.#peerHost(), subject, now);
     }
   }
 
@@ -255,7 +382,13 @@ export class Session {
   receive(bytes: Uint8Array, length: number, now: number): void {
     if (this.#phase !== "open") return; // ending or lingering: input is dropped
     this.#lastActive = now;
-    this.#decoder.push(bytes, length);
+    if (this.#proxyHeader !== undefined) {
+      const consumed = this.#takeProxyHeader(bytes, length, now);
+      if (consumed < 0) return;
+      this.#decoder.push(bytes.subarray(consumed, length));
+    } else {
+      this.#decoder.push(bytes, length);
+    }
     this.#answer(now);
   }
 
@@ -358,7 +491,10 @@ export class Session {
           if (this.#phase === "open") this.#trackFrame(framesDone, now);
           return;
         }
-        counters[Counter.repliesByStatus + this.#appendAnswer(book, decoder)]++;
+        const status = this.#limitSlot < 0
+          ? this.#appendAnswer(book, decoder)
+          : this.#appendLimitedAnswer(book, decoder, now);
+        counters[Counter.repliesByStatus + status]++;
         framesDone++;
       }
     } catch (error) {
@@ -377,10 +513,10 @@ export class Session {
     else if (this.#frameStarted < 0 || framesDone > 0) this.#frameStarted = now;
   }
 
-  #protocolError(error: ProtocolError): void {
+  #protocolError(error: ProtocolError | ProxyHeaderError): void {
     const { counters, log } = this.#context;
     counters[Counter.repliesByStatus + STATUS_PROTOCOL_ERROR]++;
-    log.warn("protocol error", { peer: this.#peer(), error: error.message });
+    log.warn("protocol error", { peer: this.#peerLabel(), error: error.message });
     this.#append(encodeReply(STATUS_PROTOCOL_ERROR, error.message));
     this.#holding = false;
     this.#frameStarted = -1;
@@ -397,7 +533,7 @@ export class Session {
         ? Counter.frameTimeouts
         : Counter.writeTimeouts
     ]++;
-    log.debug(`${kind} timeout`, { peer: this.#peer(), after_ms: now - this.#lastActive });
+    log.debug(`${kind} timeout`, { peer: this.#peerLabel(), after_ms: now - this.#lastActive });
     this.#close(`${kind}-timeout`);
   }
 
@@ -426,7 +562,7 @@ export class Session {
     Atomics.sub(openConnections, 0, 1);
     counters[Counter.busyRefusals]++;
     counters[Counter.repliesByStatus + STATUS_SERVER_BUSY]++;
-    log.warn("connection refused: server busy", { peer: this.#peer() });
+    log.warn("connection refused: server busy", { peer: this.#peerLabel() });
     return false;
   }
 
@@ -437,11 +573,119 @@ export class Session {
     this.#outputLength = 0;
     this.#output = EMPTY;
     this.#decoder.reset();
+    if (this.#limitSlot >= 0) {
+      this.#context.clientLimits!.connectionClosed(this.#limitSlot);
+      this.#limitSlot = -1;
+    }
     if (this.#counted) {
       this.#counted = false;
       Atomics.sub(this.#context.openConnections, 0, 1);
       this.#context.counters[Counter.connectionsOpen]--;
     }
+  }
+
+  /**
+   * Feeds the PROXY header parser; returns how many of the bytes were the
+   * header once it is complete, or -1 while it is not (or was refused).
+   */
+  #takeProxyHeader(bytes: Uint8Array, length: number, now: number): number {
+    let result;
+    try {
+      result = this.#proxyHeader!.push(bytes.subarray(0, length));
+    } catch (error) {
+      if (!(error instanceof ProxyHeaderError)) throw error;
+      this.#proxyHeader = undefined;
+      this.#protocolError(error);
+      return -1;
+    }
+    if (result === null) return -1;
+    this.#proxyHeader = undefined;
+    this.#frameStarted = -1;
+    const { header } = result;
+    this.#identify(
+      header.command === "proxy" ? header.source.address : this.#peerHost(),
+      undefined,
+      now,
+    );
+    return this.#phase === "open" ? result.consumed : -1;
+  }
+
+  /**
+   * Applies the access rules to the client, then takes its row in the
+   * per-client limits; refuses the connection when either says no.
+   */
+  #identify(client: string, subject: string | undefined, now: number): void {
+    this.#client = client;
+    const { access, clientLimits } = this.#context;
+    const verdict = access?.clientVerdict(client) ?? "ok";
+    if (verdict !== "ok") return this.#forbid(verdict, client, now);
+    if (clientLimits === undefined) return;
+    const slot = clientLimits.connectionOpened(
+      subject !== undefined ? certificateIdentity(subject) : clientIdentity(client),
+    );
+    if (slot === OVER_CONNECTION_LIMIT) {
+      this.#refuse("client_connections", now);
+      this.#phase = "ending";
+    } else if (slot === TABLE_FULL) {
+      this.#context.counters[Counter.repliesByStatus + STATUS_SERVER_BUSY]++;
+      this.#append(BUSY_REPLY);
+      this.#phase = "ending";
+    } else {
+      this.#limitSlot = slot;
+    }
+  }
+
+  /** Refuses the connection with FORBIDDEN, saying why. */
+  #forbid(verdict: Exclude<AccessVerdict, "ok">, client: string, now: number): void {
+    this.#client = client;
+    const { counters } = this.#context;
+    counters[Counter.refusedForbidden]++;
+    counters[Counter.repliesByStatus + STATUS_FORBIDDEN]++;
+    this.#noteRefusal(verdict, now);
+    this.#append(refusalReply(STATUS_FORBIDDEN, AccessPolicy.replyText(verdict)));
+    this.#frameStarted = -1;
+    this.#phase = "ending";
+  }
+
+  /** Answers a frame under the per-client limits: RATE_LIMITED instead when over one. */
+  #appendLimitedAnswer(book: AddressBook, decoder: FrameDecoder, now: number): number {
+    const limits = this.#context.clientLimits!;
+    const verdict = limits.queryAllowed(this.#limitSlot, now);
+    if (verdict !== "ok") return this.#refuse(verdict, now);
+    const start = this.#outputLength;
+    const status = this.#appendAnswer(book, decoder);
+    if (status === STATUS_FOUND && !limits.foundAllowed(this.#limitSlot, now)) {
+      this.#outputLength = start; // the name is not sent after all
+      return this.#refuse("found_limit", now);
+    }
+    return status;
+  }
+
+  /** Appends the RATE_LIMITED reply for a limit, counts and logs it; returns its status. */
+  #refuse(reason: LimitRefusal, now: number): number {
+    this.#context.counters[REFUSAL_COUNTERS[reason]]++;
+    this.#noteRefusal(reason, now);
+    this.#append(
+      refusalReply(STATUS_RATE_LIMITED, this.#context.clientLimits!.refusalText(reason)),
+    );
+    return STATUS_RATE_LIMITED;
+  }
+
+  /** Logs a refusal at info the first time for this client and reason; repeats are summarised. */
+  #noteRefusal(reason: string, now: number): void {
+    const client = this.#client ?? this.#peerHost();
+    if (this.#context.refusals.note(`${client} ${reason}`, now) > 0) {
+      this.#context.log.info("refused", { client, reason });
+    }
+  }
+
+  #peerHost(): string {
+    return (this.#peer ??= this.#peerAddress()).hostname;
+  }
+
+  #peerLabel(): string {
+    const peer = this.#peer ??= this.#peerAddress();
+    return formatAddress(peer.hostname, peer.port);
   }
 
   /** Appends the reply to the frame the decoder just took, and returns its status. */
