@@ -145,6 +145,12 @@ const ERR_LIB_MASK = 0xff;
 const ERR_REASON_MASK = 0x7fffff;
 /** Bit 31: the code is an errno, not a library error. */
 const ERR_SYSTEM_FLAG = 0x80000000;
+/** The library number of certificate (X509) errors. */
+export const ERR_LIB_X509 = 11;
+/** X509 reason: the key is of another type than the certificate's (RSA against EC). */
+export const X509_R_KEY_TYPE_MISMATCH = 115;
+/** X509 reason: the key is not the certificate's. */
+export const X509_R_KEY_VALUES_MISMATCH = 116;
 /** PEM reason: no more PEM blocks (the normal end of reading a chain). */
 export const PEM_R_NO_START_LINE = 108;
 /** SSL reason: the client sent no certificate though one is required. */
