@@ -5,8 +5,8 @@
  * and a rogue CA with a client certificate of its own, so that a test can
  * show a certificate from the wrong issuer being refused.
  *
- * Keys are P-256 (fast to make and to handshake with); certificates live
- * two days. Nothing here is secret: the directory is removed on disposal.
+ * Keys are P-256 (fast to make and to handshake with) unless RSA is asked
+ * for; certificates live two days. Nothing here is secret: the directory is removed on disposal.
  *
  * ```ts
  * import { makeTestPki } from "./test_pki.ts";
@@ -55,7 +55,14 @@ export const ROTATED_SERVER_NAME = "addrbook rotated server";
 /** The client certificate's subject, in RFC 2253 form (most specific part first). */
 export const CLIENT_SUBJECT = "CN=client one,O=addrbook test";
 
-const EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+/** The kinds of key the certificates can have. */
+export type KeyAlgorithm = "ec-p256" | "rsa-2048";
+
+const NEW_KEY: Record<KeyAlgorithm, readonly string[]> = {
+  "ec-p256": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"],
+  // What Redis's and the project's TLS benchmarks use: a handshake costs an RSA signature.
+  "rsa-2048": ["-newkey", "rsa:2048", "-nodes"],
+};
 const VALID_DAYS = "2";
 const SERVER_EXTENSIONS = [
   "subjectAltName=IP:127.0.0.1,DNS:localhost",
@@ -101,33 +108,28 @@ export async function runOpenssl(cwd: string, args: readonly string[]): Promise<
   return new TextDecoder().decode(output.stdout);
 }
 
-/** Makes every certificate of {@linkcode TestPki} in a new temp directory. */
-export async function makeTestPki(): Promise<TestPki> {
+/** Makes every certificate of {@linkcode TestPki} in a new temp directory, with P-256 keys unless told. */
+export async function makeTestPki(algorithm: KeyAlgorithm = "ec-p256"): Promise<TestPki> {
   const dir = await Deno.makeTempDir({ prefix: "addrbook_test_pki_" });
+  const makeCa = (name: string, subject: string) => makeCaPair(dir, name, subject, algorithm);
+  const makeLeaf = (name: string, subject: string, issuer: string, extensions: string) =>
+    makeLeafPair(dir, name, subject, issuer, extensions, algorithm);
   try {
-    const ca = await makeCa(dir, "ca", "/CN=addrbook test CA");
-    const rogueCa = await makeCa(dir, "rogue-ca", "/CN=addrbook rogue CA");
+    const ca = await makeCa("ca", "/CN=addrbook test CA");
+    const rogueCa = await makeCa("rogue-ca", "/CN=addrbook rogue CA");
     return {
       dir,
       ca,
       rogueCa,
-      server: await makeLeaf(dir, "server", `/CN=${SERVER_NAME}`, "ca", SERVER_EXTENSIONS),
+      server: await makeLeaf("server", `/CN=${SERVER_NAME}`, "ca", SERVER_EXTENSIONS),
       rotatedServer: await makeLeaf(
-        dir,
         "rotated-server",
         `/CN=${ROTATED_SERVER_NAME}`,
         "ca",
         SERVER_EXTENSIONS,
       ),
-      client: await makeLeaf(
-        dir,
-        "client",
-        "/O=addrbook test/CN=client one",
-        "ca",
-        CLIENT_EXTENSIONS,
-      ),
+      client: await makeLeaf("client", "/O=addrbook test/CN=client one", "ca", CLIENT_EXTENSIONS),
       rogueClient: await makeLeaf(
-        dir,
         "rogue-client",
         "/O=addrbook test/CN=client one",
         "rogue-ca",
@@ -141,11 +143,16 @@ export async function makeTestPki(): Promise<TestPki> {
   }
 }
 
-async function makeCa(dir: string, name: string, subject: string): Promise<PemPair> {
+async function makeCaPair(
+  dir: string,
+  name: string,
+  subject: string,
+  algorithm: KeyAlgorithm,
+): Promise<PemPair> {
   await runOpenssl(dir, [
     "req",
     "-x509",
-    ...EC_KEY,
+    ...NEW_KEY[algorithm],
     "-keyout",
     `${name}.key`,
     "-out",
@@ -158,16 +165,17 @@ async function makeCa(dir: string, name: string, subject: string): Promise<PemPa
   return await readPair(dir, name);
 }
 
-async function makeLeaf(
+async function makeLeafPair(
   dir: string,
   name: string,
   subject: string,
   issuer: string,
   extensions: string,
+  algorithm: KeyAlgorithm,
 ): Promise<PemPair> {
   await runOpenssl(dir, [
     "req",
-    ...EC_KEY,
+    ...NEW_KEY[algorithm],
     "-keyout",
     `${name}.key`,
     "-out",
