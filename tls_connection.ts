@@ -31,7 +31,7 @@
  * system call, with no copy of the ciphertext through JavaScript. Memory
  * BIOs would make the engine sans-I/O (testable without sockets) at the
  * cost of two or three more FFI calls and a copy per read and per write.
- * Redis, HAProxy and nginx use the fd (socket BIO) too.
+ * Redis and nginx attach the fd too (HAProxy plugs in a BIO of its own).
  *
  * Ownership: a connection owns its `SSL*` (which holds a reference to its
  * context, so the context may be freed or replaced while it is open) but

@@ -230,6 +230,24 @@ function byteByByteProxy(port: number): { port: number; close: () => Promise<voi
   };
 }
 
+/**
+ * The start of a ClientHello: a handshake record header announcing 200
+ * bytes, then the hello's type, length and version, and nothing more.
+ */
+const CLIENT_HELLO_START = Uint8Array.of(
+  0x16,
+  0x03,
+  0x01,
+  0x00,
+  0xc8,
+  0x01,
+  0x00,
+  0x00,
+  0xc4,
+  0x03,
+  0x03,
+);
+
 /** Reads until the server ends the connection; true when it did (end of stream or an error). */
 async function endsConnection(conn: Deno.Conn): Promise<boolean> {
   const buffer = new Uint8Array(1024);
@@ -305,6 +323,7 @@ Deno.test({
         assert.deepEqual(await ask(conn, ["a@b.c", "d@e.f"]), ["a@b.c", "d@e.f"]);
         assert.deepEqual(server.handshakes, { ok: 1, failed: 0, client_cert_refused: 0 });
         assert.deepEqual(server.subjects, [undefined], "no client certificate was asked for");
+        assert.deepEqual(server.versions, ["TLSv1.3"]);
       });
     });
 
@@ -337,6 +356,7 @@ Deno.test({
         );
         assert.equal(tls12.code, 0, tls12.stderr);
         assert.match(tls12.stderr, /Protocol version: TLSv1\.2/);
+        assert.deepEqual(server.versions, ["TLSv1.3", "TLSv1.2"]);
       });
     });
 
@@ -467,6 +487,23 @@ Deno.test({
         });
       },
     );
+
+    await t.step("a client that hangs up before its hello, or halfway through it", async () => {
+      await withServer(engine, serverOptions, async (server) => {
+        (await Deno.connect({ hostname: LOOPBACK, port: server.port })).close();
+        await waitFor(() => server.handshakes.failed === 1, "the first failure");
+        {
+          using conn = await Deno.connect({ hostname: LOOPBACK, port: server.port });
+          await conn.write(CLIENT_HELLO_START);
+        }
+        await waitFor(() => server.handshakes.failed === 2, "the second failure");
+        const reason = "the client closed the connection during the handshake";
+        assert.deepEqual(server.failures, [
+          { kind: "failed", reason },
+          { kind: "failed", reason },
+        ]);
+      });
+    });
 
     await t.step(
       "rotation: new connections get the new certificate, open ones carry on",

@@ -115,6 +115,8 @@ export class TlsTestServer {
   readonly failures: TlsFailure[] = [];
   /** The client certificate subject of each completed handshake, in order. */
   readonly subjects: (string | undefined)[] = [];
+  /** The protocol version of each completed handshake, in order. */
+  readonly versions: string[] = [];
   /** Completes when the loop has stopped and every descriptor is closed. */
   readonly done: Promise<void>;
   readonly #options: TlsTestServerOptions;
@@ -222,6 +224,7 @@ export class TlsTestServer {
       peer.handshaking = false;
       this.handshakes.ok++;
       this.subjects.push(peer.tls.peerSubject());
+      this.versions.push(peer.tls.version);
     }
     if (!this.#flush(peer)) return;
     for (let i = 0; i < READS_PER_EVENT; i++) {
