@@ -48,6 +48,7 @@ export const SSL_SYMBOLS = {
   SSL_read: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
   SSL_write: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
   SSL_pending: { parameters: ["pointer"], result: "i32" },
+  SSL_has_pending: { parameters: ["pointer"], result: "i32" },
   SSL_get_error: { parameters: ["pointer", "i32"], result: "i32" },
   SSL_shutdown: { parameters: ["pointer"], result: "i32" },
   SSL_get1_peer_certificate: { parameters: ["pointer"], result: "pointer" },
@@ -119,6 +120,8 @@ export const TLS1_3_VERSION = 0x0304;
 export const SSL_CTRL_MODE = 33;
 /** SSL_CTX_ctrl: the lowest protocol version (SSL_CTX_set_min_proto_version). */
 export const SSL_CTRL_SET_MIN_PROTO_VERSION = 123;
+/** SSL_CTX_ctrl: read as much as the socket holds, not one record at a time (SSL_CTX_set_read_ahead). */
+export const SSL_CTRL_SET_READ_AHEAD = 41;
 /** SSL_CTX_ctrl: add a chain certificate (SSL_CTX_add0/add1_chain_cert; larg 1 = add1). */
 export const SSL_CTRL_CHAIN_CERT = 89;
 

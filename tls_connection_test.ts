@@ -19,6 +19,7 @@ import {
 import { LOOPBACK, Subprocess, waitFor, withDeadline } from "./test_util.ts";
 import { TlsContext, type TlsContextOptions } from "./tls_context.ts";
 import { TlsTestServer } from "./tls_test_server.ts";
+import { writeAll } from "./write_all.ts";
 
 const ON_LINUX = Deno.build.os === "linux";
 const MANY_CONNECTIONS = 2500;
@@ -183,21 +184,41 @@ async function servedCertificateSubject(port: number, pki: TestPki): Promise<str
   return subject[1];
 }
 
+/** A TCP proxy in front of the server, for tests that control how bytes arrive. */
+interface TestProxy {
+  /** Where clients connect. */
+  port: number;
+  /** Bytes from the client held back since {@linkcode hold}. */
+  readonly held: number;
+  /** From now on, keep the client's bytes instead of forwarding them. */
+  hold(): void;
+  /** Forwards everything held in one write, and forwards as usual again. */
+  release(): Promise<void>;
+  close(): Promise<void>;
+}
+
 /**
- * A TCP proxy between a client and `port` that forwards one byte per write
- * in both directions, so every TLS record arrives split byte by byte.
+ * Starts a proxy to `port`. With `byteByByte`, it forwards one byte per
+ * write in both directions, so every TLS record arrives split byte by byte.
  */
-function byteByByteProxy(port: number): { port: number; close: () => Promise<void> } {
+function startProxy(port: number, byteByByte = false): TestProxy {
   const listener = Deno.listen({ hostname: LOOPBACK, port: 0 });
   const conns: Deno.Conn[] = [];
   const pumps: Promise<void>[] = [];
-  const pump = async (from: Deno.Conn, to: Deno.Conn) => {
-    const byte = new Uint8Array(1);
+  let held: Uint8Array[] | undefined;
+  let upstreamOfHeld: Deno.Conn | undefined;
+  const pump = async (from: Deno.Conn, to: Deno.Conn, fromClient: boolean) => {
+    const buffer = new Uint8Array(byteByByte ? 1 : 65536);
     try {
-      for (let got = await from.read(byte); got !== null; got = await from.read(byte)) {
-        await to.write(byte);
+      for (let got = await from.read(buffer); got !== null; got = await from.read(buffer)) {
+        if (fromClient && held) {
+          held.push(buffer.slice(0, got));
+          upstreamOfHeld = to;
+          continue;
+        }
+        await writeAll(to, buffer.subarray(0, got));
         // A separate trip through the event loop per byte: separate segments, not one coalesced write.
-        await new Promise((resolve) => setTimeout(resolve, 0));
+        if (byteByByte) await new Promise((resolve) => setTimeout(resolve, 0));
       }
       await to.closeWrite();
     } catch {
@@ -210,11 +231,24 @@ function byteByByteProxy(port: number): { port: number; close: () => Promise<voi
       client.setNoDelay(true);
       upstream.setNoDelay(true);
       conns.push(client, upstream);
-      pumps.push(pump(client, upstream), pump(upstream, client));
+      pumps.push(pump(client, upstream, true), pump(upstream, client, false));
     }
   })();
   return {
     port: (listener.addr as Deno.NetAddr).port,
+    get held() {
+      return (held ?? []).reduce((sum, chunk) => sum + chunk.length, 0);
+    },
+    hold() {
+      held = [];
+    },
+    async release() {
+      const chunks = held ?? [];
+      held = undefined;
+      const joined = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+      chunks.reduce((offset, chunk) => (joined.set(chunk, offset), offset + chunk.length), 0);
+      if (upstreamOfHeld) await writeAll(upstreamOfHeld, joined);
+    },
     async close() {
       listener.close();
       await accepting.catch(() => {});
@@ -327,18 +361,49 @@ Deno.test({
       });
     });
 
-    await t.step("a read buffer smaller than a record: the loop honours SSL_pending", async () => {
-      // Seven bytes at a time: nearly all of each 16 KiB record waits inside OpenSSL, where
-      // epoll cannot see it. A loop that waited for readiness instead would hang here.
-      await withServer(engine, serverOptions, async (server) => {
-        using conn = await connectTls(server.port, pki);
-        const emails = Array.from(
-          { length: PIPELINED_QUERIES },
-          (_, i) => `person${i}@example.com`,
-        );
-        assert.deepEqual(await ask(conn, emails), emails);
-      }, 7);
-    });
+    await t.step(
+      "a read buffer smaller than a record: the loop reads what OpenSSL holds",
+      async () => {
+        // Seven bytes at a time: nearly all of each 16 KiB record waits inside OpenSSL, where
+        // epoll cannot see it. A loop that waited for readiness instead would hang here.
+        await withServer(engine, serverOptions, async (server) => {
+          using conn = await connectTls(server.port, pki);
+          const emails = Array.from(
+            { length: PIPELINED_QUERIES },
+            (_, i) => `person${i}@example.com`,
+          );
+          assert.deepEqual(await ask(conn, emails), emails);
+        }, 7);
+      },
+    );
+
+    await t.step(
+      "many records in one segment: the loop reads what OpenSSL read ahead",
+      async () => {
+        // OpenSSL reads ahead as much as the socket holds; SSL_read returns one record's data at a
+        // time, and the rest waits in OpenSSL's buffer, where epoll cannot see it.
+        await withServer(engine, serverOptions, async (server) => {
+          const proxy = startProxy(server.port);
+          try {
+            using conn = await connectTls(proxy.port, pki);
+            assert.deepEqual(await ask(conn, ["warm@up.example"]), ["warm@up.example"]);
+            proxy.hold();
+            const emails = Array.from({ length: 20 }, (_, i) => `p${i}@example.com`);
+            // One write each: one TLS record each (5 bytes of header, 17 of type and tag).
+            for (const email of emails) await writeAll(conn, encodeQuery(email));
+            const expected = emails.reduce((sum, email) => sum + encodeQuery(email).length + 22, 0);
+            await waitFor(() => proxy.held >= expected, "the proxy to hold every record");
+            await proxy.release();
+            assert.deepEqual(
+              await withDeadline(readReplies(conn, emails.length), "the replies"),
+              emails,
+            );
+          } finally {
+            await proxy.close();
+          }
+        });
+      },
+    );
 
     await t.step("openssl s_client verifies the server and gets its frames echoed", async () => {
       await withServer(engine, serverOptions, async (server) => {
@@ -377,7 +442,7 @@ Deno.test({
 
     await t.step("a TLS record split byte by byte in both directions", async () => {
       await withServer(engine, serverOptions, async (server) => {
-        const proxy = byteByByteProxy(server.port);
+        const proxy = startProxy(server.port, true);
         try {
           using conn = await connectTls(proxy.port, pki);
           assert.deepEqual(await ask(conn, ["ada@example.com", "b@c.d"]), [

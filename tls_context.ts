@@ -9,6 +9,8 @@
  *   (RSA keys of 2048 bits or more, no SHA-1 signatures).
  * - Renegotiation refused: a client could otherwise make the server redo
  *   the expensive part of a handshake as often as it liked.
+ * - Read-ahead: OpenSSL reads all the socket holds at once, not a record
+ *   header and then its body (see tls_connection.ts).
  * - Partial writes (`SSL_write` may take part of a buffer, like write(2))
  *   and moving write buffers (a retry may pass the same bytes from another
  *   address), so the event loop can treat TLS like a socket.
@@ -48,6 +50,7 @@ import {
   SSL_CTRL_CHAIN_CERT,
   SSL_CTRL_MODE,
   SSL_CTRL_SET_MIN_PROTO_VERSION,
+  SSL_CTRL_SET_READ_AHEAD,
   SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER,
   SSL_MODE_ENABLE_PARTIAL_WRITE,
   SSL_OP_IGNORE_UNEXPECTED_EOF,
@@ -176,6 +179,8 @@ function configure(openssl: OpenSsl, context: Deno.PointerObject): void {
     BigInt(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER),
     null,
   );
+  // One read(2) per readiness event instead of one per record header and one per body.
+  ssl.SSL_CTX_ctrl(context, SSL_CTRL_SET_READ_AHEAD, 1n, null);
   // A peer that closes TCP without close_notify ends its stream: after the
   // handshake the protocol's own frames say whether anything was cut short.
   ssl.SSL_CTX_set_options(context, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);

@@ -73,7 +73,7 @@ export interface TlsTestServerOptions {
   wait: EventWait;
   /** The port to listen on, 127.0.0.1; 0 (the default) picks a free one. */
   port?: number;
-  /** The read buffer's size: small ones leave decrypted bytes pending inside OpenSSL. */
+  /** The read buffer's size: a small one leaves decrypted bytes waiting inside OpenSSL. */
   readSize?: number;
 }
 
@@ -239,7 +239,7 @@ export class TlsTestServer {
       }
       if (!this.#flush(peer)) return;
       // Bytes OpenSSL decrypted beyond the buffer are not the kernel's: epoll would not wake us.
-      if (peer.tls.pending() === 0) return this.#await(peer, "want-read");
+      if (!peer.tls.hasPending()) return this.#await(peer, "want-read");
     }
     // Out of turns with bytes still inside OpenSSL: come back after the other connections.
     this.#readAgain.add(peer);
