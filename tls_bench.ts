@@ -11,7 +11,7 @@
  * paths alone. The certificate is RSA 2048, as in compare-redis.py.
  *
  * ```sh
- * deno run -A tls_bench.ts [--duration SECONDS] [--no-redis]
+ * deno run -A tls_bench.ts [--duration SECONDS] [--rounds N] [--no-redis]
  * ```
  *
  * It needs gcc, the OpenSSL headers, `openssl`, and for the reference
@@ -25,7 +25,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { parseSeconds, UsageError } from "./cli_args.ts";
+import { parseSeconds, parseWholeNumber, UsageError } from "./cli_args.ts";
 import { describeError } from "./errors.ts";
 import { encodeQuery, FrameDecoder, MAX_QUERY_BYTES, TYPE_QUERY } from "./protocol.ts";
 import { makeTestPki, type TestPki } from "./test_pki.ts";
@@ -72,6 +72,7 @@ async function main(args: string[]): Promise<void> {
     args,
     options: {
       duration: { type: "string", default: "3" },
+      rounds: { type: "string", default: "1" },
       "no-redis": { type: "boolean", default: false },
       "serve-deno-tls": { type: "boolean", default: false },
       cert: { type: "string" },
@@ -85,6 +86,7 @@ async function main(args: string[]): Promise<void> {
     return await serveDenoTls(values.cert, values.key);
   }
   const seconds = parseSeconds("--duration", values.duration, { maxSeconds: 600 }) / 1000;
+  const rounds = parseWholeNumber("--rounds", values.rounds, 1, 100);
   const dir = await Deno.makeTempDir({ prefix: "addrbook_tls_bench_" });
   try {
     await using pki = await makeTestPki("rsa-2048");
@@ -118,36 +120,56 @@ async function main(args: string[]): Promise<void> {
         ]),
       ...(values["no-redis"] ? [] : [() => startRedis(pki)]),
     ];
-    console.log(`# TLS engine benchmark: ${seconds} s per run, ${Deno.build.arch}, RSA 2048\n`);
+    console.log(
+      `# TLS engine benchmark: ${seconds} s per run, median of ${rounds}, ${Deno.build.arch}, RSA 2048\n`,
+    );
     console.log(
       "| server | " + SCENARIOS.map(([name]) => name).join(" | ") +
         " | handshake + first reply: qrload -c 1 -r, p50 / p99 | Deno.connectTls: mean / max, over 20 ms of 40" +
         " | Deno.startTls on a TCP_NODELAY socket: same |",
     );
     console.log("| --- ".repeat(SCENARIOS.length + 4) + "|");
-    for (const start of starters) {
-      const target = await start();
-      try {
-        const cells: string[] = [];
-        for (const [, flags] of SCENARIOS) {
-          const result = await runQrload(qrload, target, keysPath, seconds, flags);
-          cells.push(
-            `${Math.round(result.rps)} rps${result.errors ? ` (${result.errors} errors)` : ""}`,
+    const targets: Target[] = [];
+    try {
+      for (const start of starters) targets.push(await start());
+      const rows = targets.map((): string[] => []);
+      // Scenario by scenario, every server in turn and round by round, so that the load of a
+      // shared machine falls on all of them alike; the median of the rounds is shown.
+      for (const [, flags] of SCENARIOS) {
+        const rps = targets.map((): number[] => []);
+        const errors = targets.map(() => 0);
+        for (let round = 0; round < rounds; round++) {
+          for (const [i, target] of targets.entries()) {
+            const result = await runQrload(qrload, target, keysPath, seconds, flags);
+            rps[i].push(result.rps);
+            errors[i] += result.errors;
+          }
+        }
+        targets.forEach((_, i) => {
+          rows[i].push(
+            `${Math.round(median(rps[i]))} rps${errors[i] ? ` (${errors[i]} errors)` : ""}`,
           );
-        }
-        const fresh = await runQrload(qrload, target, keysPath, seconds, ["-c", "1", "-r"]);
-        cells.push(`${(fresh.p50Us / 1000).toFixed(2)} / ${(fresh.p99Us / 1000).toFixed(2)} ms`);
-        for (const noDelay of [false, true]) {
-          cells.push(describeLatencies(await firstReplyLatencies(target, pki, noDelay)));
-        }
-        console.log(`| ${target.name} | ${cells.join(" | ")} |`);
-      } finally {
-        await target.stop();
+        });
       }
+      for (const [i, target] of targets.entries()) {
+        const fresh = await runQrload(qrload, target, keysPath, seconds, ["-c", "1", "-r"]);
+        rows[i].push(`${(fresh.p50Us / 1000).toFixed(2)} / ${(fresh.p99Us / 1000).toFixed(2)} ms`);
+        for (const noDelay of [false, true]) {
+          rows[i].push(describeLatencies(await firstReplyLatencies(target, pki, noDelay)));
+        }
+        console.log(`| ${target.name} | ${rows[i].join(" | ")} |`);
+      }
+    } finally {
+      for (const target of targets) await target.stop();
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
 }
 
 function describeLatencies(latencies: number[]): string {
