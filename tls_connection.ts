@@ -156,8 +156,10 @@ export class TlsConnection {
 
   /**
    * Advances the handshake: call on the event it asked for until `"done"`.
-   * On `"failed"`, {@linkcode failure} says why; nothing was answered and
-   * the connection should be freed and closed.
+   * On `"done"`, read at once without waiting for an event: a TLS 1.3
+   * client sends its first query right behind its last handshake message,
+   * and OpenSSL may have read both. On `"failed"`, {@linkcode failure} says
+   * why; nothing was answered and the connection should be freed and closed.
    */
   handshake(): HandshakeResult {
     const ssl = this.#live();
@@ -231,8 +233,9 @@ export class TlsConnection {
 
   /**
    * The verified client certificate's subject as one RFC 2253 line (most
-   * specific part first, e.g. `CN=client one,O=addrbook test`), or
-   * `undefined` when the client presented none or it did not verify.
+   * specific part first, e.g. `CN=client one,O=addrbook test`; bytes
+   * outside ASCII escaped), or `undefined` when the client presented none
+   * or it did not verify. It may name a person: log it only at debug level.
    */
   peerSubject(): string | undefined {
     if (this.#subject === null) this.#subject = this.#readPeerSubject();
