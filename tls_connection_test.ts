@@ -24,6 +24,7 @@ import { writeAll } from "./write_all.ts";
 const ON_LINUX = Deno.build.os === "linux";
 const MANY_CONNECTIONS = 2500;
 const CONCURRENT_CONNECTIONS = 25;
+const WARM_UP_CONNECTIONS = 100;
 const MAX_RSS_GROWTH_BYTES = 60 * 1024 * 1024;
 const PIPELINED_QUERIES = 300;
 
@@ -66,14 +67,6 @@ async function withServer(
   } finally {
     await server.close();
   }
-}
-
-/** A process's resident set size, from /proc. */
-async function residentBytes(pid: number): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  const kilobytes = status.match(/^VmRSS:\s+(\d+) kB$/m);
-  assert.ok(kilobytes, `no VmRSS in /proc/${pid}/status`);
-  return Number(kilobytes[1]) * 1024;
 }
 
 /** Sends every query in one write, then reads one reply per query; returns their texts. */
@@ -325,7 +318,14 @@ Deno.test({
           pki.server.keyPath,
           "--client-ca",
           pki.ca.certificatePath,
+          "--report-rss-every",
+          String(WARM_UP_CONNECTIONS),
         ]);
+        /** The server's RSS once it has closed `closed` connections, as it reports it. */
+        const rssAfter = async (closed: number) => {
+          const pattern = new RegExp(`^closed ${closed} rss (\\d+)$`);
+          return Number((await server.stderr.waitFor(pattern)).match[1]);
+        };
         const { match } = await server.stderr.waitFor(/listening on 127\.0\.0\.1:(\d+)/);
         const port = Number(match[1]);
         const once = async () => {
@@ -337,10 +337,11 @@ Deno.test({
             await Promise.all(Array.from({ length: CONCURRENT_CONNECTIONS }, once));
           }
         };
-        await batches(100); // warm-up: allocators keep what the first connections grew them to
-        const before = await residentBytes(server.child.pid);
+        // Warm-up: allocators keep what the first connections grew them to.
+        await batches(WARM_UP_CONNECTIONS);
+        const before = await rssAfter(WARM_UP_CONNECTIONS);
         await batches(MANY_CONNECTIONS);
-        const growth = (await residentBytes(server.child.pid)) - before;
+        const growth = (await rssAfter(WARM_UP_CONNECTIONS + MANY_CONNECTIONS)) - before;
         assert.ok(
           growth < MAX_RSS_GROWTH_BYTES,
           `The server's RSS grew by ${

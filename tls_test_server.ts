@@ -15,7 +15,9 @@
  * Not a server: no limits, no timeouts, no book.
  *
  * Run as a program, it serves in a process of its own until killed, with
- * the blocking wait, and prints `listening on 127.0.0.1:PORT` on stderr:
+ * the blocking wait, and prints `listening on 127.0.0.1:PORT` on stderr
+ * (and, with `--report-rss-every N`, `closed C rss BYTES` after every N
+ * closed connections):
  *
  * ```sh
  * deno run --allow-read --allow-ffi tls_test_server.ts --cert server.crt --key server.key \
@@ -50,7 +52,7 @@ import {
 } from "./protocol.ts";
 import { TlsContext } from "./tls_context.ts";
 import { describeError } from "./errors.ts";
-import { parsePort } from "./cli_args.ts";
+import { parsePort, parseWholeNumber } from "./cli_args.ts";
 import { TlsConnection, type TlsFailure } from "./tls_connection.ts";
 
 /** epoll_wait, blocking (a number) or run on another thread (a promise). */
@@ -75,6 +77,8 @@ export interface TlsTestServerOptions {
   port?: number;
   /** The read buffer's size: a small one leaves decrypted bytes waiting inside OpenSSL. */
   readSize?: number;
+  /** Called after each connection is closed and freed, with how many have been so far. */
+  onClosed?: (closed: number) => void;
 }
 
 /** Handshakes counted by result, as the server's metrics will. */
@@ -132,6 +136,7 @@ export class TlsTestServer {
   readonly #input: Uint8Array;
   #context: TlsContext;
   #stopped = false;
+  #closed = 0;
 
   /**
    * Listens on 127.0.0.1 and starts the loop.
@@ -283,6 +288,7 @@ export class TlsTestServer {
     peer.tls.free();
     this.#peers.delete(peer.tls.fd);
     this.#libc.calls.close(peer.tls.fd);
+    this.#options.onClosed?.(++this.#closed);
   }
 
   #control(operation: number, fd: number, events: number): void {
@@ -330,8 +336,10 @@ async function main(args: string[]): Promise<void> {
       key: { type: "string" },
       "client-ca": { type: "string" },
       port: { type: "string", default: "0" },
+      "report-rss-every": { type: "string", default: "0" },
     },
   });
+  const reportEvery = parseWholeNumber("--report-rss-every", values["report-rss-every"], 0, 1e9);
   if (values.cert === undefined || values.key === undefined) {
     throw new TypeError("Both --cert and --key are required.");
   }
@@ -351,6 +359,12 @@ async function main(args: string[]): Promise<void> {
     port: parsePort("--port", values.port),
     wait: (epollFd, events, maxEvents, timeoutMs) =>
       libc.calls.epoll_wait(epollFd, events, maxEvents, timeoutMs),
+    // The process's own figure: another process may not read /proc/PID/status under Deno.
+    onClosed: (closed) => {
+      if (reportEvery > 0 && closed % reportEvery === 0) {
+        console.error(`closed ${closed} rss ${Deno.memoryUsage().rss}`);
+      }
+    },
   });
   console.error(`listening on 127.0.0.1:${server.port}`);
   await server.done;
