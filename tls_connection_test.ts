@@ -328,13 +328,24 @@ Deno.test({
         };
         const { match } = await server.stderr.waitFor(/listening on 127\.0\.0\.1:(\d+)/);
         const port = Number(match[1]);
-        const once = async () => {
+        const served = async () => {
           using conn = await connectTls(port, pki, pki.client);
           assert.deepEqual(await ask(conn, ["a@b.c"]), ["a@b.c"]);
         };
+        // Every fifth has no certificate: the failure path must free what it made too.
+        const refused = async () => {
+          using conn = await connectTls(port, pki);
+          await conn.write(encodeQuery("a@b.c")).catch(() => 0);
+          assert.ok(await endsConnection(conn), "the server ended the connection");
+        };
         const batches = async (total: number) => {
           for (let done = 0; done < total; done += CONCURRENT_CONNECTIONS) {
-            await Promise.all(Array.from({ length: CONCURRENT_CONNECTIONS }, once));
+            await Promise.all(
+              Array.from(
+                { length: CONCURRENT_CONNECTIONS },
+                (_, i) => i % 5 ? served() : refused(),
+              ),
+            );
           }
         };
         // Warm-up: allocators keep what the first connections grew them to.
