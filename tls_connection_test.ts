@@ -18,7 +18,7 @@ import {
 } from "./test_pki.ts";
 import { LOOPBACK, Subprocess, waitFor, withDeadline } from "./test_util.ts";
 import { TlsContext, type TlsContextOptions } from "./tls_context.ts";
-import { TlsTestServer } from "./tls_test_server.ts";
+import { TlsTestServer, type TlsTestServerOptions } from "./tls_test_server.ts";
 import { writeAll } from "./write_all.ts";
 
 const ON_LINUX = Deno.build.os === "linux";
@@ -58,10 +58,10 @@ async function withServer(
   engine: Engine,
   options: TlsContextOptions,
   use: (server: TlsTestServer) => Promise<void>,
-  readSize?: number,
+  serverOptions: Partial<TlsTestServerOptions> = {},
 ): Promise<void> {
   const context = TlsContext.create(engine.openssl, options);
-  const server = new TlsTestServer({ ...engine, context, readSize });
+  const server = new TlsTestServer({ ...engine, context, ...serverOptions });
   try {
     await use(server);
   } finally {
@@ -187,6 +187,8 @@ interface TestProxy {
   hold(): void;
   /** Forwards everything held in one write, and forwards as usual again. */
   release(): Promise<void>;
+  /** Forwards everything held, then ends the stream to the server (a TCP FIN, no close_notify). */
+  releaseAndEnd(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -241,6 +243,13 @@ function startProxy(port: number, byteByByte = false): TestProxy {
       const joined = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
       chunks.reduce((offset, chunk) => (joined.set(chunk, offset), offset + chunk.length), 0);
       if (upstreamOfHeld) await writeAll(upstreamOfHeld, joined);
+    },
+    async releaseAndEnd() {
+      const upstream = upstreamOfHeld;
+      await this.release();
+      // Anything the client sends later is dropped: the server has seen the end.
+      held = [];
+      await upstream?.closeWrite();
     },
     async close() {
       listener.close();
@@ -385,7 +394,7 @@ Deno.test({
             (_, i) => `person${i}@example.com`,
           );
           assert.deepEqual(await ask(conn, emails), emails);
-        }, 7);
+        }, { readSize: 7 });
       },
     );
 
@@ -416,6 +425,43 @@ Deno.test({
         });
       },
     );
+
+    await t.step("a client that ends its data still gets the replies it is owed", async () => {
+      await withServer(engine, serverOptions, async (server) => {
+        using conn = await connectTls(server.port, pki);
+        const emails = ["a@b.c", "d@e.f", "g@h.i"];
+        await writeAll(conn, new Uint8Array(emails.flatMap((email) => [...encodeQuery(email)])));
+        // close_notify: the server reads the end of data before it writes a single reply.
+        await conn.closeWrite();
+        assert.deepEqual(await readReplies(conn, emails.length), emails);
+        assert.ok(await endsConnection(conn), "the server closed after the replies");
+        await waitFor(() => server.open === 0, "the server to close its side");
+        assert.deepEqual(server.failures, []);
+      }, { holdRepliesUntilClosed: true });
+    });
+
+    await t.step("so does a client whose TCP stream ends without close_notify", async () => {
+      await withServer(engine, serverOptions, async (server) => {
+        const proxy = startProxy(server.port);
+        try {
+          using conn = await connectTls(proxy.port, pki);
+          await conn.handshake();
+          // Held from here on: the queries only, once the server has the whole handshake.
+          await waitFor(() => server.handshakes.ok === 1, "the server's end of the handshake");
+          proxy.hold();
+          const emails = ["a@b.c", "d@e.f"];
+          await writeAll(conn, new Uint8Array(emails.flatMap((email) => [...encodeQuery(email)])));
+          const expected = emails.reduce((sum, email) => sum + encodeQuery(email).length, 0) + 22;
+          await waitFor(() => proxy.held >= expected, "the proxy to hold the queries");
+          await proxy.releaseAndEnd();
+          assert.deepEqual(await readReplies(conn, emails.length), emails);
+          assert.ok(await endsConnection(conn), "the server closed after the replies");
+          assert.deepEqual(server.failures, []);
+        } finally {
+          await proxy.close();
+        }
+      }, { holdRepliesUntilClosed: true });
+    });
 
     await t.step("openssl s_client verifies the server and gets its frames echoed", async () => {
       await withServer(engine, serverOptions, async (server) => {

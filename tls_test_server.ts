@@ -77,6 +77,12 @@ export interface TlsTestServerOptions {
   port?: number;
   /** The read buffer's size: a small one leaves decrypted bytes waiting inside OpenSSL. */
   readSize?: number;
+  /**
+   * Write no reply until the client has ended its data (close_notify or
+   * TCP end), as a session does for a client that half-closes while its
+   * replies are still on their way.
+   */
+  holdRepliesUntilClosed?: boolean;
   /** Called after each connection is closed and freed, with how many have been so far. */
   onClosed?: (closed: number) => void;
 }
@@ -103,6 +109,8 @@ class Peer {
   handshaking = true;
   /** Reply bytes not yet taken by SSL_write. */
   output: Uint8Array = new Uint8Array(0);
+  /** The client ended its data: write what is owed, then close. */
+  readClosed = false;
   events = EPOLLIN;
   constructor(tls: TlsConnection) {
     this.tls = tls;
@@ -231,18 +239,27 @@ export class TlsTestServer {
       this.subjects.push(peer.tls.peerSubject());
       this.versions.push(peer.tls.version);
     }
-    if (!this.#flush(peer)) return;
+    const holding = this.#options.holdRepliesUntilClosed === true;
+    if (!holding || peer.readClosed) {
+      if (!this.#flush(peer)) return;
+    }
+    if (peer.readClosed) return this.#closePeer(peer, true);
     for (let i = 0; i < READS_PER_EVENT; i++) {
       const got = peer.tls.read(this.#input);
-      if (got === "closed") return this.#closePeer(peer, true);
+      if (got === "closed") {
+        // TLS allows writing after the client's close_notify: answer what it sent first.
+        peer.readClosed = true;
+        if (this.#flush(peer)) this.#closePeer(peer, true);
+        return;
+      }
       if (got === "failed") return this.#fail(peer);
       if (typeof got === "string") return this.#await(peer, got);
       try {
-        peer.output = echoReplies(peer.decoder, this.#input, got);
+        peer.output = concatBytes([peer.output, echoReplies(peer.decoder, this.#input, got)]);
       } catch {
         return this.#closePeer(peer); // not a query frame: a test server need not say why
       }
-      if (!this.#flush(peer)) return;
+      if (!holding && !this.#flush(peer)) return;
       // Bytes OpenSSL decrypted beyond the buffer are not the kernel's: epoll would not wake us.
       if (!peer.tls.hasPending()) return this.#await(peer, "want-read");
     }
@@ -317,7 +334,9 @@ export function echoReplies(decoder: FrameDecoder, chunk: Uint8Array, length: nu
 }
 
 function concatBytes(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
+  const nonEmpty = parts.filter((part) => part.length > 0);
+  if (nonEmpty.length === 1) return nonEmpty[0];
+  parts = nonEmpty;
   const joined = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
   let offset = 0;
   for (const part of parts) {
