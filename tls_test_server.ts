@@ -21,7 +21,7 @@
  *
  * ```sh
  * deno run --allow-read --allow-ffi tls_test_server.ts --cert server.crt --key server.key \
- *   [--client-ca ca.crt] [--port 0]
+ *   [--client-ca ca.crt] [--port 0] [--report-rss-every N]
  * ```
  *
  * @module
