@@ -22,7 +22,7 @@ import {
 } from "./cli_args.ts";
 import { AccessList } from "./access_list.ts";
 import type { AccessRules } from "./access_policy.ts";
-import { type ClientLimitsConfig, parseAllowance } from "./client_limits.ts";
+import { type ClientLimitsConfig, parseAllowance } from "./access_limits.ts";
 import { describeError } from "./errors.ts";
 import type { BookFormat, DuplicatePolicy } from "./load_book.ts";
 import type { LogFormat, LogLevel } from "./log.ts";

@@ -18,7 +18,7 @@
 
 import type { AccessRules } from "./access_policy.ts";
 import type { AddressBook } from "./addressbook.ts";
-import { ClientLimits, type ClientLimitsConfig } from "./client_limits.ts";
+import { ClientLimits, type ClientLimitsConfig } from "./access_limits.ts";
 import { encodeSockaddr, openLibc } from "./libc.ts";
 import { Logger } from "./log.ts";
 import {

@@ -9,7 +9,7 @@
 
 import type { AccessRules } from "./access_policy.ts";
 import type { SharedAddressBook } from "./addressbook.ts";
-import type { SharedClientLimits } from "./client_limits.ts";
+import type { SharedClientLimits } from "./access_limits.ts";
 import type { LogLevel, LogRecord } from "./log.ts";
 import type { ServiceLimits } from "./session.ts";
 import type { PortSharing, TlsFiles } from "./server_listen.ts";

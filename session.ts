@@ -46,7 +46,7 @@ import {
   OVER_CONNECTION_LIMIT,
   type SharedClientLimits,
   TABLE_FULL,
-} from "./client_limits.ts";
+} from "./access_limits.ts";
 import type { Logger } from "./log.ts";
 import { RepeatSummary } from "./log_repeats.ts";
 import { Counter } from "./metrics.ts";

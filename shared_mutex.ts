@@ -1,6 +1,6 @@
 /**
  * A mutex in one 32-bit word of shared memory, for state that several
- * worker threads update together (see client_limits.ts).
+ * worker threads update together (see access_limits.ts).
  *
  * The word is 0 when free, 1 when held, 2 when held with threads waiting.
  * Taking a free lock is one `Atomics.compareExchange`, releasing it one

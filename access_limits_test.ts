@@ -9,7 +9,7 @@ import {
   parseAllowance,
   SUB_BUCKETS,
   TABLE_FULL,
-} from "./client_limits.ts";
+} from "./access_limits.ts";
 import { withDeadline } from "./test_util.ts";
 
 const SEED = 20261202;
@@ -408,13 +408,13 @@ async function runWorkers(
   messages: Record<string, unknown>[],
 ): Promise<Record<string, number>[]> {
   const gate = new Int32Array(new SharedArrayBuffer(4));
-  const dir = await Deno.makeTempDir({ prefix: "client_limits_test_" });
+  const dir = await Deno.makeTempDir({ prefix: "access_limits_test_" });
   const workers: Worker[] = [];
   try {
     const path = `${dir}/hammer.js`;
     await Deno.writeTextFile(
       path,
-      WORKER_SOURCE(new URL("./client_limits.ts", import.meta.url).href),
+      WORKER_SOURCE(new URL("./access_limits.ts", import.meta.url).href),
     );
     for (let i = 0; i < messages.length; i++) {
       workers.push(new Worker(new URL(`file://${path}`), { type: "module" }));

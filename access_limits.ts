@@ -63,7 +63,7 @@
  * SHA-256.
  *
  * ```ts
- * import { ClientLimits, parseAllowance } from "./client_limits.ts";
+ * import { ClientLimits, parseAllowance } from "./access_limits.ts";
  *
  * const limits = ClientLimits.create({ rate: parseAllowance("--rate-limit", "2/s") });
  * const now = 1_000_000;
@@ -161,7 +161,7 @@ const ALLOWANCE_PATTERN = /^(\d{1,10})\/(\d{0,10})([smhd])$/;
  * unit (`s`, `m`, `h`, `d`) with an optional count, at most 365 days.
  *
  * ```ts
- * import { parseAllowance } from "./client_limits.ts";
+ * import { parseAllowance } from "./access_limits.ts";
  * parseAllowance("--rate-limit", "100/s"); // { count: 100, periodMs: 1000 }
  * parseAllowance("--found-limit", "1000/24h"); // { count: 1000, periodMs: 86400000 }
  * ```
@@ -295,7 +295,7 @@ function layout(capacity: number): Layout {
  * {@linkcode attach} there.
  *
  * ```ts
- * import { ClientLimits } from "./client_limits.ts";
+ * import { ClientLimits } from "./access_limits.ts";
  *
  * const limits = ClientLimits.create({
  *   found: { count: 1000, periodMs: 24 * 3600 * 1000 },
@@ -495,7 +495,7 @@ export class ClientLimits {
    * the limit and its flag, never the client's query.
    *
    * ```ts
-   * import { ClientLimits } from "./client_limits.ts";
+   * import { ClientLimits } from "./access_limits.ts";
    * const limits = ClientLimits.create({ rate: { count: 12, periodMs: 60_000 } });
    * limits.refusalText("rate_limited");
    * // "This client asked more than 12 queries in 1 min (--rate-limit); later queries are answered once it allows."

@@ -6,7 +6,7 @@
  * cost can be judged against the server's throughput (BENCHMARKS.md).
  *
  * ```sh
- * deno run limits_bench.ts
+ * deno run access_limits_bench.ts
  * ```
  *
  * Each line is the median of several timed runs of a tight loop; the
@@ -17,7 +17,7 @@
  */
 
 import { AccessList, clientIdentity } from "./access_list.ts";
-import { ClientLimits } from "./client_limits.ts";
+import { ClientLimits } from "./access_limits.ts";
 import { ProxyHeaderParser } from "./proxy_header.ts";
 
 const RUNS = 7;
