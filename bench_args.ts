@@ -8,8 +8,7 @@
 import { parseArgs } from "node:util";
 import { formatCount } from "./bench_report.ts";
 import { parsePort, parseSeconds, parseWholeNumber, UsageError } from "./cli_args.ts";
-import { sentence } from "./client_connection.ts";
-import { describeError } from "./errors.ts";
+import { describeError, sentence } from "./errors.ts";
 
 /** Default synthetic book size, and the key space of the default keys. */
 export const DEFAULT_ENTRIES = 100_000;

@@ -19,8 +19,7 @@ import { runLoad, type Target } from "./bench_load.ts";
 import { formatHeader, formatResult, summarize } from "./bench_report.ts";
 import { type SpawnedServer, spawnServer, writeSyntheticBook } from "./bench_server.ts";
 import { UsageError } from "./cli_args.ts";
-import { sentence } from "./client_connection.ts";
-import { describeError } from "./errors.ts";
+import { describeError, sentence } from "./errors.ts";
 import { formatAddress } from "./net_address.ts";
 import { resolveUserPath } from "./user_path.ts";
 

@@ -12,6 +12,7 @@ import type { QueryFrames } from "./bench_keys.ts";
 import { formatCount } from "./bench_report.ts";
 import { createTally, mergeTally, type Tally } from "./bench_tally.ts";
 import type { LoadPlan, ThreadCommand, ThreadReport } from "./bench_worker.ts";
+import { sentence } from "./errors.ts";
 
 /** Where the load goes. */
 export interface Target {
@@ -54,7 +55,7 @@ export async function runLoad(
     done.push(isDone.promise);
     worker.onerror = (event) => {
       event.preventDefault();
-      failed(new BenchError(`A load thread failed: ${event.message}`));
+      failed(new BenchError(`A load thread failed: ${sentence(event.message)}`));
     };
     worker.onmessage = (event: MessageEvent<ThreadReport>) => {
       const report = event.data;

@@ -8,7 +8,7 @@
 
 import { parseArgs } from "node:util";
 import { parsePort, parseSeconds, UsageError } from "./cli_args.ts";
-import { ClientError, DEFAULT_TIMEOUT_MS, type Endpoint, sentence } from "./client_connection.ts";
+import { ClientError, DEFAULT_TIMEOUT_MS, type Endpoint } from "./client_connection.ts";
 import {
   Client,
   DEFAULT_HOSTNAME,
@@ -18,7 +18,7 @@ import {
   MAX_BACKOFF_MS,
 } from "./client_failover.ts";
 import { parseHostList } from "./client_hosts.ts";
-import { describeError } from "./errors.ts";
+import { describeError, sentence } from "./errors.ts";
 import {
   type Reply,
   STATUS_BAD_REQUEST,

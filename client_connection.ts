@@ -19,7 +19,7 @@
  * @module
  */
 
-import { describeError } from "./errors.ts";
+import { describeError, sentence } from "./errors.ts";
 import { formatAddress } from "./net_address.ts";
 import {
   decodeReply,
@@ -763,10 +763,4 @@ function closeQuietly(conn: Deno.Conn): void {
 
 function formatSeconds(milliseconds: number): string {
   return `${milliseconds / MILLISECONDS_PER_SECOND} s`;
-}
-
-/** Text from elsewhere (a server, the runtime) made to end as a sentence does. */
-export function sentence(text: string): string {
-  const trimmed = text.trim();
-  return /[.!?]$/.test(trimmed) ? trimmed : `${trimmed}.`;
 }

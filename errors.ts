@@ -17,3 +17,32 @@
 export function describeError(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/**
+ * Ends `text` with a period unless it already ends a sentence: for text from
+ * elsewhere (an OS or library message) placed at the end of one of ours.
+ *
+ * ```ts
+ * import { sentence } from "./errors.ts";
+ * sentence("connection refused"); // "connection refused."
+ * sentence("Is it running?"); // "Is it running?"
+ * ```
+ */
+export function sentence(text: string): string {
+  const trimmed = text.trim();
+  return /[.!?]$/.test(trimmed) ? trimmed : `${trimmed}.`;
+}
+
+/**
+ * Makes `text` a whole sentence in this project's style: a capital first
+ * letter and a final period.
+ *
+ * ```ts
+ * import { wholeSentence } from "./errors.ts";
+ * wholeSentence("option '--bogus' is unknown"); // "Option '--bogus' is unknown."
+ * ```
+ */
+export function wholeSentence(text: string): string {
+  const trimmed = sentence(text);
+  return trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+}

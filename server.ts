@@ -28,7 +28,7 @@
 
 import { protectedModeApplies } from "./access_policy.ts";
 import { BookWatch, fileSignature } from "./book_watch.ts";
-import { describeError } from "./errors.ts";
+import { describeError, sentence } from "./errors.ts";
 import { BookError, loadBook } from "./load_book.ts";
 import { Logger } from "./log.ts";
 import { formatAddress } from "./net_address.ts";
@@ -191,7 +191,7 @@ async function readPem(flag: string, path: string): Promise<string> {
   try {
     return await Deno.readTextFile(resolveUserPath(path));
   } catch (error) {
-    throw new StartError(`Cannot read ${flag} file ${path}: ${describeError(error)}`);
+    throw new StartError(`Cannot read ${flag} file ${path}: ${sentence(describeError(error))}`);
   }
 }
 

@@ -23,7 +23,7 @@ import {
 import { AccessList } from "./access_list.ts";
 import type { AccessRules } from "./access_policy.ts";
 import { type ClientLimitsConfig, parseAllowance } from "./access_limits.ts";
-import { describeError } from "./errors.ts";
+import { describeError, wholeSentence } from "./errors.ts";
 import type { BookFormat, DuplicatePolicy } from "./load_book.ts";
 import type { LogFormat, LogLevel } from "./log.ts";
 import { DEFAULT_LIMITS, type ServiceLimits } from "./session.ts";
@@ -302,7 +302,7 @@ function readFlags(args: string[]) {
     return parseArgs({ args: glued, strict: true, allowPositionals: false, options: FLAGS })
       .values;
   } catch (error) {
-    throw new UsageError(sentence(describeError(error)));
+    throw new UsageError(wholeSentence(describeError(error)));
   }
 }
 
@@ -311,13 +311,6 @@ function takesValue(arg: string | undefined): boolean {
   if (arg === undefined || !arg.startsWith("--") || arg.includes("=")) return false;
   const flag = FLAGS[arg.slice(2) as keyof typeof FLAGS];
   return flag?.type === "string";
-}
-
-/** node's messages, in this project's style: a capital first letter and a final period. */
-function sentence(message: string): string {
-  const trimmed = message.trim();
-  const capital = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
-  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
 }
 
 function seconds(

@@ -11,6 +11,7 @@
 
 import { formatAddress } from "./net_address.ts";
 import { StartError } from "./server_error.ts";
+import { describeError, sentence } from "./errors.ts";
 
 /** TLS certificate chain and private key, both PEM text. */
 export interface TlsFiles {
@@ -88,7 +89,7 @@ function listenError(
     return new StartError(`Cannot listen on ${where}: permission denied.`);
   }
   if (tls && error instanceof Error) {
-    return new StartError(`Cannot use the TLS certificate or key: ${error.message}`);
+    return new StartError(`Cannot use the TLS certificate or key: ${sentence(error.message)}`);
   }
-  return new StartError(`Cannot listen on ${where}: ${(error as Error).message}`);
+  return new StartError(`Cannot listen on ${where}: ${sentence(describeError(error))}`);
 }

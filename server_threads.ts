@@ -10,6 +10,7 @@ import type { AddressBook } from "./addressbook.ts";
 import type { Logger } from "./log.ts";
 import { StartError } from "./server_error.ts";
 import type { WorkerCommand, WorkerReport, WorkerStart } from "./server_worker_messages.ts";
+import { sentence } from "./errors.ts";
 
 /** A serving thread, seen from the main thread. */
 export interface WorkerThread {
@@ -51,7 +52,7 @@ export function startWorker(start: WorkerStart, log: Logger): Promise<WorkerThre
       dead = true;
       for (const callers of waiting.values()) for (const done of callers.splice(0)) done();
       log.error("a serving thread failed", { error: event.message });
-      reject(new StartError(`A worker thread failed: ${event.message}`));
+      reject(new StartError(`A worker thread failed: ${sentence(event.message)}`));
     };
     worker.onmessage = (event: MessageEvent<WorkerReport>) => {
       const report = event.data;
