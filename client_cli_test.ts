@@ -6,22 +6,21 @@
  */
 
 import assert from "node:assert/strict";
-import { AddressBookBuilder } from "./addressbook.ts";
 import { UsageError } from "./cli_args.ts";
 import { DEFAULT_TIMEOUT_MS } from "./client_connection.ts";
 import { parseClientArgs } from "./client_cli.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./client_failover.ts";
-import { Logger } from "./log.ts";
 import { STATUS_FORBIDDEN, STATUS_FOUND, STATUS_RATE_LIMITED } from "./protocol.ts";
-import { type ServerHandle, type ServerOptions, startServer } from "./server.ts";
 import {
   assertNoStackTrace,
   CertificateServer,
+  CLIENT_TEST_PEOPLE,
   makeClientPki,
   ScriptedServer,
   ServerProcess,
   startOpensslServer,
   tempDir,
+  withClientTestServer,
   withDeadline,
   writeCsvBook,
 } from "./test_util.ts";
@@ -30,37 +29,6 @@ const HERE = import.meta.dirname!;
 const CLIENT = `${HERE}/client.ts`;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** Entries of the generated part of the test book: person{i}@example.com is "Person {i}". */
-const PEOPLE = 1000;
-
-function testBook() {
-  const builder = new AddressBookBuilder();
-  builder.add("ada@example.com", "Ada Lovelace");
-  builder.add("grace@example.com", "Grace Hopper");
-  builder.add("jürgen@beispiel.example", "Jürgen Möller");
-  for (let i = 0; i < PEOPLE; i++) builder.add(`person${i}@example.com`, `Person ${i}`);
-  return builder.build();
-}
-
-/** Runs `body` against an in-process server on a free port, with its log kept quiet. */
-async function withServer(
-  body: (port: number, server: ServerHandle) => Promise<void>,
-  options: Partial<ServerOptions> = {},
-): Promise<void> {
-  const server = await startServer({
-    book: testBook(),
-    port: 0,
-    hostname: "127.0.0.1",
-    log: new Logger({ write: () => {} }),
-    ...options,
-  });
-  try {
-    await body(server.addr.port, server);
-  } finally {
-    await server.close();
-  }
-}
 
 /** A port that was free a moment ago: nothing listens on it. */
 function closedPort(): number {
@@ -241,7 +209,7 @@ Deno.test("client with no server listening says so in one line and exits 2", asy
 });
 
 Deno.test("client EMAIL prints the name and exits 0 when it is found", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const run = await runClient(["--host", "127.0.0.1", "--port", String(port), "Ada@Example.com"]);
     assert.equal(run.code, 0);
     assert.equal(run.stdout, "Ada Lovelace\n");
@@ -250,7 +218,7 @@ Deno.test("client EMAIL prints the name and exits 0 when it is found", async () 
 });
 
 Deno.test("client EMAIL... exits 1 when one is not found, saying which on stderr", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const run = await runClient([
       "--host",
       "127.0.0.1",
@@ -267,7 +235,7 @@ Deno.test("client EMAIL... exits 1 when one is not found, saying which on stderr
 });
 
 Deno.test("client EMAIL exits 2 for a bad request, naming the problem", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const run = await runClient(["--port", String(port), "--host", "127.0.0.1", "not-an-email"]);
     assert.equal(run.code, 2);
     assert.match(run.stderr, /^client: Bad request for "not-an-email": .*no @/);
@@ -275,7 +243,7 @@ Deno.test("client EMAIL exits 2 for a bad request, naming the problem", async ()
 });
 
 Deno.test("client with ADDRBOOK_HOST and ADDRBOOK_PORT set connects there", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const run = await runClient(["ada@example.com"], {
       env: { ADDRBOOK_HOST: "127.0.0.1", ADDRBOOK_PORT: String(port) },
     });
@@ -285,7 +253,7 @@ Deno.test("client with ADDRBOOK_HOST and ADDRBOOK_PORT set connects there", asyn
 });
 
 Deno.test("client batch mode prints one line per address in order, skipping blank lines", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const input =
       "ada@example.com\n\n  GRACE@example.com  \r\nnobody@example.com\n\nperson7@example.com";
     const run = await runClient(["--host", "127.0.0.1", "--port", String(port)], { stdin: input });
@@ -296,7 +264,7 @@ Deno.test("client batch mode prints one line per address in order, skipping blan
 });
 
 Deno.test("client batch mode reports a bad line by number on stderr, prints an empty line, exits 2", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const input = "ada@example.com\nnot an email\ngrace@example.com\n";
     const run = await runClient(["--host", "127.0.0.1", "--port", String(port)], { stdin: input });
     assert.equal(run.code, 2);
@@ -307,11 +275,11 @@ Deno.test("client batch mode reports a bad line by number on stderr, prints an e
 });
 
 Deno.test("client batch mode answers thousands of lines in input order", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const lines: string[] = [];
     const expected: string[] = [];
     for (let round = 0; round < 5; round++) {
-      for (let i = 0; i < PEOPLE; i++) {
+      for (let i = 0; i < CLIENT_TEST_PEOPLE; i++) {
         const found = (i + round) % 7 !== 0;
         lines.push(found ? `person${i}@example.com` : `stranger${i}@example.com`);
         expected.push(found ? `Person ${i}` : "");
@@ -328,7 +296,7 @@ Deno.test("client batch mode answers thousands of lines in input order", async (
 });
 
 Deno.test("client --json prints one JSON object per address with its status", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const input = "ada@example.com\nnobody@example.com\nnope\n";
     const run = await runClient(["--json", "--host", "127.0.0.1", "--port", String(port)], {
       stdin: input,
@@ -351,7 +319,7 @@ Deno.test("client --json prints one JSON object per address with its status", as
 
 Deno.test("client --ca FILE looks up over TLS; --tls without the CA fails in one line", async () => {
   await using pki = await makeClientPki();
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const trusted = await runClient([
       "--port",
       String(port),

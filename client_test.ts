@@ -7,9 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { AddressBookBuilder } from "./addressbook.ts";
 import { Client, ClientError } from "./client.ts";
-import { Logger } from "./log.ts";
 import {
   decodeReply,
   encodeQuery,
@@ -25,41 +23,9 @@ import {
   STATUS_SERVER_BUSY,
   TYPE_REPLY,
 } from "./protocol.ts";
-import { type ServerHandle, type ServerOptions, startServer } from "./server.ts";
-import { withDeadline } from "./test_util.ts";
+import { CLIENT_TEST_PEOPLE, withClientTestServer, withDeadline } from "./test_util.ts";
 
 const encoder = new TextEncoder();
-
-/** Entries of the generated part of the test book: person{i}@example.com is "Person {i}". */
-const PEOPLE = 1000;
-
-function testBook() {
-  const builder = new AddressBookBuilder();
-  builder.add("ada@example.com", "Ada Lovelace");
-  builder.add("grace@example.com", "Grace Hopper");
-  builder.add("jürgen@beispiel.example", "Jürgen Möller");
-  for (let i = 0; i < PEOPLE; i++) builder.add(`person${i}@example.com`, `Person ${i}`);
-  return builder.build();
-}
-
-/** Runs `body` against an in-process server on a free port, with its log kept quiet. */
-async function withServer(
-  body: (port: number, server: ServerHandle) => Promise<void>,
-  options: Partial<ServerOptions> = {},
-): Promise<void> {
-  const server = await startServer({
-    book: testBook(),
-    port: 0,
-    hostname: "127.0.0.1",
-    log: new Logger({ write: () => {} }),
-    ...options,
-  });
-  try {
-    await body(server.addr.port, server);
-  } finally {
-    await server.close();
-  }
-}
 
 /**
  * Runs `body` against a fake server that accepts one connection and hands it
@@ -154,7 +120,7 @@ async function assertClientError(
 // --- Client: the statuses -------------------------------------------------
 
 Deno.test("Client.lookup answers FOUND with the name, whatever the case and surrounding spaces", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const client = await Client.connect({ hostname: "127.0.0.1", port });
     try {
       assert.deepEqual(await client.lookup("ada@example.com"), {
@@ -176,7 +142,7 @@ Deno.test("Client.lookup answers FOUND with the name, whatever the case and surr
 });
 
 Deno.test("Client.lookup answers NOT_FOUND for an address not in the book", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const client = await Client.connect({ port });
     try {
       const reply = await client.lookup("nobody@example.com");
@@ -188,7 +154,7 @@ Deno.test("Client.lookup answers NOT_FOUND for an address not in the book", asyn
 });
 
 Deno.test("Client.lookup answers BAD_REQUEST for a non-address and the connection stays usable", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const client = await Client.connect({ port });
     try {
       const reply = await client.lookup("not-an-email");
@@ -202,7 +168,7 @@ Deno.test("Client.lookup answers BAD_REQUEST for a non-address and the connectio
 });
 
 Deno.test("Client answers a query over the size limit locally with BAD_REQUEST, sending nothing", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const client = await Client.connect({ port });
     try {
       const long = `${"a".repeat(MAX_QUERY_BYTES)}@example.com`;
@@ -223,7 +189,7 @@ Deno.test("Client answers a query over the size limit locally with BAD_REQUEST, 
 });
 
 Deno.test("a frame of the wrong type on a raw socket gets PROTOCOL_ERROR, then the server closes", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     try {
       await conn.write(encoder.encode("GET / HTTP/1.1\r\n\r\n"));
@@ -255,7 +221,7 @@ Deno.test("Client turns a PROTOCOL_ERROR reply into a protocol ClientError and c
 });
 
 Deno.test("Client reports SERVER_BUSY from a server at its connection limit as a busy ClientError", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const first = await Client.connect({ port });
     try {
       // Once this is answered, the first connection surely holds the only place.
@@ -369,7 +335,7 @@ Deno.test("Client reports a reply with an unknown status as malformed", async ()
 });
 
 Deno.test("Client calls after close fail with a closed ClientError", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const client = await Client.connect({ port });
     client.close();
     await assertClientError(client.lookup("ada@example.com"), "closed", "The client is closed.");
@@ -382,7 +348,7 @@ Deno.test("Client calls after close fail with a closed ClientError", async () =>
 function mixedQueries(): { emails: string[]; expected: Reply[] } {
   const emails: string[] = [];
   const expected: Reply[] = [];
-  for (let i = 0; i < PEOPLE; i++) {
+  for (let i = 0; i < CLIENT_TEST_PEOPLE; i++) {
     if (i % 10 === 0) {
       emails.push(`nobody${i}@example.com`);
       expected.push({ status: STATUS_NOT_FOUND, text: "" });
@@ -406,7 +372,7 @@ function assertAnswers(replies: Reply[], expected: Reply[]): void {
 }
 
 Deno.test("Client.lookupMany pipelines 1000 queries and yields the replies in order", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const client = await Client.connect({ port });
     try {
       const { emails, expected } = mixedQueries();
@@ -421,7 +387,7 @@ Deno.test("Client.lookupMany pipelines 1000 queries and yields the replies in or
 });
 
 Deno.test("Client.lookupMany keeps order with a small odd window and an async source", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const client = await Client.connect({ port });
     try {
       const { emails, expected } = mixedQueries();
@@ -438,7 +404,7 @@ Deno.test("Client.lookupMany keeps order with a small odd window and an async so
 });
 
 Deno.test("Client.lookupMany yields a reply before the source gives its next address", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const client = await Client.connect({ port });
     try {
       let firstAnswered!: () => void;
@@ -463,7 +429,7 @@ Deno.test("Client.lookupMany yields a reply before the source gives its next add
 });
 
 Deno.test("Client.lookupMany yields the replies owed, then rethrows an error of its source", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const client = await Client.connect({ port });
     try {
       const source = function* () {
@@ -484,7 +450,7 @@ Deno.test("Client.lookupMany yields the replies owed, then rethrows an error of 
 });
 
 Deno.test("Client.lookupMany stopped early with replies owed closes the client", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const client = await Client.connect({ port });
     const { emails } = mixedQueries();
     for await (const _reply of client.lookupMany(emails)) break;
@@ -497,7 +463,7 @@ Deno.test("Client.lookupMany stopped early with replies owed closes the client",
 });
 
 Deno.test("Client.lookupMany stopped while its source waits sends nothing more and stays usable", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const client = await Client.connect({ port });
     try {
       let openGate!: () => void;
@@ -529,7 +495,7 @@ Deno.test("Client.lookupMany stopped while its source waits sends nothing more a
 });
 
 Deno.test("Client.lookupMany rejects a window below 1", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const client = await Client.connect({ port });
     try {
       await assertClientError(lookUpAllWindow(client, 0), "usage", /window/);
@@ -548,7 +514,7 @@ async function lookUpAllWindow(client: Client, window: number): Promise<void> {
 }
 
 Deno.test("Client calls made at once on one client are answered in turn", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const client = await Client.connect({ port });
     try {
       const replies = await Promise.all([
@@ -566,7 +532,7 @@ Deno.test("Client calls made at once on one client are answered in turn", async 
 });
 
 Deno.test("200 Client connections at once each get their own answer", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const names = await Promise.all(
       Array.from({ length: 200 }, async (_, i) => {
         const client = await Client.connect({ port });
@@ -584,7 +550,7 @@ Deno.test("200 Client connections at once each get their own answer", async () =
 // --- The server, seen from raw sockets ------------------------------------------
 
 Deno.test("a query frame sent one byte at a time on a raw socket gets its reply", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     try {
       conn.setNoDelay(true);
@@ -597,7 +563,7 @@ Deno.test("a query frame sent one byte at a time on a raw socket gets its reply"
 });
 
 Deno.test("connections dropped mid-frame leave the server serving the others", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const frame = encodeQuery("ada@example.com");
     for (let i = 0; i < 20; i++) {
       const conn = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -615,7 +581,7 @@ Deno.test("connections dropped mid-frame leave the server serving the others", a
 });
 
 Deno.test("a client that half-closes after its queries still gets every reply", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     try {
       const queries = ["ada@example.com", "nobody@example.com", "grace@example.com"];
@@ -679,7 +645,7 @@ xzxbsBsOVcacw1U4gg3+GE+UDvWhRANCAATSyVqTFVb970rAhlt6ouLwVWEIv4RP
 const TLS_FILES = { cert: TEST_SERVER_CERT, key: TEST_SERVER_KEY };
 
 Deno.test("Client with TLS and the server's CA looks up over TLS", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     const client = await Client.connect({ port, caCerts: [TEST_CA_CERT] });
     try {
       assert.equal((await client.lookup("ada@example.com")).text, "Ada Lovelace");
@@ -692,7 +658,7 @@ Deno.test("Client with TLS and the server's CA looks up over TLS", async () => {
 });
 
 Deno.test("Client with TLS to a plain TCP server says the TLS handshake failed", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     await assertClientError(
       Client.connect({ port, tls: true }),
       "tls",
@@ -702,7 +668,7 @@ Deno.test("Client with TLS to a plain TCP server says the TLS handshake failed",
 });
 
 Deno.test("Client with TLS refuses a certificate from a CA it was not given", async () => {
-  await withServer(async (port) => {
+  await withClientTestServer(async (port) => {
     await assertClientError(
       Client.connect({ port, tls: true }),
       "tls",

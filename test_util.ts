@@ -1136,3 +1136,40 @@ export async function startOpensslServer(
   }
   return { port, [Symbol.asyncDispose]: stop };
 }
+
+// ---------------------------------------------------------------------------
+// The client tests' server: a book with non-ASCII entries and many generated ones
+
+/** Entries of the generated part of {@linkcode clientTestBook}: person{i}@example.com is "Person {i}". */
+export const CLIENT_TEST_PEOPLE = 1000;
+
+/** The client tests' book: three named people and {@linkcode CLIENT_TEST_PEOPLE} generated ones. */
+export function clientTestBook(): AddressBook {
+  const builder = new AddressBookBuilder();
+  builder.add("ada@example.com", "Ada Lovelace");
+  builder.add("grace@example.com", "Grace Hopper");
+  builder.add("jürgen@beispiel.example", "Jürgen Möller");
+  for (let i = 0; i < CLIENT_TEST_PEOPLE; i++) {
+    builder.add(`person${i}@example.com`, `Person ${i}`);
+  }
+  return builder.build();
+}
+
+/** Runs `body` against an in-process server of {@linkcode clientTestBook} on a free port, its log quiet. */
+export async function withClientTestServer(
+  body: (port: number, server: ServerHandle) => Promise<void>,
+  options: Partial<ServerOptions> = {},
+): Promise<void> {
+  const server = await startServer({
+    book: clientTestBook(),
+    port: 0,
+    hostname: "127.0.0.1",
+    log: new Logger({ write: () => {} }),
+    ...options,
+  });
+  try {
+    await body(server.addr.port, server);
+  } finally {
+    await server.close();
+  }
+}
