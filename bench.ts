@@ -13,7 +13,7 @@
  * The pieces, in `bench_*.ts`: the options (`bench_args`), the keys and
  * their frames (`bench_keys`), the latency histogram (`bench_histogram`),
  * what a thread counts (`bench_tally`), a load thread (`bench_worker`, the
- * worker's entry point) and the main thread driving them (`bench_load`),
+ * worker's entry point) and the main thread driving them (`bench_run`),
  * the server bench starts (`bench_server`), the results (`bench_report`)
  * and the command line tying them together (`bench_cli`).
  *

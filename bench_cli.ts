@@ -15,7 +15,7 @@ import {
   shuffleKeys,
   syntheticKeys,
 } from "./bench_keys.ts";
-import { runLoad, type Target } from "./bench_load.ts";
+import { runLoad, type Target } from "./bench_run.ts";
 import { formatHeader, formatResult, summarize } from "./bench_report.ts";
 import { type SpawnedServer, spawnServer, writeSyntheticBook } from "./bench_server.ts";
 import { UsageError } from "./cli_args.ts";

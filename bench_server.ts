@@ -8,7 +8,7 @@
 
 import { BenchError } from "./bench_error.ts";
 import { KEY_STEP, sampleKeys } from "./bench_keys.ts";
-import type { Target } from "./bench_load.ts";
+import type { Target } from "./bench_run.ts";
 import denoConfig from "./deno.json" with { type: "json" };
 import { csvField, generateEntries } from "./gen.ts";
 

@@ -1,7 +1,7 @@
 /**
  * A load thread of the load generator: its connections, each in a closed
  * loop of one batch written and its replies read. This module is the
- * worker's entry point; `bench_load.ts` starts it and sends it its plan.
+ * worker's entry point; `bench_run.ts` starts it and sends it its plan.
  *
  * @module
  */
@@ -249,6 +249,6 @@ function isWorkerScope(): boolean {
   return typeof (globalThis as Record<string, unknown>).WorkerGlobalScope !== "undefined";
 }
 
-// Started as a worker by bench_load.ts, this module serves its plans;
+// Started as a worker by bench_run.ts, this module serves its plans;
 // imported anywhere else (a test), it only defines them.
 if (isWorkerScope()) serveAsLoadThread(self as unknown as ThreadScope);

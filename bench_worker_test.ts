@@ -1,6 +1,6 @@
 /**
  * Tests of a load thread: bench_worker.ts started as a real worker, given a
- * plan against a real in-process server, as bench_load.ts does.
+ * plan against a real in-process server, as bench_run.ts does.
  */
 
 import assert from "node:assert/strict";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { BenchOptions } from "./bench_args.ts";
 import { buildQueryFrames } from "./bench_keys.ts";
-import { runLoad, splitConnections } from "./bench_load.ts";
+import { runLoad, splitConnections } from "./bench_run.ts";
 import { tallyQueries } from "./bench_tally.ts";
 import { STATUS_FOUND, STATUS_NOT_FOUND } from "./protocol.ts";
 import { PEOPLE, withDeadline, withTestServer } from "./test_util.ts";
