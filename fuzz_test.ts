@@ -1,19 +1,22 @@
 /**
  * Throws random byte streams at one live server over many connections:
  * valid and invalid frames, random bytes, random chunkings, half-closes and
- * abrupt closes. Each stream's replies are checked against a small model of
- * the protocol written here, independently of the server's codec.
+ * abrupt closes, on each event loop. Each stream's replies are checked
+ * against a small model of the protocol (modelReplies in test_util.ts),
+ * written independently of the server's codec.
  *
  * Seeded, so a failure is reproducible; bounded to a few seconds.
  */
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import type { IoKind } from "./server.ts";
 import { type Reply, STATUS_FOUND, STATUS_PROTOCOL_ERROR } from "./protocol.ts";
 import {
   concat,
   modelReplies,
   streamPiece,
+  testOnEachLoop,
   type TestServer,
   waitForOpenConnections,
   withRawClient,
@@ -140,8 +143,8 @@ async function runScenario(port: number, { stream, chunkSizes, ending }: Scenari
   });
 }
 
-async function fuzzServer(chunked: boolean): Promise<void> {
-  await withTestServer({}, async ({ port, server }: TestServer) => {
+async function fuzzServer(io: IoKind, chunked: boolean): Promise<void> {
+  await withTestServer({ io }, async ({ port, server }: TestServer) => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(scenario(chunked), { minLength: 1, maxLength: MAX_CONNECTIONS_PER_RUN }),
@@ -162,10 +165,12 @@ async function fuzzServer(chunked: boolean): Promise<void> {
   });
 }
 
-Deno.test("random streams, each in one write, get exactly the protocol's replies", async () => {
-  await fuzzServer(false);
-});
+testOnEachLoop(
+  "random streams, each in one write, get exactly the protocol's replies",
+  (io) => fuzzServer(io, false),
+);
 
-Deno.test("random streams in random chunkings get exactly the protocol's replies", async () => {
-  await fuzzServer(true);
-});
+testOnEachLoop(
+  "random streams in random chunkings get exactly the protocol's replies",
+  (io) => fuzzServer(io, true),
+);

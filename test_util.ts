@@ -48,7 +48,7 @@ import {
   writeHeader,
 } from "./protocol.ts";
 import { writeAll } from "./write_all.ts";
-import { type ServerHandle, type ServerOptions, startServer } from "./server.ts";
+import { type IoKind, type ServerHandle, type ServerOptions, startServer } from "./server.ts";
 
 /** How long a test waits for any one event before it fails, in milliseconds. */
 export const WAIT_MS = 10_000;
@@ -518,6 +518,15 @@ export const IO_LOOPS: readonly string[] = [
   ...(Deno.build.os === "linux" && SERVER_FLAGS.includes("--allow-ffi") ? ["epoll"] : []),
   "deno",
 ];
+
+/**
+ * Registers `fn` as one test per event loop of {@linkcode IO_LOOPS}, each
+ * named with the loop as ` [--io epoll]` and ` [--io deno]`, so that a
+ * difference between the loops fails a test.
+ */
+export function testOnEachLoop(name: string, fn: (io: IoKind) => Promise<void>): void {
+  for (const io of IO_LOOPS) Deno.test(`${name} [--io ${io}]`, () => fn(io as IoKind));
+}
 
 /** Makes a temp dir, named with `prefix`, that is removed on disposal. */
 export async function tempDir(prefix: string): Promise<AsyncDisposable & { path: string }> {
