@@ -16,6 +16,7 @@ import {
 import { StartError, startServer } from "./server.ts";
 import {
   concat,
+  DeadlineError,
   encodeQueries,
   frame,
   header,
@@ -24,6 +25,7 @@ import {
   PEOPLE,
   RawClient,
   testOnEachLoop,
+  WAIT_MS,
   waitFor,
   waitForOpenConnections,
   withDeadline,
@@ -423,6 +425,91 @@ testOnEachLoop("100 slow-loris peers stalled mid-frame do not stop a normal clie
   });
 });
 
+/** A name of 100 kB: sixty such replies are more than loopback's socket buffers hold (about 4 MB). */
+const LARGE_NAME = `Large ${"x".repeat(100_000)}`;
+const LARGE_BOOK = makeBook([["large@example.com", LARGE_NAME]]);
+const LARGE_REPLIES = 60;
+
+testOnEachLoop(
+  "closes a connection that takes none of its replies for the write timeout",
+  async (io) => {
+    const limits = { writeTimeoutMs: SHORT_TIMEOUT_MS, maxPendingWrite: SMALL_PENDING_WRITE };
+    await withTestServer({ io, book: LARGE_BOOK, limits }, async ({ port, server }) => {
+      const other = await RawClient.connect(port);
+      const stalled = await RawClient.connect(port);
+      try {
+        await stalled.write(encodeQueries(Array(LARGE_REPLIES).fill("large@example.com")));
+        await waitFor(
+          () => metricValue(server.metrics(), "addrbook_timeouts_total", '{kind="write"}') === 1,
+          "the write timeout of the client that does not read",
+        );
+        // The other connection, idle all along, is served as before.
+        assert.equal((await other.query("large@example.com")).text, LARGE_NAME);
+        await waitForOpenConnections(server, 1, "the stalled connection to be counted out");
+        const metrics = server.metrics();
+        assert.equal(metricValue(metrics, "addrbook_timeouts_total", '{kind="idle"}'), 0);
+        assert.equal(metricValue(metrics, "addrbook_timeouts_total", '{kind="frame"}'), 0);
+        // What the kernel had taken still arrives, then the connection ends, short of its replies.
+        const replies = await stalled.readUntilClosed().catch((error) => {
+          assert.ok(!(error instanceof DeadlineError), String(error));
+          return null; // ended inside a reply, or reset
+        });
+        assert.ok(replies === null || replies.length < LARGE_REPLIES, "the connection was cut");
+      } finally {
+        closeAll([other, stalled]);
+      }
+    });
+  },
+);
+
+/**
+ * How much a slow reader takes each time it reads, and how long it pauses.
+ * The server sees progress only when the kernel takes more of its replies,
+ * which it does once the reader has emptied a good part of the socket
+ * buffers: up to about 250 ms apart at this pace on loopback (measured on
+ * both loops), so the write timeout here is four times that.
+ */
+const SLOW_READ_BYTES = 256 * 1024;
+const SLOW_READ_PAUSE_MS = 50;
+const STEADY_WRITE_TIMEOUT_MS = 1000;
+
+testOnEachLoop(
+  "never write-times-out a slow reader that takes a little every 50 ms",
+  async (io) => {
+    const limits = {
+      writeTimeoutMs: STEADY_WRITE_TIMEOUT_MS,
+      maxPendingWrite: SMALL_PENDING_WRITE,
+    };
+    const count = 2 * LARGE_REPLIES;
+    await withTestServer({ io, book: LARGE_BOOK, limits }, async ({ port, server }) => {
+      await withRawClient(port, async (client) => {
+        await client.write(encodeQueries(Array(count).fill("large@example.com")));
+        const replies: Reply[] = [];
+        // Reading all of it at this pace takes more than twice the write timeout.
+        for (let round = 0; replies.length < count && round < 10_000; round++) {
+          const before = replies.length;
+          let taken = 0;
+          while (taken < SLOW_READ_BYTES && replies.length < count) {
+            const reply = await client.readReply();
+            assert.ok(reply !== null, `the connection closed after ${replies.length} replies`);
+            replies.push(reply);
+            taken += reply.text.length;
+          }
+          assert.ok(replies.length > before);
+          await new Promise((resolve) => setTimeout(resolve, SLOW_READ_PAUSE_MS));
+        }
+        assert.equal(replies.length, count);
+        assert.ok(replies.every((reply) => reply.text === LARGE_NAME));
+        assert.equal(
+          metricValue(server.metrics(), "addrbook_timeouts_total", '{kind="write"}'),
+          0,
+        );
+        assert.equal((await client.query("large@example.com")).text, LARGE_NAME, "still open");
+      });
+    });
+  },
+);
+
 /** A book of `count` people with long names, so replies outweigh queries many times. */
 function bigBook(count: number): { book: AddressBook; emails: string[]; names: string[] } {
   const emails = Array.from({ length: count }, (_, i) => `user${i}@example.com`);
@@ -664,6 +751,61 @@ testOnEachLoop(
         }
       },
     );
+  },
+);
+
+testOnEachLoop(
+  "graceful shutdown ends a client that never stops pipelining, long before its timeout",
+  async (io) => {
+    await withTestServer({ io }, async ({ port, server }) => {
+      const client = await connectAccepted(port);
+      try {
+        // Whole cycles of PEOPLE per batch, so reply i is for PEOPLE[i % PEOPLE.length].
+        const batch = encodeQueries(
+          Array.from({ length: 20 * PEOPLE.length }, (_, i) => PEOPLE[i % PEOPLE.length][0]),
+        );
+        let sent = 0;
+        let writeError: unknown;
+        const writing = (async () => {
+          // It stops only when the server has closed the connection under it.
+          for (let i = 0; i < 1_000_000 && writeError === undefined; i++) {
+            try {
+              await client.write(batch);
+              sent += 20 * PEOPLE.length;
+            } catch (error) {
+              writeError = error;
+            }
+            await yieldToEventLoop();
+          }
+        })();
+        const replies: Reply[] = [];
+        const reading = (async () => {
+          for (let reply; (reply = await client.readReply()) !== null;) replies.push(reply);
+        })();
+        await waitFor(() => replies.length >= 1000, "the pipeline to be under way");
+        // A shutdown held until its timeout would outlast the deadline by far.
+        const timeoutMs = 6 * WAIT_MS;
+        await withDeadline(
+          server.shutdown(timeoutMs),
+          "the shutdown to resolve before its timeout",
+        );
+        await withDeadline(reading, "the end of the replies");
+        assert.equal(client.ending, "eof", "the client got an EOF, not a reset");
+        for (let i = 0; i < replies.length; i++) {
+          assert.equal(replies[i].text, PEOPLE[i % PEOPLE.length][1], `reply ${i}`);
+        }
+        assert.ok(replies.length <= sent);
+        await withDeadline(writing, "the client's writes to fail");
+        assert.ok(
+          writeError instanceof Deno.errors.BrokenPipe ||
+            writeError instanceof Deno.errors.ConnectionReset,
+          `the client's writes failed with ${writeError}`,
+        );
+        assert.ok(!server.ready);
+      } finally {
+        client.close();
+      }
+    });
   },
 );
 
