@@ -197,6 +197,47 @@ testOnEachLoop(
   },
 );
 
+testOnEachLoop(
+  "a client still sending after its protocol error gets every reply and an EOF, not a reset",
+  async (io) => {
+    // Closing a socket with unread input makes the kernel send a reset, which
+    // can destroy replies the client has not read: the server lingers instead,
+    // reading and dropping what still arrives.
+    await withTestClient({ io }, async (client) => {
+      const rest = new Uint8Array(4 * 1024 * 1024).fill(TYPE_QUERY);
+      const writing = client.write(concat([
+        encodeQueries(["ada@example.com", "nobody@example.com"]),
+        Uint8Array.of(TYPE_GET),
+        rest,
+      ]));
+      await withDeadline(writing, "the server to take everything the client sent");
+      const replies = await client.readUntilClosed();
+      assert.deepEqual(replies.map((r) => r.status), [
+        STATUS_FOUND,
+        STATUS_NOT_FOUND,
+        STATUS_PROTOCOL_ERROR,
+      ]);
+      assert.equal(client.ending, "eof");
+    });
+  },
+);
+
+testOnEachLoop(
+  "closes a connection that neither sends nor closes after its protocol error once the linger time is over",
+  async (io) => {
+    await withTestServer({ io }, async ({ port, server }) => {
+      await withRawClient(port, async (client) => {
+        await client.write(Uint8Array.of(TYPE_GET));
+        assert.deepEqual((await client.readUntilClosed()).map((r) => r.status), [
+          STATUS_PROTOCOL_ERROR,
+        ]);
+        // The client keeps its side open: the server stops waiting for it.
+        await waitForOpenConnections(server, 0, "the lingering connection to be closed");
+      });
+    });
+  },
+);
+
 testOnEachLoop("accepts a query of exactly the maximum length", async (io) => {
   await withTestClient({ io }, async (client) => {
     await client.write(frame(TYPE_QUERY, new Uint8Array(MAX_QUERY_BYTES).fill(0x61)));
