@@ -742,6 +742,8 @@ testOnEachLoop(
         assertReplies(await busy.readUntilClosed(), expected);
         assert.equal(busy.ending, "eof");
         assert.deepEqual(await idle.readUntilClosed(), []);
+        // Closing at the EOF, as clients do, spares the server its linger time.
+        closeAll([busy, idle]);
         await withDeadline(shutdown, "shutdown to resolve");
         await assert.rejects(
           Deno.connect({ hostname: "127.0.0.1", port }),
@@ -764,6 +766,8 @@ testOnEachLoop("graceful shutdown answers a large pipeline written just before i
       await client.write(encodeQueries(expected.map((e) => e.query)));
       const shutdown = server.shutdown(5000);
       assertReplies(await reading, expected);
+      // Closing at the EOF, as clients do, spares the server its linger time.
+      client.close();
       await withDeadline(shutdown, "shutdown to resolve");
     } finally {
       client.close();
@@ -786,6 +790,8 @@ testOnEachLoop(
           const shutdown = server.shutdown(10_000);
           assertReplies(await client.readUntilClosed(), expected);
           assert.equal(client.ending, "eof");
+          // Closing at the EOF, as clients do, spares the server its linger time.
+          client.close();
           await withDeadline(shutdown, "shutdown to resolve");
         } finally {
           client.close();
@@ -972,9 +978,12 @@ testOnEachLoop(
           metricValue(server.metrics(), "addrbook_replies_total", '{status="FOUND"}'),
           40,
         );
-        await withDeadline(server.shutdown(2000), "shutdown to resolve");
+        const shutdown = server.shutdown(2000);
         const ends = await Promise.all(clients.map((client) => client.readUntilClosed()));
         assert.ok(ends.every((replies) => replies.length === 0));
+        // Closing at the EOF, as clients do, spares the server its linger time.
+        closeAll(clients);
+        await withDeadline(shutdown, "shutdown to resolve");
         await assert.rejects(
           Deno.connect({ hostname: "127.0.0.1", port }),
           Deno.errors.ConnectionRefused,
