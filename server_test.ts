@@ -856,6 +856,31 @@ testOnEachLoop(
   },
 );
 
+testOnEachLoop(
+  "graceful shutdown answers clients that connected and sent just before it",
+  async (io) => {
+    await withTestServer({ io }, async ({ port, server }) => {
+      // Connected by the kernel, their queries sent, perhaps not accepted yet
+      // when the shutdown begins: the server still accepts for the drain grace.
+      const clients = await Promise.all(Array.from({ length: 5 }, () => RawClient.connect(port)));
+      try {
+        await Promise.all(clients.map((client, i) => client.write(encodeQuery(PEOPLE[i][0]))));
+        const shutdown = server.shutdown(WAIT_MS);
+        const ends = await Promise.all(clients.map((client) => client.readUntilClosed()));
+        assert.deepEqual(
+          ends,
+          clients.map((_, i) => [{ status: STATUS_FOUND, text: PEOPLE[i][1] }]),
+        );
+        assert.ok(clients.every((client) => client.ending === "eof"));
+        closeAll(clients);
+        await withDeadline(shutdown, "shutdown to resolve");
+      } finally {
+        closeAll(clients);
+      }
+    });
+  },
+);
+
 testOnEachLoop("graceful shutdown with no connections resolves and stops accepting", async (io) => {
   await withTestServer({ io }, async ({ port, server }) => {
     await withDeadline(server.shutdown(2000), "shutdown to resolve");
