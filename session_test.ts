@@ -253,6 +253,20 @@ const CLOSE_PATHS: [string, CloseReason, (h: Harness) => void][] = [
     assert.ok(h.halfClose());
     h.tick(START + LINGER_MS);
   }],
+  ["a drain, then the peer's EOF", "peer-closed", (h) => {
+    h.session.drain(START);
+    h.tick(START + DRAIN_GRACE_MS);
+    h.readAll();
+    h.halfClose();
+    h.end();
+  }],
+  ["a drain, then the linger time running out", "linger-over", (h) => {
+    h.session.drain(START);
+    h.tick(START + DRAIN_GRACE_MS);
+    h.readAll();
+    assert.ok(h.halfClose());
+    h.tick(h.now + LINGER_MS);
+  }],
   ["the idle timeout", "idle-timeout", (h) => h.tick(START + 300)],
   ["the frame timeout", "frame-timeout", (h) => {
     h.send(THREE.subarray(0, 3));
@@ -304,7 +318,10 @@ function assertClosedForGood(h: Harness, reason: CloseReason): void {
 }
 
 for (const [how, reason, close] of CLOSE_PATHS) {
-  if (reason === "frame-timeout" || reason === "idle-timeout") continue; // not while refusing
+  // A refused session reads nothing and only waits on its reply: no idle, frame or drain close.
+  if (reason === "frame-timeout" || reason === "idle-timeout" || how.startsWith("a drain")) {
+    continue;
+  }
   Deno.test(`a refused session takes no slot and gives none back when closed by ${how}`, () => {
     const h = new Harness({ ...CLOSE_LIMITS, maxConnections: 2 }, {
       openConnections: openCount(2),
@@ -317,7 +334,7 @@ for (const [how, reason, close] of CLOSE_PATHS) {
     if (how.includes("protocol error") || how.includes("linger")) {
       h.readAll();
       assert.ok(h.halfClose());
-      if (reason === "linger-over") h.tick(START + LINGER_MS);
+      if (reason === "linger-over") h.tick(h.now + LINGER_MS);
       else h.end();
     } else if (reason === "write-timeout") {
       h.tick(START + 100);
