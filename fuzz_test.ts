@@ -1,32 +1,22 @@
 /**
  * Throws random byte streams at one live server over many connections:
  * valid and invalid frames, random bytes, random chunkings, half-closes and
- * abrupt closes. Each stream's replies are checked against a small model of
- * the protocol written here, independently of the server's codec.
+ * abrupt closes, on each event loop. Each stream's replies are checked
+ * against a small model of the protocol (modelReplies in test_util.ts),
+ * written independently of the server's codec.
  *
  * Seeded, so a failure is reproducible; bounded to a few seconds.
  */
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { emailProblem, normalizeEmail } from "./email.ts";
-import {
-  decodeUtf8,
-  encodeQuery,
-  HEADER_SIZE,
-  MAX_QUERY_BYTES,
-  type Reply,
-  STATUS_BAD_REQUEST,
-  STATUS_FOUND,
-  STATUS_NOT_FOUND,
-  STATUS_PROTOCOL_ERROR,
-  TYPE_QUERY,
-} from "./protocol.ts";
+import type { IoKind } from "./server.ts";
+import { type Reply, STATUS_FOUND, STATUS_PROTOCOL_ERROR } from "./protocol.ts";
 import {
   concat,
-  frame,
-  header,
-  PEOPLE,
+  modelReplies,
+  streamPiece,
+  testOnEachLoop,
   type TestServer,
   waitForOpenConnections,
   withRawClient,
@@ -45,85 +35,6 @@ const MAX_CONNECTIONS_PER_RUN = 8;
  * the server reads each such stream whole.
  */
 const ONE_WRITE_MAX_BYTES = 4000;
-
-const NAMES = new Map(PEOPLE.map(([email, name]) => [email, name]));
-
-/** What the server must answer to one complete query payload, by the protocol's rules. */
-function modelReply(payload: Uint8Array): { status: number; text?: string } {
-  const text = decodeUtf8(payload);
-  if (text === undefined || emailProblem(text) !== undefined) return { status: STATUS_BAD_REQUEST };
-  const name = NAMES.get(normalizeEmail(text));
-  return name === undefined ? { status: STATUS_NOT_FOUND } : { status: STATUS_FOUND, text: name };
-}
-
-/**
- * The replies a complete byte stream must get, in order: a reply per whole
- * query frame, until a frame of another type or an oversize length (a
- * PROTOCOL_ERROR, then nothing) or the end of the stream (an unfinished
- * frame gets nothing).
- */
-function modelReplies(stream: Uint8Array): { status: number; text?: string }[] {
-  const replies = [];
-  let at = 0;
-  while (at < stream.length) {
-    if (stream[at] !== TYPE_QUERY) return [...replies, { status: STATUS_PROTOCOL_ERROR }];
-    if (stream.length - at < HEADER_SIZE) break;
-    const length = new DataView(stream.buffer, stream.byteOffset + at + 1, 4).getUint32(0);
-    if (length > MAX_QUERY_BYTES) return [...replies, { status: STATUS_PROTOCOL_ERROR }];
-    const end = at + HEADER_SIZE + length;
-    if (end > stream.length) break;
-    replies.push(modelReply(stream.subarray(at + HEADER_SIZE, end)));
-    at = end;
-  }
-  return replies;
-}
-
-// --- Arbitraries ---
-
-const knownQuery = fc.tuple(
-  fc.constantFrom(...PEOPLE.map(([email]) => email)),
-  fc.boolean(),
-  fc.constantFrom("", " ", "\t", " \r\n"),
-  fc.constantFrom("", " ", "\n"),
-).map(([email, upper, before, after]) =>
-  encodeQuery(`${before}${upper ? email.toUpperCase() : email}${after}`)
-);
-
-const randomTextQuery = fc.oneof(
-  fc.emailAddress(),
-  fc.string({ unit: "binary", maxLength: 40 }),
-  fc.constantFrom("", " ", "@", "a@", "@b", "a@b@c", "x y@z"),
-).map((text) => encodeQuery(text));
-
-const rawPayloadQuery = fc.oneof(
-  { arbitrary: fc.uint8Array({ maxLength: 60 }), weight: 10 },
-  {
-    arbitrary: fc.uint8Array({ minLength: MAX_QUERY_BYTES, maxLength: MAX_QUERY_BYTES }),
-    weight: 1,
-  },
-).map((payload) => frame(TYPE_QUERY, payload));
-
-const wrongType = fc.tuple(
-  fc.integer({ min: 0, max: 255 }).filter((type) => type !== TYPE_QUERY),
-  fc.uint8Array({ maxLength: 20 }),
-).map(([type, payload]) => frame(type, payload));
-
-const oversize = fc.tuple(
-  fc.integer({ min: MAX_QUERY_BYTES + 1, max: 0xffffffff }),
-  fc.uint8Array({ maxLength: 20 }),
-).map(([length, body]) => concat([header(TYPE_QUERY, length), body]));
-
-const randomBytes = fc.uint8Array({ minLength: 1, maxLength: 40 });
-
-/** One piece of a stream; mostly valid frames, so streams get some way before breaking. */
-const piece = fc.oneof(
-  { arbitrary: knownQuery, weight: 6 },
-  { arbitrary: randomTextQuery, weight: 4 },
-  { arbitrary: rawPayloadQuery, weight: 2 },
-  { arbitrary: wrongType, weight: 1 },
-  { arbitrary: oversize, weight: 1 },
-  { arbitrary: randomBytes, weight: 1 },
-);
 
 /** How a client ends its connection. */
 type Ending =
@@ -152,7 +63,7 @@ interface Scenario {
 
 function scenario(chunked: boolean): fc.Arbitrary<Scenario> {
   return fc.record({
-    pieces: fc.array(piece, { maxLength: 15 }),
+    pieces: fc.array(streamPiece, { maxLength: 15 }),
     chunkSizes: chunked
       ? fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 6 })
       : fc.constant([]),
@@ -232,8 +143,8 @@ async function runScenario(port: number, { stream, chunkSizes, ending }: Scenari
   });
 }
 
-async function fuzzServer(chunked: boolean): Promise<void> {
-  await withTestServer({}, async ({ port, server }: TestServer) => {
+async function fuzzServer(io: IoKind, chunked: boolean): Promise<void> {
+  await withTestServer({ io }, async ({ port, server }: TestServer) => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(scenario(chunked), { minLength: 1, maxLength: MAX_CONNECTIONS_PER_RUN }),
@@ -254,10 +165,12 @@ async function fuzzServer(chunked: boolean): Promise<void> {
   });
 }
 
-Deno.test("random streams, each in one write, get exactly the protocol's replies", async () => {
-  await fuzzServer(false);
-});
+testOnEachLoop(
+  "random streams, each in one write, get exactly the protocol's replies",
+  (io) => fuzzServer(io, false),
+);
 
-Deno.test("random streams in random chunkings get exactly the protocol's replies", async () => {
-  await fuzzServer(true);
-});
+testOnEachLoop(
+  "random streams in random chunkings get exactly the protocol's replies",
+  (io) => fuzzServer(io, true),
+);

@@ -16,6 +16,7 @@ import {
 import { StartError, startServer } from "./server.ts";
 import {
   concat,
+  DeadlineError,
   encodeQueries,
   frame,
   header,
@@ -23,6 +24,8 @@ import {
   metricValue,
   PEOPLE,
   RawClient,
+  testOnEachLoop,
+  WAIT_MS,
   waitFor,
   waitForOpenConnections,
   withDeadline,
@@ -82,58 +85,64 @@ function closeAll(clients: RawClient[]): void {
 
 // --- Statuses ---
 
-Deno.test("answers FOUND with the name, ignoring case and surrounding whitespace", async () => {
-  await withTestClient({}, async (client) => {
-    assert.deepEqual(await client.query("ada@example.com"), {
-      status: STATUS_FOUND,
-      text: "Ada Lovelace",
+testOnEachLoop(
+  "answers FOUND with the name, ignoring case and surrounding whitespace",
+  async (io) => {
+    await withTestClient({ io }, async (client) => {
+      assert.deepEqual(await client.query("ada@example.com"), {
+        status: STATUS_FOUND,
+        text: "Ada Lovelace",
+      });
+      assert.deepEqual(await client.query("  ADA@Example.COM\t\r\n"), {
+        status: STATUS_FOUND,
+        text: "Ada Lovelace",
+      });
+      assert.deepEqual(await client.query("JÜRGEN@BEISPIEL.EXAMPLE"), {
+        status: STATUS_FOUND,
+        text: "Jürgen Möller",
+      });
+      assert.deepEqual(await client.query("margaret@apollo.example"), {
+        status: STATUS_FOUND,
+        text: "Margaret Hamilton 🚀",
+      });
     });
-    assert.deepEqual(await client.query("  ADA@Example.COM\t\r\n"), {
-      status: STATUS_FOUND,
-      text: "Ada Lovelace",
-    });
-    assert.deepEqual(await client.query("JÜRGEN@BEISPIEL.EXAMPLE"), {
-      status: STATUS_FOUND,
-      text: "Jürgen Möller",
-    });
-    assert.deepEqual(await client.query("margaret@apollo.example"), {
-      status: STATUS_FOUND,
-      text: "Margaret Hamilton 🚀",
-    });
-  });
-});
+  },
+);
 
-Deno.test("answers NOT_FOUND without echoing the address", async () => {
-  await withTestClient({}, async (client) => {
+testOnEachLoop("answers NOT_FOUND without echoing the address", async (io) => {
+  await withTestClient({ io }, async (client) => {
     const reply = await client.query("nobody@example.com");
     assert.deepEqual(reply, { status: STATUS_NOT_FOUND, text: NOT_FOUND_TEXT });
     assert.ok(!reply.text.includes("nobody"));
   });
 });
 
-Deno.test("answers BAD_REQUEST for empty, non-UTF-8 and non-email queries and stays open", async () => {
-  await withTestClient({}, async (client) => {
-    const bad: [Uint8Array, RegExp][] = [
-      [new Uint8Array(0), /empty/],
-      [encoder.encode(" \t "), /empty/],
-      [Uint8Array.of(0x61, 0x40, 0xff, 0xfe), /UTF-8/],
-      [Uint8Array.of(0xc3), /UTF-8/],
-      [encoder.encode("not-an-email"), /no @/],
-      [encoder.encode("a@b@example.com"), /more than one @/],
-      [encoder.encode("has space@example.com"), /whitespace/],
-      [encoder.encode("@example.com"), /before the @/],
-      [encoder.encode(`${"a".repeat(MAX_QUERY_BYTES - 12)}@example.com`), /long/],
-    ];
-    for (const [payload, reason] of bad) {
-      await client.write(frame(TYPE_QUERY, payload));
-      const reply = await client.readReply();
-      assert.equal(reply?.status, STATUS_BAD_REQUEST, `payload ${payload}`);
-      assert.match(reply.text, reason);
-      // The connection is still open: a good query after it is answered.
-      assert.equal((await client.query("alan@turing.example")).text, "Alan Turing");
-    }
-  });
-});
+testOnEachLoop(
+  "answers BAD_REQUEST for empty, non-UTF-8 and non-email queries and stays open",
+  async (io) => {
+    await withTestClient({ io }, async (client) => {
+      const bad: [Uint8Array, RegExp][] = [
+        [new Uint8Array(0), /empty/],
+        [encoder.encode(" \t "), /empty/],
+        [Uint8Array.of(0x61, 0x40, 0xff, 0xfe), /UTF-8/],
+        [Uint8Array.of(0xc3), /UTF-8/],
+        [encoder.encode("not-an-email"), /no @/],
+        [encoder.encode("a@b@example.com"), /more than one @/],
+        [encoder.encode("has space@example.com"), /whitespace/],
+        [encoder.encode("@example.com"), /before the @/],
+        [encoder.encode(`${"a".repeat(MAX_QUERY_BYTES - 12)}@example.com`), /long/],
+      ];
+      for (const [payload, reason] of bad) {
+        await client.write(frame(TYPE_QUERY, payload));
+        const reply = await client.readReply();
+        assert.equal(reply?.status, STATUS_BAD_REQUEST, `payload ${payload}`);
+        assert.match(reply.text, reason);
+        // The connection is still open: a good query after it is answered.
+        assert.equal((await client.query("alan@turing.example")).text, "Alan Turing");
+      }
+    });
+  },
+);
 
 /** Sends `bytes` and expects exactly one PROTOCOL_ERROR reply, then a clean close. */
 async function expectProtocolError(port: number, bytes: Uint8Array, reason: RegExp) {
@@ -146,44 +155,91 @@ async function expectProtocolError(port: number, bytes: Uint8Array, reason: RegE
   });
 }
 
-Deno.test("answers PROTOCOL_ERROR then closes for an unknown type byte", async () => {
-  await withTestServer({}, async ({ port }) => {
+testOnEachLoop("answers PROTOCOL_ERROR then closes for an unknown type byte", async (io) => {
+  await withTestServer({ io }, async ({ port }) => {
     await expectProtocolError(port, frame(TYPE_GET, encoder.encode("ada@example.com")), /0x47/);
     await expectProtocolError(port, Uint8Array.of(0x00), /0x00/);
   });
 });
 
-Deno.test("answers PROTOCOL_ERROR then closes for an R frame from a client", async () => {
-  await withTestServer({}, async ({ port }) => {
+testOnEachLoop("answers PROTOCOL_ERROR then closes for an R frame from a client", async (io) => {
+  await withTestServer({ io }, async ({ port }) => {
     await expectProtocolError(port, encodeReply(STATUS_FOUND, "Ada Lovelace"), /0x52/);
   });
 });
 
-Deno.test("answers PROTOCOL_ERROR for an oversize frame as soon as its header arrives", async () => {
-  await withTestServer({}, async ({ port }) => {
-    // Only the header is sent: the server must not wait for the body.
-    await expectProtocolError(port, header(TYPE_QUERY, MAX_QUERY_BYTES + 1), /1025/);
-    await expectProtocolError(port, header(TYPE_QUERY, 0xffffffff), /4294967295/);
-  });
-});
+testOnEachLoop(
+  "answers PROTOCOL_ERROR for an oversize frame as soon as its header arrives",
+  async (io) => {
+    await withTestServer({ io }, async ({ port }) => {
+      // Only the header is sent: the server must not wait for the body.
+      await expectProtocolError(port, header(TYPE_QUERY, MAX_QUERY_BYTES + 1), /1025/);
+      await expectProtocolError(port, header(TYPE_QUERY, 0xffffffff), /4294967295/);
+    });
+  },
+);
 
-Deno.test("answers a protocol error after the good queries before it in the same write", async () => {
-  await withTestClient({}, async (client) => {
-    await client.write(concat([
-      encodeQueries(["ada@example.com", "nobody@example.com"]),
-      header(TYPE_REPLY, 3),
-    ]));
-    const replies = await client.readUntilClosed();
-    assert.deepEqual(replies.map((r) => r.status), [
-      STATUS_FOUND,
-      STATUS_NOT_FOUND,
-      STATUS_PROTOCOL_ERROR,
-    ]);
-  });
-});
+testOnEachLoop(
+  "answers a protocol error after the good queries before it in the same write",
+  async (io) => {
+    await withTestClient({ io }, async (client) => {
+      await client.write(concat([
+        encodeQueries(["ada@example.com", "nobody@example.com"]),
+        header(TYPE_REPLY, 3),
+      ]));
+      const replies = await client.readUntilClosed();
+      assert.deepEqual(replies.map((r) => r.status), [
+        STATUS_FOUND,
+        STATUS_NOT_FOUND,
+        STATUS_PROTOCOL_ERROR,
+      ]);
+    });
+  },
+);
 
-Deno.test("accepts a query of exactly the maximum length", async () => {
-  await withTestClient({}, async (client) => {
+testOnEachLoop(
+  "a client still sending after its protocol error gets every reply and an EOF, not a reset",
+  async (io) => {
+    // Closing a socket with unread input makes the kernel send a reset, which
+    // can destroy replies the client has not read: the server lingers instead,
+    // reading and dropping what still arrives.
+    await withTestClient({ io }, async (client) => {
+      const rest = new Uint8Array(4 * 1024 * 1024).fill(TYPE_QUERY);
+      const writing = client.write(concat([
+        encodeQueries(["ada@example.com", "nobody@example.com"]),
+        Uint8Array.of(TYPE_GET),
+        rest,
+      ]));
+      await withDeadline(writing, "the server to take everything the client sent");
+      const replies = await client.readUntilClosed();
+      assert.deepEqual(replies.map((r) => r.status), [
+        STATUS_FOUND,
+        STATUS_NOT_FOUND,
+        STATUS_PROTOCOL_ERROR,
+      ]);
+      assert.equal(client.ending, "eof");
+    });
+  },
+);
+
+testOnEachLoop(
+  "closes a connection that neither sends nor closes after its protocol error once the linger time is over",
+  async (io) => {
+    await withTestServer({ io }, async ({ port, server }) => {
+      await withRawClient(port, async (client) => {
+        await client.write(Uint8Array.of(TYPE_GET));
+        assert.deepEqual((await client.readUntilClosed()).map((r) => r.status), [
+          STATUS_PROTOCOL_ERROR,
+        ]);
+        // The client keeps its side open: the server stops waiting for it.
+        await waitForOpenConnections(server, 0, "the lingering connection to be closed");
+      });
+    });
+  },
+);
+
+testOnEachLoop("accepts a query of exactly the maximum length", async (io) => {
+  await withTestClient({ io }, async (client) => {
     await client.write(frame(TYPE_QUERY, new Uint8Array(MAX_QUERY_BYTES).fill(0x61)));
     assert.equal((await client.readReply())?.status, STATUS_BAD_REQUEST);
     assert.equal((await client.query("ada@example.com")).status, STATUS_FOUND);
@@ -192,8 +248,8 @@ Deno.test("accepts a query of exactly the maximum length", async () => {
 
 // --- Client styles ---
 
-Deno.test("serves the one-query-per-connection client style", async () => {
-  await withTestServer({}, async ({ port }) => {
+testOnEachLoop("serves the one-query-per-connection client style", async (io) => {
+  await withTestServer({ io }, async ({ port }) => {
     for (const [email, name] of PEOPLE) {
       await withRawClient(port, async (client) => {
         assert.deepEqual(await client.query(email), { status: STATUS_FOUND, text: name });
@@ -202,16 +258,16 @@ Deno.test("serves the one-query-per-connection client style", async () => {
   });
 });
 
-Deno.test("answers 1000 queries pipelined in one write, in order", async () => {
-  await withTestClient({}, async (client) => {
+testOnEachLoop("answers 1000 queries pipelined in one write, in order", async (io) => {
+  await withTestClient({ io }, async (client) => {
     const expected = mixedQueries(1000);
     await client.write(encodeQueries(expected.map((e) => e.query)));
     assertReplies(await client.readReplies(expected.length), expected);
   });
 });
 
-Deno.test("serves 200 concurrent connections doing a few queries each", async () => {
-  await withTestServer({}, async ({ port, server }) => {
+testOnEachLoop("serves 200 concurrent connections doing a few queries each", async (io) => {
+  await withTestServer({ io }, async ({ port, server }) => {
     const clients = await Promise.all(Array.from({ length: 200 }, () => RawClient.connect(port)));
     try {
       await Promise.all(clients.map(async (client, c) => {
@@ -227,8 +283,8 @@ Deno.test("serves 200 concurrent connections doing a few queries each", async ()
   });
 });
 
-Deno.test("decodes frames sent one byte per write", async () => {
-  await withTestClient({}, async (client) => {
+testOnEachLoop("decodes frames sent one byte per write", async (io) => {
+  await withTestClient({ io }, async (client) => {
     const bytes = encodeQueries(["grace.hopper@navy.example", "nobody@example.com"]);
     for (const byte of bytes) await client.write(Uint8Array.of(byte));
     const replies = await client.readReplies(2);
@@ -239,8 +295,8 @@ Deno.test("decodes frames sent one byte per write", async () => {
   });
 });
 
-Deno.test("keeps serving after clients disconnect mid-frame and mid-pipeline", async () => {
-  await withTestServer({}, async ({ port, server }) => {
+testOnEachLoop("keeps serving after clients disconnect mid-frame and mid-pipeline", async (io) => {
+  await withTestServer({ io }, async ({ port, server }) => {
     const query = encodeQuery("ada@example.com");
     const abrupt = [
       new Uint8Array(0),
@@ -262,8 +318,8 @@ Deno.test("keeps serving after clients disconnect mid-frame and mid-pipeline", a
   });
 });
 
-Deno.test("answers every query of a half-closed connection, then closes it", async () => {
-  await withTestClient({}, async (client) => {
+testOnEachLoop("answers every query of a half-closed connection, then closes it", async (io) => {
+  await withTestClient({ io }, async (client) => {
     const expected = mixedQueries(50);
     await client.write(encodeQueries(expected.map((e) => e.query)));
     await client.closeWrite();
@@ -272,8 +328,8 @@ Deno.test("answers every query of a half-closed connection, then closes it", asy
   });
 });
 
-Deno.test("a client stalled mid-frame does not delay another client", async () => {
-  await withTestServer({}, async ({ port }) => {
+testOnEachLoop("a client stalled mid-frame does not delay another client", async (io) => {
+  await withTestServer({ io }, async ({ port }) => {
     const stalled = await RawClient.connect(port);
     const other = await RawClient.connect(port);
     try {
@@ -291,8 +347,8 @@ Deno.test("a client stalled mid-frame does not delay another client", async () =
   });
 });
 
-Deno.test("answers a frame whose header and body arrive in separate reads", async () => {
-  await withTestServer({}, async ({ port }) => {
+testOnEachLoop("answers a frame whose header and body arrive in separate reads", async (io) => {
+  await withTestServer({ io }, async ({ port }) => {
     const client = await RawClient.connect(port);
     const other = await RawClient.connect(port);
     try {
@@ -312,36 +368,39 @@ Deno.test("answers a frame whose header and body arrive in separate reads", asyn
 
 // --- Limits ---
 
-Deno.test("refuses a connection over maxConnections with SERVER_BUSY and closes it", async () => {
-  await withTestServer({ limits: { maxConnections: 2 } }, async ({ port, server }) => {
-    const first = await connectAccepted(port);
-    const second = await connectAccepted(port);
-    const clients = [first, second];
-    try {
-      const third = await RawClient.connect(port);
-      clients.push(third);
-      const replies = await third.readUntilClosed();
-      assert.deepEqual(replies.map((r) => r.status), [STATUS_SERVER_BUSY]);
-      assert.match(replies[0].text, /connection limit/);
+testOnEachLoop(
+  "refuses a connection over maxConnections with SERVER_BUSY and closes it",
+  async (io) => {
+    await withTestServer({ io, limits: { maxConnections: 2 } }, async ({ port, server }) => {
+      const first = await connectAccepted(port);
+      const second = await connectAccepted(port);
+      const clients = [first, second];
+      try {
+        const third = await RawClient.connect(port);
+        clients.push(third);
+        const replies = await third.readUntilClosed();
+        assert.deepEqual(replies.map((r) => r.status), [STATUS_SERVER_BUSY]);
+        assert.match(replies[0].text, /connection limit/);
 
-      assert.equal((await first.query("alan@turing.example")).text, "Alan Turing");
-      assert.equal((await second.query("alan@turing.example")).text, "Alan Turing");
+        assert.equal((await first.query("alan@turing.example")).text, "Alan Turing");
+        assert.equal((await second.query("alan@turing.example")).text, "Alan Turing");
 
-      // Once one leaves, a new connection is served.
-      first.close();
-      await waitForOpenConnections(server, 1, "the closed connection to be counted out");
-      const fourth = await connectAccepted(port);
-      clients.push(fourth);
-      assert.equal(metricValue(server.metrics(), "addrbook_busy_refusals_total"), 1);
-    } finally {
-      closeAll(clients);
-    }
-  });
-});
+        // Once one leaves, a new connection is served.
+        first.close();
+        await waitForOpenConnections(server, 1, "the closed connection to be counted out");
+        const fourth = await connectAccepted(port);
+        clients.push(fourth);
+        assert.equal(metricValue(server.metrics(), "addrbook_busy_refusals_total"), 1);
+      } finally {
+        closeAll(clients);
+      }
+    });
+  },
+);
 
-Deno.test("closes a connection that stays silent for the idle timeout", async () => {
+testOnEachLoop("closes a connection that stays silent for the idle timeout", async (io) => {
   const limits = { idleTimeoutMs: SHORT_TIMEOUT_MS, frameTimeoutMs: 0 };
-  await withTestServer({ limits }, async ({ port, server }) => {
+  await withTestServer({ io, limits }, async ({ port, server }) => {
     const silent = await RawClient.connect(port);
     const afterQuery = await connectAccepted(port);
     try {
@@ -357,32 +416,35 @@ Deno.test("closes a connection that stays silent for the idle timeout", async ()
   });
 });
 
-Deno.test("closes a connection that leaves a frame unfinished for the frame timeout", async () => {
-  const limits = { idleTimeoutMs: 0, frameTimeoutMs: SHORT_TIMEOUT_MS };
-  await withTestServer({ limits }, async ({ port, server }) => {
-    // Opened first, idle all along: the frame timeout is not an idle timeout.
-    const idle = await connectAccepted(port);
-    const halfFrame = await RawClient.connect(port);
-    const headerOnly = await RawClient.connect(port);
-    try {
-      await halfFrame.write(encodeQuery("ada@example.com").subarray(0, 9));
-      await headerOnly.write(header(TYPE_QUERY, 20));
-      assert.deepEqual(await halfFrame.readUntilClosed(), []);
-      assert.deepEqual(await headerOnly.readUntilClosed(), []);
-      assert.equal(
-        metricValue(server.metrics(), "addrbook_timeouts_total", '{kind="frame"}'),
-        2,
-      );
-      assert.equal((await idle.query("ada@example.com")).status, STATUS_FOUND);
-    } finally {
-      closeAll([idle, halfFrame, headerOnly]);
-    }
-  });
-});
+testOnEachLoop(
+  "closes a connection that leaves a frame unfinished for the frame timeout",
+  async (io) => {
+    const limits = { idleTimeoutMs: 0, frameTimeoutMs: SHORT_TIMEOUT_MS };
+    await withTestServer({ io, limits }, async ({ port, server }) => {
+      // Opened first, idle all along: the frame timeout is not an idle timeout.
+      const idle = await connectAccepted(port);
+      const halfFrame = await RawClient.connect(port);
+      const headerOnly = await RawClient.connect(port);
+      try {
+        await halfFrame.write(encodeQuery("ada@example.com").subarray(0, 9));
+        await headerOnly.write(header(TYPE_QUERY, 20));
+        assert.deepEqual(await halfFrame.readUntilClosed(), []);
+        assert.deepEqual(await headerOnly.readUntilClosed(), []);
+        assert.equal(
+          metricValue(server.metrics(), "addrbook_timeouts_total", '{kind="frame"}'),
+          2,
+        );
+        assert.equal((await idle.query("ada@example.com")).status, STATUS_FOUND);
+      } finally {
+        closeAll([idle, halfFrame, headerOnly]);
+      }
+    });
+  },
+);
 
-Deno.test("100 slow-loris peers stalled mid-frame do not stop a normal client", async () => {
+testOnEachLoop("100 slow-loris peers stalled mid-frame do not stop a normal client", async (io) => {
   const limits = { frameTimeoutMs: SHORT_TIMEOUT_MS };
-  await withTestServer({ limits }, async ({ port, server }) => {
+  await withTestServer({ io, limits }, async ({ port, server }) => {
     const lorises = await Promise.all(Array.from({ length: 100 }, () => RawClient.connect(port)));
     const client = await RawClient.connect(port);
     try {
@@ -403,6 +465,91 @@ Deno.test("100 slow-loris peers stalled mid-frame do not stop a normal client", 
     }
   });
 });
+
+/** A name of 100 kB: sixty such replies are more than loopback's socket buffers hold (about 4 MB). */
+const LARGE_NAME = `Large ${"x".repeat(100_000)}`;
+const LARGE_BOOK = makeBook([["large@example.com", LARGE_NAME]]);
+const LARGE_REPLIES = 60;
+
+testOnEachLoop(
+  "closes a connection that takes none of its replies for the write timeout",
+  async (io) => {
+    const limits = { writeTimeoutMs: SHORT_TIMEOUT_MS, maxPendingWrite: SMALL_PENDING_WRITE };
+    await withTestServer({ io, book: LARGE_BOOK, limits }, async ({ port, server }) => {
+      const other = await RawClient.connect(port);
+      const stalled = await RawClient.connect(port);
+      try {
+        await stalled.write(encodeQueries(Array(LARGE_REPLIES).fill("large@example.com")));
+        await waitFor(
+          () => metricValue(server.metrics(), "addrbook_timeouts_total", '{kind="write"}') === 1,
+          "the write timeout of the client that does not read",
+        );
+        // The other connection, idle all along, is served as before.
+        assert.equal((await other.query("large@example.com")).text, LARGE_NAME);
+        await waitForOpenConnections(server, 1, "the stalled connection to be counted out");
+        const metrics = server.metrics();
+        assert.equal(metricValue(metrics, "addrbook_timeouts_total", '{kind="idle"}'), 0);
+        assert.equal(metricValue(metrics, "addrbook_timeouts_total", '{kind="frame"}'), 0);
+        // What the kernel had taken still arrives, then the connection ends, short of its replies.
+        const replies = await stalled.readUntilClosed().catch((error) => {
+          assert.ok(!(error instanceof DeadlineError), String(error));
+          return null; // ended inside a reply, or reset
+        });
+        assert.ok(replies === null || replies.length < LARGE_REPLIES, "the connection was cut");
+      } finally {
+        closeAll([other, stalled]);
+      }
+    });
+  },
+);
+
+/**
+ * How much a slow reader takes each time it reads, and how long it pauses.
+ * The server sees progress only when the kernel takes more of its replies,
+ * which it does once the reader has emptied a good part of the socket
+ * buffers: up to about 250 ms apart at this pace on loopback (measured on
+ * both loops), so the write timeout here is four times that.
+ */
+const SLOW_READ_BYTES = 256 * 1024;
+const SLOW_READ_PAUSE_MS = 50;
+const STEADY_WRITE_TIMEOUT_MS = 1000;
+
+testOnEachLoop(
+  "never write-times-out a slow reader that takes a little every 50 ms",
+  async (io) => {
+    const limits = {
+      writeTimeoutMs: STEADY_WRITE_TIMEOUT_MS,
+      maxPendingWrite: SMALL_PENDING_WRITE,
+    };
+    const count = 2 * LARGE_REPLIES;
+    await withTestServer({ io, book: LARGE_BOOK, limits }, async ({ port, server }) => {
+      await withRawClient(port, async (client) => {
+        await client.write(encodeQueries(Array(count).fill("large@example.com")));
+        const replies: Reply[] = [];
+        // Reading all of it at this pace takes more than twice the write timeout.
+        for (let round = 0; replies.length < count && round < 10_000; round++) {
+          const before = replies.length;
+          let taken = 0;
+          while (taken < SLOW_READ_BYTES && replies.length < count) {
+            const reply = await client.readReply();
+            assert.ok(reply !== null, `the connection closed after ${replies.length} replies`);
+            replies.push(reply);
+            taken += reply.text.length;
+          }
+          assert.ok(replies.length > before);
+          await new Promise((resolve) => setTimeout(resolve, SLOW_READ_PAUSE_MS));
+        }
+        assert.equal(replies.length, count);
+        assert.ok(replies.every((reply) => reply.text === LARGE_NAME));
+        assert.equal(
+          metricValue(server.metrics(), "addrbook_timeouts_total", '{kind="write"}'),
+          0,
+        );
+        assert.equal((await client.query("large@example.com")).text, LARGE_NAME, "still open");
+      });
+    });
+  },
+);
 
 /** A book of `count` people with long names, so replies outweigh queries many times. */
 function bigBook(count: number): { book: AddressBook; emails: string[]; names: string[] } {
@@ -479,70 +626,76 @@ async function readAllInOrder(
 /** A name of about a megabyte: a few such replies outgrow every socket buffer. */
 const HUGE_NAME = `Huge ${"x".repeat(1_000_000)}`;
 
-Deno.test("does not idle-time-out a connection while blocked writing its replies", async () => {
-  const book = makeBook([["huge@example.com", HUGE_NAME]]);
-  const limits = { maxPendingWrite: SMALL_PENDING_WRITE, idleTimeoutMs: SHORT_TIMEOUT_MS };
-  await withTestServer({ book, limits }, async ({ port, server }) => {
-    const count = 20;
-    const client = await RawClient.connect(port);
-    let witness: RawClient | undefined;
-    try {
-      // A few small queries in one write: the server reads them whole, then blocks writing.
-      await client.write(encodeQueries(Array(count).fill("huge@example.com")));
-      const answered = await waitForStall(server);
-      assert.ok(answered < count, `the server answered ${answered} of ${count} queries unread`);
-      // Once a connection opened now has been closed as idle, the blocked one
-      // has waited longer than the idle timeout too.
-      witness = await RawClient.connect(port);
-      assert.deepEqual(await witness.readUntilClosed(), []);
-      await client.closeWrite();
-      const replies = await client.readUntilClosed();
-      assert.equal(replies.length, count);
-      assert.ok(replies.every((reply) => reply.text === HUGE_NAME));
-    } finally {
-      client.close();
-      witness?.close();
-    }
-  });
-});
+testOnEachLoop(
+  "does not idle-time-out a connection while blocked writing its replies",
+  async (io) => {
+    const book = makeBook([["huge@example.com", HUGE_NAME]]);
+    const limits = { maxPendingWrite: SMALL_PENDING_WRITE, idleTimeoutMs: SHORT_TIMEOUT_MS };
+    await withTestServer({ io, book, limits }, async ({ port, server }) => {
+      const count = 20;
+      const client = await RawClient.connect(port);
+      let witness: RawClient | undefined;
+      try {
+        // A few small queries in one write: the server reads them whole, then blocks writing.
+        await client.write(encodeQueries(Array(count).fill("huge@example.com")));
+        const answered = await waitForStall(server);
+        assert.ok(answered < count, `the server answered ${answered} of ${count} queries unread`);
+        // Once a connection opened now has been closed as idle, the blocked one
+        // has waited longer than the idle timeout too.
+        witness = await RawClient.connect(port);
+        assert.deepEqual(await witness.readUntilClosed(), []);
+        await client.closeWrite();
+        const replies = await client.readUntilClosed();
+        assert.equal(replies.length, count);
+        assert.ok(replies.every((reply) => reply.text === HUGE_NAME));
+      } finally {
+        client.close();
+        witness?.close();
+      }
+    });
+  },
+);
 
-Deno.test("stops reading from a client that does not read, then answers every query in order", async () => {
-  const { book, emails, names } = bigBook(1000);
-  const count = 200_000;
-  const limits = { maxPendingWrite: SMALL_PENDING_WRITE, idleTimeoutMs: SHORT_TIMEOUT_MS };
-  await withTestServer({ book, limits }, async ({ port, server }) => {
-    const { bytes, expected } = pipelineQueries(emails, count);
-    const client = await RawClient.connect(port);
-    let witness: RawClient | undefined;
-    try {
-      const writing = writeInChunks(client, bytes);
-      writing.catch(() => {});
-      const answered = await waitForStall(server);
-      assert.ok(answered < count, `the server answered ${answered} of ${count} queries unread`);
+testOnEachLoop(
+  "stops reading from a client that does not read, then answers every query in order",
+  async (io) => {
+    const { book, emails, names } = bigBook(1000);
+    const count = 200_000;
+    const limits = { maxPendingWrite: SMALL_PENDING_WRITE, idleTimeoutMs: SHORT_TIMEOUT_MS };
+    await withTestServer({ io, book, limits }, async ({ port, server }) => {
+      const { bytes, expected } = pipelineQueries(emails, count);
+      const client = await RawClient.connect(port);
+      let witness: RawClient | undefined;
+      try {
+        const writing = writeInChunks(client, bytes);
+        writing.catch(() => {});
+        const answered = await waitForStall(server);
+        assert.ok(answered < count, `the server answered ${answered} of ${count} queries unread`);
 
-      // Once a connection opened now has been closed as idle, the blocked one
-      // has waited longer than the idle timeout too; it must not be closed.
-      witness = await RawClient.connect(port);
-      assert.deepEqual(await witness.readUntilClosed(), []);
+        // Once a connection opened now has been closed as idle, the blocked one
+        // has waited longer than the idle timeout too; it must not be closed.
+        witness = await RawClient.connect(port);
+        assert.deepEqual(await witness.readUntilClosed(), []);
 
-      await Promise.all([
-        readAllInOrder(client, count, names, expected),
-        withDeadline(writing, "the client to write all its queries", 60_000),
-      ]);
-    } finally {
-      client.close();
-      witness?.close();
-    }
-  });
-});
+        await Promise.all([
+          readAllInOrder(client, count, names, expected),
+          withDeadline(writing, "the client to write all its queries", 60_000),
+        ]);
+      } finally {
+        client.close();
+        witness?.close();
+      }
+    });
+  },
+);
 
-Deno.test({
-  name: "does not frame-time-out a connection while blocked writing its replies",
-  fn: async () => {
+testOnEachLoop(
+  "does not frame-time-out a connection while blocked writing its replies",
+  async (io) => {
     const { book, emails, names } = bigBook(1000);
     const count = 200_000;
     const limits = { maxPendingWrite: SMALL_PENDING_WRITE, frameTimeoutMs: SHORT_TIMEOUT_MS };
-    await withTestServer({ book, limits }, async ({ port, server }) => {
+    await withTestServer({ io, book, limits }, async ({ port, server }) => {
       const { bytes, expected } = pipelineQueries(emails, count);
       const client = await RawClient.connect(port);
       let witness: RawClient | undefined;
@@ -571,35 +724,40 @@ Deno.test({
       }
     });
   },
-});
+);
 
 // --- Graceful shutdown ---
 
-Deno.test("graceful shutdown answers what was sent, closes idle connections and stops accepting", async () => {
-  await withTestServer({}, async ({ port, server }) => {
-    const busy = await connectAccepted(port);
-    const idle = await connectAccepted(port);
-    try {
-      const expected = mixedQueries(500);
-      await busy.write(encodeQueries(expected.map((e) => e.query)));
-      const shutdown = server.shutdown(2000);
+testOnEachLoop(
+  "graceful shutdown answers what was sent, closes idle connections and stops accepting",
+  async (io) => {
+    await withTestServer({ io }, async ({ port, server }) => {
+      const busy = await connectAccepted(port);
+      const idle = await connectAccepted(port);
+      try {
+        const expected = mixedQueries(500);
+        await busy.write(encodeQueries(expected.map((e) => e.query)));
+        const shutdown = server.shutdown(2000);
 
-      assertReplies(await busy.readUntilClosed(), expected);
-      assert.equal(busy.ending, "eof");
-      assert.deepEqual(await idle.readUntilClosed(), []);
-      await withDeadline(shutdown, "shutdown to resolve");
-      await assert.rejects(
-        Deno.connect({ hostname: "127.0.0.1", port }),
-        Deno.errors.ConnectionRefused,
-      );
-    } finally {
-      closeAll([busy, idle]);
-    }
-  });
-});
+        assertReplies(await busy.readUntilClosed(), expected);
+        assert.equal(busy.ending, "eof");
+        assert.deepEqual(await idle.readUntilClosed(), []);
+        // Closing at the EOF, as clients do, spares the server its linger time.
+        closeAll([busy, idle]);
+        await withDeadline(shutdown, "shutdown to resolve");
+        await assert.rejects(
+          Deno.connect({ hostname: "127.0.0.1", port }),
+          Deno.errors.ConnectionRefused,
+        );
+      } finally {
+        closeAll([busy, idle]);
+      }
+    });
+  },
+);
 
-Deno.test("graceful shutdown answers a large pipeline written just before it", async () => {
-  await withTestServer({}, async ({ port, server }) => {
+testOnEachLoop("graceful shutdown answers a large pipeline written just before it", async (io) => {
+  await withTestServer({ io }, async ({ port, server }) => {
     const client = await connectAccepted(port);
     try {
       const expected = mixedQueries(30_000);
@@ -608,6 +766,8 @@ Deno.test("graceful shutdown answers a large pipeline written just before it", a
       await client.write(encodeQueries(expected.map((e) => e.query)));
       const shutdown = server.shutdown(5000);
       assertReplies(await reading, expected);
+      // Closing at the EOF, as clients do, spares the server its linger time.
+      client.close();
       await withDeadline(shutdown, "shutdown to resolve");
     } finally {
       client.close();
@@ -615,8 +775,9 @@ Deno.test("graceful shutdown answers a large pipeline written just before it", a
   });
 });
 
-for (const io of ["epoll", "deno"] as const) {
-  Deno.test(`graceful shutdown answers queries queued behind a client that reads late [--io ${io}]`, async () => {
+testOnEachLoop(
+  "graceful shutdown answers queries queued behind a client that reads late",
+  async (io) => {
     // The server stops reading this client while its replies wait (backpressure), so
     // most of its queries are still in the socket when the shutdown begins.
     await withTestServer(
@@ -629,17 +790,99 @@ for (const io of ["epoll", "deno"] as const) {
           const shutdown = server.shutdown(10_000);
           assertReplies(await client.readUntilClosed(), expected);
           assert.equal(client.ending, "eof");
+          // Closing at the EOF, as clients do, spares the server its linger time.
+          client.close();
           await withDeadline(shutdown, "shutdown to resolve");
         } finally {
           client.close();
         }
       },
     );
-  });
-}
+  },
+);
 
-Deno.test("graceful shutdown with no connections resolves and stops accepting", async () => {
-  await withTestServer({}, async ({ port, server }) => {
+testOnEachLoop(
+  "graceful shutdown ends a client that never stops pipelining, long before its timeout",
+  async (io) => {
+    await withTestServer({ io }, async ({ port, server }) => {
+      const client = await connectAccepted(port);
+      try {
+        // Whole cycles of PEOPLE per batch, so reply i is for PEOPLE[i % PEOPLE.length].
+        const batch = encodeQueries(
+          Array.from({ length: 20 * PEOPLE.length }, (_, i) => PEOPLE[i % PEOPLE.length][0]),
+        );
+        let sent = 0;
+        let writeError: unknown;
+        const writing = (async () => {
+          // It stops only when the server has closed the connection under it.
+          for (let i = 0; i < 1_000_000 && writeError === undefined; i++) {
+            try {
+              await client.write(batch);
+              sent += 20 * PEOPLE.length;
+            } catch (error) {
+              writeError = error;
+            }
+            await yieldToEventLoop();
+          }
+        })();
+        const replies: Reply[] = [];
+        const reading = (async () => {
+          for (let reply; (reply = await client.readReply()) !== null;) replies.push(reply);
+        })();
+        await waitFor(() => replies.length >= 1000, "the pipeline to be under way");
+        // A shutdown held until its timeout would outlast the deadline by far.
+        const timeoutMs = 6 * WAIT_MS;
+        await withDeadline(
+          server.shutdown(timeoutMs),
+          "the shutdown to resolve before its timeout",
+        );
+        await withDeadline(reading, "the end of the replies");
+        assert.equal(client.ending, "eof", "the client got an EOF, not a reset");
+        for (let i = 0; i < replies.length; i++) {
+          assert.equal(replies[i].text, PEOPLE[i % PEOPLE.length][1], `reply ${i}`);
+        }
+        assert.ok(replies.length <= sent);
+        await withDeadline(writing, "the client's writes to fail");
+        assert.ok(
+          writeError instanceof Deno.errors.BrokenPipe ||
+            writeError instanceof Deno.errors.ConnectionReset,
+          `the client's writes failed with ${writeError}`,
+        );
+        assert.ok(!server.ready);
+      } finally {
+        client.close();
+      }
+    });
+  },
+);
+
+testOnEachLoop(
+  "graceful shutdown answers clients that connected and sent just before it",
+  async (io) => {
+    await withTestServer({ io }, async ({ port, server }) => {
+      // Connected by the kernel, their queries sent, perhaps not accepted yet
+      // when the shutdown begins: the server still accepts for the drain grace.
+      const clients = await Promise.all(Array.from({ length: 5 }, () => RawClient.connect(port)));
+      try {
+        await Promise.all(clients.map((client, i) => client.write(encodeQuery(PEOPLE[i][0]))));
+        const shutdown = server.shutdown(WAIT_MS);
+        const ends = await Promise.all(clients.map((client) => client.readUntilClosed()));
+        assert.deepEqual(
+          ends,
+          clients.map((_, i) => [{ status: STATUS_FOUND, text: PEOPLE[i][1] }]),
+        );
+        assert.ok(clients.every((client) => client.ending === "eof"));
+        closeAll(clients);
+        await withDeadline(shutdown, "shutdown to resolve");
+      } finally {
+        closeAll(clients);
+      }
+    });
+  },
+);
+
+testOnEachLoop("graceful shutdown with no connections resolves and stops accepting", async (io) => {
+  await withTestServer({ io }, async ({ port, server }) => {
     await withDeadline(server.shutdown(2000), "shutdown to resolve");
     await assert.rejects(
       Deno.connect({ hostname: "127.0.0.1", port }),
@@ -654,9 +897,9 @@ const BOOK_A = makeBook([["ada@example.com", "Ada Lovelace"], ["only.a@example.c
 const BOOK_B = makeBook([["ada@example.com", "Ada King"], ["only.b@example.com", "Only B"]]);
 const RELOAD_NAMES = ["Only A", "Only B", "Ada King"];
 
-Deno.test("reload switches answers to the new book", async () => {
+testOnEachLoop("reload switches answers to the new book", async (io) => {
   const options = { book: BOOK_A, loadBook: () => Promise.resolve(BOOK_B) };
-  await withTestClient(options, async (client, { server }) => {
+  await withTestClient({ ...options, io }, async (client, { server }) => {
     assert.equal((await client.query("ada@example.com")).text, "Ada Lovelace");
     await server.reload();
     // The same open connection now answers from the new book.
@@ -671,12 +914,12 @@ Deno.test("reload switches answers to the new book", async () => {
   }, RELOAD_NAMES);
 });
 
-Deno.test("a failed reload rejects and keeps serving the old book", async () => {
+testOnEachLoop("a failed reload rejects and keeps serving the old book", async (io) => {
   const options = {
     book: BOOK_A,
     loadBook: () => Promise.reject(new Error("The book file is gone.")),
   };
-  await withTestClient(options, async (client, { server }) => {
+  await withTestClient({ ...options, io }, async (client, { server }) => {
     await assert.rejects(server.reload(), /gone/);
     assert.equal((await client.query("ada@example.com")).text, "Ada Lovelace");
     assert.equal(server.entries, 2);
@@ -686,20 +929,20 @@ Deno.test("a failed reload rejects and keeps serving the old book", async () => 
   }, RELOAD_NAMES);
 });
 
-Deno.test("reload without a loadBook rejects", async () => {
-  await withTestServer({}, async ({ server }) => {
+testOnEachLoop("reload without a loadBook rejects", async (io) => {
+  await withTestServer({ io }, async ({ server }) => {
     await assert.rejects(server.reload(), /no book file/);
   });
 });
 
-Deno.test("reloads under a continuous pipeline lose no query and mix no books", async () => {
+testOnEachLoop("reloads under a continuous pipeline lose no query and mix no books", async (io) => {
   let next = BOOK_B;
   const loadBook = () => {
     const book = next;
     next = next === BOOK_A ? BOOK_B : BOOK_A;
     return Promise.resolve(book);
   };
-  await withTestClient({ book: BOOK_A, loadBook }, async (client, { server }) => {
+  await withTestClient({ io, book: BOOK_A, loadBook }, async (client, { server }) => {
     let sent = 0;
     let stop = false;
     const writing = (async () => {
@@ -737,176 +980,185 @@ Deno.test("reloads under a continuous pipeline lose no query and mix no books", 
 
 // --- Worker threads ---
 
-Deno.test("two worker threads answer many connections, all reload, and shut down", async () => {
-  const options = { book: BOOK_A, loadBook: () => Promise.resolve(BOOK_B), workers: 2 };
-  await withTestServer(options, async ({ port, server }) => {
-    const clients: RawClient[] = [];
-    try {
-      // The kernel spreads connections over the two threads' listeners; with 20,
-      // both get some unless the odds of 2 in a million strike.
-      for (let i = 0; i < 20; i++) clients.push(await RawClient.connect(port));
-      for (const client of clients) {
-        assert.equal((await client.query("ada@example.com")).text, "Ada Lovelace");
+testOnEachLoop(
+  "two worker threads answer many connections, all reload, and shut down",
+  async (io) => {
+    const options = { book: BOOK_A, loadBook: () => Promise.resolve(BOOK_B), workers: 2 };
+    await withTestServer({ ...options, io }, async ({ port, server }) => {
+      const clients: RawClient[] = [];
+      try {
+        // The kernel spreads connections over the two threads' listeners; with 20,
+        // both get some unless the odds of 2 in a million strike.
+        for (let i = 0; i < 20; i++) clients.push(await RawClient.connect(port));
+        for (const client of clients) {
+          assert.equal((await client.query("ada@example.com")).text, "Ada Lovelace");
+        }
+        await server.reload();
+        for (const client of clients) {
+          assert.equal((await client.query("ada@example.com")).text, "Ada King");
+        }
+        assert.equal(server.entries, 2);
+        assert.equal(metricValue(server.metrics(), "addrbook_connections_open"), 20);
+        assert.equal(
+          metricValue(server.metrics(), "addrbook_replies_total", '{status="FOUND"}'),
+          40,
+        );
+        const shutdown = server.shutdown(2000);
+        const ends = await Promise.all(clients.map((client) => client.readUntilClosed()));
+        assert.ok(ends.every((replies) => replies.length === 0));
+        // Closing at the EOF, as clients do, spares the server its linger time.
+        closeAll(clients);
+        await withDeadline(shutdown, "shutdown to resolve");
+        await assert.rejects(
+          Deno.connect({ hostname: "127.0.0.1", port }),
+          Deno.errors.ConnectionRefused,
+        );
+      } finally {
+        closeAll(clients);
       }
-      await server.reload();
-      for (const client of clients) {
-        assert.equal((await client.query("ada@example.com")).text, "Ada King");
-      }
-      assert.equal(server.entries, 2);
-      assert.equal(metricValue(server.metrics(), "addrbook_connections_open"), 20);
-      assert.equal(
-        metricValue(server.metrics(), "addrbook_replies_total", '{status="FOUND"}'),
-        40,
-      );
-      await withDeadline(server.shutdown(2000), "shutdown to resolve");
-      const ends = await Promise.all(clients.map((client) => client.readUntilClosed()));
-      assert.ok(ends.every((replies) => replies.length === 0));
-      await assert.rejects(
-        Deno.connect({ hostname: "127.0.0.1", port }),
-        Deno.errors.ConnectionRefused,
-      );
-    } finally {
-      closeAll(clients);
-    }
-  }, RELOAD_NAMES);
-});
+    }, RELOAD_NAMES);
+  },
+);
 
 // --- Metrics ---
 
-Deno.test("serves counters as Prometheus text at GET /metrics and 404 elsewhere", async () => {
-  // The idle timeout is long enough that the three connections are surely open when
-  // the fourth arrives, and short enough that the test waits for it.
-  const limits = { maxConnections: 3, idleTimeoutMs: 500, frameTimeoutMs: 100 };
-  let reloads = 0;
-  const loadBook = () =>
-    ++reloads === 1 ? Promise.resolve(makeBook()) : Promise.reject(new Error("Bad file."));
-  await withTestServer({ limits, metricsPort: 0, loadBook }, async ({ port, server }) => {
-    assert.ok(server.metricsAddr !== undefined);
-    const url = `http://127.0.0.1:${server.metricsAddr.port}`;
-    const clients: RawClient[] = [];
-    try {
-      // FOUND, NOT_FOUND, BAD_REQUEST on one connection, which then idles out.
-      const open = await connectAccepted(port);
-      clients.push(open);
-      assert.equal((await open.query("nobody@example.com")).status, STATUS_NOT_FOUND);
-      assert.equal((await open.query("nonsense")).status, STATUS_BAD_REQUEST);
-      // A frame timeout and another idle timeout.
-      const stalled = await RawClient.connect(port);
-      const idle = await RawClient.connect(port);
-      clients.push(stalled, idle);
-      await stalled.write(header(TYPE_QUERY, 10));
-      // Three are open: a fourth is refused.
-      const refused = await RawClient.connect(port);
-      clients.push(refused);
-      assert.deepEqual((await refused.readUntilClosed()).map((r) => r.status), [
-        STATUS_SERVER_BUSY,
-      ]);
-      assert.deepEqual(await stalled.readUntilClosed(), []);
-      assert.deepEqual(await idle.readUntilClosed(), []);
-      // A protocol error.
-      const rude = await RawClient.connect(port);
-      clients.push(rude);
-      await rude.write(Uint8Array.of(TYPE_GET));
-      assert.equal((await rude.readUntilClosed())[0].status, STATUS_PROTOCOL_ERROR);
-      await server.reload();
-      await assert.rejects(server.reload());
-      await waitForOpenConnections(server, 0, "every connection to be closed and counted out");
-
-      const response = await fetch(`${url}/metrics`);
-      assert.equal(response.status, 200);
-      assert.match(response.headers.get("content-type") ?? "", /^text\/plain/);
-      const text = await response.text();
-      const expected: [string, string, number][] = [
-        ["addrbook_connections_open", "", 0],
-        ["addrbook_connections_total", "", 5],
-        ["addrbook_replies_total", '{status="FOUND"}', 1],
-        ["addrbook_replies_total", '{status="NOT_FOUND"}', 1],
-        ["addrbook_replies_total", '{status="BAD_REQUEST"}', 1],
-        ["addrbook_replies_total", '{status="PROTOCOL_ERROR"}', 1],
-        ["addrbook_busy_refusals_total", "", 1],
-        ["addrbook_timeouts_total", '{kind="idle"}', 2],
-        ["addrbook_timeouts_total", '{kind="frame"}', 1],
-        ["addrbook_reloads_total", '{result="ok"}', 1],
-        ["addrbook_reloads_total", '{result="failed"}', 1],
-        ["addrbook_book_entries", "", PEOPLE.length],
-      ];
-      for (const [name, labels, value] of expected) {
-        assert.equal(metricValue(text, name, labels), value, `${name}${labels}`);
-      }
-      assert.match(text, /^# HELP addrbook_connections_open /m);
-      assert.match(text, /^# TYPE addrbook_replies_total counter$/m);
-      // Nothing changed since: the handle renders the same text.
-      assert.equal(server.metrics(), text);
-
-      for (const path of ["/", "/metrics/", "/other"]) {
-        const missing = await fetch(`${url}${path}`);
-        assert.equal(missing.status, 404, path);
-        await missing.body?.cancel();
-      }
-      const post = await fetch(`${url}/metrics`, { method: "POST" });
-      assert.equal(post.status, 405);
-      await post.body?.cancel();
-    } finally {
-      closeAll(clients);
-    }
-  });
-});
-
-Deno.test({
-  name: "counts SERVER_BUSY replies among the replies by status",
-  fn: async () => {
-    await withTestServer({ limits: { maxConnections: 1 } }, async ({ port, server }) => {
-      const first = await connectAccepted(port);
-      const refused = await RawClient.connect(port);
+testOnEachLoop(
+  "serves counters as Prometheus text at GET /metrics and 404 elsewhere",
+  async (io) => {
+    // The idle timeout is long enough that the three connections are surely open when
+    // the fourth arrives, and short enough that the test waits for it.
+    const limits = { maxConnections: 3, idleTimeoutMs: 500, frameTimeoutMs: 100 };
+    let reloads = 0;
+    const loadBook = () =>
+      ++reloads === 1 ? Promise.resolve(makeBook()) : Promise.reject(new Error("Bad file."));
+    await withTestServer({ io, limits, metricsPort: 0, loadBook }, async ({ port, server }) => {
+      assert.ok(server.metricsAddr !== undefined);
+      const url = `http://127.0.0.1:${server.metricsAddr.port}`;
+      const clients: RawClient[] = [];
       try {
-        assert.equal((await refused.readUntilClosed())[0].status, STATUS_SERVER_BUSY);
-        assert.equal(
-          metricValue(server.metrics(), "addrbook_replies_total", '{status="SERVER_BUSY"}'),
-          1,
-        );
+        // FOUND, NOT_FOUND, BAD_REQUEST on one connection, which then idles out.
+        const open = await connectAccepted(port);
+        clients.push(open);
+        assert.equal((await open.query("nobody@example.com")).status, STATUS_NOT_FOUND);
+        assert.equal((await open.query("nonsense")).status, STATUS_BAD_REQUEST);
+        // A frame timeout and another idle timeout.
+        const stalled = await RawClient.connect(port);
+        const idle = await RawClient.connect(port);
+        clients.push(stalled, idle);
+        await stalled.write(header(TYPE_QUERY, 10));
+        // Three are open: a fourth is refused.
+        const refused = await RawClient.connect(port);
+        clients.push(refused);
+        assert.deepEqual((await refused.readUntilClosed()).map((r) => r.status), [
+          STATUS_SERVER_BUSY,
+        ]);
+        assert.deepEqual(await stalled.readUntilClosed(), []);
+        assert.deepEqual(await idle.readUntilClosed(), []);
+        // A protocol error.
+        const rude = await RawClient.connect(port);
+        clients.push(rude);
+        await rude.write(Uint8Array.of(TYPE_GET));
+        assert.equal((await rude.readUntilClosed())[0].status, STATUS_PROTOCOL_ERROR);
+        await server.reload();
+        await assert.rejects(server.reload());
+        await waitForOpenConnections(server, 0, "every connection to be closed and counted out");
+
+        const response = await fetch(`${url}/metrics`);
+        assert.equal(response.status, 200);
+        assert.match(response.headers.get("content-type") ?? "", /^text\/plain/);
+        const text = await response.text();
+        const expected: [string, string, number][] = [
+          ["addrbook_connections_open", "", 0],
+          ["addrbook_connections_total", "", 5],
+          ["addrbook_replies_total", '{status="FOUND"}', 1],
+          ["addrbook_replies_total", '{status="NOT_FOUND"}', 1],
+          ["addrbook_replies_total", '{status="BAD_REQUEST"}', 1],
+          ["addrbook_replies_total", '{status="PROTOCOL_ERROR"}', 1],
+          ["addrbook_busy_refusals_total", "", 1],
+          ["addrbook_timeouts_total", '{kind="idle"}', 2],
+          ["addrbook_timeouts_total", '{kind="frame"}', 1],
+          ["addrbook_reloads_total", '{result="ok"}', 1],
+          ["addrbook_reloads_total", '{result="failed"}', 1],
+          ["addrbook_book_entries", "", PEOPLE.length],
+        ];
+        for (const [name, labels, value] of expected) {
+          assert.equal(metricValue(text, name, labels), value, `${name}${labels}`);
+        }
+        assert.match(text, /^# HELP addrbook_connections_open /m);
+        assert.match(text, /^# TYPE addrbook_replies_total counter$/m);
+        // Nothing changed since: the handle renders the same text.
+        assert.equal(server.metrics(), text);
+
+        for (const path of ["/", "/metrics/", "/other"]) {
+          const missing = await fetch(`${url}${path}`);
+          assert.equal(missing.status, 404, path);
+          await missing.body?.cancel();
+        }
+        const post = await fetch(`${url}/metrics`, { method: "POST" });
+        assert.equal(post.status, 405);
+        await post.body?.cancel();
       } finally {
-        closeAll([first, refused]);
+        closeAll(clients);
       }
     });
   },
+);
+
+testOnEachLoop("counts SERVER_BUSY replies among the replies by status", async (io) => {
+  await withTestServer({ io, limits: { maxConnections: 1 } }, async ({ port, server }) => {
+    const first = await connectAccepted(port);
+    const refused = await RawClient.connect(port);
+    try {
+      assert.equal((await refused.readUntilClosed())[0].status, STATUS_SERVER_BUSY);
+      assert.equal(
+        metricValue(server.metrics(), "addrbook_replies_total", '{status="SERVER_BUSY"}'),
+        1,
+      );
+    } finally {
+      closeAll([first, refused]);
+    }
+  });
 });
 
 // --- Logs ---
 
-Deno.test("logs protocol errors and refusals with the peer address and no personal data", async () => {
-  await withTestServer({ limits: { maxConnections: 1 } }, async ({ port, lines, server }) => {
-    const rude = await RawClient.connect(port);
-    let kept: RawClient | undefined;
-    let refused: RawClient | undefined;
-    try {
-      const peer = `127.0.0.1:${rude.conn.localAddr.port}`;
-      await rude.write(frame(TYPE_GET, encoder.encode("ada@example.com")));
-      assert.equal((await rude.readUntilClosed())[0].status, STATUS_PROTOCOL_ERROR);
-      const line = lines.find((l) => l.includes("protocol error"));
-      assert.ok(line !== undefined, `no protocol error logged in ${lines}`);
-      assert.ok(line.includes(`peer=${peer}`), line);
-      assert.match(line, /\bwarn\b/);
+testOnEachLoop(
+  "logs protocol errors and refusals with the peer address and no personal data",
+  async (io) => {
+    await withTestServer({ io, limits: { maxConnections: 1 } }, async ({ port, lines, server }) => {
+      const rude = await RawClient.connect(port);
+      let kept: RawClient | undefined;
+      let refused: RawClient | undefined;
+      try {
+        const peer = `127.0.0.1:${rude.conn.localAddr.port}`;
+        await rude.write(frame(TYPE_GET, encoder.encode("ada@example.com")));
+        assert.equal((await rude.readUntilClosed())[0].status, STATUS_PROTOCOL_ERROR);
+        const line = lines.find((l) => l.includes("protocol error"));
+        assert.ok(line !== undefined, `no protocol error logged in ${lines}`);
+        assert.ok(line.includes(`peer=${peer}`), line);
+        assert.match(line, /\bwarn\b/);
 
-      // The server half-closed the rude connection; once we close our side it
-      // is counted out, so the next one is accepted.
-      rude.close();
-      await waitForOpenConnections(server, 0, "the rude connection to be counted out");
-      kept = await connectAccepted(port);
-      refused = await RawClient.connect(port);
-      const refusedPeer = `127.0.0.1:${refused.conn.localAddr.port}`;
-      assert.equal((await refused.readUntilClosed())[0].status, STATUS_SERVER_BUSY);
-      assert.ok(lines.some((l) => l.includes("busy") && l.includes(`peer=${refusedPeer}`)));
-    } finally {
-      rude.close();
-      kept?.close();
-      refused?.close();
-    }
-  });
-});
+        // The server half-closed the rude connection; once we close our side it
+        // is counted out, so the next one is accepted.
+        rude.close();
+        await waitForOpenConnections(server, 0, "the rude connection to be counted out");
+        kept = await connectAccepted(port);
+        refused = await RawClient.connect(port);
+        const refusedPeer = `127.0.0.1:${refused.conn.localAddr.port}`;
+        assert.equal((await refused.readUntilClosed())[0].status, STATUS_SERVER_BUSY);
+        assert.ok(lines.some((l) => l.includes("busy") && l.includes(`peer=${refusedPeer}`)));
+      } finally {
+        rude.close();
+        kept?.close();
+        refused?.close();
+      }
+    });
+  },
+);
 
-Deno.test("logs no email or name at the debug level either", async () => {
+testOnEachLoop("logs no email or name at the debug level either", async (io) => {
   const limits = { idleTimeoutMs: SHORT_TIMEOUT_MS, frameTimeoutMs: SHORT_TIMEOUT_MS };
-  await withTestServer({ limits, logLevel: "debug" }, async ({ port, lines }) => {
+  await withTestServer({ io, limits, logLevel: "debug" }, async ({ port, lines }) => {
     const client = await RawClient.connect(port);
     const stalled = await RawClient.connect(port);
     try {
@@ -937,11 +1189,11 @@ Deno.test("logs no email or name at the debug level either", async () => {
 
 // --- Start errors ---
 
-Deno.test("refuses to start on a port in use with a StartError saying so", async () => {
-  await withTestServer({}, async ({ port }) => {
+testOnEachLoop("refuses to start on a port in use with a StartError saying so", async (io) => {
+  await withTestServer({ io }, async ({ port }) => {
     for (const workers of [1, 2]) {
       await assert.rejects(
-        startServer({ book: makeBook(), hostname: "127.0.0.1", port, workers }),
+        startServer({ io, book: makeBook(), hostname: "127.0.0.1", port, workers }),
         (error) => {
           assert.ok(error instanceof StartError);
           assert.equal(
@@ -957,12 +1209,12 @@ Deno.test("refuses to start on a port in use with a StartError saying so", async
   });
 });
 
-Deno.test("refuses to start when the metrics port is in use", async () => {
+testOnEachLoop("refuses to start when the metrics port is in use", async (io) => {
   const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
     const metricsPort = (taken.addr as Deno.NetAddr).port;
     await assert.rejects(
-      startServer({ book: makeBook(), hostname: "127.0.0.1", port: 0, metricsPort }),
+      startServer({ io, book: makeBook(), hostname: "127.0.0.1", port: 0, metricsPort }),
       (error) => {
         assert.ok(error instanceof StartError);
         assert.match(
@@ -977,25 +1229,22 @@ Deno.test("refuses to start when the metrics port is in use", async () => {
   }
 });
 
-Deno.test({
-  name: "a start that fails on the metrics port leaves nothing listening",
-  fn: async () => {
-    const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = (free.addr as Deno.NetAddr).port;
-    free.close();
-    try {
-      const metricsPort = (taken.addr as Deno.NetAddr).port;
-      await assert.rejects(
-        startServer({ book: makeBook(), hostname: "127.0.0.1", port, metricsPort }),
-        StartError,
-      );
-      await assert.rejects(
-        Deno.connect({ hostname: "127.0.0.1", port }),
-        Deno.errors.ConnectionRefused,
-      );
-    } finally {
-      taken.close();
-    }
-  },
+testOnEachLoop("a start that fails on the metrics port leaves nothing listening", async (io) => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (free.addr as Deno.NetAddr).port;
+  free.close();
+  try {
+    const metricsPort = (taken.addr as Deno.NetAddr).port;
+    await assert.rejects(
+      startServer({ io, book: makeBook(), hostname: "127.0.0.1", port, metricsPort }),
+      StartError,
+    );
+    await assert.rejects(
+      Deno.connect({ hostname: "127.0.0.1", port }),
+      Deno.errors.ConnectionRefused,
+    );
+  } finally {
+    taken.close();
+  }
 });

@@ -24,10 +24,13 @@
 
 import assert from "node:assert/strict";
 import tls from "node:tls";
+import fc from "fast-check";
 import { type AddressBook, AddressBookBuilder } from "./addressbook.ts";
+import { emailProblem, normalizeEmail } from "./email.ts";
 import { Logger, type LogLevel } from "./log.ts";
 import {
   decodeReply,
+  decodeUtf8,
   encodeQueries,
   encodeQuery,
   encodeReply,
@@ -36,12 +39,16 @@ import {
   MAX_QUERY_BYTES,
   MAX_REPLY_BYTES,
   type Reply,
+  STATUS_BAD_REQUEST,
+  STATUS_FOUND,
+  STATUS_NOT_FOUND,
+  STATUS_PROTOCOL_ERROR,
   TYPE_QUERY,
   TYPE_REPLY,
   writeHeader,
 } from "./protocol.ts";
 import { writeAll } from "./write_all.ts";
-import { type ServerHandle, type ServerOptions, startServer } from "./server.ts";
+import { type IoKind, type ServerHandle, type ServerOptions, startServer } from "./server.ts";
 
 /** How long a test waits for any one event before it fails, in milliseconds. */
 export const WAIT_MS = 10_000;
@@ -390,6 +397,99 @@ export function waitForOpenConnections(
 }
 
 // ---------------------------------------------------------------------------
+// A model of the protocol, for property tests of the server and the session
+
+/** A reply as the model predicts it: the status, and the name for FOUND. */
+export interface ModelReply {
+  /** The status code. */
+  status: number;
+  /** The name, for FOUND only. */
+  text?: string;
+}
+
+const NAMES_BY_EMAIL = new Map(PEOPLE.map(([email, name]) => [email, name]));
+
+/** What the server must answer to one complete query payload, by the protocol's rules. */
+export function modelReply(payload: Uint8Array): ModelReply {
+  const text = decodeUtf8(payload);
+  if (text === undefined || emailProblem(text) !== undefined) return { status: STATUS_BAD_REQUEST };
+  const name = NAMES_BY_EMAIL.get(normalizeEmail(text));
+  return name === undefined ? { status: STATUS_NOT_FOUND } : { status: STATUS_FOUND, text: name };
+}
+
+/**
+ * The replies a complete byte stream must get, in order: a reply per whole
+ * query frame, until a frame of another type or an oversize length (a
+ * PROTOCOL_ERROR, then nothing) or the end of the stream (an unfinished
+ * frame gets nothing).
+ */
+export function modelReplies(stream: Uint8Array): ModelReply[] {
+  const replies: ModelReply[] = [];
+  let at = 0;
+  while (at < stream.length) {
+    if (stream[at] !== TYPE_QUERY) return [...replies, { status: STATUS_PROTOCOL_ERROR }];
+    if (stream.length - at < HEADER_SIZE) break;
+    const length = new DataView(stream.buffer, stream.byteOffset + at + 1, 4).getUint32(0);
+    if (length > MAX_QUERY_BYTES) return [...replies, { status: STATUS_PROTOCOL_ERROR }];
+    const end = at + HEADER_SIZE + length;
+    if (end > stream.length) break;
+    replies.push(modelReply(stream.subarray(at + HEADER_SIZE, end)));
+    at = end;
+  }
+  return replies;
+}
+
+const knownQueryPiece = fc.tuple(
+  fc.constantFrom(...PEOPLE.map(([email]) => email)),
+  fc.boolean(),
+  fc.constantFrom("", " ", "\t", " \r\n"),
+  fc.constantFrom("", " ", "\n"),
+).map(([email, upper, before, after]) =>
+  encodeQuery(`${before}${upper ? email.toUpperCase() : email}${after}`)
+);
+
+const randomTextQueryPiece = fc.oneof(
+  fc.emailAddress(),
+  fc.string({ unit: "binary", maxLength: 40 }),
+  fc.constantFrom("", " ", "@", "a@", "@b", "a@b@c", "x y@z"),
+).map((text) => encodeQuery(text));
+
+const rawPayloadQueryPiece = fc.oneof(
+  { arbitrary: fc.uint8Array({ maxLength: 60 }), weight: 10 },
+  {
+    arbitrary: fc.uint8Array({ minLength: MAX_QUERY_BYTES, maxLength: MAX_QUERY_BYTES }),
+    weight: 1,
+  },
+).map((payload) => frame(TYPE_QUERY, payload));
+
+const wrongTypePiece = fc.tuple(
+  fc.integer({ min: 0, max: 255 }).filter((type) => type !== TYPE_QUERY),
+  fc.uint8Array({ maxLength: 20 }),
+).map(([type, payload]) => frame(type, payload));
+
+const oversizePiece = fc.tuple(
+  fc.integer({ min: MAX_QUERY_BYTES + 1, max: 0xffffffff }),
+  fc.uint8Array({ maxLength: 20 }),
+).map(([length, body]) => concat([header(TYPE_QUERY, length), body]));
+
+const randomBytesPiece = fc.uint8Array({ minLength: 1, maxLength: 40 });
+
+/**
+ * One piece of a client's byte stream, for property tests: mostly valid
+ * query frames (known, missing and malformed addresses, payloads of any
+ * bytes up to the maximum), sometimes a frame of another type, an oversize
+ * header or random bytes, so streams get some way before breaking.
+ */
+export const streamPiece: fc.Arbitrary<Uint8Array> = fc.oneof(
+  { arbitrary: knownQueryPiece, weight: 6 },
+  { arbitrary: randomTextQueryPiece, weight: 4 },
+  { arbitrary: rawPayloadQueryPiece, weight: 2 },
+  { arbitrary: wrongTypePiece, weight: 1 },
+  { arbitrary: oversizePiece, weight: 1 },
+  { arbitrary: randomBytesPiece, weight: 1 },
+);
+
+// ---------------------------------------------------------------------------
 // Subprocesses: the server and the client run as real processes
 
 /** The repository's directory, where the subprocesses run. */
@@ -418,6 +518,15 @@ export const IO_LOOPS: readonly string[] = [
   ...(Deno.build.os === "linux" && SERVER_FLAGS.includes("--allow-ffi") ? ["epoll"] : []),
   "deno",
 ];
+
+/**
+ * Registers `fn` as one test per event loop of {@linkcode IO_LOOPS}, each
+ * named with the loop as ` [--io epoll]` and ` [--io deno]`, so that a
+ * difference between the loops fails a test.
+ */
+export function testOnEachLoop(name: string, fn: (io: IoKind) => Promise<void>): void {
+  for (const io of IO_LOOPS) Deno.test(`${name} [--io ${io}]`, () => fn(io as IoKind));
+}
 
 /** Makes a temp dir, named with `prefix`, that is removed on disposal. */
 export async function tempDir(prefix: string): Promise<AsyncDisposable & { path: string }> {
