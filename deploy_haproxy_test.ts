@@ -10,8 +10,8 @@
  */
 
 import assert from "node:assert/strict";
-import { concat, header, REPO_DIR, ServerProcess, tempDir, waitFor } from "./test_util.ts";
-import { encodeQuery, STATUS_FOUND, TYPE_QUERY } from "./protocol.ts";
+import { REPO_DIR, ServerProcess, tempDir, waitFor } from "./test_util.ts";
+import { encodeQueries, encodeQuery, STATUS_FOUND } from "./protocol.ts";
 
 const CONFIG = `${REPO_DIR}/deploy/haproxy.cfg`;
 /** Ports the config names: the frontend, the replicas, their metrics ports, the stats page. */
@@ -154,6 +154,8 @@ Deno.test("HAProxy running deploy/haproxy.cfg marks a replica up while /readyz i
       String(ports.get(METRICS_PORTS[0])),
       "--shutdown-timeout",
       "60",
+      "--write-timeout",
+      "60",
     ]);
     await waitFor(
       async () => (await states()).get("replica1") === "UP",
@@ -164,10 +166,13 @@ Deno.test("HAProxy running deploy/haproxy.cfg marks a replica up while /readyz i
     assert.match(others.get("replica2") ?? "", /^DOWN/);
     assert.match(others.get("replica3") ?? "", /^DOWN/);
 
-    // A connection left mid-frame keeps replica1 draining after SIGTERM.
+    // A client that sends many queries and reads none of the replies keeps replica1
+    // draining after SIGTERM: its replies wait until the write timeout (60 s here).
     using held = await replica.connect();
-    await held.send(concat([encodeQuery("ada@example.com"), header(TYPE_QUERY, 30)]));
+    await held.send(encodeQuery("ada@example.com"));
     assert.equal((await held.next())?.status, STATUS_FOUND);
+    const flood = encodeQueries(Array.from({ length: 300_000 }, () => "ada@example.com"));
+    const flooding = held.send(flood).catch(() => {}); // never done while nothing is read
     replica.signal("SIGTERM");
     await replica.stderr.waitFor(/shutting down/);
     await waitFor(
@@ -176,6 +181,8 @@ Deno.test("HAProxy running deploy/haproxy.cfg marks a replica up while /readyz i
       HEALTH_DEADLINE_MS,
     );
     assert.doesNotMatch(replica.stderr.text, /shutdown complete/, "replica1 was still draining");
+    held.close();
+    await flooding;
   } finally {
     if (!exited) haproxy.kill("SIGKILL");
     await status;

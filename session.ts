@@ -193,7 +193,6 @@ export type SessionPhase = "open" | "ending" | "lingering" | "closed";
 /** Why a session closed, for the driver's logs and for tests. */
 export type CloseReason =
   | "peer-closed"
-  | "ended"
   | "linger-over"
   | "idle-timeout"
   | "frame-timeout"
@@ -291,7 +290,8 @@ export class Session {
         this.#proxyHeader = new ProxyHeaderParser();
         this.#frameStarted = now; // the header counts against the frame timeout
       }
-    } else if (!context.clientCertificates) {
+    } else if (!context.clientCertificates && (access || context.clientLimits)) {
+      // Asked only when a rule needs it: the address costs a system call.
       this.#identify(this.#peerHost(), undefined, now);
     }
   }
@@ -503,7 +503,9 @@ export class Session {
       return;
     }
     // The peer is not taking its replies: keep its other frames, read no more.
+    // An unfinished frame's time starts again once reading resumes.
     this.#holding = true;
+    this.#frameStarted = -1;
     decoder.detach();
   }
 
@@ -533,7 +535,12 @@ export class Session {
         ? Counter.frameTimeouts
         : Counter.writeTimeouts
     ]++;
-    log.debug(`${kind} timeout`, { peer: this.#peerLabel(), after_ms: now - this.#lastActive });
+    const since = kind === "idle"
+      ? this.#lastActive
+      : kind === "frame"
+      ? this.#frameStarted
+      : this.#lastWriteProgress;
+    log.debug(`${kind} timeout`, { peer: this.#peerLabel(), after_ms: now - since });
     this.#close(`${kind}-timeout`);
   }
 

@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Logger } from "./log.ts";
+import { RepeatSummary } from "./log_repeats.ts";
 import { Counter, COUNTERS_PER_THREAD } from "./metrics.ts";
 import {
   decodeReply,
@@ -53,6 +54,7 @@ import {
 } from "./test_util.ts";
 
 /** The peer every session here serves, as the logs must show it. */
+const PEER_ADDRESS = { hostname: "127.0.0.2", port: 40000 };
 const PEER = "127.0.0.2:40000";
 /** Any clock origin: sessions only compare times they were given. */
 const START = 1_000_000;
@@ -101,10 +103,11 @@ class Harness {
       counters: new Float64Array(COUNTERS_PER_THREAD),
       openConnections: options.openConnections ?? new Int32Array(new SharedArrayBuffer(4)),
       log: new Logger({ level: "debug", write: (line) => this.lines.push(line) }),
+      refusals: new RepeatSummary(),
     };
     this.session = new Session(this.context, this.now, () => {
       this.peerCalls++;
-      return PEER;
+      return PEER_ADDRESS;
     });
   }
 
