@@ -22,6 +22,7 @@
  * @module
  */
 
+import { bookFingerprint } from "./book_fingerprint.ts";
 import { emailProblem, normalizeEmail } from "./email.ts";
 import {
   decodeUtf8,
@@ -33,6 +34,7 @@ import {
   TYPE_REPLY,
   writeHeader,
 } from "./protocol.ts";
+import { MAX_UTF8_PER_UNIT, writeUtf8 } from "./utf8.ts";
 
 /** Bytes of a FOUND reply before the name: the frame header and the status byte. */
 const REPLY_PREFIX = HEADER_SIZE + 1;
@@ -61,6 +63,8 @@ export interface SharedAddressBook {
   replyBounds: Uint32Array;
   /** All FOUND reply frames, back to back. */
   replies: Uint8Array;
+  /** The book's fingerprint (see {@linkcode AddressBook.fingerprint}). */
+  fingerprint: string;
 }
 
 /** FNV-1a over bytes, 32-bit. */
@@ -96,6 +100,15 @@ export class AddressBook {
   /** How many entries the book holds. */
   get size(): number {
     return this.#data.size;
+  }
+
+  /**
+   * The SHA-256, in hex, of the entries the book serves, whatever the file's
+   * format, row order and email letter case; `book_fingerprint.ts` defines
+   * the exact bytes hashed.
+   */
+  get fingerprint(): string {
+    return this.#data.fingerprint;
   }
 
   /** The book's buffers, to post to a worker; they are shared, not copied. */
@@ -245,6 +258,11 @@ function isAsciiSpace(byte: number): boolean {
  * Builds an {@linkcode AddressBook} one entry at a time. Keys must already be
  * valid and normalised (the loader checks them); the builder finds
  * duplicates, so the loader can report them with both places.
+ *
+ * Keys, replies and their offsets are written straight into growable
+ * `SharedArrayBuffer`s, which grow in place and take memory only for the
+ * pages written: the built book is those same buffers, so building copies
+ * nothing and a load's peak memory is close to what the book keeps.
  */
 export class AddressBookBuilder {
   #size = 0;
@@ -252,15 +270,23 @@ export class AddressBookBuilder {
    * Open-addressing table of pairs: entry index + 1 (0 for an empty slot),
    * then that entry's hash, side by side so a probe touches one cache line.
    */
-  #table = new Uint32Array(2 * BUILDER_INITIAL_SLOTS);
-  #hashes = new Uint32Array(BUILDER_INITIAL_ENTRIES);
-  #keyStarts = new Uint32Array(BUILDER_INITIAL_ENTRIES + 1);
-  #keys = new Uint8Array(BUILDER_INITIAL_BYTES);
-  #replyBounds = new Uint32Array(2 * BUILDER_INITIAL_ENTRIES);
-  #replies = new Uint8Array(BUILDER_INITIAL_BYTES);
+  #table: Uint32Array;
+  readonly #keyStarts = new GrowableArray(Uint32Array);
+  readonly #keys = new GrowableArray(Uint8Array);
+  readonly #replyBounds = new GrowableArray(Uint32Array);
+  readonly #replies = new GrowableArray(Uint8Array);
   #repliesLength = 0;
   /** Whether setName has replaced a reply, so `#replies` is no longer in entry order. */
   #replaced = false;
+
+  /**
+   * Makes an empty builder; `expectedEntries` sizes the hash table up front
+   * (a guess is fine: it only saves rehashing as the book grows).
+   */
+  constructor(expectedEntries = 0) {
+    this.#table = newTable(slotCountFor(Math.max(expectedEntries, BUILDER_INITIAL_ENTRIES)));
+    this.#keyStarts.reserve(1);
+  }
 
   /** How many entries have been added. */
   get size(): number {
@@ -272,78 +298,104 @@ export class AddressBookBuilder {
    * that already has this key (and then adds nothing).
    */
   add(normalizedEmail: string, name: string): number {
-    // A million adds must take well under a second, so this writes UTF-8 by
-    // hand (encodeInto needs a subarray per call) and probes the table once.
-    const entry = this.#size;
-    const keyStart = this.#keyStarts[entry];
-    const maxEnd = keyStart + normalizedEmail.length * MAX_UTF8_PER_UNIT;
-    if (maxEnd > this.#keys.length) this.#keys = grown(this.#keys, maxEnd);
-    const keyEnd = writeUtf8(normalizedEmail, this.#keys, keyStart);
-    const hash = hashBytes(this.#keys, keyStart, keyEnd);
-    if ((entry + 1) * 4 > this.#table.length) this.#growTable();
-    const found = this.#probe(hash, keyStart, keyEnd);
-    if (found >= 0) return found;
+    const keyStart = this.#keyStarts.array[this.#size];
+    const keys = this.#keys.reserve(keyStart + normalizedEmail.length * MAX_UTF8_PER_UNIT);
+    return this.#addKey(
+      keyStart,
+      writeUtf8(normalizedEmail, keys, keyStart),
+      name,
+      undefined,
+      0,
+      0,
+    );
+  }
 
-    if (entry === this.#hashes.length) this.#growEntries();
-    const slot = -1 - found;
-    this.#table[2 * slot] = entry + 1;
-    this.#table[2 * slot + 1] = hash;
-    this.#hashes[entry] = hash;
-    this.#keyStarts[entry + 1] = keyEnd;
-    this.#size = entry + 1;
-    this.#writeReply(entry, name);
-    return -1;
+  /**
+   * Adds an entry from bytes: the normalised key `key[keyStart, keyEnd)` and
+   * the name `name[nameStart, nameEnd)`, both UTF-8 (the loader's way, which
+   * makes no string). Returns as {@linkcode AddressBookBuilder.add} does.
+   */
+  addBytes(
+    key: Uint8Array,
+    keyStart: number,
+    keyEnd: number,
+    name: Uint8Array,
+    nameStart: number,
+    nameEnd: number,
+  ): number {
+    const at = this.#keyStarts.array[this.#size];
+    const keys = this.#keys.reserve(at + keyEnd - keyStart);
+    let end = at;
+    for (let i = keyStart; i < keyEnd; i++) keys[end++] = key[i];
+    return this.#addKey(at, end, "", name, nameStart, nameEnd);
   }
 
   /** Replaces the name of an entry already added (for "last one wins" loading). */
   setName(entry: number, name: string): void {
     this.#replaced = true;
-    this.#writeReply(entry, name);
+    this.#writeReply(entry, name, undefined, 0, 0);
   }
 
-  /** Copies the entries into shared buffers of exactly the right size. */
+  /** Replaces the name of an entry already added with UTF-8 bytes. */
+  setNameBytes(entry: number, name: Uint8Array, start: number, end: number): void {
+    this.#replaced = true;
+    this.#writeReply(entry, "", name, start, end);
+  }
+
+  /** Makes the book from the buffers written so far; use the builder no more after this. */
   build(): AddressBook {
     const size = this.#size;
-    let slotCount = 16;
-    while (slotCount < size * 2) slotCount *= 2;
+    const slotCount = slotCountFor(size);
+    let slots = this.#table;
+    if (slots.length !== 2 * slotCount) {
+      slots = newTable(slotCount);
+      rehash(this.#table, slots);
+    }
+    const keyStarts = this.#keyStarts.array.subarray(0, size + 1);
     const data: SharedAddressBook = {
       size,
-      slots: new Uint32Array(new SharedArrayBuffer(slotCount * 8)),
-      keyStarts: shareCopy(this.#keyStarts.subarray(0, size + 1), Uint32Array),
-      keys: shareCopy(this.#keys.subarray(0, this.#keyStarts[size]), Uint8Array),
-      replyBounds: new Uint32Array(0),
-      replies: new Uint8Array(0),
+      slots,
+      keyStarts,
+      keys: this.#keys.array.subarray(0, keyStarts[size]),
+      replyBounds: this.#replyBounds.array.subarray(0, 2 * size),
+      replies: this.#replies.array.subarray(0, this.#repliesLength),
+      fingerprint: "",
     };
-    if (this.#replaced) {
-      this.#copyRepliesInOrder(data);
-    } else {
-      // Every reply was written once, in entry order: the buffers are already laid out.
-      data.replyBounds = shareCopy(this.#replyBounds.subarray(0, 2 * size), Uint32Array);
-      data.replies = shareCopy(this.#replies.subarray(0, this.#repliesLength), Uint8Array);
-    }
-    if (this.#table.length === 2 * slotCount) {
-      // The builder's table has the same layout and size: take it as it is.
-      data.slots.set(this.#table);
-    } else {
-      const { slots } = data;
-      const hashes = this.#hashes;
-      const mask = slotCount - 1;
-      for (let entry = 0; entry < size; entry++) {
-        const hash = hashes[entry];
-        let slot = hash & mask;
-        while (slots[2 * slot] !== 0) slot = (slot + 1) & mask;
-        slots[2 * slot] = entry + 1;
-        slots[2 * slot + 1] = hash;
-      }
-    }
+    if (this.#replaced) this.#copyRepliesInOrder(data);
+    data.fingerprint = bookFingerprint({ ...data, namePrefix: REPLY_PREFIX });
+    this.#table = new Uint32Array(0);
     return AddressBook.fromShared(data);
+  }
+
+  #addKey(
+    keyStart: number,
+    keyEnd: number,
+    nameText: string,
+    nameBytes: Uint8Array | undefined,
+    nameStart: number,
+    nameEnd: number,
+  ): number {
+    const entry = this.#size;
+    const keys = this.#keys.array;
+    const hash = hashBytes(keys, keyStart, keyEnd);
+    if ((entry + 1) * 4 > this.#table.length) this.#growTable();
+    const found = this.#probe(hash, keyStart, keyEnd);
+    if (found >= 0) return found;
+    const slot = -1 - found;
+    this.#table[2 * slot] = entry + 1;
+    this.#table[2 * slot + 1] = hash;
+    this.#keyStarts.reserve(entry + 2)[entry + 1] = keyEnd;
+    this.#replyBounds.reserve(2 * entry + 2);
+    this.#size = entry + 1;
+    this.#writeReply(entry, nameText, nameBytes, nameStart, nameEnd);
+    return -1;
   }
 
   /** Lays the replies out in entry order, dropping any a later setName replaced. */
   #copyRepliesInOrder(data: SharedAddressBook): void {
     const size = this.#size;
-    const bounds = this.#replyBounds;
-    const from = this.#replies;
+    const bounds = data.replyBounds;
+    const from = data.replies;
     let length = 0;
     for (let entry = 0; entry < size; entry++) {
       length += bounds[2 * entry + 1] - bounds[2 * entry];
@@ -363,18 +415,34 @@ export class AddressBookBuilder {
     data.replyBounds = replyBounds;
   }
 
-  /** Encodes the reply frame straight into the buffer: a small array per entry is slow. */
-  #writeReply(entry: number, name: string): void {
-    const start = this.#repliesLength;
-    const maxEnd = start + REPLY_PREFIX + name.length * MAX_UTF8_PER_UNIT;
-    if (maxEnd > this.#replies.length) this.#replies = grown(this.#replies, maxEnd);
-    const replies = this.#replies;
-    const end = writeUtf8(name, replies, start + REPLY_PREFIX);
-    writeHeader(replies, start, TYPE_REPLY, end - start - HEADER_SIZE);
-    replies[start + HEADER_SIZE] = STATUS_FOUND;
-    this.#repliesLength = end;
-    this.#replyBounds[2 * entry] = start;
-    this.#replyBounds[2 * entry + 1] = end;
+  /**
+   * Encodes the reply frame straight into the buffer, from `text` or, when
+   * given, from the UTF-8 `bytes[start, end)`: a small array per entry is slow.
+   */
+  #writeReply(
+    entry: number,
+    text: string,
+    bytes: Uint8Array | undefined,
+    start: number,
+    end: number,
+  ): void {
+    const replyStart = this.#repliesLength;
+    const nameAt = replyStart + REPLY_PREFIX;
+    let replyEnd = nameAt;
+    if (bytes === undefined) {
+      const replies = this.#replies.reserve(nameAt + text.length * MAX_UTF8_PER_UNIT);
+      replyEnd = writeUtf8(text, replies, nameAt);
+    } else {
+      const replies = this.#replies.reserve(nameAt + end - start);
+      for (let i = start; i < end; i++) replies[replyEnd++] = bytes[i];
+    }
+    const replies = this.#replies.array;
+    writeHeader(replies, replyStart, TYPE_REPLY, replyEnd - replyStart - HEADER_SIZE);
+    replies[replyStart + HEADER_SIZE] = STATUS_FOUND;
+    this.#repliesLength = replyEnd;
+    const bounds = this.#replyBounds.array;
+    bounds[2 * entry] = replyStart;
+    bounds[2 * entry + 1] = replyEnd;
   }
 
   /**
@@ -383,8 +451,8 @@ export class AddressBookBuilder {
    */
   #probe(hash: number, start: number, end: number): number {
     const table = this.#table;
-    const keyStarts = this.#keyStarts;
-    const keys = this.#keys;
+    const keyStarts = this.#keyStarts.array;
+    const keys = this.#keys.array;
     const length = end - start;
     const mask = (table.length >> 1) - 1;
     for (let slot = hash & mask;; slot = (slot + 1) & mask) {
@@ -400,89 +468,80 @@ export class AddressBookBuilder {
   }
 
   #growTable(): void {
-    const table = new Uint32Array(this.#table.length * 2);
-    const hashes = this.#hashes;
-    const mask = (table.length >> 1) - 1;
-    for (let entry = 0; entry < this.#size; entry++) {
-      const hash = hashes[entry];
-      let slot = hash & mask;
-      while (table[2 * slot] !== 0) slot = (slot + 1) & mask;
-      table[2 * slot] = entry + 1;
-      table[2 * slot + 1] = hash;
-    }
+    const table = newTable(this.#table.length);
+    rehash(this.#table, table);
     this.#table = table;
   }
-
-  #growEntries(): void {
-    const capacity = this.#hashes.length * 2;
-    this.#hashes = grown(this.#hashes, capacity);
-    this.#keyStarts = grown(this.#keyStarts, capacity + 1);
-    this.#replyBounds = grown(this.#replyBounds, 2 * capacity);
-  }
 }
 
-const BUILDER_INITIAL_SLOTS = 1024;
 const BUILDER_INITIAL_ENTRIES = 512;
-const BUILDER_INITIAL_BYTES = 16384;
 
-/** A UTF-16 code unit takes at most 3 bytes in UTF-8 (a surrogate pair takes 4 for 2 units). */
-const MAX_UTF8_PER_UNIT = 3;
+/** The table holds at least twice as many slots as entries, so probes stay short. */
+function slotCountFor(entries: number): number {
+  let slotCount = 16;
+  while (slotCount < entries * 2) slotCount *= 2;
+  return slotCount;
+}
 
-/** What `TextEncoder` writes for a lone surrogate. */
-const REPLACEMENT_CHARACTER = 0xfffd;
+function newTable(slotCount: number): Uint32Array {
+  return new Uint32Array(new SharedArrayBuffer(slotCount * 8));
+}
+
+/** Moves every entry of one table into another (empty) one, by the hashes the slots keep. */
+function rehash(from: Uint32Array, to: Uint32Array): void {
+  const mask = (to.length >> 1) - 1;
+  for (let i = 0; i < from.length; i += 2) {
+    const entry = from[i];
+    if (entry === 0) continue;
+    const hash = from[i + 1];
+    let slot = hash & mask;
+    while (to[2 * slot] !== 0) slot = (slot + 1) & mask;
+    to[2 * slot] = entry;
+    to[2 * slot + 1] = hash;
+  }
+}
 
 /**
- * Writes `text` as UTF-8 into `target` from `offset`, which must have room
- * for `text.length * 3` bytes; returns the offset after it. Lone surrogates
- * become U+FFFD, as with `TextEncoder`.
+ * The most a growable buffer may grow to: offsets into the keys and replies
+ * are 32-bit. Only the pages written take memory; the rest is address space.
  */
-function writeUtf8(text: string, target: Uint8Array, offset: number): number {
-  const length = text.length;
-  let at = offset;
-  for (let i = 0; i < length; i++) {
-    let code = text.charCodeAt(i);
-    if (code < 0x80) {
-      target[at++] = code;
-      continue;
-    }
-    if (code < 0x800) {
-      target[at++] = 0xc0 | (code >> 6);
-      target[at++] = 0x80 | (code & 0x3f);
-      continue;
-    }
-    if (code >= 0xd800 && code <= 0xdfff) {
-      const next = i + 1 < length ? text.charCodeAt(i + 1) : 0;
-      if (code <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) {
-        const point = 0x10000 + ((code - 0xd800) << 10) + (next - 0xdc00);
-        target[at++] = 0xf0 | (point >> 18);
-        target[at++] = 0x80 | ((point >> 12) & 0x3f);
-        target[at++] = 0x80 | ((point >> 6) & 0x3f);
-        target[at++] = 0x80 | (point & 0x3f);
-        i++;
-        continue;
-      }
-      code = REPLACEMENT_CHARACTER;
-    }
-    target[at++] = 0xe0 | (code >> 12);
-    target[at++] = 0x80 | ((code >> 6) & 0x3f);
-    target[at++] = 0x80 | (code & 0x3f);
+const MAX_SHARED_BYTES = 2 ** 32 - 1;
+
+/** A typed array over a growable `SharedArrayBuffer`, grown in place as it fills. */
+class GrowableArray<T extends Uint8Array | Uint32Array> {
+  readonly #buffer = new SharedArrayBuffer(0, { maxByteLength: MAX_SHARED_BYTES });
+  readonly #Type: {
+    new (buffer: SharedArrayBuffer, offset: number, length: number): T;
+    BYTES_PER_ELEMENT: number;
+  };
+  /** A fixed-length view of the whole buffer: a view that tracks the length is far slower. */
+  array: T;
+
+  constructor(
+    Type: {
+      new (buffer: SharedArrayBuffer, offset: number, length: number): T;
+      BYTES_PER_ELEMENT: number;
+    },
+  ) {
+    this.#Type = Type;
+    this.array = new Type(this.#buffer, 0, 0);
   }
-  return at;
-}
 
-/** A copy of `array`, at least twice as long and at least `length` long. */
-function grown<T extends Uint8Array | Uint32Array | Int32Array>(array: T, length: number): T {
-  const Constructor = array.constructor as new (length: number) => T;
-  const copy = new Constructor(Math.max(length, array.length * 2));
-  copy.set(array);
-  return copy;
-}
-
-function shareCopy<T extends Uint8Array | Uint32Array>(
-  source: T,
-  Constructor: new (buffer: SharedArrayBuffer) => T,
-): T {
-  const copy = new Constructor(new SharedArrayBuffer(source.byteLength));
-  copy.set(source);
-  return copy;
+  /**
+   * Makes room for `length` elements and returns the (maybe new) view.
+   *
+   * @throws {RangeError} when that would pass 4 GiB.
+   */
+  reserve(length: number): T {
+    if (length <= this.array.length) return this.array;
+    const size = this.#Type.BYTES_PER_ELEMENT;
+    const wanted = Math.max(length * size, 2 * this.#buffer.byteLength, 1 << 16);
+    const bytes = Math.min(wanted, MAX_SHARED_BYTES - (MAX_SHARED_BYTES % size));
+    if (bytes < length * size) {
+      throw new RangeError(`The book needs more than ${MAX_SHARED_BYTES} bytes in one table.`);
+    }
+    this.#buffer.grow(bytes);
+    this.array = new this.#Type(this.#buffer, 0, bytes / size);
+    return this.array;
+  }
 }

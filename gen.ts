@@ -17,10 +17,12 @@
  */
 
 import { parseArgs } from "node:util";
+import { BOOK_FORMATS, type BookFormat } from "./book_format.ts";
+import { MAX_UTF8_PER_UNIT } from "./utf8.ts";
 import { formatVCard } from "./vcard.ts";
 
 /** The formats the generator writes; the same ones the loader reads. */
-export type GenFormat = "csv" | "json" | "vcard";
+export type GenFormat = BookFormat;
 
 /** What to generate. */
 export interface GenOptions {
@@ -40,7 +42,7 @@ export interface GenEntry {
   name: string;
 }
 
-const FORMATS: readonly GenFormat[] = ["csv", "json", "vcard"];
+const FORMATS: readonly GenFormat[] = BOOK_FORMATS;
 
 /** Entries per yielded chunk: big enough that writing is cheap, small enough to stay lean. */
 const ENTRIES_PER_CHUNK = 4096;
@@ -229,9 +231,6 @@ Options:
   --format F     csv (default), json or vcard
   --seed S       a whole number; the same seed gives the same names
   --help         show this help`;
-
-/** A UTF-16 code unit takes at most 3 bytes of UTF-8. */
-const MAX_UTF8_PER_UNIT = 3;
 
 /** Runs the command with its arguments; returns the exit code. */
 export async function main(args: string[]): Promise<number> {

@@ -2,7 +2,8 @@
  * Checks address book files without starting the server:
  * `deno task validate data/addressbook.csv other.json`.
  *
- * For each file it prints `FILE: OK, N entries`, or every problem as
+ * For each file it prints `FILE: OK, N entries, sha256 HEX` (the book's
+ * fingerprint, see `book_fingerprint.ts`), or every problem as
  * `FILE:LINE: message`, then a summary. Exit status: 0 when every file is
  * clean, 1 when any has a problem, 2 for a usage error. Problems name lines,
  * never the emails or names on them.
@@ -40,7 +41,12 @@ Options:
                        default), or the first or last one is kept
   --email-column NAME  CSV: the header of the email column
   --name-column NAME   CSV: the header of the name column
+  --allow-empty        accept a book with no entries (by default that is a problem)
   --help               show this help
+
+A clean file prints FILE: OK, N entries, sha256 FINGERPRINT: the full SHA-256
+of the entries (as the server reports it), the same for the same entries in
+any format, order or email letter case.
 
 Exit status: 0 all files OK, 1 problems found, 2 usage error.`;
 
@@ -59,6 +65,7 @@ export async function main(args: string[]): Promise<number> {
         duplicates: { type: "string" },
         "email-column": { type: "string" },
         "name-column": { type: "string" },
+        "allow-empty": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -87,6 +94,7 @@ export async function main(args: string[]): Promise<number> {
     duplicates,
     emailColumn: values["email-column"],
     nameColumn: values["name-column"],
+    allowEmpty: values["allow-empty"] ?? false,
   };
 
   let badFiles = 0;
@@ -109,7 +117,7 @@ async function check(
   options: LoadOptions,
 ): Promise<{ report: string[]; problems: number }> {
   try {
-    const { entries, duplicates } = await loadBook(resolveUserPath(file), {
+    const { book, entries, duplicates } = await loadBook(resolveUserPath(file), {
       ...options,
       name: file,
     });
@@ -119,7 +127,9 @@ async function check(
       } dropped: --duplicates ${options.duplicates})`
       : "";
     return {
-      report: [`${file}: OK, ${count(entries, "entry", "entries")}${dropped}`],
+      report: [
+        `${file}: OK, ${count(entries, "entry", "entries")}${dropped}, sha256 ${book.fingerprint}`,
+      ],
       problems: 0,
     };
   } catch (error) {
