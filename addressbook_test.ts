@@ -542,3 +542,57 @@ Deno.test("writeAnswer writes the same frame as answer, in place, and asks for r
     assert.equal(book.writeAnswer(bytes, 2, bytes.length - 2, out, 4), -1);
   }
 });
+
+Deno.test("AddressBook.answer gives BAD_REQUEST naming an invisible or direction-changing character", () => {
+  const book = bookOf(SAMPLE);
+  for (
+    const [char, name] of [["\u200b", "U+200B"], ["\u202e", "U+202E"], ["\u00ad", "U+00AD"], [
+      "\ufeff",
+      "U+FEFF",
+    ], ["\u2066", "U+2066"]]
+  ) {
+    const expected = badRequest(
+      `it contains ${name}, an invisible or direction-changing character`,
+    );
+    assert.deepEqual(ask(book, `ada${char}@example.com`), expected, name);
+    // The hot path gives the same frame.
+    const query = encoder.encode(`ada@exam${char}ple.com`);
+    const out = new Uint8Array(256);
+    const end = book.writeAnswer(query, 0, query.length, out, 0);
+    assert.deepEqual(parseFrame(out.subarray(0, end)), expected, name);
+  }
+});
+
+Deno.test("AddressBook.fingerprint is 64 hex digits, carried through toShared and fromShared", () => {
+  const book = bookOf(SAMPLE);
+  assert.match(book.fingerprint, /^[0-9a-f]{64}$/);
+  assert.equal(AddressBook.fromShared(book.toShared()).fingerprint, book.fingerprint);
+  assert.equal(bookOf([...SAMPLE].reverse()).fingerprint, book.fingerprint);
+  assert.notEqual(bookOf(SAMPLE.slice(1)).fingerprint, book.fingerprint);
+});
+
+Deno.test("AddressBookBuilder.addBytes adds what add adds, and setNameBytes replaces a name", () => {
+  const builder = new AddressBookBuilder(4);
+  const key = encoder.encode("[ada@example.com]");
+  const name = encoder.encode("(Ada Lovelace)");
+  assert.equal(builder.addBytes(key, 1, key.length - 1, name, 1, name.length - 1), -1);
+  assert.equal(builder.addBytes(key, 1, key.length - 1, name, 1, 4), 0);
+  builder.add("zoë@example.com", "Zoë");
+  builder.setNameBytes(1, encoder.encode("Zoë M."), 0, encoder.encode("Zoë M.").length);
+  const book = builder.build();
+  assert.equal(book.get("ada@example.com"), "Ada Lovelace");
+  assert.equal(book.get("zoë@example.com"), "Zoë M.");
+  assert.equal(
+    book.fingerprint,
+    bookOf([["ada@example.com", "Ada Lovelace"], ["zoë@example.com", "Zoë M."]]).fingerprint,
+  );
+});
+
+Deno.test("AddressBookBuilder grows its shared buffers in place to a large book", () => {
+  const builder = new AddressBookBuilder();
+  for (let i = 0; i < 100_000; i++) builder.add(`person.${i}@example.com`, `Person ${i}`);
+  const book = builder.build();
+  assert.equal(book.size, 100_000);
+  assert.equal(book.get("person.99999@example.com"), "Person 99999");
+  assert.equal(book.get("person.0@example.com"), "Person 0");
+});

@@ -21,7 +21,7 @@
  */
 
 import type { AddressBook } from "./addressbook.ts";
-import { BookBytes, InvalidUtf8Error } from "./book_bytes.ts";
+import { BookBytes, CHUNK_BYTES, InvalidUtf8Error } from "./book_bytes.ts";
 import { BookCollector, DUPLICATE_POLICIES, type DuplicatePolicy } from "./book_collect.ts";
 import { readCsv } from "./book_csv.ts";
 import {
@@ -134,8 +134,23 @@ export function loadBookFromText(
   file: string,
   options: LoadOptions = {},
 ): LoadedBook {
-  const bytes = new TextEncoder().encode(text);
-  return readBook(BookBytes.fromBytes(bytes), file, file, bytes.length, options);
+  return loadBookFromBytes(new TextEncoder().encode(text), file, options);
+}
+
+/**
+ * Checks and builds a book from bytes already in memory, as
+ * {@linkcode loadBookFromText} does; `chunkBytes` is how many the readers
+ * get at a time (small values let tests cut records at every byte).
+ *
+ * @throws {BookError} listing every problem; nothing is built then.
+ */
+export function loadBookFromBytes(
+  bytes: Uint8Array,
+  file: string,
+  options: LoadOptions = {},
+  chunkBytes: number = CHUNK_BYTES,
+): LoadedBook {
+  return readBook(BookBytes.fromBytes(bytes, chunkBytes), file, file, bytes.length, options);
 }
 
 /** Reads a book from its bytes; `path` picks the format when the options do not. */
@@ -161,9 +176,7 @@ function readBook(
   );
   try {
     bytes.begin();
-    if (bytes.done && skipBlank(bytes.buffer.subarray(0, bytes.end), bytes.start) === bytes.end) {
-      refuse("The file is empty.");
-    }
+    if (isBlank(bytes)) refuse("The file is empty.");
     if (format === "csv") readCsv(bytes, collector, options);
     else if (format === "json") readJson(bytes, collector);
     else readVCard(bytes, collector);
@@ -178,4 +191,12 @@ function readBook(
 
 function withoutBom(head: Uint8Array): Uint8Array {
   return head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf ? head.subarray(3) : head;
+}
+
+/** Whether the file holds nothing but blanks; reads on while it has only blanks so far. */
+function isBlank(bytes: BookBytes): boolean {
+  for (;;) {
+    if (skipBlank(bytes.buffer.subarray(0, bytes.end), bytes.start) < bytes.end) return false;
+    if (bytes.more(0) < 0) return true;
+  }
 }

@@ -706,3 +706,81 @@ Deno.test("a book written as CSV, JSON and vCard reads back to the same entries"
     { numRuns: 60 },
   );
 });
+
+// --- Refusals that say what to do ------------------------------------------------
+
+Deno.test("loadBook refuses a book with no entries unless allowEmpty", async () => {
+  for (
+    const [name, content] of [
+      ["book.csv", "email,name\r\n"],
+      ["book.json", "{}"],
+      ["book.json", "[]"],
+      ["book.vcf", formatVCard([{ name: "No Email", emails: [] }], "4.0")],
+      ["export.csv", "Full Name,Email Address\nNo Mail,\n"],
+    ]
+  ) {
+    assert.deepEqual(await problemsOf(name, content), [
+      "0: The book has no entries; an empty book is refused unless it is allowed (--allow-empty).",
+    ], `${name}: ${content}`);
+    assert.equal((await load(name, content, { allowEmpty: true })).entries, 0);
+  }
+});
+
+Deno.test("loadBook says a UTF-16 file is UTF-16, which byte order, and how to convert it", async () => {
+  const text = "email,name\r\nada@example.com,Ada\r\n";
+  const le = new Uint8Array([0xff, 0xfe, ...[...text].flatMap((c) => [c.charCodeAt(0), 0])]);
+  const be = new Uint8Array([...[...text].flatMap((c) => [0, c.charCodeAt(0)])]);
+  assert.deepEqual(await problemsOf("book.csv", le), [
+    "0: The file is UTF-16 LE text, not UTF-8; convert it first, for example with " +
+    "iconv -f UTF-16LE -t UTF-8 FILE > NEW_FILE.",
+  ]);
+  assert.deepEqual(await problemsOf("book.json", be), [
+    "0: The file is UTF-16 BE text, not UTF-8; convert it first, for example with " +
+    "iconv -f UTF-16BE -t UTF-8 FILE > NEW_FILE.",
+  ]);
+});
+
+Deno.test("loadBook says a file has CR line ends and how to convert them", async () => {
+  const problems = await problemsOf("book.csv", "email,name\rada@example.com,Ada\r");
+  assert.deepEqual(problems, [
+    "0: The file's lines end in CR alone (old Mac OS style), so it reads as one line; " +
+    "convert them to LF first, for example with tr '\\r' '\\n' < FILE > NEW_FILE.",
+  ]);
+  assert.ok(!problems[0].includes("looks like an entry"));
+  // JSON does not care how lines end.
+  assert.equal((await load("book.json", '{\r"a@example.com": "A"\r}')).entries, 1);
+});
+
+Deno.test("loadBook says an empty path is empty", async () => {
+  const error = await loadBook("").catch((error) => error);
+  assert.ok(error instanceof BookError);
+  assert.deepEqual(error.problems, [
+    { file: "", line: 0, message: "Cannot read the file: the path is empty." },
+  ]);
+  const named = await loadBook("", { name: "--data" }).catch((error) => error);
+  assert.equal(named.message, "--data: Cannot read the file: the path is empty.");
+});
+
+Deno.test("loadBook says a vCard FN's BASE64 is invalid rather than that the card has no name", async () => {
+  const vcf =
+    "BEGIN:VCARD\r\nVERSION:3.0\r\nFN;ENCODING=b:***\r\nEMAIL:a@example.com\r\nEND:VCARD\r\n";
+  assert.deepEqual(await problemsOf("book.vcf", vcf), ["3: The FN's BASE64 value is not valid."]);
+});
+
+Deno.test("loadBook refuses emails with invisible characters in every format, with line and U+XXXX", async () => {
+  const message = (code: string) =>
+    `The email is not valid: it contains U+${code}, an invisible or direction-changing character.`;
+  assert.deepEqual(
+    await problemsOf("book.csv", "email,name\nok@example.com,A\nad\u200ba@example.com,Ada\n"),
+    [`3: ${message("200B")}`],
+  );
+  assert.deepEqual(
+    await problemsOf("book.json", '{\n"ok@example.com": "A",\n"a\\u202e@example.com": "B"}'),
+    [`3: ${message("202E")}`],
+  );
+  const vcf = formatVCard(
+    [{ name: "A", emails: ["ok@example.com", "a\ufeffb@example.com"] }],
+    "4.0",
+  );
+  assert.deepEqual(await problemsOf("book.vcf", vcf), [`5: ${message("FEFF")}`]);
+});
