@@ -17,6 +17,8 @@
  */
 
 import { parseArgs } from "node:util";
+import { parseChoice, parseWholeNumber, UsageError } from "./cli_args.ts";
+import { describeError } from "./errors.ts";
 import { BOOK_FORMATS, type BookFormat } from "./book_format.ts";
 import { MAX_UTF8_PER_UNIT } from "./utf8.ts";
 import { formatVCard } from "./vcard.ts";
@@ -248,27 +250,25 @@ export async function main(args: string[]): Promise<number> {
       allowPositionals: false,
     }));
   } catch (error) {
-    return usageError(error instanceof Error ? error.message : String(error));
+    return usageError(describeError(error));
   }
   if (values.help) {
     console.log(USAGE);
     return 0;
   }
   if (values.count === undefined) return usageError("--count is required.");
-  const count = Number(values.count);
-  if (!/^\d+$/.test(values.count) || !Number.isSafeInteger(count)) {
-    return usageError(`--count ${values.count} is not a non-negative whole number.`);
-  }
-  const format = values.format as GenFormat;
-  if (!FORMATS.includes(format)) {
-    return usageError(`--format ${values.format} is not one of ${FORMATS.join(", ")}.`);
-  }
+  let count: number;
+  let format: GenFormat;
   let seed: number | undefined;
-  if (values.seed !== undefined) {
-    seed = Number(values.seed);
-    if (!/^\d+$/.test(values.seed) || !Number.isSafeInteger(seed)) {
-      return usageError(`--seed ${values.seed} is not a non-negative whole number.`);
-    }
+  try {
+    count = parseWholeNumber("--count", values.count, 0, Number.MAX_SAFE_INTEGER);
+    format = parseChoice("--format", values.format, FORMATS) ?? "csv";
+    seed = values.seed === undefined
+      ? undefined
+      : parseWholeNumber("--seed", values.seed, 0, Number.MAX_SAFE_INTEGER);
+  } catch (error) {
+    if (error instanceof UsageError) return usageError(error.message);
+    throw error;
   }
   const encoder = new TextEncoder();
   let buffer = new Uint8Array(0);

@@ -21,6 +21,7 @@
  */
 
 import type { AddressBook } from "./addressbook.ts";
+import { describeError } from "./errors.ts";
 import { BookBytes, CHUNK_BYTES, InvalidUtf8Error } from "./book_bytes.ts";
 import { BookCollector, DUPLICATE_POLICIES, type DuplicatePolicy } from "./book_collect.ts";
 import { readCsv } from "./book_csv.ts";
@@ -120,7 +121,7 @@ function readFailure(error: unknown): string {
   if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
   if (error instanceof Deno.errors.NotCapable) return "read access was not granted";
   if (error instanceof Deno.errors.IsADirectory) return "it is a directory";
-  return error instanceof Error ? error.message : String(error);
+  return describeError(error);
 }
 
 /**

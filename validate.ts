@@ -12,6 +12,8 @@
  */
 
 import { parseArgs } from "node:util";
+import { parseChoice, UsageError } from "./cli_args.ts";
+import { describeError } from "./errors.ts";
 import {
   BOOK_FORMATS,
   BookError,
@@ -72,22 +74,21 @@ export async function main(args: string[]): Promise<number> {
       allowPositionals: true,
     }));
   } catch (error) {
-    return usageError(error instanceof Error ? error.message : String(error));
+    return usageError(describeError(error));
   }
   if (values.help) {
     await write(USAGE + "\n");
     return EXIT_OK;
   }
   if (files.length === 0) return usageError("Name at least one file to check.");
-  const format = values.format as BookFormat | undefined;
-  if (format !== undefined && !BOOK_FORMATS.includes(format)) {
-    return usageError(`--format ${values.format} is not one of ${BOOK_FORMATS.join(", ")}.`);
-  }
-  const duplicates = values.duplicates as DuplicatePolicy | undefined;
-  if (duplicates !== undefined && !DUPLICATE_POLICIES.includes(duplicates)) {
-    return usageError(
-      `--duplicates ${values.duplicates} is not one of ${DUPLICATE_POLICIES.join(", ")}.`,
-    );
+  let format: BookFormat | undefined;
+  let duplicates: DuplicatePolicy | undefined;
+  try {
+    format = parseChoice("--format", values.format, BOOK_FORMATS);
+    duplicates = parseChoice("--duplicates", values.duplicates, DUPLICATE_POLICIES);
+  } catch (error) {
+    if (error instanceof UsageError) return usageError(error.message);
+    throw error;
   }
   const options: LoadOptions = {
     format,
@@ -137,7 +138,7 @@ async function check(
       return { report: error.problems.map(formatProblem), problems: error.problems.length };
     }
     // Not expected, but one bad file must not hide the report on the others.
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = describeError(error);
     return { report: [`${file}: cannot check the file: ${reason}`], problems: 1 };
   }
 }
