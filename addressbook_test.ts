@@ -596,3 +596,63 @@ Deno.test("AddressBookBuilder grows its shared buffers in place to a large book"
   assert.equal(book.get("person.99999@example.com"), "Person 99999");
   assert.equal(book.get("person.0@example.com"), "Person 0");
 });
+
+Deno.test("property: appendBytes and build find every key, keeping the first or last of duplicates", () => {
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.tuple(fc.integer({ min: 0, max: 40 }), fc.string({ minLength: 1, maxLength: 4 })),
+        { maxLength: 120 },
+      ),
+      fc.constantFrom("first" as const, "last" as const),
+      (rows, keep) => {
+        const builder = new AddressBookBuilder();
+        const expected = new Map<string, string>();
+        const firsts = new Map<string, number>();
+        const found: [number, number][] = [];
+        const wanted: [number, number][] = [];
+        rows.forEach(([n, name], entry) => {
+          const key = `k${n}@x`;
+          const bytes = encoder.encode(key);
+          const nameBytes = encoder.encode(name);
+          assert.equal(
+            builder.appendBytes(bytes, 0, bytes.length, nameBytes, 0, nameBytes.length),
+            entry,
+          );
+          if (!firsts.has(key)) firsts.set(key, entry);
+          else wanted.push([firsts.get(key)!, entry]);
+          if (keep === "last" || !expected.has(key)) expected.set(key, name);
+        });
+        const book = builder.build({
+          keep,
+          found: (first, duplicate) => found.push([first, duplicate]),
+        });
+        assert.equal(book.size, expected.size);
+        for (const [key, name] of expected) assert.equal(book.get(key), name, key);
+        assert.equal(book.get("missing@x"), undefined);
+        assert.deepEqual(found.sort((a, b) => a[1] - b[1]), wanted);
+        assert.equal(book.fingerprint, bookOf([...expected]).fingerprint);
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+Deno.test("a bulk build wraps entries past the table's end round to its start", () => {
+  // Keys whose hashes put them in the last slots of a 16-slot table, more than fit there.
+  const hash = (text: string) => {
+    let h = 0x811c9dc5;
+    for (const byte of encoder.encode(text)) h = Math.imul(h ^ byte, 0x01000193);
+    return h >>> 0;
+  };
+  const keys: string[] = [];
+  for (let i = 0; keys.length < 7; i++) if (hash(`w${i}@x`) >>> 28 === 15) keys.push(`w${i}@x`);
+  const builder = new AddressBookBuilder();
+  for (const key of keys) {
+    const bytes = encoder.encode(key);
+    builder.appendBytes(bytes, 0, bytes.length, bytes, 0, bytes.length);
+  }
+  const book = builder.build();
+  assert.equal(book.toShared().slots.length, 32);
+  for (const key of keys) assert.equal(book.get(key), key);
+});

@@ -139,17 +139,29 @@ export class BookCollector {
 
   /**
    * Builds the book, or throws every problem found (in line order); a book
-   * with no entries is a problem unless `allowEmpty`.
+   * with no entries is a problem unless `allowEmpty`. Duplicates are found
+   * here, by the builder, all at once.
    */
   finish(allowEmpty: boolean): AddressBook {
-    if (this.problems.length === 0 && this.#builder.size === 0 && !allowEmpty) {
+    const lines = this.#lines;
+    const book = this.#builder.build({
+      keep: this.#policy === "last" ? "last" : "first",
+      found: (first, duplicate) => {
+        if (this.#policy !== "error") {
+          this.duplicates++;
+          return;
+        }
+        this.problem(lines[duplicate], `The email is a duplicate of line ${lines[first]}.`);
+      },
+    });
+    if (this.problems.length === 0 && book.size === 0 && !allowEmpty) {
       this.problem(0, NO_ENTRIES_MESSAGE);
     }
     if (this.problems.length > 0) {
-      // Some readers find a problem only at a record's end; sort is stable.
+      // Duplicates and some readers' problems are found late; sort is stable.
       throw new BookError(this.problems.sort((a, b) => a.line - b.line));
     }
-    return this.#builder.build();
+    return book;
   }
 
   /** Writes the key of an email string into `#key`; its length, or -1 after a problem. */
@@ -190,7 +202,7 @@ export class BookCollector {
     return length;
   }
 
-  /** Adds the key in `#key` with a trimmed name, after the name and duplicate checks. */
+  /** Adds the key in `#key` with a trimmed name, after the name checks; duplicates wait for finish. */
   #addChecked(
     keyLength: number,
     names: Uint8Array,
@@ -210,21 +222,12 @@ export class BookCollector {
       );
       return;
     }
-    const builder = this.#builder;
-    const entry = builder.size;
-    const existing = builder.addBytes(this.#key, 0, keyLength, names, nameStart, nameEnd);
-    if (existing < 0) {
-      if (entry >= this.#lines.length) {
-        const grown = new Int32Array(this.#lines.length * 2);
-        grown.set(this.#lines);
-        this.#lines = grown;
-      }
-      this.#lines[entry] = line;
-    } else if (this.#policy === "error") {
-      this.problem(line, `The email is a duplicate of line ${this.#lines[existing]}.`);
-    } else {
-      this.duplicates++;
-      if (this.#policy === "last") builder.setNameBytes(existing, names, nameStart, nameEnd);
+    const entry = this.#builder.appendBytes(this.#key, 0, keyLength, names, nameStart, nameEnd);
+    if (entry >= this.#lines.length) {
+      const grown = new Int32Array(this.#lines.length * 2);
+      grown.set(this.#lines);
+      this.#lines = grown;
     }
+    this.#lines[entry] = line;
   }
 }

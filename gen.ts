@@ -22,6 +22,7 @@ import { describeError } from "./errors.ts";
 import { BOOK_FORMATS, type BookFormat } from "./book_format.ts";
 import { MAX_UTF8_PER_UNIT } from "./utf8.ts";
 import { formatVCard } from "./vcard.ts";
+import { writeAll } from "./write_all.ts";
 
 /** The formats the generator writes; the same ones the loader reads. */
 export type GenFormat = BookFormat;
@@ -278,7 +279,7 @@ export async function main(args: string[]): Promise<number> {
         buffer = new Uint8Array(chunk.length * MAX_UTF8_PER_UNIT);
       }
       const { written } = encoder.encodeInto(chunk, buffer);
-      for (let at = 0; at < written;) at += await Deno.stdout.write(buffer.subarray(at, written));
+      await writeAll(Deno.stdout, buffer.subarray(0, written));
     }
   } catch (error) {
     // The reader went away (`gen ... | head`): nothing more to do.

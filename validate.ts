@@ -25,6 +25,7 @@ import {
   type LoadOptions,
 } from "./load_book.ts";
 import { resolveUserPath } from "./user_path.ts";
+import { writeAll } from "./write_all.ts";
 
 /** Exit status when every file is clean. */
 export const EXIT_OK = 0;
@@ -163,9 +164,7 @@ async function writeLines(lines: string[]): Promise<void> {
 async function write(text: string): Promise<void> {
   const bytes = new TextEncoder().encode(text);
   try {
-    for (let written = 0; written < bytes.length;) {
-      written += await Deno.stdout.write(bytes.subarray(written));
-    }
+    await writeAll(Deno.stdout, bytes);
   } catch (error) {
     // The reader went away (`validate ... | head`); the exit status still tells.
     if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
