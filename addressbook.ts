@@ -22,7 +22,8 @@
  * @module
  */
 
-import { bookFingerprint, sortByHashAndKey } from "./book_fingerprint.ts";
+import { type Entries, partitionByHash } from "./addressbook_partition.ts";
+import { bookFingerprint } from "./book_fingerprint.ts";
 import { emailProblem, normalizeEmail } from "./email.ts";
 import {
   decodeUtf8,
@@ -410,30 +411,52 @@ export class AddressBookBuilder {
     return AddressBook.fromShared(data);
   }
 
-  /** Sorts the entries by hash, drops duplicates, and fills the table front to back. */
-  #buildSorted(duplicates: DuplicateHandling): AddressBook {
+  /**
+   * Lays the entries out by hash (`addressbook_partition.ts`), drops
+   * duplicates, which then sit side by side, and fills the table front to back.
+   */
+  #buildSorted(handling: DuplicateHandling): AddressBook {
     this.#table = new Uint32Array(0);
-    let size = this.#size;
-    let keyStarts: Uint32Array = this.#keyStarts.array.subarray(0, size + 1);
-    let keys: Uint8Array = this.#keys.array.subarray(0, keyStarts[size]);
-    let replyBounds: Uint32Array = this.#replyBounds.array.subarray(0, 2 * size);
-    let replies: Uint8Array = this.#replies.array.subarray(0, this.#repliesLength);
-    let { order, hashes } = sortByHashAndKey(this.#hashes.array.subarray(0, size), keyStarts, keys);
-    const dropped = findDuplicates(order, hashes, keyStarts, keys, duplicates);
-    if (dropped !== undefined) {
-      const kept = keepEntries(dropped, keyStarts, keys, replyBounds, replies);
-      ({ size, keyStarts, keys, replyBounds, replies } = kept);
-      ({ order, hashes } = renumber(order, hashes, kept.newIndex, dropped));
+    const size = this.#size;
+    const keyStarts = this.#keyStarts.array.subarray(0, size + 1);
+    const laidOut = partitionByHash({
+      size,
+      keyStarts,
+      keys: this.#keys.array.subarray(0, keyStarts[size]),
+      replyBounds: this.#replyBounds.array.subarray(0, 2 * size),
+      replies: this.#replies.array.subarray(0, this.#repliesLength),
+      hashes: this.#hashes.array.subarray(0, size),
+    });
+    // The builder's own buffers are garbage now: let them go before the table is made.
+    for (
+      const array of [this.#keyStarts, this.#keys, this.#replyBounds, this.#replies, this.#hashes]
+    ) {
+      array.release();
     }
-    const slots = newTable(slotCountFor(size));
+    let book: Entries = laidOut;
+    let order: Uint32Array = laidOut.order;
+    // Hashes in sorted order, as findDuplicates and fillInOrder read them.
+    let hashes: Uint32Array = new Uint32Array(size);
+    for (let i = 0; i < size; i++) hashes[i] = laidOut.hashes[order[i]];
+    const dropped = findDuplicates(order, hashes, book.keyStarts, book.keys, {
+      keep: handling.keep,
+      found: (first, duplicate) =>
+        handling.found?.(laidOut.original[first], laidOut.original[duplicate]),
+    });
+    if (dropped !== undefined) {
+      const kept = keepEntries(dropped, book.keyStarts, book.keys, book.replyBounds, book.replies);
+      ({ order, hashes } = renumber(order, hashes, kept.newIndex, dropped));
+      book = { ...kept, hashes: new Uint32Array(0) };
+    }
+    const slots = newTable(slotCountFor(book.size));
     fillInOrder(slots, order, hashes);
     const data: SharedAddressBook = {
-      size,
+      size: book.size,
       slots,
-      keyStarts,
-      keys,
-      replyBounds,
-      replies,
+      keyStarts: book.keyStarts,
+      keys: book.keys,
+      replyBounds: book.replyBounds,
+      replies: book.replies,
       fingerprint: "",
     };
     data.fingerprint = bookFingerprint({ ...data, namePrefix: REPLY_PREFIX }, order);
@@ -729,7 +752,7 @@ const MAX_SHARED_BYTES = 2 ** 32 - 1;
 
 /** A typed array over a growable `SharedArrayBuffer`, grown in place as it fills. */
 class GrowableArray<T extends Uint8Array | Uint32Array> {
-  readonly #buffer = new SharedArrayBuffer(0, { maxByteLength: MAX_SHARED_BYTES });
+  #buffer = new SharedArrayBuffer(0, { maxByteLength: MAX_SHARED_BYTES });
   readonly #Type: {
     new (buffer: SharedArrayBuffer, offset: number, length: number): T;
     BYTES_PER_ELEMENT: number;
@@ -763,5 +786,11 @@ class GrowableArray<T extends Uint8Array | Uint32Array> {
     this.#buffer.grow(bytes);
     this.array = new this.#Type(this.#buffer, 0, bytes / size);
     return this.array;
+  }
+
+  /** Lets the buffer go (to the garbage collector); the array is empty afterwards. */
+  release(): void {
+    this.#buffer = new SharedArrayBuffer(0, { maxByteLength: 0 });
+    this.array = new this.#Type(this.#buffer, 0, 0);
   }
 }
