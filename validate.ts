@@ -119,7 +119,9 @@ async function check(
   options: LoadOptions,
 ): Promise<{ report: string[]; problems: number }> {
   try {
-    const { book, entries, duplicates } = await loadBook(resolveUserPath(file), {
+    // An empty path stays empty, so the loader can say so (resolved, it would be a folder).
+    const path = file === "" ? "" : resolveUserPath(file);
+    const { book, entries, duplicates } = await loadBook(path, {
       ...options,
       name: file,
     });

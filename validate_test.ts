@@ -199,3 +199,12 @@ Deno.test("validate refuses a book with no entries unless --allow-empty", async 
     );
   });
 });
+
+Deno.test("validate says an empty path is empty", async () => {
+  const result = await validate([""]);
+  assert.equal(result.code, 1);
+  assert.equal(
+    result.stdout,
+    ": Cannot read the file: the path is empty.\n1 problem in 1 of 1 file.\n",
+  );
+});
