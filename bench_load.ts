@@ -92,7 +92,7 @@ export async function main(args: string[]): Promise<number> {
       strict: true,
     }));
   } catch (error) {
-    return usageError(describeError(error));
+    return usageError(argumentsProblem(error));
   }
   if (values.help) {
     console.log(USAGE);
@@ -109,7 +109,15 @@ export async function main(args: string[]): Promise<number> {
     if (error instanceof UsageError) return usageError(error.message);
     throw error;
   }
-  if (values.child) return await child(files[0], format, values.thread ?? false);
+  if (values.child) {
+    try {
+      return await child(files[0], format, values.thread ?? false);
+    } catch (error) {
+      if (!(error instanceof BookError)) throw error;
+      console.error(`bench-load: ${error.message}`);
+      return 1;
+    }
+  }
   if (values.resp) return await writeResp(files[0], format);
   if (quotedMb !== undefined) return await benchQuotedField(quotedMb);
   if (files.length !== 1) return usageError("Name one book file to load.");
@@ -368,6 +376,20 @@ async function writeResp(file: string, format: BookFormat | undefined): Promise<
   }
   await writeAll(Deno.stdout, out.subarray(0, used));
   return 0;
+}
+
+/** parseArgs's complaint as one sentence in the project's style. */
+function argumentsProblem(error: unknown): string {
+  const message = describeError(error);
+  const option = /'(-[^' ]*)/.exec(message)?.[1];
+  switch ((error as { code?: string }).code) {
+    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
+      return `${option} is not an option.`;
+    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+      return `${option ?? "An option"} needs a value.`;
+    default:
+      return /[.!?]$/.test(message) ? message : `${message}.`;
+  }
 }
 
 function mb(bytes: number): string {
