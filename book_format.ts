@@ -106,6 +106,7 @@ export function usesCrLineEnds(head: Uint8Array): boolean {
 }
 
 /** The problem to report for a file with CR line ends, and how to convert it. */
-export const CR_LINE_ENDS_MESSAGE = "The file's lines end in CR alone (old Mac OS style), " +
+export const CR_LINE_ENDS_MESSAGE: string =
+  "The file's lines end in CR alone (old Mac OS style), " +
   "so it reads as one line; convert them to LF first, for example with " +
   "tr '\\r' '\\n' < FILE > NEW_FILE.";

@@ -38,17 +38,33 @@ Deno.test("loadBookInThread rethrows a BookError with every problem", async () =
   assert.equal(allowed.entries, 0);
 });
 
-/** Whether this process has `path` open, by its descriptors in /proc/self/fd. */
-function hasOpen(path: string): boolean {
+/**
+ * A script that starts a load in a thread and then keeps its own thread
+ * busy until it sees the book open among its descriptors: only another
+ * thread can have opened it. It runs as its own process because Deno lets
+ * only a process with every permission read /proc/self.
+ */
+const BUSY_MAIN_THREAD = `
+import { loadBookInThread } from ${
+  JSON.stringify(new URL("./load_book_thread.ts", import.meta.url).href)
+};
+const path = Deno.args[0];
+function hasOpen() {
   for (const entry of Deno.readDirSync("/proc/self/fd")) {
     try {
-      if (Deno.readLinkSync(`/proc/self/fd/${entry.name}`) === path) return true;
+      if (Deno.readLinkSync("/proc/self/fd/" + entry.name) === path) return true;
     } catch {
       // The descriptor was closed while we looked.
     }
   }
   return false;
 }
+const loading = loadBookInThread(path);
+const deadline = Date.now() + 20000;
+let seen = false;
+while (!seen && Date.now() < deadline) seen = hasOpen();
+console.log(JSON.stringify({ seen, entries: (await loading).entries }));
+`;
 
 Deno.test({
   name: "loadBookInThread reads the file while the main thread is busy",
@@ -60,12 +76,14 @@ Deno.test({
       (_, i) => [`p${i}@example.com`, `P ${i}`] as const,
     );
     const path = await Deno.realPath(await writeCsvBook(dir.path, rows));
-    const loading = loadBookInThread(path);
-    // The main thread never yields here: only another thread can open the file meanwhile.
-    const deadline = Date.now() + 20_000;
-    let seen = false;
-    while (!seen && Date.now() < deadline) seen = hasOpen(path);
-    assert.ok(seen, "the book was opened while the main thread was busy");
-    assert.equal((await loading).entries, rows.length);
+    const script = `${dir.path}/busy.js`;
+    await Deno.writeTextFile(script, BUSY_MAIN_THREAD);
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", script, path],
+      stderr: "inherit",
+    }).output();
+    assert.ok(output.success);
+    const result = JSON.parse(new TextDecoder().decode(output.stdout));
+    assert.deepEqual(result, { seen: true, entries: rows.length });
   },
 });
