@@ -73,14 +73,11 @@ export class BookCollector {
   /** A name that had to be trimmed as a string, in UTF-8. */
   #name = new Uint8Array(1024);
 
-  /**
-   * Makes a collector for the file named `file` in problems;
-   * `expectedEntries` is a guess that sizes the book's table up front.
-   */
-  constructor(file: string, policy: DuplicatePolicy, expectedEntries = 0) {
+  /** Makes a collector for the file named `file` in problems. */
+  constructor(file: string, policy: DuplicatePolicy) {
     this.#file = file;
     this.#policy = policy;
-    this.#builder = new AddressBookBuilder(expectedEntries);
+    this.#builder = new AddressBookBuilder();
   }
 
   /** Records a problem; `message` is one sentence, without the file or line. */

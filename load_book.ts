@@ -78,9 +78,6 @@ export interface LoadedBook {
  */
 export const MAX_BOOK_BYTES = 2 ** 32 - 1;
 
-/** About the fewest bytes a CSV row takes (`a@b.c,N` and a line end), to size the table. */
-const MIN_BYTES_PER_ENTRY = 24;
-
 /**
  * Reads, checks and builds the book in `path`.
  *
@@ -94,7 +91,6 @@ export async function loadBook(path: string, options: LoadOptions = {}): Promise
   };
   if (path === "") fail("the path is empty");
   let file: Deno.FsFile;
-  let size: number;
   try {
     // stat before open: opening a named pipe would wait for a writer.
     const info = await Deno.stat(path);
@@ -103,14 +99,13 @@ export async function loadBook(path: string, options: LoadOptions = {}): Promise
     if (info.size > MAX_BOOK_BYTES) {
       fail(`it is ${info.size} bytes, over the limit of ${MAX_BOOK_BYTES}`);
     }
-    size = info.size;
     file = await Deno.open(path);
   } catch (error) {
     if (error instanceof BookError) throw error;
     return fail(readFailure(error));
   }
   try {
-    return readBook(BookBytes.fromFile(file), name, path, size, options);
+    return readBook(BookBytes.fromFile(file), name, path, options);
   } finally {
     file.close();
   }
@@ -151,7 +146,7 @@ export function loadBookFromBytes(
   options: LoadOptions = {},
   chunkBytes: number = CHUNK_BYTES,
 ): LoadedBook {
-  return readBook(BookBytes.fromBytes(bytes, chunkBytes), file, file, bytes.length, options);
+  return readBook(BookBytes.fromBytes(bytes, chunkBytes), file, file, options);
 }
 
 /** Reads a book from its bytes; `path` picks the format when the options do not. */
@@ -159,7 +154,6 @@ function readBook(
   bytes: BookBytes,
   name: string,
   path: string,
-  size: number,
   options: LoadOptions,
 ): LoadedBook {
   const head = bytes.peek();
@@ -170,11 +164,7 @@ function readBook(
   if (order !== undefined) refuse(utf16Message(order));
   const format = options.format ?? formatFromPath(path) ?? formatFromStart(withoutBom(head));
   if (format !== "json" && usesCrLineEnds(head)) refuse(CR_LINE_ENDS_MESSAGE);
-  const collector = new BookCollector(
-    name,
-    options.duplicates ?? "error",
-    Math.ceil(size / MIN_BYTES_PER_ENTRY / 2),
-  );
+  const collector = new BookCollector(name, options.duplicates ?? "error");
   try {
     bytes.begin();
     if (isBlank(bytes)) refuse("The file is empty.");
