@@ -263,10 +263,17 @@ function isAsciiSpace(byte: number): boolean {
  * valid and normalised (the loader checks them); the builder finds
  * duplicates, so the loader can report them with both places.
  *
- * Keys, replies and their offsets are written straight into growable
- * `SharedArrayBuffer`s, which grow in place and take memory only for the
- * pages written: the built book is those same buffers, so building copies
- * nothing and a load's peak memory is close to what the book keeps.
+ * Two ways in: {@linkcode AddressBookBuilder.add} looks each key up as it
+ * comes and says at once whether it is a duplicate;
+ * {@linkcode AddressBookBuilder.appendBytes}, the loader's way, only
+ * appends, and {@linkcode AddressBookBuilder.build} then finds duplicates
+ * all at once by laying the entries out by hash, which for a large book is
+ * several times faster than a probe per entry into a table far larger than
+ * the CPU's caches.
+ *
+ * Keys, replies and their offsets are written into growable
+ * `SharedArrayBuffer`s, which grow in place (no doubling, no copy) and take
+ * memory only for the pages written.
  */
 export class AddressBookBuilder {
   #size = 0;
