@@ -25,7 +25,6 @@
 import assert from "node:assert/strict";
 import { type AddressBook, AddressBookBuilder } from "./addressbook.ts";
 import { Logger, type LogLevel } from "./log.ts";
-import { BookError, loadBookFromBytes, type LoadOptions } from "./load_book.ts";
 import {
   decodeReply,
   encodeQuery,
@@ -775,6 +774,9 @@ export function withTestClient(
 }
 
 // --- Book loading -------------------------------------------------------------
+
+// Imported here rather than at the top so that this section stays one addition at the end.
+import { BookError, loadBookFromBytes, type LoadOptions } from "./load_book.ts";
 
 /** What a load comes to: the problems, or the entry count and fingerprint. */
 export function loadOutcome(
