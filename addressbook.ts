@@ -69,11 +69,14 @@ export interface SharedAddressBook {
   fingerprint: string;
 }
 
+const FNV_OFFSET_BASIS = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+
 /** FNV-1a over bytes, 32-bit. */
 function hashBytes(bytes: Uint8Array, start: number, end: number): number {
-  let hash = 0x811c9dc5;
+  let hash = FNV_OFFSET_BASIS;
   for (let i = start; i < end; i++) {
-    hash = Math.imul(hash ^ bytes[i], 0x01000193);
+    hash = Math.imul(hash ^ bytes[i], FNV_PRIME);
   }
   return hash >>> 0;
 }
@@ -365,8 +368,14 @@ export class AddressBookBuilder {
     const at = this.#keyStarts.array[entry];
     const keys = this.#keys.reserve(at + keyEnd - keyStart);
     let end = at;
-    for (let i = keyStart; i < keyEnd; i++) keys[end++] = key[i];
-    this.#hashes.reserve(entry + 1)[entry] = hashBytes(keys, at, end);
+    // FNV-1a as hashBytes computes it, in the same pass as the copy.
+    let hash = FNV_OFFSET_BASIS;
+    for (let i = keyStart; i < keyEnd; i++) {
+      const byte = key[i];
+      keys[end++] = byte;
+      hash = Math.imul(hash ^ byte, FNV_PRIME);
+    }
+    this.#hashes.reserve(entry + 1)[entry] = hash >>> 0;
     this.#keyStarts.reserve(entry + 2)[entry + 1] = end;
     this.#replyBounds.reserve(2 * entry + 2);
     this.#size = entry + 1;
