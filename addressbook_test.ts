@@ -542,3 +542,117 @@ Deno.test("writeAnswer writes the same frame as answer, in place, and asks for r
     assert.equal(book.writeAnswer(bytes, 2, bytes.length - 2, out, 4), -1);
   }
 });
+
+Deno.test("AddressBook.answer gives BAD_REQUEST naming an invisible or direction-changing character", () => {
+  const book = bookOf(SAMPLE);
+  for (
+    const [char, name] of [["\u200b", "U+200B"], ["\u202e", "U+202E"], ["\u00ad", "U+00AD"], [
+      "\ufeff",
+      "U+FEFF",
+    ], ["\u2066", "U+2066"]]
+  ) {
+    const expected = badRequest(
+      `it contains ${name}, an invisible or direction-changing character`,
+    );
+    assert.deepEqual(ask(book, `ada${char}@example.com`), expected, name);
+    // The hot path gives the same frame.
+    const query = encoder.encode(`ada@exam${char}ple.com`);
+    const out = new Uint8Array(256);
+    const end = book.writeAnswer(query, 0, query.length, out, 0);
+    assert.deepEqual(parseFrame(out.subarray(0, end)), expected, name);
+  }
+});
+
+Deno.test("AddressBook.fingerprint is 64 hex digits, carried through toShared and fromShared", () => {
+  const book = bookOf(SAMPLE);
+  assert.match(book.fingerprint, /^[0-9a-f]{64}$/);
+  assert.equal(AddressBook.fromShared(book.toShared()).fingerprint, book.fingerprint);
+  assert.equal(bookOf([...SAMPLE].reverse()).fingerprint, book.fingerprint);
+  assert.notEqual(bookOf(SAMPLE.slice(1)).fingerprint, book.fingerprint);
+});
+
+Deno.test("AddressBookBuilder.addBytes adds what add adds, and setNameBytes replaces a name", () => {
+  const builder = new AddressBookBuilder(4);
+  const key = encoder.encode("[ada@example.com]");
+  const name = encoder.encode("(Ada Lovelace)");
+  assert.equal(builder.addBytes(key, 1, key.length - 1, name, 1, name.length - 1), -1);
+  assert.equal(builder.addBytes(key, 1, key.length - 1, name, 1, 4), 0);
+  builder.add("zoë@example.com", "Zoë");
+  builder.setNameBytes(1, encoder.encode("Zoë M."), 0, encoder.encode("Zoë M.").length);
+  const book = builder.build();
+  assert.equal(book.get("ada@example.com"), "Ada Lovelace");
+  assert.equal(book.get("zoë@example.com"), "Zoë M.");
+  assert.equal(
+    book.fingerprint,
+    bookOf([["ada@example.com", "Ada Lovelace"], ["zoë@example.com", "Zoë M."]]).fingerprint,
+  );
+});
+
+Deno.test("AddressBookBuilder grows its shared buffers in place to a large book", () => {
+  const builder = new AddressBookBuilder();
+  for (let i = 0; i < 100_000; i++) builder.add(`person.${i}@example.com`, `Person ${i}`);
+  const book = builder.build();
+  assert.equal(book.size, 100_000);
+  assert.equal(book.get("person.99999@example.com"), "Person 99999");
+  assert.equal(book.get("person.0@example.com"), "Person 0");
+});
+
+Deno.test("property: appendBytes and build find every key, keeping the first or last of duplicates", () => {
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.tuple(fc.integer({ min: 0, max: 40 }), fc.string({ minLength: 1, maxLength: 4 })),
+        { maxLength: 120 },
+      ),
+      fc.constantFrom("first" as const, "last" as const),
+      (rows, keep) => {
+        const builder = new AddressBookBuilder();
+        const expected = new Map<string, string>();
+        const firsts = new Map<string, number>();
+        const found: [number, number][] = [];
+        const wanted: [number, number][] = [];
+        rows.forEach(([n, name], entry) => {
+          const key = `k${n}@x`;
+          const bytes = encoder.encode(key);
+          const nameBytes = encoder.encode(name);
+          assert.equal(
+            builder.appendBytes(bytes, 0, bytes.length, nameBytes, 0, nameBytes.length),
+            entry,
+          );
+          if (!firsts.has(key)) firsts.set(key, entry);
+          else wanted.push([firsts.get(key)!, entry]);
+          if (keep === "last" || !expected.has(key)) expected.set(key, name);
+        });
+        const book = builder.build({
+          keep,
+          found: (first, duplicate) => found.push([first, duplicate]),
+        });
+        assert.equal(book.size, expected.size);
+        for (const [key, name] of expected) assert.equal(book.get(key), name, key);
+        assert.equal(book.get("missing@x"), undefined);
+        assert.deepEqual(found.sort((a, b) => a[1] - b[1]), wanted);
+        assert.equal(book.fingerprint, bookOf([...expected]).fingerprint);
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+Deno.test("a bulk build wraps entries past the table's end round to its start", () => {
+  // Keys whose hashes put them in the last slots of a 16-slot table, more than fit there.
+  const hash = (text: string) => {
+    let h = 0x811c9dc5;
+    for (const byte of encoder.encode(text)) h = Math.imul(h ^ byte, 0x01000193);
+    return h >>> 0;
+  };
+  const keys: string[] = [];
+  for (let i = 0; keys.length < 7; i++) if (hash(`w${i}@x`) >>> 28 === 15) keys.push(`w${i}@x`);
+  const builder = new AddressBookBuilder();
+  for (const key of keys) {
+    const bytes = encoder.encode(key);
+    builder.appendBytes(bytes, 0, bytes.length, bytes, 0, bytes.length);
+  }
+  const book = builder.build();
+  assert.equal(book.toShared().slots.length, 32);
+  for (const key of keys) assert.equal(book.get(key), key);
+});

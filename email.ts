@@ -21,6 +21,18 @@ export const MAX_EMAIL_CHARS = 254;
 // Whitespace (Unicode White_Space, as String.prototype.trim sees it) or a control character.
 const WHITESPACE_OR_CONTROL = /[\s\p{Cc}]/u;
 
+/**
+ * Characters that show as nothing or turn the text around, so that two
+ * addresses that look the same are different keys: every format character
+ * (Cf: zero-width spaces and joiners U+200B..U+200D, the direction marks,
+ * embeddings, overrides and isolates U+200E, U+200F, U+202A..U+202E,
+ * U+2066..U+2069, the invisible operators U+2060..U+2064, the soft hyphen
+ * U+00AD, U+180E, a U+FEFF inside the text, ...) and every other
+ * Default_Ignorable_Code_Point (Hangul fillers, variation selectors, the
+ * combining grapheme joiner, ...).
+ */
+const INVISIBLE = /[\p{Cf}\p{Default_Ignorable_Code_Point}]/u;
+
 /** Normalises an address for lookup: trims surrounding whitespace, then lower-cases it. */
 export function normalizeEmail(email: string): string {
   return email.trim().toLowerCase();
@@ -29,8 +41,10 @@ export function normalizeEmail(email: string): string {
 /**
  * Says what is wrong with an address, or returns `undefined` when it is a
  * valid one. The address is trimmed first. Valid means: exactly one `@`,
- * something before and after it, no whitespace or control characters, and
- * at most {@linkcode MAX_EMAIL_CHARS} characters.
+ * something before and after it, no whitespace or control characters, no
+ * invisible or direction-changing characters (format characters and other
+ * default-ignorable ones, named in the answer as `U+XXXX`), and at most
+ * {@linkcode MAX_EMAIL_CHARS} characters.
  */
 export function emailProblem(email: string): string | undefined {
   const address = email.trim();
@@ -40,6 +54,12 @@ export function emailProblem(email: string): string | undefined {
   if (address.indexOf("@", at + 1) >= 0) return "it has more than one @";
   if (at === 0) return "nothing comes before the @";
   if (at === address.length - 1) return "nothing comes after the @";
+  const invisible = INVISIBLE.exec(address);
+  if (invisible !== null) {
+    return `it contains ${
+      codePointName(invisible[0])
+    }, an invisible or direction-changing character`;
+  }
   if (WHITESPACE_OR_CONTROL.test(address)) return "it contains whitespace or a control character";
   const chars = countCodePoints(address);
   if (chars > MAX_EMAIL_CHARS) {
@@ -60,4 +80,9 @@ function countCodePoints(text: string): number {
     count++;
   }
   return count;
+}
+
+/** `U+200B` for a zero width space: the code point in at least four hex digits. */
+export function codePointName(char: string): string {
+  return "U+" + char.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0");
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { emailProblem, MAX_EMAIL_CHARS, normalizeEmail } from "./email.ts";
+import { codePointName, emailProblem, MAX_EMAIL_CHARS, normalizeEmail } from "./email.ts";
 
 const WHITESPACE_OR_CONTROL = "it contains whitespace or a control character";
 
@@ -58,12 +58,12 @@ Deno.test("emailProblem rejects whitespace inside the address, ASCII or Unicode"
     "\ufeff",
   ];
   for (const space of spaces) {
-    assert.equal(
-      emailProblem(`ada${space}lovelace@example.com`),
-      WHITESPACE_OR_CONTROL,
-      escape(space),
-    );
-    assert.equal(emailProblem(`ada@example${space}.com`), WHITESPACE_OR_CONTROL, escape(space));
+    // U+FEFF is whitespace to JavaScript but invisible, so it is named as the invisible ones are.
+    const expected = space === "\ufeff"
+      ? "it contains U+FEFF, an invisible or direction-changing character"
+      : WHITESPACE_OR_CONTROL;
+    assert.equal(emailProblem(`ada${space}lovelace@example.com`), expected, escape(space));
+    assert.equal(emailProblem(`ada@example${space}.com`), expected, escape(space));
   }
 });
 
@@ -205,3 +205,57 @@ Deno.test("property: an address of a non-empty local part, @, non-empty domain, 
 function escape(text: string): string {
   return [...text].map((c) => `U+${c.codePointAt(0)!.toString(16).padStart(4, "0")}`).join(" ");
 }
+
+Deno.test("emailProblem refuses invisible and direction-changing characters, naming them", () => {
+  const invisible = [
+    0x200b,
+    0x200c,
+    0x200d,
+    0x200e,
+    0x200f,
+    0x202a,
+    0x202b,
+    0x202c,
+    0x202d,
+    0x202e,
+    0x2060,
+    0x2061,
+    0x2062,
+    0x2063,
+    0x2064,
+    0x2066,
+    0x2067,
+    0x2068,
+    0x2069,
+    0x00ad,
+    0xfeff,
+    0x180e,
+    0x061c,
+    0x034f,
+    0x115f,
+    0x3164,
+    0xfe0f,
+    0xe0001,
+    0x1d173,
+  ];
+  for (const code of invisible) {
+    const char = String.fromCodePoint(code);
+    const name = `U+${code.toString(16).toUpperCase().padStart(4, "0")}`;
+    for (const address of [`ad${char}a@example.com`, `ada@exa${char}mple.com`]) {
+      assert.equal(
+        emailProblem(address),
+        `it contains ${name}, an invisible or direction-changing character`,
+        `${escape(address)}`,
+      );
+    }
+  }
+  // Visible non-ASCII letters and symbols are still fine.
+  assert.equal(emailProblem("zoë.李@例子.广告"), undefined);
+  assert.equal(emailProblem("a\u00b7b@example.com"), undefined);
+});
+
+Deno.test("codePointName writes at least four upper-case hex digits", () => {
+  assert.equal(codePointName("\u200b"), "U+200B");
+  assert.equal(codePointName("\u00ad"), "U+00AD");
+  assert.equal(codePointName("\u{e0001}"), "U+E0001");
+});

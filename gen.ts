@@ -17,10 +17,15 @@
  */
 
 import { parseArgs } from "node:util";
+import { parseChoice, parseWholeNumber, UsageError } from "./cli_args.ts";
+import { describeError } from "./errors.ts";
+import { BOOK_FORMATS, type BookFormat } from "./book_format.ts";
+import { MAX_UTF8_PER_UNIT } from "./utf8.ts";
 import { formatVCard } from "./vcard.ts";
+import { writeAll } from "./write_all.ts";
 
 /** The formats the generator writes; the same ones the loader reads. */
-export type GenFormat = "csv" | "json" | "vcard";
+export type GenFormat = BookFormat;
 
 /** What to generate. */
 export interface GenOptions {
@@ -40,7 +45,7 @@ export interface GenEntry {
   name: string;
 }
 
-const FORMATS: readonly GenFormat[] = ["csv", "json", "vcard"];
+const FORMATS: readonly GenFormat[] = BOOK_FORMATS;
 
 /** Entries per yielded chunk: big enough that writing is cheap, small enough to stay lean. */
 const ENTRIES_PER_CHUNK = 4096;
@@ -230,9 +235,6 @@ Options:
   --seed S       a whole number; the same seed gives the same names
   --help         show this help`;
 
-/** A UTF-16 code unit takes at most 3 bytes of UTF-8. */
-const MAX_UTF8_PER_UNIT = 3;
-
 /** Runs the command with its arguments; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   let values;
@@ -249,27 +251,25 @@ export async function main(args: string[]): Promise<number> {
       allowPositionals: false,
     }));
   } catch (error) {
-    return usageError(error instanceof Error ? error.message : String(error));
+    return usageError(describeError(error));
   }
   if (values.help) {
     console.log(USAGE);
     return 0;
   }
   if (values.count === undefined) return usageError("--count is required.");
-  const count = Number(values.count);
-  if (!/^\d+$/.test(values.count) || !Number.isSafeInteger(count)) {
-    return usageError(`--count ${values.count} is not a non-negative whole number.`);
-  }
-  const format = values.format as GenFormat;
-  if (!FORMATS.includes(format)) {
-    return usageError(`--format ${values.format} is not one of ${FORMATS.join(", ")}.`);
-  }
+  let count: number;
+  let format: GenFormat;
   let seed: number | undefined;
-  if (values.seed !== undefined) {
-    seed = Number(values.seed);
-    if (!/^\d+$/.test(values.seed) || !Number.isSafeInteger(seed)) {
-      return usageError(`--seed ${values.seed} is not a non-negative whole number.`);
-    }
+  try {
+    count = parseWholeNumber("--count", values.count, 0, Number.MAX_SAFE_INTEGER);
+    format = parseChoice("--format", values.format, FORMATS) ?? "csv";
+    seed = values.seed === undefined
+      ? undefined
+      : parseWholeNumber("--seed", values.seed, 0, Number.MAX_SAFE_INTEGER);
+  } catch (error) {
+    if (error instanceof UsageError) return usageError(error.message);
+    throw error;
   }
   const encoder = new TextEncoder();
   let buffer = new Uint8Array(0);
@@ -279,7 +279,7 @@ export async function main(args: string[]): Promise<number> {
         buffer = new Uint8Array(chunk.length * MAX_UTF8_PER_UNIT);
       }
       const { written } = encoder.encodeInto(chunk, buffer);
-      for (let at = 0; at < written;) at += await Deno.stdout.write(buffer.subarray(at, written));
+      await writeAll(Deno.stdout, buffer.subarray(0, written));
     }
   } catch (error) {
     // The reader went away (`gen ... | head`): nothing more to do.

@@ -30,6 +30,7 @@ import { protectedModeApplies } from "./access_policy.ts";
 import { BookWatch, fileSignature } from "./book_watch.ts";
 import { describeError, sentence } from "./errors.ts";
 import { BookError, loadBook } from "./load_book.ts";
+import { loadBookInThread } from "./load_book_thread.ts";
 import { Logger } from "./log.ts";
 import { formatAddress } from "./net_address.ts";
 import { type CliOptions, parseServerArgs, USAGE } from "./server_cli.ts";
@@ -65,14 +66,21 @@ export async function main(args: string[]): Promise<number> {
   const cli = options;
   const log = new Logger({ format: cli.logFormat, level: cli.logLevel });
   const path = resolveUserPath(cli.data);
+  const loadOptions = {
+    name: cli.dataLabel,
+    format: cli.format,
+    duplicates: cli.duplicates,
+    emailColumn: cli.emailColumn,
+    nameColumn: cli.nameColumn,
+    allowEmpty: cli.allowEmpty,
+  };
+  // At start nothing else needs this thread; a reload must not stop it from
+  // answering signals and /metrics, so it loads in a thread of its own.
+  let started = false;
   const load = async () => {
-    const { book, duplicates } = await loadBook(path, {
-      name: cli.dataLabel,
-      format: cli.format,
-      duplicates: cli.duplicates,
-      emailColumn: cli.emailColumn,
-      nameColumn: cli.nameColumn,
-    });
+    const { book, duplicates } = started
+      ? await loadBookInThread(path, loadOptions)
+      : await loadBook(path, loadOptions);
     collectGarbage();
     if (duplicates > 0) {
       log.info("duplicate emails dropped", { duplicates, kept: cli.duplicates });
@@ -119,8 +127,10 @@ export async function main(args: string[]): Promise<number> {
       clientLimits: cli.clientLimits,
       tls,
       statusEndpoint: endpoint,
+      fingerprint: (book) => book.fingerprint,
       log,
     });
+    started = true;
   } catch (error) {
     await endpoint?.close();
     if (error instanceof BookError || error instanceof StartError) {

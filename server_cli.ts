@@ -54,6 +54,8 @@ export interface CliOptions {
   format?: BookFormat;
   /** What to do with an email on two entries. */
   duplicates: DuplicatePolicy;
+  /** Serve a book with no entries instead of refusing it. */
+  allowEmpty: boolean;
   /** CSV: the email column, for other exports. */
   emailColumn?: string;
   /** CSV: the name column, for other exports. */
@@ -98,6 +100,8 @@ Options:
                            (default: the built-in data/addressbook.csv)
   --format FORMAT          csv, json or vcard, when the extension does not tell
   --duplicates POLICY      an email on two entries: error, first or last (default error)
+  --allow-empty            serve a book with no entries (by default it is refused: at
+                           start the server exits 1, on reload the old book stays)
   --email-column NAME      CSV column holding the email, for other exports
   --name-column NAME       CSV column holding the name, for other exports
   --workers N              serving threads sharing the port (default 1)
@@ -150,6 +154,7 @@ const FLAGS = {
   data: { type: "string" },
   format: { type: "string" },
   duplicates: { type: "string" },
+  "allow-empty": { type: "boolean" },
   "email-column": { type: "string" },
   "name-column": { type: "string" },
   workers: { type: "string" },
@@ -212,6 +217,7 @@ function parseChecked(args: string[]): CliOptions | "help" {
     duplicates:
       parseChoice("--duplicates", parsed.duplicates, ["error", "first", "last"] as const) ??
         "error",
+    allowEmpty: parsed["allow-empty"] ?? false,
     emailColumn: parsed["email-column"],
     nameColumn: parsed["name-column"],
     workers: parseWholeNumber("--workers", parsed.workers ?? "1", 1, MAX_WORKERS),

@@ -212,6 +212,7 @@ function assertRefused(args: string[], pattern: RegExp): void {
 const TIMEOUT_FLAGS: readonly [string, (options: CliOptions) => number][] = [
   ["--idle-timeout", (options) => options.limits.idleTimeoutMs],
   ["--frame-timeout", (options) => options.limits.frameTimeoutMs],
+  ["--write-timeout", (options) => options.limits.writeTimeoutMs],
   ["--shutdown-timeout", (options) => options.shutdownTimeoutMs],
   ["--watch-settle", (options) => options.watchSettleMs],
 ];
@@ -317,10 +318,10 @@ Deno.test("server exits 1 with one message naming the file when the book is unus
     "duplicate.csv",
   );
   const cases: [string, RegExp][] = [
-    [`${dir.path}/missing.csv`, /missing\.csv: cannot read the file: no such file/],
-    [dir.path, /cannot read the file: it is a directory/],
-    [badEmail, /bad_email\.csv:3: the email is not valid/],
-    [duplicate, /duplicate\.csv:4: the email is a duplicate of line 2/],
+    [`${dir.path}/missing.csv`, /missing\.csv: Cannot read the file: no such file\./],
+    [dir.path, /Cannot read the file: it is a directory\./],
+    [badEmail, /bad_email\.csv:3: The email is not valid/],
+    [duplicate, /duplicate\.csv:4: The email is a duplicate of line 2\./],
   ];
   for (const [path, message] of cases) {
     const { code, stderr } = await runToExit(["--data", path]);

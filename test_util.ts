@@ -47,6 +47,7 @@ import {
   TYPE_REPLY,
   writeHeader,
 } from "./protocol.ts";
+import { BookError, loadBookFromBytes, type LoadOptions } from "./load_book.ts";
 import { writeAll } from "./write_all.ts";
 import { type IoKind, type ServerHandle, type ServerOptions, startServer } from "./server.ts";
 
@@ -1281,4 +1282,32 @@ export async function withClientTestServer(
   } finally {
     await server.close();
   }
+}
+
+// --- Book loading -------------------------------------------------------------
+
+/** What a load comes to: the problems, or the entry count and fingerprint. */
+export function loadOutcome(
+  text: string | Uint8Array,
+  file: string,
+  chunk?: number,
+  options: LoadOptions = {},
+): string[] {
+  const bytes = typeof text === "string" ? new TextEncoder().encode(text) : text;
+  try {
+    const { book, entries } = loadBookFromBytes(bytes, file, options, chunk);
+    return [`${entries} entries`, book.fingerprint];
+  } catch (error) {
+    if (!(error instanceof BookError)) throw error;
+    return error.problems.map((problem) => `${problem.line}: ${problem.message}`);
+  }
+}
+
+/** Asserts that every chunk size from 1 to `upTo` gives what one big chunk gives. */
+export function assertSameInChunks(text: string, file: string, upTo = 24): string[] {
+  const expected = loadOutcome(text, file);
+  for (let chunk = 1; chunk <= upTo; chunk++) {
+    assert.deepEqual(loadOutcome(text, file, chunk), expected, `chunks of ${chunk} bytes`);
+  }
+  return expected;
 }

@@ -2,7 +2,8 @@
  * Checks address book files without starting the server:
  * `deno task validate data/addressbook.csv other.json`.
  *
- * For each file it prints `FILE: OK, N entries`, or every problem as
+ * For each file it prints `FILE: OK, N entries, sha256 HEX` (the book's
+ * fingerprint, see `book_fingerprint.ts`), or every problem as
  * `FILE:LINE: message`, then a summary. Exit status: 0 when every file is
  * clean, 1 when any has a problem, 2 for a usage error. Problems name lines,
  * never the emails or names on them.
@@ -11,6 +12,8 @@
  */
 
 import { parseArgs } from "node:util";
+import { parseChoice, UsageError } from "./cli_args.ts";
+import { describeError } from "./errors.ts";
 import {
   BOOK_FORMATS,
   BookError,
@@ -22,6 +25,7 @@ import {
   type LoadOptions,
 } from "./load_book.ts";
 import { resolveUserPath } from "./user_path.ts";
+import { writeAll } from "./write_all.ts";
 
 /** Exit status when every file is clean. */
 export const EXIT_OK = 0;
@@ -40,7 +44,12 @@ Options:
                        default), or the first or last one is kept
   --email-column NAME  CSV: the header of the email column
   --name-column NAME   CSV: the header of the name column
+  --allow-empty        accept a book with no entries (by default that is a problem)
   --help               show this help
+
+A clean file prints FILE: OK, N entries, sha256 FINGERPRINT: the full SHA-256
+of the entries (as the server reports it), the same for the same entries in
+any format, order or email letter case.
 
 Exit status: 0 all files OK, 1 problems found, 2 usage error.`;
 
@@ -59,34 +68,35 @@ export async function main(args: string[]): Promise<number> {
         duplicates: { type: "string" },
         "email-column": { type: "string" },
         "name-column": { type: "string" },
+        "allow-empty": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
       allowPositionals: true,
     }));
   } catch (error) {
-    return usageError(error instanceof Error ? error.message : String(error));
+    return usageError(describeError(error));
   }
   if (values.help) {
     await write(USAGE + "\n");
     return EXIT_OK;
   }
   if (files.length === 0) return usageError("Name at least one file to check.");
-  const format = values.format as BookFormat | undefined;
-  if (format !== undefined && !BOOK_FORMATS.includes(format)) {
-    return usageError(`--format ${values.format} is not one of ${BOOK_FORMATS.join(", ")}.`);
-  }
-  const duplicates = values.duplicates as DuplicatePolicy | undefined;
-  if (duplicates !== undefined && !DUPLICATE_POLICIES.includes(duplicates)) {
-    return usageError(
-      `--duplicates ${values.duplicates} is not one of ${DUPLICATE_POLICIES.join(", ")}.`,
-    );
+  let format: BookFormat | undefined;
+  let duplicates: DuplicatePolicy | undefined;
+  try {
+    format = parseChoice("--format", values.format, BOOK_FORMATS);
+    duplicates = parseChoice("--duplicates", values.duplicates, DUPLICATE_POLICIES);
+  } catch (error) {
+    if (error instanceof UsageError) return usageError(error.message);
+    throw error;
   }
   const options: LoadOptions = {
     format,
     duplicates,
     emailColumn: values["email-column"],
     nameColumn: values["name-column"],
+    allowEmpty: values["allow-empty"] ?? false,
   };
 
   let badFiles = 0;
@@ -109,7 +119,9 @@ async function check(
   options: LoadOptions,
 ): Promise<{ report: string[]; problems: number }> {
   try {
-    const { entries, duplicates } = await loadBook(resolveUserPath(file), {
+    // An empty path stays empty, so the loader can say so (resolved, it would be a folder).
+    const path = file === "" ? "" : resolveUserPath(file);
+    const { book, entries, duplicates } = await loadBook(path, {
       ...options,
       name: file,
     });
@@ -119,7 +131,9 @@ async function check(
       } dropped: --duplicates ${options.duplicates})`
       : "";
     return {
-      report: [`${file}: OK, ${count(entries, "entry", "entries")}${dropped}`],
+      report: [
+        `${file}: OK, ${count(entries, "entry", "entries")}${dropped}, sha256 ${book.fingerprint}`,
+      ],
       problems: 0,
     };
   } catch (error) {
@@ -127,7 +141,7 @@ async function check(
       return { report: error.problems.map(formatProblem), problems: error.problems.length };
     }
     // Not expected, but one bad file must not hide the report on the others.
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = describeError(error);
     return { report: [`${file}: cannot check the file: ${reason}`], problems: 1 };
   }
 }
@@ -152,9 +166,7 @@ async function writeLines(lines: string[]): Promise<void> {
 async function write(text: string): Promise<void> {
   const bytes = new TextEncoder().encode(text);
   try {
-    for (let written = 0; written < bytes.length;) {
-      written += await Deno.stdout.write(bytes.subarray(written));
-    }
+    await writeAll(Deno.stdout, bytes);
   } catch (error) {
     // The reader went away (`validate ... | head`); the exit status still tells.
     if (!(error instanceof Deno.errors.BrokenPipe)) throw error;

@@ -14,7 +14,15 @@ async function validate(args: string[], cwd = PROJECT_DIR) {
     env: { NO_COLOR: "1" },
   }).output();
   const decoder = new TextDecoder();
-  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+  const text = decoder.decode(stdout);
+  // Most tests are about counts and problems; the fingerprint has tests of its own.
+  const fingerprints = [...text.matchAll(/, sha256 ([0-9a-f]{64})$/gm)].map((match) => match[1]);
+  return {
+    code,
+    stdout: text.replace(/, sha256 [0-9a-f]{64}$/gm, ""),
+    fingerprints,
+    stderr: decoder.decode(stderr),
+  };
 }
 
 /** Writes the files into a fresh temporary directory, runs `fn` in it, then removes it. */
@@ -57,9 +65,9 @@ Deno.test("validate prints every problem as FILE:LINE: message and exits 1", asy
     assert.equal(stderr, "");
     assert.equal(
       stdout,
-      "bad.csv:2: the email is not valid: it has no @\n" +
-        "bad.csv:3: the name is empty\n" +
-        "bad.csv:4: the record has 3 fields, but the header has 2\n" +
+      "bad.csv:2: The email is not valid: it has no @.\n" +
+        "bad.csv:3: The name is empty.\n" +
+        "bad.csv:4: The record has 3 fields, but the header has 2.\n" +
         "3 problems in 1 of 1 file.\n",
     );
     assert.ok(!stdout.includes("not-an-email") && !stdout.includes("Secret Person"));
@@ -76,11 +84,11 @@ Deno.test("validate checks every file even when some are bad or missing", async 
     assert.equal(stderr, "");
     const lines = stdout.trimEnd().split("\n");
     assert.deepEqual(lines, [
-      "missing.csv: cannot read the file: no such file",
-      "bad.csv:2: the email is not valid: it has no @",
-      "bad.csv:3: the name is empty",
-      "bad.csv:4: the record has 3 fields, but the header has 2",
-      ".: cannot read the file: it is a directory",
+      "missing.csv: Cannot read the file: no such file.",
+      "bad.csv:2: The email is not valid: it has no @.",
+      "bad.csv:3: The name is empty.",
+      "bad.csv:4: The record has 3 fields, but the header has 2.",
+      ".: Cannot read the file: it is a directory.",
       "good.csv: OK, 2 entries",
       "5 problems in 3 of 4 files.",
     ]);
@@ -97,7 +105,7 @@ Deno.test("validate passes --duplicates, --format and the column options to the 
   await withFiles(files, async (dir) => {
     const strict = await validate(["dups.csv"], dir);
     assert.equal(strict.code, 1);
-    assert.match(strict.stdout, /^dups\.csv:3: the email is a duplicate of line 2$/m);
+    assert.match(strict.stdout, /^dups\.csv:3: The email is a duplicate of line 2\.$/m);
 
     const last = await validate(["--duplicates", "last", "dups.csv"], dir);
     assert.equal(
@@ -162,4 +170,41 @@ Deno.test("validate --help prints the usage on stdout and exits 0", async () => 
   assert.equal(stderr, "");
   assert.match(stdout, /^Usage: deno task validate \[options\] FILE\.\.\./);
   assert.match(stdout, /--email-column NAME/);
+});
+
+Deno.test("validate prints the fingerprint: equal for the same entries in any format, order or case", async () => {
+  const csv = "email,name\nada@example.com,Ada Lovelace\nb@example.com,Babbage\n";
+  const json = JSON.stringify({ "b@example.com": "Babbage", "ADA@Example.com": "Ada Lovelace" });
+  const changed = "email,name\nada@example.com,Ada Lovelace\nb@example.com,Babbage C.\n";
+  await withFiles({ "a.csv": csv, "b.json": json, "c.csv": changed }, async (dir) => {
+    const result = await validate(["a.csv", "b.json", "c.csv"], dir);
+    assert.equal(result.code, 0);
+    assert.equal(result.fingerprints.length, 3);
+    assert.equal(result.fingerprints[0], result.fingerprints[1]);
+    assert.notEqual(result.fingerprints[0], result.fingerprints[2]);
+  });
+});
+
+Deno.test("validate refuses a book with no entries unless --allow-empty", async () => {
+  await withFiles({ "empty.csv": "email,name\n" }, async (dir) => {
+    const refused = await validate(["empty.csv"], dir);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stdout, /^empty\.csv: The book has no entries; .*--allow-empty/m);
+    const allowed = await validate(["--allow-empty", "empty.csv"], dir);
+    assert.equal(allowed.code, 0);
+    assert.equal(allowed.stdout, "empty.csv: OK, 0 entries\nThe file is OK.\n");
+    assert.equal(
+      allowed.fingerprints[0],
+      "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    );
+  });
+});
+
+Deno.test("validate says an empty path is empty", async () => {
+  const result = await validate([""]);
+  assert.equal(result.code, 1);
+  assert.equal(
+    result.stdout,
+    ": Cannot read the file: the path is empty.\n1 problem in 1 of 1 file.\n",
+  );
 });

@@ -44,7 +44,7 @@ export interface VCardContact {
 export interface VCardProblem {
   /** 1-based line the problem is about. */
   line: number;
-  /** A sentence without the line number, for example "this line has no colon ...". */
+  /** A sentence without the line number, for example "This line has no colon ...". */
   message: string;
 }
 
@@ -54,6 +54,12 @@ export interface VCardParseResult {
   contacts: VCardContact[];
   /** Every problem found, sorted by line. */
   problems: VCardProblem[];
+}
+
+/** What {@linkcode parseVCardLines} finds: as {@linkcode parseVCards}, and the line count. */
+export interface VCardLinesResult extends VCardParseResult {
+  /** How many lines the text has (its line breaks, when it ends with one). */
+  lines: number;
 }
 
 const CR = 0x0d;
@@ -123,6 +129,15 @@ interface Header {
  * with no emails. Emails are not validated.
  */
 export function parseVCards(text: string): VCardParseResult {
+  const { contacts, problems } = parseVCardLines(text);
+  return { contacts, problems };
+}
+
+/**
+ * As {@linkcode parseVCards}, and also says how many lines the text has,
+ * for a caller that gives a long file a piece at a time and counts on.
+ */
+export function parseVCardLines(text: string): VCardLinesResult {
   const contacts: VCardContact[] = [];
   const problems: VCardProblem[] = [];
   const length = text.length;
@@ -149,6 +164,8 @@ export function parseVCards(text: string): VCardParseResult {
   let emails: string[] | undefined;
   let emailLines: number[] | undefined;
   let agentWithoutValue = false;
+  /** Whether the card's FN or N could not be decoded (and that was reported). */
+  let nameUnreadable = false;
   let nestedDepth = 0;
   let outsideTextReported = false;
 
@@ -218,26 +235,26 @@ export function parseVCards(text: string): VCardParseResult {
         beginsCard = true;
         outsideTextReported = false;
       } else if (kind === PROP_END && isVcard(source, valueStart, valueEnd)) {
-        problems.push({ line, message: "this END:VCARD has no BEGIN:VCARD before it" });
+        problems.push({ line, message: "This END:VCARD has no BEGIN:VCARD before it." });
       } else if (!outsideTextReported) {
         problems.push({
           line,
-          message: "this text is outside any card (not between BEGIN:VCARD and END:VCARD)",
+          message: "This text is outside any card (not between BEGIN:VCARD and END:VCARD).",
         });
         outsideTextReported = true;
       }
     } else if (!hasColon) {
       problems.push({
         line,
-        message: "this line has no colon, so it is not a vCard property (NAME:value)",
+        message: "This line has no colon, so it is not a vCard property (NAME:value).",
       });
       agentWithoutValue = false;
     } else if (header.encoding === ENCODING_UNKNOWN) {
       problems.push({
         line,
-        message: `the encoding ${
+        message: `The encoding ${
           quoted(header.encodingName)
-        } is unknown (expected ${KNOWN_ENCODINGS})`,
+        } is unknown (expected ${KNOWN_ENCODINGS}).`,
       });
       agentWithoutValue = false;
     } else {
@@ -260,9 +277,11 @@ export function parseVCards(text: string): VCardParseResult {
             name = nameFromN(nSource.slice(nStart, nEnd), version21);
           }
           if (name === "" && emails !== undefined) {
+            // A name that could not be decoded has been reported already, more exactly.
+            if (nameUnreadable) break;
             problems.push({
               line: cardLine,
-              message: `the card starting at line ${cardLine} has no name (FN or N)`,
+              message: `The card starting at line ${cardLine} has no name (FN or N).`,
             });
           } else {
             contacts.push({
@@ -282,8 +301,15 @@ export function parseVCards(text: string): VCardParseResult {
           break;
         case PROP_FN:
           if (name === "") {
-            const decoded = decodeValue(source.slice(valueStart, valueEnd), header, line, problems);
+            const decoded = decodeValue(
+              source.slice(valueStart, valueEnd),
+              header,
+              line,
+              problems,
+              "FN",
+            );
             if (decoded !== undefined) name = unescapeText(decoded).trim();
+            else nameUnreadable = true;
           }
           break;
         case PROP_N:
@@ -293,13 +319,20 @@ export function parseVCards(text: string): VCardParseResult {
             nStart = valueStart;
             nEnd = valueEnd;
           } else {
-            nSource = decodeValue(source.slice(valueStart, valueEnd), header, line, problems);
+            nSource = decodeValue(source.slice(valueStart, valueEnd), header, line, problems, "N");
+            if (nSource === undefined) nameUnreadable = true;
             nStart = 0;
             nEnd = nSource === undefined ? 0 : nSource.length;
           }
           break;
         case PROP_EMAIL: {
-          const decoded = decodeValue(source.slice(valueStart, valueEnd), header, line, problems);
+          const decoded = decodeValue(
+            source.slice(valueStart, valueEnd),
+            header,
+            line,
+            problems,
+            "EMAIL",
+          );
           if (decoded === undefined) break;
           let email = unescapeText(decoded).trim();
           if (startsWithIgnoringCase(email, MAILTO)) email = email.slice(MAILTO.length).trim();
@@ -324,19 +357,20 @@ export function parseVCards(text: string): VCardParseResult {
       emails = undefined;
       emailLines = undefined;
       agentWithoutValue = false;
+      nameUnreadable = false;
     }
   }
 
   if (inCard) problems.push(unfinishedCard(cardLine));
   // Problems about a whole card are found at its end; report everything in line order.
   problems.sort((a, b) => a.line - b.line);
-  return { contacts, problems };
+  return { contacts, problems, lines: lineNumber };
 }
 
 function unfinishedCard(cardLine: number): VCardProblem {
   return {
     line: cardLine,
-    message: `the card starting at line ${cardLine} has no END:VCARD line, so it was not read`,
+    message: `The card starting at line ${cardLine} has no END:VCARD line, so it was not read.`,
   };
 }
 
@@ -492,6 +526,7 @@ function decodeValue(
   header: Header,
   line: number,
   problems: VCardProblem[],
+  propertyName: string,
 ): string | undefined {
   if (header.encoding === ENCODING_NONE) return value;
   let bytes: Uint8Array;
@@ -501,7 +536,7 @@ function decodeValue(
     try {
       bytes = Uint8Array.from(atob(value.replace(/\s+/g, "")), (c) => c.charCodeAt(0));
     } catch {
-      problems.push({ line, message: "this BASE64 value is not valid base64" });
+      problems.push({ line, message: `The ${propertyName}'s BASE64 value is not valid.` });
       return undefined;
     }
   }
@@ -532,7 +567,7 @@ function decodeBytes(
     try {
       decoder = new TextDecoder(key);
     } catch {
-      problems.push({ line, message: `the character set ${quoted(charset)} is unknown` });
+      problems.push({ line, message: `The character set ${quoted(charset)} is unknown.` });
       return undefined;
     }
     decoders.set(key, decoder);

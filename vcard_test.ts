@@ -461,7 +461,7 @@ Deno.test("reports a card that never ends, and leaves it out", () => {
     contacts: [],
     problems: [{
       line: 1,
-      message: "the card starting at line 1 has no END:VCARD line, so it was not read",
+      message: "The card starting at line 1 has no END:VCARD line, so it was not read.",
     }],
   });
 });
@@ -472,7 +472,7 @@ Deno.test("reports a missing END:VCARD when the next card begins, and reads the 
   );
   assert.deepEqual(problems, [{
     line: 1,
-    message: "the card starting at line 1 has no END:VCARD line, so it was not read",
+    message: "The card starting at line 1 has no END:VCARD line, so it was not read.",
   }]);
   assert.deepEqual(contacts, [{
     name: "Bob",
@@ -484,7 +484,7 @@ Deno.test("reports a missing END:VCARD when the next card begins, and reads the 
 
 Deno.test("reports END:VCARD without BEGIN:VCARD", () => {
   assert.deepEqual(parseVCards(crlf("BEGIN:VCARD", "FN:Ada", "END:VCARD", "END:VCARD")).problems, [
-    { line: 4, message: "this END:VCARD has no BEGIN:VCARD before it" },
+    { line: 4, message: "This END:VCARD has no BEGIN:VCARD before it." },
   ]);
 });
 
@@ -493,7 +493,7 @@ Deno.test("reports a card with EMAIL but no name, and leaves it out", () => {
   lines.push("BEGIN:VCARD", "VERSION:3.0", "FN:", "N:;;;;", "EMAIL:ada@example.com", "END:VCARD");
   assert.deepEqual(parseVCards(crlf(...lines)), {
     contacts: [],
-    problems: [{ line: 12, message: "the card starting at line 12 has no name (FN or N)" }],
+    problems: [{ line: 12, message: "The card starting at line 12 has no name (FN or N)." }],
   });
 });
 
@@ -510,7 +510,7 @@ Deno.test("reports a line without a colon and keeps reading the card", () => {
   );
   assert.deepEqual(problems, [{
     line: 3,
-    message: "this line has no colon, so it is not a vCard property (NAME:value)",
+    message: "This line has no colon, so it is not a vCard property (NAME:value).",
   }]);
   assert.deepEqual(contacts[0].emails, ["ada@example.com"]);
 });
@@ -528,7 +528,7 @@ Deno.test("reports an unknown ENCODING and skips that value", () => {
   assert.deepEqual(problems, [{
     line: 3,
     message:
-      'the encoding "UUENCODE" is unknown (expected QUOTED-PRINTABLE, BASE64, B, 8BIT or 7BIT)',
+      'The encoding "UUENCODE" is unknown (expected QUOTED-PRINTABLE, BASE64, B, 8BIT or 7BIT).',
   }]);
   assert.deepEqual(contacts[0].emails, ["ada@example.com"]);
   assert.deepEqual(contacts[0].emailLines, [4]);
@@ -538,7 +538,7 @@ Deno.test("reports an unknown CHARSET", () => {
   const { contacts, problems } = parseVCards(
     crlf("BEGIN:VCARD", "N:Ada", "FN;CHARSET=klingon;QUOTED-PRINTABLE:Q=3Fapla", "END:VCARD"),
   );
-  assert.deepEqual(problems, [{ line: 3, message: 'the character set "klingon" is unknown' }]);
+  assert.deepEqual(problems, [{ line: 3, message: 'The character set "klingon" is unknown.' }]);
   assert.equal(contacts[0].name, "Ada");
 });
 
@@ -546,7 +546,7 @@ Deno.test("reports a BASE64 value that is not base64", () => {
   assert.deepEqual(
     parseVCards(crlf("BEGIN:VCARD", "FN;ENCODING=b:***", "N:Ada", "END:VCARD")).problems,
     [
-      { line: 2, message: "this BASE64 value is not valid base64" },
+      { line: 2, message: "The FN's BASE64 value is not valid." },
     ],
   );
 });
@@ -566,8 +566,8 @@ Deno.test("reports text outside any card once per stretch", () => {
     ),
   );
   assert.deepEqual(problems, [
-    { line: 1, message: "this text is outside any card (not between BEGIN:VCARD and END:VCARD)" },
-    { line: 8, message: "this text is outside any card (not between BEGIN:VCARD and END:VCARD)" },
+    { line: 1, message: "This text is outside any card (not between BEGIN:VCARD and END:VCARD)." },
+    { line: 8, message: "This text is outside any card (not between BEGIN:VCARD and END:VCARD)." },
   ]);
   assert.equal(contacts.length, 1);
 });

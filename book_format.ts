@@ -1,0 +1,112 @@
+/**
+ * The book file formats, in one list, and how a file's format is told: by
+ * its extension, else by its first bytes. Also spots the two encodings
+ * people most often hand over by mistake, UTF-16 and CR-only line ends, so
+ * the loader can say what to do instead of failing later in the dark.
+ *
+ * ```ts
+ * import { formatFromPath, formatFromStart } from "./book_format.ts";
+ *
+ * formatFromPath("contacts.VCF"); // "vcard"
+ * formatFromStart(new TextEncoder().encode(' {"a@example.com": "A"}')); // "json"
+ * ```
+ *
+ * @module
+ */
+
+/** The file formats a book can be in. */
+export type BookFormat = "csv" | "json" | "vcard";
+
+/** The formats, in the order help texts list them. */
+export const BOOK_FORMATS: readonly BookFormat[] = ["csv", "json", "vcard"];
+
+/** The format a file name's extension says, if any: `.csv`, `.json`, `.vcf` or `.vcard`. */
+export function formatFromPath(path: string): BookFormat | undefined {
+  const dot = path.lastIndexOf(".");
+  if (dot < 0 || dot < path.lastIndexOf("/")) return undefined;
+  switch (path.slice(dot + 1).toLowerCase()) {
+    case "csv":
+      return "csv";
+    case "json":
+      return "json";
+    case "vcf":
+    case "vcard":
+      return "vcard";
+    default:
+      return undefined;
+  }
+}
+
+const SPACE = 0x20;
+const TAB = 0x09;
+const LF = 0x0a;
+const CR = 0x0d;
+const OPEN_BRACE = 0x7b;
+const OPEN_BRACKET = 0x5b;
+const ASCII_CASE_BIT = 0x20;
+const BEGIN_VCARD = "begin:vcard";
+
+/** Whether a byte is a space, tab or line break, which may come before a book's first value. */
+export function isBlankByte(byte: number): boolean {
+  return byte === SPACE || byte === TAB || byte === LF || byte === CR;
+}
+
+/** The index of the first byte from `from` that is not blank, or `bytes.length`. */
+export function skipBlank(bytes: Uint8Array, from: number): number {
+  while (from < bytes.length && isBlankByte(bytes[from])) from++;
+  return from;
+}
+
+/**
+ * Guesses the format from a file's first bytes (after any byte-order mark),
+ * for a file whose name does not say: JSON starts with `{` or `[`, vCard
+ * with BEGIN:VCARD, anything else is taken as CSV.
+ */
+export function formatFromStart(head: Uint8Array): BookFormat {
+  const first = skipBlank(head, 0);
+  if (head[first] === OPEN_BRACE || head[first] === OPEN_BRACKET) return "json";
+  for (let i = 0; i < BEGIN_VCARD.length; i++) {
+    const code = head[first + i];
+    if (code === undefined || (code | ASCII_CASE_BIT) !== BEGIN_VCARD.charCodeAt(i)) return "csv";
+  }
+  return "vcard";
+}
+
+/** A UTF-16 byte order. */
+export type Utf16Order = "LE" | "BE";
+
+/**
+ * Whether the file starts like UTF-16 text: with a UTF-16 byte-order mark,
+ * or with ASCII characters each paired with a zero byte (no text a book
+ * holds starts with a NUL).
+ */
+export function utf16Order(head: Uint8Array): Utf16Order | undefined {
+  if (head[0] === 0xff && head[1] === 0xfe) return "LE";
+  if (head[0] === 0xfe && head[1] === 0xff) return "BE";
+  if (head.length < 4) return undefined;
+  if (head[0] !== 0 && head[1] === 0 && head[2] !== 0 && head[3] === 0) return "LE";
+  if (head[0] === 0 && head[1] !== 0 && head[2] === 0 && head[3] !== 0) return "BE";
+  return undefined;
+}
+
+/** The problem to report for a UTF-16 file: which one, and how to convert it. */
+export function utf16Message(order: Utf16Order): string {
+  return `The file is UTF-16 ${order} text, not UTF-8; convert it first, for example with ` +
+    `iconv -f UTF-16${order} -t UTF-8 FILE > NEW_FILE.`;
+}
+
+/**
+ * Whether lines end in a lone CR (classic Mac OS): the first chunk has a CR
+ * that is not followed by LF, and no LF at all.
+ */
+export function usesCrLineEnds(head: Uint8Array): boolean {
+  if (head.indexOf(LF) >= 0) return false;
+  const cr = head.indexOf(CR);
+  return cr >= 0 && cr < head.length - 1;
+}
+
+/** The problem to report for a file with CR line ends, and how to convert it. */
+export const CR_LINE_ENDS_MESSAGE: string =
+  "The file's lines end in CR alone (old Mac OS style), " +
+  "so it reads as one line; convert them to LF first, for example with " +
+  "tr '\\r' '\\n' < FILE > NEW_FILE.";

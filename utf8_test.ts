@@ -1,0 +1,28 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { MAX_UTF8_PER_UNIT, writeCodePoint, writeUtf8 } from "./utf8.ts";
+
+Deno.test("writeUtf8 writes what TextEncoder writes, lone surrogates included", () => {
+  fc.assert(
+    fc.property(
+      fc.string({ unit: "binary" }),
+      fc.string({
+        unit: fc.integer({ min: 0xd800, max: 0xdfff }).map((c) => String.fromCharCode(c)),
+      }),
+      (text, surrogates) => {
+        const value = text + surrogates + text;
+        const out = new Uint8Array(value.length * MAX_UTF8_PER_UNIT + 2);
+        const end = writeUtf8(value, out, 2);
+        assert.deepEqual(out.subarray(2, end), new TextEncoder().encode(value));
+      },
+    ),
+  );
+});
+
+Deno.test("writeCodePoint writes 1 to 4 bytes", () => {
+  for (const char of ["A", "é", "李", "🎉"]) {
+    const out = new Uint8Array(4);
+    const end = writeCodePoint(char.codePointAt(0)!, out, 0);
+    assert.deepEqual(out.subarray(0, end), new TextEncoder().encode(char));
+  }
+});
