@@ -4,38 +4,33 @@
  * replica's /readyz: up once it serves, down while it drains after SIGTERM.
  *
  * The tests of traffic through HAProxy with three replicas speaking the
- * PROXY protocol live with the replicas' PROXY support.
+ * PROXY protocol are in replicas_test.ts.
  *
  * These tests need the `haproxy` command (`.ci/run` installs it from Debian).
  */
 
 import assert from "node:assert/strict";
-import { concat, header, REPO_DIR, ServerProcess, tempDir, waitFor } from "./test_util.ts";
+import {
+  concat,
+  freePort,
+  HAPROXY_CONFIG as CONFIG,
+  HAPROXY_HEALTH_DEADLINE_MS as HEALTH_DEADLINE_MS,
+  HAPROXY_PORTS,
+  header,
+  relocateHaproxyConfig as relocate,
+  runHaproxy,
+  ServerProcess,
+  tempDir,
+  waitFor,
+} from "./test_util.ts";
 import { encodeQuery, STATUS_FOUND, TYPE_QUERY } from "./protocol.ts";
 
-const CONFIG = `${REPO_DIR}/deploy/haproxy.cfg`;
-/** Ports the config names: the frontend, the replicas, their metrics ports, the stats page. */
-const FRONTEND_PORT = 8080;
-const REPLICA_PORTS = [8081, 8082, 8083];
-const METRICS_PORTS = [9081, 9082, 9083];
-const STATS_PORT = 8404;
-const STATS_SOCKET = "/tmp/addrbook-haproxy.sock";
-/** Longer than HAProxy takes to mark a server up or down (2 checks 1 s apart). */
-const HEALTH_DEADLINE_MS = 15_000;
-
-async function runHaproxy(args: string[]): Promise<Deno.CommandOutput> {
-  try {
-    return await new Deno.Command("haproxy", { args, stdout: "piped", stderr: "piped" }).output();
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new Error(
-        "These tests need the haproxy command on PATH, and it was not found. " +
-          "Install it (for example `apt-get install haproxy`); .ci/run does.",
-      );
-    }
-    throw error;
-  }
-}
+const {
+  frontend: FRONTEND_PORT,
+  replicas: REPLICA_PORTS,
+  metrics: METRICS_PORTS,
+  stats: STATS_PORT,
+} = HAPROXY_PORTS;
 
 Deno.test("haproxy -c accepts deploy/haproxy.cfg", async () => {
   const { code, stdout, stderr } = await runHaproxy(["-c", "-f", CONFIG]);
@@ -67,28 +62,6 @@ Deno.test("deploy/haproxy.cfg balances TCP over three replicas with PROXY v2, /r
   // TLS termination with client certificates is there to switch on.
   assert.match(config, /^#\s+bind \S+ ssl crt \S+ ca-file \S+ verify required$/m);
 });
-
-/** A port free now: bound once and let go. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
-/** The config with every port and path its active lines name moved to the ones given. */
-function relocate(config: string, ports: Map<number, number>, socket: string): string {
-  return config.split("\n").map((line) => {
-    if (line.trimStart().startsWith("#")) return line;
-    return line
-      .replace(/(127\.0\.0\.1:|check port )(\d+)/g, (_, prefix, port) => {
-        const moved = ports.get(Number(port));
-        assert.ok(moved !== undefined, `the test moves port ${port}`);
-        return `${prefix}${moved}`;
-      })
-      .replaceAll(STATS_SOCKET, socket);
-  }).join("\n");
-}
 
 /** Each server's status on HAProxy's stats page (CSV): UP, DOWN, ... */
 async function serverStates(statsPort: number): Promise<Map<string, string>> {
