@@ -12,12 +12,12 @@
 import assert from "node:assert/strict";
 import {
   concat,
-  freePort,
   HAPROXY_CONFIG as CONFIG,
   HAPROXY_HEALTH_DEADLINE_MS as HEALTH_DEADLINE_MS,
   HAPROXY_PORTS,
+  HaproxyProcess,
   header,
-  relocateHaproxyConfig as relocate,
+  REPLICA_NAMES,
   runHaproxy,
   ServerProcess,
   tempDir,
@@ -25,12 +25,7 @@ import {
 } from "./test_util.ts";
 import { encodeQuery, STATUS_FOUND, TYPE_QUERY } from "./protocol.ts";
 
-const {
-  frontend: FRONTEND_PORT,
-  replicas: REPLICA_PORTS,
-  metrics: METRICS_PORTS,
-  stats: STATS_PORT,
-} = HAPROXY_PORTS;
+const { frontend: FRONTEND_PORT, replicas: REPLICA_PORTS, metrics: METRICS_PORTS } = HAPROXY_PORTS;
 
 Deno.test("haproxy -c accepts deploy/haproxy.cfg", async () => {
   const { code, stdout, stderr } = await runHaproxy(["-c", "-f", CONFIG]);
@@ -74,84 +69,57 @@ async function serverStates(statsPort: number): Promise<Map<string, string>> {
 
 Deno.test("HAProxy running deploy/haproxy.cfg marks a replica up while /readyz is 200 and down while it drains", async () => {
   await using dir = await tempDir("addrbook_deploy_haproxy_test_");
-  const ports = new Map<number, number>();
-  for (const port of [FRONTEND_PORT, ...REPLICA_PORTS, ...METRICS_PORTS, STATS_PORT]) {
-    ports.set(port, freePort());
-  }
-  const configPath = `${dir.path}/haproxy.cfg`;
-  await Deno.writeTextFile(
-    configPath,
-    relocate(await Deno.readTextFile(CONFIG), ports, `${dir.path}/haproxy.sock`),
-  );
   const book = `${dir.path}/book.csv`;
   await Deno.writeTextFile(book, "email,name\nada@example.com,Ada Lovelace\n");
-
-  const haproxy = new Deno.Command("haproxy", {
-    args: ["-db", "-f", configPath],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const haproxyLog = new Response(haproxy.stderr).text();
-  let exited = false;
-  const status = haproxy.status.then((status) => {
-    exited = true;
-    return status;
-  });
-  /** HAProxy's view of its servers; fails the test with HAProxy's log if it has stopped. */
+  await using haproxy = await HaproxyProcess.start(dir.path);
+  /** HAProxy's view of its servers, from its stats page. */
   const states = async () => {
-    if (exited) assert.fail(`HAProxy exited:\n${await haproxyLog}`);
-    return await serverStates(ports.get(STATS_PORT)!).catch(() => new Map<string, string>());
+    const all = await serverStates(haproxy.statsPort).catch(() => new Map<string, string>());
+    if (all.size === 0) await haproxy.command("show info"); // fails if HAProxy has stopped
+    return all;
   };
-  try {
-    // HAProxy's view of a server changes with no event to await: look until it does.
-    // It starts every server as up; checks to nobody mark them down.
-    await waitFor(
-      async () => {
-        const all = await states();
-        return ["replica1", "replica2", "replica3"].every((name) =>
-          /^DOWN/.test(all.get(name) ?? "")
-        );
-      },
-      "HAProxy to mark the three replicas, none of them started, down",
-      HEALTH_DEADLINE_MS,
-    );
 
-    // Only replica1 starts; the other two stay down.
-    await using replica = await ServerProcess.start([
-      "--data",
-      book,
-      "--port",
-      String(ports.get(REPLICA_PORTS[0])),
-      "--metrics-port",
-      String(ports.get(METRICS_PORTS[0])),
-      "--shutdown-timeout",
-      "60",
-    ]);
-    await waitFor(
-      async () => (await states()).get("replica1") === "UP",
-      "HAProxy to mark replica1 up once its /readyz is 200",
-      HEALTH_DEADLINE_MS,
-    );
-    const others = await states();
-    assert.match(others.get("replica2") ?? "", /^DOWN/);
-    assert.match(others.get("replica3") ?? "", /^DOWN/);
+  // HAProxy's view of a server changes with no event to await: look until it does.
+  // It starts every server as up; checks to nobody mark them down.
+  await waitFor(
+    async () => {
+      const all = await states();
+      return REPLICA_NAMES.every((name) => /^DOWN/.test(all.get(name) ?? ""));
+    },
+    "HAProxy to mark the three replicas, none of them started, down",
+    HEALTH_DEADLINE_MS,
+  );
 
-    // A connection left mid-frame keeps replica1 draining after SIGTERM.
-    using held = await replica.connect();
-    await held.send(concat([encodeQuery("ada@example.com"), header(TYPE_QUERY, 30)]));
-    assert.equal((await held.next())?.status, STATUS_FOUND);
-    replica.signal("SIGTERM");
-    await replica.stderr.waitFor(/shutting down/);
-    await waitFor(
-      async () => /^DOWN/.test((await states()).get("replica1") ?? ""),
-      "HAProxy to mark the draining replica1 down",
-      HEALTH_DEADLINE_MS,
-    );
-    assert.doesNotMatch(replica.stderr.text, /shutdown complete/, "replica1 was still draining");
-  } finally {
-    if (!exited) haproxy.kill("SIGKILL");
-    await status;
-    await haproxyLog;
-  }
+  // Only replica1 starts; the other two stay down.
+  await using replica = await ServerProcess.start([
+    "--data",
+    book,
+    "--port",
+    String(haproxy.replicaPorts[0]),
+    "--metrics-port",
+    String(haproxy.metricsPorts[0]),
+    "--shutdown-timeout",
+    "60",
+  ]);
+  await waitFor(
+    async () => (await states()).get("replica1") === "UP",
+    "HAProxy to mark replica1 up once its /readyz is 200",
+    HEALTH_DEADLINE_MS,
+  );
+  const others = await states();
+  assert.match(others.get("replica2") ?? "", /^DOWN/);
+  assert.match(others.get("replica3") ?? "", /^DOWN/);
+
+  // A connection left mid-frame keeps replica1 draining after SIGTERM.
+  using held = await replica.connect();
+  await held.send(concat([encodeQuery("ada@example.com"), header(TYPE_QUERY, 30)]));
+  assert.equal((await held.next())?.status, STATUS_FOUND);
+  replica.signal("SIGTERM");
+  await replica.stderr.waitFor(/shutting down/);
+  await waitFor(
+    async () => /^DOWN/.test((await states()).get("replica1") ?? ""),
+    "HAProxy to mark the draining replica1 down",
+    HEALTH_DEADLINE_MS,
+  );
+  assert.doesNotMatch(replica.stderr.text, /shutdown complete/, "replica1 was still draining");
 });

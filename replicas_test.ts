@@ -287,6 +287,13 @@ async function runBatchWhile(
     stderr: "piped",
   }).spawn();
   const stderr = new Response(child.stderr).text();
+  const stop = () => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // It has exited.
+    }
+  };
   let stdout = "";
   let answered = 0;
   let leadAnswered!: () => void;
@@ -298,6 +305,7 @@ async function runBatchWhile(
       answered += chunk.split("\n").length - 1;
       if (answered >= lead) leadAnswered();
     }
+    leadAnswered(); // a client that ended early must not leave the feed waiting
   })();
   const encoder = new TextEncoder();
   const input = (from: number, to: number) =>
@@ -310,6 +318,7 @@ async function runBatchWhile(
     await leadDone;
     let changed = false;
     const changing = change().finally(() => changed = true);
+    changing.catch(() => {}); // awaited below, once the feed has caught up
     const tail = lines - Math.floor(lines * TAIL_SHARE);
     for (let next = lead; next < tail; next += LINES_PER_TICK) {
       await writer.write(input(next, Math.min(tail, next + LINES_PER_TICK)));
@@ -328,12 +337,12 @@ async function runBatchWhile(
     );
     const { code } = await withDeadline(child.status, "the client to exit", EVENT_DEADLINE_MS);
     return { code, stdout, stderr: await stderr };
+  } catch (error) {
+    stop();
+    await child.status;
+    throw new Error(`${error}\nThe client's stderr:\n${await stderr}`, { cause: error });
   } finally {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // It has exited.
-    }
+    stop();
     await child.status;
     await writer.close().catch(() => {});
     await reading.catch(() => {});
