@@ -36,6 +36,7 @@ import {
   HaproxyProcess,
   LOOPBACK,
   metricValue,
+  type ProcessOutput,
   REPLICA_NAMES,
   REPO_DIR,
   ServerProcess,
@@ -259,13 +260,6 @@ const TAIL_SHARE = 0.1;
 /** Bounds a whole batch, changes included. */
 const BATCH_DEADLINE_MS = 120_000;
 
-/** How the client ended and all it printed. */
-interface BatchRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /**
  * Runs `deno task client` in batch mode through HAProxy on `lines` lines,
  * written at a steady pace as a real feed would come: once the first
@@ -277,7 +271,7 @@ async function runBatchWhile(
   port: number,
   lines: number,
   change: () => Promise<void>,
-): Promise<BatchRun> {
+): Promise<ProcessOutput> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [...CLIENT_FLAGS, "--host", LOOPBACK, "--port", String(port)],
     cwd: REPO_DIR,
@@ -351,7 +345,7 @@ async function runBatchWhile(
 }
 
 /** Checks that the batch answered every one of its `lines` lines, correctly and in order. */
-function assertEveryLineAnswered(run: BatchRun, lines: number): void {
+function assertEveryLineAnswered(run: ProcessOutput, lines: number): void {
   assert.equal(
     run.stderr,
     `client: ${missesIn(lines)} of ${lines} not found.\n`,
