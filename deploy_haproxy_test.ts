@@ -4,38 +4,26 @@
  * replica's /readyz: up once it serves, down while it drains after SIGTERM.
  *
  * The tests of traffic through HAProxy with three replicas speaking the
- * PROXY protocol live with the replicas' PROXY support.
+ * PROXY protocol are in replicas_test.ts.
  *
  * These tests need the `haproxy` command (`.ci/run` installs it from Debian).
  */
 
 import assert from "node:assert/strict";
-import { REPO_DIR, ServerProcess, tempDir, waitFor } from "./test_util.ts";
+import {
+  HAPROXY_CONFIG as CONFIG,
+  HAPROXY_HEALTH_DEADLINE_MS as HEALTH_DEADLINE_MS,
+  HAPROXY_PORTS,
+  HaproxyProcess,
+  REPLICA_NAMES,
+  runHaproxy,
+  ServerProcess,
+  tempDir,
+  waitFor,
+} from "./test_util.ts";
 import { encodeQueries, encodeQuery, STATUS_FOUND } from "./protocol.ts";
 
-const CONFIG = `${REPO_DIR}/deploy/haproxy.cfg`;
-/** Ports the config names: the frontend, the replicas, their metrics ports, the stats page. */
-const FRONTEND_PORT = 8080;
-const REPLICA_PORTS = [8081, 8082, 8083];
-const METRICS_PORTS = [9081, 9082, 9083];
-const STATS_PORT = 8404;
-const STATS_SOCKET = "/tmp/addrbook-haproxy.sock";
-/** Longer than HAProxy takes to mark a server up or down (2 checks 1 s apart). */
-const HEALTH_DEADLINE_MS = 15_000;
-
-async function runHaproxy(args: string[]): Promise<Deno.CommandOutput> {
-  try {
-    return await new Deno.Command("haproxy", { args, stdout: "piped", stderr: "piped" }).output();
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new Error(
-        "These tests need the haproxy command on PATH, and it was not found. " +
-          "Install it (for example `apt-get install haproxy`); .ci/run does.",
-      );
-    }
-    throw error;
-  }
-}
+const { frontend: FRONTEND_PORT, replicas: REPLICA_PORTS, metrics: METRICS_PORTS } = HAPROXY_PORTS;
 
 Deno.test("haproxy -c accepts deploy/haproxy.cfg", async () => {
   const { code, stdout, stderr } = await runHaproxy(["-c", "-f", CONFIG]);
@@ -68,28 +56,6 @@ Deno.test("deploy/haproxy.cfg balances TCP over three replicas with PROXY v2, /r
   assert.match(config, /^#\s+bind \S+ ssl crt \S+ ca-file \S+ verify required$/m);
 });
 
-/** A port free now: bound once and let go. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
-/** The config with every port and path its active lines name moved to the ones given. */
-function relocate(config: string, ports: Map<number, number>, socket: string): string {
-  return config.split("\n").map((line) => {
-    if (line.trimStart().startsWith("#")) return line;
-    return line
-      .replace(/(127\.0\.0\.1:|check port )(\d+)/g, (_, prefix, port) => {
-        const moved = ports.get(Number(port));
-        assert.ok(moved !== undefined, `the test moves port ${port}`);
-        return `${prefix}${moved}`;
-      })
-      .replaceAll(STATS_SOCKET, socket);
-  }).join("\n");
-}
-
 /** Each server's status on HAProxy's stats page (CSV): UP, DOWN, ... */
 async function serverStates(statsPort: number): Promise<Map<string, string>> {
   const response = await fetch(`http://127.0.0.1:${statsPort}/;csv`);
@@ -101,91 +67,64 @@ async function serverStates(statsPort: number): Promise<Map<string, string>> {
 
 Deno.test("HAProxy running deploy/haproxy.cfg marks a replica up while /readyz is 200 and down while it drains", async () => {
   await using dir = await tempDir("addrbook_deploy_haproxy_test_");
-  const ports = new Map<number, number>();
-  for (const port of [FRONTEND_PORT, ...REPLICA_PORTS, ...METRICS_PORTS, STATS_PORT]) {
-    ports.set(port, freePort());
-  }
-  const configPath = `${dir.path}/haproxy.cfg`;
-  await Deno.writeTextFile(
-    configPath,
-    relocate(await Deno.readTextFile(CONFIG), ports, `${dir.path}/haproxy.sock`),
-  );
   const book = `${dir.path}/book.csv`;
   await Deno.writeTextFile(book, "email,name\nada@example.com,Ada Lovelace\n");
-
-  const haproxy = new Deno.Command("haproxy", {
-    args: ["-db", "-f", configPath],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const haproxyLog = new Response(haproxy.stderr).text();
-  let exited = false;
-  const status = haproxy.status.then((status) => {
-    exited = true;
-    return status;
-  });
-  /** HAProxy's view of its servers; fails the test with HAProxy's log if it has stopped. */
+  await using haproxy = await HaproxyProcess.start(dir.path);
+  /** HAProxy's view of its servers, from its stats page. */
   const states = async () => {
-    if (exited) assert.fail(`HAProxy exited:\n${await haproxyLog}`);
-    return await serverStates(ports.get(STATS_PORT)!).catch(() => new Map<string, string>());
+    const all = await serverStates(haproxy.statsPort).catch(() => new Map<string, string>());
+    if (all.size === 0) await haproxy.command("show info"); // fails if HAProxy has stopped
+    return all;
   };
-  try {
-    // HAProxy's view of a server changes with no event to await: look until it does.
-    // It starts every server as up; checks to nobody mark them down.
-    await waitFor(
-      async () => {
-        const all = await states();
-        return ["replica1", "replica2", "replica3"].every((name) =>
-          /^DOWN/.test(all.get(name) ?? "")
-        );
-      },
-      "HAProxy to mark the three replicas, none of them started, down",
-      HEALTH_DEADLINE_MS,
-    );
 
-    // Only replica1 starts; the other two stay down.
-    await using replica = await ServerProcess.start([
-      "--data",
-      book,
-      "--port",
-      String(ports.get(REPLICA_PORTS[0])),
-      "--metrics-port",
-      String(ports.get(METRICS_PORTS[0])),
-      "--shutdown-timeout",
-      "60",
-      "--write-timeout",
-      "60",
-    ]);
-    await waitFor(
-      async () => (await states()).get("replica1") === "UP",
-      "HAProxy to mark replica1 up once its /readyz is 200",
-      HEALTH_DEADLINE_MS,
-    );
-    const others = await states();
-    assert.match(others.get("replica2") ?? "", /^DOWN/);
-    assert.match(others.get("replica3") ?? "", /^DOWN/);
+  // HAProxy's view of a server changes with no event to await: look until it does.
+  // It starts every server as up; checks to nobody mark them down.
+  await waitFor(
+    async () => {
+      const all = await states();
+      return REPLICA_NAMES.every((name) => /^DOWN/.test(all.get(name) ?? ""));
+    },
+    "HAProxy to mark the three replicas, none of them started, down",
+    HEALTH_DEADLINE_MS,
+  );
 
-    // A client that sends many queries and reads none of the replies keeps replica1
-    // draining after SIGTERM: its replies wait until the write timeout (60 s here).
-    using held = await replica.connect();
-    await held.send(encodeQuery("ada@example.com"));
-    assert.equal((await held.next())?.status, STATUS_FOUND);
-    const flood = encodeQueries(Array.from({ length: 300_000 }, () => "ada@example.com"));
-    const flooding = held.send(flood).catch(() => {}); // never done while nothing is read
-    replica.signal("SIGTERM");
-    await replica.stderr.waitFor(/shutting down/);
-    await waitFor(
-      async () => /^DOWN/.test((await states()).get("replica1") ?? ""),
-      "HAProxy to mark the draining replica1 down",
-      HEALTH_DEADLINE_MS,
-    );
-    assert.doesNotMatch(replica.stderr.text, /shutdown complete/, "replica1 was still draining");
-    held.close();
-    await flooding;
-  } finally {
-    if (!exited) haproxy.kill("SIGKILL");
-    await status;
-    await haproxyLog;
-  }
+  // Only replica1 starts; the other two stay down.
+  await using replica = await ServerProcess.start([
+    "--data",
+    book,
+    "--port",
+    String(haproxy.replicaPorts[0]),
+    "--metrics-port",
+    String(haproxy.metricsPorts[0]),
+    "--shutdown-timeout",
+    "60",
+    "--write-timeout",
+    "60",
+  ]);
+  await waitFor(
+    async () => (await states()).get("replica1") === "UP",
+    "HAProxy to mark replica1 up once its /readyz is 200",
+    HEALTH_DEADLINE_MS,
+  );
+  const others = await states();
+  assert.match(others.get("replica2") ?? "", /^DOWN/);
+  assert.match(others.get("replica3") ?? "", /^DOWN/);
+
+  // A client that sends many queries and reads none of the replies keeps replica1
+  // draining after SIGTERM: its replies wait until the write timeout (60 s here).
+  using held = await replica.connect();
+  await held.send(encodeQuery("ada@example.com"));
+  assert.equal((await held.next())?.status, STATUS_FOUND);
+  const flood = encodeQueries(Array.from({ length: 300_000 }, () => "ada@example.com"));
+  const flooding = held.send(flood).catch(() => {}); // never done while nothing is read
+  replica.signal("SIGTERM");
+  await replica.stderr.waitFor(/shutting down/);
+  await waitFor(
+    async () => /^DOWN/.test((await states()).get("replica1") ?? ""),
+    "HAProxy to mark the draining replica1 down",
+    HEALTH_DEADLINE_MS,
+  );
+  assert.doesNotMatch(replica.stderr.text, /shutdown complete/, "replica1 was still draining");
+  held.close();
+  await flooding;
 });
