@@ -335,6 +335,48 @@ Deno.test("server exits 1 with one message naming the file when the book is unus
   }
 });
 
+Deno.test("server refuses a book with only its header row at start, unless --allow-empty", async () => {
+  await using dir = await tempDir();
+  const empty = await writeBook(dir.path, [], "empty.csv");
+  const { code, stderr } = await runToExit(["--data", empty]);
+  assert.equal(code, EXIT_FAILURE, `exit code; stderr:\n${stderr}`);
+  const lines = linesOf(stderr);
+  assert.equal(lines.length, 1, `one message, got:\n${stderr}`);
+  assert.ok(lines[0].includes(empty), `names the file: ${lines[0]}`);
+  assert.match(lines[0], /no entries.*--allow-empty/);
+  assert.doesNotMatch(stderr, LISTENING, "nothing listens");
+
+  await using server = await ServerProcess.start(["--data", empty, "--allow-empty"]);
+  assert.match(server.startLine, /loaded 0 entries from/);
+  assert.equal((await askOnce(server, BOOK[0][0])).status, STATUS_NOT_FOUND);
+});
+
+testEachIo(
+  "server keeps the old book when a reload finds only a header row, unless --allow-empty",
+  async (io) => {
+    await using dir = await tempDir();
+    const book = await writeBook(dir.path);
+    await using server = await ServerProcess.start(["--data", book, ...io]);
+    await writeBook(dir.path, []);
+    let mark = server.stderr.lines.length;
+    server.signal("SIGHUP");
+    const failed = await server.stderr.waitFor(/reload failed/, mark);
+    assert.ok(failed.line.includes(book), `names the file: ${failed.line}`);
+    assert.match(failed.line, /no entries/);
+    assert.deepEqual(await askOnce(server, BOOK[0][0]), { status: STATUS_FOUND, text: BOOK[0][1] });
+
+    await writeBook(dir.path);
+    await using allowing = await ServerProcess.start(["--data", book, "--allow-empty", ...io]);
+    assert.equal((await askOnce(allowing, BOOK[0][0])).status, STATUS_FOUND);
+    await writeBook(dir.path, []);
+    mark = allowing.stderr.lines.length;
+    allowing.signal("SIGHUP");
+    const done = await allowing.stderr.waitFor(/reload done/, mark);
+    assert.match(done.line, /entries=0/);
+    assert.equal((await askOnce(allowing, BOOK[0][0])).status, STATUS_NOT_FOUND);
+  },
+);
+
 // ---------------------------------------------------------------------------
 // Ports
 
