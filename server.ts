@@ -141,6 +141,7 @@ export async function main(args: string[]): Promise<number> {
   }
   const reload = async () => {
     try {
+      log.info("reload started", { file: cli.dataLabel });
       await server.reload();
       log.info("reload done", {
         entries: server.entries,

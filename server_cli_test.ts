@@ -24,6 +24,7 @@ import {
   header,
   IO_LOOPS,
   LISTENING,
+  metricValue,
   type ProtocolClient,
   runServerToExit as runToExit,
   ServerProcess,
@@ -33,6 +34,7 @@ import {
 } from "./test_util.ts";
 import { type CliOptions, DEFAULT_WATCH_SETTLE_SECONDS, parseServerArgs } from "./server_cli.ts";
 import { StartError } from "./server_error.ts";
+import { csvField, generateEntries } from "./gen.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -376,6 +378,30 @@ testEachIo(
     assert.equal((await askOnce(allowing, BOOK[0][0])).status, STATUS_NOT_FOUND);
   },
 );
+
+Deno.test("server answers /metrics and SIGTERM while a large book reloads", async () => {
+  await using dir = await tempDir();
+  const book = `${dir.path}/large.csv`;
+  const rows = ["email,name"];
+  for (const { email, name } of generateEntries(1_000_000, 7)) {
+    rows.push(`${csvField(email)},${csvField(name)}`);
+  }
+  await Deno.writeTextFile(book, rows.join("\n") + "\n");
+  await using server = await ServerProcess.start(["--data", book, "--metrics-port", "0"]);
+  const metricsPort = /metrics=\S+:(\d+)/.exec(server.startLine)?.[1];
+  assert.ok(metricsPort, server.startLine);
+
+  const mark = server.stderr.lines.length;
+  server.signal("SIGHUP");
+  await server.stderr.waitFor(/reload started/, mark);
+  // Answered while the reload runs: a main thread busy loading would answer only after it.
+  const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  assert.equal(metricValue(metrics, "addrbook_reloads_total", '{result="ok"}'), 0);
+  server.signal("SIGTERM");
+  const stopping = await server.stderr.waitFor(/shutting down/, mark);
+  const done = server.stderr.lines.slice(mark).findIndex((line) => /reload done/.test(line));
+  assert.ok(done < 0 || mark + done > stopping.index, "SIGTERM is handled during the reload");
+});
 
 // ---------------------------------------------------------------------------
 // Ports
