@@ -6,7 +6,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { formatCount } from "./bench_report.ts";
+import { formatCount } from "./bench_format.ts";
 import { parsePort, parseSeconds, parseWholeNumber, UsageError } from "./cli_args.ts";
 import { describeError, sentence } from "./errors.ts";
 

@@ -1,23 +1,7 @@
 import assert from "node:assert/strict";
 import { recordValue } from "./bench_histogram.ts";
-import { formatCount, formatMicros, formatResult, summarize } from "./bench_report.ts";
+import { formatResult, summarize } from "./bench_report.ts";
 import { createTally } from "./bench_tally.ts";
-
-Deno.test("formatMicros picks µs, ms or s and never shows 1000 of a unit", () => {
-  assert.equal(formatMicros(0), "0 µs");
-  assert.equal(formatMicros(85), "85 µs");
-  assert.equal(formatMicros(999.4), "999 µs");
-  assert.equal(formatMicros(1240), "1.24 ms");
-  assert.equal(formatMicros(12_345), "12.3 ms");
-  assert.equal(formatMicros(999_400), "999 ms");
-  assert.equal(formatMicros(999_600), "1.00 s");
-  assert.equal(formatMicros(2_500_000), "2.50 s");
-});
-
-Deno.test("formatCount separates thousands", () => {
-  assert.equal(formatCount(1234567), "1,234,567");
-  assert.equal(formatCount(12), "12");
-});
 
 Deno.test("summarize computes throughput, percentiles and the other replies by name", () => {
   const tally = createTally();

@@ -9,7 +9,7 @@
 import type { BenchOptions } from "./bench_args.ts";
 import { BenchError } from "./bench_error.ts";
 import type { QueryFrames } from "./bench_keys.ts";
-import { formatCount } from "./bench_report.ts";
+import { formatCount } from "./bench_format.ts";
 import { createTally, mergeTally, type Tally } from "./bench_tally.ts";
 import type { LoadPlan, ThreadCommand, ThreadReport } from "./bench_worker.ts";
 import { sentence } from "./errors.ts";
