@@ -293,6 +293,10 @@ accessTest(
       metricValue(server.metrics(), "addrbook_refusals_total", '{reason="client_connections"}'),
       1,
     );
+    assert.equal(
+      metricValue(server.metrics(), "addrbook_replies_total", '{status="RATE_LIMITED"}'),
+      1,
+    );
     assert.equal(metricValue(server.metrics(), "addrbook_tracked_clients"), 2);
   },
 );

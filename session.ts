@@ -624,7 +624,8 @@ export class Session {
       subject !== undefined ? certificateIdentity(subject) : clientIdentity(client),
     );
     if (slot === OVER_CONNECTION_LIMIT) {
-      this.#refuse("client_connections", now);
+      // Outside #answer, which counts the replies to queries by status.
+      this.#context.counters[Counter.repliesByStatus + this.#refuse("client_connections", now)]++;
       this.#phase = "ending";
     } else if (slot === TABLE_FULL) {
       this.#context.counters[Counter.repliesByStatus + STATUS_SERVER_BUSY]++;
