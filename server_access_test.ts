@@ -15,7 +15,10 @@
 
 import assert from "node:assert/strict";
 import type { AccessRules } from "./access_policy.ts";
-import { type ClientLimitsConfig, parseAllowance } from "./client_limits.ts";
+import { ClientLimits, type ClientLimitsConfig, parseAllowance } from "./client_limits.ts";
+import { Logger } from "./log.ts";
+import { RepeatSummary } from "./log_repeats.ts";
+import { counterRow, createCounterTable } from "./metrics.ts";
 import {
   encodeQueries,
   encodeQuery,
@@ -30,10 +33,12 @@ import {
   STATUS_SERVER_BUSY,
 } from "./protocol.ts";
 import { encodeProxyHeader, type ProxyHeaderSpec } from "./proxy_header.ts";
+import { createSessionContext, DEFAULT_LIMITS, Session } from "./session.ts";
 import {
   assertNoPersonalData,
   concat,
   IO_LOOPS,
+  makeBook,
   metricValue,
   PEOPLE,
   RawClient,
@@ -119,6 +124,23 @@ function refusalLines(lines: readonly string[], client: string, reason: string):
   );
 }
 
+/**
+ * Waits for a log line that `test` accepts, and returns every such line: a
+ * worker thread's lines reach the log after the replies they go with.
+ */
+async function linesWhen(
+  lines: readonly string[],
+  test: (line: string) => boolean,
+): Promise<string[]> {
+  await waitFor(() => lines.some(test), "the log line awaited");
+  return lines.filter(test);
+}
+
+/** Waits for the log line refusing `client` for `reason`, and returns every such line. */
+function refusalLinesOnceLogged(lines: readonly string[], client: string, reason: string) {
+  return linesWhen(lines, (line) => refusalLines([line], client, reason).length > 0);
+}
+
 /** Asserts that a connection got exactly one reply of `status`, then was closed. */
 async function assertRefusedThenClosed(
   client: SourceClient | RawClient,
@@ -150,7 +172,11 @@ accessTest(
       // Loopback is not special once --allow is given.
       await assertRefusedThenClosed(local, STATUS_FORBIDDEN, /--allow list/);
     });
-    assert.equal(refusalLines(lines, "127.0.0.3", "not_allowed").length, 1, lines.join("\n"));
+    assert.equal(
+      (await refusalLinesOnceLogged(lines, "127.0.0.3", "not_allowed")).length,
+      1,
+      lines.join("\n"),
+    );
     const metrics = server.metrics();
     assert.equal(metricValue(metrics, "addrbook_refusals_total", '{reason="forbidden"}'), 2);
     assert.equal(metricValue(metrics, "addrbook_replies_total", '{status="FORBIDDEN"}'), 2);
@@ -188,7 +214,11 @@ accessTest(
         /protected mode.*--allow CIDR \(or --allow any\)/,
       );
     });
-    assert.equal(refusalLines(lines, FAR_CLIENT, "protected_mode").length, 1, lines.join("\n"));
+    assert.equal(
+      (await refusalLinesOnceLogged(lines, FAR_CLIENT, "protected_mode")).length,
+      1,
+      lines.join("\n"),
+    );
   },
 );
 
@@ -256,7 +286,11 @@ accessTest(
       metricValue(server.metrics(), "addrbook_refusals_total", '{reason="found_limit"}'),
       5,
     );
-    assert.equal(refusalLines(lines, "127.0.0.2", "found_limit").length, 1, lines.join("\n"));
+    assert.equal(
+      (await refusalLinesOnceLogged(lines, "127.0.0.2", "found_limit")).length,
+      1,
+      lines.join("\n"),
+    );
   },
 );
 
@@ -364,12 +398,29 @@ for (const version of [1, 2] as const) {
         await assertRefusedThenClosed(client, STATUS_FORBIDDEN, /--allow list/);
       });
       // Log lines name the client of the header, not the proxy.
-      assert.equal(refusalLines(lines, FAR_CLIENT, "rate_limited").length, 1, lines.join("\n"));
-      assert.equal(refusalLines(lines, "198.51.100.9", "not_allowed").length, 1);
+      assert.equal(
+        (await refusalLinesOnceLogged(lines, FAR_CLIENT, "rate_limited")).length,
+        1,
+        lines.join("\n"),
+      );
+      assert.equal((await refusalLinesOnceLogged(lines, "198.51.100.9", "not_allowed")).length, 1);
       assert.ok(!lines.some((line) => /client=127\.0\.0\.[23]\b/.test(line)), lines.join("\n"));
     },
   );
 }
+
+accessTest(
+  "a protocol error after a PROXY header is logged with the proxy and the client it named",
+  PROXIED,
+  async ({ port, lines }) => {
+    await withRawClient(port, async (client) => {
+      await client.write(concat([proxyFrom(1, FAR_CLIENT), new TextEncoder().encode("GET /")]));
+      await assertRefusedThenClosed(client, STATUS_PROTOCOL_ERROR, /^Frame type 0x47/);
+    });
+    const [line] = await linesWhen(lines, (line) => / warn protocol error /.test(line));
+    assert.match(line, /peer=127\.0\.0\.1:\d+ client=192\.0\.2\.7 error=/, lines.join("\n"));
+  },
+);
 
 accessTest(
   "PROXY header from a peer that is not a --trusted-proxy: FORBIDDEN at once, then close",
@@ -382,7 +433,11 @@ accessTest(
       await client.write(concat([proxyFrom(2, FAR_CLIENT), encodeQuery(ADA)]));
       assert.equal((await client.readReply())?.status, STATUS_FOUND);
     });
-    assert.equal(refusalLines(lines, "127.0.0.3", "untrusted_proxy").length, 1, lines.join("\n"));
+    assert.equal(
+      (await refusalLinesOnceLogged(lines, "127.0.0.3", "untrusted_proxy")).length,
+      1,
+      lines.join("\n"),
+    );
   },
 );
 
@@ -394,7 +449,7 @@ accessTest(
       await client.write(encodeQuery(ADA));
       await assertRefusedThenClosed(client, STATUS_PROTOCOL_ERROR, /^PROXY header expected/);
     });
-    assert.ok(lines.some((line) => / warn protocol error .*PROXY header expected/.test(line)));
+    await linesWhen(lines, (line) => / warn protocol error .*PROXY header expected/.test(line));
   },
 );
 
@@ -446,10 +501,7 @@ accessTest(
       STATUS_RATE_LIMITED,
     ]);
     assert.deepEqual(await ask("2001:db8:1:3::7", 3), Array(3).fill(STATUS_FOUND));
-    assert.ok(
-      lines.some((line) => line.includes("client=2001:db8:1:2:ffff:eeee:dddd:9 ")),
-      lines.join("\n"),
-    );
+    await linesWhen(lines, (line) => line.includes("client=2001:db8:1:2:ffff:eeee:dddd:9 "));
   },
 );
 
@@ -578,3 +630,34 @@ accessTest(
     });
   },
 );
+
+// ---------------------------------------------------------------------------
+// The refusal log, on a session driven by hand: its repeat interval is a minute on a server
+
+Deno.test("a refusal repeated after the log interval is logged again with the count of repeats", () => {
+  const lines: string[] = [];
+  const context = createSessionContext({
+    book: makeBook(),
+    limits: DEFAULT_LIMITS,
+    counters: counterRow(createCounterTable(1), 0),
+    openConnections: new Int32Array(new SharedArrayBuffer(4)),
+    log: new Logger({ level: "info", write: (line) => lines.push(line) }),
+    clientLimits: ClientLimits.create(limits({ rate: "1/1h" })).shared,
+  });
+  context.refusals = new RepeatSummary({ intervalMs: 1000 });
+  const session = new Session(context, 0, () => ({ hostname: FAR_CLIENT, port: 40000 }));
+  const send = (emails: string[], now: number) => {
+    const bytes = encodeQueries(emails);
+    session.receive(bytes, bytes.length, now);
+    session.wrote(session.outputLength, now);
+  };
+  send([ADA, ADA, ADA], 0);
+  send([ADA], 500);
+  assert.equal(lines.length, 1, lines.join("\n"));
+  assert.match(lines[0], / info refused client=192\.0\.2\.7 reason=rate_limited$/);
+  // Two repeats went unlogged; the first after the interval reports them with itself.
+  send([ADA], 1500);
+  assert.equal(lines.length, 2, lines.join("\n"));
+  assert.match(lines[1], / info refused client=192\.0\.2\.7 reason=rate_limited count=3$/);
+  session.abort();
+});
