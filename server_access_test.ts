@@ -48,6 +48,7 @@ import {
   type TestServerOptions,
   waitFor,
   waitForOpenConnections,
+  withDeadline,
   withRawClient,
   withSourceClient,
 } from "./test_util.ts";
@@ -356,6 +357,64 @@ accessTest(
       for (const client of clients) client.close();
     }
     assert.equal(metricValue(server.metrics(), "addrbook_tracked_clients"), 1);
+  },
+);
+
+// ---------------------------------------------------------------------------
+// --write-timeout: a client that never reads, and one that reads slowly but steadily
+
+/** A name so long that a few hundred replies outgrow every socket buffer on the way. */
+const LONG_NAME = "N".repeat(60_000);
+const LONG_EMAIL = "long@example.com";
+/** Replies of {@linkcode LONG_NAME} a test asks for: megabytes, more than the buffers hold. */
+const LONG_REPLIES = 150;
+const WRITE_TIMEOUT_MS = 1000;
+/** How much the slow reader takes at a time, and how long it waits in between. */
+const SLOW_READ_BYTES = 64 * 1024;
+const SLOW_READ_PAUSE_MS = 20;
+
+const WRITE_TIMED: TestServerOptions = {
+  book: makeBook([...PEOPLE, [LONG_EMAIL, LONG_NAME]]),
+  limits: { writeTimeoutMs: WRITE_TIMEOUT_MS, idleTimeoutMs: 0, frameTimeoutMs: 0 },
+};
+
+accessTest(
+  "--write-timeout closes a connection that takes none of its waiting replies",
+  WRITE_TIMED,
+  async ({ port, server }) => {
+    await withRawClient(port, async (client) => {
+      await client.write(encodeQueries(Array(LONG_REPLIES).fill(LONG_EMAIL)));
+      // Never read: the replies fill both socket buffers, then wait in the server.
+      await waitFor(
+        () => metricValue(server.metrics(), "addrbook_timeouts_total", '{kind="write"}') === 1,
+        "the write timeout",
+      );
+      await waitForOpenConnections(server, 0, "the stalled connection to be closed");
+    });
+  },
+);
+
+accessTest(
+  "--write-timeout never closes a slow but steady reader",
+  WRITE_TIMED,
+  async ({ port, server }) => {
+    await withRawClient(port, async (client) => {
+      await client.write(encodeQueries(Array(LONG_REPLIES).fill(LONG_EMAIL)));
+      const expected = LONG_REPLIES * (6 + LONG_NAME.length);
+      const buffer = new Uint8Array(SLOW_READ_BYTES);
+      let received = 0;
+      // Bounded: every read has a deadline and brings at least one byte of a known total.
+      while (received < expected) {
+        const count = await withDeadline(client.conn.read(buffer), "a slow read");
+        assert.ok(count !== null, `closed after ${received} of ${expected} bytes`);
+        received += count;
+        // The pause is the behaviour under test: slower than the server writes, never stopping.
+        await new Promise((resolve) => setTimeout(resolve, SLOW_READ_PAUSE_MS));
+      }
+      assert.equal(received, expected);
+      assert.deepEqual(await client.query(ADA), { status: STATUS_FOUND, text: "Ada Lovelace" });
+    });
+    assert.equal(metricValue(server.metrics(), "addrbook_timeouts_total", '{kind="write"}'), 0);
   },
 );
 
