@@ -33,7 +33,12 @@ import {
   STATUS_SERVER_BUSY,
 } from "./protocol.ts";
 import { encodeProxyHeader, type ProxyHeaderSpec } from "./proxy_header.ts";
-import { createSessionContext, DEFAULT_LIMITS, Session } from "./session.ts";
+import {
+  createSessionContext,
+  DEFAULT_LIMITS,
+  reportRepeatedRefusals,
+  Session,
+} from "./session.ts";
 import {
   assertNoPersonalData,
   concat,
@@ -718,5 +723,15 @@ Deno.test("a refusal repeated after the log interval is logged again with the co
   send([ADA], 1500);
   assert.equal(lines.length, 2, lines.join("\n"));
   assert.match(lines[1], / info refused client=192\.0\.2\.7 reason=rate_limited count=3$/);
+  // The drivers' sweep reports repeats that no later refusal carried.
+  send([ADA, ADA], 1700);
+  reportRepeatedRefusals(context, 2000);
+  assert.equal(lines.length, 2, "not before the interval");
+  reportRepeatedRefusals(context, 2600);
+  assert.equal(lines.length, 3, lines.join("\n"));
+  assert.match(
+    lines[2],
+    / info refusals repeated client=192\.0\.2\.7 reason=rate_limited count=2$/,
+  );
   session.abort();
 });
