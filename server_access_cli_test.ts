@@ -316,5 +316,15 @@ Deno.test("deno task client: FORBIDDEN and RATE_LIMITED from the real server pri
     );
     assert.equal(run.stderr.trimEnd().split("\n").length, 1, run.stderr);
     assertNoStackTrace(run.stderr);
+    // --json shows the status name, and the message still goes to stderr.
+    const json = await runClientToExit(["--json", "--port", String(server.port), ADA]);
+    assert.equal(json.code, EXIT_USAGE, json.stderr);
+    assert.deepEqual(JSON.parse(json.stdout), {
+      email: ADA,
+      status: "RATE_LIMITED",
+      message:
+        "This client asked more than 1 queries in 1 h (--rate-limit); later queries are answered once it allows.",
+    });
+    assert.match(json.stderr, /^client: Rate limited by the server: /);
   }
 });
