@@ -342,6 +342,35 @@ accessTest(
 );
 
 accessTest(
+  "a full table of tracked clients, every one with a connection open, refuses a new client as SERVER_BUSY",
+  { clientLimits: { ...limits({ perClient: 4 }), capacity: 2 } },
+  async ({ port, server }) => {
+    const first = await SourceClient.connect(port, "127.0.0.2");
+    const second = await SourceClient.connect(port, "127.0.0.3");
+    try {
+      assert.equal((await first.query(ADA)).status, STATUS_FOUND);
+      assert.equal((await second.query(ADA)).status, STATUS_FOUND);
+      await withSourceClient(port, "127.0.0.4", async (third) => {
+        await assertRefusedThenClosed(third, STATUS_SERVER_BUSY, /connection limit/);
+      });
+      first.close();
+      await waitForOpenConnections(server, 1, "the first client to leave");
+      await withSourceClient(port, "127.0.0.4", async (third) => {
+        assert.equal(
+          (await third.query(ADA)).status,
+          STATUS_FOUND,
+          "the idle client was forgotten",
+        );
+      });
+    } finally {
+      first.close();
+      second.close();
+    }
+    assert.equal(metricValue(server.metrics(), "addrbook_tracked_clients"), 2);
+  },
+);
+
+accessTest(
   "two worker threads share one client's allowance: exactly N answers over many connections",
   { workers: 2, clientLimits: limits({ rate: "30/1h", found: "1000/1h" }) },
   async ({ port, server }) => {
