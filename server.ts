@@ -164,7 +164,7 @@ export async function main(args: string[]): Promise<number> {
   const where = formatAddress(server.addr.hostname, server.addr.port);
   if (protectedMode) {
     log.warn(
-      `protected mode: listening on ${where} with no --allow, so only loopback clients are served; give --allow CIDR (or --allow any) to serve others`,
+      `protected mode: the server listens on ${where} with no --allow, so only loopback clients are served; give --allow CIDR (or --allow any) to serve others`,
     );
   }
   log.info(

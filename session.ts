@@ -518,7 +518,11 @@ export class Session {
   #protocolError(error: ProtocolError | ProxyHeaderError): void {
     const { counters, log } = this.#context;
     counters[Counter.repliesByStatus + STATUS_PROTOCOL_ERROR]++;
-    log.warn("protocol error", { peer: this.#peerLabel(), error: error.message });
+    log.warn("protocol error", {
+      peer: this.#peerLabel(),
+      client: this.#proxiedClient(),
+      error: error.message,
+    });
     this.#append(encodeReply(STATUS_PROTOCOL_ERROR, error.message));
     this.#holding = false;
     this.#frameStarted = -1;
@@ -540,7 +544,11 @@ export class Session {
       : kind === "frame"
       ? this.#frameStarted
       : this.#lastWriteProgress;
-    log.debug(`${kind} timeout`, { peer: this.#peerLabel(), after_ms: now - since });
+    log.debug(`${kind} timeout`, {
+      peer: this.#peerLabel(),
+      client: this.#proxiedClient(),
+      after_ms: now - since,
+    });
     this.#close(`${kind}-timeout`);
   }
 
@@ -631,7 +639,8 @@ export class Session {
       subject !== undefined ? certificateIdentity(subject) : clientIdentity(client),
     );
     if (slot === OVER_CONNECTION_LIMIT) {
-      this.#refuse("client_connections", now);
+      // Outside #answer, which counts the replies to queries by status.
+      this.#context.counters[Counter.repliesByStatus + this.#refuse("client_connections", now)]++;
       this.#phase = "ending";
     } else if (slot === TABLE_FULL) {
       this.#context.counters[Counter.repliesByStatus + STATUS_SERVER_BUSY]++;
@@ -681,9 +690,18 @@ export class Session {
   /** Logs a refusal at info the first time for this client and reason; repeats are summarised. */
   #noteRefusal(reason: string, now: number): void {
     const client = this.#client ?? this.#peerHost();
-    if (this.#context.refusals.note(`${client} ${reason}`, now) > 0) {
-      this.#context.log.info("refused", { client, reason });
+    const count = this.#context.refusals.note(`${client} ${reason}`, now);
+    // After an interval of repeats, the count includes those not logged.
+    if (count > 0) {
+      this.#context.log.info("refused", { client, reason, count: count > 1 ? count : undefined });
     }
+  }
+
+  /** The client a PROXY header named, when it is not the peer itself: logs name both. */
+  #proxiedClient(): string | undefined {
+    return this.#client !== undefined && this.#client !== this.#peerHost()
+      ? this.#client
+      : undefined;
   }
 
   #peerHost(): string {

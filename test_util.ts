@@ -23,6 +23,7 @@
  */
 
 import assert from "node:assert/strict";
+import net from "node:net";
 import tls from "node:tls";
 import fc from "fast-check";
 import { type AddressBook, AddressBookBuilder } from "./addressbook.ts";
@@ -1340,6 +1341,169 @@ export function freePort(): number {
   return port;
 }
 
+// ---------------------------------------------------------------------------
+// Clients from other loopback addresses, as other hosts would be
+
+/**
+ * A protocol client whose socket is bound to a chosen source address
+ * before it connects (127.0.0.2, 127.0.0.3, ...), so the server sees it as
+ * another host; `Deno.connect` cannot bind a source, `node:net` can. Every
+ * wait is bounded like {@linkcode RawClient}'s, whose reading API it shares.
+ */
+export class SourceClient {
+  /** The address the socket is bound to. */
+  readonly source: string;
+  readonly #socket: net.Socket;
+  readonly #decoder = new FrameDecoder({ type: TYPE_REPLY, maxPayload: MAX_REPLY_BYTES });
+  #ending: Ending | undefined;
+  #failure: Error | undefined;
+  #wake: (() => void) | undefined;
+
+  private constructor(socket: net.Socket, source: string) {
+    this.#socket = socket;
+    this.source = source;
+    socket.on("data", (chunk: Uint8Array) => {
+      this.#decoder.push(new Uint8Array(chunk));
+      this.#notify();
+    });
+    socket.on("end", () => this.#end("eof"));
+    socket.on("close", () => this.#end("eof"));
+    socket.on("error", (error: Error & { code?: string }) => {
+      if (error.code === "ECONNRESET" || error.code === "EPIPE") this.#end("reset");
+      else this.#failure ??= error;
+      this.#notify();
+    });
+  }
+
+  /** Connects from `source` to `host` (127.0.0.1 unless told) on `port`. */
+  static async connect(port: number, source: string, host = LOOPBACK): Promise<SourceClient> {
+    const socket = net.connect({ host, port, localAddress: source, noDelay: true });
+    const client = new SourceClient(socket, source);
+    await withDeadline(
+      new Promise<void>((resolve, reject) => {
+        socket.once("connect", resolve);
+        socket.once("error", reject);
+      }),
+      `a connection from ${source} to port ${port}`,
+      WAIT_MS,
+      () => socket.destroy(),
+    );
+    return client;
+  }
+
+  /** How the server ended the connection, once seen: a FIN or a reset. */
+  get ending(): Ending | undefined {
+    return this.#ending;
+  }
+
+  /** Writes all of `bytes`; resolves once the socket took them. */
+  write(bytes: Uint8Array): Promise<void> {
+    return withDeadline(
+      new Promise<void>((resolve, reject) =>
+        this.#socket.write(bytes, (error) => error ? reject(error) : resolve())
+      ),
+      "a write to be taken",
+    );
+  }
+
+  /** Sends one query and reads its reply. */
+  async query(email: string): Promise<Reply> {
+    await this.write(encodeQuery(email));
+    const reply = await this.readReply();
+    assert.ok(reply !== null, "the server closed the connection instead of replying");
+    return reply;
+  }
+
+  /** The next reply frame; `null` when the server closed the connection between frames. */
+  readReply(ms = WAIT_MS): Promise<Reply | null> {
+    return withDeadline(this.#readReply(), `a reply frame on a client from ${this.source}`, ms);
+  }
+
+  /** Exactly `count` replies; fails if the connection ends first. */
+  readReplies(count: number, ms = WAIT_MS): Promise<Reply[]> {
+    return withDeadline(
+      (async () => {
+        const replies: Reply[] = [];
+        while (replies.length < count) {
+          const reply = await this.#readReply();
+          if (reply === null) {
+            throw new Error(`The connection closed after ${replies.length} of ${count} replies.`);
+          }
+          replies.push(reply);
+        }
+        return replies;
+      })(),
+      `${count} replies on a client from ${this.source}`,
+      ms,
+    );
+  }
+
+  /** Every reply until the server closes the connection (a FIN or a reset). */
+  readUntilClosed(ms = WAIT_MS): Promise<Reply[]> {
+    return withDeadline(
+      (async () => {
+        const replies: Reply[] = [];
+        for (let reply; (reply = await this.#readReply()) !== null;) replies.push(reply);
+        return replies;
+      })(),
+      `the server to close the connection from ${this.source}`,
+      ms,
+    );
+  }
+
+  /** Half-closes: the server sees the end of input, and the client can still read. */
+  closeWrite(): void {
+    this.#socket.end();
+  }
+
+  /** Closes the socket; safe to call more than once. */
+  close(): void {
+    this.#socket.destroy();
+  }
+
+  async #readReply(): Promise<Reply | null> {
+    for (;;) {
+      const payload = this.#decoder.next();
+      if (payload !== null) return decodeReply(payload);
+      if (this.#failure !== undefined) throw this.#failure;
+      if (this.#ending !== undefined) {
+        if (this.#decoder.midFrame) {
+          throw new Error(
+            `The connection ended inside a reply frame, ${this.#decoder.buffered} bytes into it.`,
+          );
+        }
+        return null;
+      }
+      await new Promise<void>((resolve) => this.#wake = resolve);
+    }
+  }
+
+  #end(ending: Ending): void {
+    this.#ending ??= ending;
+    this.#notify();
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+}
+
+/** Connects a {@linkcode SourceClient} from `source`, runs `body` with it, and closes it however the body ends. */
+export async function withSourceClient<T>(
+  port: number,
+  source: string,
+  body: (client: SourceClient) => Promise<T>,
+): Promise<T> {
+  const client = await SourceClient.connect(port, source);
+  try {
+    return await body(client);
+  } finally {
+    client.close();
+  }
+}
+
 /** `deno task client` without the `deno`: the client runs with what the task grants, no more. */
 export const CLIENT_FLAGS: readonly string[] = JSON.parse(
   await Deno.readTextFile(`${REPO_DIR}/deno.json`),
@@ -1525,4 +1689,10 @@ export class HaproxyProcess implements AsyncDisposable {
     await this.output.done;
     await this.#errors.done;
   }
+}
+
+/** Runs `client.ts` as `deno task client` would, with `args`, to its exit. */
+export async function runClientToExit(args: readonly string[]): Promise<ProcessOutput> {
+  await using client = new Subprocess([...CLIENT_FLAGS, ...args]);
+  return await client.output();
 }
