@@ -12,12 +12,14 @@
 import { formatAddress } from "./net_address.ts";
 import { StartError } from "./server_error.ts";
 
-/** TLS certificate chain and private key, both PEM text. */
+/** TLS certificate chain and private key, both PEM text, and the client CA when one is required. */
 export interface TlsFiles {
   /** The certificate chain, PEM. */
   cert: string;
   /** The private key, PEM. */
   key: string;
+  /** The CA that client certificates must be signed by, PEM; absent when none is asked for. */
+  clientCa?: string;
 }
 
 /** How a thread binds its listener. */
@@ -49,7 +51,9 @@ export function listen(
       Deno.listen({ hostname, port }).close();
     }
     const options = { hostname, port, reusePort: sharePort || undefined };
-    return tls ? Deno.listenTls({ ...options, ...tls }) : Deno.listen(options);
+    return tls
+      ? Deno.listenTls({ ...options, cert: tls.cert, key: tls.key })
+      : Deno.listen(options);
   } catch (error) {
     throw listenError(hostname, port, tls, error);
   }
