@@ -377,7 +377,8 @@ export class EpollService implements Service {
     let events = session.outputLength > 0 ? EPOLLOUT : reading ? EPOLLIN : 0;
     if (peer.tls !== undefined) {
       if (peer.readWantsWrite) events |= EPOLLOUT;
-      if (peer.writeWantsRead) events |= EPOLLIN;
+      // Writability would wake us at once to a write that waits for input: wait for input.
+      if (peer.writeWantsRead) events = (events & ~EPOLLOUT) | EPOLLIN;
       // Reading resumes after backpressure: bytes OpenSSL holds would get no event.
       if (reading && (peer.events & EPOLLIN) === 0 && peer.tls.hasPending()) {
         this.#readAgain.add(peer);
