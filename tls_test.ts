@@ -130,14 +130,16 @@ Deno.test("server --tls-cert/--tls-key serves TLS clients that trust its CA, by 
   }
 });
 
-Deno.test("server --workers 2 serves TLS from every thread", async () => {
-  await using pki = await makePki();
-  await using dir = await tempDir();
-  await using server = await startTlsServer(pki, dir.path, ["--workers", "2"]);
-  for (let i = 0; i < FRESH_CONNECTIONS; i++) {
-    await assertTlsServes(LOOPBACK, server.port, pki.caPem);
-  }
-});
+for (const loop of IO_LOOPS) {
+  Deno.test(`server --workers 2 serves TLS from every thread [--io ${loop}]`, async () => {
+    await using pki = await makePki();
+    await using dir = await tempDir();
+    await using server = await startTlsServer(pki, dir.path, ["--workers", "2", "--io", loop]);
+    for (let i = 0; i < FRESH_CONNECTIONS; i++) {
+      await assertTlsServes(LOOPBACK, server.port, pki.caPem);
+    }
+  });
+}
 
 Deno.test("startServer with tls serves TLS in-process", async () => {
   await using pki = await makePki();
@@ -151,6 +153,8 @@ Deno.test("startServer with tls serves TLS in-process", async () => {
     log: new Logger({ write: (line) => logLines.push(line) }),
   });
   try {
+    // TLS goes to the epoll loop where it runs (OpenSSL 3 and FFI), as plain TCP does.
+    assert.equal(server.io, IO_LOOPS[0]);
     await assertTlsServes("localhost", server.addr.port, pki.caPem);
     // A TLS client that does not trust the CA is refused; the server goes on.
     await assert.rejects(async () => {
@@ -168,24 +172,26 @@ Deno.test("startServer with tls serves TLS in-process", async () => {
 // ---------------------------------------------------------------------------
 // The wrong kind of client
 
-Deno.test("a plaintext client on the TLS port is closed, and TLS clients are still served", async () => {
-  await using pki = await makePki();
-  await using dir = await tempDir();
-  await using server = await startTlsServer(pki, dir.path);
-  {
-    using plain = await ProtocolClient.connect(LOOPBACK, server.port);
-    await plain.send(encodeQuery(ADA_EMAIL));
-    // The server may send a TLS alert before closing; it must close either way.
-    const received: number[] = [];
-    try {
-      for (let bytes; (bytes = await plain.read()) !== null;) received.push(...bytes);
-    } catch (error) {
-      assert.ok(error instanceof Deno.errors.ConnectionReset, `a reset, not ${error}`);
+for (const loop of IO_LOOPS) {
+  Deno.test(`a plaintext client on the TLS port is closed, and TLS clients are still served [--io ${loop}]`, async () => {
+    await using pki = await makePki();
+    await using dir = await tempDir();
+    await using server = await startTlsServer(pki, dir.path, ["--io", loop]);
+    {
+      using plain = await ProtocolClient.connect(LOOPBACK, server.port);
+      await plain.send(encodeQuery(ADA_EMAIL));
+      // The server may send a TLS alert before closing; it must close either way.
+      const received: number[] = [];
+      try {
+        for (let bytes; (bytes = await plain.read()) !== null;) received.push(...bytes);
+      } catch (error) {
+        assert.ok(error instanceof Deno.errors.ConnectionReset, `a reset, not ${error}`);
+      }
+      assert.notEqual(received[0], TYPE_REPLY, "no reply frame over plaintext");
     }
-    assert.notEqual(received[0], TYPE_REPLY, "no reply frame over plaintext");
-  }
-  await assertTlsServes(LOOPBACK, server.port, pki.caPem);
-});
+    await assertTlsServes(LOOPBACK, server.port, pki.caPem);
+  });
+}
 
 for (const loop of IO_LOOPS) {
   Deno.test(`a TLS client on the plaintext port fails its handshake, and plaintext clients are still served [--io ${loop}]`, async () => {
