@@ -205,7 +205,12 @@ export class Connection {
     try {
       conn = await deadline.race<Deno.Conn>(
         tls
-          ? connectTls(hostname, port, options, deadline.signal)
+          ? Deno.connectTls({
+            hostname,
+            port,
+            caCerts: options.caCerts,
+            ...(options.cert === undefined ? {} : { cert: options.cert, key: options.key! }),
+          })
           : Deno.connect({ hostname, port, signal: deadline.signal }),
         (late) => late.close(),
       );
@@ -764,37 +769,4 @@ function formatSeconds(milliseconds: number): string {
 export function sentence(text: string): string {
   const trimmed = text.trim();
   return /[.!?]$/.test(trimmed) ? trimmed : `${trimmed}.`;
-}
-
-/**
- * Opens a TLS connection (the handshake follows). Without a client
- * certificate, TLS starts over a TCP connection that has TCP_NODELAY set
- * first: `Deno.connectTls` leaves Nagle's algorithm on during the
- * handshake, so its last flight, or the first query right behind it, waits
- * for the server's delayed ACK (about 40 ms per new connection).
- * `Deno.startTls` takes no client certificate, so with one `connectTls` stays.
- */
-async function connectTls(
-  hostname: string,
-  port: number,
-  options: ConnectionOptions,
-  signal: AbortSignal,
-): Promise<Deno.TlsConn> {
-  if (options.cert !== undefined) {
-    return await Deno.connectTls({
-      hostname,
-      port,
-      caCerts: options.caCerts,
-      cert: options.cert,
-      key: options.key!,
-    });
-  }
-  const tcp = await Deno.connect({ hostname, port, signal });
-  tcp.setNoDelay(true);
-  try {
-    return await Deno.startTls(tcp, { hostname, caCerts: options.caCerts });
-  } catch (error) {
-    closeQuietly(tcp);
-    throw error;
-  }
 }
