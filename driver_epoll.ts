@@ -47,14 +47,8 @@ import {
   SOCK_NONBLOCK,
 } from "./libc.ts";
 import { Counter } from "./metrics.ts";
-import { formatAddress } from "./net_address.ts";
 import { DRAIN_GRACE_MS, type PeerAddress, reportRepeatedRefusals, Session } from "./session.ts";
-import {
-  failureCode,
-  handshakeFailureCounter,
-  isLoggedAtInfo,
-  type TlsAcceptor,
-} from "./driver_tls.ts";
+import { reportHandshakeFailure, type TlsAcceptor } from "./driver_tls.ts";
 import type { TlsConnection, TlsFailure } from "./tls_connection.ts";
 
 const READ_SIZE = 65536;
@@ -296,16 +290,7 @@ export class EpollService implements Service {
 
   /** Counts and logs a failed handshake (nothing was answered), then closes. */
   #handshakeFailed(peer: Peer, failure: TlsFailure): void {
-    this.#context.counters[handshakeFailureCounter(failure)]++;
-    const { hostname, port } = this.#peerAddress(peer.fd);
-    const fields = { peer: formatAddress(hostname, port), reason: failure.reason };
-    const log = this.#context.log;
-    // A flood of failures from one host is summarised, as refusals are.
-    const key = `${hostname} ${failureCode(failure)}`;
-    if (!isLoggedAtInfo(failure)) log.debug("TLS handshake failed", fields);
-    else if (this.#context.refusals.note(key, this.#now) > 0) {
-      log.info("TLS handshake failed", fields);
-    }
+    reportHandshakeFailure(this.#context, this.#peerAddress(peer.fd), failure, this.#now);
     peer.session.abort();
     this.#close(peer);
   }

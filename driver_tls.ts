@@ -17,6 +17,8 @@
 
 import type { Libc } from "./libc.ts";
 import { Counter } from "./metrics.ts";
+import { formatAddress } from "./net_address.ts";
+import type { SessionContext } from "./session.ts";
 import { openOpenSsl, type OpenSsl } from "./openssl.ts";
 import { TlsConnection, type TlsFailure } from "./tls_connection.ts";
 import { TlsContext, type TlsContextOptions } from "./tls_context.ts";
@@ -80,6 +82,25 @@ export class TlsAcceptor {
   /** Frees the context (connections still open hold their own reference). */
   free(): void {
     this.#context.free();
+  }
+}
+
+/**
+ * Counts a failed handshake and logs it: at info with the peer's address
+ * and the reason (repeats from one host summarised, as refusals are), at
+ * debug when the client merely hung up. Nothing of the certificate is logged.
+ */
+export function reportHandshakeFailure(
+  context: SessionContext,
+  peer: { hostname: string; port: number },
+  failure: TlsFailure,
+  now: number,
+): void {
+  context.counters[handshakeFailureCounter(failure)]++;
+  const fields = { peer: formatAddress(peer.hostname, peer.port), reason: failure.reason };
+  if (!isLoggedAtInfo(failure)) context.log.debug("TLS handshake failed", fields);
+  else if (context.refusals.note(`${peer.hostname} ${failureCode(failure)}`, now) > 0) {
+    context.log.info("TLS handshake failed", fields);
   }
 }
 

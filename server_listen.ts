@@ -9,6 +9,7 @@
  * @module
  */
 
+import { type HandshakeFailed, NodeTlsListener } from "./driver_deno_tls.ts";
 import { formatAddress } from "./net_address.ts";
 import { StartError } from "./server_error.ts";
 
@@ -60,6 +61,26 @@ export function listen(
 }
 
 /**
+ * Listens with node:tls, requiring client certificates from `tls.clientCa`
+ * (for the `Deno.listen` driver, where `Deno.listenTls` cannot ask for
+ * them); one thread only.
+ *
+ * @throws {StartError} as {@linkcode listen} does.
+ */
+export async function listenRequiringCertificates(
+  hostname: string,
+  port: number,
+  tls: TlsFiles,
+  onFailure: HandshakeFailed,
+): Promise<NodeTlsListener> {
+  try {
+    return await NodeTlsListener.open(hostname, port, tls, onFailure);
+  } catch (error) {
+    throw listenError(hostname, port, tls, error);
+  }
+}
+
+/**
  * Checks that the server could listen on the address (and use the TLS
  * certificate and key) by binding it once and letting it go, so that a
  * busy port or a wrong address is reported at once, before a large book
@@ -82,13 +103,14 @@ function listenError(
   error: unknown,
 ): StartError {
   const where = formatAddress(hostname, port);
-  if (error instanceof Deno.errors.AddrInUse) {
+  const code = (error as { code?: string }).code; // node:tls's errors
+  if (error instanceof Deno.errors.AddrInUse || code === "EADDRINUSE") {
     return new StartError(`Cannot listen on ${where}: the port is already in use.`);
   }
-  if (error instanceof Deno.errors.AddrNotAvailable) {
+  if (error instanceof Deno.errors.AddrNotAvailable || code === "EADDRNOTAVAIL") {
     return new StartError(`Cannot listen on ${where}: no such address on this machine.`);
   }
-  if (error instanceof Deno.errors.PermissionDenied) {
+  if (error instanceof Deno.errors.PermissionDenied || code === "EACCES") {
     return new StartError(`Cannot listen on ${where}: permission denied.`);
   }
   if (tls && error instanceof Error) {

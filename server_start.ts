@@ -33,7 +33,8 @@ import { ConnectionService } from "./driver_deno.ts";
 import { createSessionContext, DEFAULT_LIMITS, type ServiceLimits } from "./session.ts";
 import { EXIT_USAGE, StartError } from "./server_error.ts";
 import { StatusEndpoint } from "./server_http.ts";
-import { listen, type TlsFiles } from "./server_listen.ts";
+import { listen, listenRequiringCertificates, type TlsFiles } from "./server_listen.ts";
+import { reportHandshakeFailure } from "./driver_tls.ts";
 import { startWorker, type WorkerThread } from "./server_threads.ts";
 import type { IoKind, WorkerStart } from "./server_worker_messages.ts";
 
@@ -133,7 +134,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   const log = options.log ?? new Logger();
   let io: IoKind;
   try {
-    io = chooseIo(options.io ?? "auto", hostname, options.tls);
+    io = chooseIo(options.io ?? "auto", hostname, options.tls, workers);
   } catch (error) {
     await options.statusEndpoint?.close();
     throw error;
@@ -172,21 +173,27 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   let port: number;
   try {
     if (io === "deno") {
-      const listener = listen(hostname, start.port, start.sharing, options.tls);
+      const context = createSessionContext({
+        book,
+        limits: start.limits,
+        counters: counterRow(counters, 0),
+        openConnections: start.openConnections,
+        log,
+        access: start.access,
+        clientLimits: start.clientLimits,
+        clientCertificates: options.tls?.clientCa !== undefined,
+      });
+      const tls = options.tls;
+      const listener = tls?.clientCa !== undefined
+        ? await listenRequiringCertificates(
+          hostname,
+          start.port,
+          tls,
+          (peer, failure) => reportHandshakeFailure(context, peer, failure, Date.now()),
+        )
+        : listen(hostname, start.port, start.sharing, tls);
       port = (listener.addr as Deno.NetAddr).port;
-      local = new ConnectionService(
-        listener,
-        createSessionContext({
-          book,
-          limits: start.limits,
-          counters: counterRow(counters, 0),
-          openConnections: start.openConnections,
-          log,
-          access: start.access,
-          clientLimits: start.clientLimits,
-          clientCertificates: options.tls?.clientCa !== undefined,
-        }),
-      );
+      local = new ConnectionService(listener, context);
     } else {
       const first = await startWorker(start, log);
       threads.push(first);
@@ -295,6 +302,7 @@ function chooseIo(
   wanted: "auto" | IoKind,
   hostname: string,
   tls: TlsFiles | undefined,
+  workers: number,
 ): IoKind {
   const epollPossible = encodeSockaddr(hostname, 0) !== undefined && openLibc() !== undefined &&
     (tls === undefined || openOpenSsl() !== undefined);
@@ -305,9 +313,10 @@ function chooseIo(
     );
   }
   const io = wanted === "auto" ? (epollPossible ? "epoll" : "deno") : wanted;
-  if (io === "deno" && tls?.clientCa !== undefined) {
+  if (io === "deno" && tls?.clientCa !== undefined && workers > 1) {
+    // node:tls, which asks for client certificates there, cannot share a port between threads.
     throw new StartError(
-      "--tls-client-ca needs the epoll loop: Linux with glibc, --allow-ffi, OpenSSL 3 (libssl.so.3), and --io epoll or auto.",
+      "--tls-client-ca with --workers over 1 needs the epoll loop: Linux with glibc, --allow-ffi, OpenSSL 3 (libssl.so.3), and --io epoll or auto.",
       EXIT_USAGE,
     );
   }
