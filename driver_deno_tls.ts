@@ -156,6 +156,8 @@ export class NodeTlsListener {
       requestCert: files.clientCa !== undefined,
       rejectUnauthorized: true,
       minVersion: "TLSv1.2",
+      // From accept on, so the handshake's last flight does not wait for a delayed ACK either.
+      noDelay: true,
     });
     // After a failed handshake the TLS socket no longer knows its peer; the TCP one, seen first, did.
     const peers = new WeakMap<object, Deno.NetAddr>();
