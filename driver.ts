@@ -29,6 +29,16 @@ export interface Service {
   readonly done: Promise<void>;
 }
 
+/** TLS certificate chain and private key, both PEM text, and the client CA when one is required. */
+export interface TlsFiles {
+  /** The certificate chain, PEM. */
+  cert: string;
+  /** The private key, PEM. */
+  key: string;
+  /** The CA that client certificates must be signed by, PEM; absent when none is asked for. */
+  clientCa?: string;
+}
+
 /** What a driver needs besides its listener: the sessions' shared context. */
 export type ServiceOptions = SessionContext;
 

@@ -1,6 +1,8 @@
 /**
  * The `Deno.listen` driver: an accept loop and one small async loop per
- * connection, for TLS and for platforms without the epoll driver. Each loop
+ * connection, for platforms without the epoll driver and `--io deno`
+ * (TLS through `Deno.listenTls`, or node:tls when client certificates are
+ * required: driver_deno_tls.ts). Each loop
  * moves bytes between its socket and its {@linkcode Session}: it writes what
  * the session has due, reads while the session wants input, and half-closes
  * or closes when the session says so. A sweep ticks the sessions whose
@@ -21,16 +23,24 @@ import {
   type ServiceOptions,
   sweepInterval,
 } from "./driver.ts";
+import type { NodeTlsConn, NodeTlsListener } from "./driver_deno_tls.ts";
 import { describeError } from "./errors.ts";
+import { Counter } from "./metrics.ts";
 import { formatAddress } from "./net_address.ts";
 import { DRAIN_GRACE_MS, type PeerAddress, reportRepeatedRefusals, Session } from "./session.ts";
 
 const FIRST_READ_SIZE = 4096;
 const LARGE_READ_SIZE = 65536;
 
+/** What the driver accepts from: `Deno.listen`, `Deno.listenTls`, or node:tls for client certificates. */
+export type Acceptor = Pick<Deno.Listener, "accept" | "close"> | NodeTlsListener;
+
+/** A connection as the driver uses it. */
+type Stream = Deno.Conn | NodeTlsConn;
+
 /** One open connection: its socket, its session, and how to wake its loop. */
 interface Connection {
-  readonly conn: Deno.Conn;
+  readonly conn: Stream;
   readonly session: Session;
   /** Set while the loop waits for the session to change with nothing to read or write. */
   wake: (() => void) | undefined;
@@ -40,7 +50,7 @@ interface Connection {
 
 /** Accepts connections on a listener and serves them until shut down. */
 export class ConnectionService implements Service {
-  readonly #listener: Deno.Listener;
+  readonly #listener: Acceptor;
   readonly #context: ServiceOptions;
   readonly #connections = new Set<Connection>();
   #draining = false;
@@ -53,7 +63,7 @@ export class ConnectionService implements Service {
   #resolveDone!: () => void;
 
   /** Starts accepting on `listener` at once. */
-  constructor(listener: Deno.Listener, options: ServiceOptions) {
+  constructor(listener: Acceptor, options: ServiceOptions) {
     this.#listener = listener;
     this.#context = options;
     this.#sweepEvery = sweepInterval(options.limits);
@@ -98,7 +108,7 @@ export class ConnectionService implements Service {
 
   async #acceptLoop(): Promise<void> {
     for (;;) {
-      let conn: Deno.Conn;
+      let conn: Stream;
       try {
         conn = await this.#listener.accept();
       } catch (error) {
@@ -117,9 +127,16 @@ export class ConnectionService implements Service {
     }
   }
 
-  async #serve(conn: Deno.Conn): Promise<void> {
+  async #serve(conn: Stream): Promise<void> {
     const now = Date.now();
     const session = new Session(this.#context, now, () => peerAddressOf(conn));
+    if ("peerSubject" in conn) {
+      // node:tls hands over connections whose handshake (and certificate check) is done.
+      this.#context.counters[Counter.tlsHandshakesOk]++;
+      if (this.#context.clientCertificates) {
+        session.certificateVerified(conn.peerSubject ?? "", now);
+      }
+    }
     const connection: Connection = { conn, session, wake: undefined, closed: false };
     this.#connections.add(connection);
     // Replies are written whole, so Nagle's delay would only add latency.
@@ -250,12 +267,12 @@ function returnReadBuffer(buffer: Uint8Array): void {
 }
 
 /** The peer's address as `host:port`, for logs. */
-export function peerOf(conn: Deno.Conn): string {
+export function peerOf(conn: Stream): string {
   const { hostname, port } = peerAddressOf(conn);
   return formatAddress(hostname, port);
 }
 
-function peerAddressOf(conn: Deno.Conn): PeerAddress {
+function peerAddressOf(conn: Stream): PeerAddress {
   const addr = conn.remoteAddr;
   return addr.transport === "tcp" ? addr : { hostname: addr.transport, port: 0 };
 }

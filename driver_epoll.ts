@@ -10,6 +10,15 @@
  * waits; commands from the main thread (a new book, shutdown) are picked up
  * between waits.
  *
+ * With TLS, a {@linkcode TlsConnection} sits between each socket and its
+ * session (the transport): the handshake runs first, on the events it asks
+ * for; then reads and writes go through OpenSSL, which reads and writes the
+ * socket itself, and the session sees plaintext only. Bytes that OpenSSL
+ * decrypted or read ahead are not the kernel's, so epoll does not announce
+ * them: connections that hold some are kept in a set and read again
+ * without waiting (epoll_wait's timeout is 0 meanwhile), as Redis does.
+ * Every close path frees the connection's `SSL*` before closing the socket.
+ *
  * @module
  */
 
@@ -37,7 +46,10 @@ import {
   SOCK_CLOEXEC,
   SOCK_NONBLOCK,
 } from "./libc.ts";
+import { Counter } from "./metrics.ts";
 import { DRAIN_GRACE_MS, type PeerAddress, reportRepeatedRefusals, Session } from "./session.ts";
+import { reportHandshakeFailure, type TlsAcceptor } from "./driver_tls.ts";
+import type { TlsConnection, TlsFailure } from "./tls_connection.ts";
 
 const READ_SIZE = 65536;
 const MAX_EVENTS = 256;
@@ -46,12 +58,22 @@ const MAX_WAIT_MS = 50;
 /** A peer whose address the kernel no longer knows (it reset already); it matches no rule. */
 const UNKNOWN_PEER: PeerAddress = { hostname: "?", port: 0 };
 
-/** One open connection: its socket and its session. */
+/** One open connection: its socket, its session, and with TLS its engine. */
 interface Peer {
   readonly fd: number;
   readonly session: Session;
   /** The epoll events registered for it. */
   events: number;
+  /** The TLS engine between socket and session; undefined on plain TCP. */
+  readonly tls: TlsConnection | undefined;
+  /** No plaintext flows until the TLS handshake is done. */
+  handshaking: boolean;
+  /** The last TLS read needs the socket writable before it can go on (a key update's reply). */
+  readWantsWrite: boolean;
+  /** The last TLS write needs the socket readable before it can go on. */
+  writeWantsRead: boolean;
+  /** TLS close_notify is sent: what still arrives is read raw and dropped. */
+  tlsEnded: boolean;
 }
 
 /** Serves queries on a listening socket's descriptor until shut down. */
@@ -63,6 +85,10 @@ export class EpollService implements Service {
   readonly #epollFd: number;
   /** Open connections by file descriptor. */
   readonly #peers: (Peer | undefined)[] = [];
+  /** Makes each accepted socket a TLS connection; undefined on plain TCP. */
+  readonly #tls: TlsAcceptor | undefined;
+  /** TLS connections whose readable bytes sit inside OpenSSL, where epoll cannot see them. */
+  #readAgain = new Set<Peer>();
   #open = 0;
   readonly #events = new Uint8Array(EPOLL_EVENT_SIZE * MAX_EVENTS);
   readonly #eventView = new DataView(this.#events.buffer);
@@ -88,14 +114,18 @@ export class EpollService implements Service {
    * Takes over a listening, non-blocking socket and starts the loop. Between
    * waits it calls `pendingCommands`, and while that says commands are
    * waiting it yields to the thread's event loop so their messages arrive.
+   * With `tls`, every connection speaks TLS (the caller keeps the acceptor,
+   * to rotate its certificate, and frees it after the loop is done).
    */
   constructor(
     libc: Libc,
     listenFd: number,
     options: ServiceOptions,
     pendingCommands: () => boolean,
+    tls?: TlsAcceptor,
   ) {
     this.#libc = libc;
+    this.#tls = tls;
     this.#calls = libc.calls;
     this.#context = options;
     this.#listenFd = listenFd;
@@ -148,7 +178,9 @@ export class EpollService implements Service {
   async #loop(pendingCommands: () => boolean): Promise<void> {
     const calls = this.#calls;
     while (!this.#stopped) {
-      const ready = calls.epoll_wait(this.#epollFd, this.#events, MAX_EVENTS, MAX_WAIT_MS);
+      // Bytes waiting inside OpenSSL are ready now: do not sleep on them.
+      const wait = this.#readAgain.size > 0 ? 0 : MAX_WAIT_MS;
+      const ready = calls.epoll_wait(this.#epollFd, this.#events, MAX_EVENTS, wait);
       if (ready < 0 && this.#libc.errno() !== EINTR) {
         throw new Error(`The call epoll_wait failed with errno ${this.#libc.errno()}.`);
       }
@@ -164,9 +196,11 @@ export class EpollService implements Service {
         }
         const peer = this.#peers[fd];
         if (peer === undefined) continue;
-        if (events & EPOLLOUT) this.#react(peer, true);
+        if (peer.tls !== undefined) this.#onTlsEvent(peer, events);
+        else if (events & EPOLLOUT) this.#react(peer, true);
         else this.#onReadable(peer);
       }
+      if (this.#readAgain.size > 0) this.#readPending();
       if (this.#acceptResumes > 0 && now >= this.#acceptResumes && this.#listening) {
         this.#acceptResumes = 0;
         this.#control(EPOLL_CTL_MOD, this.#listenFd, EPOLLIN);
@@ -191,12 +225,83 @@ export class EpollService implements Service {
       }
       const session = new Session(this.#context, this.#now, () => this.#peerAddress(fd));
       this.#control(EPOLL_CTL_ADD, fd, EPOLLIN);
-      const peer: Peer = { fd, session, events: EPOLLIN };
+      const peer: Peer = {
+        fd,
+        session,
+        events: EPOLLIN,
+        tls: this.#tls?.accept(fd),
+        handshaking: this.#tls !== undefined,
+        readWantsWrite: false,
+        writeWantsRead: false,
+        tlsEnded: false,
+      };
       this.#peers[fd] = peer;
       this.#open++;
       if (this.#draining) session.drain(this.#now);
-      // A refused connection has its SERVER_BUSY reply to send before it reads anything.
-      this.#react(peer);
+      // The client spoke first (its ClientHello may be here already); a
+      // refused plain connection has its SERVER_BUSY reply to send.
+      if (peer.handshaking) this.#handshake(peer);
+      else this.#react(peer);
+    }
+  }
+
+  /** Dispatches a readiness event of a TLS connection to what it waits for. */
+  #onTlsEvent(peer: Peer, events: number): void {
+    if (peer.handshaking) return this.#handshake(peer);
+    if (events & EPOLLOUT) {
+      if (!peer.readWantsWrite) return this.#react(peer, true);
+      peer.readWantsWrite = false;
+      return this.#onReadable(peer);
+    }
+    if (peer.writeWantsRead) {
+      peer.writeWantsRead = false;
+      this.#react(peer, true);
+      if (peer.session.closed || !peer.session.wantsRead) return;
+    }
+    this.#onReadable(peer);
+  }
+
+  /**
+   * Advances the TLS handshake. Once done, the client's certificate subject
+   * (when client certificates are required) identifies it to the session,
+   * and what arrived with the handshake's last message is read at once.
+   */
+  #handshake(peer: Peer): void {
+    const tls = peer.tls!;
+    const { session } = peer;
+    if (session.closed || (session.phase !== "open" && session.outputLength === 0)) {
+      // A timeout or the drain ended it before the handshake did: nothing to say over TLS.
+      session.abort();
+      return this.#close(peer);
+    }
+    const step = tls.handshake();
+    if (step === "want-read") return this.#watch(peer, EPOLLIN);
+    if (step === "want-write") return this.#watch(peer, EPOLLOUT);
+    if (step === "failed") return this.#handshakeFailed(peer, tls.failure!);
+    peer.handshaking = false;
+    this.#context.counters[Counter.tlsHandshakesOk]++;
+    if (this.#context.clientCertificates) {
+      // Only a verified certificate completes a handshake that requires one.
+      session.certificateVerified(tls.peerSubject() ?? "", this.#now);
+    }
+    if (session.wantsRead) this.#onReadable(peer);
+    else this.#react(peer);
+  }
+
+  /** Counts and logs a failed handshake (nothing was answered), then closes. */
+  #handshakeFailed(peer: Peer, failure: TlsFailure): void {
+    reportHandshakeFailure(this.#context, this.#peerAddress(peer.fd), failure, this.#now);
+    peer.session.abort();
+    this.#close(peer);
+  }
+
+  /** Reads again the TLS connections with bytes inside OpenSSL, once each. */
+  #readPending(): void {
+    const pending = this.#readAgain;
+    this.#readAgain = new Set();
+    for (const peer of pending) {
+      if (this.#peers[peer.fd] !== peer || !peer.session.wantsRead) continue;
+      this.#onReadable(peer);
     }
   }
 
@@ -216,6 +321,7 @@ export class EpollService implements Service {
   }
 
   #onReadable(peer: Peer): void {
+    if (peer.tls !== undefined && !peer.tlsEnded) return this.#onTlsReadable(peer, peer.tls);
     const received = this.#libc.read(peer.fd, this.#input, READ_SIZE);
     if (received > 0) peer.session.receive(this.#input, received, this.#now);
     else if (received === 0) peer.session.receiveEnd(this.#now);
@@ -224,24 +330,61 @@ export class EpollService implements Service {
     this.#react(peer);
   }
 
+  /** Reads one buffer of plaintext through OpenSSL and hands it to the session. */
+  #onTlsReadable(peer: Peer, tls: TlsConnection): void {
+    const got = tls.read(this.#input);
+    if (typeof got === "number") {
+      peer.session.receive(this.#input, got, this.#now);
+      if (tls.hasPending()) this.#readAgain.add(peer);
+    } else if (got === "want-write") {
+      peer.readWantsWrite = true;
+    } else if (got === "closed") {
+      peer.session.receiveEnd(this.#now);
+    } else if (got === "failed") {
+      this.#context.log.debug("TLS connection failed", { reason: tls.failure!.reason });
+      peer.session.abort();
+    }
+    this.#react(peer);
+  }
+
   /**
    * Does what the session asks after an event: write what is due (unless the
    * socket was full and has not said it is writable), half-close, close, or
    * change what to wait for.
    */
-  #react(peer: Peer, writable = peer.events !== EPOLLOUT): void {
+  #react(peer: Peer, writable = (peer.events & EPOLLOUT) === 0): void {
     const { session } = peer;
+    if (peer.handshaking) return session.closed ? this.#close(peer) : undefined;
     if (writable) this.#writeOut(peer);
-    if (session.wantsHalfClose) {
-      this.#calls.shutdown(peer.fd, SHUT_WR);
-      session.halfClosed(this.#now);
-    }
+    if (session.wantsHalfClose) this.#halfClose(peer);
     if (session.closed) return this.#close(peer);
-    this.#watch(peer, session.outputLength > 0 ? EPOLLOUT : session.wantsRead ? EPOLLIN : 0);
+    const reading = session.wantsRead;
+    let events = session.outputLength > 0 ? EPOLLOUT : reading ? EPOLLIN : 0;
+    if (peer.tls !== undefined) {
+      if (peer.readWantsWrite) events |= EPOLLOUT;
+      // Writability would wake us at once to a write that waits for input: wait for input.
+      if (peer.writeWantsRead) events = (events & ~EPOLLOUT) | EPOLLIN;
+      // Reading resumes after backpressure: bytes OpenSSL holds would get no event.
+      if (reading && (peer.events & EPOLLIN) === 0 && peer.tls.hasPending()) {
+        this.#readAgain.add(peer);
+      }
+    }
+    this.#watch(peer, events);
+  }
+
+  /** Ends the server's side: TLS close_notify first, then the TCP half-close. */
+  #halfClose(peer: Peer): void {
+    if (peer.tls !== undefined) {
+      peer.tls.shutdown();
+      peer.tlsEnded = true;
+    }
+    this.#calls.shutdown(peer.fd, SHUT_WR);
+    peer.session.halfClosed(this.#now);
   }
 
   /** Writes what the session has due, as far as the socket takes it. */
   #writeOut(peer: Peer): void {
+    if (peer.tls !== undefined) return this.#writeOutTls(peer, peer.tls);
     const { session } = peer;
     while (session.outputLength > 0) {
       const length = session.outputLength;
@@ -255,9 +398,36 @@ export class EpollService implements Service {
     }
   }
 
+  /**
+   * Writes what the session has due through OpenSSL, which may take it a
+   * record at a time: only a "want" means the socket is full.
+   */
+  #writeOutTls(peer: Peer, tls: TlsConnection): void {
+    const { session } = peer;
+    while (session.outputLength > 0) {
+      const written = tls.write(session.outputBytes, session.outputLength);
+      if (typeof written === "number") {
+        session.wrote(written, this.#now);
+        continue;
+      }
+      if (written === "want-read") peer.writeWantsRead = true;
+      else if (written === "failed") {
+        this.#context.log.debug("TLS connection failed", { reason: tls.failure!.reason });
+        session.abort();
+      }
+      return;
+    }
+  }
+
   #drainPeer(peer: Peer, now: number): void {
     peer.session.drain(now);
-    this.#react(peer);
+    this.#settle(peer);
+  }
+
+  /** Acts on a session changed from outside (a tick, a drain): mid-handshake, its end closes. */
+  #settle(peer: Peer): void {
+    if (peer.handshaking) this.#handshake(peer);
+    else this.#react(peer);
   }
 
   /** Ticks the sessions whose deadline has passed. */
@@ -266,7 +436,7 @@ export class EpollService implements Service {
     for (const peer of this.#peers) {
       if (peer === undefined || now < peer.session.deadline) continue;
       peer.session.tick(now);
-      this.#react(peer);
+      this.#settle(peer);
     }
   }
 
@@ -313,6 +483,14 @@ export class EpollService implements Service {
   #close(peer: Peer): void {
     if (this.#peers[peer.fd] !== peer) return;
     this.#peers[peer.fd] = undefined;
+    if (peer.tls !== undefined) {
+      // The session has ended cleanly: say so in TLS too (once; best effort).
+      if (!peer.handshaking && !peer.tlsEnded && peer.session.closeReason !== "aborted") {
+        peer.tls.shutdown();
+      }
+      peer.tls.free();
+      this.#readAgain.delete(peer);
+    }
     this.#calls.close(peer.fd); // also removes it from the epoll set
     this.#open--;
     if (this.#draining && !this.#listening && this.#open === 0) this.#stop();

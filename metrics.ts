@@ -32,8 +32,14 @@ export const Counter = {
   refusedFoundLimit: 8,
   /** Connections refused with RATE_LIMITED under --max-connections-per-client. */
   refusedClientConnections: 9,
+  /** TLS handshakes completed. */
+  tlsHandshakesOk: 10,
+  /** TLS handshakes failed for any reason but the client certificate (not TLS, a reset). */
+  tlsHandshakesFailed: 11,
+  /** TLS handshakes refused for the client certificate: none sent, or not from the client CA. */
+  tlsClientCertRefused: 12,
   /** Replies sent, by status: this index plus the status code. */
-  repliesByStatus: 10,
+  repliesByStatus: 13,
 } as const;
 
 /** How many counters one thread's row holds. */
@@ -117,6 +123,11 @@ export function renderPrometheus(totals: Float64Array, book: BookFigures): strin
       ['{reason="client_connections"}', totals[Counter.refusedClientConnections]],
     ],
   );
+  metric("addrbook_tls_handshakes_total", "counter", "TLS handshakes, by result.", [
+    ['{result="ok"}', totals[Counter.tlsHandshakesOk]],
+    ['{result="failed"}', totals[Counter.tlsHandshakesFailed]],
+    ['{result="client_cert_refused"}', totals[Counter.tlsClientCertRefused]],
+  ]);
   if (book.trackedClients !== undefined) {
     metric("addrbook_tracked_clients", "gauge", "Clients tracked by the per-client limits.", [
       ["", book.trackedClients],

@@ -64,7 +64,7 @@ const NO_BOOK: BookFigures = { entries: 0, reloadsOk: 0, reloadsFailed: 0 };
 
 Deno.test("COUNTERS_PER_THREAD holds the fixed counters and one per reply status", () => {
   assert.equal(COUNTERS_PER_THREAD, Counter.repliesByStatus + STATUS_NAMES.length);
-  assert.equal(COUNTERS_PER_THREAD, 17);
+  assert.equal(COUNTERS_PER_THREAD, 20);
   const indices = Object.values(Counter);
   assert.equal(new Set(indices).size, indices.length, "each counter has its own index");
   assert.ok(indices.every((index) => index < COUNTERS_PER_THREAD));
@@ -168,6 +168,7 @@ Deno.test("renderPrometheus writes HELP and TYPE for every metric, with the righ
     "addrbook_busy_refusals_total",
     "addrbook_timeouts_total",
     "addrbook_refusals_total",
+    "addrbook_tls_handshakes_total",
     "addrbook_reloads_total",
     "addrbook_book_entries",
   ]);
@@ -178,6 +179,7 @@ Deno.test("renderPrometheus writes HELP and TYPE for every metric, with the righ
     addrbook_busy_refusals_total: "counter",
     addrbook_timeouts_total: "counter",
     addrbook_refusals_total: "counter",
+    addrbook_tls_handshakes_total: "counter",
     addrbook_reloads_total: "counter",
     addrbook_book_entries: "gauge",
   });
@@ -232,6 +234,9 @@ Deno.test("renderPrometheus writes the summed counters and the book figures as s
     'addrbook_refusals_total{reason="rate_limited"}': 9,
     'addrbook_refusals_total{reason="found_limit"}': 10,
     'addrbook_refusals_total{reason="client_connections"}': 11,
+    'addrbook_tls_handshakes_total{result="ok"}': 0,
+    'addrbook_tls_handshakes_total{result="failed"}': 0,
+    'addrbook_tls_handshakes_total{result="client_cert_refused"}': 0,
     'addrbook_reloads_total{result="ok"}': 3,
     'addrbook_reloads_total{result="failed"}': 1,
     "addrbook_book_entries": 50,
@@ -265,4 +270,16 @@ Deno.test("renderPrometheus writes the book's fingerprint as addrbook_book_info 
 Deno.test("renderPrometheus leaves addrbook_book_info out when no fingerprint is known", () => {
   const text = renderPrometheus(sumCounters(createCounterTable(1)), NO_BOOK);
   assert.doesNotMatch(text, /addrbook_book_info/);
+});
+
+Deno.test("renderPrometheus counts TLS handshakes by result", () => {
+  const table = createCounterTable(2);
+  counterRow(table, 0)[Counter.tlsHandshakesOk] = 3;
+  counterRow(table, 1)[Counter.tlsHandshakesOk] = 2;
+  counterRow(table, 1)[Counter.tlsHandshakesFailed] = 1;
+  counterRow(table, 0)[Counter.tlsClientCertRefused] = 4;
+  const text = renderPrometheus(sumCounters(table), NO_BOOK);
+  assert.match(text, /^addrbook_tls_handshakes_total\{result="ok"\} 5$/m);
+  assert.match(text, /^addrbook_tls_handshakes_total\{result="failed"\} 1$/m);
+  assert.match(text, /^addrbook_tls_handshakes_total\{result="client_cert_refused"\} 4$/m);
 });

@@ -9,6 +9,7 @@
  * - server_listen.ts: opening the listening socket;
  * - server_http.ts: `/metrics`, `/healthz`, `/readyz`;
  * - server_signals.ts: SIGHUP, SIGINT, SIGTERM;
+ * - server_tls.ts: reading, checking and reloading the TLS files;
  * - book_watch.ts: `--watch`.
  *
  * Run it with `deno task server --help`, or start one in-process:
@@ -28,7 +29,7 @@
 
 import { protectedModeApplies } from "./access_policy.ts";
 import { BookWatch, fileSignature } from "./book_watch.ts";
-import { describeError, sentence } from "./errors.ts";
+import { describeError } from "./errors.ts";
 import { BookError, loadBook } from "./load_book.ts";
 import { loadBookInThread } from "./load_book_thread.ts";
 import { Logger } from "./log.ts";
@@ -36,7 +37,8 @@ import { formatAddress } from "./net_address.ts";
 import { type CliOptions, parseServerArgs, USAGE } from "./server_cli.ts";
 import { StartError } from "./server_error.ts";
 import { StatusEndpoint } from "./server_http.ts";
-import { checkListenAddress, type TlsFiles } from "./server_listen.ts";
+import { checkListenAddress } from "./server_listen.ts";
+import { checkTlsFiles, loadTlsFiles, readTlsFiles, type TlsPaths } from "./server_tls.ts";
 import { type ServerHandle, startServer } from "./server_start.ts";
 import { untilStopped } from "./server_signals.ts";
 import { resolveUserPath } from "./user_path.ts";
@@ -101,15 +103,19 @@ export async function main(args: string[]): Promise<number> {
   const servedSignature = cli.watch ? fileSignature(path) : undefined;
   const protectedMode = protectedModeApplies(cli.hostname, {
     allow: cli.access.allow !== undefined,
-    clientCertificates: false,
+    clientCertificates: cli.tlsClientCa !== undefined,
   });
+  const tlsPaths: TlsPaths | undefined = cli.tlsCert === undefined || cli.tlsKey === undefined
+    ? undefined
+    : { cert: cli.tlsCert, key: cli.tlsKey, clientCa: cli.tlsClientCa };
 
   let server: ServerHandle;
   let endpoint: StatusEndpoint | undefined;
   try {
     // Everything that can fail fast is checked before a large book takes
     // seconds and gigabytes to load.
-    const tls = await readTls(cli);
+    const tls = tlsPaths && await readTlsFiles(tlsPaths);
+    if (tls && tlsPaths) checkTlsFiles(tls, tlsPaths);
     checkListenAddress(cli.hostname, cli.port, tls);
     if (cli.metricsPort !== undefined) {
       endpoint = StatusEndpoint.open(cli.hostname, cli.metricsPort);
@@ -152,14 +158,31 @@ export async function main(args: string[]): Promise<number> {
       log.error(`reload failed, still serving the old book: ${describeError(error)}`);
     }
   };
-  const watch = cli.watch
-    ? BookWatch.start(path, { settleMs: cli.watchSettleMs, onSettled: reload, servedSignature })
-    : undefined;
+  const reloadTls = async () => {
+    if (tlsPaths === undefined) return;
+    try {
+      await server.setTls(await loadTlsFiles(tlsPaths));
+      log.info("TLS reload done: new connections get the new certificate", {
+        file: tlsPaths.cert,
+      });
+    } catch (error) {
+      log.error(`TLS reload failed, still serving the old certificate: ${describeError(error)}`);
+    }
+  };
+  const watches = cli.watch
+    ? [
+      BookWatch.start(path, { settleMs: cli.watchSettleMs, onSettled: reload, servedSignature }),
+      ...watchTlsFiles(tlsPaths, cli.watchSettleMs, reloadTls),
+    ]
+    : [];
   // Signal handlers go in before the start line, which tells scripts they may signal.
   const stopped = untilStopped(server, {
     shutdownTimeoutMs: cli.shutdownTimeoutMs,
-    reload: () => void reload(),
-    onStopped: () => watch?.close(),
+    reload: () => {
+      void reload();
+      void reloadTls();
+    },
+    onStopped: () => watches.forEach((watch) => watch.close()),
   }, log);
   const where = formatAddress(server.addr.hostname, server.addr.port);
   if (protectedMode) {
@@ -190,20 +213,22 @@ function shortFingerprint(server: ServerHandle): string | undefined {
   return server.fingerprint?.slice(0, LOGGED_FINGERPRINT_DIGITS);
 }
 
-async function readTls(cli: CliOptions): Promise<TlsFiles | undefined> {
-  if (cli.tlsCert === undefined || cli.tlsKey === undefined) return undefined;
-  return {
-    cert: await readPem("--tls-cert", cli.tlsCert),
-    key: await readPem("--tls-key", cli.tlsKey),
-  };
-}
-
-async function readPem(flag: string, path: string): Promise<string> {
-  try {
-    return await Deno.readTextFile(resolveUserPath(path));
-  } catch (error) {
-    throw new StartError(`Cannot read ${flag} file ${path}: ${sentence(describeError(error))}`);
-  }
+/** With --watch, each TLS file is watched too; any change reloads all three (they go together). */
+function watchTlsFiles(
+  paths: TlsPaths | undefined,
+  settleMs: number,
+  reloadTls: () => Promise<void>,
+): BookWatch[] {
+  if (paths === undefined) return [];
+  const files = [paths.cert, paths.key, ...(paths.clientCa === undefined ? [] : [paths.clientCa])];
+  return files.map((file) => {
+    const resolved = resolveUserPath(file);
+    return BookWatch.start(resolved, {
+      settleMs,
+      onSettled: reloadTls,
+      servedSignature: fileSignature(resolved),
+    });
+  });
 }
 
 /**

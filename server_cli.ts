@@ -72,6 +72,8 @@ export interface CliOptions {
   tlsCert?: string;
   /** The TLS private key file, PEM. */
   tlsKey?: string;
+  /** The CA file (PEM) that every client certificate must be signed by; unset: none asked for. */
+  tlsClientCa?: string;
   /** Port for `/metrics`, `/healthz` and `/readyz`; off when unset. */
   metricsPort?: number;
   /** Log line format. */
@@ -133,6 +135,10 @@ Options:
                            others get FORBIDDEN (default 127.0.0.0/8,::1)
   --tls-cert FILE          serve TLS with this certificate chain (PEM); needs --tls-key
   --tls-key FILE           the private key (PEM) for --tls-cert
+  --tls-client-ca FILE     with --tls-cert, require a client certificate signed by this CA
+                           (PEM); its subject is the client for the per-client limits, and
+                           it satisfies protected mode. SIGHUP and --watch reload the
+                           certificate, key and client CA files too
   --metrics-port PORT      serve HTTP on this port: GET /metrics (Prometheus),
                            /healthz (200 while the process runs) and /readyz (200 once
                            the book is loaded and it accepts, 503 while loading or
@@ -172,6 +178,7 @@ const FLAGS = {
   "trusted-proxy": { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
+  "tls-client-ca": { type: "string" },
   "metrics-port": { type: "string" },
   "log-format": { type: "string" },
   "log-level": { type: "string" },
@@ -207,6 +214,12 @@ function parseChecked(args: string[]): CliOptions | "help" {
   if ((tlsCert === undefined) !== (tlsKey === undefined)) {
     throw new UsageError("--tls-cert and --tls-key go together: give both or neither.");
   }
+  const tlsClientCa = parsed["tls-client-ca"];
+  if (tlsClientCa !== undefined && tlsCert === undefined) {
+    throw new UsageError(
+      "--tls-client-ca needs --tls-cert and --tls-key: it asks TLS clients for a certificate.",
+    );
+  }
   const metricsPort = parsed["metrics-port"];
   return {
     hostname: checkHost(parsed.host ?? "127.0.0.1"),
@@ -239,6 +252,7 @@ function parseChecked(args: string[]): CliOptions | "help" {
     }),
     tlsCert,
     tlsKey,
+    tlsClientCa,
     metricsPort: metricsPort === undefined ? undefined : parsePort("--metrics-port", metricsPort),
     logFormat: parseChoice("--log-format", parsed["log-format"], ["text", "json"] as const) ??
       "text",

@@ -9,17 +9,13 @@
  * @module
  */
 
+import { type HandshakeFailed, NodeTlsListener } from "./driver_deno_tls.ts";
 import { formatAddress } from "./net_address.ts";
 import { StartError } from "./server_error.ts";
 import { describeError, sentence } from "./errors.ts";
 
-/** TLS certificate chain and private key, both PEM text. */
-export interface TlsFiles {
-  /** The certificate chain, PEM. */
-  cert: string;
-  /** The private key, PEM. */
-  key: string;
-}
+export type { TlsFiles } from "./driver.ts";
+import type { TlsFiles } from "./driver.ts";
 
 /** How a thread binds its listener. */
 export type PortSharing =
@@ -50,7 +46,29 @@ export function listen(
       Deno.listen({ hostname, port }).close();
     }
     const options = { hostname, port, reusePort: sharePort || undefined };
-    return tls ? Deno.listenTls({ ...options, ...tls }) : Deno.listen(options);
+    return tls
+      ? Deno.listenTls({ ...options, cert: tls.cert, key: tls.key })
+      : Deno.listen(options);
+  } catch (error) {
+    throw listenError(hostname, port, tls, error);
+  }
+}
+
+/**
+ * Listens with node:tls, requiring client certificates from `tls.clientCa`
+ * (for the `Deno.listen` driver, where `Deno.listenTls` cannot ask for
+ * them); one thread only.
+ *
+ * @throws {StartError} as {@linkcode listen} does.
+ */
+export async function listenRequiringCertificates(
+  hostname: string,
+  port: number,
+  tls: TlsFiles,
+  onFailure: HandshakeFailed,
+): Promise<NodeTlsListener> {
+  try {
+    return await NodeTlsListener.open(hostname, port, tls, onFailure);
   } catch (error) {
     throw listenError(hostname, port, tls, error);
   }
@@ -79,13 +97,14 @@ function listenError(
   error: unknown,
 ): StartError {
   const where = formatAddress(hostname, port);
-  if (error instanceof Deno.errors.AddrInUse) {
+  const code = (error as { code?: string }).code; // node:tls's errors
+  if (error instanceof Deno.errors.AddrInUse || code === "EADDRINUSE") {
     return new StartError(`Cannot listen on ${where}: the port is already in use.`);
   }
-  if (error instanceof Deno.errors.AddrNotAvailable) {
+  if (error instanceof Deno.errors.AddrNotAvailable || code === "EADDRNOTAVAIL") {
     return new StartError(`Cannot listen on ${where}: no such address on this machine.`);
   }
-  if (error instanceof Deno.errors.PermissionDenied) {
+  if (error instanceof Deno.errors.PermissionDenied || code === "EACCES") {
     return new StartError(`Cannot listen on ${where}: permission denied.`);
   }
   if (tls && error instanceof Error) {

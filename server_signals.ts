@@ -1,5 +1,5 @@
 /**
- * The server process's signals: SIGHUP reloads the book; SIGINT or SIGTERM
+ * The server process's signals: SIGHUP reloads the book (and the TLS files); SIGINT or SIGTERM
  * shut down gracefully, and a second one exits at once.
  *
  * @module
@@ -35,7 +35,7 @@ export function isCopyOfFirstSignal(firstAt: number, now: number): boolean {
 export interface SignalOptions {
   /** Time to finish answering at shutdown, in milliseconds. */
   shutdownTimeoutMs: number;
-  /** Reloads the book (on SIGHUP); it logs its own outcome. */
+  /** Reloads the book and the TLS files (on SIGHUP); it logs its own outcome. */
   reload: () => void;
   /** Runs once the server has shut down, to release what else runs (a file watcher). */
   onStopped?: () => void;

@@ -20,6 +20,7 @@ import type { AccessRules } from "./access_policy.ts";
 import type { AddressBook } from "./addressbook.ts";
 import { ClientLimits, type ClientLimitsConfig } from "./access_limits.ts";
 import { encodeSockaddr, openLibc } from "./libc.ts";
+import { openOpenSsl } from "./openssl.ts";
 import { Logger } from "./log.ts";
 import {
   type BookFigures,
@@ -32,7 +33,8 @@ import { ConnectionService } from "./driver_deno.ts";
 import { createSessionContext, DEFAULT_LIMITS, type ServiceLimits } from "./session.ts";
 import { EXIT_USAGE, StartError } from "./server_error.ts";
 import { StatusEndpoint } from "./server_http.ts";
-import { listen, type TlsFiles } from "./server_listen.ts";
+import { listen, listenRequiringCertificates, type TlsFiles } from "./server_listen.ts";
+import { reportHandshakeFailure } from "./driver_tls.ts";
 import { startWorker, type WorkerThread } from "./server_threads.ts";
 import type { IoKind, WorkerStart } from "./server_worker_messages.ts";
 
@@ -59,7 +61,10 @@ export interface ServerOptions {
   access?: AccessRules;
   /** Per-client limits (`--rate-limit`, `--found-limit`, `--max-connections-per-client`). */
   clientLimits?: ClientLimitsConfig;
-  /** Serve TLS instead of plain TCP. */
+  /**
+   * Serve TLS instead of plain TCP; with `clientCa`, only to clients with a
+   * certificate it signed (the epoll loop only), whose subject identifies them.
+   */
   tls?: TlsFiles;
   /**
    * Serve `/metrics`, `/healthz` and `/readyz` (see server_http.ts) on this
@@ -94,6 +99,14 @@ export interface ServerHandle {
   readonly ready: boolean;
   /** Loads the book again with `loadBook`; on failure keeps the old one and throws. */
   reload(): Promise<void>;
+  /**
+   * New TLS connections get these files (already checked: see
+   * server_tls.ts); open ones keep theirs. Resolves once every thread has
+   * them.
+   *
+   * @throws {StartError} under `Deno.listenTls` (`--io deno`), which cannot change its certificate.
+   */
+  setTls(tls: TlsFiles): Promise<void>;
   /** The counters in Prometheus text format, as `/metrics` serves them. */
   metrics(): string;
   /**
@@ -121,7 +134,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   const log = options.log ?? new Logger();
   let io: IoKind;
   try {
-    io = chooseIo(options.io ?? "auto", hostname, options.tls);
+    io = chooseIo(options.io ?? "auto", hostname, options.tls, workers);
   } catch (error) {
     await options.statusEndpoint?.close();
     throw error;
@@ -160,20 +173,27 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   let port: number;
   try {
     if (io === "deno") {
-      const listener = listen(hostname, start.port, start.sharing, options.tls);
+      const context = createSessionContext({
+        book,
+        limits: start.limits,
+        counters: counterRow(counters, 0),
+        openConnections: start.openConnections,
+        log,
+        access: start.access,
+        clientLimits: start.clientLimits,
+        clientCertificates: options.tls?.clientCa !== undefined,
+      });
+      const tls = options.tls;
+      const listener = tls?.clientCa !== undefined
+        ? await listenRequiringCertificates(
+          hostname,
+          start.port,
+          tls,
+          (peer, failure) => reportHandshakeFailure(context, peer, failure, Date.now()),
+        )
+        : listen(hostname, start.port, start.sharing, tls);
       port = (listener.addr as Deno.NetAddr).port;
-      local = new ConnectionService(
-        listener,
-        createSessionContext({
-          book,
-          limits: start.limits,
-          counters: counterRow(counters, 0),
-          openConnections: start.openConnections,
-          log,
-          access: start.access,
-          clientLimits: start.clientLimits,
-        }),
-      );
+      local = new ConnectionService(listener, context);
     } else {
       const first = await startWorker(start, log);
       threads.push(first);
@@ -247,6 +267,14 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
       figures.fingerprint = options.fingerprint?.(book);
       figures.reloadsOk++;
     },
+    async setTls(tls) {
+      if (local !== undefined) {
+        throw new StartError(
+          "The Deno.listen loop (--io deno) cannot change its TLS certificate; restart the server to.",
+        );
+      }
+      await Promise.all(threads.map((thread) => thread.setTls(tls)));
+    },
     metrics,
     async shutdown(timeoutMs = 5000) {
       // A balancer must stop sending connections before the listeners close.
@@ -269,21 +297,30 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   };
 }
 
-/** Which event loop serves plain connections: epoll where it can, else Deno.listen. */
+/** Which event loop serves: epoll where it can (TLS too, with OpenSSL 3), else Deno.listen. */
 function chooseIo(
   wanted: "auto" | IoKind,
   hostname: string,
   tls: TlsFiles | undefined,
+  workers: number,
 ): IoKind {
-  const epollPossible = tls === undefined && encodeSockaddr(hostname, 0) !== undefined &&
-    openLibc() !== undefined;
+  const epollPossible = encodeSockaddr(hostname, 0) !== undefined && openLibc() !== undefined &&
+    (tls === undefined || openOpenSsl() !== undefined);
   if (wanted === "epoll" && !epollPossible) {
     throw new StartError(
-      "--io epoll needs Linux with glibc, --allow-ffi, an IP address for --host, and no TLS.",
+      "--io epoll needs Linux with glibc, --allow-ffi, an IP address for --host, and for TLS OpenSSL 3 (libssl.so.3).",
       EXIT_USAGE,
     );
   }
-  return wanted === "auto" ? (epollPossible ? "epoll" : "deno") : wanted;
+  const io = wanted === "auto" ? (epollPossible ? "epoll" : "deno") : wanted;
+  if (io === "deno" && tls?.clientCa !== undefined && workers > 1) {
+    // node:tls, which asks for client certificates there, cannot share a port between threads.
+    throw new StartError(
+      "--tls-client-ca with --workers over 1 needs the epoll loop: Linux with glibc, --allow-ffi, OpenSSL 3 (libssl.so.3), and --io epoll or auto.",
+      EXIT_USAGE,
+    );
+  }
+  return io;
 }
 
 /** Whether any per-client limit is set, so that the shared table is worth making. */

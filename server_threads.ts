@@ -8,6 +8,7 @@
 
 import type { AddressBook } from "./addressbook.ts";
 import type { Logger } from "./log.ts";
+import type { TlsFiles } from "./server_listen.ts";
 import { StartError } from "./server_error.ts";
 import type { WorkerCommand, WorkerReport, WorkerStart } from "./server_worker_messages.ts";
 import { sentence } from "./errors.ts";
@@ -18,6 +19,8 @@ export interface WorkerThread {
   readonly port: number;
   /** Hands it a new book; resolves once it answers from it. */
   setBook(book: AddressBook): Promise<void>;
+  /** Hands it new TLS files for new connections; resolves once it has applied (or refused) them. */
+  setTls(tls: TlsFiles): Promise<void>;
   /** Drains its connections, as ConnectionService.shutdown does. */
   shutdown(): Promise<void>;
   /** Closes its sockets at once and ends the thread. */
@@ -60,6 +63,7 @@ export function startWorker(start: WorkerStart, log: Logger): Promise<WorkerThre
         resolve({
           port: report.port,
           setBook: (book) => request({ kind: "book", book: book.toShared() }, "book-taken"),
+          setTls: (tls) => request({ kind: "tls", tls }, "tls-taken"),
           shutdown: () => request({ kind: "shutdown" }, "drained"),
           abort: async () => {
             await request({ kind: "abort" }, "stopped");

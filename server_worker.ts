@@ -11,12 +11,15 @@ import { AddressBook } from "./addressbook.ts";
 import type { Service } from "./driver.ts";
 import { ConnectionService } from "./driver_deno.ts";
 import { EpollService } from "./driver_epoll.ts";
+import { TlsAcceptor } from "./driver_tls.ts";
+import { describeError } from "./errors.ts";
 import { EACCES, EADDRINUSE, EADDRNOTAVAIL, listenTcp, openLibc, SocketError } from "./libc.ts";
 import { Logger } from "./log.ts";
 import { counterRow } from "./metrics.ts";
 import { formatAddress } from "./net_address.ts";
 import { createSessionContext } from "./session.ts";
-import { listen } from "./server_listen.ts";
+import { listen, type TlsFiles } from "./server_listen.ts";
+import { TlsContextError } from "./tls_context.ts";
 import type { WorkerCommand, WorkerReport, WorkerStart } from "./server_worker_messages.ts";
 
 /** The worker's global scope, typed here so this module can be checked with the main-thread lib. */
@@ -26,6 +29,8 @@ const scope = self as unknown as {
 };
 
 let service: Service | undefined;
+/** The epoll loop's TLS side, kept here to rotate its certificate and free it at the end. */
+let tlsAcceptor: TlsAcceptor | undefined;
 let handled = 0;
 
 function report(message: WorkerReport): void {
@@ -45,6 +50,7 @@ function start(command: WorkerStart): void {
       }),
       access: command.access,
       clientLimits: command.clientLimits,
+      clientCertificates: command.tls?.clientCa !== undefined,
     });
     if (command.io === "deno") {
       const listener = listen(command.hostname, command.port, command.sharing, command.tls);
@@ -53,11 +59,14 @@ function start(command: WorkerStart): void {
       return;
     }
     const libc = openLibc()!;
+    const acceptor = command.tls && openAcceptor(libc, command.tls);
     const { fd, port } = listenEpoll(libc, command);
     const mailbox = command.mailbox!;
-    service = new EpollService(libc, fd, options, () => Atomics.load(mailbox, 0) !== handled);
+    const pending = () => Atomics.load(mailbox, 0) !== handled;
+    service = new EpollService(libc, fd, options, pending, acceptor);
+    tlsAcceptor = acceptor;
     report({ kind: "listening", port });
-    service.done.catch((error) => {
+    service.done.finally(() => acceptor?.free()).catch((error) => {
       // The loop closed its sockets on the way out; say why, and answer later commands.
       const message = error instanceof Error ? error.message : String(error);
       report({
@@ -68,6 +77,37 @@ function start(command: WorkerStart): void {
   } catch (error) {
     const exitCode = (error as { exitCode?: number }).exitCode ?? 1;
     report({ kind: "failed", message: (error as Error).message, exitCode });
+  }
+}
+
+/** Builds the epoll loop's TLS side, wording a bad file as a start failure. */
+function openAcceptor(libc: NonNullable<ReturnType<typeof openLibc>>, tls: TlsFiles): TlsAcceptor {
+  try {
+    return TlsAcceptor.open(libc, tlsPem(tls));
+  } catch (error) {
+    // The main thread checked the files already; this is for a caller of startServer.
+    if (error instanceof TlsContextError) throw new Error(error.message);
+    throw error;
+  }
+}
+
+function tlsPem(tls: TlsFiles) {
+  return { certificate: tls.cert, key: tls.key, clientCa: tls.clientCa };
+}
+
+/** Rotation: new connections get the new files; a broken one keeps the current context. */
+function replaceTls(tls: TlsFiles): void {
+  try {
+    tlsAcceptor?.replace(tlsPem(tls));
+  } catch (error) {
+    report({
+      kind: "log",
+      record: {
+        level: "error",
+        message: "TLS reload failed in a serving thread, still serving the old certificate",
+        fields: { error: describeError(error) },
+      },
+    });
   }
 }
 
@@ -104,6 +144,9 @@ scope.onmessage = (event) => {
   if (command.kind === "book") {
     service?.setBook(AddressBook.fromShared(command.book));
     report({ kind: "book-taken" });
+  } else if (command.kind === "tls") {
+    replaceTls(command.tls);
+    report({ kind: "tls-taken" });
   } else if (command.kind === "shutdown") {
     (service?.shutdown() ?? Promise.resolve()).then(() => report({ kind: "drained" }));
   } else if (command.kind === "abort") {

@@ -55,6 +55,8 @@ export interface WorkerStart {
 export type WorkerCommand =
   | WorkerStart
   | { kind: "book"; book: SharedAddressBook }
+  /** New TLS certificate, key and client CA for new connections (rotation). */
+  | { kind: "tls"; tls: TlsFiles }
   | { kind: "shutdown" }
   | { kind: "abort" };
 
@@ -64,5 +66,7 @@ export type WorkerReport =
   | { kind: "failed"; message: string; exitCode: number }
   | { kind: "log"; record: LogRecord }
   | { kind: "book-taken" }
+  /** The TLS files were applied, or (having logged why) the old ones kept. */
+  | { kind: "tls-taken" }
   | { kind: "drained" }
   | { kind: "stopped" };

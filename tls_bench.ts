@@ -11,8 +11,14 @@
  * paths alone. The certificate is RSA 2048, as in compare-redis.py.
  *
  * ```sh
- * deno run -A tls_bench.ts [--duration SECONDS] [--rounds N] [--no-redis]
+ * deno run -A tls_bench.ts [--duration SECONDS] [--rounds N] [--no-redis] [--servers]
  * ```
+ *
+ * With `--servers` the targets are instead the real server (`server.ts
+ * --tls-cert/--tls-key` with a book of the keys asked for, under `--io
+ * epoll` and `--io deno`) and Redis: the issue's stall check (first replies
+ * over 20 ms of 40, handshake plus first reply against Redis's) on what
+ * operators run.
  *
  * It needs gcc, the OpenSSL headers, `openssl`, and for the reference
  * `redis-server`; it compiles `../shared/tools/qrload.c` into a temp dir.
@@ -27,7 +33,7 @@
 import { parseArgs } from "node:util";
 import { parseSeconds, parseWholeNumber, UsageError } from "./cli_args.ts";
 import { describeError } from "./errors.ts";
-import { encodeQuery, FrameDecoder, MAX_QUERY_BYTES, TYPE_QUERY } from "./protocol.ts";
+import { encodeQuery, FrameDecoder, HEADER_SIZE, MAX_QUERY_BYTES, TYPE_QUERY } from "./protocol.ts";
 import { makeTestPki, type TestPki } from "./test_pki.ts";
 import { LineCollector, REPO_DIR } from "./test_util.ts";
 import { echoReplies } from "./tls_test_server.ts";
@@ -74,6 +80,7 @@ async function main(args: string[]): Promise<void> {
       duration: { type: "string", default: "3" },
       rounds: { type: "string", default: "1" },
       "no-redis": { type: "boolean", default: false },
+      servers: { type: "boolean", default: false },
       "serve-deno-tls": { type: "boolean", default: false },
       cert: { type: "string" },
       key: { type: "string" },
@@ -94,7 +101,26 @@ async function main(args: string[]): Promise<void> {
     const keysPath = `${dir}/keys.txt`;
     const emails = Array.from({ length: KEYS }, (_, i) => `user${i}@example.com`);
     await Deno.writeTextFile(keysPath, emails.join("\n") + "\n");
-    const starters = [
+    const bookPath = `${dir}/book.csv`;
+    await Deno.writeTextFile(
+      bookPath,
+      ["email,name", ...emails.map((email, i) => `${email},User Number ${i}`)].join("\n") + "\n",
+    );
+    const serverTarget = (io: string) => () =>
+      startDenoProcess(`addrbook server (--io ${io})`, [
+        ...SERVER_TASK_FLAGS,
+        "--port",
+        "0",
+        "--io",
+        io,
+        "--data",
+        bookPath,
+        "--tls-cert",
+        pki.server.certificatePath,
+        "--tls-key",
+        pki.server.keyPath,
+      ], replyFrameComplete);
+    const engines = [
       () =>
         startDenoProcess("OpenSSL engine (epoll, FFI)", [
           "run",
@@ -118,6 +144,9 @@ async function main(args: string[]): Promise<void> {
           "--key",
           pki.server.keyPath,
         ]),
+    ];
+    const starters = [
+      ...(values.servers ? [serverTarget("epoll"), serverTarget("deno")] : engines),
       ...(values["no-redis"] ? [] : [() => startRedis(pki)]),
     ];
     console.log(
@@ -266,8 +295,28 @@ async function firstReplyLatencies(
 
 const QR_REQUEST = encodeQuery("user1@example.com");
 
-/** Starts a Deno program that prints `listening on 127.0.0.1:PORT` on stderr. */
-async function startDenoProcess(name: string, args: string[]): Promise<Target> {
+/** `deno task server`'s flags, so the real server runs as operators run it. */
+const SERVER_TASK_FLAGS: readonly string[] = JSON.parse(
+  await Deno.readTextFile(`${REPO_DIR}/deno.json`),
+).tasks.server.split(/\s+/).slice(1);
+
+/** Whether a whole reply frame is in: its header says how long it is. */
+function replyFrameComplete(bytes: Uint8Array, length: number): boolean {
+  if (length < HEADER_SIZE) return false;
+  return length >= HEADER_SIZE + new DataView(bytes.buffer, bytes.byteOffset).getUint32(1);
+}
+
+/** The echo servers' reply to {@linkcode QR_REQUEST}: header, status byte, then the email. */
+function echoReplyComplete(_: Uint8Array, length: number): boolean {
+  return length >= QR_REQUEST.length + 1;
+}
+
+/** Starts a Deno program that prints `listening on 127.0.0.1:PORT` (or `tls://...`) on stderr. */
+async function startDenoProcess(
+  name: string,
+  args: string[],
+  replyComplete: Target["replyComplete"] = echoReplyComplete,
+): Promise<Target> {
   const child = new Deno.Command(Deno.execPath(), {
     args,
     cwd: REPO_DIR,
@@ -282,16 +331,12 @@ async function startDenoProcess(name: string, args: string[]): Promise<Target> {
     await stderr.done;
   };
   try {
-    const { match } = await stderr.waitFor(/listening on 127\.0\.0\.1:(\d+)/, 0, START_MS);
-    return {
-      name,
-      port: Number(match[1]),
-      mode: "qr",
-      request: QR_REQUEST,
-      // The reply echoes the email: header, status byte, then the email.
-      replyComplete: (_, length) => length >= QR_REQUEST.length + 1,
-      stop,
-    };
+    const { match } = await stderr.waitFor(
+      /listening on (?:tls:\/\/)?127\.0\.0\.1:(\d+)/,
+      0,
+      START_MS,
+    );
+    return { name, port: Number(match[1]), mode: "qr", request: QR_REQUEST, replyComplete, stop };
   } catch (error) {
     await stop();
     throw error;

@@ -5,7 +5,7 @@
  * cleanly while the others are still served, unusable certificate files,
  * and the client command line over TLS.
  *
- * These tests need the `openssl` command; without it they fail and say so.
+ * These tests need the `openssl` command (test_pki.ts); without it they fail and say so.
  */
 
 import assert from "node:assert/strict";
@@ -19,6 +19,7 @@ import {
   TYPE_REPLY,
 } from "./protocol.ts";
 import { startServer } from "./server.ts";
+import { makeTestPki, type TestPki as FullPki } from "./test_pki.ts";
 import {
   assertNoStackTrace,
   EVENT_DEADLINE_MS,
@@ -26,7 +27,6 @@ import {
   LISTENING,
   LOOPBACK,
   ProtocolClient,
-  REPO_DIR,
   runServerToExit,
   ServerProcess,
   Subprocess,
@@ -63,35 +63,10 @@ function writeBook(dir: string): Promise<string> {
   return writeCsvBook(dir, BOOK);
 }
 
-/** Runs openssl in `cwd`; fails with a clear message when openssl is not installed. */
-async function openssl(cwd: string, args: string[]): Promise<void> {
-  let output: Deno.CommandOutput;
-  try {
-    output = await new Deno.Command("openssl", {
-      args,
-      cwd,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new Error(
-        "The TLS tests need the openssl command on PATH to make a test CA and certificate, " +
-          "and it was not found. Install OpenSSL (for example `apt-get install openssl`).",
-      );
-    }
-    throw error;
-  }
-  if (!output.success) {
-    const stderr = new TextDecoder().decode(output.stderr);
-    throw new Error(`openssl ${args.join(" ")} failed with exit ${output.code}:\n${stderr}`);
-  }
-}
-
-/** A throwaway CA and a server certificate it signed, for 127.0.0.1 and localhost. */
+/** The test CA and server certificate, under the names these tests use. */
 interface TestPki extends AsyncDisposable {
-  dir: string;
+  /** Every certificate test_pki.ts makes (client ones, a rogue CA, a rotated server). */
+  all: FullPki;
   caPath: string;
   caPem: string;
   /** The CA's own key: a valid key that does not match the server certificate. */
@@ -102,74 +77,19 @@ interface TestPki extends AsyncDisposable {
   key: string;
 }
 
-const EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-const VALID_DAYS = "2";
-const SERVER_EXTENSIONS = [
-  "subjectAltName=IP:127.0.0.1,DNS:localhost",
-  "basicConstraints=CA:FALSE",
-  "keyUsage=digitalSignature",
-  "extendedKeyUsage=serverAuth",
-].join("\n");
-
 async function makePki(): Promise<TestPki> {
-  const dir = await Deno.makeTempDir({ prefix: "addrbook_tls_test_pki_" });
-  try {
-    await openssl(dir, [
-      "req",
-      "-x509",
-      ...EC_KEY,
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.pem",
-      "-days",
-      VALID_DAYS,
-      "-subj",
-      "/CN=addrbook test CA",
-    ]);
-    await openssl(dir, [
-      "req",
-      ...EC_KEY,
-      "-keyout",
-      "server.key",
-      "-out",
-      "server.csr",
-      "-subj",
-      "/CN=localhost",
-    ]);
-    await Deno.writeTextFile(`${dir}/server.ext`, SERVER_EXTENSIONS);
-    await openssl(dir, [
-      "x509",
-      "-req",
-      "-in",
-      "server.csr",
-      "-CA",
-      "ca.pem",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      "server.pem",
-      "-days",
-      VALID_DAYS,
-      "-extfile",
-      "server.ext",
-    ]);
-    return {
-      dir,
-      caPath: `${dir}/ca.pem`,
-      caPem: await Deno.readTextFile(`${dir}/ca.pem`),
-      caKeyPath: `${dir}/ca.key`,
-      certPath: `${dir}/server.pem`,
-      keyPath: `${dir}/server.key`,
-      cert: await Deno.readTextFile(`${dir}/server.pem`),
-      key: await Deno.readTextFile(`${dir}/server.key`),
-      [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
-    };
-  } catch (error) {
-    await Deno.remove(dir, { recursive: true });
-    throw error;
-  }
+  const all = await makeTestPki();
+  return {
+    all,
+    caPath: all.ca.certificatePath,
+    caPem: all.ca.certificate,
+    caKeyPath: all.ca.keyPath,
+    certPath: all.server.certificatePath,
+    keyPath: all.server.keyPath,
+    cert: all.server.certificate,
+    key: all.server.key,
+    [Symbol.asyncDispose]: () => all[Symbol.asyncDispose](),
+  };
 }
 
 /** The flags that give the server `pki`'s certificate and key. */
@@ -197,18 +117,6 @@ async function assertPlainServes(port: number): Promise<void> {
   assert.deepEqual(await client.ask(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
 }
 
-/** Whether client.ts exists and has the `--tls` and `--ca` options. */
-async function clientSupportsTls(): Promise<boolean> {
-  try {
-    await Deno.stat(`${REPO_DIR}/client.ts`);
-  } catch {
-    return false;
-  }
-  await using client = new Subprocess([...CLIENT_FLAGS, "--help"]);
-  const { stdout } = await client.output();
-  return /--tls\b/.test(stdout) && /--ca\b/.test(stdout);
-}
-
 // ---------------------------------------------------------------------------
 // Serving TLS
 
@@ -222,14 +130,16 @@ Deno.test("server --tls-cert/--tls-key serves TLS clients that trust its CA, by 
   }
 });
 
-Deno.test("server --workers 2 serves TLS from every thread", async () => {
-  await using pki = await makePki();
-  await using dir = await tempDir();
-  await using server = await startTlsServer(pki, dir.path, ["--workers", "2"]);
-  for (let i = 0; i < FRESH_CONNECTIONS; i++) {
-    await assertTlsServes(LOOPBACK, server.port, pki.caPem);
-  }
-});
+for (const loop of IO_LOOPS) {
+  Deno.test(`server --workers 2 serves TLS from every thread [--io ${loop}]`, async () => {
+    await using pki = await makePki();
+    await using dir = await tempDir();
+    await using server = await startTlsServer(pki, dir.path, ["--workers", "2", "--io", loop]);
+    for (let i = 0; i < FRESH_CONNECTIONS; i++) {
+      await assertTlsServes(LOOPBACK, server.port, pki.caPem);
+    }
+  });
+}
 
 Deno.test("startServer with tls serves TLS in-process", async () => {
   await using pki = await makePki();
@@ -243,6 +153,8 @@ Deno.test("startServer with tls serves TLS in-process", async () => {
     log: new Logger({ write: (line) => logLines.push(line) }),
   });
   try {
+    // TLS goes to the epoll loop where it runs (OpenSSL 3 and FFI), as plain TCP does.
+    assert.equal(server.io, IO_LOOPS[0]);
     await assertTlsServes("localhost", server.addr.port, pki.caPem);
     // A TLS client that does not trust the CA is refused; the server goes on.
     await assert.rejects(async () => {
@@ -260,24 +172,26 @@ Deno.test("startServer with tls serves TLS in-process", async () => {
 // ---------------------------------------------------------------------------
 // The wrong kind of client
 
-Deno.test("a plaintext client on the TLS port is closed, and TLS clients are still served", async () => {
-  await using pki = await makePki();
-  await using dir = await tempDir();
-  await using server = await startTlsServer(pki, dir.path);
-  {
-    using plain = await ProtocolClient.connect(LOOPBACK, server.port);
-    await plain.send(encodeQuery(ADA_EMAIL));
-    // The server may send a TLS alert before closing; it must close either way.
-    const received: number[] = [];
-    try {
-      for (let bytes; (bytes = await plain.read()) !== null;) received.push(...bytes);
-    } catch (error) {
-      assert.ok(error instanceof Deno.errors.ConnectionReset, `a reset, not ${error}`);
+for (const loop of IO_LOOPS) {
+  Deno.test(`a plaintext client on the TLS port is closed, and TLS clients are still served [--io ${loop}]`, async () => {
+    await using pki = await makePki();
+    await using dir = await tempDir();
+    await using server = await startTlsServer(pki, dir.path, ["--io", loop]);
+    {
+      using plain = await ProtocolClient.connect(LOOPBACK, server.port);
+      await plain.send(encodeQuery(ADA_EMAIL));
+      // The server may send a TLS alert before closing; it must close either way.
+      const received: number[] = [];
+      try {
+        for (let bytes; (bytes = await plain.read()) !== null;) received.push(...bytes);
+      } catch (error) {
+        assert.ok(error instanceof Deno.errors.ConnectionReset, `a reset, not ${error}`);
+      }
+      assert.notEqual(received[0], TYPE_REPLY, "no reply frame over plaintext");
     }
-    assert.notEqual(received[0], TYPE_REPLY, "no reply frame over plaintext");
-  }
-  await assertTlsServes(LOOPBACK, server.port, pki.caPem);
-});
+    await assertTlsServes(LOOPBACK, server.port, pki.caPem);
+  });
+}
 
 for (const loop of IO_LOOPS) {
   Deno.test(`a TLS client on the plaintext port fails its handshake, and plaintext clients are still served [--io ${loop}]`, async () => {
@@ -316,26 +230,15 @@ for (const loop of IO_LOOPS) {
 // ---------------------------------------------------------------------------
 // Unusable certificate files
 
-Deno.test({
-  name: "server --io epoll with TLS exits 2 saying epoll serves plain TCP only",
-  ignore: !IO_LOOPS.includes("epoll"),
-  async fn() {
+for (const loop of IO_LOOPS) {
+  Deno.test(`server --io ${loop} serves TLS`, async () => {
     await using pki = await makePki();
     await using dir = await tempDir();
-    const book = await writeBook(dir.path);
-    const { code, stderr } = await runServerToExit([
-      "--data",
-      book,
-      "--io",
-      "epoll",
-      ...tlsFlags(pki),
-    ]);
-    assert.equal(code, EXIT_USAGE, stderr);
-    assert.match(stderr, /--io epoll needs .*no TLS/);
-    assert.doesNotMatch(stderr, LISTENING);
-    assertNoStackTrace(stderr);
-  },
-});
+    await using server = await startTlsServer(pki, dir.path, ["--io", loop]);
+    assert.ok(server.tls);
+    await assertTlsServes(LOOPBACK, server.port, pki.caPem);
+  });
+}
 
 Deno.test("server exits 1 naming the file when a certificate or key file cannot be read", async () => {
   await using pki = await makePki();
@@ -362,47 +265,66 @@ Deno.test("server exits 1 naming the file when a certificate or key file cannot 
   }
 });
 
-Deno.test("server exits 1 with a clear message when the certificate or key is not usable PEM", async () => {
+Deno.test("server exits 1 naming the flag and file when a certificate, key or client CA is not usable", async () => {
   await using pki = await makePki();
   await using dir = await tempDir();
   const book = await writeBook(dir.path);
   const garbage = `${dir.path}/garbage.pem`;
   await Deno.writeTextFile(garbage, "this is not PEM\n");
-  const cases: [string, string[], RegExp][] = [
+  const cases: [string, string[], string][] = [
     [
       "a certificate file with no certificate",
       ["--tls-cert", garbage, "--tls-key", pki.keyPath],
-      /certificate/i,
+      `--tls-cert file ${garbage}`,
     ],
-    ["a key file with no key", ["--tls-cert", pki.certPath, "--tls-key", garbage], /key/i],
-    ["a key that is not the certificate's", [
-      "--tls-cert",
-      pki.certPath,
-      "--tls-key",
-      pki.caKeyPath,
-    ], /key/i],
+    [
+      "a key file with no key",
+      ["--tls-cert", pki.certPath, "--tls-key", garbage],
+      `--tls-key file ${garbage}`,
+    ],
+    [
+      "a key that is not the certificate's",
+      ["--tls-cert", pki.certPath, "--tls-key", pki.caKeyPath],
+      `--tls-key file ${pki.caKeyPath}`,
+    ],
+    [
+      "a client CA file with no certificate",
+      [...tlsFlags(pki), "--tls-client-ca", garbage],
+      `--tls-client-ca file ${garbage}`,
+    ],
   ];
-  for (const [label, args, detail] of cases) {
+  for (const [label, args, names] of cases) {
     const { code, stdout, stderr } = await runServerToExit(["--data", book, ...args]);
     assert.equal(code, EXIT_FAILURE, `${label}: exit code; stderr:\n${stderr}`);
     assert.equal(stdout, "");
-    assert.match(stderr, /TLS certificate or key/, label);
-    assert.match(stderr, detail, label);
+    assert.match(stderr, /Cannot use the TLS (certificate|key|client CA) in /, label);
+    assert.ok(stderr.includes(names), `${label}: names ${names}:\n${stderr}`);
     assert.equal(stderr.trim().split("\n").length, 1, `${label}: one message, got:\n${stderr}`);
     assert.doesNotMatch(stderr, LISTENING, label);
     assertNoStackTrace(stderr);
   }
 });
 
+Deno.test("server --tls-client-ca without --tls-cert is a usage error: exit 2", async () => {
+  await using pki = await makePki();
+  await using dir = await tempDir();
+  const book = await writeBook(dir.path);
+  const { code, stderr } = await runServerToExit([
+    "--data",
+    book,
+    "--tls-client-ca",
+    pki.caPath,
+  ]);
+  assert.equal(code, EXIT_USAGE, stderr);
+  assert.match(stderr, /^server: --tls-client-ca needs --tls-cert and --tls-key/);
+  assertNoStackTrace(stderr);
+});
+
 // ---------------------------------------------------------------------------
 // The client over TLS
 
-const clientHasTls = await clientSupportsTls();
-
 Deno.test({
   name: "client --tls --ca looks up an address on the TLS server, and fails cleanly without the CA",
-  // Registered only as ignored while client.ts lacks --tls and --ca.
-  ignore: !clientHasTls,
   async fn() {
     await using pki = await makePki();
     await using dir = await tempDir();

@@ -1,0 +1,503 @@
+/**
+ * End-to-end tests of TLS in the real server: client certificates
+ * (`--tls-client-ca`) accepted and refused, the subject as the client for
+ * the per-client limits, certificate rotation by SIGHUP, hostile bytes on
+ * the TLS port, a record split byte by byte, and memory over thousands of
+ * handshakes. Certificates are made by `openssl` (test_pki.ts).
+ */
+
+import assert from "node:assert/strict";
+import tls from "node:tls";
+import { encodeQuery, STATUS_FOUND, STATUS_RATE_LIMITED } from "./protocol.ts";
+import { makeTestPki, ROTATED_SERVER_NAME, SERVER_NAME, type TestPki } from "./test_pki.ts";
+import {
+  assertNoStackTrace,
+  EVENT_DEADLINE_MS,
+  IO_LOOPS,
+  LOOPBACK,
+  ProtocolClient,
+  ServerProcess,
+  Subprocess,
+  tempDir,
+  withDeadline,
+  writeCsvBook,
+} from "./test_util.ts";
+
+const CLIENT_FLAGS = ["run", "--allow-net", "--allow-read", "--allow-env", "client.ts"];
+const EXIT_OK = 0;
+const EXIT_USAGE = 2;
+const BOOK: readonly (readonly [string, string])[] = [["ada@example.com", "Ada Lovelace"]];
+const [ADA_EMAIL, ADA_NAME] = BOOK[0];
+/** Handshakes in the memory test, and the most the server's RSS may grow over them. */
+const MEMORY_CONNECTIONS = 2500;
+const MEMORY_GROWTH_LIMIT = 60 * 1024 * 1024;
+const MEMORY_WARMUP = 250;
+const MEMORY_LANES = 10;
+
+/** A server with the test PKI's certificate, asking for client certificates from its CA. */
+async function startMtlsServer(
+  pki: TestPki,
+  dir: string,
+  args: string[] = [],
+): Promise<ServerProcess> {
+  return await ServerProcess.start([
+    "--data",
+    await writeCsvBook(dir, BOOK),
+    "--tls-cert",
+    pki.server.certificatePath,
+    "--tls-key",
+    pki.server.keyPath,
+    "--tls-client-ca",
+    pki.ca.certificatePath,
+    ...args,
+  ]);
+}
+
+/** Connects with `Deno.connectTls`, presenting `client` when given. */
+async function connectTls(
+  pki: TestPki,
+  port: number,
+  client = pki.client,
+): Promise<ProtocolClient> {
+  return new ProtocolClient(
+    await Deno.connectTls({
+      hostname: LOOPBACK,
+      port,
+      caCerts: [pki.ca.certificate],
+      cert: client.certificate,
+      key: client.key,
+    }),
+  );
+}
+
+/** The metrics endpoint's port, from the start line's `metrics=HOST:PORT`. */
+function metricsPort(server: ServerProcess): number {
+  const match = /metrics"?[=:]"?[^\s"]*:(\d+)/.exec(server.startLine);
+  assert.ok(match, `the start line names the metrics port: ${server.startLine}`);
+  return Number(match[1]);
+}
+
+async function handshakeCount(server: ServerProcess, result: string): Promise<number> {
+  const response = await fetch(`http://${LOOPBACK}:${metricsPort(server)}/metrics`);
+  const text = await response.text();
+  const match = new RegExp(`^addrbook_tls_handshakes_total\\{result="${result}"\\} (\\d+)$`, "m")
+    .exec(text);
+  assert.ok(match, `the metrics have the ${result} handshakes:\n${text}`);
+  return Number(match[1]);
+}
+
+/** An open node:tls connection and the common name of the certificate the server showed. */
+interface SeenConnection {
+  socket: tls.TLSSocket;
+  serverName: string;
+}
+
+/** Connects with node:tls (which shows the server's certificate) and presents the client's. */
+function connectSeeing(pki: TestPki, port: number): Promise<SeenConnection> {
+  return withDeadline(
+    new Promise<SeenConnection>((resolve, reject) => {
+      const socket = tls.connect({
+        host: LOOPBACK,
+        port,
+        ca: pki.ca.certificate,
+        cert: pki.client.certificate,
+        key: pki.client.key,
+        // The certificates name 127.0.0.1; the subject is what this test compares.
+        checkServerIdentity: () => undefined,
+      }, () => {
+        const subject = socket.getPeerCertificate().subject as unknown as Record<string, string>;
+        resolve({ socket, serverName: subject.CN });
+      });
+      socket.once("error", reject);
+    }),
+    "a node:tls handshake",
+  );
+}
+
+/** Sends one query on a node:tls socket and returns the reply's bytes (one reply frame). */
+function askOverNodeTls(socket: tls.TLSSocket, email: string): Promise<Uint8Array> {
+  return withDeadline(
+    new Promise<Uint8Array>((resolve, reject) => {
+      socket.once("data", (data: Uint8Array) => resolve(new Uint8Array(data)));
+      socket.once("error", reject);
+      socket.write(encodeQuery(email));
+    }),
+    "a reply over node:tls",
+  );
+}
+
+/** Runs the project client; resolves with its exit code and output. */
+async function runClient(args: string[]) {
+  await using client = new Subprocess([...CLIENT_FLAGS, ...args]);
+  return await client.output();
+}
+
+/** Reads the server process's resident set size from `ps`, in bytes. */
+async function residentBytes(pid: number): Promise<number> {
+  const { stdout } = await new Deno.Command("ps", { args: ["-o", "rss=", "-p", String(pid)] })
+    .output();
+  return Number(new TextDecoder().decode(stdout).trim()) * 1024;
+}
+
+// ---------------------------------------------------------------------------
+// Client certificates
+
+for (const loop of IO_LOOPS) {
+  Deno.test(`--tls-client-ca: a client with a certificate from the CA is answered (project client and Deno.connectTls) [--io ${loop}]`, async () => {
+    await using pki = await makeTestPki();
+    await using dir = await tempDir("addrbook_server_tls_test_");
+    await using server = await startMtlsServer(pki, dir.path, [
+      "--io",
+      loop,
+      "--metrics-port",
+      "0",
+    ]);
+    {
+      using client = await connectTls(pki, server.port);
+      assert.deepEqual(await client.ask(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
+    }
+    const { code, stdout, stderr } = await runClient([
+      "--port",
+      String(server.port),
+      "--tls",
+      "--ca",
+      pki.ca.certificatePath,
+      "--cert",
+      pki.client.certificatePath,
+      "--key",
+      pki.client.keyPath,
+      ADA_EMAIL,
+    ]);
+    assert.equal(code, EXIT_OK, stderr);
+    assert.equal(stdout.trim(), ADA_NAME);
+    assert.equal(await handshakeCount(server, "ok"), 2);
+    assert.equal(await handshakeCount(server, "client_cert_refused"), 0);
+  });
+}
+
+for (const loop of IO_LOOPS) {
+  Deno.test(`--tls-client-ca: no certificate or one from another CA fails the handshake, unanswered, logged with the peer and counted [--io ${loop}]`, async () => {
+    await using pki = await makeTestPki();
+    await using dir = await tempDir("addrbook_server_tls_test_");
+    await using server = await startMtlsServer(pki, dir.path, [
+      "--io",
+      loop,
+      "--metrics-port",
+      "0",
+    ]);
+    const attempts: [string, () => Promise<Deno.TlsConn>][] = [
+      [
+        "no certificate",
+        () =>
+          Deno.connectTls({ hostname: LOOPBACK, port: server.port, caCerts: [pki.ca.certificate] }),
+      ],
+      ["a rogue CA's certificate", () =>
+        Deno.connectTls({
+          hostname: LOOPBACK,
+          port: server.port,
+          caCerts: [pki.ca.certificate],
+          cert: pki.rogueClient.certificate,
+          key: pki.rogueClient.key,
+        })],
+    ];
+    let from = server.stderr.lines.length;
+    for (const [label, connect] of attempts) {
+      // TLS 1.3: the client's handshake ends before the server verifies; the refusal comes as an alert.
+      await assert.rejects(async () => {
+        using client = new ProtocolClient(await connect());
+        await client.ask(ADA_EMAIL);
+      }, label);
+      const { line, index } = await server.stderr.waitFor(/TLS handshake failed/, from);
+      assert.match(
+        line,
+        /peer[=:]"?127\.0\.0\.1:\d+/,
+        `${label}: the peer address is logged: ${line}`,
+      );
+      // node:tls reports another CA's certificate only as a reset (tls_node_probe.ts).
+      if (loop === "epoll" || label === "no certificate") {
+        assert.match(line, /certificate/, `${label}: the reason names the certificate: ${line}`);
+      }
+      assert.doesNotMatch(line, /client one/, "no subject at info");
+      from = index + 1;
+    }
+    const refused = await handshakeCount(server, "client_cert_refused");
+    if (loop === "epoll") assert.equal(refused, 2);
+    else assert.equal(refused + await handshakeCount(server, "failed"), 2);
+    assert.equal(await handshakeCount(server, "ok"), 0);
+    // The server goes on serving those with a certificate.
+    using client = await connectTls(pki, server.port);
+    assert.deepEqual(await client.ask(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
+  });
+}
+
+for (const loop of IO_LOOPS) {
+  Deno.test(`the client without --cert against a --tls-client-ca server: one clear message, exit 2 [--io ${loop}]`, async () => {
+    await using pki = await makeTestPki();
+    await using dir = await tempDir("addrbook_server_tls_test_");
+    await using server = await startMtlsServer(pki, dir.path, ["--io", loop]);
+    const { code, stdout, stderr } = await runClient([
+      "--port",
+      String(server.port),
+      "--tls",
+      "--ca",
+      pki.ca.certificatePath,
+      ADA_EMAIL,
+    ]);
+    assert.equal(code, EXIT_USAGE, stderr);
+    assert.equal(stdout, "");
+    assert.equal(stderr.trim().split("\n").length, 1, `one message:\n${stderr}`);
+    assert.match(stderr, /^client: /);
+    assertNoStackTrace(stderr);
+  });
+}
+
+for (const loop of IO_LOOPS) {
+  Deno.test(`--tls-client-ca: the rate limit counts per certificate subject, and protected mode is satisfied [--io ${loop}]`, async () => {
+    await using pki = await makeTestPki();
+    await using dir = await tempDir("addrbook_server_tls_test_");
+    // On 0.0.0.0 without --allow, only a client certificate lets other hosts in.
+    await using server = await startMtlsServer(pki, dir.path, [
+      "--io",
+      loop,
+      "--host",
+      "0.0.0.0",
+      "--rate-limit",
+      "2/1h",
+    ]);
+    assert.doesNotMatch(server.stderr.text, /protected mode/);
+    // Two connections with one certificate share its two queries.
+    using first = await connectTls(pki, server.port);
+    using second = await connectTls(pki, server.port);
+    assert.equal((await first.ask(ADA_EMAIL)).status, STATUS_FOUND);
+    assert.equal((await second.ask(ADA_EMAIL)).status, STATUS_FOUND);
+    assert.equal((await first.ask(ADA_EMAIL)).status, STATUS_RATE_LIMITED);
+    assert.equal((await second.ask(ADA_EMAIL)).status, STATUS_RATE_LIMITED);
+  });
+}
+
+Deno.test("--tls-client-ca with --io deno --workers 2: exit 2 saying it needs the epoll loop", async () => {
+  await using pki = await makeTestPki();
+  await using dir = await tempDir("addrbook_server_tls_test_");
+  await using server = new ServerProcess([
+    "--data",
+    await writeCsvBook(dir.path, BOOK),
+    "--io",
+    "deno",
+    "--workers",
+    "2",
+    "--tls-cert",
+    pki.server.certificatePath,
+    "--tls-key",
+    pki.server.keyPath,
+    "--tls-client-ca",
+    pki.ca.certificatePath,
+  ]);
+  const { code, stderr } = await server.output();
+  assert.equal(code, EXIT_USAGE, stderr);
+  assert.match(stderr, /--tls-client-ca with --workers over 1 needs the epoll loop/);
+  assertNoStackTrace(stderr);
+});
+
+// ---------------------------------------------------------------------------
+// Rotation
+
+Deno.test("SIGHUP rotates the certificate: new connections see the new one, open ones go on, a broken file keeps it", async () => {
+  await using pki = await makeTestPki();
+  await using dir = await tempDir("addrbook_server_tls_test_");
+  const certPath = `${dir.path}/server.crt`;
+  const keyPath = `${dir.path}/server.key`;
+  await Deno.writeTextFile(certPath, pki.server.certificate);
+  await Deno.writeTextFile(keyPath, pki.server.key);
+  await using server = await ServerProcess.start([
+    "--data",
+    await writeCsvBook(dir.path, BOOK),
+    "--tls-cert",
+    certPath,
+    "--tls-key",
+    keyPath,
+    "--tls-client-ca",
+    pki.ca.certificatePath,
+    "--workers",
+    "2",
+  ]);
+  const before = await connectSeeing(pki, server.port);
+  try {
+    assert.equal(before.serverName, SERVER_NAME);
+    await Deno.writeTextFile(certPath, pki.rotatedServer.certificate);
+    await Deno.writeTextFile(keyPath, pki.rotatedServer.key);
+    let from = server.stderr.lines.length;
+    server.signal("SIGHUP");
+    from = (await server.stderr.waitFor(/TLS reload done/, from)).index + 1;
+    // Both threads have it: the kernel spreads new connections among them.
+    for (let i = 0; i < 6; i++) {
+      const after = await connectSeeing(pki, server.port);
+      after.socket.destroy();
+      assert.equal(after.serverName, ROTATED_SERVER_NAME);
+    }
+    const reply = await askOverNodeTls(before.socket, ADA_EMAIL);
+    assert.ok(new TextDecoder().decode(reply).includes(ADA_NAME), "the old connection is served");
+
+    await Deno.writeTextFile(certPath, "not a certificate\n");
+    server.signal("SIGHUP");
+    const { line } = await server.stderr.waitFor(/TLS reload failed/, from);
+    assert.ok(line.includes(`--tls-cert file ${certPath}`), `names the file: ${line}`);
+    const still = await connectSeeing(pki, server.port);
+    still.socket.destroy();
+    assert.equal(still.serverName, ROTATED_SERVER_NAME, "the current certificate stays");
+  } finally {
+    before.socket.destroy();
+  }
+});
+
+// ---------------------------------------------------------------------------
+// Hostile and awkward clients
+
+for (const loop of IO_LOOPS) {
+  Deno.test(`random bytes on the TLS port are closed, and the server goes on [--io ${loop}]`, async () => {
+    await using pki = await makeTestPki();
+    await using dir = await tempDir("addrbook_server_tls_test_");
+    await using server = await startMtlsServer(pki, dir.path, [
+      "--io",
+      loop,
+      "--metrics-port",
+      "0",
+    ]);
+    for (const first of [0x16, 0x00, 0x80, 0xff]) {
+      const bytes = crypto.getRandomValues(new Uint8Array(512));
+      bytes[0] = first;
+      using raw = await ProtocolClient.connect(LOOPBACK, server.port);
+      await raw.send(bytes);
+      try {
+        while ((await raw.read()) !== null) {
+          // An alert, maybe; the close is what counts.
+        }
+      } catch (error) {
+        assert.ok(error instanceof Deno.errors.ConnectionReset, `a reset, not ${error}`);
+      }
+    }
+    assert.ok(await handshakeCount(server, "failed") >= 1);
+    using client = await connectTls(pki, server.port);
+    assert.equal((await client.ask(ADA_EMAIL)).status, STATUS_FOUND);
+  });
+}
+
+for (const loop of IO_LOOPS) {
+  Deno.test(`TLS split byte by byte through a relay is served [--io ${loop}]`, async () => {
+    await using pki = await makeTestPki();
+    await using dir = await tempDir("addrbook_server_tls_test_");
+    await using server = await startMtlsServer(pki, dir.path, ["--io", loop]);
+    using relay = Deno.listen({ hostname: LOOPBACK, port: 0 });
+    const relaying = (async () => {
+      const inbound = await relay.accept();
+      const outbound = await Deno.connect({ hostname: LOOPBACK, port: server.port });
+      outbound.setNoDelay(true);
+      const toServer = (async () => {
+        const buffer = new Uint8Array(4096);
+        for (let n; (n = await inbound.read(buffer)) !== null;) {
+          // One byte per write, each its own segment: every record arrives in pieces.
+          for (let i = 0; i < n; i++) await outbound.write(buffer.subarray(i, i + 1));
+        }
+        await outbound.closeWrite();
+      })();
+      const toClient = (async () => {
+        const buffer = new Uint8Array(4096);
+        for (let n; (n = await outbound.read(buffer)) !== null;) {
+          await inbound.write(buffer.subarray(0, n));
+        }
+      })();
+      // The client's close may reset either side: the replies it checked are what count.
+      await Promise.allSettled([toServer, toClient]);
+      for (const conn of [inbound, outbound]) {
+        try {
+          conn.close();
+        } catch {
+          // Closed already.
+        }
+      }
+    })();
+    {
+      using client = await connectTls(pki, (relay.addr as Deno.NetAddr).port);
+      assert.deepEqual(await client.ask(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
+      assert.deepEqual(await client.ask(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
+    }
+    await withDeadline(relaying, "the relay to finish", EVENT_DEADLINE_MS);
+  });
+}
+
+Deno.test(`${MEMORY_CONNECTIONS} TLS connections opened and closed grow the server's RSS by under 60 MB`, async () => {
+  await using pki = await makeTestPki();
+  await using dir = await tempDir("addrbook_server_tls_test_");
+  await using server = await startMtlsServer(pki, dir.path);
+  const pid = server.child.pid;
+  const oneConnection = async (i: number) => {
+    // One in five sends no certificate: the failure path frees its memory too.
+    if (i % 5 === 4) {
+      await assert.rejects(async () => {
+        using client = new ProtocolClient(
+          await Deno.connectTls({
+            hostname: LOOPBACK,
+            port: server.port,
+            caCerts: [pki.ca.certificate],
+          }),
+        );
+        await client.ask(ADA_EMAIL);
+      });
+      return;
+    }
+    using client = await connectTls(pki, server.port);
+    assert.equal((await client.ask(ADA_EMAIL)).status, STATUS_FOUND);
+  };
+  // Deno.connectTls leaves Nagle on (a 40 ms wait per connection): run several at once.
+  const inParallel = async (count: number) => {
+    let next = 0;
+    const lane = async () => {
+      while (next < count) await oneConnection(next++);
+    };
+    await Promise.all(Array.from({ length: MEMORY_LANES }, lane));
+  };
+  await inParallel(MEMORY_WARMUP);
+  const start = await residentBytes(pid);
+  await inParallel(MEMORY_CONNECTIONS);
+  const growth = await residentBytes(pid) - start;
+  assert.ok(
+    growth < MEMORY_GROWTH_LIMIT,
+    `RSS grew ${(growth / 1048576).toFixed(1)} MB over ${MEMORY_CONNECTIONS} connections`,
+  );
+});
+
+Deno.test("--watch reloads the TLS files when they change: new connections see the new certificate", async () => {
+  await using pki = await makeTestPki();
+  await using dir = await tempDir("addrbook_server_tls_test_");
+  const certPath = `${dir.path}/server.crt`;
+  const keyPath = `${dir.path}/server.key`;
+  await Deno.writeTextFile(certPath, pki.server.certificate);
+  await Deno.writeTextFile(keyPath, pki.server.key);
+  await using server = await ServerProcess.start([
+    "--data",
+    await writeCsvBook(dir.path, BOOK),
+    "--tls-cert",
+    certPath,
+    "--tls-key",
+    keyPath,
+    "--tls-client-ca",
+    pki.ca.certificatePath,
+    "--watch",
+    "--watch-settle",
+    "0.1",
+  ]);
+  const before = await connectSeeing(pki, server.port);
+  before.socket.destroy();
+  assert.equal(before.serverName, SERVER_NAME);
+  const from = server.stderr.lines.length;
+  // Written as a deploy tool would: the key first, then the certificate, each replaced whole.
+  await Deno.writeTextFile(`${keyPath}.new`, pki.rotatedServer.key);
+  await Deno.rename(`${keyPath}.new`, keyPath);
+  await Deno.writeTextFile(`${certPath}.new`, pki.rotatedServer.certificate);
+  await Deno.rename(`${certPath}.new`, certPath);
+  // A reload between the two writes finds a mismatched pair and keeps the old one (logged as
+  // failed); the only pair that loads is the new one.
+  await server.stderr.waitFor(/TLS reload done/, from);
+  const after = await connectSeeing(pki, server.port);
+  after.socket.destroy();
+  assert.equal(after.serverName, ROTATED_SERVER_NAME);
+});
