@@ -49,6 +49,7 @@ import {
   writeHeader,
 } from "./protocol.ts";
 import { BookError, loadBookFromBytes, type LoadOptions } from "./load_book.ts";
+import { makeTestPki, type PemPair } from "./test_pki.ts";
 import { writeAll } from "./write_all.ts";
 import { type IoKind, type ServerHandle, type ServerOptions, startServer } from "./server.ts";
 
@@ -1032,32 +1033,6 @@ async function closeGently(conn: Deno.TcpConn): Promise<void> {
 // ---------------------------------------------------------------------------
 // Client certificates: a throwaway PKI, and servers that require a certificate
 
-/** Runs `openssl` in `cwd`; fails with its stderr, or says it must be installed. */
-export async function runOpenssl(cwd: string, args: readonly string[]): Promise<void> {
-  let output: Deno.CommandOutput;
-  try {
-    output = await new Deno.Command("openssl", {
-      args: [...args],
-      cwd,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new Error("These tests need the openssl command on PATH (apt-get install openssl).");
-    }
-    throw error;
-  }
-  if (!output.success) {
-    throw new Error(
-      `openssl ${args.join(" ")} failed with exit ${output.code}:\n${
-        new TextDecoder().decode(output.stderr)
-      }`,
-    );
-  }
-}
-
 /** A certificate and its key, as files and as PEM text. */
 export interface CertifiedKey {
   /** The certificate's file. */
@@ -1091,58 +1066,27 @@ export interface ClientPki extends AsyncDisposable {
   rogue: CertifiedKey;
 }
 
-const PKI_EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-
-/** Makes a {@linkcode ClientPki} with the `openssl` command. */
+/**
+ * Makes a {@linkcode ClientPki}: the certificates of test_pki.ts (one home
+ * for making test certificates), in the shape the client tests use.
+ */
 export async function makeClientPki(): Promise<ClientPki> {
-  const dir = await Deno.makeTempDir({ prefix: "addrbook_client_pki_" });
-  const run = (args: string[]) => runOpenssl(dir, args);
-  const selfSigned = (name: string, subject: string) =>
-    run(["req", "-x509", ...PKI_EC_KEY, "-keyout", `${name}.key`, "-out", `${name}.pem`]
-      .concat(["-days", "2", "-subj", subject]));
-  const signed = async (name: string, ca: string, subject: string, extensions: string) => {
-    await run([
-      "req",
-      ...PKI_EC_KEY,
-      "-keyout",
-      `${name}.key`,
-      "-out",
-      `${name}.csr`,
-      "-subj",
-      subject,
-    ]);
-    await Deno.writeTextFile(`${dir}/${name}.ext`, extensions);
-    await run(["x509", "-req", "-in", `${name}.csr`, "-CA", `${ca}.pem`, "-CAkey", `${ca}.key`]
-      .concat(["-CAcreateserial", "-out", `${name}.pem`, "-days", "2", "-extfile", `${name}.ext`]));
-    return {
-      certPath: `${dir}/${name}.pem`,
-      keyPath: `${dir}/${name}.key`,
-      cert: await Deno.readTextFile(`${dir}/${name}.pem`),
-      key: await Deno.readTextFile(`${dir}/${name}.key`),
-    };
+  const pki = await makeTestPki();
+  const certified = (pair: PemPair): CertifiedKey => ({
+    certPath: pair.certificatePath,
+    keyPath: pair.keyPath,
+    cert: pair.certificate,
+    key: pair.key,
+  });
+  return {
+    dir: pki.dir,
+    caPath: pki.ca.certificatePath,
+    caPem: pki.ca.certificate,
+    server: certified(pki.server),
+    client: certified(pki.client),
+    rogue: certified(pki.rogueClient),
+    [Symbol.asyncDispose]: () => pki[Symbol.asyncDispose](),
   };
-  try {
-    await selfSigned("ca", "/CN=addrbook client test CA");
-    await selfSigned("rogue-ca", "/CN=rogue CA");
-    const clientExtensions = "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n";
-    return {
-      dir,
-      caPath: `${dir}/ca.pem`,
-      caPem: await Deno.readTextFile(`${dir}/ca.pem`),
-      server: await signed(
-        "server",
-        "ca",
-        "/CN=localhost",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-      ),
-      client: await signed("client", "ca", "/CN=client one", clientExtensions),
-      rogue: await signed("rogue", "rogue-ca", "/CN=rogue client", clientExtensions),
-      [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
-    };
-  } catch (error) {
-    await Deno.remove(dir, { recursive: true });
-    throw error;
-  }
 }
 
 /**
