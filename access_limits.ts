@@ -40,9 +40,9 @@
  *
  * - the table lock, taken on connection open and close, guards the hash
  *   index, the recency list and connection counts;
- * - one lock per client, taken on each query, guards that client's windows.
- *   A check-and-count is one short critical section, so two threads can
- *   never both take the last unit of allowance.
+ * - one lock per client, taken once on each query, guards that client's
+ *   windows. A check-and-count is one short critical section, so two
+ *   threads can never both take the last unit of allowance.
  *
  * The per-query path hashes nothing: {@linkcode ClientLimits.connectionOpened}
  * returns the client's slot, which the connection keeps. A slot is pinned
@@ -68,10 +68,10 @@
  * const limits = ClientLimits.create({ rate: parseAllowance("--rate-limit", "2/s") });
  * const now = 1_000_000;
  * const slot = limits.connectionOpened("192.0.2.7"); // a slot, or a negative refusal
- * limits.queryAllowed(slot, now); // "ok"
- * limits.queryAllowed(slot, now); // "ok"
- * limits.queryAllowed(slot, now); // "rate_limited"
- * limits.queryAllowed(slot, now + 1000 + 1000 / 16); // "ok" again
+ * limits.admit(slot, now, true); // "ok": a FOUND reply may be sent
+ * limits.admit(slot, now, false); // "ok": so may a NOT_FOUND
+ * limits.admit(slot, now, true); // "rate_limited"
+ * limits.admit(slot, now + 1000 + 1000 / 16, true); // "ok" again
  * limits.connectionClosed(slot);
  * ```
  *
@@ -80,6 +80,7 @@
 
 import { createHash } from "node:crypto";
 import { UsageError } from "./cli_args.ts";
+import { counted } from "./errors.ts";
 import { lock, unlock } from "./shared_mutex.ts";
 
 /** Sub-buckets per window: allowance comes back at most PERIOD / SUB_BUCKETS late. */
@@ -98,7 +99,7 @@ export const OVER_CONNECTION_LIMIT: number = -1;
 /** {@linkcode ClientLimits.connectionOpened}: every tracked client has a connection open, so no slot is free. */
 export const TABLE_FULL: number = -2;
 
-/** What {@linkcode ClientLimits.queryAllowed} says about one query; the names match the refusal metric's labels. */
+/** What {@linkcode ClientLimits.admit} says about one query; the names match the refusal metric's labels. */
 export type QueryVerdict = "ok" | "rate_limited" | "found_limit";
 
 /** Why a client was refused with RATE_LIMITED: a query limit, or one connection too many. */
@@ -187,17 +188,18 @@ function refusalTexts(config: ClientLimitsConfig): Record<LimitRefusal, string> 
   const { rate, found } = config;
   return {
     rate_limited: rate
-      ? `This client asked more than ${rate.count} queries in ${
+      ? `This client asked more than ${counted(rate.count, "query", "queries")} in ${
         formatPeriod(rate.periodMs)
       } (--rate-limit); later queries are answered once it allows.`
       : "This client is over the server's query limit.",
     found_limit: found
-      ? `This client received ${found.count} found replies in ${
+      ? `This client received ${counted(found.count, "found reply", "found replies")} in ${
         formatPeriod(found.periodMs)
       } (--found-limit); every query is refused until it allows.`
       : "This client is over the server's found limit.",
-    client_connections:
-      `This client already has ${config.maxConnectionsPerClient} connections open (--max-connections-per-client).`,
+    client_connections: `This client already has ${
+      counted(config.maxConnectionsPerClient ?? 0, "connection")
+    } open (--max-connections-per-client).`,
   };
 }
 
@@ -399,8 +401,7 @@ export class ClientLimits {
   /**
    * Counts a new connection of `identity` (see access_list.ts's
    * `clientIdentity`). Returns the client's slot, which the connection
-   * keeps for {@linkcode queryAllowed}, {@linkcode foundAllowed} and
-   * {@linkcode connectionClosed}; or, refusing the connection,
+   * keeps for {@linkcode admit} and {@linkcode connectionClosed}; or, refusing the connection,
    * {@linkcode OVER_CONNECTION_LIMIT} when the client already has
    * `maxConnectionsPerClient` open, or {@linkcode TABLE_FULL} when every
    * tracked client has a connection open. A refused connection is not
@@ -440,22 +441,25 @@ export class ClientLimits {
   }
 
   /**
-   * Decides one query of the client in `slot`, at time `now` (ms): over the
-   * found limit, every query is refused, misses included, so that a client
-   * cannot test which addresses exist; otherwise the query takes one unit
-   * of the rate allowance, or is refused when none is left. A refused query
-   * takes nothing.
+   * Decides one query of the client in `slot` at time `now` (ms), once its
+   * answer is known: `found` when the answer would be a FOUND reply. Over
+   * the found limit every query is refused, misses included, so that a
+   * client cannot test which addresses exist; otherwise the query takes one
+   * unit of the rate allowance, and a FOUND reply one unit of the found
+   * allowance too. A refused query takes nothing. Checking and taking are
+   * one critical section under the client's lock, so connections in several
+   * threads together never get more than an allowance.
    */
-  queryAllowed(slot: number, now: number): QueryVerdict {
+  admit(slot: number, now: number, found: boolean): QueryVerdict {
     if (!this.#checks) return "ok";
     const windows = this.#windows;
     const base = slot * WINDOW_INTS;
+    const foundWindow = base + FOUND_WINDOW;
     lock(windows, base + CLIENT_LOCK);
     let verdict: QueryVerdict = "ok";
     if (
       this.#foundCount > 0 &&
-      this.#used(base + FOUND_WINDOW, slot * 2 + FOUND_HEAD, this.#foundWidth, now) >=
-        this.#foundCount
+      this.#used(foundWindow, slot * 2 + FOUND_HEAD, this.#foundWidth, now) >= this.#foundCount
     ) {
       verdict = "found_limit";
     } else if (
@@ -463,31 +467,11 @@ export class ClientLimits {
       !this.#take(base + RATE_WINDOW, slot * 2 + RATE_HEAD, this.#rateWidth, this.#rateCount, now)
     ) {
       verdict = "rate_limited";
+    } else if (found && this.#foundCount > 0) {
+      this.#count(foundWindow); // #used above moved this window to now and found room
     }
     unlock(windows, base + CLIENT_LOCK);
     return verdict;
-  }
-
-  /**
-   * Takes one unit of the found allowance for a FOUND reply about to be
-   * sent, or returns false when none is left (reply RATE_LIMITED instead).
-   * Checking and taking are one step, so connections in several threads
-   * together never send more than the allowance.
-   */
-  foundAllowed(slot: number, now: number): boolean {
-    if (this.#foundCount === 0) return true;
-    const windows = this.#windows;
-    const base = slot * WINDOW_INTS;
-    lock(windows, base + CLIENT_LOCK);
-    const allowed = this.#take(
-      base + FOUND_WINDOW,
-      slot * 2 + FOUND_HEAD,
-      this.#foundWidth,
-      this.#foundCount,
-      now,
-    );
-    unlock(windows, base + CLIENT_LOCK);
-    return allowed;
   }
 
   /**
@@ -690,10 +674,15 @@ export class ClientLimits {
 
   /** Counts one event in the window unless it is full; false when full. */
   #take(window: number, headAt: number, width: number, count: number, now: number): boolean {
-    const windows = this.#windows;
     if (this.#used(window, headAt, width, now) >= count) return false;
+    this.#count(window);
+    return true;
+  }
+
+  /** Counts one event in the newest sub-bucket of a window already moved to now. */
+  #count(window: number): void {
+    const windows = this.#windows;
     windows[window + RING_START + windows[window + POSITION]]++;
     windows[window + TOTAL]++;
-    return true;
   }
 }

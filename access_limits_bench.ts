@@ -1,6 +1,6 @@
 /**
  * A microbenchmark of the access and limit checks the session layer runs:
- * nanoseconds per call of `ClientLimits.queryAllowed` (every query),
+ * nanoseconds per call of `ClientLimits.admit` (every query),
  * `AccessList.allows` (every connection), and the once-per-connection steps
  * (identity, table lookup, PROXY header), so that their share of a query's
  * cost can be judged against the server's throughput (BENCHMARKS.md).
@@ -41,39 +41,37 @@ function report(name: string, ns: number): void {
   console.log(`${name.padEnd(58)} ${ns.toFixed(1).padStart(8)} ns/call`);
 }
 
-function benchQueryAllowed(): void {
+function benchAdmit(): void {
   const now = performance.timeOrigin + performance.now();
   const all = ClientLimits.create({ rate: NEVER, found: NEVER, maxConnectionsPerClient: 1000 });
   const slot = all.connectionOpened("192.0.2.7");
   report(
-    "queryAllowed, rate and found limits on, same sub-bucket",
+    "admit a miss, rate and found limits on, same sub-bucket",
     measure(2_000_000, (n) => {
-      for (let i = 0; i < n; i++) if (all.queryAllowed(slot, now) === "ok") sink++;
+      for (let i = 0; i < n; i++) if (all.admit(slot, now, false) === "ok") sink++;
     }),
   );
   report(
-    "queryAllowed + foundAllowed (a FOUND reply), both limits on",
+    "admit a FOUND reply, both limits on",
     measure(2_000_000, (n) => {
-      for (let i = 0; i < n; i++) {
-        if (all.queryAllowed(slot, now) === "ok" && all.foundAllowed(slot, now)) sink++;
-      }
+      for (let i = 0; i < n; i++) if (all.admit(slot, now, true) === "ok") sink++;
     }),
   );
   const moving = ClientLimits.create({ rate: NEVER, found: NEVER });
   const movingSlot = moving.connectionOpened("192.0.2.8");
   let t = now;
   report(
-    "queryAllowed, both on, time moving 0.1 ms per query",
+    "admit, both on, time moving 0.1 ms per query",
     measure(2_000_000, (n) => {
-      for (let i = 0; i < n; i++) if (moving.queryAllowed(movingSlot, t += 0.1) === "ok") sink++;
+      for (let i = 0; i < n; i++) if (moving.admit(movingSlot, t += 0.1, true) === "ok") sink++;
     }),
   );
   const capOnly = ClientLimits.create({ maxConnectionsPerClient: 10 });
   const capSlot = capOnly.connectionOpened("192.0.2.9");
   report(
-    "queryAllowed, only the connection cap on (no window)",
+    "admit, only the connection cap on (no window)",
     measure(2_000_000, (n) => {
-      for (let i = 0; i < n; i++) if (capOnly.queryAllowed(capSlot, now) === "ok") sink++;
+      for (let i = 0; i < n; i++) if (capOnly.admit(capSlot, now, true) === "ok") sink++;
     }),
   );
   const table = ClientLimits.create({ rate: NEVER, maxConnectionsPerClient: 1000 });
@@ -146,7 +144,7 @@ function benchProxyHeader(): void {
 
 if (import.meta.main) {
   console.log(`limits_bench on Deno ${Deno.version.deno}, V8 ${Deno.version.v8}`);
-  benchQueryAllowed();
+  benchAdmit();
   benchAllows();
   benchProxyHeader();
   if (sink === -1) console.log(sink);

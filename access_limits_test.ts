@@ -73,34 +73,34 @@ Deno.test("rate: a burst of N is allowed, the next refused, and allowance comes 
   const limits = ClientLimits.create({ rate: { count: 3, periodMs: 1000 } });
   const slot = limits.connectionOpened("192.0.2.7");
   assert.ok(slot >= 0);
-  for (let i = 0; i < 3; i++) assert.equal(limits.queryAllowed(slot, T0), "ok");
-  assert.equal(limits.queryAllowed(slot, T0), "rate_limited");
-  assert.equal(limits.queryAllowed(slot, T0 + 999), "rate_limited");
+  for (let i = 0; i < 3; i++) assert.equal(limits.admit(slot, T0, false), "ok");
+  assert.equal(limits.admit(slot, T0, false), "rate_limited");
+  assert.equal(limits.admit(slot, T0 + 999, false), "rate_limited");
   const late = T0 + 1000 + 1000 / SUB_BUCKETS;
-  assert.equal(limits.queryAllowed(slot, late), "ok");
+  assert.equal(limits.admit(slot, late, false), "ok");
   limits.connectionClosed(slot);
 });
 
 Deno.test("rate: a refused query takes nothing, so a client that keeps asking still recovers", () => {
   const limits = ClientLimits.create({ rate: { count: 2, periodMs: 1000 } });
   const slot = limits.connectionOpened("192.0.2.7");
-  assert.equal(limits.queryAllowed(slot, T0), "ok");
-  assert.equal(limits.queryAllowed(slot, T0), "ok");
+  assert.equal(limits.admit(slot, T0, false), "ok");
+  assert.equal(limits.admit(slot, T0, false), "ok");
   for (let t = T0; t < T0 + 1000; t += 10) {
-    assert.equal(limits.queryAllowed(slot, t), "rate_limited");
+    assert.equal(limits.admit(slot, t, false), "rate_limited");
   }
-  assert.equal(limits.queryAllowed(slot, T0 + 1100), "ok");
-  assert.equal(limits.queryAllowed(slot, T0 + 1100), "ok");
-  assert.equal(limits.queryAllowed(slot, T0 + 1100), "rate_limited");
+  assert.equal(limits.admit(slot, T0 + 1100, false), "ok");
+  assert.equal(limits.admit(slot, T0 + 1100, false), "ok");
+  assert.equal(limits.admit(slot, T0 + 1100, false), "rate_limited");
 });
 
 Deno.test("rate: a time older than one seen counts as the newest, never giving more", () => {
   const limits = ClientLimits.create({ rate: { count: 2, periodMs: 1000 } });
   const slot = limits.connectionOpened("192.0.2.7");
-  assert.equal(limits.queryAllowed(slot, T0 + 900), "ok");
-  assert.equal(limits.queryAllowed(slot, T0), "ok");
-  assert.equal(limits.queryAllowed(slot, T0 + 1500), "rate_limited");
-  assert.equal(limits.queryAllowed(slot, T0 + 2000), "ok");
+  assert.equal(limits.admit(slot, T0 + 900, false), "ok");
+  assert.equal(limits.admit(slot, T0, false), "ok");
+  assert.equal(limits.admit(slot, T0 + 1500, false), "rate_limited");
+  assert.equal(limits.admit(slot, T0 + 2000, false), "ok");
 });
 
 Deno.test("rate: never more than N in any period, and never refused once an exact log shows a gap of a sub-bucket (property)", () => {
@@ -124,7 +124,7 @@ Deno.test("rate: never more than N in any period, and never refused once an exac
         now = Math.floor(now + gap * periodMs);
         const inLastPeriod = admitted.filter((t) => t > now - periodMs).length;
         const inLastPeriodAndABucket = admitted.filter((t) => t > now - periodMs - width).length;
-        if (limits.queryAllowed(slot, now) === "ok") {
+        if (limits.admit(slot, now, false) === "ok") {
           assert.ok(
             inLastPeriod < count,
             `admitted at ${now - T0} with ${inLastPeriod} in the period`,
@@ -150,38 +150,36 @@ Deno.test("found: N FOUND replies, then every query is refused, misses included,
     rate: { count: 100, periodMs: HOUR },
   });
   const slot = limits.connectionOpened("192.0.2.7");
-  assert.equal(limits.queryAllowed(slot, T0), "ok");
-  assert.equal(limits.foundAllowed(slot, T0), true);
-  assert.equal(limits.queryAllowed(slot, T0), "ok"); // a miss: no FOUND taken
-  assert.equal(limits.queryAllowed(slot, T0 + 1), "ok");
-  assert.equal(limits.foundAllowed(slot, T0 + 1), true);
-  for (let i = 0; i < 10; i++) assert.equal(limits.queryAllowed(slot, T0 + 2), "found_limit");
-  assert.equal(limits.foundAllowed(slot, T0 + 2), false);
-  assert.equal(limits.queryAllowed(slot, T0 + HOUR + HOUR / SUB_BUCKETS), "ok");
-  // Three queries were admitted, so the found refusals took none of the rate allowance.
-  const rateOnly = ClientLimits.create({ rate: { count: 1, periodMs: HOUR } });
+  assert.equal(limits.admit(slot, T0, true), "ok");
+  assert.equal(limits.admit(slot, T0, false), "ok"); // a miss: no FOUND taken
+  assert.equal(limits.admit(slot, T0 + 1, true), "ok");
+  for (let i = 0; i < 10; i++) {
+    assert.equal(limits.admit(slot, T0 + 2, i % 2 === 0), "found_limit", "misses included");
+  }
+  assert.equal(limits.admit(slot, T0 + HOUR + HOUR / SUB_BUCKETS, true), "ok");
+  // Four queries were admitted, so the found refusals took none of the rate allowance.
+  const rateOnly = ClientLimits.create({ rate: { count: 2, periodMs: HOUR } });
   const other = rateOnly.connectionOpened("192.0.2.8");
-  assert.equal(rateOnly.foundAllowed(other, T0), true, "no found limit: every FOUND may be sent");
+  assert.equal(rateOnly.admit(other, T0, true), "ok", "no found limit: a FOUND may be sent");
+  assert.equal(rateOnly.admit(other, T0, true), "ok");
+  assert.equal(rateOnly.admit(other, T0, true), "rate_limited");
 });
 
-Deno.test("found: the check before the lookup and the take after it never let N+1 through", () => {
+Deno.test("found: two connections of one client that both look up a FOUND send only N", () => {
   const limits = ClientLimits.create({ found: { count: 1, periodMs: HOUR } });
   const a = limits.connectionOpened("192.0.2.7");
   const b = limits.connectionOpened("192.0.2.7");
   assert.equal(a, b, "two connections of one client share a slot");
-  // Both connections pass the check, both look up a FOUND: only one may send it.
-  assert.equal(limits.queryAllowed(a, T0), "ok");
-  assert.equal(limits.queryAllowed(b, T0), "ok");
-  assert.equal(limits.foundAllowed(a, T0), true);
-  assert.equal(limits.foundAllowed(b, T0), false);
+  assert.equal(limits.admit(a, T0, true), "ok");
+  assert.equal(limits.admit(b, T0, true), "found_limit");
+  assert.equal(limits.admit(b, T0, false), "found_limit");
 });
 
 Deno.test("no limits configured: every query and every FOUND is allowed", () => {
   const limits = ClientLimits.create({ maxConnectionsPerClient: 1 });
   const slot = limits.connectionOpened("192.0.2.7");
   for (let i = 0; i < 1000; i++) {
-    assert.equal(limits.queryAllowed(slot, T0), "ok");
-    assert.equal(limits.foundAllowed(slot, T0), true);
+    assert.equal(limits.admit(slot, T0, true), "ok");
   }
 });
 
@@ -215,7 +213,7 @@ function visit(limits: ClientLimits, identities: string[], now = T0): void {
   for (const identity of identities) {
     const slot = limits.connectionOpened(identity);
     assert.ok(slot >= 0, identity);
-    limits.queryAllowed(slot, now);
+    limits.admit(slot, now, false);
     limits.connectionClosed(slot);
   }
 }
@@ -224,7 +222,7 @@ function visit(limits: ClientLimits, identities: string[], now = T0): void {
 function hasAllowance(limits: ClientLimits, identity: string, now = T0): boolean {
   const slot = limits.connectionOpened(identity);
   assert.ok(slot >= 0);
-  const verdict = limits.queryAllowed(slot, now);
+  const verdict = limits.admit(slot, now, false);
   limits.connectionClosed(slot);
   return verdict === "ok";
 }
@@ -252,12 +250,12 @@ Deno.test("table: when full, the least recently seen client is forgotten first",
 Deno.test("table: a client with a connection open is never forgotten; full of them, new ones are refused", () => {
   const limits = ClientLimits.create({ rate: { count: 1, periodMs: HOUR }, capacity: 2 });
   const a = limits.connectionOpened("a");
-  assert.equal(limits.queryAllowed(a, T0), "ok");
+  assert.equal(limits.admit(a, T0, false), "ok");
   visit(limits, ["b"]);
   const c = limits.connectionOpened("c"); // forgets b, not a
   assert.ok(c >= 0);
   assert.equal(limits.connectionOpened("d"), TABLE_FULL);
-  assert.equal(limits.queryAllowed(a, T0), "rate_limited", "a kept its counts");
+  assert.equal(limits.admit(a, T0, false), "rate_limited", "a kept its counts");
   limits.connectionClosed(c);
   assert.ok(limits.connectionOpened("d") >= 0, "c was closed, so it can be forgotten");
   assert.deepEqual(limits.census(), {
@@ -288,8 +286,8 @@ Deno.test("table: identities whose hashes collide are still two clients", () => 
   });
   const [slotX, slotY] = [limits.connectionOpened(x), limits.connectionOpened(y)];
   assert.notEqual(slotX, slotY);
-  assert.equal(limits.queryAllowed(slotX, T0), "ok");
-  assert.equal(limits.queryAllowed(slotY, T0), "ok", "y has an allowance of its own");
+  assert.equal(limits.admit(slotX, T0, false), "ok");
+  assert.equal(limits.admit(slotY, T0, false), "ok", "y has an allowance of its own");
   assert.equal(limits.connectionOpened(x), slotX);
   assert.equal(limits.connectionOpened(y), slotY);
   for (const slot of [slotX, slotX, slotY, slotY]) limits.connectionClosed(slot);
@@ -335,7 +333,7 @@ Deno.test("table: 100,000 clients at most, in well under 100 MB, the oldest forg
   for (let i = 0; i <= DEFAULT_CAPACITY; i++) {
     const slot = limits.connectionOpened(identity(i));
     assert.ok(slot >= 0);
-    limits.queryAllowed(slot, T0);
+    limits.admit(slot, T0, false);
     limits.connectionClosed(slot);
   }
   assert.equal(limits.trackedClients, DEFAULT_CAPACITY);
@@ -360,8 +358,8 @@ Deno.test("attach: a second view of the shared table sees the same clients and c
   const view = ClientLimits.attach(structuredClone(limits.shared));
   const slot = limits.connectionOpened("192.0.2.7");
   assert.equal(view.connectionOpened("192.0.2.7"), slot);
-  assert.equal(view.queryAllowed(slot, T0), "ok");
-  assert.equal(limits.queryAllowed(slot, T0), "rate_limited");
+  assert.equal(view.admit(slot, T0, false), "ok");
+  assert.equal(limits.admit(slot, T0, false), "rate_limited");
   assert.equal(view.trackedClients, 1);
 });
 
@@ -382,9 +380,11 @@ self.onmessage = (event) => {
     const slot = limits.connectionOpened("198.51.100.7");
     let queries = 0, founds = 0;
     for (let i = 0; i < rounds; i++) {
-      if (limits.queryAllowed(slot, now) === "ok") {
+      // Every other query finds its address.
+      const found = i % 2 === 0;
+      if (limits.admit(slot, now, found) === "ok") {
         queries++;
-        if (limits.foundAllowed(slot, now)) founds++;
+        if (found) founds++;
       }
     }
     limits.connectionClosed(slot);
@@ -395,7 +395,7 @@ self.onmessage = (event) => {
       const slot = limits.connectionOpened(names[i % names.length]);
       if (slot >= 0) {
         opened++;
-        limits.queryAllowed(slot, now);
+        limits.admit(slot, now, false);
         limits.connectionClosed(slot);
       }
     }
@@ -454,7 +454,7 @@ Deno.test("threads: two workers hammering one client's allowance never get more 
     // Once the found limit is reached every query is refused, so the rate allowance is not used up.
     assert.ok(queries >= 20_000 && queries <= 60_000, `${queries} queries`);
     const slot = limits.connectionOpened("198.51.100.7");
-    assert.equal(limits.queryAllowed(slot, T0), "found_limit");
+    assert.equal(limits.admit(slot, T0, false), "found_limit");
   }
   for (let round = 0; round < 2; round++) {
     const rateOnly = ClientLimits.create({ rate: { count: 80_000, periodMs: HOUR } });

@@ -37,6 +37,7 @@
 
 import type { BookBytes } from "./book_bytes.ts";
 import { type BookCollector, isAsciiSpace } from "./book_collect.ts";
+import { counted } from "./errors.ts";
 
 /** Which columns to read, instead of recognising them from the header. */
 export interface CsvColumns {
@@ -357,7 +358,7 @@ class CsvReader {
     if (count !== layout.fieldCount) {
       this.#collector.problem(
         line,
-        `The record has ${count} field${count === 1 ? "" : "s"}, ` +
+        `The record has ${counted(count, "field")}, ` +
           `but the header has ${layout.fieldCount}.`,
       );
       return;

@@ -15,6 +15,8 @@
  * @module
  */
 
+import { counted } from "./errors.ts";
+
 /** One thing wrong with a book file. */
 export interface BookProblem {
   /** The file, as it was named to the loader. */
@@ -47,7 +49,7 @@ export class BookError extends Error {
     const more = problems.length - 1;
     super(
       formatProblem(problems[0]) +
-        (more > 0 ? ` (and ${more} more problem${more === 1 ? "" : "s"})` : ""),
+        (more > 0 ? ` (and ${counted(more, "more problem")})` : ""),
     );
     this.name = "BookError";
     this.problems = problems;

@@ -46,3 +46,18 @@ export function wholeSentence(text: string): string {
   const trimmed = sentence(text);
   return trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
 }
+
+/**
+ * A count with its noun, singular for exactly one: for messages that name
+ * a number of things.
+ *
+ * ```ts
+ * import { counted } from "./errors.ts";
+ * counted(1, "query", "queries"); // "1 query"
+ * counted(12, "query", "queries"); // "12 queries"
+ * counted(3, "field"); // "3 fields"
+ * ```
+ */
+export function counted(count: number, noun: string, nouns: string = `${noun}s`): string {
+  return `${count} ${count === 1 ? noun : nouns}`;
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { describeError, sentence, wholeSentence } from "./errors.ts";
+import { counted, describeError, sentence, wholeSentence } from "./errors.ts";
 
 Deno.test("describeError gives an Error's message and any other value as text", () => {
   assert.equal(describeError(new TypeError("Bad value 3.")), "Bad value 3.");
@@ -17,4 +17,12 @@ Deno.test("sentence adds a final period only where the text does not end a sente
 Deno.test("wholeSentence capitalises the first letter and ends with a period", () => {
   assert.equal(wholeSentence("option '--x' is unknown"), "Option '--x' is unknown.");
   assert.equal(wholeSentence("Already fine."), "Already fine.");
+});
+
+Deno.test("counted uses the singular for exactly one and the plural otherwise", () => {
+  assert.equal(counted(1, "query", "queries"), "1 query");
+  assert.equal(counted(0, "query", "queries"), "0 queries");
+  assert.equal(counted(12, "query", "queries"), "12 queries");
+  assert.equal(counted(1, "field"), "1 field");
+  assert.equal(counted(2, "field"), "2 fields");
 });

@@ -312,7 +312,7 @@ Deno.test("deno task client: FORBIDDEN and RATE_LIMITED from the real server pri
     assert.equal(run.stdout, "Ada Lovelace\n");
     assert.match(
       run.stderr,
-      /^client: Rate limited by the server: This client asked more than 1 queries in 1 h \(--rate-limit\)/,
+      /^client: Rate limited by the server: This client asked more than 1 query in 1 h \(--rate-limit\)/,
     );
     assert.equal(run.stderr.trimEnd().split("\n").length, 1, run.stderr);
     assertNoStackTrace(run.stderr);
@@ -323,7 +323,7 @@ Deno.test("deno task client: FORBIDDEN and RATE_LIMITED from the real server pri
       email: ADA,
       status: "RATE_LIMITED",
       message:
-        "This client asked more than 1 queries in 1 h (--rate-limit); later queries are answered once it allows.",
+        "This client asked more than 1 query in 1 h (--rate-limit); later queries are answered once it allows.",
     });
     assert.match(json.stderr, /^client: Rate limited by the server: /);
   }

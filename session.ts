@@ -663,18 +663,23 @@ export class Session {
     this.#phase = "ending";
   }
 
-  /** Answers a frame under the per-client limits: RATE_LIMITED instead when over one. */
+  /**
+   * Answers a frame under the per-client limits: RATE_LIMITED instead when
+   * over one. The answer is looked up first because the found limit counts
+   * only FOUND replies, so one decision under the client's lock covers both
+   * limits.
+   */
   #appendLimitedAnswer(book: AddressBook, decoder: FrameDecoder, now: number): number {
-    const limits = this.#context.clientLimits!;
-    const verdict = limits.queryAllowed(this.#limitSlot, now);
-    if (verdict !== "ok") return this.#refuse(verdict, now);
     const start = this.#outputLength;
     const status = this.#appendAnswer(book, decoder);
-    if (status === STATUS_FOUND && !limits.foundAllowed(this.#limitSlot, now)) {
-      this.#outputLength = start; // the name is not sent after all
-      return this.#refuse("found_limit", now);
-    }
-    return status;
+    const verdict = this.#context.clientLimits!.admit(
+      this.#limitSlot,
+      now,
+      status === STATUS_FOUND,
+    );
+    if (verdict === "ok") return status;
+    this.#outputLength = start; // the answer is not sent after all
+    return this.#refuse(verdict, now);
   }
 
   /** Appends the RATE_LIMITED reply for a limit, counts and logs it; returns its status. */
