@@ -38,8 +38,10 @@ export const Counter = {
   tlsHandshakesFailed: 11,
   /** TLS handshakes refused for the client certificate: none sent, or not from the client CA. */
   tlsClientCertRefused: 12,
+  /** Connections closed for not finishing the TLS handshake within the frame timeout. */
+  handshakeTimeouts: 13,
   /** Replies sent, by status: this index plus the status code. */
-  repliesByStatus: 13,
+  repliesByStatus: 14,
 } as const;
 
 /** How many counters one thread's row holds. */
@@ -111,6 +113,7 @@ export function renderPrometheus(totals: Float64Array, book: BookFigures): strin
     ['{kind="idle"}', totals[Counter.idleTimeouts]],
     ['{kind="frame"}', totals[Counter.frameTimeouts]],
     ['{kind="write"}', totals[Counter.writeTimeouts]],
+    ['{kind="handshake"}', totals[Counter.handshakeTimeouts]],
   ]);
   metric(
     "addrbook_refusals_total",

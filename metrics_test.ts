@@ -64,7 +64,7 @@ const NO_BOOK: BookFigures = { entries: 0, reloadsOk: 0, reloadsFailed: 0 };
 
 Deno.test("COUNTERS_PER_THREAD holds the fixed counters and one per reply status", () => {
   assert.equal(COUNTERS_PER_THREAD, Counter.repliesByStatus + STATUS_NAMES.length);
-  assert.equal(COUNTERS_PER_THREAD, 20);
+  assert.equal(COUNTERS_PER_THREAD, 21);
   const indices = Object.values(Counter);
   assert.equal(new Set(indices).size, indices.length, "each counter has its own index");
   assert.ok(indices.every((index) => index < COUNTERS_PER_THREAD));
@@ -201,6 +201,7 @@ Deno.test("renderPrometheus writes the summed counters and the book figures as s
   a[Counter.idleTimeouts] = 5;
   b[Counter.frameTimeouts] = 6;
   a[Counter.writeTimeouts] = 7;
+  b[Counter.handshakeTimeouts] = 12;
   a[Counter.refusedForbidden] = 8;
   b[Counter.refusedRateLimited] = 9;
   a[Counter.refusedFoundLimit] = 10;
@@ -230,6 +231,7 @@ Deno.test("renderPrometheus writes the summed counters and the book figures as s
     'addrbook_timeouts_total{kind="idle"}': 5,
     'addrbook_timeouts_total{kind="frame"}': 6,
     'addrbook_timeouts_total{kind="write"}': 7,
+    'addrbook_timeouts_total{kind="handshake"}': 12,
     'addrbook_refusals_total{reason="forbidden"}': 8,
     'addrbook_refusals_total{reason="rate_limited"}': 9,
     'addrbook_refusals_total{reason="found_limit"}': 10,
