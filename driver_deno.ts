@@ -133,9 +133,10 @@ export class ConnectionService implements Service {
     if ("peerSubject" in conn) {
       // node:tls hands over connections whose handshake (and certificate check) is done.
       this.#context.counters[Counter.tlsHandshakesOk]++;
-      if (this.#context.clientCertificates) {
-        session.certificateVerified(conn.peerSubject ?? "", now);
-      }
+      session.handshakeDone(
+        now,
+        this.#context.clientCertificates ? conn.peerSubject ?? "" : undefined,
+      );
     }
     const connection: Connection = { conn, session, wake: undefined, closed: false };
     this.#connections.add(connection);

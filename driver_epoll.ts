@@ -72,7 +72,7 @@ interface Peer {
   readWantsWrite: boolean;
   /** The last TLS write needs the socket readable before it can go on. */
   writeWantsRead: boolean;
-  /** TLS close_notify is sent: what still arrives is read raw and dropped. */
+  /** TLS is over (close_notify sent, or the handshake failed): what still arrives is read raw and dropped. */
   tlsEnded: boolean;
 }
 
@@ -237,6 +237,7 @@ export class EpollService implements Service {
       };
       this.#peers[fd] = peer;
       this.#open++;
+      if (peer.handshaking) session.handshakeStarted(this.#now);
       if (this.#draining) session.drain(this.#now);
       // The client spoke first (its ClientHello may be here already); a
       // refused plain connection has its SERVER_BUSY reply to send.
@@ -280,19 +281,25 @@ export class EpollService implements Service {
     if (step === "failed") return this.#handshakeFailed(peer, tls.failure!);
     peer.handshaking = false;
     this.#context.counters[Counter.tlsHandshakesOk]++;
-    if (this.#context.clientCertificates) {
-      // Only a verified certificate completes a handshake that requires one.
-      session.certificateVerified(tls.peerSubject() ?? "", this.#now);
-    }
+    // Only a verified certificate completes a handshake that requires one.
+    const subject = this.#context.clientCertificates ? tls.peerSubject() ?? "" : undefined;
+    session.handshakeDone(this.#now, subject);
     if (session.wantsRead) this.#onReadable(peer);
     else this.#react(peer);
   }
 
-  /** Counts and logs a failed handshake (nothing was answered), then closes. */
+  /**
+   * Counts and logs a failed handshake (nothing was answered). The session
+   * then ends and lingers on the raw socket: OpenSSL has written its alert,
+   * and closing with the client's bytes unread would reset the connection
+   * and could destroy the alert before the client reads it.
+   */
   #handshakeFailed(peer: Peer, failure: TlsFailure): void {
     reportHandshakeFailure(this.#context, this.#peerAddress(peer.fd), failure, this.#now);
-    peer.session.abort();
-    this.#close(peer);
+    peer.handshaking = false;
+    peer.tlsEnded = true; // no TLS after a fatal error: not even close_notify
+    peer.session.handshakeFailed();
+    this.#react(peer);
   }
 
   /** Reads again the TLS connections with bytes inside OpenSSL, once each. */
@@ -374,7 +381,7 @@ export class EpollService implements Service {
 
   /** Ends the server's side: TLS close_notify first, then the TCP half-close. */
   #halfClose(peer: Peer): void {
-    if (peer.tls !== undefined) {
+    if (peer.tls !== undefined && !peer.tlsEnded) {
       peer.tls.shutdown();
       peer.tlsEnded = true;
     }

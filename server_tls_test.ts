@@ -12,9 +12,11 @@ import { encodeQuery, STATUS_FOUND, STATUS_RATE_LIMITED } from "./protocol.ts";
 import { makeTestPki, ROTATED_SERVER_NAME, SERVER_NAME, type TestPki } from "./test_pki.ts";
 import {
   assertNoStackTrace,
+  concat,
   EVENT_DEADLINE_MS,
   IO_LOOPS,
   LOOPBACK,
+  metricValue,
   ProtocolClient,
   ServerProcess,
   Subprocess,
@@ -77,13 +79,14 @@ function metricsPort(server: ServerProcess): number {
   return Number(match[1]);
 }
 
-async function handshakeCount(server: ServerProcess, result: string): Promise<number> {
+/** One sample of the server's `/metrics`. */
+async function scrape(server: ServerProcess, name: string, labels: string): Promise<number> {
   const response = await fetch(`http://${LOOPBACK}:${metricsPort(server)}/metrics`);
-  const text = await response.text();
-  const match = new RegExp(`^addrbook_tls_handshakes_total\\{result="${result}"\\} (\\d+)$`, "m")
-    .exec(text);
-  assert.ok(match, `the metrics have the ${result} handshakes:\n${text}`);
-  return Number(match[1]);
+  return metricValue(await response.text(), name, labels);
+}
+
+function handshakeCount(server: ServerProcess, result: string): Promise<number> {
+  return scrape(server, "addrbook_tls_handshakes_total", `{result="${result}"}`);
 }
 
 /** An open node:tls connection and the common name of the certificate the server showed. */
@@ -246,7 +249,11 @@ for (const loop of IO_LOOPS) {
     assert.equal(code, EXIT_USAGE, stderr);
     assert.equal(stdout, "");
     assert.equal(stderr.trim().split("\n").length, 1, `one message:\n${stderr}`);
-    assert.match(stderr, /^client: /);
+    // The server's alert reaches the client, not a reset that would destroy it.
+    assert.match(
+      stderr,
+      /^client: The server at 127\.0\.0\.1:\d+ refused the TLS connection \(.*\): it requires a client certificate: give --cert and --key\.$/,
+    );
     assertNoStackTrace(stderr);
   });
 }
@@ -380,6 +387,43 @@ for (const loop of IO_LOOPS) {
     assert.equal((await client.ask(ADA_EMAIL)).status, STATUS_FOUND);
   });
 }
+
+Deno.test("a failed handshake ends with the server's FIN, not a reset that would destroy its alert", async () => {
+  await using pki = await makeTestPki();
+  await using dir = await tempDir("addrbook_server_tls_test_");
+  await using server = await startMtlsServer(pki, dir.path, ["--io", "epoll"]);
+  // A plaintext query and far more than OpenSSL reads before it refuses the first record: closing
+  // a socket with input unread would make the kernel reset the connection.
+  using raw = await ProtocolClient.connect(LOOPBACK, server.port);
+  await raw.send(concat([encodeQuery(ADA_EMAIL), new Uint8Array(256 * 1024)]));
+  // OpenSSL sends no alert for bytes that are not TLS at all; the end must be a FIN all the same.
+  let ended = false;
+  for (let i = 0; i < 100 && !ended; i++) ended = await raw.read() === null; // a reset throws
+  assert.ok(ended, "the server ended the connection");
+});
+
+Deno.test("a TLS handshake left unfinished is closed at the frame timeout and counted", async () => {
+  await using pki = await makeTestPki();
+  await using dir = await tempDir("addrbook_server_tls_test_");
+  await using server = await startMtlsServer(pki, dir.path, [
+    "--io",
+    "epoll",
+    "--frame-timeout",
+    "0.3",
+    "--metrics-port",
+    "0",
+  ]);
+  // One client says nothing, one stops after the first bytes of a ClientHello.
+  for (const sent of [new Uint8Array(0), Uint8Array.of(0x16, 0x03, 0x01, 0x02)]) {
+    using raw = await ProtocolClient.connect(LOOPBACK, server.port);
+    if (sent.length > 0) await raw.send(sent);
+    assert.equal(await raw.read(), null, "closed without a byte");
+  }
+  assert.equal(await scrape(server, "addrbook_timeouts_total", '{kind="handshake"}'), 2);
+  assert.equal(await scrape(server, "addrbook_timeouts_total", '{kind="frame"}'), 0);
+  using client = await connectTls(pki, server.port);
+  assert.equal((await client.ask(ADA_EMAIL)).status, STATUS_FOUND);
+});
 
 for (const loop of IO_LOOPS) {
   Deno.test(`TLS split byte by byte through a relay is served [--io ${loop}]`, async () => {

@@ -8,7 +8,7 @@
  * This is the "sans-I/O" design of h11 and quinn-proto, one layer above
  * protocol.ts, which works the same way for bytes. Because every rule lives
  * here once (admission, decode → answer → encode, backpressure, the idle,
- * frame and write timeouts, drain at shutdown, linger), both event loops
+ * frame, write and handshake timeouts, drain at shutdown, linger), both event loops
  * behave alike, and the rules can be tested without sockets or timers.
  *
  * A connection's life:
@@ -139,7 +139,7 @@ export interface SessionContext {
   refusals: RepeatSummary;
   /**
    * Whether a session learns its client's identity from a TLS client
-   * certificate: it then waits for {@linkcode Session.certificateVerified}.
+   * certificate: it then waits for {@linkcode Session.handshakeDone}.
    */
   clientCertificates?: boolean;
 }
@@ -197,6 +197,7 @@ export type CloseReason =
   | "idle-timeout"
   | "frame-timeout"
   | "write-timeout"
+  | "handshake-timeout"
   | "aborted";
 
 /** Counts and logs the refusals repeated since they were last logged; drivers call it now and then. */
@@ -217,6 +218,15 @@ function refusalReply(status: typeof STATUS_FORBIDDEN | typeof STATUS_RATE_LIMIT
   if (reply === undefined) refusalReplies.set(key, reply = encodeReply(status, text));
   return reply;
 }
+
+/** What a connection waited on too long when a timeout closed it. */
+type TimeoutKind = "idle" | "frame" | "write" | "handshake";
+const TIMEOUT_COUNTERS: Readonly<Record<TimeoutKind, number>> = {
+  idle: Counter.idleTimeouts,
+  frame: Counter.frameTimeouts,
+  write: Counter.writeTimeouts,
+  handshake: Counter.handshakeTimeouts,
+};
 
 const EMPTY = new Uint8Array(0);
 const REFUSAL_COUNTERS: Readonly<Record<LimitRefusal, number>> = {
@@ -258,6 +268,8 @@ export class Session {
   #lastActive: number;
   /** When the unfinished frame started, or -1 when none is unfinished. */
   #frameStarted = -1;
+  /** When the transport's handshake (TLS) started, or -1 when none is under way. */
+  #handshakeStarted = -1;
   /** When the peer last took reply bytes, or when replies started waiting. */
   #lastWriteProgress: number;
   /** When the shutdown began, or -1. */
@@ -297,13 +309,46 @@ export class Session {
   }
 
   /**
-   * The TLS handshake verified the client's certificate (when the context
-   * asks for client certificates): its subject is the client's identity.
+   * The transport began a handshake (TLS) that must finish before any
+   * plaintext flows. It counts against the frame timeout, as an unfinished
+   * frame does: a peer that connects and stalls its handshake holds a
+   * connection no longer than one that stalls a frame.
    */
-  certificateVerified(subject: string, now: number): void {
-    if (this.#phase === "open" && this.#client === undefined) {
+  handshakeStarted(now: number): void {
+    if (this.#phase !== "closed") this.#handshakeStarted = now;
+  }
+
+  /**
+   * The handshake completed. With client certificates (the context's
+   * `clientCertificates`), `subject` is the verified certificate's subject:
+   * the client's identity for the access rules and limits.
+   */
+  handshakeDone(now: number, subject?: string): void {
+    this.#handshakeStarted = -1;
+    this.#lastActive = now;
+    if (this.#proxyHeader !== undefined) this.#frameStarted = now; // the header's time starts now
+    if (
+      subject !== undefined && this.#context.clientCertificates && this.#phase === "open" &&
+      this.#client === undefined
+    ) {
       this.#identify(this.#peerHost(), subject, now);
     }
+  }
+
+  /**
+   * The handshake failed: nothing can be said over the transport. The
+   * session ends without a reply, and lingers like any other, so that the
+   * client reads the transport's own refusal (a TLS alert) before the
+   * socket closes instead of a reset that would destroy it.
+   */
+  handshakeFailed(): void {
+    this.#handshakeStarted = -1;
+    if (this.#phase === "closed") return;
+    this.#outputLength = 0; // a refusal to send over TLS can no longer be
+    this.#holding = false;
+    this.#frameStarted = -1;
+    if (this.#phase === "open") this.#phase = "ending";
+    this.#closeIfDone();
   }
 
   /** Where the session is in its life. */
@@ -358,9 +403,9 @@ export class Session {
         return Infinity;
       case "lingering":
         return this.#lingerUntil;
-      case "ending":
-        return this.#writeDeadline();
     }
+    if (this.#handshakeStarted >= 0) return this.#handshakeDeadline();
+    if (this.#phase === "ending") return this.#writeDeadline();
     let deadline = this.#writeDeadline();
     const { idleTimeoutMs, frameTimeoutMs } = this.#context.limits;
     if (this.#outputLength === 0 && !this.#holding) {
@@ -446,6 +491,13 @@ export class Session {
     }
     const { limits } = this.#context;
     if (this.#drainStarted >= 0 && this.#phase === "open") this.#continueDrain(now);
+    if (this.#handshakeStarted >= 0) {
+      // Nothing flows before the handshake is done: only its own deadline applies.
+      if (limits.frameTimeoutMs > 0 && now - this.#handshakeStarted >= limits.frameTimeoutMs) {
+        this.#timeout("handshake", now);
+      }
+      return;
+    }
     if (this.#outputLength > 0 || this.#holding) {
       // A connection being written to waits on its peer, not the other way round.
       if (limits.writeTimeoutMs > 0 && now - this.#lastWriteProgress >= limits.writeTimeoutMs) {
@@ -472,7 +524,8 @@ export class Session {
     // Quiet: what its client had sent has arrived and been answered. Read for
     // DRAIN_READ_MS at most: a client that never stops sending is answered
     // what had arrived by then (including frames held back), then ended.
-    const quiet = this.#frameStarted < 0 && this.#outputLength === 0 && !this.#holding &&
+    const quiet = this.#frameStarted < 0 && this.#handshakeStarted < 0 &&
+      this.#outputLength === 0 && !this.#holding &&
       now - this.#drainStarted >= DRAIN_GRACE_MS && now - this.#lastActive >= DRAIN_GRACE_MS;
     if (quiet || now - this.#drainStarted >= DRAIN_READ_MS) this.#phase = "ending";
   }
@@ -530,19 +583,15 @@ export class Session {
     this.#phase = "ending";
   }
 
-  #timeout(kind: "idle" | "frame" | "write", now: number): void {
+  #timeout(kind: TimeoutKind, now: number): void {
     const { counters, log } = this.#context;
-    counters[
-      kind === "idle"
-        ? Counter.idleTimeouts
-        : kind === "frame"
-        ? Counter.frameTimeouts
-        : Counter.writeTimeouts
-    ]++;
+    counters[TIMEOUT_COUNTERS[kind]]++;
     const since = kind === "idle"
       ? this.#lastActive
       : kind === "frame"
       ? this.#frameStarted
+      : kind === "handshake"
+      ? this.#handshakeStarted
       : this.#lastWriteProgress;
     log.debug(`${kind} timeout`, {
       peer: this.#peerLabel(),
@@ -550,6 +599,15 @@ export class Session {
       after_ms: now - since,
     });
     this.#close(`${kind}-timeout`);
+  }
+
+  /** The handshake's deadline, or the end of the drain's reading if that comes first. */
+  #handshakeDeadline(): number {
+    const { frameTimeoutMs } = this.#context.limits;
+    const deadline = frameTimeoutMs > 0 ? this.#handshakeStarted + frameTimeoutMs : Infinity;
+    return this.#drainStarted >= 0
+      ? Math.min(deadline, this.#drainStarted + DRAIN_READ_MS)
+      : deadline;
   }
 
   #writeDeadline(): number {

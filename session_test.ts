@@ -720,6 +720,70 @@ Deno.test("the write timeout covers frames held back and replies of an ending se
   assert.equal(refused.counter(Counter.writeTimeouts), 1);
 });
 
+// --- The transport's handshake (TLS) ---
+
+Deno.test("a handshake counts against the frame timeout, and only its deadline applies while it runs", () => {
+  const h = new Harness({ idleTimeoutMs: 1000, frameTimeoutMs: 50, writeTimeoutMs: 20 });
+  h.session.handshakeStarted(h.now);
+  assert.equal(h.session.deadline, START + 50);
+  h.tick(START + 49);
+  assert.equal(h.session.phase, "open");
+  h.tick(START + 50);
+  assert.equal(h.session.closeReason, "handshake-timeout");
+  assert.equal(h.counter(Counter.handshakeTimeouts), 1);
+  assert.equal(h.counter(Counter.frameTimeouts), 0);
+  assert.ok(h.logged("handshake timeout")[0].includes(`peer=${PEER}`));
+  const off = new Harness({ idleTimeoutMs: 1000, frameTimeoutMs: 0 });
+  off.session.handshakeStarted(off.now);
+  assert.equal(off.session.deadline, Infinity, "a frame timeout of 0 leaves handshakes untimed");
+});
+
+Deno.test("a finished handshake starts the idle time, and queries are answered as usual", () => {
+  const h = new Harness({ idleTimeoutMs: 1000, frameTimeoutMs: 50 });
+  h.session.handshakeStarted(h.now);
+  h.at(START + 30).session.handshakeDone(h.now);
+  assert.equal(h.session.deadline, START + 30 + 1000);
+  h.tick(START + 80);
+  assert.equal(h.session.phase, "open", "the handshake's deadline is gone");
+  h.send(THREE);
+  h.readAll();
+  assert.deepEqual(h.statuses, THREE_STATUSES);
+});
+
+Deno.test("a failed handshake ends the session without a reply, then lingers until the peer closes", () => {
+  const h = new Harness({ frameTimeoutMs: 50 });
+  h.session.handshakeStarted(h.now);
+  h.at(START + 5).session.handshakeFailed();
+  assert.equal(h.session.phase, "ending");
+  assert.equal(h.session.outputLength, 0);
+  assert.ok(h.halfClose(), "the server's side ends at once");
+  assert.equal(h.session.phase, "lingering");
+  assert.equal(h.session.wantsRead, true, "what the client still sends is read and dropped");
+  assert.equal(h.session.deadline, START + 5 + LINGER_MS);
+  h.end();
+  assert.equal(h.session.closeReason, "peer-closed");
+  assert.deepEqual(h.replies, []);
+  assert.equal(h.open, 0, "the slot is given back");
+  // A session refused as busy says nothing either: its reply cannot be sent without TLS.
+  const busy = new Harness({ maxConnections: 1 }, { openConnections: openCount(1) });
+  busy.session.handshakeStarted(busy.now);
+  busy.session.handshakeFailed();
+  assert.equal(busy.session.outputLength, 0);
+  assert.ok(busy.halfClose());
+});
+
+Deno.test("drain during a handshake ends the session after DRAIN_READ_MS, not at the grace", () => {
+  const h = new Harness({ frameTimeoutMs: 10_000 });
+  h.session.handshakeStarted(h.now);
+  const drainAt = START + 10;
+  h.at(drainAt).session.drain(h.now);
+  assert.equal(h.session.deadline, drainAt + DRAIN_READ_MS);
+  h.tick(drainAt + DRAIN_GRACE_MS);
+  assert.equal(h.session.phase, "open", "a handshake under way is not quiet");
+  h.tick(drainAt + DRAIN_READ_MS);
+  assert.equal(h.session.phase, "ending");
+});
+
 // --- Backpressure ---
 
 Deno.test("a session stops reading at maxPendingWrite and answers held frames in order as room frees", () => {

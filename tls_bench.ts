@@ -32,6 +32,7 @@
 
 import { parseArgs } from "node:util";
 import { parseSeconds, parseWholeNumber, UsageError } from "./cli_args.ts";
+import { Connection } from "./client_connection.ts";
 import { describeError } from "./errors.ts";
 import { encodeQuery, FrameDecoder, HEADER_SIZE, MAX_QUERY_BYTES, TYPE_QUERY } from "./protocol.ts";
 import { makeTestPki, type TestPki } from "./test_pki.ts";
@@ -155,9 +156,9 @@ async function main(args: string[]): Promise<void> {
     console.log(
       "| server | " + SCENARIOS.map(([name]) => name).join(" | ") +
         " | handshake + first reply: qrload -c 1 -r, p50 / p99 | Deno.connectTls: mean / max, over 20 ms of 40" +
-        " | Deno.startTls on a TCP_NODELAY socket: same |",
+        " | Deno.startTls on a TCP_NODELAY socket: same | the project client (Connection.open): same |",
     );
-    console.log("| --- ".repeat(SCENARIOS.length + 4) + "|");
+    console.log("| --- ".repeat(SCENARIOS.length + 5) + "|");
     const targets: Target[] = [];
     try {
       for (const start of starters) targets.push(await start());
@@ -186,6 +187,11 @@ async function main(args: string[]): Promise<void> {
         for (const noDelay of [false, true]) {
           rows[i].push(describeLatencies(await firstReplyLatencies(target, pki, noDelay)));
         }
+        rows[i].push(
+          target.mode === "qr"
+            ? describeLatencies(await clientFirstReplyLatencies(target, pki))
+            : "(speaks RESP)",
+        );
         console.log(`| ${target.name} | ${rows[i].join(" | ")} |`);
       }
     } finally {
@@ -288,6 +294,23 @@ async function firstReplyLatencies(
       latencies.push(performance.now() - started);
     } finally {
       conn.close();
+    }
+  }
+  return latencies;
+}
+
+/** Handshake plus first reply, in ms, of the project's own client: a fresh connection per lookup. */
+async function clientFirstReplyLatencies(target: Target, pki: TestPki): Promise<number[]> {
+  const latencies: number[] = [];
+  const endpoint = { hostname: "127.0.0.1", port: target.port };
+  for (let i = 0; i < LATENCY_CONNECTIONS; i++) {
+    const started = performance.now();
+    const connection = await Connection.open(endpoint, { caCerts: [pki.ca.certificate] });
+    try {
+      await connection.lookup("user1@example.com");
+      latencies.push(performance.now() - started);
+    } finally {
+      connection.close();
     }
   }
   return latencies;
