@@ -237,7 +237,7 @@ export class EpollService implements Service {
       };
       this.#peers[fd] = peer;
       this.#open++;
-      if (peer.handshaking) session.handshakeStarted(this.#now);
+      if (peer.handshaking && !session.wantsProxyHeader) session.handshakeStarted(this.#now);
       if (this.#draining) session.drain(this.#now);
       // The client spoke first (its ClientHello may be here already); a
       // refused plain connection has its SERVER_BUSY reply to send.
@@ -275,6 +275,7 @@ export class EpollService implements Service {
       session.abort();
       return this.#close(peer);
     }
+    if (session.wantsProxyHeader) return this.#readProxyHeader(peer);
     const step = tls.handshake();
     if (step === "want-read") return this.#watch(peer, EPOLLIN);
     if (step === "want-write") return this.#watch(peer, EPOLLOUT);
@@ -300,6 +301,34 @@ export class EpollService implements Service {
     peer.tlsEnded = true; // no TLS after a fatal error: not even close_notify
     peer.session.handshakeFailed();
     this.#react(peer);
+  }
+
+  /**
+   * Reads the PROXY header that precedes the TLS handshake. The bytes are
+   * peeked, the session says how many the header took, and only those are
+   * read off the socket, so that OpenSSL reads the ClientHello from the
+   * socket itself, whole.
+   */
+  #readProxyHeader(peer: Peer): void {
+    const { session } = peer;
+    const peeked = this.#libc.peek(peer.fd, this.#input, READ_SIZE);
+    if (peeked < 0 && this.#libc.errno() === EAGAIN) return this.#watch(peer, EPOLLIN);
+    if (peeked <= 0) {
+      if (peeked === 0) session.receiveEnd(this.#now);
+      else session.abort();
+      return this.#close(peer);
+    }
+    const taken = session.receiveProxyHeader(this.#input, peeked, this.#now);
+    this.#libc.read(peer.fd, this.#input, taken); // there: the peek just saw them
+    if (session.phase !== "open") {
+      // Refused or malformed: no TLS was spoken, so none is ended.
+      peer.handshaking = false;
+      peer.tlsEnded = true;
+      return this.#react(peer);
+    }
+    if (session.wantsProxyHeader) return this.#watch(peer, EPOLLIN);
+    session.handshakeStarted(this.#now);
+    this.#handshake(peer);
   }
 
   /** Reads again the TLS connections with bytes inside OpenSSL, once each. */

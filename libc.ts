@@ -31,6 +31,7 @@ export const SYMBOLS = {
   // value for the sizes used here (under 2 GiB), and a number, unlike the
   // bigint an isize result comes back as, costs no allocation per call.
   read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
   write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
@@ -62,6 +63,8 @@ export const IPPROTO_TCP = 6;
 export const TCP_NODELAY = 1;
 /** shutdown(2): stop sending (the peer reads end of stream). */
 export const SHUT_WR = 1;
+/** recv(2) flag: return the bytes waiting but leave them in the socket. */
+export const MSG_PEEK = 2;
 /** epoll: readable. */
 export const EPOLLIN = 0x1;
 /** epoll: writable. */
@@ -96,6 +99,8 @@ export interface Libc {
   read(fd: number, buffer: Uint8Array, length: number): number;
   /** write(2) from `buffer`; returns the byte count written, or -1. */
   write(fd: number, buffer: Uint8Array, length: number): number;
+  /** recv(2) with MSG_PEEK: copies what is waiting into `buffer` and leaves it there; as read. */
+  peek(fd: number, buffer: Uint8Array, length: number): number;
 }
 
 /**
@@ -122,6 +127,7 @@ export function openLibc(): Libc | undefined {
     calls,
     read: (fd, buffer, length) => calls.read(fd, buffer, readSize(length)),
     write: (fd, buffer, length) => calls.write(fd, buffer, writeSize(length)),
+    peek: (fd, buffer, length) => calls.recv(fd, buffer, readSize(length), MSG_PEEK),
     errno() {
       const pointer = calls.__errno_location();
       return pointer === null ? 0 : new Deno.UnsafePointerView(pointer).getInt32();

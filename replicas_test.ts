@@ -30,6 +30,7 @@ import {
   STATUS_FOUND,
   TYPE_REPLY,
 } from "./protocol.ts";
+import { makeTestPki } from "./test_pki.ts";
 import {
   CLIENT_FLAGS,
   EVENT_DEADLINE_MS,
@@ -37,6 +38,7 @@ import {
   LOOPBACK,
   metricValue,
   type ProcessOutput,
+  ProtocolClient,
   REPLICA_NAMES,
   REPO_DIR,
   ServerProcess,
@@ -245,6 +247,26 @@ Deno.test("through HAProxy, the PROXY v2 header carries the real client: a repli
     const logs = REPLICA_NAMES.map((_, i) => replicas.process(i).stderr.text).join("\n");
     assert.match(logs, /refused.*127\.0\.0\.3/);
     assert.doesNotMatch(logs, /refused.*127\.0\.0\.[12]\b/);
+  });
+});
+
+Deno.test("through HAProxy passing TLS through, replicas read the PROXY v2 header in clear, then speak TLS", async () => {
+  await using pki = await makeTestPki();
+  const tls = ["--tls-cert", pki.server.certificatePath, "--tls-key", pki.server.keyPath];
+  await withReplicas(tls, async (haproxy, replicas) => {
+    const tries = 2 * REPLICA_NAMES.length;
+    for (let i = 0; i < tries; i++) {
+      using client = await ProtocolClient.tls(LOOPBACK, haproxy.frontendPort, pki.ca.certificate);
+      assert.deepEqual(await client.ask(batchLine(i)), {
+        status: STATUS_FOUND,
+        text: expectedLine(i),
+      });
+    }
+    const metrics = await Promise.all(REPLICA_NAMES.map((_, i) => replicas.metrics(i)));
+    const handshakes = metrics.map((text) =>
+      metricValue(text, "addrbook_tls_handshakes_total", '{result="ok"}')
+    );
+    assert.equal(handshakes.reduce((sum, n) => sum + n, 0), tries, `per replica: ${handshakes}`);
   });
 });
 

@@ -134,7 +134,13 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   const log = options.log ?? new Logger();
   let io: IoKind;
   try {
-    io = chooseIo(options.io ?? "auto", hostname, options.tls, workers);
+    io = chooseIo(
+      options.io ?? "auto",
+      hostname,
+      options.tls,
+      workers,
+      options.access?.proxyProtocol ?? false,
+    );
   } catch (error) {
     await options.statusEndpoint?.close();
     throw error;
@@ -303,6 +309,7 @@ function chooseIo(
   hostname: string,
   tls: TlsFiles | undefined,
   workers: number,
+  proxyProtocol: boolean,
 ): IoKind {
   const epollPossible = encodeSockaddr(hostname, 0) !== undefined && openLibc() !== undefined &&
     (tls === undefined || openOpenSsl() !== undefined);
@@ -317,6 +324,13 @@ function chooseIo(
     // node:tls, which asks for client certificates there, cannot share a port between threads.
     throw new StartError(
       "--tls-client-ca with --workers over 1 needs the epoll loop: Linux with glibc, --allow-ffi, OpenSSL 3 (libssl.so.3), and --io epoll or auto.",
+      EXIT_USAGE,
+    );
+  }
+  if (io === "deno" && tls !== undefined && proxyProtocol) {
+    // The header comes in clear before the handshake, and there TLS owns the socket from accept on.
+    throw new StartError(
+      "--proxy-protocol with TLS needs the epoll loop: Linux with glibc, --allow-ffi, OpenSSL 3 (libssl.so.3), and --io epoll or auto.",
       EXIT_USAGE,
     );
   }

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import tls from "node:tls";
 import { encodeQuery, STATUS_FOUND, STATUS_RATE_LIMITED } from "./protocol.ts";
+import { encodeProxyHeader } from "./proxy_header.ts";
 import { makeTestPki, ROTATED_SERVER_NAME, SERVER_NAME, type TestPki } from "./test_pki.ts";
 import {
   assertNoStackTrace,
@@ -282,28 +283,41 @@ for (const loop of IO_LOOPS) {
   });
 }
 
-Deno.test("--tls-client-ca with --io deno --workers 2: exit 2 saying it needs the epoll loop", async () => {
-  await using pki = await makeTestPki();
-  await using dir = await tempDir("addrbook_server_tls_test_");
-  await using server = new ServerProcess([
-    "--data",
-    await writeCsvBook(dir.path, BOOK),
-    "--io",
-    "deno",
-    "--workers",
-    "2",
-    "--tls-cert",
-    pki.server.certificatePath,
-    "--tls-key",
-    pki.server.keyPath,
-    "--tls-client-ca",
-    pki.ca.certificatePath,
-  ]);
-  const { code, stderr } = await server.output();
-  assert.equal(code, EXIT_USAGE, stderr);
-  assert.match(stderr, /--tls-client-ca with --workers over 1 needs the epoll loop/);
-  assertNoStackTrace(stderr);
-});
+/** Start combinations the Deno.listen loop cannot serve, and what the refusal says. */
+const NEEDS_EPOLL: [string, (pki: TestPki) => string[], RegExp][] = [
+  [
+    "--tls-client-ca with --workers 2",
+    (pki) => ["--workers", "2", "--tls-client-ca", pki.ca.certificatePath],
+    /--tls-client-ca with --workers over 1 needs the epoll loop/,
+  ],
+  [
+    "--proxy-protocol with TLS",
+    () => ["--proxy-protocol"],
+    /--proxy-protocol with TLS needs the epoll loop/,
+  ],
+];
+
+for (const [label, extra, message] of NEEDS_EPOLL) {
+  Deno.test(`${label} on --io deno: exit 2 saying it needs the epoll loop`, async () => {
+    await using pki = await makeTestPki();
+    await using dir = await tempDir("addrbook_server_tls_test_");
+    await using server = new ServerProcess([
+      "--data",
+      await writeCsvBook(dir.path, BOOK),
+      "--io",
+      "deno",
+      "--tls-cert",
+      pki.server.certificatePath,
+      "--tls-key",
+      pki.server.keyPath,
+      ...extra(pki),
+    ]);
+    const { code, stderr } = await server.output();
+    assert.equal(code, EXIT_USAGE, stderr);
+    assert.match(stderr, message);
+    assertNoStackTrace(stderr);
+  });
+}
 
 // ---------------------------------------------------------------------------
 // Rotation
@@ -400,6 +414,98 @@ Deno.test("a failed handshake ends with the server's FIN, not a reset that would
   let ended = false;
   for (let i = 0; i < 100 && !ended; i++) ended = await raw.read() === null; // a reset throws
   assert.ok(ended, "the server ended the connection");
+});
+
+// ---------------------------------------------------------------------------
+// PROXY headers before the handshake (a balancer passing TLS through)
+
+/** The address a balancer's header names as the client, and one the allow list leaves out. */
+const PROXIED_CLIENT = "192.0.2.7";
+const encoder = new TextEncoder();
+const OUTSIDER = "198.51.100.9";
+
+function proxyHeader(version: 1 | 2, address: string): Uint8Array {
+  return encodeProxyHeader({
+    version,
+    source: { address, port: 40000 },
+    destination: { address: "198.51.100.1", port: 8443 },
+  });
+}
+
+/** Sends `header` in clear (in writes of `pieceSize` bytes), then speaks TLS over the same socket. */
+async function tlsAfterHeader(
+  pki: TestPki,
+  port: number,
+  header: Uint8Array,
+  pieceSize = header.length,
+): Promise<ProtocolClient> {
+  const tcp = await Deno.connect({ hostname: LOOPBACK, port });
+  tcp.setNoDelay(true); // each piece its own segment
+  for (let at = 0; at < header.length; at += pieceSize) {
+    await tcp.write(header.subarray(at, at + pieceSize));
+  }
+  return new ProtocolClient(
+    await Deno.startTls(tcp, { hostname: LOOPBACK, caCerts: [pki.ca.certificate] }),
+  );
+}
+
+/** Whether a TLS connection's handshake fails or the server ends it before any reply. */
+async function refusedBeforeReply(client: ProtocolClient): Promise<boolean> {
+  try {
+    await (client.conn as Deno.TlsConn).handshake();
+    return (await client.next()) === null;
+  } catch {
+    return true; // the server closed during the handshake
+  }
+}
+
+Deno.test("--proxy-protocol with TLS: the header comes in clear before the handshake and names the client", async () => {
+  await using pki = await makeTestPki();
+  await using dir = await tempDir("addrbook_server_tls_test_");
+  await using server = await ServerProcess.start([
+    "--data",
+    await writeCsvBook(dir.path, BOOK),
+    "--io",
+    "epoll",
+    "--tls-cert",
+    pki.server.certificatePath,
+    "--tls-key",
+    pki.server.keyPath,
+    "--proxy-protocol",
+    "--allow",
+    "192.0.2.0/24",
+    "--metrics-port",
+    "0",
+  ]);
+  for (const version of [1, 2] as const) {
+    using client = await tlsAfterHeader(pki, server.port, proxyHeader(version, PROXIED_CLIENT));
+    assert.deepEqual(await client.ask(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
+  }
+  {
+    // Split byte by byte: the server reads no further than the header's end.
+    const header = proxyHeader(2, PROXIED_CLIENT);
+    using client = await tlsAfterHeader(pki, server.port, header, 1);
+    assert.deepEqual(await client.ask(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
+  }
+  {
+    using outsider = await tlsAfterHeader(pki, server.port, proxyHeader(2, OUTSIDER));
+    assert.ok(await refusedBeforeReply(outsider), "a client outside --allow is not answered");
+  }
+  {
+    using malformed = await tlsAfterHeader(pki, server.port, encoder.encode("PROXY TCP9 x\r\n"));
+    assert.ok(await refusedBeforeReply(malformed), "a malformed header is not answered");
+  }
+  {
+    using headerless = await ProtocolClient.tls(LOOPBACK, server.port, pki.ca.certificate);
+    assert.ok(
+      await refusedBeforeReply(headerless),
+      "a connection without a header is not answered",
+    );
+  }
+  assert.equal(await scrape(server, "addrbook_refusals_total", '{reason="forbidden"}'), 1);
+  assert.equal(await scrape(server, "addrbook_replies_total", '{status="PROTOCOL_ERROR"}'), 2);
+  assert.equal(await scrape(server, "addrbook_replies_total", '{status="FOUND"}'), 3);
+  await server.stderr.waitFor(/refused client=198\.51\.100\.9 reason=/);
 });
 
 Deno.test("a TLS handshake left unfinished is closed at the frame timeout and counted", async () => {

@@ -253,6 +253,8 @@ export class Session {
   #proxyHeader: ProxyHeaderParser | undefined;
   /** The client's row in the per-client limits, or -1 when none applies. */
   #limitSlot = -1;
+  /** Whether the access rules and limits have placed the client (once per connection). */
+  #identified = false;
   readonly #decoder = new FrameDecoder({ type: TYPE_QUERY, maxPayload: MAX_QUERY_BYTES });
   #phase: SessionPhase = "open";
   #closeReason: CloseReason | undefined;
@@ -329,9 +331,10 @@ export class Session {
     if (this.#proxyHeader !== undefined) this.#frameStarted = now; // the header's time starts now
     if (
       subject !== undefined && this.#context.clientCertificates && this.#phase === "open" &&
-      this.#client === undefined
+      this.#limitSlot < 0 && !this.#identified
     ) {
-      this.#identify(this.#peerHost(), subject, now);
+      // The client's address is the PROXY header's, when one came before the handshake.
+      this.#identify(this.#client ?? this.#peerHost(), subject, now);
     }
   }
 
@@ -435,6 +438,31 @@ export class Session {
       this.#decoder.push(bytes, length);
     }
     this.#answer(now);
+  }
+
+  /** Whether the connection's PROXY header is still awaited (`--proxy-protocol`). */
+  get wantsProxyHeader(): boolean {
+    return this.#proxyHeader !== undefined && this.#phase === "open";
+  }
+
+  /**
+   * Bytes that arrived before the transport's handshake while the PROXY
+   * header is awaited: with TLS, a balancer sends the header in clear, and
+   * the handshake follows it. Returns how many of the bytes the header took;
+   * the driver consumes just those from the socket and leaves the rest to
+   * the handshake. Nothing can be said to the client before its handshake,
+   * so a malformed header or a refused client ends the session without a
+   * reply (counted and logged as usual), to linger and close.
+   */
+  receiveProxyHeader(bytes: Uint8Array, length: number, now: number): number {
+    if (!this.wantsProxyHeader) return 0;
+    this.#lastActive = now;
+    const consumed = this.#takeProxyHeader(bytes, length, now);
+    if (this.#phase !== "open") {
+      this.#outputLength = 0;
+      return length;
+    }
+    return consumed < 0 ? length : consumed;
   }
 
   /** The peer closed its side (a read returned EOF). */
@@ -675,11 +703,10 @@ export class Session {
     this.#proxyHeader = undefined;
     this.#frameStarted = -1;
     const { header } = result;
-    this.#identify(
-      header.command === "proxy" ? header.source.address : this.#peerHost(),
-      undefined,
-      now,
-    );
+    const client = header.command === "proxy" ? header.source.address : this.#peerHost();
+    // With client certificates the subject is the identity, known once the handshake is done.
+    if (this.#context.clientCertificates) this.#client = client;
+    else this.#identify(client, undefined, now);
     return this.#phase === "open" ? result.consumed : -1;
   }
 
@@ -688,6 +715,7 @@ export class Session {
    * per-client limits; refuses the connection when either says no.
    */
   #identify(client: string, subject: string | undefined, now: number): void {
+    this.#identified = true;
     this.#client = client;
     const { access, clientLimits } = this.#context;
     const verdict = access?.clientVerdict(client) ?? "ok";

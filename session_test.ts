@@ -10,6 +10,7 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { AccessPolicy, type AccessRules } from "./access_policy.ts";
 import { Logger } from "./log.ts";
 import { RepeatSummary } from "./log_repeats.ts";
 import { Counter, COUNTERS_PER_THREAD } from "./metrics.ts";
@@ -42,6 +43,7 @@ import {
   type SessionContext,
   type SessionPhase,
 } from "./session.ts";
+import { encodeProxyHeader } from "./proxy_header.ts";
 import {
   concat,
   frame,
@@ -81,6 +83,8 @@ interface HarnessOptions {
   openConnections?: Int32Array;
   /** The book's people; {@linkcode PEOPLE} by default. */
   people?: readonly (readonly [string, string])[];
+  /** Access rules; none by default. */
+  access?: AccessRules;
 }
 
 /** One session and a driver played by hand: the clock, the input buffer, the replies read. */
@@ -104,6 +108,7 @@ class Harness {
       openConnections: options.openConnections ?? new Int32Array(new SharedArrayBuffer(4)),
       log: new Logger({ level: "debug", write: (line) => this.lines.push(line) }),
       refusals: new RepeatSummary(),
+      access: options.access && AccessPolicy.fromRules(options.access),
     };
     this.session = new Session(this.context, this.now, () => {
       this.peerCalls++;
@@ -782,6 +787,61 @@ Deno.test("drain during a handshake ends the session after DRAIN_READ_MS, not at
   assert.equal(h.session.phase, "open", "a handshake under way is not quiet");
   h.tick(drainAt + DRAIN_READ_MS);
   assert.equal(h.session.phase, "ending");
+});
+
+// --- A PROXY header before the transport's handshake ---
+
+/** A balancer on loopback (trusted by default) passing TLS through, for clients in 192.0.2.0/24. */
+const PROXY_BEFORE_TLS: AccessRules = {
+  allow: ["192.0.2.0/24"],
+  protectedMode: false,
+  proxyProtocol: true,
+  trustedProxies: "127.0.0.0/8",
+};
+
+function proxyHeaderFrom(address: string): Uint8Array {
+  return encodeProxyHeader({
+    version: 2,
+    source: { address, port: 40000 },
+    destination: { address: "198.51.100.1", port: 8443 },
+  });
+}
+
+Deno.test("receiveProxyHeader takes only the header's bytes and leaves the handshake's", () => {
+  const h = new Harness({ frameTimeoutMs: 100 }, { access: PROXY_BEFORE_TLS });
+  assert.equal(h.session.wantsProxyHeader, true);
+  assert.equal(h.session.deadline, START + 100, "the header counts against the frame timeout");
+  const header = proxyHeaderFrom("192.0.2.7");
+  const clientHello = Uint8Array.of(0x16, 0x03, 0x01, 0x00, 0x10);
+  const bytes = concat([header, clientHello]);
+  assert.equal(h.session.receiveProxyHeader(bytes.subarray(0, 7), 7, h.now), 7, "all of a part");
+  const rest = bytes.subarray(7);
+  assert.equal(h.session.receiveProxyHeader(rest, rest.length, h.now), header.length - 7);
+  assert.equal(h.session.wantsProxyHeader, false);
+  assert.equal(h.session.phase, "open");
+  assert.equal(h.session.outputLength, 0);
+  h.session.handshakeStarted(h.now);
+  h.session.handshakeDone(h.now);
+  h.send(THREE);
+  h.readAll();
+  assert.deepEqual(h.statuses, THREE_STATUSES);
+});
+
+Deno.test("receiveProxyHeader ends a refused or malformed header's session without a reply", () => {
+  const outsider = new Harness({}, { access: PROXY_BEFORE_TLS });
+  const header = proxyHeaderFrom("198.51.100.9");
+  assert.equal(outsider.session.receiveProxyHeader(header, header.length, START), header.length);
+  assert.equal(outsider.session.phase, "ending");
+  assert.equal(outsider.session.outputLength, 0, "no FORBIDDEN: no TLS to send it over");
+  assert.equal(outsider.counter(Counter.refusedForbidden), 1);
+  assert.ok(outsider.halfClose());
+  const malformed = new Harness({}, { access: PROXY_BEFORE_TLS });
+  const bad = encoder.encode("PROXY TCP9 nonsense\r\n");
+  assert.equal(malformed.session.receiveProxyHeader(bad, bad.length, START), bad.length);
+  assert.equal(malformed.session.phase, "ending");
+  assert.equal(malformed.session.outputLength, 0);
+  assert.equal(malformed.replyCount(STATUS_PROTOCOL_ERROR), 1);
+  assert.equal(malformed.logged("protocol error").length, 1);
 });
 
 // --- Backpressure ---
