@@ -8,7 +8,15 @@
 
 import assert from "node:assert/strict";
 import tls from "node:tls";
-import { encodeQuery, STATUS_FOUND, STATUS_RATE_LIMITED } from "./protocol.ts";
+import net from "node:net";
+import {
+  decodeReply,
+  encodeQuery,
+  HEADER_SIZE,
+  STATUS_FORBIDDEN,
+  STATUS_FOUND,
+  STATUS_RATE_LIMITED,
+} from "./protocol.ts";
 import { encodeProxyHeader } from "./proxy_header.ts";
 import { makeTestPki, ROTATED_SERVER_NAME, SERVER_NAME, type TestPki } from "./test_pki.ts";
 import {
@@ -402,6 +410,60 @@ for (const loop of IO_LOOPS) {
   });
 }
 
+/** Sends a PROXY header naming `address`, then asks over node:tls with the client's certificate. */
+function askAfterHeaderWithCertificate(
+  pki: TestPki,
+  port: number,
+  address: string,
+): Promise<Uint8Array> {
+  return withDeadline(
+    new Promise<Uint8Array>((resolve, reject) => {
+      const raw = net.connect({ host: LOOPBACK, port }, () => {
+        raw.write(proxyHeader(2, address));
+        const socket = tls.connect({
+          socket: raw,
+          ca: pki.ca.certificate,
+          cert: pki.client.certificate,
+          key: pki.client.key,
+          checkServerIdentity: () => undefined,
+        }, () => {
+          askOverNodeTls(socket, ADA_EMAIL).then(resolve, reject).finally(() => socket.destroy());
+        });
+        socket.once("error", reject);
+      });
+      raw.once("error", reject);
+    }),
+    "a reply after a PROXY header over node:tls",
+  );
+}
+
+Deno.test("--proxy-protocol with --tls-client-ca: the header's address meets --allow, the subject the limits", async () => {
+  await using pki = await makeTestPki();
+  await using dir = await tempDir("addrbook_server_tls_test_");
+  await using server = await startMtlsServer(pki, dir.path, [
+    "--io",
+    "epoll",
+    "--proxy-protocol",
+    "--allow",
+    "192.0.2.0/24",
+    "--rate-limit",
+    "1/1h",
+  ]);
+  const first = decodeReply(
+    (await askAfterHeaderWithCertificate(pki, server.port, PROXIED_CLIENT)).subarray(HEADER_SIZE),
+  );
+  assert.equal(first.status, STATUS_FOUND);
+  // Another address in the allowed network, the same certificate: the same client, over its limit.
+  const second = decodeReply(
+    (await askAfterHeaderWithCertificate(pki, server.port, "192.0.2.8")).subarray(HEADER_SIZE),
+  );
+  assert.equal(second.status, STATUS_RATE_LIMITED);
+  const outsider = decodeReply(
+    (await askAfterHeaderWithCertificate(pki, server.port, OUTSIDER)).subarray(HEADER_SIZE),
+  );
+  assert.equal(outsider.status, STATUS_FORBIDDEN, "outside --allow, certificate or not");
+});
+
 Deno.test("a failed handshake ends with the server's FIN, not a reset that would destroy its alert", async () => {
   await using pki = await makeTestPki();
   await using dir = await tempDir("addrbook_server_tls_test_");
@@ -489,7 +551,12 @@ Deno.test("--proxy-protocol with TLS: the header comes in clear before the hands
   }
   {
     using outsider = await tlsAfterHeader(pki, server.port, proxyHeader(2, OUTSIDER));
-    assert.ok(await refusedBeforeReply(outsider), "a client outside --allow is not answered");
+    assert.deepEqual(await outsider.untilEnd(), [
+      {
+        status: STATUS_FORBIDDEN,
+        text: "This client's address is not in the server's --allow list.",
+      },
+    ]);
   }
   {
     using malformed = await tlsAfterHeader(pki, server.port, encoder.encode("PROXY TCP9 x\r\n"));

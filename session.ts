@@ -255,6 +255,8 @@ export class Session {
   #limitSlot = -1;
   /** Whether the access rules and limits have placed the client (once per connection). */
   #identified = false;
+  /** The PROXY header came before the transport's handshake (see receiveProxyHeader). */
+  #handshakeFollows = false;
   readonly #decoder = new FrameDecoder({ type: TYPE_QUERY, maxPayload: MAX_QUERY_BYTES });
   #phase: SessionPhase = "open";
   #closeReason: CloseReason | undefined;
@@ -329,12 +331,12 @@ export class Session {
     this.#handshakeStarted = -1;
     this.#lastActive = now;
     if (this.#proxyHeader !== undefined) this.#frameStarted = now; // the header's time starts now
-    if (
-      subject !== undefined && this.#context.clientCertificates && this.#phase === "open" &&
-      this.#limitSlot < 0 && !this.#identified
-    ) {
-      // The client's address is the PROXY header's, when one came before the handshake.
-      this.#identify(this.#client ?? this.#peerHost(), subject, now);
+    if (this.#phase !== "open" || this.#identified) return;
+    // The client's address is the PROXY header's, when one came before the handshake.
+    if (this.#context.clientCertificates) {
+      if (subject !== undefined) this.#identify(this.#client ?? this.#peerHost(), subject, now);
+    } else if (this.#client !== undefined) {
+      this.#identify(this.#client, undefined, now);
     }
   }
 
@@ -450,13 +452,15 @@ export class Session {
    * header is awaited: with TLS, a balancer sends the header in clear, and
    * the handshake follows it. Returns how many of the bytes the header took;
    * the driver consumes just those from the socket and leaves the rest to
-   * the handshake. Nothing can be said to the client before its handshake,
-   * so a malformed header or a refused client ends the session without a
+   * the handshake. The client the header names meets the access rules once
+   * the handshake is done, so that a refusal can be said over TLS; a
+   * malformed header cannot be answered, and ends the session without a
    * reply (counted and logged as usual), to linger and close.
    */
   receiveProxyHeader(bytes: Uint8Array, length: number, now: number): number {
     if (!this.wantsProxyHeader) return 0;
     this.#lastActive = now;
+    this.#handshakeFollows = true;
     const consumed = this.#takeProxyHeader(bytes, length, now);
     if (this.#phase !== "open") {
       this.#outputLength = 0;
@@ -704,8 +708,9 @@ export class Session {
     this.#frameStarted = -1;
     const { header } = result;
     const client = header.command === "proxy" ? header.source.address : this.#peerHost();
-    // With client certificates the subject is the identity, known once the handshake is done.
-    if (this.#context.clientCertificates) this.#client = client;
+    // Before a handshake the client cannot be told of a refusal; with client
+    // certificates the subject is its identity, known once the handshake is done.
+    if (this.#handshakeFollows || this.#context.clientCertificates) this.#client = client;
     else this.#identify(client, undefined, now);
     return this.#phase === "open" ? result.consumed : -1;
   }

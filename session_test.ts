@@ -25,6 +25,7 @@ import {
   MAX_REPLY_BYTES,
   type Reply,
   STATUS_BAD_REQUEST,
+  STATUS_FORBIDDEN,
   STATUS_FOUND,
   STATUS_NOT_FOUND,
   STATUS_PROTOCOL_ERROR,
@@ -827,21 +828,29 @@ Deno.test("receiveProxyHeader takes only the header's bytes and leaves the hands
   assert.deepEqual(h.statuses, THREE_STATUSES);
 });
 
-Deno.test("receiveProxyHeader ends a refused or malformed header's session without a reply", () => {
-  const outsider = new Harness({}, { access: PROXY_BEFORE_TLS });
+Deno.test("receiveProxyHeader: a refused client hears why once the handshake is done", () => {
+  const h = new Harness({}, { access: PROXY_BEFORE_TLS });
   const header = proxyHeaderFrom("198.51.100.9");
-  assert.equal(outsider.session.receiveProxyHeader(header, header.length, START), header.length);
-  assert.equal(outsider.session.phase, "ending");
-  assert.equal(outsider.session.outputLength, 0, "no FORBIDDEN: no TLS to send it over");
-  assert.equal(outsider.counter(Counter.refusedForbidden), 1);
-  assert.ok(outsider.halfClose());
-  const malformed = new Harness({}, { access: PROXY_BEFORE_TLS });
+  assert.equal(h.session.receiveProxyHeader(header, header.length, START), header.length);
+  assert.equal(h.session.phase, "open", "nothing can be said before the handshake");
+  assert.equal(h.session.outputLength, 0);
+  h.session.handshakeStarted(START);
+  h.session.handshakeDone(START);
+  h.readAll();
+  assert.deepEqual(h.statuses, [STATUS_FORBIDDEN]);
+  assert.equal(h.counter(Counter.refusedForbidden), 1);
+  assert.equal(h.session.phase, "ending");
+});
+
+Deno.test("receiveProxyHeader ends a malformed header's session without a reply", () => {
+  const h = new Harness({}, { access: PROXY_BEFORE_TLS });
   const bad = encoder.encode("PROXY TCP9 nonsense\r\n");
-  assert.equal(malformed.session.receiveProxyHeader(bad, bad.length, START), bad.length);
-  assert.equal(malformed.session.phase, "ending");
-  assert.equal(malformed.session.outputLength, 0);
-  assert.equal(malformed.replyCount(STATUS_PROTOCOL_ERROR), 1);
-  assert.equal(malformed.logged("protocol error").length, 1);
+  assert.equal(h.session.receiveProxyHeader(bad, bad.length, START), bad.length);
+  assert.equal(h.session.phase, "ending");
+  assert.equal(h.session.outputLength, 0, "no PROTOCOL_ERROR: no TLS to send it over");
+  assert.equal(h.replyCount(STATUS_PROTOCOL_ERROR), 1);
+  assert.equal(h.logged("protocol error").length, 1);
+  assert.ok(h.halfClose());
 });
 
 // --- Backpressure ---
