@@ -18,6 +18,9 @@
  * them: connections that hold some are kept in a set and read again
  * without waiting (epoll_wait's timeout is 0 meanwhile), as Redis does.
  * Every close path frees the connection's `SSL*` before closing the socket.
+ * A balancer that passes TLS through sends its PROXY header in clear before
+ * the handshake: that header is peeked and only its bytes are read off the
+ * socket, so that OpenSSL finds the ClientHello where it expects it.
  *
  * @module
  */
