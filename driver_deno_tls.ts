@@ -1,27 +1,56 @@
 /**
- * TLS with client certificates for the `Deno.listen` driver (driver_deno.ts),
- * where the epoll loop cannot run: `Deno.listenTls` cannot ask for a client
- * certificate, so this listener is `node:tls` (`requestCert`,
- * `rejectUnauthorized`, the client CA, TLS 1.2 at least), and each of its
- * sockets is wrapped as the few `Deno.Conn` calls the driver makes: read,
- * write, closeWrite, close, setNoDelay, remoteAddr. A completed handshake's
- * certificate subject is {@linkcode NodeTlsConn.peerSubject}.
+ * TLS for the `Deno.listen` driver (driver_deno.ts, `--io deno` and every
+ * platform without the epoll loop): a `node:tls` server, with or without
+ * client certificates (`requestCert`, `rejectUnauthorized`, the client CA,
+ * TLS 1.2 at least), whose sockets are wrapped as the few `Deno.Conn` calls
+ * the driver makes: read, write, closeWrite, close, setNoDelay, remoteAddr.
+ * A completed handshake's certificate subject is
+ * {@linkcode NodeTlsConn.peerSubject}.
  *
- * What it lacks against the epoll loop: one thread only (no SO_REUSEPORT
- * here), no certificate rotation, and a refusal's reason is what node:tls
- * says (a certificate from another CA shows only as a reset).
+ * Why node:tls and not `Deno.listenTls`: `Deno.listenTls` cannot ask for a
+ * client certificate, does not set TCP_NODELAY on what it accepts (and a
+ * `Deno.TlsConn` cannot), so the handshake's last flight and the first
+ * reply waited about 40 ms for a delayed ACK (BENCHMARKS.md "The stall
+ * check"); it has no handshake deadline, and its certificate is fixed.
+ * node:tls has `noDelay` from accept, `handshakeTimeout`, and
+ * `setSecureContext` for rotation ({@linkcode NodeTlsListener.setFiles}).
+ * Several threads share a port: node:net's `reusePort` works across Deno
+ * workers (checked with real connections spread over two workers).
+ *
+ * What it lacks against the epoll loop: a refusal's reason is what node:tls
+ * says (a certificate from another CA shows only as a reset), and its
+ * handshake is the polyfill's, on rustls, not the system's OpenSSL.
  *
  * @module
  */
 
-import type { AddressInfo, Socket } from "node:net";
+import { createPrivateKey, X509Certificate } from "node:crypto";
+import type { AddressInfo, ListenOptions, Socket } from "node:net";
 import * as tls from "node:tls";
 import { describeError } from "./errors.ts";
 import type { TlsFiles } from "./driver.ts";
 import type { TlsFailure } from "./tls_connection.ts";
+import { TlsContextError } from "./tls_context.ts";
 
 /** Called for each handshake that failed: the peer as `host:port`, and why. */
 export type HandshakeFailed = (peer: Deno.NetAddr, failure: TlsFailure) => void;
+
+/** Called for each handshake not finished within the timeout, with how long the peer had. */
+export type HandshakeTimedOut = (peer: Deno.NetAddr, afterMs: number) => void;
+
+/** How a {@linkcode NodeTlsListener} listens and reports. */
+export interface NodeTlsOptions {
+  /** The certificate, key and (when client certificates are required) the client CA. */
+  files: TlsFiles;
+  /** Bind with SO_REUSEPORT, so that serving threads share the port. */
+  reusePort?: boolean;
+  /** Close a connection whose handshake is not done after this long; 0 waits forever. */
+  handshakeTimeoutMs: number;
+  /** A handshake failed. */
+  onFailure: HandshakeFailed;
+  /** A handshake timed out (the socket is closed). */
+  onTimeout: HandshakeTimedOut;
+}
 
 /** node:tls's error codes that mean the client certificate was missing or refused. */
 const CERTIFICATE_REFUSALS: ReadonlySet<string> = new Set([
@@ -30,6 +59,11 @@ const CERTIFICATE_REFUSALS: ReadonlySet<string> = new Set([
   "ERR_SSL_TLSV1_ALERT_UNKNOWN_CA",
 ]);
 const READ_CHUNK_LIMIT = 64;
+/** node:tls reads a `handshakeTimeout` of 0 as its 120 s default; below 0 it sets no timer. */
+const NO_HANDSHAKE_TIMEOUT = -1;
+/** How node:tls says a handshake timed out: Node's code, or the Deno polyfill's message. */
+const HANDSHAKE_TIMEOUT_CODE = "ERR_TLS_HANDSHAKE_TIMEOUT";
+const HANDSHAKE_TIMEOUT_MESSAGE = "TLS handshake timeout";
 
 /** One TLS connection from node:tls, seen as the driver sees a `Deno.Conn`. */
 export class NodeTlsConn {
@@ -47,11 +81,7 @@ export class NodeTlsConn {
   /** Wraps a socket whose handshake is done. */
   constructor(socket: tls.TLSSocket) {
     this.#socket = socket;
-    this.remoteAddr = {
-      transport: "tcp",
-      hostname: socket.remoteAddress ?? "?",
-      port: socket.remotePort ?? 0,
-    };
+    this.remoteAddr = socketPeer(socket);
     this.peerSubject = socket.authorized ? subjectLine(socket.getPeerCertificate()) : undefined;
     socket.on("data", (data: Uint8Array) => {
       this.#chunks.push(data);
@@ -124,7 +154,13 @@ export class NodeTlsConn {
   }
 }
 
-/** A node:tls listener that requires client certificates, accepted one by one as `Deno.listen`'s are. */
+/** What the listener knows of a TCP connection before its handshake: its peer and when it came. */
+interface Arrival {
+  peer: Deno.NetAddr;
+  at: number;
+}
+
+/** A node:tls listener, accepted one by one as `Deno.listen`'s are. */
 export class NodeTlsListener {
   readonly #server: tls.Server;
   readonly #ready: NodeTlsConn[] = [];
@@ -139,51 +175,57 @@ export class NodeTlsListener {
   }
 
   /**
-   * Listens on `hostname:port` with `files` (whose `clientCa` is required).
+   * Listens on `hostname:port` with `options.files` (client certificates
+   * are required when they have a `clientCa`).
    *
-   * @throws {Error} when the port cannot be had or a file is unusable.
+   * @throws {TlsContextError} when a file is unusable.
+   * @throws {Error} when the port cannot be had.
    */
   static async open(
     hostname: string,
     port: number,
-    files: TlsFiles,
-    onFailure: HandshakeFailed,
+    options: NodeTlsOptions,
   ): Promise<NodeTlsListener> {
+    checkTlsFilesForNode(options.files);
     const server = tls.createServer({
-      key: files.key,
-      cert: files.cert,
-      ca: files.clientCa === undefined ? undefined : [files.clientCa],
-      requestCert: files.clientCa !== undefined,
+      ...secureContextOptions(options.files),
+      requestCert: options.files.clientCa !== undefined,
       rejectUnauthorized: true,
-      minVersion: "TLSv1.2",
       // From accept on, so the handshake's last flight does not wait for a delayed ACK either.
       noDelay: true,
+      handshakeTimeout: options.handshakeTimeoutMs > 0
+        ? options.handshakeTimeoutMs
+        : NO_HANDSHAKE_TIMEOUT,
     });
     // After a failed handshake the TLS socket no longer knows its peer; the TCP one, seen first, did.
-    const peers = new WeakMap<object, Deno.NetAddr>();
+    const arrivals = new WeakMap<object, Arrival>();
     server.on("connection", (socket: Socket) => {
-      peers.set(socket, {
-        transport: "tcp",
-        hostname: socket.remoteAddress ?? "?",
-        port: socket.remotePort ?? 0,
-      });
+      arrivals.set(socket, { peer: socketPeer(socket), at: Date.now() });
     });
     server.on("tlsClientError", (error: Error & { code?: string }, socket: tls.TLSSocket) => {
       const tcp = (socket as unknown as { _parent?: object })._parent;
-      const peer: Deno.NetAddr = (tcp && peers.get(tcp)) ?? {
-        transport: "tcp",
-        hostname: socket.remoteAddress ?? "?",
-        port: socket.remotePort ?? 0,
-      };
+      const arrival = tcp && arrivals.get(tcp);
+      const peer = arrival?.peer ?? socketPeer(socket);
+      // node:tls reports a handshake timeout and leaves the socket open; nothing more will come.
+      socket.destroy();
+      if (isHandshakeTimeout(error)) {
+        options.onTimeout(peer, Date.now() - (arrival?.at ?? Date.now()));
+        return;
+      }
       const refused = CERTIFICATE_REFUSALS.has(error.code ?? "");
-      onFailure(peer, {
+      options.onFailure(peer, {
         kind: refused ? "client_cert_refused" : "failed",
         reason: `the handshake failed: ${describeError(error)}`,
       });
     });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(port, hostname, () => {
+      const where: ListenOptions & { reusePort?: boolean } = {
+        port,
+        host: hostname,
+        reusePort: options.reusePort || undefined,
+      };
+      server.listen(where, () => {
         server.off("error", reject);
         resolve();
       });
@@ -196,6 +238,19 @@ export class NodeTlsListener {
     });
     server.on("secureConnection", (socket: tls.TLSSocket) => listener.#arrived(socket));
     return listener;
+  }
+
+  /**
+   * Rotation: new connections get `files`, open ones keep theirs. The
+   * client CA's presence cannot change (whether a certificate is asked for
+   * is fixed at the start).
+   *
+   * @throws {TlsContextError} when a file is unusable; the current files stay.
+   */
+  setFiles(files: TlsFiles): void {
+    // node:tls takes a broken file without a word and then fails every handshake: check first.
+    checkTlsFilesForNode(files);
+    this.#server.setSecureContext(secureContextOptions(files));
   }
 
   /** The next connection whose handshake is done. */
@@ -228,6 +283,49 @@ export class NodeTlsListener {
     if (waiting) waiting(conn);
     else this.#ready.push(conn);
   }
+}
+
+/**
+ * Checks that node:tls can use the files: each parses as PEM of its kind
+ * and the key is the certificate's. (node:tls itself takes a broken file
+ * silently and fails every handshake after.)
+ *
+ * @throws {TlsContextError} naming the file's role and what is wrong with it.
+ */
+export function checkTlsFilesForNode(files: TlsFiles): void {
+  const certificate = parsed("certificate", () => new X509Certificate(files.cert));
+  const key = parsed("key", () => createPrivateKey(files.key));
+  if (!certificate.checkPrivateKey(key)) {
+    throw new TlsContextError("key", "The key does not belong to the certificate.");
+  }
+  const clientCa = files.clientCa;
+  if (clientCa !== undefined) parsed("client CA", () => new X509Certificate(clientCa));
+}
+
+function parsed<T>(role: "certificate" | "key" | "client CA", parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw new TlsContextError(role, `The ${role} is not usable PEM: ${describeError(error)}.`);
+  }
+}
+
+/** The files as node:tls's secure-context options, TLS 1.2 at least. */
+function secureContextOptions(files: TlsFiles): tls.SecureContextOptions {
+  return {
+    key: files.key,
+    cert: files.cert,
+    ca: files.clientCa === undefined ? undefined : [files.clientCa],
+    minVersion: "TLSv1.2",
+  };
+}
+
+function isHandshakeTimeout(error: Error & { code?: string }): boolean {
+  return error.code === HANDSHAKE_TIMEOUT_CODE || error.message === HANDSHAKE_TIMEOUT_MESSAGE;
+}
+
+function socketPeer(socket: Socket): Deno.NetAddr {
+  return { transport: "tcp", hostname: socket.remoteAddress ?? "?", port: socket.remotePort ?? 0 };
 }
 
 /** A certificate's subject as one line, most specific part first (`CN=…,O=…`), as OpenSSL's RFC 2253. */

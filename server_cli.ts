@@ -111,8 +111,8 @@ Options:
                            when it can: plain TCP on an IP address with --allow-ffi)
   --max-connections N      open connections before new ones get SERVER_BUSY (default 1024)
   --idle-timeout SECONDS   close a connection silent this long, 0 = never (default 300)
-  --frame-timeout SECONDS  close a connection that leaves a frame unfinished,
-                           0 = never (default 10)
+  --frame-timeout SECONDS  close a connection that leaves a frame (or, with --io deno,
+                           a TLS handshake) unfinished, 0 = never (default 10)
   --write-timeout SECONDS  close a connection that takes none of its waiting replies
                            for this long, 0 = never (default 30)
   --shutdown-timeout SECONDS

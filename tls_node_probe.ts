@@ -111,9 +111,10 @@ async function stalls(port: number, pki: TestPki): Promise<number> {
 /**
  * TCP_NODELAY (0 or 1) on this process's socket from `localPort` to
  * `peerPort`: the server side of a node:tls connection, found among the
- * open descriptors by its addresses, and asked with getsockopt.
+ * open descriptors by its addresses, and asked with getsockopt. Linux
+ * with `--allow-ffi` only; the server must be in this process.
  */
-function noDelayOf(localPort: number, peerPort: number): number | undefined {
+export function noDelayOf(localPort: number, peerPort: number): number | undefined {
   const libc = openLibc();
   if (!libc) throw new Error("The TCP_NODELAY check needs --allow-ffi on Linux.");
   const { getsockopt } = Deno.dlopen("libc.so.6", {
