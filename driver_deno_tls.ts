@@ -70,7 +70,10 @@ export class NodeTlsConn {
   readonly #socket: tls.TLSSocket;
   /** Chunks received and not yet read. */
   readonly #chunks: Uint8Array[] = [];
+  /** The client's data has ended (it may still read). */
   #ended = false;
+  /** The socket is closed both ways. */
+  #closed = false;
   #error: Error | undefined;
   #wake: (() => void) | undefined;
   /** The peer's address. */
@@ -93,12 +96,14 @@ export class NodeTlsConn {
       this.#ended = true;
       this.#notify();
     });
+    socket.on("drain", () => this.#notify());
     socket.on("error", (error: Error) => {
       this.#error = error;
       this.#notify();
     });
     socket.on("close", () => {
       this.#ended = true;
+      this.#closed = true;
       this.#notify();
     });
   }
@@ -119,15 +124,24 @@ export class NodeTlsConn {
     return count;
   }
 
-  /** Writes all of `bytes`; resolves once node has taken them. */
-  write(bytes: Uint8Array): Promise<number> {
-    const copy = bytes.slice(); // the session reuses its buffer
-    return new Promise((resolve, reject) => {
-      this.#socket.write(copy, (error?: Error | null) => {
-        if (error) reject(error);
-        else resolve(copy.length);
-      });
-    });
+  /**
+   * Writes all of `bytes`: node keeps them, so this resolves at once while
+   * node's buffer is under its high-water mark, and after the next `drain`
+   * when it is not. (Waiting for each write's callback cost a turn of the
+   * event loop per reply.) A failed write shows as the socket's error, on
+   * the next read or write.
+   */
+  async write(bytes: Uint8Array): Promise<number> {
+    if (this.#error) throw this.#error;
+    if (this.#closed) throw new Deno.errors.BrokenPipe("The connection is closed.");
+    // The session reuses its buffer; node holds this until it is sent.
+    if (this.#socket.write(bytes.slice())) return bytes.length;
+    while (this.#socket.writableNeedDrain) {
+      if (this.#error) throw this.#error;
+      if (this.#closed) throw new Deno.errors.BrokenPipe("The connection is closed.");
+      await new Promise<void>((resolve) => this.#wake = resolve);
+    }
+    return bytes.length;
   }
 
   /** Ends the server's side (TLS close_notify, then FIN). */
@@ -144,6 +158,7 @@ export class NodeTlsConn {
   close(): void {
     this.#socket.destroy();
     this.#ended = true;
+    this.#closed = true;
     this.#notify();
   }
 
@@ -163,15 +178,34 @@ interface Arrival {
 /** A node:tls listener, accepted one by one as `Deno.listen`'s are. */
 export class NodeTlsListener {
   readonly #server: tls.Server;
+  readonly #options: NodeTlsOptions;
   readonly #ready: NodeTlsConn[] = [];
+  /** TCP connections whose handshake is under way, cut by close. */
+  readonly #handshaking = new Set<Socket>();
+  /**
+   * Each TCP connection's peer and arrival time. After a failed handshake
+   * the TLS socket no longer knows its peer; the TCP one, seen first, did.
+   * Weak, since a failure may be reported after the TCP socket closed.
+   */
+  readonly #arrivals = new WeakMap<Socket, Arrival>();
   #waiting: ((conn: NodeTlsConn | null) => void) | undefined;
   #closed = false;
-  /** Where it listens. */
-  readonly addr: Deno.NetAddr;
+  #addr: Deno.NetAddr | undefined;
 
-  private constructor(server: tls.Server, addr: Deno.NetAddr) {
+  private constructor(server: tls.Server, options: NodeTlsOptions) {
     this.#server = server;
-    this.addr = addr;
+    this.#options = options;
+    server.on("connection", (socket: Socket) => this.#connected(socket));
+    server.on(
+      "tlsClientError",
+      (error: Error, socket: tls.TLSSocket) => this.#failed(error, socket),
+    );
+    server.on("secureConnection", (socket: tls.TLSSocket) => this.#arrived(socket));
+  }
+
+  /** Where it listens. */
+  get addr(): Deno.NetAddr {
+    return this.#addr!;
   }
 
   /**
@@ -197,27 +231,7 @@ export class NodeTlsListener {
         ? options.handshakeTimeoutMs
         : NO_HANDSHAKE_TIMEOUT,
     });
-    // After a failed handshake the TLS socket no longer knows its peer; the TCP one, seen first, did.
-    const arrivals = new WeakMap<object, Arrival>();
-    server.on("connection", (socket: Socket) => {
-      arrivals.set(socket, { peer: socketPeer(socket), at: Date.now() });
-    });
-    server.on("tlsClientError", (error: Error & { code?: string }, socket: tls.TLSSocket) => {
-      const tcp = (socket as unknown as { _parent?: object })._parent;
-      const arrival = tcp && arrivals.get(tcp);
-      const peer = arrival?.peer ?? socketPeer(socket);
-      // node:tls reports a handshake timeout and leaves the socket open; nothing more will come.
-      socket.destroy();
-      if (isHandshakeTimeout(error)) {
-        options.onTimeout(peer, Date.now() - (arrival?.at ?? Date.now()));
-        return;
-      }
-      const refused = CERTIFICATE_REFUSALS.has(error.code ?? "");
-      options.onFailure(peer, {
-        kind: refused ? "client_cert_refused" : "failed",
-        reason: `the handshake failed: ${describeError(error)}`,
-      });
-    });
+    const listener = new NodeTlsListener(server, options);
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       const where: ListenOptions & { reusePort?: boolean } = {
@@ -231,12 +245,7 @@ export class NodeTlsListener {
       });
     });
     const address = server.address() as AddressInfo;
-    const listener = new NodeTlsListener(server, {
-      transport: "tcp",
-      hostname: address.address,
-      port: address.port,
-    });
-    server.on("secureConnection", (socket: tls.TLSSocket) => listener.#arrived(socket));
+    listener.#addr = { transport: "tcp", hostname: address.address, port: address.port };
     return listener;
   }
 
@@ -264,24 +273,58 @@ export class NodeTlsListener {
     });
   }
 
-  /** Stops listening; connections accepted stay open. */
+  /** Stops listening and cuts the handshakes under way; connections accepted stay open. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#server.close();
+    for (const socket of [...this.#handshaking]) socket.destroy();
+    this.#handshaking.clear();
     for (const conn of this.#ready.splice(0)) conn.close();
     const waiting = this.#waiting;
     this.#waiting = undefined;
     waiting?.(null);
   }
 
+  #connected(socket: Socket): void {
+    this.#arrivals.set(socket, { peer: socketPeer(socket), at: Date.now() });
+    this.#handshaking.add(socket);
+    socket.once("close", () => this.#handshaking.delete(socket));
+  }
+
+  #failed(error: Error & { code?: string }, socket: tls.TLSSocket): void {
+    const arrival = this.#takeArrival(socket);
+    // node:tls reports a handshake timeout and leaves the socket open; nothing more will come.
+    socket.destroy();
+    if (this.#closed) return; // cut by close, not the peer's doing
+    const peer = arrival?.peer ?? socketPeer(socket);
+    if (isHandshakeTimeout(error)) {
+      this.#options.onTimeout(peer, Date.now() - (arrival?.at ?? Date.now()));
+      return;
+    }
+    const refused = CERTIFICATE_REFUSALS.has(error.code ?? "");
+    this.#options.onFailure(peer, {
+      kind: refused ? "client_cert_refused" : "failed",
+      reason: `the handshake failed: ${describeError(error)}`,
+    });
+  }
+
   #arrived(socket: tls.TLSSocket): void {
+    this.#takeArrival(socket);
     const conn = new NodeTlsConn(socket);
     if (this.#closed) return conn.close();
     const waiting = this.#waiting;
     this.#waiting = undefined;
     if (waiting) waiting(conn);
     else this.#ready.push(conn);
+  }
+
+  /** The handshake is over: its arrival. The TLS socket's TCP socket is node:tls's `_parent`. */
+  #takeArrival(socket: tls.TLSSocket): Arrival | undefined {
+    const tcp = (socket as unknown as { _parent?: Socket })._parent;
+    if (tcp === undefined) return undefined;
+    this.#handshaking.delete(tcp);
+    return this.#arrivals.get(tcp);
   }
 }
 

@@ -134,3 +134,37 @@ Deno.test("NodeTlsListener.setFiles: new handshakes get the new certificate; a b
     listener.close();
   }
 });
+
+Deno.test("NodeTlsListener.close cuts the handshakes under way, unreported, and keeps the connections accepted", async () => {
+  await using pki = await makeTestPki();
+  const listener = await NodeTlsListener.open("127.0.0.1", 0, {
+    files: { cert: pki.server.certificate, key: pki.server.key },
+    handshakeTimeoutMs: NO_TIMEOUT,
+    onFailure: (_peer, failure) =>
+      assert.fail(`a cut handshake is not reported: ${failure.reason}`),
+    onTimeout: () => assert.fail("no handshake times out here"),
+  });
+  const { port } = listener.addr;
+  const client = await Deno.connectTls({
+    hostname: "127.0.0.1",
+    port,
+    caCerts: [pki.ca.certificate],
+  });
+  const silent = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await client.handshake();
+    const accepted = await withDeadline(listener.accept(), "the TLS connection");
+    listener.close();
+    const buffer = new Uint8Array(16);
+    // Cut if node:tls had taken it, reset if it still waited in the kernel's queue: closed either way.
+    const end = silent.read(buffer).catch(() => null);
+    assert.equal(await withDeadline(end, "the cut handshake's end"), null);
+    await client.write(new TextEncoder().encode("ping"));
+    const got = await withDeadline(accepted.read(buffer), "bytes on the accepted connection");
+    assert.equal(new TextDecoder().decode(buffer.subarray(0, got!)), "ping");
+    accepted.close();
+  } finally {
+    client.close();
+    silent.close();
+  }
+});
