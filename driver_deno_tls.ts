@@ -19,7 +19,12 @@
  *
  * What it lacks against the epoll loop: a refusal's reason is what node:tls
  * says (a certificate from another CA shows only as a reset), and its
- * handshake is the polyfill's, on rustls, not the system's OpenSSL.
+ * handshake is the polyfill's, on rustls, not the system's OpenSSL. It
+ * costs throughput: open connections get about 0.55 times the queries per
+ * second they had under `Deno.listenTls` (BENCHMARKS.md "The stall
+ * check"), while new ones answer at once. A connection still in its
+ * handshake is not a session yet: it does not count against
+ * `--max-connections`, and only the handshake timeout (or the peer) ends it.
  *
  * @module
  */
