@@ -1,8 +1,8 @@
 /**
  * The `Deno.listen` driver: an accept loop and one small async loop per
  * connection, for platforms without the epoll driver and `--io deno`
- * (TLS through `Deno.listenTls`, or node:tls when client certificates are
- * required: driver_deno_tls.ts). Each loop
+ * (TLS through node:tls, with or without client certificates:
+ * driver_deno_tls.ts). Each loop
  * moves bytes between its socket and its {@linkcode Session}: it writes what
  * the session has due, reads while the session wants input, and half-closes
  * or closes when the session says so. A sweep ticks the sessions whose
@@ -32,7 +32,7 @@ import { DRAIN_GRACE_MS, type PeerAddress, reportRepeatedRefusals, Session } fro
 const FIRST_READ_SIZE = 4096;
 const LARGE_READ_SIZE = 65536;
 
-/** What the driver accepts from: `Deno.listen`, `Deno.listenTls`, or node:tls for client certificates. */
+/** What the driver accepts from: `Deno.listen` for plain TCP, or node:tls for TLS. */
 export type Acceptor = Pick<Deno.Listener, "accept" | "close"> | NodeTlsListener;
 
 /** A connection as the driver uses it. */

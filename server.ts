@@ -116,7 +116,7 @@ export async function main(args: string[]): Promise<number> {
     // seconds and gigabytes to load.
     const tls = tlsPaths && await readTlsFiles(tlsPaths);
     if (tls && tlsPaths) checkTlsFiles(tls, tlsPaths);
-    checkListenAddress(cli.hostname, cli.port, tls);
+    checkListenAddress(cli.hostname, cli.port);
     if (cli.metricsPort !== undefined) {
       endpoint = StatusEndpoint.open(cli.hostname, cli.metricsPort);
     }

@@ -1,17 +1,22 @@
 /**
- * Opening the server's listening sockets with `Deno.listen` or
- * `Deno.listenTls`, and checking an address before the book is loaded.
+ * Opening the server's listening sockets for the `Deno.listen` driver:
+ * `Deno.listen` for plain TCP, node:tls for TLS (driver_deno_tls.ts says
+ * why not `Deno.listenTls`), and checking an address before the book is
+ * loaded.
  *
  * Serving threads import this module, so it imports nothing of the server
- * beyond its error type: a thread's module graph stays small (no book
- * loader, no CSV parser).
+ * beyond its error type and the handshake reports: a thread's module graph
+ * stays small (no book loader, no CSV parser).
  *
  * @module
  */
 
-import { type HandshakeFailed, NodeTlsListener } from "./driver_deno_tls.ts";
+import { NodeTlsListener } from "./driver_deno_tls.ts";
+import { reportHandshakeFailure } from "./driver_tls.ts";
+import { Counter } from "./metrics.ts";
 import { formatAddress } from "./net_address.ts";
 import { StartError } from "./server_error.ts";
+import type { SessionContext } from "./session.ts";
 import { describeError, sentence } from "./errors.ts";
 
 export type { TlsFiles } from "./driver.ts";
@@ -27,67 +32,82 @@ export type PortSharing =
   | "join";
 
 /**
- * Listens on the address, with SO_REUSEPORT when threads share it.
+ * Listens on the address (plain TCP), with SO_REUSEPORT when threads share it.
  *
  * @throws {StartError} when the port is in use, the address is not this
- * machine's, the port needs privileges, or the TLS certificate or key is unusable.
+ * machine's, or the port needs privileges.
  */
-export function listen(
+export function listen(hostname: string, port: number, sharing: PortSharing): Deno.Listener {
+  try {
+    refuseTakenPort(hostname, port, sharing);
+    return Deno.listen({ hostname, port, reusePort: sharing !== "alone" || undefined });
+  } catch (error) {
+    throw listenError(hostname, port, undefined, error);
+  }
+}
+
+/**
+ * Listens with node:tls on the address, with SO_REUSEPORT when threads
+ * share it, requiring client certificates when `tls.clientCa` is given.
+ * Handshakes have `context.limits.frameTimeoutMs` to finish (a handshake
+ * is like a frame begun and not finished; 0 waits forever); failures and
+ * timeouts are counted and logged in `context`, as the epoll loop does.
+ *
+ * @throws {StartError} as {@linkcode listen} does, and when the TLS
+ * certificate or key is unusable.
+ */
+export async function listenNodeTls(
   hostname: string,
   port: number,
   sharing: PortSharing,
-  tls: TlsFiles | undefined,
-): Deno.Listener {
-  const sharePort = sharing !== "alone";
-  try {
-    if (sharing === "first" && port !== 0) {
-      // SO_REUSEPORT would let us join another server already on this port
-      // and split its traffic; refuse to, as a plain bind would.
-      Deno.listen({ hostname, port }).close();
-    }
-    const options = { hostname, port, reusePort: sharePort || undefined };
-    return tls
-      ? Deno.listenTls({ ...options, cert: tls.cert, key: tls.key })
-      : Deno.listen(options);
-  } catch (error) {
-    throw listenError(hostname, port, tls, error);
-  }
-}
-
-/**
- * Listens with node:tls, requiring client certificates from `tls.clientCa`
- * (for the `Deno.listen` driver, where `Deno.listenTls` cannot ask for
- * them); one thread only.
- *
- * @throws {StartError} as {@linkcode listen} does.
- */
-export async function listenRequiringCertificates(
-  hostname: string,
-  port: number,
   tls: TlsFiles,
-  onFailure: HandshakeFailed,
+  context: SessionContext,
 ): Promise<NodeTlsListener> {
   try {
-    return await NodeTlsListener.open(hostname, port, tls, onFailure);
+    refuseTakenPort(hostname, port, sharing);
+    return await NodeTlsListener.open(hostname, port, {
+      files: tls,
+      reusePort: sharing !== "alone",
+      handshakeTimeoutMs: context.limits.frameTimeoutMs,
+      onFailure: (peer, failure) => reportHandshakeFailure(context, peer, failure, Date.now()),
+      onTimeout: (peer, afterMs) => reportHandshakeTimeout(context, peer, afterMs),
+    });
   } catch (error) {
     throw listenError(hostname, port, tls, error);
   }
 }
 
+/** Counts a handshake timeout and logs it at debug, as the session logs its own timeouts. */
+export function reportHandshakeTimeout(
+  context: SessionContext,
+  peer: Deno.NetAddr,
+  afterMs: number,
+): void {
+  context.counters[Counter.handshakeTimeouts]++;
+  context.log.debug("handshake timeout", {
+    peer: formatAddress(peer.hostname, peer.port),
+    after_ms: afterMs,
+  });
+}
+
 /**
- * Checks that the server could listen on the address (and use the TLS
- * certificate and key) by binding it once and letting it go, so that a
- * busy port or a wrong address is reported at once, before a large book
- * takes seconds to load.
+ * SO_REUSEPORT would let the first thread join another server already on
+ * this port and split its traffic; refuse to, as a plain bind would.
+ */
+function refuseTakenPort(hostname: string, port: number, sharing: PortSharing): void {
+  if (sharing === "first" && port !== 0) Deno.listen({ hostname, port }).close();
+}
+
+/**
+ * Checks that the server could listen on the address by binding it once
+ * and letting it go, so that a busy port or a wrong address is reported at
+ * once, before a large book takes seconds to load. (The TLS files are
+ * checked apart, naming the file: server_tls.ts.)
  *
  * @throws {StartError} as {@linkcode listen} does.
  */
-export function checkListenAddress(
-  hostname: string,
-  port: number,
-  tls: TlsFiles | undefined,
-): void {
-  listen(hostname, port, "alone", tls).close();
+export function checkListenAddress(hostname: string, port: number): void {
+  listen(hostname, port, "alone").close();
 }
 
 function listenError(

@@ -33,8 +33,8 @@ import { ConnectionService } from "./driver_deno.ts";
 import { createSessionContext, DEFAULT_LIMITS, type ServiceLimits } from "./session.ts";
 import { EXIT_USAGE, StartError } from "./server_error.ts";
 import { StatusEndpoint } from "./server_http.ts";
-import { listen, listenRequiringCertificates, type TlsFiles } from "./server_listen.ts";
-import { reportHandshakeFailure } from "./driver_tls.ts";
+import { listen, listenNodeTls, type TlsFiles } from "./server_listen.ts";
+import type { NodeTlsListener } from "./driver_deno_tls.ts";
 import { startWorker, type WorkerThread } from "./server_threads.ts";
 import type { IoKind, WorkerStart } from "./server_worker_messages.ts";
 
@@ -63,7 +63,7 @@ export interface ServerOptions {
   clientLimits?: ClientLimitsConfig;
   /**
    * Serve TLS instead of plain TCP; with `clientCa`, only to clients with a
-   * certificate it signed (the epoll loop only), whose subject identifies them.
+   * certificate it signed, whose subject identifies them.
    */
   tls?: TlsFiles;
   /**
@@ -104,7 +104,7 @@ export interface ServerHandle {
    * server_tls.ts); open ones keep theirs. Resolves once every thread has
    * them.
    *
-   * @throws {StartError} under `Deno.listenTls` (`--io deno`), which cannot change its certificate.
+   * @throws {TlsContextError} when node:tls cannot use a file (`--io deno`); the old ones stay.
    */
   setTls(tls: TlsFiles): Promise<void>;
   /** The counters in Prometheus text format, as `/metrics` serves them. */
@@ -124,7 +124,7 @@ export interface ServerHandle {
  *
  * With the epoll event loop (plain TCP on Linux, see driver_epoll.ts) every
  * serving thread is a worker and this thread only supervises; with
- * `Deno.listen` (TLS, other platforms) this thread serves too.
+ * `Deno.listen` (`--io deno`, platforms without epoll) this thread serves too.
  *
  * @throws {StartError} when the address cannot be listened on.
  */
@@ -138,7 +138,6 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
       options.io ?? "auto",
       hostname,
       options.tls,
-      workers,
       options.access?.proxyProtocol ?? false,
     );
   } catch (error) {
@@ -175,6 +174,8 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
 
   // Under Deno.listen the first thread is this one; under epoll it is a worker.
   let local: ConnectionService | undefined;
+  /** This thread's TLS listener under Deno.listen, kept to rotate its certificate. */
+  let localTls: NodeTlsListener | undefined;
   const threads: WorkerThread[] = [];
   let port: number;
   try {
@@ -189,15 +190,9 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
         clientLimits: start.clientLimits,
         clientCertificates: options.tls?.clientCa !== undefined,
       });
-      const tls = options.tls;
-      const listener = tls?.clientCa !== undefined
-        ? await listenRequiringCertificates(
-          hostname,
-          start.port,
-          tls,
-          (peer, failure) => reportHandshakeFailure(context, peer, failure, Date.now()),
-        )
-        : listen(hostname, start.port, start.sharing, tls);
+      localTls = options.tls &&
+        await listenNodeTls(hostname, start.port, start.sharing, options.tls, context);
+      const listener = localTls ?? listen(hostname, start.port, start.sharing);
       port = (listener.addr as Deno.NetAddr).port;
       local = new ConnectionService(listener, context);
     } else {
@@ -274,11 +269,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
       figures.reloadsOk++;
     },
     async setTls(tls) {
-      if (local !== undefined) {
-        throw new StartError(
-          "The Deno.listen loop (--io deno) cannot change its TLS certificate; restart the server to.",
-        );
-      }
+      localTls?.setFiles(tls);
       await Promise.all(threads.map((thread) => thread.setTls(tls)));
     },
     metrics,
@@ -308,7 +299,6 @@ function chooseIo(
   wanted: "auto" | IoKind,
   hostname: string,
   tls: TlsFiles | undefined,
-  workers: number,
   proxyProtocol: boolean,
 ): IoKind {
   const epollPossible = encodeSockaddr(hostname, 0) !== undefined && openLibc() !== undefined &&
@@ -320,13 +310,6 @@ function chooseIo(
     );
   }
   const io = wanted === "auto" ? (epollPossible ? "epoll" : "deno") : wanted;
-  if (io === "deno" && tls?.clientCa !== undefined && workers > 1) {
-    // node:tls, which asks for client certificates there, cannot share a port between threads.
-    throw new StartError(
-      "--tls-client-ca with --workers over 1 needs the epoll loop: Linux with glibc, --allow-ffi, OpenSSL 3 (libssl.so.3), and --io epoll or auto.",
-      EXIT_USAGE,
-    );
-  }
   if (io === "deno" && tls !== undefined && proxyProtocol) {
     // The header comes in clear before the handshake, and there TLS owns the socket from accept on.
     throw new StartError(

@@ -3,8 +3,9 @@
  * `--tls-key` and `--tls-client-ca`, checking them with OpenSSL before the
  * book is loaded (so a broken file is named at once), and reloading them
  * on SIGHUP or `--watch` (rotation): the main thread reads and checks the
- * files, then posts their PEM text to every serving thread, which builds a
- * new context for new connections (open ones keep theirs).
+ * files, then hands their PEM text to every serving thread (itself too,
+ * under `--io deno`), which builds a new context for new connections (open
+ * ones keep theirs).
  *
  * ```ts ignore
  * const paths = { cert: "server.crt", key: "server.key", clientCa: "ca.crt" };
@@ -15,6 +16,7 @@
  * @module
  */
 
+import { checkTlsFilesForNode } from "./driver_deno_tls.ts";
 import { describeError } from "./errors.ts";
 import { openOpenSsl } from "./openssl.ts";
 import { StartError } from "./server_error.ts";
@@ -55,19 +57,22 @@ export async function readTlsFiles(paths: TlsPaths): Promise<TlsFiles> {
 }
 
 /**
- * Checks that OpenSSL takes the files (PEM, security level 2, key and
- * certificate a pair, a usable client CA) by building a context and freeing
- * it. Does nothing where OpenSSL 3 cannot be loaded: `Deno.listenTls` then
- * checks the certificate and key when it listens.
+ * Checks that both TLS stacks take the files: where OpenSSL 3 can be
+ * loaded, OpenSSL, which the epoll loop serves with (PEM, security level 2,
+ * key and certificate a pair, a usable client CA), by building a context
+ * and freeing it; and node:tls, which the `Deno.listen` loop serves with
+ * (each file PEM of its kind, the key the certificate's).
  *
- * @throws {StartError} naming the flag and the file OpenSSL refused, and why.
+ * @throws {StartError} naming the flag and the file refused, and why.
  */
 export function checkTlsFiles(tls: TlsFiles, paths: TlsPaths): void {
-  const openssl = openOpenSsl();
-  if (openssl === undefined) return;
   try {
-    TlsContext.create(openssl, { certificate: tls.cert, key: tls.key, clientCa: tls.clientCa })
-      .free();
+    const openssl = openOpenSsl();
+    if (openssl !== undefined) {
+      TlsContext.create(openssl, { certificate: tls.cert, key: tls.key, clientCa: tls.clientCa })
+        .free();
+    }
+    checkTlsFilesForNode(tls);
   } catch (error) {
     if (!(error instanceof TlsContextError)) throw error;
     const flag = TLS_FLAGS[error.role];

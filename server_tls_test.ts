@@ -44,6 +44,8 @@ const MEMORY_CONNECTIONS = 2500;
 const MEMORY_GROWTH_LIMIT = 60 * 1024 * 1024;
 const MEMORY_WARMUP = 250;
 const MEMORY_LANES = 10;
+/** --frame-timeout in the handshake timeout tests: short, so the test is. */
+const HANDSHAKE_TIMEOUT_SECONDS = "0.3";
 
 /** A server with the test PKI's certificate, asking for client certificates from its CA. */
 async function startMtlsServer(
@@ -291,92 +293,89 @@ for (const loop of IO_LOOPS) {
   });
 }
 
-/** Start combinations the Deno.listen loop cannot serve, and what the refusal says. */
-const NEEDS_EPOLL: [string, (pki: TestPki) => string[], RegExp][] = [
-  [
-    "--tls-client-ca with --workers 2",
-    (pki) => ["--workers", "2", "--tls-client-ca", pki.ca.certificatePath],
-    /--tls-client-ca with --workers over 1 needs the epoll loop/,
-  ],
-  [
-    "--proxy-protocol with TLS",
-    () => ["--proxy-protocol"],
-    /--proxy-protocol with TLS needs the epoll loop/,
-  ],
-];
-
-for (const [label, extra, message] of NEEDS_EPOLL) {
-  Deno.test(`${label} on --io deno: exit 2 saying it needs the epoll loop`, async () => {
-    await using pki = await makeTestPki();
-    await using dir = await tempDir("addrbook_server_tls_test_");
-    await using server = new ServerProcess([
-      "--data",
-      await writeCsvBook(dir.path, BOOK),
-      "--io",
-      "deno",
-      "--tls-cert",
-      pki.server.certificatePath,
-      "--tls-key",
-      pki.server.keyPath,
-      ...extra(pki),
-    ]);
-    const { code, stderr } = await server.output();
-    assert.equal(code, EXIT_USAGE, stderr);
-    assert.match(stderr, message);
-    assertNoStackTrace(stderr);
-  });
-}
+Deno.test("--proxy-protocol with TLS on --io deno: exit 2 saying it needs the epoll loop", async () => {
+  await using pki = await makeTestPki();
+  await using dir = await tempDir("addrbook_server_tls_test_");
+  await using server = new ServerProcess([
+    "--data",
+    await writeCsvBook(dir.path, BOOK),
+    "--io",
+    "deno",
+    "--tls-cert",
+    pki.server.certificatePath,
+    "--tls-key",
+    pki.server.keyPath,
+    "--proxy-protocol",
+  ]);
+  const { code, stderr } = await server.output();
+  assert.equal(code, EXIT_USAGE, stderr);
+  assert.match(stderr, /--proxy-protocol with TLS needs the epoll loop/);
+  assertNoStackTrace(stderr);
+});
 
 // ---------------------------------------------------------------------------
 // Rotation
 
-Deno.test("SIGHUP rotates the certificate: new connections see the new one, open ones go on, a broken file keeps it", async () => {
-  await using pki = await makeTestPki();
-  await using dir = await tempDir("addrbook_server_tls_test_");
-  const certPath = `${dir.path}/server.crt`;
-  const keyPath = `${dir.path}/server.key`;
+/**
+ * Copies the server certificate and key into `dir`, where a test can
+ * replace them, and gives the server flags for them and a book there.
+ */
+async function rotatableFiles(pki: TestPki, dir: string) {
+  const certPath = `${dir}/server.crt`;
+  const keyPath = `${dir}/server.key`;
   await Deno.writeTextFile(certPath, pki.server.certificate);
   await Deno.writeTextFile(keyPath, pki.server.key);
-  await using server = await ServerProcess.start([
-    "--data",
-    await writeCsvBook(dir.path, BOOK),
-    "--tls-cert",
+  const book = await writeCsvBook(dir, BOOK);
+  return {
     certPath,
-    "--tls-key",
     keyPath,
-    "--tls-client-ca",
-    pki.ca.certificatePath,
-    "--workers",
-    "2",
-  ]);
-  const before = await connectSeeing(pki, server.port);
-  try {
-    assert.equal(before.serverName, SERVER_NAME);
-    await Deno.writeTextFile(certPath, pki.rotatedServer.certificate);
-    await Deno.writeTextFile(keyPath, pki.rotatedServer.key);
-    let from = server.stderr.lines.length;
-    server.signal("SIGHUP");
-    from = (await server.stderr.waitFor(/TLS reload done/, from)).index + 1;
-    // Both threads have it: the kernel spreads new connections among them.
-    for (let i = 0; i < 6; i++) {
-      const after = await connectSeeing(pki, server.port);
-      after.socket.destroy();
-      assert.equal(after.serverName, ROTATED_SERVER_NAME);
-    }
-    const reply = await askOverNodeTls(before.socket, ADA_EMAIL);
-    assert.ok(new TextDecoder().decode(reply).includes(ADA_NAME), "the old connection is served");
+    flags: ["--data", book, "--tls-cert", certPath, "--tls-key", keyPath],
+  };
+}
 
-    await Deno.writeTextFile(certPath, "not a certificate\n");
-    server.signal("SIGHUP");
-    const { line } = await server.stderr.waitFor(/TLS reload failed/, from);
-    assert.ok(line.includes(`--tls-cert file ${certPath}`), `names the file: ${line}`);
-    const still = await connectSeeing(pki, server.port);
-    still.socket.destroy();
-    assert.equal(still.serverName, ROTATED_SERVER_NAME, "the current certificate stays");
-  } finally {
-    before.socket.destroy();
-  }
-});
+for (const loop of IO_LOOPS) {
+  Deno.test(`SIGHUP rotates the certificate in every thread: new connections see the new one, open ones go on, a broken file keeps it [--io ${loop}]`, async () => {
+    await using pki = await makeTestPki();
+    await using dir = await tempDir("addrbook_server_tls_test_");
+    const { certPath, keyPath, flags } = await rotatableFiles(pki, dir.path);
+    await using server = await ServerProcess.start([
+      ...flags,
+      "--tls-client-ca",
+      pki.ca.certificatePath,
+      "--workers",
+      "2",
+      "--io",
+      loop,
+    ]);
+    const before = await connectSeeing(pki, server.port);
+    try {
+      assert.equal(before.serverName, SERVER_NAME);
+      await Deno.writeTextFile(certPath, pki.rotatedServer.certificate);
+      await Deno.writeTextFile(keyPath, pki.rotatedServer.key);
+      let from = server.stderr.lines.length;
+      server.signal("SIGHUP");
+      from = (await server.stderr.waitFor(/TLS reload done/, from)).index + 1;
+      // Both threads have it: the kernel spreads new connections among them.
+      for (let i = 0; i < 6; i++) {
+        const after = await connectSeeing(pki, server.port);
+        after.socket.destroy();
+        assert.equal(after.serverName, ROTATED_SERVER_NAME);
+      }
+      const reply = await askOverNodeTls(before.socket, ADA_EMAIL);
+      assert.ok(new TextDecoder().decode(reply).includes(ADA_NAME), "the old connection is served");
+
+      await Deno.writeTextFile(certPath, "not a certificate\n");
+      server.signal("SIGHUP");
+      const { line } = await server.stderr.waitFor(/TLS reload failed/, from);
+      assert.ok(line.includes(`--tls-cert file ${certPath}`), `names the file: ${line}`);
+      const still = await connectSeeing(pki, server.port);
+      still.socket.destroy();
+      assert.equal(still.serverName, ROTATED_SERVER_NAME, "the current certificate stays");
+    } finally {
+      before.socket.destroy();
+    }
+  });
+}
 
 // ---------------------------------------------------------------------------
 // Hostile and awkward clients
@@ -575,29 +574,6 @@ Deno.test("--proxy-protocol with TLS: the header comes in clear before the hands
   await server.stderr.waitFor(/refused client=198\.51\.100\.9 reason=/);
 });
 
-Deno.test("a TLS handshake left unfinished is closed at the frame timeout and counted", async () => {
-  await using pki = await makeTestPki();
-  await using dir = await tempDir("addrbook_server_tls_test_");
-  await using server = await startMtlsServer(pki, dir.path, [
-    "--io",
-    "epoll",
-    "--frame-timeout",
-    "0.3",
-    "--metrics-port",
-    "0",
-  ]);
-  // One client says nothing, one stops after the first bytes of a ClientHello.
-  for (const sent of [new Uint8Array(0), Uint8Array.of(0x16, 0x03, 0x01, 0x02)]) {
-    using raw = await ProtocolClient.connect(LOOPBACK, server.port);
-    if (sent.length > 0) await raw.send(sent);
-    assert.equal(await raw.read(), null, "closed without a byte");
-  }
-  assert.equal(await scrape(server, "addrbook_timeouts_total", '{kind="handshake"}'), 2);
-  assert.equal(await scrape(server, "addrbook_timeouts_total", '{kind="frame"}'), 0);
-  using client = await connectTls(pki, server.port);
-  assert.equal((await client.ask(ADA_EMAIL)).status, STATUS_FOUND);
-});
-
 for (const loop of IO_LOOPS) {
   Deno.test(`TLS split byte by byte through a relay is served [--io ${loop}]`, async () => {
     await using pki = await makeTestPki();
@@ -682,39 +658,76 @@ Deno.test(`${MEMORY_CONNECTIONS} TLS connections opened and closed grow the serv
   );
 });
 
-Deno.test("--watch reloads the TLS files when they change: new connections see the new certificate", async () => {
-  await using pki = await makeTestPki();
-  await using dir = await tempDir("addrbook_server_tls_test_");
-  const certPath = `${dir.path}/server.crt`;
-  const keyPath = `${dir.path}/server.key`;
-  await Deno.writeTextFile(certPath, pki.server.certificate);
-  await Deno.writeTextFile(keyPath, pki.server.key);
-  await using server = await ServerProcess.start([
-    "--data",
-    await writeCsvBook(dir.path, BOOK),
-    "--tls-cert",
-    certPath,
-    "--tls-key",
-    keyPath,
-    "--tls-client-ca",
-    pki.ca.certificatePath,
-    "--watch",
-    "--watch-settle",
-    "0.1",
-  ]);
-  const before = await connectSeeing(pki, server.port);
-  before.socket.destroy();
-  assert.equal(before.serverName, SERVER_NAME);
-  const from = server.stderr.lines.length;
-  // Written as a deploy tool would: the key first, then the certificate, each replaced whole.
-  await Deno.writeTextFile(`${keyPath}.new`, pki.rotatedServer.key);
-  await Deno.rename(`${keyPath}.new`, keyPath);
-  await Deno.writeTextFile(`${certPath}.new`, pki.rotatedServer.certificate);
-  await Deno.rename(`${certPath}.new`, certPath);
-  // A reload between the two writes finds a mismatched pair and keeps the old one (logged as
-  // failed); the only pair that loads is the new one.
-  await server.stderr.waitFor(/TLS reload done/, from);
-  const after = await connectSeeing(pki, server.port);
-  after.socket.destroy();
-  assert.equal(after.serverName, ROTATED_SERVER_NAME);
-});
+for (const loop of IO_LOOPS) {
+  // Without a client CA, so that rotation is tested in both TLS modes of each loop.
+  Deno.test(`--watch reloads the TLS files when they change: new connections see the new certificate [--io ${loop}]`, async () => {
+    await using pki = await makeTestPki();
+    await using dir = await tempDir("addrbook_server_tls_test_");
+    const { certPath, keyPath, flags } = await rotatableFiles(pki, dir.path);
+    await using server = await ServerProcess.start([
+      ...flags,
+      "--io",
+      loop,
+      "--watch",
+      "--watch-settle",
+      "0.1",
+    ]);
+    const before = await connectSeeing(pki, server.port);
+    before.socket.destroy();
+    assert.equal(before.serverName, SERVER_NAME);
+    const from = server.stderr.lines.length;
+    // Written as a deploy tool would: the key first, then the certificate, each replaced whole.
+    await Deno.writeTextFile(`${keyPath}.new`, pki.rotatedServer.key);
+    await Deno.rename(`${keyPath}.new`, keyPath);
+    await Deno.writeTextFile(`${certPath}.new`, pki.rotatedServer.certificate);
+    await Deno.rename(`${certPath}.new`, certPath);
+    // A reload between the two writes finds a mismatched pair and keeps the old one (logged as
+    // failed); the only pair that loads is the new one.
+    await server.stderr.waitFor(/TLS reload done/, from);
+    const after = await connectSeeing(pki, server.port);
+    after.socket.destroy();
+    assert.equal(after.serverName, ROTATED_SERVER_NAME);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Handshake timeout
+
+for (const [loop, clientCa] of IO_LOOPS.flatMap((loop) => [[loop, false], [loop, true]] as const)) {
+  Deno.test(`a TLS client that never finishes its handshake is closed after --frame-timeout and counted as kind="handshake"${clientCa ? " (--tls-client-ca)" : ""} [--io ${loop}]`, async () => {
+    await using pki = await makeTestPki();
+    await using dir = await tempDir("addrbook_server_tls_test_");
+    await using server = await ServerProcess.start([
+      "--data",
+      await writeCsvBook(dir.path, BOOK),
+      "--tls-cert",
+      pki.server.certificatePath,
+      "--tls-key",
+      pki.server.keyPath,
+      ...(clientCa ? ["--tls-client-ca", pki.ca.certificatePath] : []),
+      "--io",
+      loop,
+      "--frame-timeout",
+      HANDSHAKE_TIMEOUT_SECONDS,
+      "--metrics-port",
+      "0",
+      "--log-level",
+      "debug",
+    ]);
+    const from = server.stderr.lines.length;
+    {
+      using silent = await ProtocolClient.connect(LOOPBACK, server.port);
+      // The first bytes of a ClientHello record, and then nothing.
+      await silent.send(new Uint8Array([0x16, 0x03, 0x01]));
+      assert.equal(await withDeadline(silent.read(), "the server to close it"), null);
+    }
+    const { line } = await server.stderr.waitFor(/handshake timeout/, from);
+    assert.match(line, /peer[=:]"?127\.0\.0\.1:\d+/);
+    assert.equal(await scrape(server, "addrbook_timeouts_total", '{kind="handshake"}'), 1);
+    assert.equal(await scrape(server, "addrbook_timeouts_total", '{kind="frame"}'), 0);
+    assert.equal(await handshakeCount(server, "failed"), 0);
+    // Others are served meanwhile and after.
+    using client = await connectTls(pki, server.port);
+    assert.deepEqual(await client.ask(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
+  });
+}

@@ -18,7 +18,8 @@ import { Logger } from "./log.ts";
 import { counterRow } from "./metrics.ts";
 import { formatAddress } from "./net_address.ts";
 import { createSessionContext } from "./session.ts";
-import { listen, type TlsFiles } from "./server_listen.ts";
+import { listen, listenNodeTls, type TlsFiles } from "./server_listen.ts";
+import type { NodeTlsListener } from "./driver_deno_tls.ts";
 import { TlsContextError } from "./tls_context.ts";
 import type { WorkerCommand, WorkerReport, WorkerStart } from "./server_worker_messages.ts";
 
@@ -31,13 +32,15 @@ const scope = self as unknown as {
 let service: Service | undefined;
 /** The epoll loop's TLS side, kept here to rotate its certificate and free it at the end. */
 let tlsAcceptor: TlsAcceptor | undefined;
+/** The Deno.listen loop's TLS listener, kept here to rotate its certificate. */
+let nodeTlsListener: NodeTlsListener | undefined;
 let handled = 0;
 
 function report(message: WorkerReport): void {
   scope.postMessage(message);
 }
 
-function start(command: WorkerStart): void {
+async function start(command: WorkerStart): Promise<void> {
   try {
     const options = createSessionContext({
       book: AddressBook.fromShared(command.book),
@@ -53,7 +56,10 @@ function start(command: WorkerStart): void {
       clientCertificates: command.tls?.clientCa !== undefined,
     });
     if (command.io === "deno") {
-      const listener = listen(command.hostname, command.port, command.sharing, command.tls);
+      const { hostname, port, sharing } = command;
+      nodeTlsListener = command.tls &&
+        await listenNodeTls(hostname, port, sharing, command.tls, options);
+      const listener = nodeTlsListener ?? listen(hostname, port, sharing);
       service = new ConnectionService(listener, options);
       report({ kind: "listening", port: (listener.addr as Deno.NetAddr).port });
       return;
@@ -99,6 +105,7 @@ function tlsPem(tls: TlsFiles) {
 function replaceTls(tls: TlsFiles): void {
   try {
     tlsAcceptor?.replace(tlsPem(tls));
+    nodeTlsListener?.setFiles(tls);
   } catch (error) {
     report({
       kind: "log",
@@ -137,7 +144,7 @@ function listenEpoll(libc: NonNullable<ReturnType<typeof openLibc>>, command: Wo
 scope.onmessage = (event) => {
   const command = event.data;
   if (command.kind === "start") {
-    start(command);
+    void start(command);
     return;
   }
   handled++;

@@ -20,6 +20,7 @@ import {
 } from "./protocol.ts";
 import { startServer } from "./server.ts";
 import { makeTestPki, type TestPki as FullPki } from "./test_pki.ts";
+import { noDelayOf } from "./tls_node_probe.ts";
 import {
   assertNoStackTrace,
   EVENT_DEADLINE_MS,
@@ -167,6 +168,46 @@ Deno.test("startServer with tls serves TLS in-process", async () => {
   } finally {
     await server.close();
   }
+});
+
+Deno.test({
+  name:
+    "startServer --io deno: TLS sockets have TCP_NODELAY (no 40 ms stall) and answer, with and without a client CA",
+  // The check reads the server's socket with getsockopt, through FFI on Linux.
+  ignore: !IO_LOOPS.includes("epoll"),
+  fn: async () => {
+    await using pki = await makePki();
+    await using dir = await tempDir();
+    const { book } = await loadBook(await writeBook(dir.path));
+    for (const clientCa of [undefined, pki.all.ca.certificate]) {
+      const label = clientCa ? "with a client CA" : "without one";
+      const server = await startServer({
+        book,
+        port: 0,
+        io: "deno",
+        tls: { cert: pki.cert, key: pki.key, clientCa },
+        log: new Logger({ write: () => {} }),
+      });
+      try {
+        const conn = await Deno.connectTls({
+          hostname: LOOPBACK,
+          port: server.addr.port,
+          caCerts: [pki.caPem],
+          cert: pki.all.client.certificate,
+          key: pki.all.client.key,
+        });
+        using client = new ProtocolClient(conn);
+        assert.deepEqual(
+          await client.ask(ADA_EMAIL),
+          { status: STATUS_FOUND, text: ADA_NAME },
+          label,
+        );
+        assert.equal(noDelayOf(server.addr.port, conn.localAddr.port), 1, label);
+      } finally {
+        await server.close();
+      }
+    }
+  },
 });
 
 // ---------------------------------------------------------------------------
