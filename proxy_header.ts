@@ -119,6 +119,8 @@ const FIRST_PRINTABLE = 0x20;
 const LAST_PRINTABLE = 0x7e;
 /** How much of a peer's text an error message shows, at most. */
 const MAX_SHOWN_CHARS = 15;
+/** Characters of a peer's text that a message does not echo (see show). */
+const NOT_SHOWN = /[^0-9A-Za-z.:+\-…]/g;
 
 const IPV4_PATTERN =
   /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
@@ -607,10 +609,15 @@ function hex(byte: number): string {
   return `0x${byte.toString(16).padStart(2, "0")}`;
 }
 
-/** Quotes at most a few characters of a peer's text, so that a message never echoes much. */
+/**
+ * Quotes at most a few characters of a peer's text, so that a message never
+ * echoes much, with every character that no address, port or protocol name
+ * holds shown as `?`: the message is logged, and what a peer sends may be
+ * anything, an email address among them.
+ */
 function show(text: string): string {
-  const shown = text.length > MAX_SHOWN_CHARS ? `${text.slice(0, MAX_SHOWN_CHARS)}…` : text;
-  return JSON.stringify(shown);
+  const few = text.length > MAX_SHOWN_CHARS ? `${text.slice(0, MAX_SHOWN_CHARS)}…` : text;
+  return JSON.stringify(few.replace(NOT_SHOWN, "?"));
 }
 
 /** Shows a few bytes: as quoted text when printable, in hex otherwise. */

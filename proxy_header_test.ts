@@ -225,6 +225,17 @@ Deno.test("a message shows only a few characters of what the peer sent", () => {
   );
 });
 
+Deno.test("a message never echoes what could be an email address or other free text", () => {
+  assert.throws(
+    () => new ProxyHeaderParser().push(text("PROXY TCP4 127@0.0.1 5.6.7.8 1 2\r\n")),
+    new ProxyHeaderError('PROXY v1 source address "127?0.0.1" is not an IPv4 address.'),
+  );
+  assert.throws(
+    () => new ProxyHeaderParser().push(text("PROXY a@b.c 1.2.3.4 5.6.7.8 1 2\r\n")),
+    new ProxyHeaderError('PROXY v1 protocol "a?b.c" is not TCP4, TCP6 or UNKNOWN.'),
+  );
+});
+
 Deno.test("a stream that is not a PROXY header is refused on its first byte", () => {
   const query = concat(Uint8Array.of(0x51, 0, 0, 0, 15), text("ada@example.com"));
   assert.equal(bytesBeforeRefusal(query), 1);
