@@ -108,7 +108,8 @@ Options:
   --name-column NAME       CSV column holding the name, for other exports
   --workers N              serving threads sharing the port (default 1)
   --io LOOP                epoll (Linux), deno (Deno.listen) or auto (default: epoll
-                           when it can: plain TCP on an IP address with --allow-ffi)
+                           when it can: an IP address, --allow-ffi, and for TLS
+                           OpenSSL 3)
   --max-connections N      open connections before new ones get SERVER_BUSY (default 1024)
   --idle-timeout SECONDS   close a connection silent this long, 0 = never (default 300)
   --frame-timeout SECONDS  close a connection that leaves a frame (or its PROXY
@@ -130,7 +131,8 @@ Options:
                            open connections per client; one more gets RATE_LIMITED and is
                            closed (default 0: no cap)
   --proxy-protocol         every connection starts with a PROXY header (v1 or v2, as HAProxy
-                           sends with send-proxy / send-proxy-v2): its source is the client
+                           sends with send-proxy / send-proxy-v2): its source is the client;
+                           with TLS it comes in clear before the handshake (epoll loop only)
   --trusted-proxy CIDR[,CIDR...]
                            with --proxy-protocol, the peers whose headers are believed;
                            others get FORBIDDEN (default 127.0.0.0/8,::1)
