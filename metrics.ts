@@ -8,7 +8,7 @@
  * @module
  */
 
-import { STATUS_NAMES } from "./protocol.ts";
+import { OUTCOME_NAMES } from "./front_end.ts";
 
 /** Index of each counter in a thread's row. */
 export const Counter = {
@@ -40,12 +40,33 @@ export const Counter = {
   tlsClientCertRefused: 12,
   /** Connections closed for not finishing the TLS handshake within the frame timeout. */
   handshakeTimeouts: 13,
-  /** Replies sent, by status: this index plus the status code. */
-  repliesByStatus: 14,
+  /**
+   * Replies sent, by front end and outcome: this index, plus the front end's
+   * place in {@linkcode FRONT_END_NAMES} times the number of outcomes, plus
+   * the outcome (see {@linkcode outcomeCounters}).
+   */
+  replies: 14,
 } as const;
 
+/** The front ends whose replies are counted, by the name each gives itself. */
+export const FRONT_END_NAMES: readonly string[] = ["binary"];
+
 /** How many counters one thread's row holds. */
-export const COUNTERS_PER_THREAD: number = Counter.repliesByStatus + STATUS_NAMES.length;
+export const COUNTERS_PER_THREAD: number = Counter.replies +
+  FRONT_END_NAMES.length * OUTCOME_NAMES.length;
+
+/** The index of a front end's count of one outcome in a row. */
+export function replyCounter(frontEnd: string, outcome: number): number {
+  const place = FRONT_END_NAMES.indexOf(frontEnd);
+  if (place < 0) throw new RangeError(`No counters are kept for the front end "${frontEnd}".`);
+  return Counter.replies + place * OUTCOME_NAMES.length + outcome;
+}
+
+/** A front end's replies in a row of counters, by outcome: a view, to count into. */
+export function outcomeCounters(row: Float64Array, frontEnd: string): Float64Array {
+  const start = replyCounter(frontEnd, 0);
+  return row.subarray(start, start + OUTCOME_NAMES.length);
+}
 
 /** Makes a shared row of counters for `threads` serving threads. */
 export function createCounterTable(threads: number): Float64Array {
@@ -97,11 +118,13 @@ export function renderPrometheus(totals: Float64Array, book: BookFigures): strin
   metric(
     "addrbook_replies_total",
     "counter",
-    "Replies sent, by status.",
-    STATUS_NAMES.map((name, status) => [
-      `{status="${name}"}`,
-      totals[Counter.repliesByStatus + status],
-    ]),
+    "Replies sent, by front end and outcome.",
+    FRONT_END_NAMES.flatMap((frontEnd) =>
+      OUTCOME_NAMES.map((name, outcome): [string, number] => [
+        `{front_end="${frontEnd}",status="${name}"}`,
+        totals[replyCounter(frontEnd, outcome)],
+      ])
+    ),
   );
   metric(
     "addrbook_busy_refusals_total",

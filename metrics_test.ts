@@ -5,10 +5,13 @@ import {
   counterRow,
   COUNTERS_PER_THREAD,
   createCounterTable,
+  FRONT_END_NAMES,
+  outcomeCounters,
   renderPrometheus,
+  replyCounter,
   sumCounters,
 } from "./metrics.ts";
-import { STATUS_NAMES } from "./protocol.ts";
+import { Outcome, OUTCOME_NAMES } from "./front_end.ts";
 
 /** A parsed Prometheus text exposition: help and type per metric, and every sample. */
 interface Exposition {
@@ -62,8 +65,11 @@ const NO_BOOK: BookFigures = { entries: 0, reloadsOk: 0, reloadsFailed: 0 };
 
 // --- The counter table ---
 
-Deno.test("COUNTERS_PER_THREAD holds the fixed counters and one per reply status", () => {
-  assert.equal(COUNTERS_PER_THREAD, Counter.repliesByStatus + STATUS_NAMES.length);
+Deno.test("COUNTERS_PER_THREAD holds the fixed counters and one per front end and outcome", () => {
+  assert.equal(
+    COUNTERS_PER_THREAD,
+    Counter.replies + FRONT_END_NAMES.length * OUTCOME_NAMES.length,
+  );
   assert.equal(COUNTERS_PER_THREAD, 21);
   const indices = Object.values(Counter);
   assert.equal(new Set(indices).size, indices.length, "each counter has its own index");
@@ -100,13 +106,13 @@ Deno.test("sumCounters adds each counter across the rows of all threads", () => 
   rows[2][Counter.connectionsTotal] = 11;
   rows[0][Counter.connectionsOpen] = 2;
   rows[1][Counter.connectionsOpen] = -1; // a gauge row may dip below zero; only the sum matters
-  rows[2][Counter.repliesByStatus + 4] = 3;
-  rows[0][Counter.repliesByStatus + 4] = 1;
+  rows[2][Counter.replies + 4] = 3;
+  rows[0][Counter.replies + 4] = 1;
   const totals = sumCounters(table);
   assert.equal(totals.length, COUNTERS_PER_THREAD);
   assert.equal(totals[Counter.connectionsTotal], 23);
   assert.equal(totals[Counter.connectionsOpen], 1);
-  assert.equal(totals[Counter.repliesByStatus + 4], 4);
+  assert.equal(totals[Counter.replies + 4], 4);
   assert.equal(totals[Counter.busyRefusals], 0);
 });
 
@@ -155,6 +161,15 @@ self.onmessage = (event) => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("outcomeCounters is a front end's view of its replies in a row, by outcome", () => {
+  const row = counterRow(createCounterTable(2), 1);
+  const outcomes = outcomeCounters(row, "binary");
+  assert.equal(outcomes.length, OUTCOME_NAMES.length);
+  outcomes[Outcome.rateLimited] += 2;
+  assert.equal(row[replyCounter("binary", Outcome.rateLimited)], 2);
+  assert.throws(() => outcomeCounters(row, "gopher"), RangeError);
 });
 
 // --- The Prometheus rendering ---
@@ -206,9 +221,9 @@ Deno.test("renderPrometheus writes the summed counters and the book figures as s
   b[Counter.refusedRateLimited] = 9;
   a[Counter.refusedFoundLimit] = 10;
   b[Counter.refusedClientConnections] = 11;
-  STATUS_NAMES.forEach((_, status) => {
-    a[Counter.repliesByStatus + status] = 100 + status;
-    b[Counter.repliesByStatus + status] = 1000 * (status + 1);
+  OUTCOME_NAMES.forEach((_, outcome) => {
+    a[Counter.replies + outcome] = 100 + outcome;
+    b[Counter.replies + outcome] = 1000 * (outcome + 1);
   });
   const text = renderPrometheus(sumCounters(table), {
     entries: 50,
@@ -220,13 +235,13 @@ Deno.test("renderPrometheus writes the summed counters and the book figures as s
   assert.deepEqual(Object.fromEntries(samples), {
     "addrbook_connections_open": 3,
     "addrbook_connections_total": 42,
-    'addrbook_replies_total{status="FOUND"}': 1100,
-    'addrbook_replies_total{status="NOT_FOUND"}': 2101,
-    'addrbook_replies_total{status="BAD_REQUEST"}': 3102,
-    'addrbook_replies_total{status="PROTOCOL_ERROR"}': 4103,
-    'addrbook_replies_total{status="SERVER_BUSY"}': 5104,
-    'addrbook_replies_total{status="FORBIDDEN"}': 6105,
-    'addrbook_replies_total{status="RATE_LIMITED"}': 7106,
+    'addrbook_replies_total{front_end="binary",status="FOUND"}': 1100,
+    'addrbook_replies_total{front_end="binary",status="NOT_FOUND"}': 2101,
+    'addrbook_replies_total{front_end="binary",status="BAD_REQUEST"}': 3102,
+    'addrbook_replies_total{front_end="binary",status="PROTOCOL_ERROR"}': 4103,
+    'addrbook_replies_total{front_end="binary",status="SERVER_BUSY"}': 5104,
+    'addrbook_replies_total{front_end="binary",status="FORBIDDEN"}': 6105,
+    'addrbook_replies_total{front_end="binary",status="RATE_LIMITED"}': 7106,
     "addrbook_busy_refusals_total": 4,
     'addrbook_timeouts_total{kind="idle"}': 5,
     'addrbook_timeouts_total{kind="frame"}': 6,
@@ -246,7 +261,7 @@ Deno.test("renderPrometheus writes the summed counters and the book figures as s
   });
   // Whole counts are written as integers, as Prometheus tools expect.
   assert.match(text, /^addrbook_connections_total 42$/m);
-  assert.match(text, /^addrbook_replies_total\{status="SERVER_BUSY"\} 5104$/m);
+  assert.match(text, /^addrbook_replies_total\{front_end="binary",status="SERVER_BUSY"\} 5104$/m);
 });
 
 Deno.test("renderPrometheus writes large counts as plain integers", () => {

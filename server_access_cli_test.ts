@@ -245,8 +245,14 @@ testEachIo("/metrics counts refusals by reason, and the tracked clients", async 
     assert.equal(await refusals("found_limit"), 1);
     assert.equal(await refusals("client_connections"), 1);
     assert.equal(await sample("addrbook_tracked_clients"), 2, "a refused stranger is not tracked");
-    assert.equal(await sample("addrbook_replies_total", '{status="RATE_LIMITED"}'), 3);
-    assert.equal(await sample("addrbook_replies_total", '{status="FORBIDDEN"}'), 1);
+    assert.equal(
+      await sample("addrbook_replies_total", '{front_end="binary",status="RATE_LIMITED"}'),
+      3,
+    );
+    assert.equal(
+      await sample("addrbook_replies_total", '{front_end="binary",status="FORBIDDEN"}'),
+      1,
+    );
   } finally {
     finder.close();
     asker.close();

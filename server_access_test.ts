@@ -13,6 +13,7 @@
  * are tested in server_access_cli_test.ts.
  */
 
+import { BINARY_FRONT_END } from "./binary_front_end.ts";
 import assert from "node:assert/strict";
 import type { AccessRules } from "./access_policy.ts";
 import { ClientLimits, type ClientLimitsConfig, parseAllowance } from "./access_limits.ts";
@@ -185,7 +186,10 @@ accessTest(
     );
     const metrics = server.metrics();
     assert.equal(metricValue(metrics, "addrbook_refusals_total", '{reason="forbidden"}'), 2);
-    assert.equal(metricValue(metrics, "addrbook_replies_total", '{status="FORBIDDEN"}'), 2);
+    assert.equal(
+      metricValue(metrics, "addrbook_replies_total", '{front_end="binary",status="FORBIDDEN"}'),
+      2,
+    );
   },
 );
 
@@ -334,7 +338,11 @@ accessTest(
       1,
     );
     assert.equal(
-      metricValue(server.metrics(), "addrbook_replies_total", '{status="RATE_LIMITED"}'),
+      metricValue(
+        server.metrics(),
+        "addrbook_replies_total",
+        '{front_end="binary",status="RATE_LIMITED"}',
+      ),
       1,
     );
     assert.equal(metricValue(server.metrics(), "addrbook_tracked_clients"), 2);
@@ -737,6 +745,7 @@ accessTest(
 Deno.test("a refusal repeated after the log interval is logged again with the count of repeats", () => {
   const lines: string[] = [];
   const context = createSessionContext({
+    frontEnd: BINARY_FRONT_END,
     book: makeBook(),
     limits: DEFAULT_LIMITS,
     counters: counterRow(createCounterTable(1), 0),

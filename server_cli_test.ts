@@ -1049,9 +1049,12 @@ testEachIo(
     assert.match(body, /^# TYPE addrbook_replies_total counter$/m);
     assert.match(
       body,
-      new RegExp(`^addrbook_replies_total\\{status="FOUND"\\} ${FRESH_CONNECTIONS}$`, "m"),
+      new RegExp(
+        `^addrbook_replies_total\\{front_end="binary",status="FOUND"\\} ${FRESH_CONNECTIONS}$`,
+        "m",
+      ),
     );
-    assert.match(body, /^addrbook_replies_total\{status="NOT_FOUND"\} 1$/m);
+    assert.match(body, /^addrbook_replies_total\{front_end="binary",status="NOT_FOUND"\} 1$/m);
     assert.match(body, new RegExp(`^addrbook_connections_total ${FRESH_CONNECTIONS + 1}$`, "m"));
     assert.match(body, new RegExp(`^addrbook_book_entries ${BOOK.length}$`, "m"));
     assert.match(body, /^addrbook_reloads_total\{result="ok"\} 0$/m);

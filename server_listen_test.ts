@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { BINARY_FRONT_END } from "./binary_front_end.ts";
 import { EXIT_FAILURE, StartError } from "./server_error.ts";
 import { Logger } from "./log.ts";
 import { Counter, counterRow, createCounterTable } from "./metrics.ts";
@@ -20,6 +21,7 @@ function quietContext(
 ): SessionContext & { lines: string[] } {
   const lines: string[] = [];
   const context = createSessionContext({
+    frontEnd: BINARY_FRONT_END,
     book: makeBook(),
     limits: { ...DEFAULT_LIMITS, ...limits },
     counters: counterRow(createCounterTable(1), 0),

@@ -16,6 +16,7 @@
  * @module
  */
 
+import { BINARY_FRONT_END } from "./binary_front_end.ts";
 import type { AccessRules } from "./access_policy.ts";
 import type { AddressBook } from "./addressbook.ts";
 import { ClientLimits, type ClientLimitsConfig } from "./access_limits.ts";
@@ -181,6 +182,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   try {
     if (io === "deno") {
       const context = createSessionContext({
+        frontEnd: BINARY_FRONT_END,
         book,
         limits: start.limits,
         counters: counterRow(counters, 0),

@@ -591,8 +591,12 @@ async function writeInChunks(client: RawClient, bytes: Uint8Array): Promise<void
 /** Waits until the server's reply counter stops moving, and returns it. */
 async function waitForStall(server: { metrics(): string }): Promise<number> {
   const answered = () =>
-    metricValue(server.metrics(), "addrbook_replies_total", '{status="FOUND"}') +
-    metricValue(server.metrics(), "addrbook_replies_total", '{status="NOT_FOUND"}');
+    metricValue(server.metrics(), "addrbook_replies_total", '{front_end="binary",status="FOUND"}') +
+    metricValue(
+      server.metrics(),
+      "addrbook_replies_total",
+      '{front_end="binary",status="NOT_FOUND"}',
+    );
   let last = -1;
   let steady = 0;
   await waitFor(() => {
@@ -1000,7 +1004,11 @@ testOnEachLoop(
         assert.equal(server.entries, 2);
         assert.equal(metricValue(server.metrics(), "addrbook_connections_open"), 20);
         assert.equal(
-          metricValue(server.metrics(), "addrbook_replies_total", '{status="FOUND"}'),
+          metricValue(
+            server.metrics(),
+            "addrbook_replies_total",
+            '{front_end="binary",status="FOUND"}',
+          ),
           40,
         );
         const shutdown = server.shutdown(2000);
@@ -1070,10 +1078,10 @@ testOnEachLoop(
         const expected: [string, string, number][] = [
           ["addrbook_connections_open", "", 0],
           ["addrbook_connections_total", "", 5],
-          ["addrbook_replies_total", '{status="FOUND"}', 1],
-          ["addrbook_replies_total", '{status="NOT_FOUND"}', 1],
-          ["addrbook_replies_total", '{status="BAD_REQUEST"}', 1],
-          ["addrbook_replies_total", '{status="PROTOCOL_ERROR"}', 1],
+          ["addrbook_replies_total", '{front_end="binary",status="FOUND"}', 1],
+          ["addrbook_replies_total", '{front_end="binary",status="NOT_FOUND"}', 1],
+          ["addrbook_replies_total", '{front_end="binary",status="BAD_REQUEST"}', 1],
+          ["addrbook_replies_total", '{front_end="binary",status="PROTOCOL_ERROR"}', 1],
           ["addrbook_busy_refusals_total", "", 1],
           ["addrbook_timeouts_total", '{kind="idle"}', 2],
           ["addrbook_timeouts_total", '{kind="frame"}', 1],
@@ -1111,7 +1119,11 @@ testOnEachLoop("counts SERVER_BUSY replies among the replies by status", async (
     try {
       assert.equal((await refused.readUntilClosed())[0].status, STATUS_SERVER_BUSY);
       assert.equal(
-        metricValue(server.metrics(), "addrbook_replies_total", '{status="SERVER_BUSY"}'),
+        metricValue(
+          server.metrics(),
+          "addrbook_replies_total",
+          '{front_end="binary",status="SERVER_BUSY"}',
+        ),
         1,
       );
     } finally {

@@ -569,8 +569,14 @@ Deno.test("--proxy-protocol with TLS: the header comes in clear before the hands
     );
   }
   assert.equal(await scrape(server, "addrbook_refusals_total", '{reason="forbidden"}'), 1);
-  assert.equal(await scrape(server, "addrbook_replies_total", '{status="PROTOCOL_ERROR"}'), 2);
-  assert.equal(await scrape(server, "addrbook_replies_total", '{status="FOUND"}'), 3);
+  assert.equal(
+    await scrape(server, "addrbook_replies_total", '{front_end="binary",status="PROTOCOL_ERROR"}'),
+    2,
+  );
+  assert.equal(
+    await scrape(server, "addrbook_replies_total", '{front_end="binary",status="FOUND"}'),
+    3,
+  );
   await server.stderr.waitFor(/refused client=198\.51\.100\.9 reason=/);
 });
 

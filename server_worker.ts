@@ -7,6 +7,7 @@
  * @module
  */
 
+import { BINARY_FRONT_END } from "./binary_front_end.ts";
 import { AddressBook } from "./addressbook.ts";
 import type { Service } from "./driver.ts";
 import { ConnectionService } from "./driver_deno.ts";
@@ -43,6 +44,7 @@ function report(message: WorkerReport): void {
 async function start(command: WorkerStart): Promise<void> {
   try {
     const options = createSessionContext({
+      frontEnd: BINARY_FRONT_END,
       book: AddressBook.fromShared(command.book),
       limits: command.limits,
       counters: counterRow(command.counters, command.thread),

@@ -5,11 +5,19 @@
  * what time it is; the session says what to write, whether to read, when to
  * half-close or close, and when it next wants to be woken (its deadline).
  *
- * This is the "sans-I/O" design of h11 and quinn-proto, one layer above
- * protocol.ts, which works the same way for bytes. Because every rule lives
- * here once (admission, decode → answer → encode, backpressure, the idle,
- * frame, write and handshake timeouts, drain at shutdown, linger), both event loops
- * behave alike, and the rules can be tested without sockets or timers.
+ * This is the "sans-I/O" design of h11 and quinn-proto. Every rule that is
+ * the same whatever the wire protocol lives here once: admission, access,
+ * the PROXY header, per-client limits, backpressure, the idle, frame, write
+ * and handshake timeouts, drain at shutdown, linger. What is the protocol's
+ * own (decoding requests, answering them from the book, the words of a
+ * refusal) is its front end's (front_end.ts; the binary protocol's is
+ * binary_front_end.ts), which the session calls and never names. So both
+ * event loops and every front end behave alike, and the rules can be tested
+ * without sockets or timers.
+ *
+ * Timeouts are deadlines in one table (see {@linkcode Timer} below), which
+ * {@linkcode Session.deadline} and {@linkcode Session.tick} both read, as
+ * quinn's `TimerTable` is.
  *
  * A connection's life:
  *
@@ -27,7 +35,7 @@
  * while (session.outputLength > 0) {
  *   const written = write(session.outputBytes, session.outputLength);
  *   if (written <= 0) break;                     // wait until writable
- *   session.wrote(written, now);                 // may answer frames held back
+ *   session.wrote(written, now);                 // may answer requests held back
  * }
  * if (session.wantsHalfClose) { shutdownWrite(); session.halfClosed(now); }
  * if (session.closed) close();
@@ -49,21 +57,17 @@ import {
 } from "./access_limits.ts";
 import type { Logger } from "./log.ts";
 import { RepeatSummary } from "./log_repeats.ts";
-import { Counter } from "./metrics.ts";
+import { Counter, outcomeCounters } from "./metrics.ts";
 import { formatAddress } from "./net_address.ts";
 import {
-  encodeReply,
-  FrameDecoder,
-  HEADER_SIZE,
-  MAX_QUERY_BYTES,
-  ProtocolError,
-  STATUS_FORBIDDEN,
-  STATUS_FOUND,
-  STATUS_PROTOCOL_ERROR,
-  STATUS_RATE_LIMITED,
-  STATUS_SERVER_BUSY,
-  TYPE_QUERY,
-} from "./protocol.ts";
+  type Conversation,
+  type FrontEnd,
+  MalformedInput,
+  NO_REQUEST,
+  Outcome,
+  ReplyBuffer,
+  type RequestGate,
+} from "./front_end.ts";
 import { ProxyHeaderError, ProxyHeaderParser } from "./proxy_header.ts";
 
 /** Limits on what one peer may hold of the server. Times are in milliseconds; 0 turns a timeout off. */
@@ -110,20 +114,18 @@ export const DRAIN_READ_MS = 1000;
  */
 export const LINGER_MS = 1000;
 
-/** The reply to a connection over the limit, sent before closing it. */
-export const BUSY_REPLY: Uint8Array = encodeReply(
-  STATUS_SERVER_BUSY,
-  "The server is at its connection limit; try again later.",
-);
-
-/** What every session of one serving thread shares. */
+/** What every session of one listener in one serving thread shares. */
 export interface SessionContext {
+  /** The wire protocol spoken. */
+  frontEnd: FrontEnd;
   /** The book to answer from; replacing it here switches every session's later answers. */
   book: AddressBook;
   /** Limits on each peer. */
   limits: ServiceLimits;
   /** This thread's counters (a row of the shared table, see metrics.ts). */
   counters: Float64Array;
+  /** This front end's replies in that row, by {@linkcode Outcome}. */
+  outcomes: Float64Array;
   /** Open connections across all threads: a shared one-element array, updated atomically. */
   openConnections: Int32Array;
   /** Where events are logged. */
@@ -144,8 +146,13 @@ export interface SessionContext {
   clientCertificates?: boolean;
 }
 
-/** What a serving thread is given to build its {@linkcode SessionContext} from; it can be posted. */
+/**
+ * What a serving thread is given to build its {@linkcode SessionContext}
+ * from; all but the front end can be posted.
+ */
 export interface SessionSettings {
+  /** The wire protocol spoken. */
+  frontEnd: FrontEnd;
   /** The book to answer from. */
   book: AddressBook;
   /** Limits on each peer. */
@@ -167,9 +174,11 @@ export interface SessionSettings {
 /** Builds a thread's session context: the access policy and limits table made ready for use. */
 export function createSessionContext(settings: SessionSettings): SessionContext {
   return {
+    frontEnd: settings.frontEnd,
     book: settings.book,
     limits: settings.limits,
     counters: settings.counters,
+    outcomes: outcomeCounters(settings.counters, settings.frontEnd.name),
     openConnections: settings.openConnections,
     log: settings.log,
     access: settings.access && AccessPolicy.fromRules(settings.access),
@@ -209,16 +218,6 @@ export function reportRepeatedRefusals(context: SessionContext, now: number): vo
   }
 }
 
-/** Encoded refusal replies by text: their texts are few, and a refused flood should not allocate. */
-const refusalReplies = new Map<string, Uint8Array>();
-
-function refusalReply(status: typeof STATUS_FORBIDDEN | typeof STATUS_RATE_LIMITED, text: string) {
-  const key = `${status}${text}`;
-  let reply = refusalReplies.get(key);
-  if (reply === undefined) refusalReplies.set(key, reply = encodeReply(status, text));
-  return reply;
-}
-
 /** What a connection waited on too long when a timeout closed it. */
 type TimeoutKind = "idle" | "frame" | "write" | "handshake";
 const TIMEOUT_COUNTERS: Readonly<Record<TimeoutKind, number>> = {
@@ -228,7 +227,6 @@ const TIMEOUT_COUNTERS: Readonly<Record<TimeoutKind, number>> = {
   handshake: Counter.handshakeTimeouts,
 };
 
-const EMPTY = new Uint8Array(0);
 const REFUSAL_COUNTERS: Readonly<Record<LimitRefusal, number>> = {
   rate_limited: Counter.refusedRateLimited,
   found_limit: Counter.refusedFoundLimit,
@@ -236,12 +234,34 @@ const REFUSAL_COUNTERS: Readonly<Record<LimitRefusal, number>> = {
 };
 /** A reply buffer this large is given back once emptied, so idle connections hold little. */
 const KEEP_OUTPUT_BYTES = 64 * 1024;
-const FIRST_OUTPUT_BYTES = 1024;
+
+/**
+ * The session's timers. Each one's deadline is kept in one table, which
+ * both {@linkcode Session.deadline} (the earliest) and
+ * {@linkcode Session.tick} (the expired, in this order) read, as quinn's
+ * `TimerTable` is; the session arms them from its state in one place.
+ */
+const Timer = {
+  /** The drain is over for this session: quiet for the grace, or read for DRAIN_READ_MS. */
+  drainEnd: 0,
+  /** The transport's handshake took the frame timeout. */
+  handshake: 1,
+  /** Replies waited the write timeout with none taken. */
+  write: 2,
+  /** A request stayed unfinished for the frame timeout. */
+  frame: 3,
+  /** Nothing owed and nothing received for the idle timeout. */
+  idle: 4,
+  /** A lingering session waited its time for the peer's close. */
+  linger: 5,
+} as const;
+const TIMER_COUNT = 6;
 
 /**
  * One connection's state machine. Create it when a connection is accepted;
- * it takes a connection slot (or, at the limit, starts out refusing with
- * SERVER_BUSY) and gives the slot back when it closes.
+ * it takes a connection slot (or, at the limit, starts out refusing as
+ * busy) and gives the slot back when it closes. What is said on the wire
+ * is its front end's (the context's {@linkcode FrontEnd}).
  */
 export class Session {
   readonly #context: SessionContext;
@@ -253,24 +273,26 @@ export class Session {
   #proxyHeader: ProxyHeaderParser | undefined;
   /** The client's row in the per-client limits, or -1 when none applies. */
   #limitSlot = -1;
+  /** How the front end asks the per-client limits, while they apply. */
+  #gate: RequestGate | undefined;
   /** Whether the access rules and limits have placed the client (once per connection). */
   #identified = false;
   /** The PROXY header came before the transport's handshake (see receiveProxyHeader). */
   #handshakeFollows = false;
-  readonly #decoder = new FrameDecoder({ type: TYPE_QUERY, maxPayload: MAX_QUERY_BYTES });
+  /** The front end's state for this connection: its request decoder. */
+  readonly #conversation: Conversation;
   #phase: SessionPhase = "open";
   #closeReason: CloseReason | undefined;
   /** Whether this session holds a connection slot (a refused one does not). */
   #counted: boolean;
-  #output: Uint8Array = EMPTY;
-  #outputLength = 0;
-  /** Complete frames wait in the decoder: the peer is not taking its replies. */
+  readonly #output = new ReplyBuffer();
+  /** Complete requests wait in the conversation: the peer is not taking its replies. */
   #holding = false;
   /** The peer sent EOF: nothing more will arrive. */
   #peerClosed = false;
   /** When the peer last sent bytes or took the last of its replies. */
   #lastActive: number;
-  /** When the unfinished frame started, or -1 when none is unfinished. */
+  /** When the unfinished request started, or -1 when none is unfinished. */
   #frameStarted = -1;
   /** When the transport's handshake (TLS) started, or -1 when none is under way. */
   #handshakeStarted = -1;
@@ -280,6 +302,10 @@ export class Session {
   #drainStarted = -1;
   /** When a lingering session gives up waiting for the peer's close. */
   #lingerUntil = 0;
+  /** The time of the event being handled, for the per-client limits. */
+  #now: number;
+  /** Each {@linkcode Timer}'s deadline, Infinity when not armed; filled by #armTimers. */
+  readonly #timers = new Float64Array(TIMER_COUNT);
 
   /**
    * Opens a session for a connection accepted at `now`. `peer` gives the
@@ -290,9 +316,11 @@ export class Session {
     this.#peerAddress = peer;
     this.#lastActive = now;
     this.#lastWriteProgress = now;
+    this.#now = now;
+    this.#conversation = context.frontEnd.connect();
     this.#counted = this.#admit();
     if (!this.#counted) {
-      this.#append(BUSY_REPLY);
+      context.frontEnd.writeBusy(this.#output);
       this.#phase = "ending";
       return;
     }
@@ -315,8 +343,8 @@ export class Session {
   /**
    * The transport began a handshake (TLS) that must finish before any
    * plaintext flows. It counts against the frame timeout, as an unfinished
-   * frame does: a peer that connects and stalls its handshake holds a
-   * connection no longer than one that stalls a frame.
+   * request does: a peer that connects and stalls its handshake holds a
+   * connection no longer than one that stalls a request.
    */
   handshakeStarted(now: number): void {
     if (this.#phase !== "closed") this.#handshakeStarted = now;
@@ -349,7 +377,7 @@ export class Session {
   handshakeFailed(): void {
     this.#handshakeStarted = -1;
     if (this.#phase === "closed") return;
-    this.#outputLength = 0; // a refusal to send over TLS can no longer be
+    this.#output.length = 0; // a refusal to send over TLS can no longer be
     this.#holding = false;
     this.#frameStarted = -1;
     if (this.#phase === "open") this.#phase = "ending";
@@ -373,12 +401,12 @@ export class Session {
 
   /** The buffer holding the bytes to write; its first {@linkcode outputLength} bytes are due. */
   get outputBytes(): Uint8Array {
-    return this.#output;
+    return this.#output.bytes;
   }
 
   /** How many bytes are due to be written; 0 when none. */
   get outputLength(): number {
-    return this.#outputLength;
+    return this.#output.length;
   }
 
   /**
@@ -390,42 +418,26 @@ export class Session {
     if (this.#peerClosed) return false;
     if (this.#phase === "lingering") return true;
     return this.#phase === "open" && !this.#holding &&
-      this.#outputLength < this.#context.limits.maxPendingWrite;
+      this.#output.length < this.#context.limits.maxPendingWrite;
   }
 
   /** Whether the driver should half-close the socket now (then call {@linkcode halfClosed}). */
   get wantsHalfClose(): boolean {
-    return this.#phase === "ending" && this.#outputLength === 0 && !this.#peerClosed;
+    return this.#phase === "ending" && this.#output.length === 0 && !this.#peerClosed;
   }
 
   /**
    * When the session next wants {@linkcode tick} called, as a time like
-   * `now`; `Infinity` when nothing is due.
+   * `now`; `Infinity` when nothing is due. The earliest armed timer.
    */
   get deadline(): number {
-    switch (this.#phase) {
-      case "closed":
-        return Infinity;
-      case "lingering":
-        return this.#lingerUntil;
+    this.#armTimers();
+    const timers = this.#timers;
+    let earliest = Infinity;
+    for (let timer = 0; timer < TIMER_COUNT; timer++) {
+      if (timers[timer] < earliest) earliest = timers[timer];
     }
-    if (this.#handshakeStarted >= 0) return this.#handshakeDeadline();
-    if (this.#phase === "ending") return this.#writeDeadline();
-    let deadline = this.#writeDeadline();
-    const { idleTimeoutMs, frameTimeoutMs } = this.#context.limits;
-    if (this.#outputLength === 0 && !this.#holding) {
-      if (this.#frameStarted >= 0) {
-        if (frameTimeoutMs > 0) deadline = this.#frameStarted + frameTimeoutMs;
-      } else {
-        if (idleTimeoutMs > 0) deadline = this.#lastActive + idleTimeoutMs;
-        if (this.#drainStarted >= 0) {
-          const quietAt = Math.max(this.#drainStarted, this.#lastActive) + DRAIN_GRACE_MS;
-          deadline = Math.min(deadline, quietAt);
-        }
-      }
-    }
-    if (this.#drainStarted >= 0) deadline = Math.min(deadline, this.#drainStarted + DRAIN_READ_MS);
-    return deadline;
+    return earliest;
   }
 
   /** Bytes arrived: `bytes`, or its first `length`. The session may keep a view of them until it returns. */
@@ -435,9 +447,9 @@ export class Session {
     if (this.#proxyHeader !== undefined) {
       const consumed = this.#takeProxyHeader(bytes, length, now);
       if (consumed < 0) return;
-      this.#decoder.push(bytes.subarray(consumed, length));
+      this.#conversation.receive(bytes.subarray(consumed, length), length - consumed);
     } else {
-      this.#decoder.push(bytes, length);
+      this.#conversation.receive(bytes, length);
     }
     this.#answer(now);
   }
@@ -463,7 +475,7 @@ export class Session {
     this.#handshakeFollows = true;
     const consumed = this.#takeProxyHeader(bytes, length, now);
     if (this.#phase !== "open") {
-      this.#outputLength = 0;
+      this.#output.length = 0;
       return length;
     }
     return consumed < 0 ? length : consumed;
@@ -474,7 +486,7 @@ export class Session {
     this.#peerClosed = true;
     if (this.#phase === "lingering") return this.#close("peer-closed");
     if (this.#phase === "open") {
-      // Answer the frames held back, then close once they are written.
+      // Answer the requests held back, then close once they are written.
       this.#phase = "ending";
       this.#answer(now);
     }
@@ -485,16 +497,10 @@ export class Session {
   wrote(count: number, now: number): void {
     if (count <= 0 || this.#phase === "closed") return;
     this.#lastWriteProgress = now;
-    const rest = this.#outputLength - count;
-    if (rest > 0) {
-      this.#output.copyWithin(0, count, this.#outputLength);
-      this.#outputLength = rest;
-      return;
-    }
-    this.#outputLength = 0;
+    if (count < this.#output.length) return this.#output.consume(count);
+    this.#output.clear(KEEP_OUTPUT_BYTES);
     // Idleness counts from the last reply the client took, not from when it was sent.
     this.#lastActive = now;
-    if (this.#output.length > KEEP_OUTPUT_BYTES) this.#output = EMPTY;
     if (this.#holding) this.#answer(now);
     this.#closeIfDone();
   }
@@ -512,38 +518,12 @@ export class Session {
     this.tick(now);
   }
 
-  /** Time passed; applies whatever is due at `now` (timeouts, drain, linger). */
+  /** Time passed; fires the timers due at `now` (timeouts, drain, linger), in the table's order. */
   tick(now: number): void {
-    switch (this.#phase) {
-      case "closed":
-        return;
-      case "lingering":
-        if (now >= this.#lingerUntil) this.#close("linger-over");
-        return;
-    }
-    const { limits } = this.#context;
-    if (this.#drainStarted >= 0 && this.#phase === "open") this.#continueDrain(now);
-    if (this.#handshakeStarted >= 0) {
-      // Nothing flows before the handshake is done: only its own deadline applies.
-      if (limits.frameTimeoutMs > 0 && now - this.#handshakeStarted >= limits.frameTimeoutMs) {
-        this.#timeout("handshake", now);
-      }
-      return;
-    }
-    if (this.#outputLength > 0 || this.#holding) {
-      // A connection being written to waits on its peer, not the other way round.
-      if (limits.writeTimeoutMs > 0 && now - this.#lastWriteProgress >= limits.writeTimeoutMs) {
-        this.#timeout("write", now);
-      }
-      return;
-    }
-    if (this.#phase !== "open") return;
-    if (this.#frameStarted >= 0) {
-      if (limits.frameTimeoutMs > 0 && now - this.#frameStarted >= limits.frameTimeoutMs) {
-        this.#timeout("frame", now);
-      }
-    } else if (limits.idleTimeoutMs > 0 && now - this.#lastActive >= limits.idleTimeoutMs) {
-      this.#timeout("idle", now);
+    this.#armTimers();
+    const timers = this.#timers;
+    for (let timer = 0; timer < TIMER_COUNT && this.#phase !== "closed"; timer++) {
+      if (timers[timer] <= now) this.#expire(timer, now);
     }
   }
 
@@ -552,66 +532,117 @@ export class Session {
     this.#close("aborted");
   }
 
-  #continueDrain(now: number): void {
-    // Quiet: what its client had sent has arrived and been answered. Read for
-    // DRAIN_READ_MS at most: a client that never stops sending is answered
-    // what had arrived by then (including frames held back), then ended.
-    const quiet = this.#frameStarted < 0 && this.#handshakeStarted < 0 &&
-      this.#outputLength === 0 && !this.#holding &&
-      now - this.#drainStarted >= DRAIN_GRACE_MS && now - this.#lastActive >= DRAIN_GRACE_MS;
-    if (quiet || now - this.#drainStarted >= DRAIN_READ_MS) this.#phase = "ending";
-  }
-
-  /** Answers every complete frame, as far as the pending-write limit allows. */
-  #answer(now: number): void {
-    const { book, counters, limits } = this.#context;
-    const decoder = this.#decoder;
-    // Write progress is measured from when replies start waiting.
-    if (this.#outputLength === 0) this.#lastWriteProgress = now;
-    let framesDone = 0;
-    try {
-      while (this.#outputLength < limits.maxPendingWrite) {
-        if (!decoder.take()) {
-          this.#holding = false;
-          if (this.#phase === "open") this.#trackFrame(framesDone, now);
-          return;
-        }
-        const status = this.#limitSlot < 0
-          ? this.#appendAnswer(book, decoder)
-          : this.#appendLimitedAnswer(book, decoder, now);
-        counters[Counter.repliesByStatus + status]++;
-        framesDone++;
-      }
-    } catch (error) {
-      if (!(error instanceof ProtocolError)) throw error;
-      this.#protocolError(error);
+  /**
+   * Sets each timer's deadline from the session's state: the one place that
+   * says which timeout applies when.
+   */
+  #armTimers(): void {
+    const timers = this.#timers;
+    timers.fill(Infinity);
+    if (this.#phase === "closed") return;
+    if (this.#phase === "lingering") {
+      timers[Timer.linger] = this.#lingerUntil;
       return;
     }
-    // The peer is not taking its replies: keep its other frames, read no more.
-    // An unfinished frame's time starts again once reading resumes.
+    const { idleTimeoutMs, frameTimeoutMs, writeTimeoutMs } = this.#context.limits;
+    const open = this.#phase === "open";
+    const writing = this.#output.length > 0 || this.#holding;
+    if (open && this.#drainStarted >= 0) {
+      // Read for DRAIN_READ_MS at most: a client that never stops sending is
+      // answered what had arrived by then, then ended. A quiet one (all it
+      // sent has arrived and been answered) ends after the grace.
+      let end = this.#drainStarted + DRAIN_READ_MS;
+      if (!writing && this.#frameStarted < 0 && this.#handshakeStarted < 0) {
+        end = Math.min(end, Math.max(this.#drainStarted, this.#lastActive) + DRAIN_GRACE_MS);
+      }
+      timers[Timer.drainEnd] = end;
+    }
+    if (this.#handshakeStarted >= 0) {
+      // Nothing flows before the handshake is done: only its own deadline applies.
+      timers[Timer.handshake] = after(this.#handshakeStarted, frameTimeoutMs);
+    } else if (writing) {
+      // A connection being written to waits on its peer, not the other way round.
+      timers[Timer.write] = after(this.#lastWriteProgress, writeTimeoutMs);
+    } else if (open && this.#frameStarted >= 0) {
+      timers[Timer.frame] = after(this.#frameStarted, frameTimeoutMs);
+    } else if (open) {
+      timers[Timer.idle] = after(this.#lastActive, idleTimeoutMs);
+    }
+  }
+
+  /** Does what an expired timer means. */
+  #expire(timer: number, now: number): void {
+    switch (timer) {
+      case Timer.drainEnd:
+        this.#phase = "ending";
+        this.#context.frontEnd.writeGoodbye(this.#output);
+        return;
+      case Timer.handshake:
+        return this.#timeout("handshake", now);
+      case Timer.write:
+        return this.#timeout("write", now);
+      case Timer.frame:
+        // The drain may have ended the session in this tick: its input is over.
+        if (this.#phase === "open") this.#timeout("frame", now);
+        return;
+      case Timer.idle:
+        if (this.#phase === "open") this.#timeout("idle", now);
+        return;
+      case Timer.linger:
+        return this.#close("linger-over");
+    }
+  }
+
+  /** Answers every complete request, as far as the pending-write limit allows. */
+  #answer(now: number): void {
+    const { book, outcomes, limits } = this.#context;
+    const output = this.#output;
+    const conversation = this.#conversation;
+    // Write progress is measured from when replies start waiting.
+    if (output.length === 0) this.#lastWriteProgress = now;
+    this.#now = now;
+    let answered = 0;
+    try {
+      while (output.length < limits.maxPendingWrite) {
+        const outcome = conversation.answerNext(output, book, this.#gate);
+        if (outcome === NO_REQUEST) {
+          this.#holding = false;
+          if (this.#phase === "open") this.#trackFrame(answered, now);
+          return;
+        }
+        outcomes[outcome]++;
+        answered++;
+      }
+    } catch (error) {
+      if (!(error instanceof MalformedInput)) throw error;
+      this.#protocolError(error.message);
+      return;
+    }
+    // The peer is not taking its replies: keep its other requests, read no more.
+    // An unfinished request's time starts again once reading resumes.
     this.#holding = true;
     this.#frameStarted = -1;
-    decoder.detach();
+    conversation.hold();
   }
 
-  /** Restarts the frame timer whenever a new frame is begun and left unfinished. */
-  #trackFrame(framesDone: number, now: number): void {
-    if (!this.#decoder.midFrame) this.#frameStarted = -1;
-    else if (this.#frameStarted < 0 || framesDone > 0) this.#frameStarted = now;
+  /** Restarts the frame timer whenever a new request is begun and left unfinished. */
+  #trackFrame(answered: number, now: number): void {
+    if (!this.#conversation.midRequest) this.#frameStarted = -1;
+    else if (this.#frameStarted < 0 || answered > 0) this.#frameStarted = now;
   }
 
-  #protocolError(error: ProtocolError | ProxyHeaderError): void {
-    const { counters, log } = this.#context;
-    counters[Counter.repliesByStatus + STATUS_PROTOCOL_ERROR]++;
+  #protocolError(message: string): void {
+    const { frontEnd, outcomes, log } = this.#context;
+    outcomes[Outcome.protocolError]++;
     log.warn("protocol error", {
       peer: this.#peerLabel(),
       client: this.#proxiedClient(),
-      error: error.message,
+      error: message,
     });
-    this.#append(encodeReply(STATUS_PROTOCOL_ERROR, error.message));
+    frontEnd.writeProtocolError(this.#output, message);
     this.#holding = false;
     this.#frameStarted = -1;
-    this.#decoder.reset();
+    this.#conversation.reset();
     this.#phase = "ending";
   }
 
@@ -633,32 +664,16 @@ export class Session {
     this.#close(`${kind}-timeout`);
   }
 
-  /** The handshake's deadline, or the end of the drain's reading if that comes first. */
-  #handshakeDeadline(): number {
-    const { frameTimeoutMs } = this.#context.limits;
-    const deadline = frameTimeoutMs > 0 ? this.#handshakeStarted + frameTimeoutMs : Infinity;
-    return this.#drainStarted >= 0
-      ? Math.min(deadline, this.#drainStarted + DRAIN_READ_MS)
-      : deadline;
-  }
-
-  #writeDeadline(): number {
-    const { writeTimeoutMs } = this.#context.limits;
-    return (this.#outputLength > 0 || this.#holding) && writeTimeoutMs > 0
-      ? this.#lastWriteProgress + writeTimeoutMs
-      : Infinity;
-  }
-
   /** An ending session whose peer has closed is done once its replies are written. */
   #closeIfDone(): void {
-    if (this.#phase === "ending" && this.#peerClosed && this.#outputLength === 0) {
+    if (this.#phase === "ending" && this.#peerClosed && this.#output.length === 0) {
       this.#close("peer-closed");
     }
   }
 
   /** Takes a connection slot, or counts and logs the refusal at the limit. */
   #admit(): boolean {
-    const { counters, openConnections, limits, log } = this.#context;
+    const { counters, outcomes, openConnections, limits, log } = this.#context;
     counters[Counter.connectionsTotal]++;
     if (Atomics.add(openConnections, 0, 1) < limits.maxConnections) {
       counters[Counter.connectionsOpen]++;
@@ -666,7 +681,7 @@ export class Session {
     }
     Atomics.sub(openConnections, 0, 1);
     counters[Counter.busyRefusals]++;
-    counters[Counter.repliesByStatus + STATUS_SERVER_BUSY]++;
+    outcomes[Outcome.busy]++;
     log.warn("connection refused: server busy", { peer: this.#peerLabel() });
     return false;
   }
@@ -675,9 +690,9 @@ export class Session {
     if (this.#phase === "closed") return;
     this.#phase = "closed";
     this.#closeReason = reason;
-    this.#outputLength = 0;
-    this.#output = EMPTY;
-    this.#decoder.reset();
+    this.#output.clear();
+    this.#conversation.reset();
+    this.#gate = undefined;
     if (this.#limitSlot >= 0) {
       this.#context.clientLimits!.connectionClosed(this.#limitSlot);
       this.#limitSlot = -1;
@@ -700,7 +715,7 @@ export class Session {
     } catch (error) {
       if (!(error instanceof ProxyHeaderError)) throw error;
       this.#proxyHeader = undefined;
-      this.#protocolError(error);
+      this.#protocolError(error.message);
       return -1;
     }
     if (result === null) return -1;
@@ -722,7 +737,7 @@ export class Session {
   #identify(client: string, subject: string | undefined, now: number): void {
     this.#identified = true;
     this.#client = client;
-    const { access, clientLimits } = this.#context;
+    const { access, clientLimits, frontEnd, outcomes } = this.#context;
     const verdict = access?.clientVerdict(client) ?? "ok";
     if (verdict !== "ok") return this.#forbid(verdict, client, now);
     if (clientLimits === undefined) return;
@@ -730,57 +745,52 @@ export class Session {
       subject !== undefined ? certificateIdentity(subject) : clientIdentity(client),
     );
     if (slot === OVER_CONNECTION_LIMIT) {
-      // Outside #answer, which counts the replies to queries by status.
-      this.#context.counters[Counter.repliesByStatus + this.#refuse("client_connections", now)]++;
+      this.#noteLimitRefusal("client_connections", now);
+      frontEnd.writeTooManyConnections(
+        this.#output,
+        clientLimits.refusalText("client_connections"),
+      );
+      outcomes[Outcome.rateLimited]++;
       this.#phase = "ending";
     } else if (slot === TABLE_FULL) {
-      this.#context.counters[Counter.repliesByStatus + STATUS_SERVER_BUSY]++;
-      this.#append(BUSY_REPLY);
+      outcomes[Outcome.busy]++;
+      frontEnd.writeBusy(this.#output);
       this.#phase = "ending";
     } else {
       this.#limitSlot = slot;
+      this.#gate = { admit: (found) => this.#admitRequest(found) };
     }
   }
 
-  /** Refuses the connection with FORBIDDEN, saying why. */
+  /** Refuses the connection as forbidden, saying why. */
   #forbid(verdict: Exclude<AccessVerdict, "ok">, client: string, now: number): void {
     this.#client = client;
-    const { counters } = this.#context;
+    const { counters, frontEnd, outcomes } = this.#context;
     counters[Counter.refusedForbidden]++;
-    counters[Counter.repliesByStatus + STATUS_FORBIDDEN]++;
+    outcomes[Outcome.forbidden]++;
     this.#noteRefusal(verdict, now);
-    this.#append(refusalReply(STATUS_FORBIDDEN, AccessPolicy.replyText(verdict)));
+    frontEnd.writeForbidden(this.#output, AccessPolicy.replyText(verdict));
     this.#frameStarted = -1;
     this.#phase = "ending";
   }
 
   /**
-   * Answers a frame under the per-client limits: RATE_LIMITED instead when
-   * over one. The answer is looked up first because the found limit counts
-   * only FOUND replies, so one decision under the client's lock covers both
-   * limits.
+   * The per-client limits' verdict on one request (the front end's
+   * {@linkcode RequestGate}): one decision under the client's lock covers
+   * both the rate and the found limit. Returns the refusal's text, if any.
    */
-  #appendLimitedAnswer(book: AddressBook, decoder: FrameDecoder, now: number): number {
-    const start = this.#outputLength;
-    const status = this.#appendAnswer(book, decoder);
-    const verdict = this.#context.clientLimits!.admit(
-      this.#limitSlot,
-      now,
-      status === STATUS_FOUND,
-    );
-    if (verdict === "ok") return status;
-    this.#outputLength = start; // the answer is not sent after all
-    return this.#refuse(verdict, now);
+  #admitRequest(found: boolean): string | undefined {
+    const clientLimits = this.#context.clientLimits!;
+    const verdict = clientLimits.admit(this.#limitSlot, this.#now, found);
+    if (verdict === "ok") return undefined;
+    this.#noteLimitRefusal(verdict, this.#now);
+    return clientLimits.refusalText(verdict);
   }
 
-  /** Appends the RATE_LIMITED reply for a limit, counts and logs it; returns its status. */
-  #refuse(reason: LimitRefusal, now: number): number {
+  /** Counts and logs a refusal under a per-client limit. */
+  #noteLimitRefusal(reason: LimitRefusal, now: number): void {
     this.#context.counters[REFUSAL_COUNTERS[reason]]++;
     this.#noteRefusal(reason, now);
-    this.#append(
-      refusalReply(STATUS_RATE_LIMITED, this.#context.clientLimits!.refusalText(reason)),
-    );
-    return STATUS_RATE_LIMITED;
   }
 
   /** Logs a refusal at info the first time for this client and reason; repeats are summarised. */
@@ -808,37 +818,9 @@ export class Session {
     const peer = this.#peer ??= this.#peerAddress();
     return formatAddress(peer.hostname, peer.port);
   }
+}
 
-  /** Appends the reply to the frame the decoder just took, and returns its status. */
-  #appendAnswer(book: AddressBook, decoder: FrameDecoder): number {
-    const { payloadBytes, payloadStart, payloadEnd } = decoder;
-    let end: number;
-    while (
-      (end = book.writeAnswer(
-        payloadBytes,
-        payloadStart,
-        payloadEnd,
-        this.#output,
-        this.#outputLength,
-      )) < 0
-    ) {
-      this.#grow(Math.max(FIRST_OUTPUT_BYTES, this.#output.length * 2));
-    }
-    const status = this.#output[this.#outputLength + HEADER_SIZE];
-    this.#outputLength = end;
-    return status;
-  }
-
-  #append(frame: Uint8Array): void {
-    const needed = this.#outputLength + frame.length;
-    if (needed > this.#output.length) this.#grow(Math.max(needed, this.#output.length * 2));
-    this.#output.set(frame, this.#outputLength);
-    this.#outputLength = needed;
-  }
-
-  #grow(size: number): void {
-    const grown = new Uint8Array(size);
-    grown.set(this.#output.subarray(0, this.#outputLength));
-    this.#output = grown;
-  }
+/** The deadline `timeoutMs` after `since`; Infinity when the timeout is off (0). */
+function after(since: number, timeoutMs: number): number {
+  return timeoutMs > 0 ? since + timeoutMs : Infinity;
 }

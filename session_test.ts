@@ -13,7 +13,7 @@ import fc from "fast-check";
 import { AccessPolicy, type AccessRules } from "./access_policy.ts";
 import { Logger } from "./log.ts";
 import { RepeatSummary } from "./log_repeats.ts";
-import { Counter, COUNTERS_PER_THREAD } from "./metrics.ts";
+import { Counter, COUNTERS_PER_THREAD, outcomeCounters } from "./metrics.ts";
 import {
   decodeReply,
   encodeQueries,
@@ -24,6 +24,7 @@ import {
   MAX_QUERY_BYTES,
   MAX_REPLY_BYTES,
   type Reply,
+  type Status,
   STATUS_BAD_REQUEST,
   STATUS_FORBIDDEN,
   STATUS_FOUND,
@@ -33,8 +34,8 @@ import {
   TYPE_QUERY,
   TYPE_REPLY,
 } from "./protocol.ts";
+import { BINARY_FRONT_END, BUSY_REPLY, statusOutcome } from "./binary_front_end.ts";
 import {
-  BUSY_REPLY,
   type CloseReason,
   DRAIN_GRACE_MS,
   DRAIN_READ_MS,
@@ -102,10 +103,13 @@ class Harness {
   readonly #input = new Uint8Array(INPUT_BYTES);
 
   constructor(limits: Partial<ServiceLimits> = {}, options: HarnessOptions = {}) {
+    const counters = new Float64Array(COUNTERS_PER_THREAD);
     this.context = {
+      frontEnd: BINARY_FRONT_END,
+      outcomes: outcomeCounters(counters, BINARY_FRONT_END.name),
       book: makeBook(options.people),
       limits: { ...NO_TIMEOUTS, ...limits },
-      counters: new Float64Array(COUNTERS_PER_THREAD),
+      counters,
       openConnections: options.openConnections ?? new Int32Array(new SharedArrayBuffer(4)),
       log: new Logger({ level: "debug", write: (line) => this.lines.push(line) }),
       refusals: new RepeatSummary(),
@@ -192,8 +196,8 @@ class Harness {
     return this.context.counters[index];
   }
 
-  replyCount(status: number): number {
-    return this.context.counters[Counter.repliesByStatus + status];
+  replyCount(status: Status): number {
+    return this.context.outcomes[statusOutcome(status)];
   }
 
   /** Lines logged that mention `text`. */
