@@ -10,7 +10,7 @@ import {
   SUB_BUCKETS,
   TABLE_FULL,
 } from "./access_limits.ts";
-import { withDeadline } from "./test_util.ts";
+import { withDeadline } from "./testing/deadlines.ts";
 
 const SEED = 20261202;
 const HOUR = 3600 * 1000;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { tempDir, writeCsvBook } from "./test_util.ts";
+import { writeCsvBook } from "./testing/books.ts";
+import { tempDir } from "./testing/files.ts";
 
 const BENCH_LOAD = new URL("./bench_load.ts", import.meta.url).pathname;
 

@@ -4,7 +4,9 @@ import { buildQueryFrames } from "./bench_keys.ts";
 import { runLoad, splitConnections } from "./bench_run.ts";
 import { tallyQueries } from "./bench_tally.ts";
 import { STATUS_FOUND, STATUS_NOT_FOUND } from "./protocol.ts";
-import { PEOPLE, withDeadline, withTestServer } from "./test_util.ts";
+import { PEOPLE } from "./testing/books.ts";
+import { withDeadline } from "./testing/deadlines.ts";
+import { withTestServer } from "./testing/in_process_server.ts";
 
 Deno.test("splitConnections spreads connections over threads as evenly as possible", () => {
   assert.deepEqual(splitConnections(50, 1), [50]);

@@ -8,7 +8,11 @@ import { buildQueryFrames } from "./bench_keys.ts";
 import { type Tally, tallyQueries } from "./bench_tally.ts";
 import type { LoadPlan, ThreadCommand, ThreadReport } from "./bench_worker.ts";
 import { STATUS_FORBIDDEN, STATUS_FOUND, STATUS_NOT_FOUND } from "./protocol.ts";
-import { metricValue, PEOPLE, ScriptedServer, withDeadline, withTestServer } from "./test_util.ts";
+import { PEOPLE } from "./testing/books.ts";
+import { withDeadline } from "./testing/deadlines.ts";
+import { withTestServer } from "./testing/in_process_server.ts";
+import { metricValue } from "./testing/metrics.ts";
+import { ScriptedServer } from "./testing/scripted_server.ts";
 
 const KEYS = [...PEOPLE.map(([email]) => email), "nobody@example.com", "nobody@example.org"];
 

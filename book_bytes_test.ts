@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { BookBytes, InvalidUtf8Error } from "./book_bytes.ts";
-import { tempDir } from "./test_util.ts";
+import { tempDir } from "./testing/files.ts";
 
 const encoder = new TextEncoder();
 

@@ -5,7 +5,7 @@ import { BookCollector } from "./book_collect.ts";
 import { readCsv } from "./book_csv.ts";
 import { csvField } from "./gen.ts";
 import { loadBookFromBytes } from "./load_book.ts";
-import { assertSameInChunks, loadOutcome as outcome } from "./test_util.ts";
+import { assertSameInChunks, loadOutcome as outcome } from "./testing/load_outcome.ts";
 
 const encoder = new TextEncoder();
 

@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { BookBytes } from "./book_bytes.ts";
 import { BookCollector } from "./book_collect.ts";
 import { readJson } from "./book_json.ts";
-import { assertSameInChunks, loadOutcome } from "./test_util.ts";
+import { assertSameInChunks, loadOutcome } from "./testing/load_outcome.ts";
 
 Deno.test("readJson reads both shapes into the collector", () => {
   for (

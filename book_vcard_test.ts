@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { BookBytes } from "./book_bytes.ts";
 import { BookCollector } from "./book_collect.ts";
 import { lastCardBoundary, readVCard } from "./book_vcard.ts";
-import { assertSameInChunks } from "./test_util.ts";
+import { assertSameInChunks } from "./testing/load_outcome.ts";
 import { formatVCard } from "./vcard.ts";
 
 Deno.test("readVCard maps each EMAIL of a card to its name", () => {

@@ -7,7 +7,8 @@
 
 import assert from "node:assert/strict";
 import { BookWatch, fileSignature, foldersToWatch, MISSING_FILE } from "./book_watch.ts";
-import { swapConfigMap, tempDir, withDeadline } from "./test_util.ts";
+import { withDeadline } from "./testing/deadlines.ts";
+import { swapConfigMap, tempDir } from "./testing/files.ts";
 
 /** Settle time for these tests: short, but far longer than the gaps between a test's writes. */
 const SETTLE_MS = 500;

@@ -11,19 +11,14 @@ import { DEFAULT_TIMEOUT_MS } from "./client_connection.ts";
 import { parseClientArgs } from "./client_cli.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./client_failover.ts";
 import { STATUS_FORBIDDEN, STATUS_FOUND, STATUS_RATE_LIMITED } from "./protocol.ts";
-import {
-  assertNoStackTrace,
-  CertificateServer,
-  CLIENT_TEST_PEOPLE,
-  makeClientPki,
-  ScriptedServer,
-  ServerProcess,
-  startOpensslServer,
-  tempDir,
-  withClientTestServer,
-  withDeadline,
-  writeCsvBook,
-} from "./test_util.ts";
+import { CLIENT_TEST_PEOPLE, writeCsvBook } from "./testing/books.ts";
+import { withDeadline } from "./testing/deadlines.ts";
+import { tempDir } from "./testing/files.ts";
+import { withClientTestServer } from "./testing/in_process_server.ts";
+import { CertificateServer, startOpensslServer } from "./testing/mtls_servers.ts";
+import { makeTestPki } from "./testing/pki.ts";
+import { assertNoStackTrace, ServerProcess } from "./testing/processes.ts";
+import { ScriptedServer } from "./testing/scripted_server.ts";
 
 const HERE = import.meta.dirname!;
 const CLIENT = `${HERE}/client.ts`;
@@ -318,13 +313,13 @@ Deno.test("client --json prints one JSON object per address with its status", as
 });
 
 Deno.test("client --ca FILE looks up over TLS; --tls without the CA fails in one line", async () => {
-  await using pki = await makeClientPki();
+  await using pki = await makeTestPki();
   await withClientTestServer(async (port) => {
     const trusted = await runClient([
       "--port",
       String(port),
       "--ca",
-      pki.caPath,
+      pki.ca.certificatePath,
       "ada@example.com",
     ]);
     assert.equal(trusted.code, 0, trusted.stderr);
@@ -332,7 +327,7 @@ Deno.test("client --ca FILE looks up over TLS; --tls without the CA fails in one
     const untrusted = await runClient(["--port", String(port), "--tls", "ada@example.com"]);
     assert.equal(untrusted.code, 2);
     assert.match(untrusted.stderr, /^client: TLS handshake with 127\.0\.0\.1:\d+ failed: .*\.\n$/);
-  }, { tls: { cert: pki.server.cert, key: pki.server.key } });
+  }, { tls: { cert: pki.server.certificate, key: pki.server.key } });
 });
 
 Deno.test("the client CLI queries the real server process, which exits 0 on SIGTERM", async () => {
@@ -431,15 +426,15 @@ Deno.test("client EMAIL... stopped by FORBIDDEN says which argument to resume fr
 // --- Client certificates -----------------------------------------------------------
 
 Deno.test("client --cert --key presents a client certificate that the server accepts", async () => {
-  await using pki = await makeClientPki();
+  await using pki = await makeTestPki();
   await using server = await CertificateServer.start(pki);
   const run = await runClient([
     "--port",
     String(server.port),
     "--ca",
-    pki.caPath,
+    pki.ca.certificatePath,
     "--cert",
-    pki.client.certPath,
+    pki.client.certificatePath,
     "--key",
     pki.client.keyPath,
     "ada@example.com",
@@ -450,10 +445,16 @@ Deno.test("client --cert --key presents a client certificate that the server acc
 });
 
 Deno.test("client without --cert, or with a certificate the server refuses: one line, exit 2", async () => {
-  await using pki = await makeClientPki();
+  await using pki = await makeTestPki();
   {
     await using server = await CertificateServer.start(pki);
-    const run = await runClient(["--port", String(server.port), "--ca", pki.caPath, "a@x.org"]);
+    const run = await runClient([
+      "--port",
+      String(server.port),
+      "--ca",
+      pki.ca.certificatePath,
+      "a@x.org",
+    ]);
     assert.equal(run.code, 2);
     assert.equal(run.stdout, "");
     assert.match(
@@ -466,11 +467,11 @@ Deno.test("client without --cert, or with a certificate the server refuses: one 
     "--port",
     String(server.port),
     "--ca",
-    pki.caPath,
+    pki.ca.certificatePath,
     "--cert",
-    pki.rogue.certPath,
+    pki.rogueClient.certificatePath,
     "--key",
-    pki.rogue.keyPath,
+    pki.rogueClient.keyPath,
     "a@x.org",
   ]);
   assert.equal(run.code, 2);
@@ -482,7 +483,7 @@ Deno.test("client without --cert, or with a certificate the server refuses: one 
 });
 
 Deno.test("client --cert or --key with a missing, unreadable or wrong file: one line, exit 2", async () => {
-  await using pki = await makeClientPki();
+  await using pki = await makeTestPki();
   await using dir = await tempDir("client_cli_test_");
   const notPem = `${dir.path}/notes.txt`;
   await Deno.writeTextFile(notPem, "not a certificate\n");
@@ -492,7 +493,7 @@ Deno.test("client --cert or --key with a missing, unreadable or wrong file: one 
       `client: Cannot read the --cert file ${dir.path}/missing.pem: no such file.\n`,
     ],
     [
-      ["--cert", pki.client.certPath, "--key", dir.path],
+      ["--cert", pki.client.certificatePath, "--key", dir.path],
       `client: Cannot read the --key file ${dir.path}: it is a directory.\n`,
     ],
     [
@@ -500,8 +501,8 @@ Deno.test("client --cert or --key with a missing, unreadable or wrong file: one 
       `client: The --cert file ${notPem} does not hold a PEM certificate.\n`,
     ],
     [
-      ["--cert", pki.client.certPath, "--key", pki.client.certPath],
-      `client: The --key file ${pki.client.certPath} does not hold a PEM private key.\n`,
+      ["--cert", pki.client.certificatePath, "--key", pki.client.certificatePath],
+      `client: The --key file ${pki.client.certificatePath} does not hold a PEM private key.\n`,
     ],
   ];
   for (const [flags, message] of cases) {
@@ -509,7 +510,7 @@ Deno.test("client --cert or --key with a missing, unreadable or wrong file: one 
     assert.equal(run.code, 2, flags.join(" "));
     assert.equal(run.stderr, message);
   }
-  const alone = await runClient(["--cert", pki.client.certPath, "a@x.org"]);
+  const alone = await runClient(["--cert", pki.client.certificatePath, "a@x.org"]);
   assert.equal(alone.code, 2);
   assert.match(alone.stderr, /^client: --cert needs --key: give the certificate's private key\.\n/);
   assert.match(alone.stderr, /Usage: deno task client/);

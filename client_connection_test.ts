@@ -14,14 +14,10 @@ import {
   STATUS_NOT_FOUND,
   STATUS_RATE_LIMITED,
 } from "./protocol.ts";
-import {
-  CertificateServer,
-  type ClientPki,
-  LOOPBACK,
-  makeClientPki,
-  ScriptedServer,
-  startOpensslServer,
-} from "./test_util.ts";
+import { LOOPBACK } from "./testing/loopback.ts";
+import { CertificateServer, startOpensslServer } from "./testing/mtls_servers.ts";
+import { makeTestPki, type TestPki } from "./testing/pki.ts";
+import { ScriptedServer } from "./testing/scripted_server.ts";
 
 const FORBIDDEN: Reply = {
   status: STATUS_FORBIDDEN,
@@ -121,8 +117,8 @@ Deno.test("Connection reports RATE_LIMITED per query and goes on answering on th
 
 // --- Client certificates ------------------------------------------------------
 
-async function withPki(body: (pki: ClientPki) => Promise<void>): Promise<void> {
-  await using pki = await makeClientPki();
+async function withPki(body: (pki: TestPki) => Promise<void>): Promise<void> {
+  await using pki = await makeTestPki();
   await body(pki);
 }
 
@@ -130,8 +126,8 @@ Deno.test("Connection presents a client certificate that a server requiring one 
   await withPki(async (pki) => {
     await using server = await CertificateServer.start(pki);
     const connection = await Connection.open({ hostname: LOOPBACK, port: server.port }, {
-      caCerts: [pki.caPem],
-      cert: pki.client.cert,
+      caCerts: [pki.ca.certificate],
+      cert: pki.client.certificate,
       key: pki.client.key,
     });
     try {
@@ -152,7 +148,7 @@ Deno.test("Connection without a certificate to a server requiring one says it re
   await withPki(async (pki) => {
     await using server = await CertificateServer.start(pki);
     const connection = await Connection.open({ hostname: LOOPBACK, port: server.port }, {
-      caCerts: [pki.caPem],
+      caCerts: [pki.ca.certificate],
     });
     try {
       await assertClientError(
@@ -173,9 +169,9 @@ Deno.test("Connection with a certificate from another CA says the server did not
   await withPki(async (pki) => {
     await using server = await startOpensslServer(pki);
     const connection = await Connection.open({ hostname: LOOPBACK, port: server.port }, {
-      caCerts: [pki.caPem],
-      cert: pki.rogue.cert,
-      key: pki.rogue.key,
+      caCerts: [pki.ca.certificate],
+      cert: pki.rogueClient.certificate,
+      key: pki.rogueClient.key,
     });
     try {
       await assertClientError(
@@ -193,9 +189,9 @@ Deno.test("Connection with a certificate a node:tls server refuses without an al
   await withPki(async (pki) => {
     await using server = await CertificateServer.start(pki);
     const connection = await Connection.open({ hostname: LOOPBACK, port: server.port }, {
-      caCerts: [pki.caPem],
-      cert: pki.rogue.cert,
-      key: pki.rogue.key,
+      caCerts: [pki.ca.certificate],
+      cert: pki.rogueClient.certificate,
+      key: pki.rogueClient.key,
     });
     try {
       await assertClientError(

@@ -16,14 +16,12 @@ import {
   ResendQueue,
 } from "./client_failover.ts";
 import { type Reply, STATUS_FOUND, STATUS_NOT_FOUND } from "./protocol.ts";
-import {
-  LOOPBACK,
-  ServerProcess,
-  startTestServer,
-  tempDir,
-  withDeadline,
-  writeCsvBook,
-} from "./test_util.ts";
+import { writeCsvBook } from "./testing/books.ts";
+import { withDeadline } from "./testing/deadlines.ts";
+import { tempDir } from "./testing/files.ts";
+import { startTestServer } from "./testing/in_process_server.ts";
+import { LOOPBACK } from "./testing/loopback.ts";
+import { ServerProcess } from "./testing/processes.ts";
 
 // --- Pure pieces ------------------------------------------------------------------
 

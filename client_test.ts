@@ -23,7 +23,9 @@ import {
   STATUS_SERVER_BUSY,
   TYPE_REPLY,
 } from "./protocol.ts";
-import { CLIENT_TEST_PEOPLE, withClientTestServer, withDeadline } from "./test_util.ts";
+import { CLIENT_TEST_PEOPLE } from "./testing/books.ts";
+import { withDeadline } from "./testing/deadlines.ts";
+import { withClientTestServer } from "./testing/in_process_server.ts";
 
 const encoder = new TextEncoder();
 

@@ -10,6 +10,8 @@
  */
 
 import assert from "node:assert/strict";
+import { waitFor } from "./testing/deadlines.ts";
+import { tempDir } from "./testing/files.ts";
 import {
   HAPROXY_CONFIG as CONFIG,
   HAPROXY_HEALTH_DEADLINE_MS as HEALTH_DEADLINE_MS,
@@ -17,10 +19,8 @@ import {
   HaproxyProcess,
   REPLICA_NAMES,
   runHaproxy,
-  ServerProcess,
-  tempDir,
-  waitFor,
-} from "./test_util.ts";
+} from "./testing/haproxy.ts";
+import { ServerProcess } from "./testing/processes.ts";
 import { encodeQueries, encodeQuery, STATUS_FOUND } from "./protocol.ts";
 
 const { frontend: FRONTEND_PORT, replicas: REPLICA_PORTS, metrics: METRICS_PORTS } = HAPROXY_PORTS;
@@ -113,10 +113,10 @@ Deno.test("HAProxy running deploy/haproxy.cfg marks a replica up while /readyz i
   // A client that sends many queries and reads none of the replies keeps replica1
   // draining after SIGTERM: its replies wait until the write timeout (60 s here).
   using held = await replica.connect();
-  await held.send(encodeQuery("ada@example.com"));
-  assert.equal((await held.next())?.status, STATUS_FOUND);
+  await held.write(encodeQuery("ada@example.com"));
+  assert.equal((await held.readReply())?.status, STATUS_FOUND);
   const flood = encodeQueries(Array.from({ length: 300_000 }, () => "ada@example.com"));
-  const flooding = held.send(flood).catch(() => {}); // never done while nothing is read
+  const flooding = held.write(flood).catch(() => {}); // never done while nothing is read
   replica.signal("SIGTERM");
   await replica.stderr.waitFor(/shutting down/);
   await waitFor(

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { checkTlsFilesForNode, NodeTlsListener } from "./driver_deno_tls.ts";
 import tls from "node:tls";
-import { CLIENT_SUBJECT, makeTestPki, ROTATED_SERVER_NAME, SERVER_NAME } from "./test_pki.ts";
-import { withDeadline } from "./test_util.ts";
+import { withDeadline } from "./testing/deadlines.ts";
+import { CLIENT_SUBJECT, makeTestPki, ROTATED_SERVER_NAME, SERVER_NAME } from "./testing/pki.ts";
 import type { TlsFailure } from "./tls_connection.ts";
 import { TlsContextError } from "./tls_context.ts";
 

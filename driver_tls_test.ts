@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { failureCode, handshakeFailureCounter, isLoggedAtInfo, TlsAcceptor } from "./driver_tls.ts";
 import { openLibc } from "./libc.ts";
 import { Counter } from "./metrics.ts";
-import { makeTestPki } from "./test_pki.ts";
+import { makeTestPki } from "./testing/pki.ts";
 import type { TlsFailure } from "./tls_connection.ts";
 import { TlsContextError } from "./tls_context.ts";
 

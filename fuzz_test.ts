@@ -2,7 +2,7 @@
  * Throws random byte streams at one live server over many connections:
  * valid and invalid frames, random bytes, random chunkings, half-closes and
  * abrupt closes, on each event loop. Each stream's replies are checked
- * against a small model of the protocol (modelReplies in test_util.ts),
+ * against a small model of the protocol (modelReplies in testing/model.ts),
  * written independently of the server's codec.
  *
  * Seeded, so a failure is reproducible; bounded to a few seconds.
@@ -12,17 +12,13 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { IoKind } from "./server.ts";
 import { type Reply, STATUS_FOUND, STATUS_PROTOCOL_ERROR } from "./protocol.ts";
-import {
-  concat,
-  modelReplies,
-  streamPiece,
-  testOnEachLoop,
-  type TestServer,
-  waitForOpenConnections,
-  withRawClient,
-  withTestServer,
-  yieldToEventLoop,
-} from "./test_util.ts";
+import { yieldToEventLoop } from "./testing/deadlines.ts";
+import { concat } from "./testing/frames.ts";
+import { type TestServer, withTestServer } from "./testing/in_process_server.ts";
+import { testOnEachLoop } from "./testing/io_loops.ts";
+import { waitForOpenConnections } from "./testing/metrics.ts";
+import { modelReplies, streamPiece } from "./testing/model.ts";
+import { withWireClient } from "./testing/wire_client.ts";
 
 const SEED = 20261124;
 /** Property runs; each runs up to {@linkcode MAX_CONNECTIONS_PER_RUN} connections at once. */
@@ -100,7 +96,7 @@ function assertWellFormed(replies: Reply[]): void {
 }
 
 async function runScenario(port: number, { stream, chunkSizes, ending }: Scenario) {
-  await withRawClient(port, async (client) => {
+  await withWireClient(port, async (client) => {
     const chunks = chunksOf(stream, chunkSizes);
     const toWrite = ending.kind === "abrupt" ? chunks.slice(0, ending.chunks) : chunks;
     const expected = modelReplies(stream);
@@ -155,7 +151,7 @@ async function fuzzServer(io: IoKind, chunked: boolean): Promise<void> {
       { numRuns: chunked ? NUM_RUNS_CHUNKED : NUM_RUNS, seed: SEED },
     );
     // After all of it, the server still serves and has let every connection go.
-    await withRawClient(port, async (client) => {
+    await withWireClient(port, async (client) => {
       assert.deepEqual(await client.query(" ADA@example.com "), {
         status: STATUS_FOUND,
         text: "Ada Lovelace",

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { BookError, loadBook } from "./load_book.ts";
 import { loadBookInThread } from "./load_book_thread.ts";
-import { tempDir, writeCsvBook } from "./test_util.ts";
+import { writeCsvBook } from "./testing/books.ts";
+import { tempDir } from "./testing/files.ts";
 
 Deno.test("loadBookInThread gives the book loadBook gives, with its fingerprint", async () => {
   await using dir = await tempDir("load_book_thread_test_");

@@ -30,22 +30,16 @@ import {
   STATUS_FOUND,
   TYPE_REPLY,
 } from "./protocol.ts";
-import { makeTestPki } from "./test_pki.ts";
-import {
-  CLIENT_FLAGS,
-  EVENT_DEADLINE_MS,
-  HaproxyProcess,
-  LOOPBACK,
-  metricValue,
-  type ProcessOutput,
-  ProtocolClient,
-  REPLICA_NAMES,
-  REPO_DIR,
-  ServerProcess,
-  tempDir,
-  withDeadline,
-  writeCsvBook,
-} from "./test_util.ts";
+import { writeCsvBook } from "./testing/books.ts";
+import { EVENT_DEADLINE_MS, withDeadline } from "./testing/deadlines.ts";
+import { tempDir } from "./testing/files.ts";
+import { HaproxyProcess, REPLICA_NAMES } from "./testing/haproxy.ts";
+import { LOOPBACK } from "./testing/loopback.ts";
+import { metricValue } from "./testing/metrics.ts";
+import { makeTestPki } from "./testing/pki.ts";
+import { type ProcessOutput, ServerProcess } from "./testing/processes.ts";
+import { CLIENT_FLAGS, REPO_DIR } from "./testing/repo.ts";
+import { WireClient } from "./testing/wire_client.ts";
 
 /** Entries of the test book: person{i}@example.com is "Person {i}". */
 const BOOK_ENTRIES = 5000;
@@ -256,8 +250,13 @@ Deno.test("through HAProxy passing TLS through, replicas read the PROXY v2 heade
   await withReplicas(tls, async (haproxy, replicas) => {
     const tries = 2 * REPLICA_NAMES.length;
     for (let i = 0; i < tries; i++) {
-      using client = await ProtocolClient.tls(LOOPBACK, haproxy.frontendPort, pki.ca.certificate);
-      assert.deepEqual(await client.ask(batchLine(i)), {
+      using client = await WireClient.connectTls(
+        LOOPBACK,
+        haproxy.frontendPort,
+        pki.ca.certificate,
+        { resets: "throw" },
+      );
+      assert.deepEqual(await client.query(batchLine(i)), {
         status: STATUS_FOUND,
         text: expectedLine(i),
       });

@@ -21,22 +21,21 @@ import {
   STATUS_RATE_LIMITED,
 } from "./protocol.ts";
 import { encodeProxyHeader } from "./proxy_header.ts";
+import { writeCsvBook } from "./testing/books.ts";
+import { waitFor } from "./testing/deadlines.ts";
+import { tempDir } from "./testing/files.ts";
+import { concat } from "./testing/frames.ts";
+import { IO_LOOPS } from "./testing/io_loops.ts";
+import { metricValue } from "./testing/metrics.ts";
+import { assertNoPersonalData } from "./testing/personal_data.ts";
 import {
-  assertNoPersonalData,
   assertNoStackTrace,
-  concat,
-  IO_LOOPS,
   LISTENING,
-  metricValue,
-  ProtocolClient,
   runClientToExit,
   runServerToExit,
   ServerProcess,
-  SourceClient,
-  tempDir,
-  waitFor,
-  writeCsvBook,
-} from "./test_util.ts";
+} from "./testing/processes.ts";
+import { WireClient } from "./testing/wire_client.ts";
 
 const EXIT_USAGE = 2;
 const BOOK: readonly (readonly [string, string])[] = [
@@ -70,11 +69,11 @@ function proxyFrom(address: string): Uint8Array {
 
 /** The replies to `bytes` sent on a fresh connection to 127.0.0.1, until the server closes it. */
 async function repliesTo(port: number, bytes: Uint8Array, count: number): Promise<Reply[]> {
-  using client = await ProtocolClient.connect("127.0.0.1", port);
-  await client.send(bytes);
+  using client = await WireClient.connect(port, { resets: "throw" });
+  await client.write(bytes);
   const replies: Reply[] = [];
   while (replies.length < count) {
-    const reply = await client.next();
+    const reply = await client.readReply();
     if (reply === null) break;
     replies.push(reply);
   }
@@ -208,8 +207,8 @@ testEachIo("/metrics counts refusals by reason, and the tracked clients", async 
     assert.equal(await refusals(reason), 0, reason);
   }
 
-  const finder = await SourceClient.connect(server.port, "127.0.0.2");
-  const asker = await SourceClient.connect(server.port, "127.0.0.3");
+  const finder = await WireClient.connectFrom(server.port, "127.0.0.2");
+  const asker = await WireClient.connectFrom(server.port, "127.0.0.3");
   try {
     await finder.write(encodeQueries([ADA, GRACE, ADA]));
     assert.deepEqual((await finder.readReplies(3)).map((r) => r.status), [
@@ -224,7 +223,7 @@ testEachIo("/metrics counts refusals by reason, and the tracked clients", async 
       STATUS_NOT_FOUND,
       STATUS_RATE_LIMITED,
     ]);
-    const second = await SourceClient.connect(server.port, "127.0.0.3");
+    const second = await WireClient.connectFrom(server.port, "127.0.0.3");
     try {
       assert.deepEqual((await second.readUntilClosed()).map((r) => r.status), [
         STATUS_RATE_LIMITED,
@@ -232,7 +231,7 @@ testEachIo("/metrics counts refusals by reason, and the tracked clients", async 
     } finally {
       second.close();
     }
-    const stranger = await SourceClient.connect(server.port, "127.0.0.4");
+    const stranger = await WireClient.connectFrom(server.port, "127.0.0.4");
     try {
       assert.deepEqual((await stranger.readUntilClosed()).map((r) => r.status), [
         STATUS_FORBIDDEN,
@@ -269,7 +268,7 @@ testEachIo(
       "1/1h",
       ...io,
     ]);
-    const client = await SourceClient.connect(server.port, "127.0.0.2");
+    const client = await WireClient.connectFrom(server.port, "127.0.0.2");
     try {
       await client.write(encodeQueries(Array(REFUSED_QUERIES + 1).fill(ADA)));
       const replies = await client.readReplies(REFUSED_QUERIES + 1);

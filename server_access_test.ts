@@ -40,24 +40,23 @@ import {
   reportRepeatedRefusals,
   Session,
 } from "./session.ts";
+import { makeBook, PEOPLE } from "./testing/books.ts";
+import { waitFor, withDeadline } from "./testing/deadlines.ts";
+import { concat } from "./testing/frames.ts";
 import {
-  assertNoPersonalData,
-  concat,
-  IO_LOOPS,
-  makeBook,
-  metricValue,
-  PEOPLE,
-  RawClient,
-  SourceClient,
   startTestServer,
   type TestServer,
   type TestServerOptions,
-  waitFor,
-  waitForOpenConnections,
-  withDeadline,
-  withRawClient,
-  withSourceClient,
-} from "./test_util.ts";
+} from "./testing/in_process_server.ts";
+import { IO_LOOPS } from "./testing/io_loops.ts";
+import { metricValue, waitForOpenConnections } from "./testing/metrics.ts";
+import { assertNoPersonalData } from "./testing/personal_data.ts";
+import {
+  WireClient,
+  type WireConn,
+  withWireClient,
+  withWireClientFrom,
+} from "./testing/wire_client.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -150,7 +149,7 @@ function refusalLinesOnceLogged(lines: readonly string[], client: string, reason
 
 /** Asserts that a connection got exactly one reply of `status`, then was closed. */
 async function assertRefusedThenClosed(
-  client: SourceClient | RawClient,
+  client: WireClient<WireConn>,
   status: number,
   text: RegExp,
 ): Promise<void> {
@@ -167,15 +166,15 @@ accessTest(
   "--allow 127.0.0.2/32 serves 127.0.0.2 and refuses 127.0.0.3 with FORBIDDEN, then closes",
   { access: { ...OPEN, allow: ["127.0.0.2/32"] } },
   async ({ port, lines, server }) => {
-    await withSourceClient(port, "127.0.0.2", async (allowed) => {
+    await withWireClientFrom(port, "127.0.0.2", async (allowed) => {
       assert.deepEqual(await allowed.query(ADA), { status: STATUS_FOUND, text: "Ada Lovelace" });
       assert.equal((await allowed.query(NOBODY)).status, STATUS_NOT_FOUND);
     });
-    await withSourceClient(port, "127.0.0.3", async (refused) => {
+    await withWireClientFrom(port, "127.0.0.3", async (refused) => {
       // The refusal comes at once: the client need not send anything.
       await assertRefusedThenClosed(refused, STATUS_FORBIDDEN, /--allow list/);
     });
-    await withRawClient(port, async (local) => {
+    await withWireClient(port, async (local) => {
       // Loopback is not special once --allow is given.
       await assertRefusedThenClosed(local, STATUS_FORBIDDEN, /--allow list/);
     });
@@ -198,11 +197,11 @@ accessTest(
   { access: { ...OPEN, allow: ["127.0.0.4/30,::1", "10.0.0.0/8"] } },
   async ({ port }) => {
     for (const source of ["127.0.0.4", "127.0.0.7"]) {
-      await withSourceClient(port, source, async (client) => {
+      await withWireClientFrom(port, source, async (client) => {
         assert.equal((await client.query(ADA)).status, STATUS_FOUND, source);
       });
     }
-    await withSourceClient(port, "127.0.0.8", async (client) => {
+    await withWireClientFrom(port, "127.0.0.8", async (client) => {
       await assertRefusedThenClosed(client, STATUS_FORBIDDEN, /--allow list/);
     });
   },
@@ -212,11 +211,11 @@ accessTest(
   "protected mode serves a loopback client and refuses a far one (via PROXY) naming --allow",
   { access: { protectedMode: true, proxyProtocol: true } },
   async ({ port, lines }) => {
-    await withRawClient(port, async (client) => {
+    await withWireClient(port, async (client) => {
       await client.write(concat([proxyFrom(1, "127.0.0.9"), encodeQuery(ADA)]));
       assert.equal((await client.readReply())?.status, STATUS_FOUND);
     });
-    await withRawClient(port, async (client) => {
+    await withWireClient(port, async (client) => {
       await client.write(concat([proxyFrom(2, FAR_CLIENT), encodeQuery(ADA)]));
       await assertRefusedThenClosed(
         client,
@@ -239,7 +238,7 @@ accessTest(
   "--rate-limit 5/1s: the 6th query is RATE_LIMITED, the connection stays open, and it recovers",
   { clientLimits: limits({ rate: "5/1s" }) },
   async ({ port, server }) => {
-    await withSourceClient(port, "127.0.0.2", async (client) => {
+    await withWireClientFrom(port, "127.0.0.2", async (client) => {
       await client.write(encodeQueries([ADA, NOBODY, GRACE, "not an email", ALAN, ADA]));
       const replies = await client.readReplies(6);
       assert.deepEqual(statuses(replies), [
@@ -252,7 +251,7 @@ accessTest(
       ]);
       assert.match(replies[5].text, /more than 5 queries in 1 s \(--rate-limit\)/);
       // Another client has its own allowance.
-      await withSourceClient(port, "127.0.0.3", async (other) => {
+      await withWireClientFrom(port, "127.0.0.3", async (other) => {
         assert.equal((await other.query(ADA)).status, STATUS_FOUND);
       });
       // Refused queries take no allowance, so asking again and again ends once the window passes.
@@ -274,7 +273,7 @@ accessTest(
   "--found-limit 3/1h: after 3 FOUND every query is RATE_LIMITED, misses included",
   { clientLimits: limits({ found: "3/1h" }) },
   async ({ port, server, lines }) => {
-    await withSourceClient(port, "127.0.0.2", async (client) => {
+    await withWireClientFrom(port, "127.0.0.2", async (client) => {
       assert.equal((await client.query(NOBODY)).status, STATUS_NOT_FOUND, "misses are free");
       await client.write(encodeQueries([ADA, GRACE, ALAN]));
       assert.deepEqual(statuses(await client.readReplies(3)), Array(3).fill(STATUS_FOUND));
@@ -286,10 +285,10 @@ accessTest(
       assert.ok(client.ending === undefined, "the connection stays open");
     });
     // A new connection from the same client is still limited; another client is not.
-    await withSourceClient(port, "127.0.0.2", async (again) => {
+    await withWireClientFrom(port, "127.0.0.2", async (again) => {
       assert.equal((await again.query(NOBODY)).status, STATUS_RATE_LIMITED);
     });
-    await withSourceClient(port, "127.0.0.3", async (other) => {
+    await withWireClientFrom(port, "127.0.0.3", async (other) => {
       assert.equal((await other.query(ADA)).status, STATUS_FOUND);
     });
     assert.equal(
@@ -308,25 +307,25 @@ accessTest(
   "--max-connections-per-client 2: the 3rd connection is RATE_LIMITED and closed; others unaffected",
   { clientLimits: limits({ perClient: 2 }) },
   async ({ port, server }) => {
-    const first = await SourceClient.connect(port, "127.0.0.2");
-    const second = await SourceClient.connect(port, "127.0.0.2");
+    const first = await WireClient.connectFrom(port, "127.0.0.2");
+    const second = await WireClient.connectFrom(port, "127.0.0.2");
     try {
       assert.equal((await first.query(ADA)).status, STATUS_FOUND);
       assert.equal((await second.query(ADA)).status, STATUS_FOUND);
-      await withSourceClient(port, "127.0.0.2", async (third) => {
+      await withWireClientFrom(port, "127.0.0.2", async (third) => {
         await assertRefusedThenClosed(
           third,
           STATUS_RATE_LIMITED,
           /already has 2 connections open \(--max-connections-per-client\)/,
         );
       });
-      await withSourceClient(port, "127.0.0.3", async (other) => {
+      await withWireClientFrom(port, "127.0.0.3", async (other) => {
         assert.equal((await other.query(ADA)).status, STATUS_FOUND);
       });
       assert.equal((await first.query(GRACE)).status, STATUS_FOUND, "open ones are untouched");
       second.close();
       await waitForOpenConnections(server, 1, "the second connection to close");
-      await withSourceClient(port, "127.0.0.2", async (again) => {
+      await withWireClientFrom(port, "127.0.0.2", async (again) => {
         assert.equal((await again.query(ADA)).status, STATUS_FOUND, "a place was freed");
       });
     } finally {
@@ -353,17 +352,17 @@ accessTest(
   "a full table of tracked clients, every one with a connection open, refuses a new client as SERVER_BUSY",
   { clientLimits: { ...limits({ perClient: 4 }), capacity: 2 } },
   async ({ port, server }) => {
-    const first = await SourceClient.connect(port, "127.0.0.2");
-    const second = await SourceClient.connect(port, "127.0.0.3");
+    const first = await WireClient.connectFrom(port, "127.0.0.2");
+    const second = await WireClient.connectFrom(port, "127.0.0.3");
     try {
       assert.equal((await first.query(ADA)).status, STATUS_FOUND);
       assert.equal((await second.query(ADA)).status, STATUS_FOUND);
-      await withSourceClient(port, "127.0.0.4", async (third) => {
+      await withWireClientFrom(port, "127.0.0.4", async (third) => {
         await assertRefusedThenClosed(third, STATUS_SERVER_BUSY, /connection limit/);
       });
       first.close();
       await waitForOpenConnections(server, 1, "the first client to leave");
-      await withSourceClient(port, "127.0.0.4", async (third) => {
+      await withWireClientFrom(port, "127.0.0.4", async (third) => {
         assert.equal(
           (await third.query(ADA)).status,
           STATUS_FOUND,
@@ -384,7 +383,7 @@ accessTest(
   async ({ port, server }) => {
     const perConnection = 5;
     const clients = await Promise.all(
-      Array.from({ length: SPREAD_CONNECTIONS }, () => SourceClient.connect(port, "127.0.0.2")),
+      Array.from({ length: SPREAD_CONNECTIONS }, () => WireClient.connectFrom(port, "127.0.0.2")),
     );
     try {
       const replies = (await Promise.all(clients.map(async (client) => {
@@ -424,7 +423,7 @@ accessTest(
   "--write-timeout closes a connection that takes none of its waiting replies",
   WRITE_TIMED,
   async ({ port, server }) => {
-    await withRawClient(port, async (client) => {
+    await withWireClient(port, async (client) => {
       await client.write(encodeQueries(Array(LONG_REPLIES).fill(LONG_EMAIL)));
       // Never read: the replies fill both socket buffers, then wait in the server.
       await waitFor(
@@ -440,7 +439,7 @@ accessTest(
   "--write-timeout never closes a slow but steady reader",
   WRITE_TIMED,
   async ({ port, server }) => {
-    await withRawClient(port, async (client) => {
+    await withWireClient(port, async (client) => {
       await client.write(encodeQueries(Array(LONG_REPLIES).fill(LONG_EMAIL)));
       const expected = LONG_REPLIES * (6 + LONG_NAME.length);
       const buffer = new Uint8Array(SLOW_READ_BYTES);
@@ -475,12 +474,12 @@ for (const version of [1, 2] as const) {
     PROXIED,
     async ({ port, lines }) => {
       // Allowed by its header's source, although the peer (127.0.0.2) is not in --allow.
-      await withSourceClient(port, "127.0.0.2", async (client) => {
+      await withWireClientFrom(port, "127.0.0.2", async (client) => {
         await client.write(concat([proxyFrom(version, FAR_CLIENT), encodeQuery(ADA)]));
         assert.deepEqual(await client.readReply(), { status: STATUS_FOUND, text: "Ada Lovelace" });
       });
       // Its limits follow the header's source, whichever peer relays it.
-      await withSourceClient(port, "127.0.0.3", async (client) => {
+      await withWireClientFrom(port, "127.0.0.3", async (client) => {
         await client.write(
           concat([proxyFrom(version, FAR_CLIENT), encodeQueries([ADA, ADA, ADA])]),
         );
@@ -490,11 +489,11 @@ for (const version of [1, 2] as const) {
           STATUS_RATE_LIMITED,
         ]);
       });
-      await withSourceClient(port, "127.0.0.3", async (client) => {
+      await withWireClientFrom(port, "127.0.0.3", async (client) => {
         await client.write(concat([proxyFrom(version, "192.0.2.8"), encodeQuery(ADA)]));
         assert.equal((await client.readReply())?.status, STATUS_FOUND, "another client");
       });
-      await withSourceClient(port, "127.0.0.2", async (client) => {
+      await withWireClientFrom(port, "127.0.0.2", async (client) => {
         await client.write(proxyFrom(version, "198.51.100.9"));
         await assertRefusedThenClosed(client, STATUS_FORBIDDEN, /--allow list/);
       });
@@ -514,7 +513,7 @@ accessTest(
   "a protocol error after a PROXY header is logged with the proxy and the client it named",
   PROXIED,
   async ({ port, lines }) => {
-    await withRawClient(port, async (client) => {
+    await withWireClient(port, async (client) => {
       await client.write(concat([proxyFrom(1, FAR_CLIENT), new TextEncoder().encode("GET /")]));
       await assertRefusedThenClosed(client, STATUS_PROTOCOL_ERROR, /^Frame type 0x47/);
     });
@@ -527,10 +526,10 @@ accessTest(
   "PROXY header from a peer that is not a --trusted-proxy: FORBIDDEN at once, then close",
   { access: { ...OPEN, proxyProtocol: true, trustedProxies: "127.0.0.2" } },
   async ({ port, lines }) => {
-    await withSourceClient(port, "127.0.0.3", async (client) => {
+    await withWireClientFrom(port, "127.0.0.3", async (client) => {
       await assertRefusedThenClosed(client, STATUS_FORBIDDEN, /trusted proxies only/);
     });
-    await withSourceClient(port, "127.0.0.2", async (client) => {
+    await withWireClientFrom(port, "127.0.0.2", async (client) => {
       await client.write(concat([proxyFrom(2, FAR_CLIENT), encodeQuery(ADA)]));
       assert.equal((await client.readReply())?.status, STATUS_FOUND);
     });
@@ -546,7 +545,7 @@ accessTest(
   "a trusted peer that sends a query with no PROXY header gets PROTOCOL_ERROR, then the close",
   PROXIED,
   async ({ port, lines }) => {
-    await withRawClient(port, async (client) => {
+    await withWireClient(port, async (client) => {
       await client.write(encodeQuery(ADA));
       await assertRefusedThenClosed(client, STATUS_PROTOCOL_ERROR, /^PROXY header expected/);
     });
@@ -559,7 +558,7 @@ for (const version of [1, 2] as const) {
     `a PROXY v${version} header and a query split byte by byte are answered`,
     PROXIED,
     async ({ port }) => {
-      await withSourceClient(port, "127.0.0.2", async (client) => {
+      await withWireClientFrom(port, "127.0.0.2", async (client) => {
         for (const byte of concat([proxyFrom(version, FAR_CLIENT), encodeQuery(ADA)])) {
           await client.write(Uint8Array.of(byte));
         }
@@ -580,7 +579,7 @@ accessTest(
       Uint8Array.of(0x04, 0, 5, 0, 0, 0, 0, 0), // PP2_TYPE_NOOP
       Uint8Array.of(0x20, 0, 5, 0x01, 0, 0, 0, 0), // PP2_TYPE_SSL, client verified, no sub-TLVs
     ]);
-    await withRawClient(port, async (client) => {
+    await withWireClient(port, async (client) => {
       await client.write(concat([proxyFrom(2, FAR_CLIENT, { tlvs }), encodeQuery(GRACE)]));
       assert.deepEqual(await client.readReply(), { status: STATUS_FOUND, text: "Grace Hopper" });
     });
@@ -592,7 +591,7 @@ accessTest(
   PROXIED,
   async ({ port, lines }) => {
     const ask = async (source: string, count: number, version: 1 | 2 = 1) =>
-      await withRawClient(port, async (client) => {
+      await withWireClient(port, async (client) => {
         const queries = encodeQueries(Array(count).fill(ADA));
         await client.write(concat([proxyFrom(version, source), queries]));
         return statuses(await client.readReplies(count));
@@ -612,15 +611,15 @@ accessTest(
   "a PROXY v2 LOCAL header: the peer's own address is the client",
   { access: { ...OPEN, proxyProtocol: true, allow: ["127.0.0.2"] } },
   async ({ port }) => {
-    await withSourceClient(port, "127.0.0.2", async (client) => {
+    await withWireClientFrom(port, "127.0.0.2", async (client) => {
       await client.write(concat([encodeProxyHeader({ version: 2 }), encodeQuery(ADA)]));
       assert.equal((await client.readReply())?.status, STATUS_FOUND);
     });
-    await withSourceClient(port, "127.0.0.3", async (client) => {
+    await withWireClientFrom(port, "127.0.0.3", async (client) => {
       await client.write(concat([encodeProxyHeader({ version: 2 }), encodeQuery(ADA)]));
       await assertRefusedThenClosed(client, STATUS_FORBIDDEN, /--allow list/);
     });
-    await withSourceClient(port, "127.0.0.3", async (client) => {
+    await withWireClientFrom(port, "127.0.0.3", async (client) => {
       // A v1 UNKNOWN header means the same.
       await client.write(concat([encodeProxyHeader({ version: 1 }), encodeQuery(ADA)]));
       await assertRefusedThenClosed(client, STATUS_FORBIDDEN, /--allow list/);
@@ -633,11 +632,11 @@ accessTest(
   { ...PROXIED, limits: { frameTimeoutMs: SHORT_TIMEOUT_MS, idleTimeoutMs: 0 } },
   async ({ port, server }) => {
     const header = proxyFrom(2, FAR_CLIENT);
-    await withRawClient(port, async (client) => {
+    await withWireClient(port, async (client) => {
       await client.write(header.subarray(0, 20));
       assert.deepEqual(await client.readUntilClosed(), [], "closed without a reply");
     });
-    await withRawClient(port, async (client) => {
+    await withWireClient(port, async (client) => {
       // Even a header never begun counts: the connection must start with one.
       assert.deepEqual(await client.readUntilClosed(), [], "closed without a reply");
     });
@@ -709,7 +708,7 @@ accessTest(
     for (let start = 0; start < cases.length; start += FUZZ_BATCH) {
       await Promise.all(
         cases.slice(start, start + FUZZ_BATCH).map((bytes, i) =>
-          withRawClient(port, async (client) => {
+          withWireClient(port, async (client) => {
             const what = `seed ${seed}, case ${start + i}: ${Array.from(bytes).join(",")}`;
             try {
               await client.write(bytes);
@@ -732,7 +731,7 @@ accessTest(
     for (const outcome of ["silent close", "PROTOCOL_ERROR", "FORBIDDEN", "FOUND"]) {
       assert.ok(outcomes.has(outcome), `seed ${seed}: no case ended in ${outcome}`);
     }
-    await withRawClient(port, async (client) => {
+    await withWireClient(port, async (client) => {
       await client.write(concat([proxyFrom(1, FAR_CLIENT), encodeQuery(ADA)]));
       assert.deepEqual(await client.readReply(), { status: STATUS_FOUND, text: "Ada Lovelace" });
     });

@@ -18,20 +18,18 @@ import {
   STATUS_SERVER_BUSY,
   TYPE_QUERY,
 } from "./protocol.ts";
+import { writeCsvBook } from "./testing/books.ts";
+import { swapConfigMap, tempDir as makeTempDir } from "./testing/files.ts";
+import { concat, header } from "./testing/frames.ts";
+import { IO_LOOPS } from "./testing/io_loops.ts";
+import { metricValue } from "./testing/metrics.ts";
 import {
   assertNoStackTrace,
-  concat,
-  header,
-  IO_LOOPS,
   LISTENING,
-  metricValue,
-  type ProtocolClient,
   runServerToExit as runToExit,
   ServerProcess,
-  swapConfigMap,
-  tempDir as makeTempDir,
-  writeCsvBook,
-} from "./test_util.ts";
+} from "./testing/processes.ts";
+import { type WireClient } from "./testing/wire_client.ts";
 import { type CliOptions, DEFAULT_WATCH_SETTLE_SECONDS, parseServerArgs } from "./server_cli.ts";
 import { StartError } from "./server_error.ts";
 import { csvField, generateEntries } from "./gen.ts";
@@ -96,10 +94,10 @@ function unfinishedQuery(): Uint8Array {
  * write as a whole query, so the reply to that query shows the server has
  * read the partial frame too and counts the connection as mid-frame.
  */
-async function holdMidFrame(server: ServerProcess): Promise<ProtocolClient> {
+async function holdMidFrame(server: ServerProcess): Promise<WireClient> {
   const client = await server.connect();
-  await client.send(concat([encodeQuery(BOOK[0][0]), unfinishedQuery()]));
-  assert.deepEqual(await client.next(), { status: STATUS_FOUND, text: BOOK[0][1] });
+  await client.write(concat([encodeQuery(BOOK[0][0]), unfinishedQuery()]));
+  assert.deepEqual(await client.readReply(), { status: STATUS_FOUND, text: BOOK[0][1] });
   return client;
 }
 
@@ -108,7 +106,7 @@ async function askFresh(server: ServerProcess, email: string, count: number): Pr
   const replies: Reply[] = [];
   for (let i = 0; i < count; i++) {
     using client = await server.connect();
-    replies.push(await client.ask(email));
+    replies.push(await client.query(email));
   }
   return replies;
 }
@@ -290,7 +288,7 @@ Deno.test("server without --data serves the built-in data/addressbook.csv", asyn
   assert.ok(Number(loaded[1]) > 0);
   assert.match(server.startLine, /listening on 127\.0\.0\.1:\d+/);
   using client = await server.connect();
-  assert.deepEqual(await client.ask("ada@example.com"), {
+  assert.deepEqual(await client.query("ada@example.com"), {
     status: STATUS_FOUND,
     text: "Ada Lovelace",
   });
@@ -304,11 +302,11 @@ Deno.test("server with --data prints the entry count, the file and the address i
   assert.equal(server.hostname, "127.0.0.1");
   assert.ok(server.port > 0);
   using client = await server.connect();
-  assert.deepEqual(await client.ask("Grace@Example.org "), {
+  assert.deepEqual(await client.query("Grace@Example.org "), {
     status: STATUS_FOUND,
     text: "Grace Hopper",
   });
-  assert.equal((await client.ask("nobody@example.com")).status, STATUS_NOT_FOUND);
+  assert.equal((await client.query("nobody@example.com")).status, STATUS_NOT_FOUND);
 });
 
 Deno.test("server exits 1 with one message naming the file when the book is unusable", async () => {
@@ -604,7 +602,7 @@ testEachIo(
 /** Asks one question on a fresh connection. */
 async function askOnce(server: ServerProcess, email: string): Promise<Reply> {
   using client = await server.connect();
-  return await client.ask(email);
+  return await client.query(email);
 }
 
 Deno.test("server --watch reloads a book replaced by a rename or rewritten in place, and keeps the old one when it breaks", async () => {
@@ -681,7 +679,7 @@ Deno.test("server --watch never serves a book rewritten in place until the file 
   let newAnswers = 0;
   for (let round = 0; (writing || !reloaded) && round < 1_000_000; round++) {
     const i = round % 2 === 0 ? REWRITTEN_ROWS - 1 - (round % 100) : round % REWRITTEN_ROWS;
-    const reply = await probe.ask(rewrittenRow(i, "Old")[0]);
+    const reply = await probe.query(rewrittenRow(i, "Old")[0]);
     const names = [rewrittenRow(i, "Old")[1], rewrittenRow(i, "New")[1]];
     assert.equal(reply.status, STATUS_FOUND, `entry ${i} is served all along`);
     assert.ok(
@@ -699,7 +697,7 @@ Deno.test("server --watch never serves a book rewritten in place until the file 
   assert.ok(answers > 0);
   assert.match(line, new RegExp(`entries=${REWRITTEN_ROWS}`));
   for (const i of [0, REWRITTEN_ROWS / 2, REWRITTEN_ROWS - 1]) {
-    assert.deepEqual(await probe.ask(rewrittenRow(i, "Old")[0]), {
+    assert.deepEqual(await probe.query(rewrittenRow(i, "Old")[0]), {
       status: STATUS_FOUND,
       text: rewrittenRow(i, "New")[1],
     });
@@ -780,12 +778,12 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
       await using server = await startOnBook(dir.path, io);
       using client = await server.connect();
       // One round trip first, so the connection is surely accepted before the signal.
-      assert.equal((await client.ask(BOOK[1][0])).text, BOOK[1][1]);
+      assert.equal((await client.query(BOOK[1][0])).text, BOOK[1][1]);
 
       const { bytes, expected } = pipelinedQueries(PIPELINED_QUERIES);
-      await client.send(bytes);
+      await client.write(bytes);
       server.signal(signal);
-      const replies = await client.untilEnd();
+      const replies = await client.readUntilClosed();
 
       assert.equal(replies.length, PIPELINED_QUERIES, "every query got its reply before the close");
       for (let i = 0; i < PIPELINED_QUERIES; i++) {
@@ -814,12 +812,12 @@ testEachIo(
     );
     try {
       // Connected and sent before the signal: each must be answered, then closed.
-      await Promise.all(clients.map((client) => client.send(encodeQuery(BOOK[0][0]))));
+      await Promise.all(clients.map((client) => client.write(encodeQuery(BOOK[0][0]))));
       server.signal("SIGTERM");
       server.signal("SIGCONT");
       const endings = await Promise.all(clients.map(async (client) => {
         try {
-          const replies = await client.untilEnd();
+          const replies = await client.readUntilClosed();
           return replies.length === 1 && replies[0].text === BOOK[0][1] ? "answered" : "unanswered";
         } catch (error) {
           if (error instanceof Deno.errors.ConnectionReset) return "reset";
@@ -846,16 +844,16 @@ testEachIo(
     );
     try {
       // A round trip each first, so every connection is accepted before the signal.
-      for (const client of clients) assert.equal((await client.ask(BOOK[1][0])).text, BOOK[1][1]);
+      for (const client of clients) assert.equal((await client.query(BOOK[1][0])).text, BOOK[1][1]);
       // Each client streams queries while the server shuts down; the queries
       // the server has not read by then may go unanswered, but the replies it
       // wrote must arrive, followed by a clean end of stream.
-      const writers = clients.map((client) => client.send(queries).catch(() => {}));
+      const writers = clients.map((client) => client.write(queries).catch(() => {}));
       server.signal("SIGTERM");
       const endings = await Promise.all(clients.map(async (client) => {
         let replies = 0;
         try {
-          for (let reply; (reply = await client.next()) !== null; replies++) {
+          for (let reply; (reply = await client.readReply()) !== null; replies++) {
             assert.deepEqual(reply, { status: STATUS_FOUND, text: BOOK[0][1] });
           }
           return `EOF after ${replies} replies`;
@@ -918,7 +916,11 @@ testEachIo(
     using held = await holdMidFrame(server);
 
     server.signal("SIGTERM");
-    assert.deepEqual(await held.untilEnd(), [], "the held connection is closed with no reply");
+    assert.deepEqual(
+      await held.readUntilClosed(),
+      [],
+      "the held connection is closed with no reply",
+    );
     const status = await server.exit();
 
     assert.equal(status.code, EXIT_OK, server.stderr.text);
@@ -934,9 +936,9 @@ testEachIo(
     await using server = await startOnBook(dir.path, ["--shutdown-timeout", "60", ...io]);
     const idle = await Promise.all([1, 2, 3].map(() => server.connect()));
     try {
-      for (const client of idle) assert.equal((await client.ask(BOOK[0][0])).text, BOOK[0][1]);
+      for (const client of idle) assert.equal((await client.query(BOOK[0][0])).text, BOOK[0][1]);
       server.signal("SIGTERM");
-      for (const client of idle) assert.deepEqual(await client.untilEnd(), []);
+      for (const client of idle) assert.deepEqual(await client.readUntilClosed(), []);
     } finally {
       for (const client of idle) client.close();
     }
@@ -956,15 +958,15 @@ testEachIo(
       port = first.port;
       // Connections the server closes leave its side of them in TIME_WAIT.
       using client = await first.connect();
-      assert.equal((await client.ask(BOOK[0][0])).text, BOOK[0][1]);
+      assert.equal((await client.query(BOOK[0][0])).text, BOOK[0][1]);
       first.signal("SIGTERM");
-      assert.deepEqual(await client.untilEnd(), []);
+      assert.deepEqual(await client.readUntilClosed(), []);
       assert.equal((await first.exit()).code, EXIT_OK);
     }
     await using second = await ServerProcess.start(["--data", book, "--port", String(port), ...io]);
     assert.equal(second.port, port);
     using client = await second.connect();
-    assert.equal((await client.ask(BOOK[1][0])).text, BOOK[1][1]);
+    assert.equal((await client.query(BOOK[1][0])).text, BOOK[1][1]);
   },
 );
 
@@ -986,15 +988,15 @@ for (const format of ["text", "json"] as const) {
       const asked = ["Secret.Person@example.net", "not an email but private"];
       for (let i = 0; i < 4; i++) {
         using client = await server.connect();
-        for (const [email] of BOOK) assert.equal((await client.ask(email)).status, STATUS_FOUND);
-        assert.equal((await client.ask(asked[0])).status, STATUS_NOT_FOUND);
-        assert.equal((await client.ask(asked[1])).status, STATUS_BAD_REQUEST);
+        for (const [email] of BOOK) assert.equal((await client.query(email)).status, STATUS_FOUND);
+        assert.equal((await client.query(asked[0])).status, STATUS_NOT_FOUND);
+        assert.equal((await client.query(asked[1])).status, STATUS_BAD_REQUEST);
       }
       // Protocol errors whose bytes hold an email: a text line, and an overlong query.
       for (const bytes of [`GET /${BOOK[0][0]} HTTP/1.1\r\n\r\n`, `Q\0\0\x10\0${BOOK[1][0]}`]) {
         using client = await server.connect();
-        await client.send(new TextEncoder().encode(bytes));
-        const replies = await client.untilEnd();
+        await client.write(new TextEncoder().encode(bytes));
+        const replies = await client.readUntilClosed();
         assert.equal(replies.at(-1)?.status, STATUS_PROTOCOL_ERROR);
       }
       await server.stderr.waitFor(/protocol error/);
@@ -1112,14 +1114,14 @@ testEachIo(
     await using dir = await tempDir();
     await using server = await startOnBook(dir.path, ["--max-connections", "1", ...io]);
     using first = await server.connect();
-    assert.equal((await first.ask(BOOK[0][0])).text, BOOK[0][1]);
+    assert.equal((await first.query(BOOK[0][0])).text, BOOK[0][1]);
 
     using second = await server.connect();
-    const replies = await second.untilEnd();
+    const replies = await second.readUntilClosed();
     assert.equal(replies.length, 1);
     assert.equal(replies[0].status, STATUS_SERVER_BUSY);
     await server.stderr.waitFor(/warn connection refused: server busy peer=127\.0\.0\.1:\d+/);
 
-    assert.equal((await first.ask(BOOK[1][0])).text, BOOK[1][1], "the first is still served");
+    assert.equal((await first.query(BOOK[1][0])).text, BOOK[1][1], "the first is still served");
   },
 );

@@ -6,7 +6,7 @@ import {
   type ServerStatus,
   StatusEndpoint,
 } from "./server_http.ts";
-import { LOOPBACK } from "./test_util.ts";
+import { LOOPBACK } from "./testing/loopback.ts";
 
 const READY: ServerStatus = { ready: () => true, metrics: () => "addrbook_book_entries 3\n" };
 

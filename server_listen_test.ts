@@ -10,8 +10,10 @@ import {
   type ServiceLimits,
   type SessionContext,
 } from "./session.ts";
-import { makeTestPki } from "./test_pki.ts";
-import { LOOPBACK, makeBook, withDeadline } from "./test_util.ts";
+import { makeBook } from "./testing/books.ts";
+import { withDeadline } from "./testing/deadlines.ts";
+import { LOOPBACK } from "./testing/loopback.ts";
+import { makeTestPki } from "./testing/pki.ts";
 
 const HANDSHAKE_TIMEOUT_MS = 200;
 

@@ -8,7 +8,10 @@ import assert from "node:assert/strict";
 import { STATUS_FOUND, TYPE_QUERY } from "./protocol.ts";
 import { StatusEndpoint } from "./server_http.ts";
 import { startServer } from "./server_start.ts";
-import { header, LOOPBACK, makeBook, PEOPLE, RawClient } from "./test_util.ts";
+import { makeBook, PEOPLE } from "./testing/books.ts";
+import { header } from "./testing/frames.ts";
+import { LOOPBACK } from "./testing/loopback.ts";
+import { WireClient } from "./testing/wire_client.ts";
 
 async function statusOf(endpoint: StatusEndpoint, path: string, method = "GET"): Promise<number> {
   const response = await fetch(`http://${LOOPBACK}:${endpoint.addr.port}${path}`, { method });
@@ -28,7 +31,7 @@ Deno.test("/readyz is 503 before the server starts, 200 while it serves, 503 fro
       statusEndpoint: endpoint,
     });
     assert.equal(server.metricsAddr, endpoint.addr);
-    const held = await RawClient.connect(server.addr.port);
+    const held = await WireClient.connect(server.addr.port);
     try {
       assert.equal((await held.query(PEOPLE[0][0])).status, STATUS_FOUND);
       assert.equal(server.ready, true);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { type AddressBook, NOT_FOUND_TEXT } from "./addressbook.ts";
 import {
+  encodeQueries,
   encodeQuery,
   encodeReply,
   MAX_QUERY_BYTES,
@@ -14,26 +15,19 @@ import {
   TYPE_REPLY,
 } from "./protocol.ts";
 import { StartError, startServer } from "./server.ts";
+import { makeBook, PEOPLE } from "./testing/books.ts";
 import {
-  concat,
   DeadlineError,
-  encodeQueries,
-  frame,
-  header,
-  makeBook,
-  metricValue,
-  PEOPLE,
-  RawClient,
-  testOnEachLoop,
-  WAIT_MS,
+  EVENT_DEADLINE_MS,
   waitFor,
-  waitForOpenConnections,
   withDeadline,
-  withRawClient,
-  withTestClient,
-  withTestServer,
   yieldToEventLoop,
-} from "./test_util.ts";
+} from "./testing/deadlines.ts";
+import { concat, frame, header } from "./testing/frames.ts";
+import { withTestClient, withTestServer } from "./testing/in_process_server.ts";
+import { testOnEachLoop } from "./testing/io_loops.ts";
+import { metricValue, waitForOpenConnections } from "./testing/metrics.ts";
+import { WireClient, withWireClient } from "./testing/wire_client.ts";
 
 const encoder = new TextEncoder();
 /** A type byte that is neither `Q` nor `R`: ASCII `G`, as an HTTP GET would start. */
@@ -73,13 +67,13 @@ function assertReplies(replies: Reply[], expected: Expected[]): void {
 }
 
 /** Connects, then does one query so the connection is surely accepted and counted. */
-async function connectAccepted(port: number): Promise<RawClient> {
-  const client = await RawClient.connect(port);
+async function connectAccepted(port: number): Promise<WireClient> {
+  const client = await WireClient.connect(port);
   assert.equal((await client.query(PEOPLE[0][0])).status, STATUS_FOUND);
   return client;
 }
 
-function closeAll(clients: RawClient[]): void {
+function closeAll(clients: WireClient[]): void {
   for (const client of clients) client.close();
 }
 
@@ -146,7 +140,7 @@ testOnEachLoop(
 
 /** Sends `bytes` and expects exactly one PROTOCOL_ERROR reply, then a clean close. */
 async function expectProtocolError(port: number, bytes: Uint8Array, reason: RegExp) {
-  await withRawClient(port, async (client) => {
+  await withWireClient(port, async (client) => {
     await client.write(bytes);
     const replies = await client.readUntilClosed();
     assert.deepEqual(replies.map((r) => r.status), [STATUS_PROTOCOL_ERROR]);
@@ -226,7 +220,7 @@ testOnEachLoop(
   "closes a connection that neither sends nor closes after its protocol error once the linger time is over",
   async (io) => {
     await withTestServer({ io }, async ({ port, server }) => {
-      await withRawClient(port, async (client) => {
+      await withWireClient(port, async (client) => {
         await client.write(Uint8Array.of(TYPE_GET));
         assert.deepEqual((await client.readUntilClosed()).map((r) => r.status), [
           STATUS_PROTOCOL_ERROR,
@@ -251,7 +245,7 @@ testOnEachLoop("accepts a query of exactly the maximum length", async (io) => {
 testOnEachLoop("serves the one-query-per-connection client style", async (io) => {
   await withTestServer({ io }, async ({ port }) => {
     for (const [email, name] of PEOPLE) {
-      await withRawClient(port, async (client) => {
+      await withWireClient(port, async (client) => {
         assert.deepEqual(await client.query(email), { status: STATUS_FOUND, text: name });
       });
     }
@@ -268,7 +262,7 @@ testOnEachLoop("answers 1000 queries pipelined in one write, in order", async (i
 
 testOnEachLoop("serves 200 concurrent connections doing a few queries each", async (io) => {
   await withTestServer({ io }, async ({ port, server }) => {
-    const clients = await Promise.all(Array.from({ length: 200 }, () => RawClient.connect(port)));
+    const clients = await Promise.all(Array.from({ length: 200 }, () => WireClient.connect(port)));
     try {
       await Promise.all(clients.map(async (client, c) => {
         for (let q = 0; q < 5; q++) {
@@ -306,11 +300,11 @@ testOnEachLoop("keeps serving after clients disconnect mid-frame and mid-pipelin
       encodeQueries(mixedQueries(1000).map((e) => e.query)),
     ];
     for (const bytes of abrupt) {
-      const client = await RawClient.connect(port);
+      const client = await WireClient.connect(port);
       await client.write(bytes);
       client.close();
     }
-    await withRawClient(port, async (client) => {
+    await withWireClient(port, async (client) => {
       assert.equal((await client.query("alan@turing.example")).text, "Alan Turing");
       // Every abandoned connection was cleaned up.
       await waitForOpenConnections(server, 1, "the abandoned connections to be closed");
@@ -330,8 +324,8 @@ testOnEachLoop("answers every query of a half-closed connection, then closes it"
 
 testOnEachLoop("a client stalled mid-frame does not delay another client", async (io) => {
   await withTestServer({ io }, async ({ port }) => {
-    const stalled = await RawClient.connect(port);
-    const other = await RawClient.connect(port);
+    const stalled = await WireClient.connect(port);
+    const other = await WireClient.connect(port);
     try {
       const query = encodeQuery("ada@example.com");
       await stalled.write(query.subarray(0, 8));
@@ -349,8 +343,8 @@ testOnEachLoop("a client stalled mid-frame does not delay another client", async
 
 testOnEachLoop("answers a frame whose header and body arrive in separate reads", async (io) => {
   await withTestServer({ io }, async ({ port }) => {
-    const client = await RawClient.connect(port);
-    const other = await RawClient.connect(port);
+    const client = await WireClient.connect(port);
+    const other = await WireClient.connect(port);
     try {
       const query = encodeQuery("grace.hopper@navy.example");
       for (const split of [5, 6, 12, query.length - 1]) {
@@ -376,7 +370,7 @@ testOnEachLoop(
       const second = await connectAccepted(port);
       const clients = [first, second];
       try {
-        const third = await RawClient.connect(port);
+        const third = await WireClient.connect(port);
         clients.push(third);
         const replies = await third.readUntilClosed();
         assert.deepEqual(replies.map((r) => r.status), [STATUS_SERVER_BUSY]);
@@ -401,7 +395,7 @@ testOnEachLoop(
 testOnEachLoop("closes a connection that stays silent for the idle timeout", async (io) => {
   const limits = { idleTimeoutMs: SHORT_TIMEOUT_MS, frameTimeoutMs: 0 };
   await withTestServer({ io, limits }, async ({ port, server }) => {
-    const silent = await RawClient.connect(port);
+    const silent = await WireClient.connect(port);
     const afterQuery = await connectAccepted(port);
     try {
       assert.deepEqual(await silent.readUntilClosed(), []);
@@ -423,8 +417,8 @@ testOnEachLoop(
     await withTestServer({ io, limits }, async ({ port, server }) => {
       // Opened first, idle all along: the frame timeout is not an idle timeout.
       const idle = await connectAccepted(port);
-      const halfFrame = await RawClient.connect(port);
-      const headerOnly = await RawClient.connect(port);
+      const halfFrame = await WireClient.connect(port);
+      const headerOnly = await WireClient.connect(port);
       try {
         await halfFrame.write(encodeQuery("ada@example.com").subarray(0, 9));
         await headerOnly.write(header(TYPE_QUERY, 20));
@@ -445,8 +439,8 @@ testOnEachLoop(
 testOnEachLoop("100 slow-loris peers stalled mid-frame do not stop a normal client", async (io) => {
   const limits = { frameTimeoutMs: SHORT_TIMEOUT_MS };
   await withTestServer({ io, limits }, async ({ port, server }) => {
-    const lorises = await Promise.all(Array.from({ length: 100 }, () => RawClient.connect(port)));
-    const client = await RawClient.connect(port);
+    const lorises = await Promise.all(Array.from({ length: 100 }, () => WireClient.connect(port)));
+    const client = await WireClient.connect(port);
     try {
       const query = encodeQuery("ada@example.com");
       await Promise.all(lorises.map((loris, i) => loris.write(query.subarray(0, 1 + i % 10))));
@@ -476,8 +470,8 @@ testOnEachLoop(
   async (io) => {
     const limits = { writeTimeoutMs: SHORT_TIMEOUT_MS, maxPendingWrite: SMALL_PENDING_WRITE };
     await withTestServer({ io, book: LARGE_BOOK, limits }, async ({ port, server }) => {
-      const other = await RawClient.connect(port);
-      const stalled = await RawClient.connect(port);
+      const other = await WireClient.connect(port);
+      const stalled = await WireClient.connect(port);
       try {
         await stalled.write(encodeQueries(Array(LARGE_REPLIES).fill("large@example.com")));
         await waitFor(
@@ -523,7 +517,7 @@ testOnEachLoop(
     };
     const count = 2 * LARGE_REPLIES;
     await withTestServer({ io, book: LARGE_BOOK, limits }, async ({ port, server }) => {
-      await withRawClient(port, async (client) => {
+      await withWireClient(port, async (client) => {
         await client.write(encodeQueries(Array(count).fill("large@example.com")));
         const replies: Reply[] = [];
         // Reading all of it at this pace takes more than twice the write timeout.
@@ -580,7 +574,7 @@ function pipelineQueries(
 }
 
 /** Writes `bytes` in chunks that split frames, from a separate task, then half-closes. */
-async function writeInChunks(client: RawClient, bytes: Uint8Array): Promise<void> {
+async function writeInChunks(client: WireClient, bytes: Uint8Array): Promise<void> {
   for (let start = 0; start < bytes.length; start += PIPELINE_WRITE_BYTES) {
     await client.write(bytes.subarray(start, start + PIPELINE_WRITE_BYTES));
     await yieldToEventLoop();
@@ -610,7 +604,7 @@ async function waitForStall(server: { metrics(): string }): Promise<number> {
 
 /** Reads all `count` replies and checks each against the query at its place. */
 async function readAllInOrder(
-  client: RawClient,
+  client: WireClient,
   count: number,
   names: string[],
   expected: (i: number) => number,
@@ -637,8 +631,8 @@ testOnEachLoop(
     const limits = { maxPendingWrite: SMALL_PENDING_WRITE, idleTimeoutMs: SHORT_TIMEOUT_MS };
     await withTestServer({ io, book, limits }, async ({ port, server }) => {
       const count = 20;
-      const client = await RawClient.connect(port);
-      let witness: RawClient | undefined;
+      const client = await WireClient.connect(port);
+      let witness: WireClient | undefined;
       try {
         // A few small queries in one write: the server reads them whole, then blocks writing.
         await client.write(encodeQueries(Array(count).fill("huge@example.com")));
@@ -646,7 +640,7 @@ testOnEachLoop(
         assert.ok(answered < count, `the server answered ${answered} of ${count} queries unread`);
         // Once a connection opened now has been closed as idle, the blocked one
         // has waited longer than the idle timeout too.
-        witness = await RawClient.connect(port);
+        witness = await WireClient.connect(port);
         assert.deepEqual(await witness.readUntilClosed(), []);
         await client.closeWrite();
         const replies = await client.readUntilClosed();
@@ -668,8 +662,8 @@ testOnEachLoop(
     const limits = { maxPendingWrite: SMALL_PENDING_WRITE, idleTimeoutMs: SHORT_TIMEOUT_MS };
     await withTestServer({ io, book, limits }, async ({ port, server }) => {
       const { bytes, expected } = pipelineQueries(emails, count);
-      const client = await RawClient.connect(port);
-      let witness: RawClient | undefined;
+      const client = await WireClient.connect(port);
+      let witness: WireClient | undefined;
       try {
         const writing = writeInChunks(client, bytes);
         writing.catch(() => {});
@@ -678,7 +672,7 @@ testOnEachLoop(
 
         // Once a connection opened now has been closed as idle, the blocked one
         // has waited longer than the idle timeout too; it must not be closed.
-        witness = await RawClient.connect(port);
+        witness = await WireClient.connect(port);
         assert.deepEqual(await witness.readUntilClosed(), []);
 
         await Promise.all([
@@ -701,15 +695,15 @@ testOnEachLoop(
     const limits = { maxPendingWrite: SMALL_PENDING_WRITE, frameTimeoutMs: SHORT_TIMEOUT_MS };
     await withTestServer({ io, book, limits }, async ({ port, server }) => {
       const { bytes, expected } = pipelineQueries(emails, count);
-      const client = await RawClient.connect(port);
-      let witness: RawClient | undefined;
+      const client = await WireClient.connect(port);
+      let witness: WireClient | undefined;
       try {
         const writing = writeInChunks(client, bytes);
         writing.catch(() => {});
         await waitForStall(server);
         // Once a half frame sent now has timed out, the blocked connection has
         // been stalled longer than the frame timeout too.
-        witness = await RawClient.connect(port);
+        witness = await WireClient.connect(port);
         await witness.write(header(TYPE_QUERY, 10));
         assert.deepEqual(await witness.readUntilClosed(), []);
         assert.equal(
@@ -835,7 +829,7 @@ testOnEachLoop(
         })();
         await waitFor(() => replies.length >= 1000, "the pipeline to be under way");
         // A shutdown held until its timeout would outlast the deadline by far.
-        const timeoutMs = 6 * WAIT_MS;
+        const timeoutMs = 6 * EVENT_DEADLINE_MS;
         await withDeadline(
           server.shutdown(timeoutMs),
           "the shutdown to resolve before its timeout",
@@ -866,10 +860,10 @@ testOnEachLoop(
     await withTestServer({ io }, async ({ port, server }) => {
       // Connected by the kernel, their queries sent, perhaps not accepted yet
       // when the shutdown begins: the server still accepts for the drain grace.
-      const clients = await Promise.all(Array.from({ length: 5 }, () => RawClient.connect(port)));
+      const clients = await Promise.all(Array.from({ length: 5 }, () => WireClient.connect(port)));
       try {
         await Promise.all(clients.map((client, i) => client.write(encodeQuery(PEOPLE[i][0]))));
-        const shutdown = server.shutdown(WAIT_MS);
+        const shutdown = server.shutdown(EVENT_DEADLINE_MS);
         const ends = await Promise.all(clients.map((client) => client.readUntilClosed()));
         assert.deepEqual(
           ends,
@@ -989,11 +983,11 @@ testOnEachLoop(
   async (io) => {
     const options = { book: BOOK_A, loadBook: () => Promise.resolve(BOOK_B), workers: 2 };
     await withTestServer({ ...options, io }, async ({ port, server }) => {
-      const clients: RawClient[] = [];
+      const clients: WireClient[] = [];
       try {
         // The kernel spreads connections over the two threads' listeners; with 20,
         // both get some unless the odds of 2 in a million strike.
-        for (let i = 0; i < 20; i++) clients.push(await RawClient.connect(port));
+        for (let i = 0; i < 20; i++) clients.push(await WireClient.connect(port));
         for (const client of clients) {
           assert.equal((await client.query("ada@example.com")).text, "Ada Lovelace");
         }
@@ -1042,7 +1036,7 @@ testOnEachLoop(
     await withTestServer({ io, limits, metricsPort: 0, loadBook }, async ({ port, server }) => {
       assert.ok(server.metricsAddr !== undefined);
       const url = `http://127.0.0.1:${server.metricsAddr.port}`;
-      const clients: RawClient[] = [];
+      const clients: WireClient[] = [];
       try {
         // FOUND, NOT_FOUND, BAD_REQUEST on one connection, which then idles out.
         const open = await connectAccepted(port);
@@ -1050,12 +1044,12 @@ testOnEachLoop(
         assert.equal((await open.query("nobody@example.com")).status, STATUS_NOT_FOUND);
         assert.equal((await open.query("nonsense")).status, STATUS_BAD_REQUEST);
         // A frame timeout and another idle timeout.
-        const stalled = await RawClient.connect(port);
-        const idle = await RawClient.connect(port);
+        const stalled = await WireClient.connect(port);
+        const idle = await WireClient.connect(port);
         clients.push(stalled, idle);
         await stalled.write(header(TYPE_QUERY, 10));
         // Three are open: a fourth is refused.
-        const refused = await RawClient.connect(port);
+        const refused = await WireClient.connect(port);
         clients.push(refused);
         assert.deepEqual((await refused.readUntilClosed()).map((r) => r.status), [
           STATUS_SERVER_BUSY,
@@ -1063,7 +1057,7 @@ testOnEachLoop(
         assert.deepEqual(await stalled.readUntilClosed(), []);
         assert.deepEqual(await idle.readUntilClosed(), []);
         // A protocol error.
-        const rude = await RawClient.connect(port);
+        const rude = await WireClient.connect(port);
         clients.push(rude);
         await rude.write(Uint8Array.of(TYPE_GET));
         assert.equal((await rude.readUntilClosed())[0].status, STATUS_PROTOCOL_ERROR);
@@ -1115,7 +1109,7 @@ testOnEachLoop(
 testOnEachLoop("counts SERVER_BUSY replies among the replies by status", async (io) => {
   await withTestServer({ io, limits: { maxConnections: 1 } }, async ({ port, server }) => {
     const first = await connectAccepted(port);
-    const refused = await RawClient.connect(port);
+    const refused = await WireClient.connect(port);
     try {
       assert.equal((await refused.readUntilClosed())[0].status, STATUS_SERVER_BUSY);
       assert.equal(
@@ -1138,9 +1132,9 @@ testOnEachLoop(
   "logs protocol errors and refusals with the peer address and no personal data",
   async (io) => {
     await withTestServer({ io, limits: { maxConnections: 1 } }, async ({ port, lines, server }) => {
-      const rude = await RawClient.connect(port);
-      let kept: RawClient | undefined;
-      let refused: RawClient | undefined;
+      const rude = await WireClient.connect(port);
+      let kept: WireClient | undefined;
+      let refused: WireClient<Deno.TcpConn> | undefined;
       try {
         const peer = `127.0.0.1:${rude.conn.localAddr.port}`;
         await rude.write(frame(TYPE_GET, encoder.encode("ada@example.com")));
@@ -1155,7 +1149,7 @@ testOnEachLoop(
         rude.close();
         await waitForOpenConnections(server, 0, "the rude connection to be counted out");
         kept = await connectAccepted(port);
-        refused = await RawClient.connect(port);
+        refused = await WireClient.connect(port);
         const refusedPeer = `127.0.0.1:${refused.conn.localAddr.port}`;
         assert.equal((await refused.readUntilClosed())[0].status, STATUS_SERVER_BUSY);
         assert.ok(lines.some((l) => l.includes("busy") && l.includes(`peer=${refusedPeer}`)));
@@ -1171,8 +1165,8 @@ testOnEachLoop(
 testOnEachLoop("logs no email or name at the debug level either", async (io) => {
   const limits = { idleTimeoutMs: SHORT_TIMEOUT_MS, frameTimeoutMs: SHORT_TIMEOUT_MS };
   await withTestServer({ io, limits, logLevel: "debug" }, async ({ port, lines }) => {
-    const client = await RawClient.connect(port);
-    const stalled = await RawClient.connect(port);
+    const client = await WireClient.connect(port);
+    const stalled = await WireClient.connect(port);
     try {
       for (const [email] of PEOPLE) await client.query(email);
       await client.query("nobody@example.com");
@@ -1180,15 +1174,15 @@ testOnEachLoop("logs no email or name at the debug level either", async (io) => 
       await stalled.write(encodeQuery("ada@example.com").subarray(0, 9));
       assert.deepEqual(await stalled.readUntilClosed(), []);
       assert.deepEqual(await client.readUntilClosed(), []);
-      const bad = await RawClient.connect(port);
+      const bad = await WireClient.connect(port);
       await bad.write(frame(TYPE_GET, encoder.encode("grace.hopper@navy.example")));
       await bad.readUntilClosed();
       bad.close();
       // A client that leaves mid-pipeline may make the server's write fail: logged at debug.
-      const quitter = await RawClient.connect(port);
+      const quitter = await WireClient.connect(port);
       await quitter.write(encodeQueries(mixedQueries(2000).map((e) => e.query)));
       quitter.close();
-      const fresh = await RawClient.connect(port);
+      const fresh = await WireClient.connect(port);
       assert.equal((await fresh.query("alan@turing.example")).status, STATUS_FOUND);
       fresh.close();
       assert.ok(lines.some((l) => l.includes("timeout")), "timeouts are logged at debug");

@@ -6,7 +6,9 @@ import { DEFAULT_LIMITS } from "./session.ts";
 import { StartError } from "./server_error.ts";
 import { startWorker } from "./server_threads.ts";
 import type { WorkerStart } from "./server_worker_messages.ts";
-import { LOOPBACK, makeBook, PEOPLE, withRawClient } from "./test_util.ts";
+import { makeBook, PEOPLE } from "./testing/books.ts";
+import { LOOPBACK } from "./testing/loopback.ts";
+import { withWireClient } from "./testing/wire_client.ts";
 
 function startMessage(port: number): WorkerStart {
   return {
@@ -33,11 +35,11 @@ Deno.test("startWorker starts a serving thread, hands it a new book, drains and 
   );
   try {
     const [email, name] = PEOPLE[0];
-    await withRawClient(thread.port, async (client) => {
+    await withWireClient(thread.port, async (client) => {
       assert.deepEqual(await client.query(email), { status: STATUS_FOUND, text: name });
     });
     await thread.setBook(makeBook([[email, "Ada King"]]));
-    await withRawClient(thread.port, async (client) => {
+    await withWireClient(thread.port, async (client) => {
       assert.deepEqual(await client.query(email), { status: STATUS_FOUND, text: "Ada King" });
     });
     await thread.shutdown();

@@ -3,7 +3,7 @@
  * (`--tls-client-ca`) accepted and refused, the subject as the client for
  * the per-client limits, certificate rotation by SIGHUP, hostile bytes on
  * the TLS port, a record split byte by byte, and memory over thousands of
- * handshakes. Certificates are made by `openssl` (test_pki.ts).
+ * handshakes. Certificates are made by `openssl` (testing/pki.ts).
  */
 
 import assert from "node:assert/strict";
@@ -18,21 +18,16 @@ import {
   STATUS_RATE_LIMITED,
 } from "./protocol.ts";
 import { encodeProxyHeader } from "./proxy_header.ts";
-import { makeTestPki, ROTATED_SERVER_NAME, SERVER_NAME, type TestPki } from "./test_pki.ts";
-import {
-  assertNoStackTrace,
-  concat,
-  EVENT_DEADLINE_MS,
-  IO_LOOPS,
-  LOOPBACK,
-  metricValue,
-  ProtocolClient,
-  ServerProcess,
-  Subprocess,
-  tempDir,
-  withDeadline,
-  writeCsvBook,
-} from "./test_util.ts";
+import { writeCsvBook } from "./testing/books.ts";
+import { EVENT_DEADLINE_MS, withDeadline } from "./testing/deadlines.ts";
+import { tempDir } from "./testing/files.ts";
+import { concat } from "./testing/frames.ts";
+import { IO_LOOPS } from "./testing/io_loops.ts";
+import { LOOPBACK } from "./testing/loopback.ts";
+import { metricValue } from "./testing/metrics.ts";
+import { makeTestPki, ROTATED_SERVER_NAME, SERVER_NAME, type TestPki } from "./testing/pki.ts";
+import { assertNoStackTrace, ServerProcess, Subprocess } from "./testing/processes.ts";
+import { WireClient } from "./testing/wire_client.ts";
 
 const CLIENT_FLAGS = ["run", "--allow-net", "--allow-read", "--allow-env", "client.ts"];
 const EXIT_OK = 0;
@@ -71,8 +66,8 @@ async function connectTls(
   pki: TestPki,
   port: number,
   client = pki.client,
-): Promise<ProtocolClient> {
-  return new ProtocolClient(
+): Promise<WireClient> {
+  return new WireClient(
     await Deno.connectTls({
       hostname: LOOPBACK,
       port,
@@ -80,6 +75,7 @@ async function connectTls(
       cert: client.certificate,
       key: client.key,
     }),
+    { resets: "throw" },
   );
 }
 
@@ -168,7 +164,7 @@ for (const loop of IO_LOOPS) {
     ]);
     {
       using client = await connectTls(pki, server.port);
-      assert.deepEqual(await client.ask(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
+      assert.deepEqual(await client.query(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
     }
     const { code, stdout, stderr } = await runClient([
       "--port",
@@ -218,8 +214,8 @@ for (const loop of IO_LOOPS) {
     for (const [label, connect] of attempts) {
       // TLS 1.3: the client's handshake ends before the server verifies; the refusal comes as an alert.
       await assert.rejects(async () => {
-        using client = new ProtocolClient(await connect());
-        await client.ask(ADA_EMAIL);
+        using client = new WireClient(await connect(), { resets: "throw" });
+        await client.query(ADA_EMAIL);
       }, label);
       const { line, index } = await server.stderr.waitFor(/TLS handshake failed/, from);
       assert.match(
@@ -227,7 +223,7 @@ for (const loop of IO_LOOPS) {
         /peer[=:]"?127\.0\.0\.1:\d+/,
         `${label}: the peer address is logged: ${line}`,
       );
-      // node:tls reports another CA's certificate only as a reset (tls_node_probe.ts).
+      // node:tls reports another CA's certificate only as a reset (testing/tls_node_probe.ts).
       if (loop === "epoll" || label === "no certificate") {
         assert.match(line, /certificate/, `${label}: the reason names the certificate: ${line}`);
       }
@@ -240,7 +236,7 @@ for (const loop of IO_LOOPS) {
     assert.equal(await handshakeCount(server, "ok"), 0);
     // The server goes on serving those with a certificate.
     using client = await connectTls(pki, server.port);
-    assert.deepEqual(await client.ask(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
+    assert.deepEqual(await client.query(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
   });
 }
 
@@ -286,10 +282,10 @@ for (const loop of IO_LOOPS) {
     // Two connections with one certificate share its two queries.
     using first = await connectTls(pki, server.port);
     using second = await connectTls(pki, server.port);
-    assert.equal((await first.ask(ADA_EMAIL)).status, STATUS_FOUND);
-    assert.equal((await second.ask(ADA_EMAIL)).status, STATUS_FOUND);
-    assert.equal((await first.ask(ADA_EMAIL)).status, STATUS_RATE_LIMITED);
-    assert.equal((await second.ask(ADA_EMAIL)).status, STATUS_RATE_LIMITED);
+    assert.equal((await first.query(ADA_EMAIL)).status, STATUS_FOUND);
+    assert.equal((await second.query(ADA_EMAIL)).status, STATUS_FOUND);
+    assert.equal((await first.query(ADA_EMAIL)).status, STATUS_RATE_LIMITED);
+    assert.equal((await second.query(ADA_EMAIL)).status, STATUS_RATE_LIMITED);
   });
 }
 
@@ -393,10 +389,10 @@ for (const loop of IO_LOOPS) {
     for (const first of [0x16, 0x00, 0x80, 0xff]) {
       const bytes = crypto.getRandomValues(new Uint8Array(512));
       bytes[0] = first;
-      using raw = await ProtocolClient.connect(LOOPBACK, server.port);
-      await raw.send(bytes);
+      using raw = await WireClient.connect(server.port, { resets: "throw" });
+      await raw.write(bytes);
       try {
-        while ((await raw.read()) !== null) {
+        while ((await raw.readBytes()) !== null) {
           // An alert, maybe; the close is what counts.
         }
       } catch (error) {
@@ -405,7 +401,7 @@ for (const loop of IO_LOOPS) {
     }
     assert.ok(await handshakeCount(server, "failed") >= 1);
     using client = await connectTls(pki, server.port);
-    assert.equal((await client.ask(ADA_EMAIL)).status, STATUS_FOUND);
+    assert.equal((await client.query(ADA_EMAIL)).status, STATUS_FOUND);
   });
 }
 
@@ -469,11 +465,11 @@ Deno.test("a failed handshake ends with the server's FIN, not a reset that would
   await using server = await startMtlsServer(pki, dir.path, ["--io", "epoll"]);
   // A plaintext query and far more than OpenSSL reads before it refuses the first record: closing
   // a socket with input unread would make the kernel reset the connection.
-  using raw = await ProtocolClient.connect(LOOPBACK, server.port);
-  await raw.send(concat([encodeQuery(ADA_EMAIL), new Uint8Array(256 * 1024)]));
+  using raw = await WireClient.connect(server.port, { resets: "throw" });
+  await raw.write(concat([encodeQuery(ADA_EMAIL), new Uint8Array(256 * 1024)]));
   // OpenSSL sends no alert for bytes that are not TLS at all; the end must be a FIN all the same.
   let ended = false;
-  for (let i = 0; i < 100 && !ended; i++) ended = await raw.read() === null; // a reset throws
+  for (let i = 0; i < 100 && !ended; i++) ended = await raw.readBytes() === null; // a reset throws
   assert.ok(ended, "the server ended the connection");
 });
 
@@ -499,22 +495,23 @@ async function tlsAfterHeader(
   port: number,
   header: Uint8Array,
   pieceSize = header.length,
-): Promise<ProtocolClient> {
+): Promise<WireClient> {
   const tcp = await Deno.connect({ hostname: LOOPBACK, port });
   tcp.setNoDelay(true); // each piece its own segment
   for (let at = 0; at < header.length; at += pieceSize) {
     await tcp.write(header.subarray(at, at + pieceSize));
   }
-  return new ProtocolClient(
+  return new WireClient(
     await Deno.startTls(tcp, { hostname: LOOPBACK, caCerts: [pki.ca.certificate] }),
+    { resets: "throw" },
   );
 }
 
 /** Whether a TLS connection's handshake fails or the server ends it before any reply. */
-async function refusedBeforeReply(client: ProtocolClient): Promise<boolean> {
+async function refusedBeforeReply(client: WireClient): Promise<boolean> {
   try {
     await (client.conn as Deno.TlsConn).handshake();
-    return (await client.next()) === null;
+    return (await client.readReply()) === null;
   } catch {
     return true; // the server closed during the handshake
   }
@@ -540,17 +537,17 @@ Deno.test("--proxy-protocol with TLS: the header comes in clear before the hands
   ]);
   for (const version of [1, 2] as const) {
     using client = await tlsAfterHeader(pki, server.port, proxyHeader(version, PROXIED_CLIENT));
-    assert.deepEqual(await client.ask(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
+    assert.deepEqual(await client.query(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
   }
   {
     // Split byte by byte: the server reads no further than the header's end.
     const header = proxyHeader(2, PROXIED_CLIENT);
     using client = await tlsAfterHeader(pki, server.port, header, 1);
-    assert.deepEqual(await client.ask(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
+    assert.deepEqual(await client.query(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
   }
   {
     using outsider = await tlsAfterHeader(pki, server.port, proxyHeader(2, OUTSIDER));
-    assert.deepEqual(await outsider.untilEnd(), [
+    assert.deepEqual(await outsider.readUntilClosed(), [
       {
         status: STATUS_FORBIDDEN,
         text: "This client's address is not in the server's --allow list.",
@@ -562,7 +559,9 @@ Deno.test("--proxy-protocol with TLS: the header comes in clear before the hands
     assert.ok(await refusedBeforeReply(malformed), "a malformed header is not answered");
   }
   {
-    using headerless = await ProtocolClient.tls(LOOPBACK, server.port, pki.ca.certificate);
+    using headerless = await WireClient.connectTls(LOOPBACK, server.port, pki.ca.certificate, {
+      resets: "throw",
+    });
     assert.ok(
       await refusedBeforeReply(headerless),
       "a connection without a header is not answered",
@@ -616,8 +615,8 @@ for (const loop of IO_LOOPS) {
     })();
     {
       using client = await connectTls(pki, (relay.addr as Deno.NetAddr).port);
-      assert.deepEqual(await client.ask(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
-      assert.deepEqual(await client.ask(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
+      assert.deepEqual(await client.query(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
+      assert.deepEqual(await client.query(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
     }
     await withDeadline(relaying, "the relay to finish", EVENT_DEADLINE_MS);
   });
@@ -632,19 +631,20 @@ Deno.test(`${MEMORY_CONNECTIONS} TLS connections opened and closed grow the serv
     // One in five sends no certificate: the failure path frees its memory too.
     if (i % 5 === 4) {
       await assert.rejects(async () => {
-        using client = new ProtocolClient(
+        using client = new WireClient(
           await Deno.connectTls({
             hostname: LOOPBACK,
             port: server.port,
             caCerts: [pki.ca.certificate],
           }),
+          { resets: "throw" },
         );
-        await client.ask(ADA_EMAIL);
+        await client.query(ADA_EMAIL);
       });
       return;
     }
     using client = await connectTls(pki, server.port);
-    assert.equal((await client.ask(ADA_EMAIL)).status, STATUS_FOUND);
+    assert.equal((await client.query(ADA_EMAIL)).status, STATUS_FOUND);
   };
   // Deno.connectTls leaves Nagle on (a 40 ms wait per connection): run several at once.
   const inParallel = async (count: number) => {
@@ -722,10 +722,10 @@ for (const [loop, clientCa] of IO_LOOPS.flatMap((loop) => [[loop, false], [loop,
     ]);
     const from = server.stderr.lines.length;
     {
-      using silent = await ProtocolClient.connect(LOOPBACK, server.port);
+      using silent = await WireClient.connect(server.port, { resets: "throw" });
       // The first bytes of a ClientHello record, and then nothing.
-      await silent.send(new Uint8Array([0x16, 0x03, 0x01]));
-      assert.equal(await withDeadline(silent.read(), "the server to close it"), null);
+      await silent.write(new Uint8Array([0x16, 0x03, 0x01]));
+      assert.equal(await withDeadline(silent.readBytes(), "the server to close it"), null);
     }
     const { line } = await server.stderr.waitFor(/handshake timeout/, from);
     assert.match(line, /peer[=:]"?127\.0\.0\.1:\d+/);
@@ -734,6 +734,6 @@ for (const [loop, clientCa] of IO_LOOPS.flatMap((loop) => [[loop, false], [loop,
     assert.equal(await handshakeCount(server, "failed"), 0);
     // Others are served meanwhile and after.
     using client = await connectTls(pki, server.port);
-    assert.deepEqual(await client.ask(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
+    assert.deepEqual(await client.query(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
   });
 }

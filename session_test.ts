@@ -46,16 +46,9 @@ import {
   type SessionPhase,
 } from "./session.ts";
 import { encodeProxyHeader } from "./proxy_header.ts";
-import {
-  concat,
-  frame,
-  header,
-  makeBook,
-  modelReplies,
-  type ModelReply,
-  PEOPLE,
-  streamPiece,
-} from "./test_util.ts";
+import { makeBook, PEOPLE } from "./testing/books.ts";
+import { concat, frame, header } from "./testing/frames.ts";
+import { modelReplies, type ModelReply, streamPiece } from "./testing/model.ts";
 
 /** The peer every session here serves, as the logs must show it. */
 const PEER_ADDRESS = { hostname: "127.0.0.2", port: 40000 };

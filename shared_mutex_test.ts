@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { lock, unlock } from "./shared_mutex.ts";
-import { withDeadline } from "./test_util.ts";
+import { withDeadline } from "./testing/deadlines.ts";
 
 Deno.test("lock and unlock: free, held, free again, in one thread", () => {
   const words = new Int32Array(new SharedArrayBuffer(8));

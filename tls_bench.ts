@@ -1,6 +1,6 @@
 /**
  * Where the OpenSSL engine (tls_connection.ts in the minimal epoll loop of
- * tls_test_server.ts) stands against `Deno.listenTls` answering the same
+ * testing/tls_test_server.ts) stands against `Deno.listenTls` answering the same
  * way, and against Redis with `--tls-port` as a reference: throughput in
  * the four scenarios of `compare-redis.py --tls`, driven by the same C load
  * generator (`qrload -t`), and the latency of a new connection's handshake
@@ -35,9 +35,10 @@ import { parseSeconds, parseWholeNumber, UsageError } from "./cli_args.ts";
 import { Connection } from "./client_connection.ts";
 import { describeError } from "./errors.ts";
 import { encodeQuery, FrameDecoder, HEADER_SIZE, MAX_QUERY_BYTES, TYPE_QUERY } from "./protocol.ts";
-import { makeTestPki, type TestPki } from "./test_pki.ts";
-import { LineCollector, REPO_DIR } from "./test_util.ts";
-import { echoReplies } from "./tls_test_server.ts";
+import { makeTestPki, type TestPki } from "./testing/pki.ts";
+import { LineCollector } from "./testing/processes.ts";
+import { REPO_DIR, SERVER_FLAGS } from "./testing/repo.ts";
+import { echoReplies, TLS_TEST_SERVER_PROGRAM } from "./testing/tls_test_server.ts";
 import { writeAll } from "./write_all.ts";
 
 const QRLOAD_SOURCE = `${REPO_DIR}/../shared/tools/qrload.c`;
@@ -109,7 +110,7 @@ async function main(args: string[]): Promise<void> {
     );
     const serverTarget = (io: string) => () =>
       startDenoProcess(`addrbook server (--io ${io})`, [
-        ...SERVER_TASK_FLAGS,
+        ...SERVER_FLAGS,
         "--port",
         "0",
         "--io",
@@ -127,7 +128,7 @@ async function main(args: string[]): Promise<void> {
           "run",
           "--allow-read",
           "--allow-ffi",
-          "tls_test_server.ts",
+          TLS_TEST_SERVER_PROGRAM,
           "--cert",
           pki.server.certificatePath,
           "--key",
@@ -317,11 +318,6 @@ async function clientFirstReplyLatencies(target: Target, pki: TestPki): Promise<
 }
 
 const QR_REQUEST = encodeQuery("user1@example.com");
-
-/** `deno task server`'s flags, so the real server runs as operators run it. */
-const SERVER_TASK_FLAGS: readonly string[] = JSON.parse(
-  await Deno.readTextFile(`${REPO_DIR}/deno.json`),
-).tasks.server.split(/\s+/).slice(1);
 
 /** Whether a whole reply frame is in: its header says how long it is. */
 function replyFrameComplete(bytes: Uint8Array, length: number): boolean {

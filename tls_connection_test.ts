@@ -1,6 +1,6 @@
 /**
  * Tests of the TLS engine with real peers on loopback: the engine runs in
- * a small epoll loop in this process (tls_test_server.ts, its epoll_wait a
+ * a small epoll loop in this process (testing/tls_test_server.ts, its epoll_wait a
  * non-blocking FFI call so the clients here keep running), and the clients
  * are `Deno.connectTls`, the `openssl s_client` command, and raw TCP.
  */
@@ -9,16 +9,22 @@ import assert from "node:assert/strict";
 import { type Libc, openLibc } from "./libc.ts";
 import { openOpenSsl, type OpenSsl } from "./openssl.ts";
 import { decodeReply, encodeQuery, FrameDecoder, MAX_REPLY_BYTES, TYPE_REPLY } from "./protocol.ts";
+import { waitFor, withDeadline } from "./testing/deadlines.ts";
+import { LOOPBACK } from "./testing/loopback.ts";
 import {
   CLIENT_SUBJECT,
   makeTestPki,
   ROTATED_SERVER_NAME,
   SERVER_NAME,
   type TestPki,
-} from "./test_pki.ts";
-import { LOOPBACK, Subprocess, waitFor, withDeadline } from "./test_util.ts";
+} from "./testing/pki.ts";
+import { Subprocess } from "./testing/processes.ts";
+import {
+  TLS_TEST_SERVER_PROGRAM,
+  TlsTestServer,
+  type TlsTestServerOptions,
+} from "./testing/tls_test_server.ts";
 import { TlsContext, type TlsContextOptions } from "./tls_context.ts";
-import { TlsTestServer, type TlsTestServerOptions } from "./tls_test_server.ts";
 import { writeAll } from "./write_all.ts";
 
 const ON_LINUX = Deno.build.os === "linux";
@@ -320,7 +326,7 @@ Deno.test({
           "run",
           "--allow-read",
           "--allow-ffi",
-          "tls_test_server.ts",
+          TLS_TEST_SERVER_PROGRAM,
           "--cert",
           pki.server.certificatePath,
           "--key",

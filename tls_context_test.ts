@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { openOpenSsl } from "./openssl.ts";
-import { makeTestPki, runOpenssl, type TestPki } from "./test_pki.ts";
+import { makeTestPki, runOpenssl, type TestPki } from "./testing/pki.ts";
 import { TlsContext, TlsContextError, type TlsInputRole } from "./tls_context.ts";
 
 const ON_LINUX = Deno.build.os === "linux";

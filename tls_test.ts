@@ -5,7 +5,7 @@
  * cleanly while the others are still served, unusable certificate files,
  * and the client command line over TLS.
  *
- * These tests need the `openssl` command (test_pki.ts); without it they fail and say so.
+ * These tests need the `openssl` command (testing/pki.ts); without it they fail and say so.
  */
 
 import assert from "node:assert/strict";
@@ -19,22 +19,21 @@ import {
   TYPE_REPLY,
 } from "./protocol.ts";
 import { startServer } from "./server.ts";
-import { makeTestPki, type TestPki as FullPki } from "./test_pki.ts";
-import { noDelayOf } from "./tls_node_probe.ts";
+import { writeCsvBook } from "./testing/books.ts";
+import { EVENT_DEADLINE_MS, withDeadline } from "./testing/deadlines.ts";
+import { tempDir as makeTempDir } from "./testing/files.ts";
+import { IO_LOOPS } from "./testing/io_loops.ts";
+import { LOOPBACK } from "./testing/loopback.ts";
+import { makeTestPki, type TestPki as FullPki } from "./testing/pki.ts";
 import {
   assertNoStackTrace,
-  EVENT_DEADLINE_MS,
-  IO_LOOPS,
   LISTENING,
-  LOOPBACK,
-  ProtocolClient,
   runServerToExit,
   ServerProcess,
   Subprocess,
-  tempDir as makeTempDir,
-  withDeadline,
-  writeCsvBook,
-} from "./test_util.ts";
+} from "./testing/processes.ts";
+import { noDelayOf } from "./testing/tls_node_probe.ts";
+import { WireClient } from "./testing/wire_client.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -66,7 +65,7 @@ function writeBook(dir: string): Promise<string> {
 
 /** The test CA and server certificate, under the names these tests use. */
 interface TestPki extends AsyncDisposable {
-  /** Every certificate test_pki.ts makes (client ones, a rogue CA, a rotated server). */
+  /** Every certificate testing/pki.ts makes (client ones, a rogue CA, a rotated server). */
   all: FullPki;
   caPath: string;
   caPem: string;
@@ -108,14 +107,14 @@ async function startTlsServer(
 }
 
 async function assertTlsServes(hostname: string, port: number, caPem: string): Promise<void> {
-  using client = await ProtocolClient.tls(hostname, port, caPem);
-  assert.deepEqual(await client.ask(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
-  assert.equal((await client.ask("nobody@example.com")).status, STATUS_NOT_FOUND);
+  using client = await WireClient.connectTls(hostname, port, caPem, { resets: "throw" });
+  assert.deepEqual(await client.query(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
+  assert.equal((await client.query("nobody@example.com")).status, STATUS_NOT_FOUND);
 }
 
 async function assertPlainServes(port: number): Promise<void> {
-  using client = await ProtocolClient.connect(LOOPBACK, port);
-  assert.deepEqual(await client.ask(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
+  using client = await WireClient.connect(port, { resets: "throw" });
+  assert.deepEqual(await client.query(ADA_EMAIL), { status: STATUS_FOUND, text: ADA_NAME });
 }
 
 // ---------------------------------------------------------------------------
@@ -159,10 +158,11 @@ Deno.test("startServer with tls serves TLS in-process", async () => {
     await assertTlsServes("localhost", server.addr.port, pki.caPem);
     // A TLS client that does not trust the CA is refused; the server goes on.
     await assert.rejects(async () => {
-      using untrusting = new ProtocolClient(
+      using untrusting = new WireClient(
         await Deno.connectTls({ hostname: LOOPBACK, port: server.addr.port }),
+        { resets: "throw" },
       );
-      await untrusting.ask(ADA_EMAIL);
+      await untrusting.query(ADA_EMAIL);
     });
     await assertTlsServes(LOOPBACK, server.addr.port, pki.caPem);
   } finally {
@@ -196,9 +196,9 @@ Deno.test({
           cert: pki.all.client.certificate,
           key: pki.all.client.key,
         });
-        using client = new ProtocolClient(conn);
+        using client = new WireClient(conn, { resets: "throw" });
         assert.deepEqual(
-          await client.ask(ADA_EMAIL),
+          await client.query(ADA_EMAIL),
           { status: STATUS_FOUND, text: ADA_NAME },
           label,
         );
@@ -219,12 +219,12 @@ for (const loop of IO_LOOPS) {
     await using dir = await tempDir();
     await using server = await startTlsServer(pki, dir.path, ["--io", loop]);
     {
-      using plain = await ProtocolClient.connect(LOOPBACK, server.port);
-      await plain.send(encodeQuery(ADA_EMAIL));
+      using plain = await WireClient.connect(server.port, { resets: "throw" });
+      await plain.write(encodeQuery(ADA_EMAIL));
       // The server may send a TLS alert before closing; it must close either way.
       const received: number[] = [];
       try {
-        for (let bytes; (bytes = await plain.read()) !== null;) received.push(...bytes);
+        for (let bytes; (bytes = await plain.readBytes()) !== null;) received.push(...bytes);
       } catch (error) {
         assert.ok(error instanceof Deno.errors.ConnectionReset, `a reset, not ${error}`);
       }
@@ -258,12 +258,12 @@ for (const loop of IO_LOOPS) {
     await assertPlainServes(server.port);
 
     // What the TLS client saw: a PROTOCOL_ERROR frame naming the handshake byte, then the close.
-    using raw = await ProtocolClient.connect(LOOPBACK, server.port);
-    await raw.send(Uint8Array.of(TLS_HANDSHAKE_RECORD, 0x03, 0x01, 0x00, 0x04, 1, 0, 0, 0));
-    const reply = await raw.next();
+    using raw = await WireClient.connect(server.port, { resets: "throw" });
+    await raw.write(Uint8Array.of(TLS_HANDSHAKE_RECORD, 0x03, 0x01, 0x00, 0x04, 1, 0, 0, 0));
+    const reply = await raw.readReply();
     assert.equal(reply?.status, STATUS_PROTOCOL_ERROR);
     assert.match(reply.text, /0x16/);
-    assert.equal(await raw.next(), null, "then the server closes the connection");
+    assert.equal(await raw.readReply(), null, "then the server closes the connection");
     await assertPlainServes(server.port);
   });
 }

@@ -26,7 +26,7 @@ import {
   SSL_ERROR_WANT_WRITE,
 } from "./openssl.ts";
 import { encodeQuery } from "./protocol.ts";
-import { makeTestPki } from "./test_pki.ts";
+import { makeTestPki } from "./testing/pki.ts";
 import { TlsContext } from "./tls_context.ts";
 import { TlsConnection } from "./tls_connection.ts";
 import { describeError } from "./errors.ts";

@@ -1,15 +1,16 @@
 /**
- * A throwaway public-key infrastructure for the TLS tests and the TLS
- * benchmark, made with the `openssl` command at run time: a CA, two server
- * certificates it signed (the second for rotation), a client certificate,
- * and a rogue CA with a client certificate of its own, so that a test can
- * show a certificate from the wrong issuer being refused.
+ * A throwaway public-key infrastructure for the TLS tests, the client's
+ * certificate tests and the TLS benchmarks, made with the `openssl` command
+ * at run time: a CA, two server certificates it signed (the second for
+ * rotation), a client certificate, and a rogue CA with a client certificate
+ * of its own, so that a test can show a certificate from the wrong issuer
+ * being refused.
  *
  * Keys are P-256 (fast to make and to handshake with) unless RSA is asked
  * for; certificates live two days. Nothing here is secret: the directory is removed on disposal.
  *
  * ```ts
- * import { makeTestPki } from "./test_pki.ts";
+ * import { makeTestPki } from "./pki.ts";
  *
  * await using pki = await makeTestPki();
  * console.log(pki.server.certificatePath, pki.ca.certificate);

@@ -20,7 +20,7 @@
  * closed connections):
  *
  * ```sh
- * deno run --allow-read --allow-ffi tls_test_server.ts --cert server.crt --key server.key \
+ * deno run --allow-read --allow-ffi testing/tls_test_server.ts --cert server.crt --key server.key \
  *   [--client-ca ca.crt] [--port 0] [--report-rss-every N]
  * ```
  *
@@ -41,19 +41,22 @@ import {
   openLibc,
   SOCK_CLOEXEC,
   SOCK_NONBLOCK,
-} from "./libc.ts";
-import { openOpenSsl, type OpenSsl } from "./openssl.ts";
+} from "../libc.ts";
+import { openOpenSsl, type OpenSsl } from "../openssl.ts";
 import {
   encodeReplyBytes,
   FrameDecoder,
   MAX_QUERY_BYTES,
   STATUS_FOUND,
   TYPE_QUERY,
-} from "./protocol.ts";
-import { TlsContext } from "./tls_context.ts";
-import { describeError } from "./errors.ts";
-import { parsePort, parseWholeNumber } from "./cli_args.ts";
-import { TlsConnection, type TlsFailure } from "./tls_connection.ts";
+} from "../protocol.ts";
+import { TlsContext } from "../tls_context.ts";
+import { describeError } from "../errors.ts";
+import { parsePort, parseWholeNumber } from "../cli_args.ts";
+import { TlsConnection, type TlsFailure } from "../tls_connection.ts";
+
+/** This module's path, to run it as a program: `deno run ... TLS_TEST_SERVER_PROGRAM --cert ...`. */
+export const TLS_TEST_SERVER_PROGRAM: string = import.meta.filename!;
 
 /** epoll_wait, blocking (a number) or run on another thread (a promise). */
 export type EventWait = (

@@ -8,7 +8,7 @@
  * the documentation.
  *
  * ```sh
- * deno run -A tls_node_probe.ts
+ * deno run -A testing/tls_node_probe.ts
  * ```
  *
  * It prints one line per question and exits 1 if any answer is not the one
@@ -19,10 +19,10 @@
 
 import { type AddressInfo } from "node:net";
 import * as tls from "node:tls";
-import { describeError } from "./errors.ts";
-import { decodeSockaddr, IPPROTO_TCP, openLibc, TCP_NODELAY } from "./libc.ts";
-import { makeTestPki, type PemPair, type TestPki } from "./test_pki.ts";
-import { withDeadline } from "./test_util.ts";
+import { describeError } from "../errors.ts";
+import { decodeSockaddr, IPPROTO_TCP, openLibc, TCP_NODELAY } from "../libc.ts";
+import { makeTestPki, type PemPair, type TestPki } from "./pki.ts";
+import { withDeadline } from "./deadlines.ts";
 
 const REPLY = new TextEncoder().encode("ok");
 const LATENCY_CONNECTIONS = 40;
