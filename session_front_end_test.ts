@@ -32,7 +32,7 @@ import {
   Session,
   type SessionContext,
 } from "./session.ts";
-import { makeBook, PEOPLE } from "./test_util.ts";
+import { makeBook, PEOPLE } from "./testing/books.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
