@@ -40,6 +40,7 @@
 import { certificateIdentity, clientIdentity } from "./access_list.ts";
 import { AccessPolicy, type AccessRules, type AccessVerdict } from "./access_policy.ts";
 import type { AddressBook } from "./addressbook.ts";
+import { writeAnswer } from "./binary_answer.ts";
 import {
   ClientLimits,
   type LimitRefusal,
@@ -814,7 +815,8 @@ export class Session {
     const { payloadBytes, payloadStart, payloadEnd } = decoder;
     let end: number;
     while (
-      (end = book.writeAnswer(
+      (end = writeAnswer(
+        book,
         payloadBytes,
         payloadStart,
         payloadEnd,
