@@ -400,7 +400,7 @@ export class AddressBookBuilder {
       rehash(this.#table, slots);
     }
     this.#table = new Uint32Array(0);
-    const data: SharedAddressBook = { ...entries, slots, fingerprint: "" };
+    const data = sharedBook(entries, slots);
     data.fingerprint = bookFingerprint(data);
     return AddressBook.fromShared(data);
   }
@@ -469,7 +469,7 @@ export class AddressBookBuilder {
     }
     const slots = newTable(slotCountFor(book.size));
     fillInOrder(slots, order, hashes);
-    const data: SharedAddressBook = { ...book, slots, fingerprint: "" };
+    const data = sharedBook(book, slots);
     data.fingerprint = bookFingerprint(data, order);
     return AddressBook.fromShared(data);
   }
@@ -597,6 +597,25 @@ export class AddressBookBuilder {
     rehash(this.#table, table);
     this.#table = table;
   }
+}
+
+/**
+ * The book's buffers, without its fingerprint yet: only these, so that
+ * what a build no longer needs (a layout's order and hashes) is not kept.
+ */
+function sharedBook(entries: EntryBytes, slots: Uint32Array): SharedAddressBook {
+  const { size, keyStarts, keys, nameStarts, names, namePartStarts, nameParts } = entries;
+  return {
+    size,
+    slots,
+    keyStarts,
+    keys,
+    nameStarts,
+    names,
+    namePartStarts,
+    nameParts,
+    fingerprint: "",
+  };
 }
 
 /** What a build does with entries that have the same key (see {@linkcode AddressBookBuilder.build}). */

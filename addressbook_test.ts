@@ -621,3 +621,26 @@ Deno.test("property: appendBytes keeps given names and surnames through build, d
     { numRuns: 300 },
   );
 });
+
+Deno.test("a built book keeps only its own buffers, not what the build used on the way", () => {
+  const fields = [
+    "fingerprint",
+    "keyStarts",
+    "keys",
+    "namePartStarts",
+    "nameParts",
+    "nameStarts",
+    "names",
+    "size",
+    "slots",
+  ];
+  const added = bookOf(SAMPLE).toShared();
+  assert.deepEqual(Object.keys(added).sort(), fields);
+  const builder = new AddressBookBuilder();
+  for (const [email, name] of [...SAMPLE, SAMPLE[0]]) {
+    const key = encoder.encode(email);
+    const bytes = encoder.encode(name);
+    builder.appendBytes(key, 0, key.length, bytes, 0, bytes.length);
+  }
+  assert.deepEqual(Object.keys(builder.build().toShared()).sort(), fields);
+});

@@ -80,7 +80,7 @@ export interface LoadedBook {
 
 /**
  * The largest file read: offsets inside the built book are 32-bit, and a
- * book's keys and replies are each smaller than its file.
+ * book's keys and names are each smaller than its file.
  */
 export const MAX_BOOK_BYTES = 2 ** 32 - 1;
 
