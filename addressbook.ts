@@ -1,55 +1,75 @@
 /**
  * The in-memory address book: a compact hash table from normalised email to
- * owner's name, built once at load and then only read.
+ * the owner's name (and, where the source has them, their given name and
+ * surname), built once at load and then only read.
  *
- * It is laid out for the server's hot path. Every reply frame a lookup can
- * give is encoded at build time, so answering a query is a hash, a byte
- * comparison and a copy, with no string made. The table lives in a few flat
- * `SharedArrayBuffer`s rather than millions of small objects, so a book of a
- * million entries stays small and can be handed to worker threads without a
- * copy.
+ * It is laid out for the server's hot path, and knows nothing of any wire
+ * protocol: {@linkcode AddressBook.lookup} takes a query's bytes as they
+ * arrived and gives an entry index (or says the address is missing or not
+ * valid), making no object or string for a plain-ASCII query; each front
+ * end then encodes the entry's name, which it can copy straight from
+ * {@linkcode AddressBook.names}. The table lives in a few flat
+ * `SharedArrayBuffer`s rather than millions of small objects, so a book of
+ * a million entries stays small and can be handed to worker threads
+ * without a copy.
  *
  * ```ts
  * import { AddressBookBuilder } from "./addressbook.ts";
  *
  * const builder = new AddressBookBuilder();
- * builder.add("ada@example.com", "Ada Lovelace");
+ * builder.add("ada@example.com", "Ada Lovelace", "Ada", "Lovelace");
  * const book = builder.build();
- * const reply = book.answer(new TextEncoder().encode(" ADA@example.com"));
- * // reply is the encoded frame: R, length, FOUND, "Ada Lovelace"
+ * const entry = book.lookup(new TextEncoder().encode(" ADA@example.com"), 0, 16);
+ * book.entry(entry); // { email: "ada@example.com", name: "Ada Lovelace", givenName: "Ada", surname: "Lovelace" }
  * ```
  *
  * @module
  */
 
-import { type Entries, partitionByHash } from "./addressbook_partition.ts";
+import { type EntryBytes, gatherNameParts, partitionByHash } from "./addressbook_partition.ts";
 import { bookFingerprint } from "./book_fingerprint.ts";
-import { emailProblem, normalizeEmail } from "./email.ts";
-import {
-  decodeUtf8,
-  encodeReply,
-  HEADER_SIZE,
-  STATUS_BAD_REQUEST,
-  STATUS_FOUND,
-  STATUS_NOT_FOUND,
-  TYPE_REPLY,
-  writeHeader,
-} from "./protocol.ts";
-import { MAX_UTF8_PER_UNIT, writeUtf8 } from "./utf8.ts";
-
-/** Bytes of a FOUND reply before the name: the frame header and the status byte. */
-const REPLY_PREFIX = HEADER_SIZE + 1;
+import { emailProblem, MAX_EMAIL_CHARS, normalizeAsciiEmail, normalizeEmail } from "./email.ts";
+import { decodeUtf8, MAX_UTF8_PER_UNIT, writeUtf8 } from "./utf8.ts";
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
-/** The text of every NOT_FOUND reply. It does not echo the address back. */
-export const NOT_FOUND_TEXT = "No entry for that address.";
-const NOT_FOUND_REPLY = encodeReply(STATUS_NOT_FOUND, NOT_FOUND_TEXT);
+/** {@linkcode AddressBook.lookup}'s result when the query is a valid email that the book does not hold. */
+export const NOT_FOUND = -1;
+/** {@linkcode AddressBook.lookup}'s result when the query is not a valid email address (`email.ts`'s rule). */
+export const INVALID_QUERY = -2;
+
+/** One entry of the book, as values. */
+export interface BookEntry {
+  /** The normalised email: the lookup key. */
+  email: string;
+  /** The name as served. */
+  name: string;
+  /** The given name, when the source had one. */
+  givenName?: string;
+  /** The surname (family name), when the source had one. */
+  surname?: string;
+}
+
+/**
+ * A given name and a surname as UTF-8 byte ranges of one buffer, for the
+ * builder's byte-level way in; an empty range is no such part.
+ */
+export interface NamePartBytes {
+  /** The buffer both parts are in. */
+  bytes: Uint8Array;
+  /** Start of the given name. */
+  givenStart: number;
+  /** End of the given name. */
+  givenEnd: number;
+  /** Start of the surname. */
+  surnameStart: number;
+  /** End of the surname. */
+  surnameEnd: number;
+}
 
 /** The flat buffers of a built book, which can be posted to a worker as they are. */
-export interface SharedAddressBook {
-  /** How many entries the book holds. */
-  size: number;
+export interface SharedAddressBook extends EntryBytes {
   /**
    * Open-addressing slots, two numbers each: entry index + 1 (0 for an empty
    * slot), then that entry's key hash. Keeping the hash beside the index
@@ -57,14 +77,6 @@ export interface SharedAddressBook {
    * slot is its hash's top log2(slots) bits; probing goes forwards, wrapping.
    */
   slots: Uint32Array;
-  /** Start of each entry's key in `keys`; entry i's key ends where entry i+1's starts. */
-  keyStarts: Uint32Array;
-  /** All keys, normalised, in UTF-8, back to back. */
-  keys: Uint8Array;
-  /** Start and end of each entry's reply frame in `replies`. */
-  replyBounds: Uint32Array;
-  /** All FOUND reply frames, back to back. */
-  replies: Uint8Array;
   /** The book's fingerprint (see {@linkcode AddressBook.fingerprint}). */
   fingerprint: string;
 }
@@ -90,8 +102,8 @@ export class AddressBook {
   readonly #data: SharedAddressBook;
   readonly #mask: number;
   readonly #shift: number;
-  /** Scratch space for lower-casing a query; a query is at most a few KiB. */
-  #scratch = new Uint8Array(1024);
+  /** Where a plain-ASCII query is normalised: no valid address is longer. */
+  readonly #scratch = new Uint8Array(MAX_EMAIL_CHARS);
 
   private constructor(data: SharedAddressBook) {
     this.#data = data;
@@ -123,14 +135,56 @@ export class AddressBook {
     return this.#data;
   }
 
-  /** Finds a normalised key given as UTF-8 bytes; returns its entry index or -1. */
+  /**
+   * All names, UTF-8, back to back; entry i's name is
+   * `names.subarray(nameStart(i), nameEnd(i))`. Read it, do not change it.
+   */
+  get names(): Uint8Array {
+    return this.#data.names;
+  }
+
+  /** Where entry `entry`'s name starts in {@linkcode AddressBook.names}. */
+  nameStart(entry: number): number {
+    return this.#data.nameStarts[entry];
+  }
+
+  /** Where entry `entry`'s name ends in {@linkcode AddressBook.names}. */
+  nameEnd(entry: number): number {
+    return this.#data.nameStarts[entry + 1];
+  }
+
+  /**
+   * Looks up a query as it arrived: raw UTF-8 bytes `query[start, end)`,
+   * maybe with surrounding whitespace and in any letter case. Returns the
+   * entry index, {@linkcode NOT_FOUND}, or {@linkcode INVALID_QUERY} when
+   * the bytes are not UTF-8 or not an email address by `email.ts`'s rule
+   * (whose `emailProblem` says why). A plain-ASCII query, the usual kind,
+   * makes no object or string.
+   */
+  lookup(query: Uint8Array, start: number, end: number): number {
+    const length = normalizeAsciiEmail(query, start, end, this.#scratch);
+    if (length >= 0) return this.find(this.#scratch, 0, length);
+    return this.#lookupSlowly(query.subarray(start, end));
+  }
+
+  /** The general path, for a query that is not plain ASCII or may be invalid. */
+  #lookupSlowly(query: Uint8Array): number {
+    const text = decodeUtf8(query);
+    if (text === undefined || emailProblem(text) !== undefined) return INVALID_QUERY;
+    return this.find(encoder.encode(normalizeEmail(text)));
+  }
+
+  /**
+   * Finds a normalised key given as UTF-8 bytes; returns its entry index or
+   * {@linkcode NOT_FOUND}.
+   */
   find(key: Uint8Array, start = 0, end = key.length): number {
     const { slots, keyStarts, keys } = this.#data;
     const hash = hashBytes(key, start, end);
     const length = end - start;
     for (let slot = hash >>> this.#shift;; slot = (slot + 1) & this.#mask) {
       const entry = slots[2 * slot] - 1;
-      if (entry < 0) return -1;
+      if (entry < 0) return NOT_FOUND;
       if (slots[2 * slot + 1] !== hash) continue;
       const keyStart = keyStarts[entry];
       if (keyStarts[entry + 1] - keyStart !== length) continue;
@@ -149,116 +203,36 @@ export class AddressBook {
   get(email: string): string | undefined {
     const entry = this.find(encoder.encode(normalizeEmail(email)));
     if (entry < 0) return undefined;
-    const { replyBounds, replies } = this.#data;
-    const bytes = replies.subarray(
-      replyBounds[2 * entry] + REPLY_PREFIX,
-      replyBounds[2 * entry + 1],
-    );
-    return new TextDecoder().decode(bytes);
-  }
-
-  /** The encoded FOUND reply frame of an entry, as a view into the book. */
-  reply(entry: number): Uint8Array {
-    const { replyBounds, replies } = this.#data;
-    return replies.subarray(replyBounds[2 * entry], replyBounds[2 * entry + 1]);
+    return decoder.decode(this.#data.names.subarray(this.nameStart(entry), this.nameEnd(entry)));
   }
 
   /**
-   * Answers the payload of a query frame with the encoded reply frame:
-   * FOUND with the name, NOT_FOUND, or BAD_REQUEST saying what is wrong
-   * with the query. The result may be a view into the book: copy it, do not
-   * change it.
+   * One entry as values, for front ends that need more than the name and
+   * for tests.
+   *
+   * @throws {RangeError} when there is no entry `index`.
    */
-  answer(payload: Uint8Array): Uint8Array {
-    const entry = this.#findAscii(payload, 0, payload.length);
-    if (entry >= 0) return this.reply(entry);
-    if (entry === ASCII_MISS) return NOT_FOUND_REPLY;
-    return this.#answerSlowly(payload);
-  }
-
-  /**
-   * Writes the reply frame for the query in `query[start..end]` into `out`
-   * at `offset`, as {@linkcode answer} would give it, and returns the offset
-   * after it, or -1 when `out` has no room (grow it and call again). For a
-   * found or missing address this makes no object at all, which is what the
-   * server's hot path wants.
-   */
-  writeAnswer(
-    query: Uint8Array,
-    start: number,
-    end: number,
-    out: Uint8Array,
-    offset: number,
-  ): number {
-    const entry = this.#findAscii(query, start, end);
-    let frame = NOT_FOUND_REPLY;
-    let from = 0;
-    let to = frame.length;
-    if (entry >= 0) {
-      frame = this.#data.replies;
-      from = this.#data.replyBounds[2 * entry];
-      to = this.#data.replyBounds[2 * entry + 1];
-    } else if (entry !== ASCII_MISS) {
-      frame = this.#answerSlowly(query.subarray(start, end));
-      to = frame.length;
+  entry(index: number): BookEntry {
+    const { size, keyStarts, keys, names, namePartStarts, nameParts } = this.#data;
+    if (!Number.isInteger(index) || index < 0 || index >= size) {
+      throw new RangeError(`The book has no entry ${index}: it holds ${size}.`);
     }
-    if (offset + to - from > out.length) return -1;
-    // A byte loop: replies are short, and out.set would need a view of them.
-    for (let i = from; i < to; i++) out[offset++] = frame[i];
-    return offset;
-  }
-
-  /**
-   * The hot path, for a query in plain ASCII: trims, checks the address rule,
-   * lower-cases and looks up in one pass over the bytes, making no string.
-   * Returns the entry, ASCII_MISS, or NOT_ASCII_OR_INVALID to hand the query
-   * to the general path (which also words the BAD_REQUEST message).
-   */
-  #findAscii(payload: Uint8Array, start: number, end: number): number {
-    while (start < end && isAsciiSpace(payload[start])) start++;
-    while (end > start && isAsciiSpace(payload[end - 1])) end--;
-    const length = end - start;
-    if (length === 0 || length > 254) return NOT_ASCII_OR_INVALID;
-    if (this.#scratch.length < length) this.#scratch = new Uint8Array(length);
-    const scratch = this.#scratch;
-    let at = -1;
-    for (let i = 0; i < length; i++) {
-      let byte = payload[start + i];
-      // Non-ASCII, whitespace, controls and DEL all go to the general path.
-      if (byte <= 0x20 || byte >= 0x7f) return NOT_ASCII_OR_INVALID;
-      if (byte === 0x40) {
-        if (at >= 0) return NOT_ASCII_OR_INVALID;
-        at = i;
-      } else if (byte >= 0x41 && byte <= 0x5a) {
-        byte += 0x20;
-      }
-      scratch[i] = byte;
+    const found: BookEntry = {
+      email: decoder.decode(keys.subarray(keyStarts[index], keyStarts[index + 1])),
+      name: decoder.decode(names.subarray(this.nameStart(index), this.nameEnd(index))),
+    };
+    if (namePartStarts.length === 0) return found;
+    const givenStart = namePartStarts[2 * index];
+    const surnameStart = namePartStarts[2 * index + 1];
+    const surnameEnd = namePartStarts[2 * index + 2];
+    if (surnameStart > givenStart) {
+      found.givenName = decoder.decode(nameParts.subarray(givenStart, surnameStart));
     }
-    if (at <= 0 || at === length - 1) return NOT_ASCII_OR_INVALID;
-    const entry = this.find(scratch, 0, length);
-    return entry >= 0 ? entry : ASCII_MISS;
-  }
-
-  #answerSlowly(payload: Uint8Array): Uint8Array {
-    const text = decodeUtf8(payload);
-    if (text === undefined) {
-      return encodeReply(STATUS_BAD_REQUEST, "The query is not valid UTF-8.");
+    if (surnameEnd > surnameStart) {
+      found.surname = decoder.decode(nameParts.subarray(surnameStart, surnameEnd));
     }
-    const problem = emailProblem(text);
-    if (problem !== undefined) {
-      return encodeReply(STATUS_BAD_REQUEST, `The query is not an email address: ${problem}.`);
-    }
-    const entry = this.find(encoder.encode(normalizeEmail(text)));
-    return entry >= 0 ? this.reply(entry) : NOT_FOUND_REPLY;
+    return found;
   }
-}
-
-const ASCII_MISS = -1;
-const NOT_ASCII_OR_INVALID = -2;
-
-/** The ASCII characters that `String.prototype.trim` removes: tab, LF, VT, FF, CR, space. */
-function isAsciiSpace(byte: number): boolean {
-  return byte === 0x20 || (byte >= 0x09 && byte <= 0x0d);
 }
 
 /**
@@ -274,9 +248,10 @@ function isAsciiSpace(byte: number): boolean {
  * several times faster than a probe per entry into a table far larger than
  * the CPU's caches.
  *
- * Keys, replies and their offsets are written into growable
+ * Keys, names and their offsets are written into growable
  * `SharedArrayBuffer`s, which grow in place (no doubling, no copy) and take
- * memory only for the pages written.
+ * memory only for the pages written. Given names and surnames get buffers
+ * of their own only once an entry has one.
  */
 export class AddressBookBuilder {
   #size = 0;
@@ -287,15 +262,21 @@ export class AddressBookBuilder {
   #table: Uint32Array;
   readonly #keyStarts = new GrowableArray(Uint32Array);
   readonly #keys = new GrowableArray(Uint8Array);
-  readonly #replyBounds = new GrowableArray(Uint32Array);
-  readonly #replies = new GrowableArray(Uint8Array);
+  readonly #nameStarts = new GrowableArray(Uint32Array);
+  readonly #names = new GrowableArray(Uint8Array);
+  /** Given name and surname bounds, two numbers per entry and one more, as in `SharedAddressBook`. */
+  readonly #namePartStarts = new GrowableArray(Uint32Array);
+  readonly #nameParts = new GrowableArray(Uint8Array);
+  /** Whether any entry has a given name or surname, so the part buffers are kept. */
+  #hasNameParts = false;
   /** Each entry's key hash, for sorting the entries at build. */
   readonly #hashes = new GrowableArray(Uint32Array);
-  #repliesLength = 0;
   /** Whether entries were appended unchecked, so build must sort out duplicates. */
   #appended = false;
-  /** Whether setName has replaced a reply, so `#replies` is no longer in entry order. */
-  #replaced = false;
+  /** Names that setName replaced, by entry: build lays the names out again with them. */
+  #renamed: Map<number, Uint8Array> | undefined;
+  /** Where the string form of name parts is encoded on the way in. */
+  #partScratch = new Uint8Array(256);
 
   /**
    * Makes an empty builder; `expectedEntries` sizes the hash table up front
@@ -304,6 +285,7 @@ export class AddressBookBuilder {
   constructor(expectedEntries = 0) {
     this.#table = newTable(slotCountFor(Math.max(expectedEntries, BUILDER_INITIAL_ENTRIES)));
     this.#keyStarts.reserve(1);
+    this.#nameStarts.reserve(1);
   }
 
   /** How many entries have been added. */
@@ -312,26 +294,26 @@ export class AddressBookBuilder {
   }
 
   /**
-   * Adds an entry. Returns -1 when it was added, or the index of the entry
-   * that already has this key (and then adds nothing).
+   * Adds an entry, with the owner's given name and surname when the source
+   * has them. Returns -1 when it was added, or the index of the entry that
+   * already has this key (and then adds nothing).
    */
-  add(normalizedEmail: string, name: string): number {
+  add(normalizedEmail: string, name: string, givenName?: string, surname?: string): number {
     const keyStart = this.#keyStarts.array[this.#size];
     const keys = this.#keys.reserve(keyStart + normalizedEmail.length * MAX_UTF8_PER_UNIT);
-    return this.#addKey(
-      keyStart,
-      writeUtf8(normalizedEmail, keys, keyStart),
-      name,
-      undefined,
-      0,
-      0,
-    );
+    const keyEnd = writeUtf8(normalizedEmail, keys, keyStart);
+    const found = this.#addKey(keyStart, keyEnd);
+    if (found >= 0) return found;
+    const entry = this.#size - 1;
+    this.#writeNameText(entry, name);
+    this.#writeNameParts(entry, this.#encodeNameParts(givenName ?? "", surname ?? ""));
+    return -1;
   }
 
   /**
    * Adds an entry from bytes: the normalised key `key[keyStart, keyEnd)` and
-   * the name `name[nameStart, nameEnd)`, both UTF-8 (the loader's way, which
-   * makes no string). Returns as {@linkcode AddressBookBuilder.add} does.
+   * the name `name[nameStart, nameEnd)`, both UTF-8 (which makes no string).
+   * Returns as {@linkcode AddressBookBuilder.add} does.
    */
   addBytes(
     key: Uint8Array,
@@ -345,16 +327,22 @@ export class AddressBookBuilder {
     const keys = this.#keys.reserve(at + keyEnd - keyStart);
     let end = at;
     for (let i = keyStart; i < keyEnd; i++) keys[end++] = key[i];
-    return this.#addKey(at, end, "", name, nameStart, nameEnd);
+    const found = this.#addKey(at, end);
+    if (found >= 0) return found;
+    const entry = this.#size - 1;
+    this.#writeName(entry, name, nameStart, nameEnd);
+    this.#writeNameParts(entry, undefined);
+    return -1;
   }
 
   /**
    * Appends an entry from bytes, as {@linkcode AddressBookBuilder.addBytes}
-   * takes them, without looking for an entry with the same key: duplicates
-   * are found by {@linkcode AddressBookBuilder.build}, all at once, by
-   * sorting. That is several times faster for a large book than a probe of
-   * a table far bigger than the CPU's caches per entry. Returns the entry's
-   * index.
+   * takes them, with its given name and surname when the source has them,
+   * without looking for an entry with the same key: duplicates are found by
+   * {@linkcode AddressBookBuilder.build}, all at once, by sorting. That is
+   * several times faster for a large book than a probe of a table far
+   * bigger than the CPU's caches per entry. Returns the entry's index. The
+   * bytes are copied before this returns.
    */
   appendBytes(
     key: Uint8Array,
@@ -363,6 +351,7 @@ export class AddressBookBuilder {
     name: Uint8Array,
     nameStart: number,
     nameEnd: number,
+    nameParts?: NamePartBytes,
   ): number {
     const entry = this.#size;
     const at = this.#keyStarts.array[entry];
@@ -377,23 +366,21 @@ export class AddressBookBuilder {
     }
     this.#hashes.reserve(entry + 1)[entry] = hash >>> 0;
     this.#keyStarts.reserve(entry + 2)[entry + 1] = end;
-    this.#replyBounds.reserve(2 * entry + 2);
     this.#size = entry + 1;
     this.#appended = true;
-    this.#writeReply(entry, "", name, nameStart, nameEnd);
+    this.#writeName(entry, name, nameStart, nameEnd);
+    this.#writeNameParts(entry, nameParts);
     return entry;
   }
 
-  /** Replaces the name of an entry already added (for "last one wins" loading). */
+  /** Replaces the name of an entry already added (for "last one wins" loading); not its parts. */
   setName(entry: number, name: string): void {
-    this.#replaced = true;
-    this.#writeReply(entry, name, undefined, 0, 0);
+    (this.#renamed ??= new Map()).set(entry, encoder.encode(name));
   }
 
   /** Replaces the name of an entry already added with UTF-8 bytes. */
   setNameBytes(entry: number, name: Uint8Array, start: number, end: number): void {
-    this.#replaced = true;
-    this.#writeReply(entry, "", name, start, end);
+    (this.#renamed ??= new Map()).set(entry, name.slice(start, end));
   }
 
   /**
@@ -403,28 +390,41 @@ export class AddressBookBuilder {
    * entry that has the key) and only the first, or the last, of them is kept.
    */
   build(duplicates: DuplicateHandling = { keep: "first" }): AddressBook {
-    if (this.#replaced) this.#layRepliesInOrder();
+    if (this.#renamed !== undefined) this.#layNamesOutAgain(this.#renamed);
     if (this.#appended) return this.#buildSorted(duplicates);
-    const size = this.#size;
-    const slotCount = slotCountFor(size);
+    const entries = this.#entries();
+    const slotCount = slotCountFor(entries.size);
     let slots = this.#table;
     if (slots.length !== 2 * slotCount) {
       slots = newTable(slotCount);
       rehash(this.#table, slots);
     }
+    this.#table = new Uint32Array(0);
+    const data = sharedBook(entries, slots);
+    data.fingerprint = bookFingerprint(data);
+    return AddressBook.fromShared(data);
+  }
+
+  /** The entries written so far, as views of the builder's buffers. */
+  #entries(): EntryBytes {
+    const size = this.#size;
     const keyStarts = this.#keyStarts.array.subarray(0, size + 1);
-    const data: SharedAddressBook = {
+    const nameStarts = this.#nameStarts.array.subarray(0, size + 1);
+    let namePartStarts: Uint32Array = new Uint32Array(new SharedArrayBuffer(0));
+    let nameParts: Uint8Array = new Uint8Array(new SharedArrayBuffer(0));
+    if (this.#hasNameParts) {
+      namePartStarts = this.#namePartStarts.array.subarray(0, 2 * size + 1);
+      nameParts = this.#nameParts.array.subarray(0, namePartStarts[2 * size]);
+    }
+    return {
       size,
-      slots,
       keyStarts,
       keys: this.#keys.array.subarray(0, keyStarts[size]),
-      replyBounds: this.#replyBounds.array.subarray(0, 2 * size),
-      replies: this.#replies.array.subarray(0, this.#repliesLength),
-      fingerprint: "",
+      nameStarts,
+      names: this.#names.array.subarray(0, nameStarts[size]),
+      namePartStarts,
+      nameParts,
     };
-    data.fingerprint = bookFingerprint({ ...data, namePrefix: REPLY_PREFIX });
-    this.#table = new Uint32Array(0);
-    return AddressBook.fromShared(data);
   }
 
   /**
@@ -434,22 +434,25 @@ export class AddressBookBuilder {
   #buildSorted(handling: DuplicateHandling): AddressBook {
     this.#table = new Uint32Array(0);
     const size = this.#size;
-    const keyStarts = this.#keyStarts.array.subarray(0, size + 1);
     const laidOut = partitionByHash({
-      size,
-      keyStarts,
-      keys: this.#keys.array.subarray(0, keyStarts[size]),
-      replyBounds: this.#replyBounds.array.subarray(0, 2 * size),
-      replies: this.#replies.array.subarray(0, this.#repliesLength),
+      ...this.#entries(),
       hashes: this.#hashes.array.subarray(0, size),
     });
     // The builder's own buffers are garbage now: let them go before the table is made.
     for (
-      const array of [this.#keyStarts, this.#keys, this.#replyBounds, this.#replies, this.#hashes]
+      const array of [
+        this.#keyStarts,
+        this.#keys,
+        this.#nameStarts,
+        this.#names,
+        this.#namePartStarts,
+        this.#nameParts,
+        this.#hashes,
+      ]
     ) {
       array.release();
     }
-    let book: Entries = laidOut;
+    let book: EntryBytes = laidOut;
     let order: Uint32Array = laidOut.order;
     // Hashes in sorted order, as findDuplicates and fillInOrder read them.
     let hashes: Uint32Array = new Uint32Array(size);
@@ -460,57 +463,46 @@ export class AddressBookBuilder {
         handling.found?.(laidOut.original[first], laidOut.original[duplicate]),
     });
     if (dropped !== undefined) {
-      const kept = keepEntries(dropped, book.keyStarts, book.keys, book.replyBounds, book.replies);
+      const kept = keepEntries(dropped, laidOut);
       ({ order, hashes } = renumber(order, hashes, kept.newIndex, dropped));
-      book = { ...kept, hashes: new Uint32Array(0) };
+      book = kept.entries;
     }
     const slots = newTable(slotCountFor(book.size));
     fillInOrder(slots, order, hashes);
-    const data: SharedAddressBook = {
-      size: book.size,
-      slots,
-      keyStarts: book.keyStarts,
-      keys: book.keys,
-      replyBounds: book.replyBounds,
-      replies: book.replies,
-      fingerprint: "",
-    };
-    data.fingerprint = bookFingerprint({ ...data, namePrefix: REPLY_PREFIX }, order);
+    const data = sharedBook(book, slots);
+    data.fingerprint = bookFingerprint(data, order);
     return AddressBook.fromShared(data);
   }
 
-  /** Lays the replies out in entry order, dropping any a later setName replaced. */
-  #layRepliesInOrder(): void {
+  /** Lays the names out in entry order again, with those setName replaced. */
+  #layNamesOutAgain(renamed: Map<number, Uint8Array>): void {
     const size = this.#size;
-    const bounds = this.#replyBounds.array;
-    const from = this.#replies.array;
+    const starts = this.#nameStarts.array;
+    const old = this.#names.array.slice(0, starts[size]);
     let length = 0;
     for (let entry = 0; entry < size; entry++) {
-      length += bounds[2 * entry + 1] - bounds[2 * entry];
+      length += renamed.get(entry)?.length ?? starts[entry + 1] - starts[entry];
     }
-    const replies = new Uint8Array(length);
-    let offset = 0;
+    const names = this.#names.reserve(length);
+    let at = 0;
+    let oldStart = 0;
     for (let entry = 0; entry < size; entry++) {
-      const start = bounds[2 * entry];
-      const end = bounds[2 * entry + 1];
-      replies.set(from.subarray(start, end), offset);
-      bounds[2 * entry] = offset;
-      offset += end - start;
-      bounds[2 * entry + 1] = offset;
+      const oldEnd = starts[entry + 1];
+      const name = renamed.get(entry) ?? old.subarray(oldStart, oldEnd);
+      names.set(name, at);
+      at += name.length;
+      starts[entry + 1] = at;
+      oldStart = oldEnd;
     }
-    from.set(replies);
-    this.#repliesLength = length;
-    this.#replaced = false;
+    this.#renamed = undefined;
   }
 
-  #addKey(
-    keyStart: number,
-    keyEnd: number,
-    nameText: string,
-    nameBytes: Uint8Array | undefined,
-    nameStart: number,
-    nameEnd: number,
-  ): number {
+  /**
+   * Gives a new entry its key, which is written at the end of `#keys`,
+   * unless an entry has it already: returns that entry, or -1 when this one
+   * was added (its name and parts are written next).
+   */
+  #addKey(keyStart: number, keyEnd: number): number {
     const entry = this.#size;
     const keys = this.#keys.array;
     const hash = hashBytes(keys, keyStart, keyEnd);
@@ -522,40 +514,60 @@ export class AddressBookBuilder {
     this.#table[2 * slot + 1] = hash;
     this.#keyStarts.reserve(entry + 2)[entry + 1] = keyEnd;
     this.#hashes.reserve(entry + 1)[entry] = hash;
-    this.#replyBounds.reserve(2 * entry + 2);
     this.#size = entry + 1;
-    this.#writeReply(entry, nameText, nameBytes, nameStart, nameEnd);
     return -1;
   }
 
+  /** Writes the newest entry's name from UTF-8 `bytes[start, end)`, byte by byte: a view per entry is slow. */
+  #writeName(entry: number, bytes: Uint8Array, start: number, end: number): void {
+    let at = this.#nameStarts.array[entry];
+    const names = this.#names.reserve(at + end - start);
+    for (let i = start; i < end; i++) names[at++] = bytes[i];
+    this.#nameStarts.reserve(entry + 2)[entry + 1] = at;
+  }
+
+  /** Writes the newest entry's name from a string. */
+  #writeNameText(entry: number, text: string): void {
+    const at = this.#nameStarts.array[entry];
+    const names = this.#names.reserve(at + text.length * MAX_UTF8_PER_UNIT);
+    this.#nameStarts.reserve(entry + 2)[entry + 1] = writeUtf8(text, names, at);
+  }
+
   /**
-   * Encodes the reply frame straight into the buffer, from `text` or, when
-   * given, from the UTF-8 `bytes[start, end)`: a small array per entry is slow.
+   * Writes the newest entry's given name and surname. Until an entry has
+   * one, nothing is written at all; the first that does starts the
+   * buffers, in which every earlier entry has empty parts (a new buffer
+   * reads as zeros, and zero is where their empty parts start and end).
    */
-  #writeReply(
-    entry: number,
-    text: string,
-    bytes: Uint8Array | undefined,
-    start: number,
-    end: number,
-  ): void {
-    const replyStart = this.#repliesLength;
-    const nameAt = replyStart + REPLY_PREFIX;
-    let replyEnd = nameAt;
-    if (bytes === undefined) {
-      const replies = this.#replies.reserve(nameAt + text.length * MAX_UTF8_PER_UNIT);
-      replyEnd = writeUtf8(text, replies, nameAt);
+  #writeNameParts(entry: number, parts: NamePartBytes | undefined): void {
+    const empty = parts === undefined ||
+      (parts.givenEnd <= parts.givenStart && parts.surnameEnd <= parts.surnameStart);
+    if (empty && !this.#hasNameParts) return;
+    this.#hasNameParts = true;
+    const starts = this.#namePartStarts.reserve(2 * entry + 3);
+    let at = starts[2 * entry];
+    if (parts !== undefined) {
+      const { bytes, givenStart, givenEnd, surnameStart, surnameEnd } = parts;
+      const room = Math.max(0, givenEnd - givenStart) + Math.max(0, surnameEnd - surnameStart);
+      const out = this.#nameParts.reserve(at + room);
+      for (let i = givenStart; i < givenEnd; i++) out[at++] = bytes[i];
+      starts[2 * entry + 1] = at;
+      for (let i = surnameStart; i < surnameEnd; i++) out[at++] = bytes[i];
     } else {
-      const replies = this.#replies.reserve(nameAt + end - start);
-      for (let i = start; i < end; i++) replies[replyEnd++] = bytes[i];
+      starts[2 * entry + 1] = at;
     }
-    const replies = this.#replies.array;
-    writeHeader(replies, replyStart, TYPE_REPLY, replyEnd - replyStart - HEADER_SIZE);
-    replies[replyStart + HEADER_SIZE] = STATUS_FOUND;
-    this.#repliesLength = replyEnd;
-    const bounds = this.#replyBounds.array;
-    bounds[2 * entry] = replyStart;
-    bounds[2 * entry + 1] = replyEnd;
+    starts[2 * entry + 2] = at;
+  }
+
+  /** A given name and surname given as strings, encoded into scratch space. */
+  #encodeNameParts(givenName: string, surname: string): NamePartBytes | undefined {
+    if (givenName === "" && surname === "") return undefined;
+    const room = (givenName.length + surname.length) * MAX_UTF8_PER_UNIT;
+    if (this.#partScratch.length < room) this.#partScratch = new Uint8Array(room);
+    const bytes = this.#partScratch;
+    const givenEnd = writeUtf8(givenName, bytes, 0);
+    const surnameEnd = writeUtf8(surname, bytes, givenEnd);
+    return { bytes, givenStart: 0, givenEnd, surnameStart: givenEnd, surnameEnd };
   }
 
   /**
@@ -585,6 +597,25 @@ export class AddressBookBuilder {
     rehash(this.#table, table);
     this.#table = table;
   }
+}
+
+/**
+ * The book's buffers, without its fingerprint yet: only these, so that
+ * what a build no longer needs (a layout's order and hashes) is not kept.
+ */
+function sharedBook(entries: EntryBytes, slots: Uint32Array): SharedAddressBook {
+  const { size, keyStarts, keys, nameStarts, names, namePartStarts, nameParts } = entries;
+  return {
+    size,
+    slots,
+    keyStarts,
+    keys,
+    nameStarts,
+    names,
+    namePartStarts,
+    nameParts,
+    fingerprint: "",
+  };
 }
 
 /** What a build does with entries that have the same key (see {@linkcode AddressBookBuilder.build}). */
@@ -637,47 +668,48 @@ function sameKey(keyStarts: Uint32Array, keys: Uint8Array, a: number, b: number)
 /** Copies the entries not dropped into new shared buffers, in order; rare: only with duplicates. */
 function keepEntries(
   dropped: Uint8Array,
-  keyStarts: Uint32Array,
-  keys: Uint8Array,
-  replyBounds: Uint32Array,
-  replies: Uint8Array,
-) {
-  const size = keyStarts.length - 1;
+  from: EntryBytes,
+): { entries: EntryBytes; newIndex: Uint32Array } {
+  const { size, keyStarts, keys, nameStarts, names } = from;
   let keptSize = 0;
   let keyBytes = 0;
-  let replyBytes = 0;
+  let nameBytes = 0;
   for (let entry = 0; entry < size; entry++) {
     if (dropped[entry]) continue;
     keptSize++;
     keyBytes += keyStarts[entry + 1] - keyStarts[entry];
-    replyBytes += replyBounds[2 * entry + 1] - replyBounds[2 * entry];
+    nameBytes += nameStarts[entry + 1] - nameStarts[entry];
   }
-  const kept = {
+  const entries: EntryBytes = {
     size: keptSize,
     keyStarts: new Uint32Array(new SharedArrayBuffer(4 * (keptSize + 1))),
     keys: new Uint8Array(new SharedArrayBuffer(keyBytes)),
-    replyBounds: new Uint32Array(new SharedArrayBuffer(8 * keptSize)),
-    replies: new Uint8Array(new SharedArrayBuffer(replyBytes)),
-    newIndex: new Uint32Array(size),
+    nameStarts: new Uint32Array(new SharedArrayBuffer(4 * (keptSize + 1))),
+    names: new Uint8Array(new SharedArrayBuffer(nameBytes)),
+    namePartStarts: from.namePartStarts,
+    nameParts: from.nameParts,
   };
+  const newIndex = new Uint32Array(size);
+  const keptEntries = new Uint32Array(keptSize);
   let next = 0;
   let keyAt = 0;
-  let replyAt = 0;
+  let nameAt = 0;
   for (let entry = 0; entry < size; entry++) {
     if (dropped[entry]) continue;
-    kept.newIndex[entry] = next;
-    kept.keys.set(keys.subarray(keyStarts[entry], keyStarts[entry + 1]), keyAt);
+    newIndex[entry] = next;
+    keptEntries[next] = entry;
+    entries.keys.set(keys.subarray(keyStarts[entry], keyStarts[entry + 1]), keyAt);
     keyAt += keyStarts[entry + 1] - keyStarts[entry];
-    kept.keyStarts[next + 1] = keyAt;
-    const replyStart = replyBounds[2 * entry];
-    const replyEnd = replyBounds[2 * entry + 1];
-    kept.replies.set(replies.subarray(replyStart, replyEnd), replyAt);
-    kept.replyBounds[2 * next] = replyAt;
-    replyAt += replyEnd - replyStart;
-    kept.replyBounds[2 * next + 1] = replyAt;
+    entries.keyStarts[next + 1] = keyAt;
+    entries.names.set(names.subarray(nameStarts[entry], nameStarts[entry + 1]), nameAt);
+    nameAt += nameStarts[entry + 1] - nameStarts[entry];
+    entries.nameStarts[next + 1] = nameAt;
     next++;
   }
-  return kept;
+  if (from.namePartStarts.length > 0) {
+    Object.assign(entries, gatherNameParts(from, keptEntries));
+  }
+  return { entries, newIndex };
 }
 
 /** The sorted order without the dropped entries, in their new numbers. */
@@ -761,7 +793,7 @@ function rehash(from: Uint32Array, to: Uint32Array): void {
 }
 
 /**
- * The most a growable buffer may grow to: offsets into the keys and replies
+ * The most a growable buffer may grow to: offsets into the keys and names
  * are 32-bit. Only the pages written take memory; the rest is address space.
  */
 const MAX_SHARED_BYTES = 2 ** 32 - 1;

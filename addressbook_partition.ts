@@ -11,17 +11,22 @@
  * million entries. Now the table fills front to back, duplicates sit side
  * by side and the fingerprint reads one bucket's bytes at a time.
  *
+ * Structured names (given name, surname), which most books do not have,
+ * follow in a second pass that only a book with them pays for.
+ *
  * ```ts
  * import { partitionByHash } from "./addressbook_partition.ts";
  *
  * const keys = new TextEncoder().encode("b@xa@x");
- * const replies = new Uint8Array(2);
+ * const names = new TextEncoder().encode("BA");
  * const laidOut = partitionByHash({
  *   size: 2,
  *   keyStarts: Uint32Array.of(0, 3, 6),
  *   keys,
- *   replyBounds: Uint32Array.of(0, 1, 1, 2),
- *   replies,
+ *   nameStarts: Uint32Array.of(0, 1, 2),
+ *   names,
+ *   namePartStarts: new Uint32Array(0),
+ *   nameParts: new Uint8Array(0),
  *   hashes: Uint32Array.of(0xf0000000, 0x10000000),
  * });
  * laidOut.original; // [1, 0]: "a@x" is in the first bucket
@@ -33,20 +38,32 @@
 
 import { compareKeys } from "./book_fingerprint.ts";
 
-/** A book's entries: keys and replies back to back, with their bounds and key hashes. */
-export interface Entries {
+/** A book's entries: keys and names back to back, with their starts and key hashes. */
+export interface Entries extends EntryBytes {
+  /** Each entry's key hash. */
+  hashes: Uint32Array;
+}
+
+/** A book's entries as bytes, the layout `SharedAddressBook` keeps them in. */
+export interface EntryBytes {
   /** How many entries. */
   size: number;
   /** Start of each key in `keys`, and the end of the last. */
   keyStarts: Uint32Array;
   /** The keys. */
   keys: Uint8Array;
-  /** Start and end of each reply in `replies`. */
-  replyBounds: Uint32Array;
-  /** The replies. */
-  replies: Uint8Array;
-  /** Each entry's key hash. */
-  hashes: Uint32Array;
+  /** Start of each name in `names`, and the end of the last. */
+  nameStarts: Uint32Array;
+  /** The names. */
+  names: Uint8Array;
+  /**
+   * Where each entry's given name and surname are in `nameParts`: entry i's
+   * given name runs from `2i` to `2i + 1`, its surname from `2i + 1` to
+   * `2i + 2`; empty when it has none. An empty array when no entry has any.
+   */
+  namePartStarts: Uint32Array;
+  /** The given names and surnames. */
+  nameParts: Uint8Array;
 }
 
 /** The entries laid out by bucket, in new shared buffers, and their order by hash. */
@@ -61,7 +78,7 @@ export interface LaidOut extends Entries {
   order: Uint32Array;
 }
 
-/** About the bytes of keys and replies per bucket: well inside a core's 4 MiB L2. */
+/** About the bytes of keys and names per bucket: well inside a core's 4 MiB L2. */
 const BUCKET_BYTES = 1 << 20;
 const MAX_BUCKET_BITS = 14;
 const DIGIT_BITS = 11;
@@ -71,45 +88,53 @@ const DIGIT_MASK = (1 << DIGIT_BITS) - 1;
  * Copies the entries into new shared buffers sorted by hash, then key
  * bytes, then the order added (so of entries with equal keys the first
  * added comes first); `bucketBytes` is about how many bytes of keys and
- * replies go in one bucket.
+ * names go in one bucket.
  */
 export function partitionByHash(entries: Entries, bucketBytes: number = BUCKET_BYTES): LaidOut {
-  const { size, keyStarts, keys, replyBounds, replies, hashes } = entries;
+  const { size, keyStarts, keys, nameStarts, names, hashes } = entries;
   let bits = 0;
-  while (bits < MAX_BUCKET_BITS && (keys.length + replies.length) / (1 << bits) > bucketBytes) {
+  while (bits < MAX_BUCKET_BITS && (keys.length + names.length) / (1 << bits) > bucketBytes) {
     bits++;
   }
   const bucketCount = 1 << bits;
   const bucketOf = (hash: number) => bits === 0 ? 0 : hash >>> (32 - bits);
 
-  // Where each bucket starts: in entries, key bytes and reply bytes.
+  // Where each bucket starts: in entries, key bytes and name bytes.
   const entryAt = new Uint32Array(bucketCount + 1);
   const keyAt = new Uint32Array(bucketCount + 1);
-  const replyAt = new Uint32Array(bucketCount + 1);
+  const nameAt = new Uint32Array(bucketCount + 1);
   for (let entry = 0; entry < size; entry++) {
     const bucket = bucketOf(hashes[entry]) + 1;
     entryAt[bucket]++;
     keyAt[bucket] += keyStarts[entry + 1] - keyStarts[entry];
-    replyAt[bucket] += replyBounds[2 * entry + 1] - replyBounds[2 * entry];
+    nameAt[bucket] += nameStarts[entry + 1] - nameStarts[entry];
   }
   for (let bucket = 1; bucket <= bucketCount; bucket++) {
     entryAt[bucket] += entryAt[bucket - 1];
     keyAt[bucket] += keyAt[bucket - 1];
-    replyAt[bucket] += replyAt[bucket - 1];
+    nameAt[bucket] += nameAt[bucket - 1];
   }
   const laidOut: LaidOut = {
     size,
     keyStarts: new Uint32Array(new SharedArrayBuffer(4 * (size + 1))),
     keys: new Uint8Array(new SharedArrayBuffer(keyAt[bucketCount])),
-    replyBounds: new Uint32Array(new SharedArrayBuffer(8 * size)),
-    replies: new Uint8Array(new SharedArrayBuffer(replyAt[bucketCount])),
+    nameStarts: new Uint32Array(new SharedArrayBuffer(4 * (size + 1))),
+    names: new Uint8Array(new SharedArrayBuffer(nameAt[bucketCount])),
+    namePartStarts: new Uint32Array(new SharedArrayBuffer(0)),
+    nameParts: new Uint8Array(new SharedArrayBuffer(0)),
     hashes: new Uint32Array(size),
     original: new Uint32Array(size),
     order: new Uint32Array(size),
   };
   const bucketStarts = entryAt.slice();
-  scatter(entries, laidOut, bucketOf, entryAt, keyAt, replyAt);
+  scatter(entries, laidOut, bucketOf, entryAt, keyAt, nameAt);
   laidOut.keyStarts[size] = laidOut.keys.length;
+  laidOut.nameStarts[size] = laidOut.names.length;
+  if (entries.namePartStarts.length > 0) {
+    const parts = gatherNameParts(entries, laidOut.original);
+    laidOut.namePartStarts = parts.namePartStarts;
+    laidOut.nameParts = parts.nameParts;
+  }
   sortBuckets(laidOut, bucketStarts, bits);
   return laidOut;
 }
@@ -121,13 +146,13 @@ function scatter(
   bucketOf: (hash: number) => number,
   entryAt: Uint32Array,
   keyAt: Uint32Array,
-  replyAt: Uint32Array,
+  nameAt: Uint32Array,
 ): void {
-  const { size, keyStarts, keys, replyBounds, replies, hashes } = from;
+  const { size, keyStarts, keys, nameStarts, names, hashes } = from;
   const toKeyStarts = to.keyStarts;
   const toKeys = to.keys;
-  const toReplyBounds = to.replyBounds;
-  const toReplies = to.replies;
+  const toNameStarts = to.nameStarts;
+  const toNames = to.names;
   const toHashes = to.hashes;
   const toOriginal = to.original;
   for (let entry = 0; entry < size; entry++) {
@@ -141,13 +166,38 @@ function scatter(
     const keyEnd = keyStarts[entry + 1];
     for (let i = keyStarts[entry]; i < keyEnd; i++) toKeys[key++] = keys[i];
     keyAt[bucket] = key;
-    let reply = replyAt[bucket];
-    toReplyBounds[2 * at] = reply;
-    const replyEnd = replyBounds[2 * entry + 1];
-    for (let i = replyBounds[2 * entry]; i < replyEnd; i++) toReplies[reply++] = replies[i];
-    toReplyBounds[2 * at + 1] = reply;
-    replyAt[bucket] = reply;
+    let name = nameAt[bucket];
+    toNameStarts[at] = name;
+    const nameEnd = nameStarts[entry + 1];
+    for (let i = nameStarts[entry]; i < nameEnd; i++) toNames[name++] = names[i];
+    nameAt[bucket] = name;
   }
+}
+
+/**
+ * Copies the given names and surnames into new shared buffers, entry
+ * `from[i]` of `entries` becoming entry i: for a reordered or thinned book.
+ */
+export function gatherNameParts(
+  entries: EntryBytes,
+  from: Uint32Array,
+): { namePartStarts: Uint32Array; nameParts: Uint8Array } {
+  const starts = entries.namePartStarts;
+  const parts = entries.nameParts;
+  let bytes = 0;
+  for (let i = 0; i < from.length; i++) bytes += starts[2 * from[i] + 2] - starts[2 * from[i]];
+  const namePartStarts = new Uint32Array(new SharedArrayBuffer(4 * (2 * from.length + 1)));
+  const nameParts = new Uint8Array(new SharedArrayBuffer(bytes));
+  let at = 0;
+  for (let i = 0; i < from.length; i++) {
+    const entry = from[i];
+    // Given name, then surname: each part's end is the next one's start.
+    for (let part = 2 * entry; part < 2 * entry + 2; part++) {
+      for (let j = starts[part]; j < starts[part + 1]; j++) nameParts[at++] = parts[j];
+      namePartStarts[2 * i + 1 + part - 2 * entry] = at;
+    }
+  }
+  return { namePartStarts, nameParts };
 }
 
 /**

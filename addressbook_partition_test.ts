@@ -6,40 +6,63 @@ const encoder = new TextEncoder();
 
 function entriesOf(rows: [string, string, number][]): Entries {
   const keyParts = rows.map(([key]) => encoder.encode(key));
-  const replyParts = rows.map(([, reply]) => encoder.encode(reply));
+  const nameParts = rows.map(([, name]) => encoder.encode(name));
   const keyStarts = new Uint32Array(rows.length + 1);
-  const replyBounds = new Uint32Array(2 * rows.length);
+  const nameStarts = new Uint32Array(rows.length + 1);
   const keys = new Uint8Array(keyParts.reduce((n, part) => n + part.length, 0));
-  const replies = new Uint8Array(replyParts.reduce((n, part) => n + part.length, 0));
+  const names = new Uint8Array(nameParts.reduce((n, part) => n + part.length, 0));
   let key = 0;
-  let reply = 0;
+  let name = 0;
   rows.forEach((_, i) => {
     keys.set(keyParts[i], key);
     key += keyParts[i].length;
     keyStarts[i + 1] = key;
-    replyBounds[2 * i] = reply;
-    replies.set(replyParts[i], reply);
-    reply += replyParts[i].length;
-    replyBounds[2 * i + 1] = reply;
+    names.set(nameParts[i], name);
+    name += nameParts[i].length;
+    nameStarts[i + 1] = name;
   });
   return {
     size: rows.length,
     keyStarts,
     keys,
-    replyBounds,
-    replies,
+    nameStarts,
+    names,
+    namePartStarts: new Uint32Array(0),
+    nameParts: new Uint8Array(0),
     hashes: Uint32Array.from(rows.map(([, , hash]) => hash)),
   };
+}
+
+/** The same entries with a given name and surname each: the name's first and last letters. */
+function withNameParts(entries: Entries, rows: [string, string, number][]): Entries {
+  const parts = rows.map(([, name]) => [name.slice(0, 1), name.slice(1, 2)]);
+  const bytes = encoder.encode(parts.flat().join(""));
+  const namePartStarts = new Uint32Array(2 * rows.length + 1);
+  let at = 0;
+  parts.forEach(([given, surname], i) => {
+    at += encoder.encode(given).length;
+    namePartStarts[2 * i + 1] = at;
+    at += encoder.encode(surname).length;
+    namePartStarts[2 * i + 2] = at;
+  });
+  return { ...entries, namePartStarts, nameParts: bytes };
 }
 
 function rowsOf(entries: Entries): [string, string, number][] {
   const decoder = new TextDecoder();
   return Array.from({ length: entries.size }, (_, i) => [
     decoder.decode(entries.keys.subarray(entries.keyStarts[i], entries.keyStarts[i + 1])),
-    decoder.decode(
-      entries.replies.subarray(entries.replyBounds[2 * i], entries.replyBounds[2 * i + 1]),
-    ),
+    decoder.decode(entries.names.subarray(entries.nameStarts[i], entries.nameStarts[i + 1])),
     entries.hashes[i],
+  ]);
+}
+
+function namePartsOf(entries: Entries): string[][] {
+  const decoder = new TextDecoder();
+  const starts = entries.namePartStarts;
+  return Array.from({ length: entries.size }, (_, i) => [
+    decoder.decode(entries.nameParts.subarray(starts[2 * i], starts[2 * i + 1])),
+    decoder.decode(entries.nameParts.subarray(starts[2 * i + 1], starts[2 * i + 2])),
   ]);
 }
 
@@ -78,5 +101,34 @@ Deno.test("property: partitionByHash orders by hash, key and order added, in any
       },
     ),
     { numRuns: 500 },
+  );
+});
+
+Deno.test("property: partitionByHash carries given names and surnames with their entries", () => {
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.tuple(
+          fc.string({ maxLength: 4 }),
+          fc.string({ maxLength: 6 }),
+          fc.integer({ min: 0, max: 2 ** 32 - 1 }),
+        ),
+        { maxLength: 40 },
+      ),
+      fc.integer({ min: 1, max: 64 }),
+      (rows, bucketBytes) => {
+        const entries = withNameParts(entriesOf(rows), rows);
+        const laidOut = partitionByHash(entries, bucketBytes);
+        const before = namePartsOf(entries);
+        assert.deepEqual(
+          namePartsOf(laidOut),
+          [...laidOut.original].map((entry) => before[entry]),
+        );
+        assert.ok(laidOut.nameParts.buffer instanceof SharedArrayBuffer);
+        // Without parts, none are made.
+        assert.equal(partitionByHash(entriesOf(rows), bucketBytes).namePartStarts.length, 0);
+      },
+    ),
+    { numRuns: 300 },
   );
 });

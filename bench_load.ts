@@ -32,7 +32,6 @@ import { describeError } from "./errors.ts";
 import { csvField } from "./gen.ts";
 import { BookError, loadBook } from "./load_book.ts";
 import { loadBookInThread } from "./load_book_thread.ts";
-import { HEADER_SIZE } from "./protocol.ts";
 import { writeAll } from "./write_all.ts";
 
 const USAGE = `Usage: deno task bench-load [options] FILE
@@ -264,10 +263,7 @@ function timeFingerprint(book: AddressBook): number {
   }
   const laidOut = partitionByHash({ ...shared, hashes });
   const started = performance.now();
-  const fingerprint = bookFingerprint(
-    { ...laidOut, slots: shared.slots, namePrefix: HEADER_SIZE + 1 },
-    laidOut.order,
-  );
+  const fingerprint = bookFingerprint({ ...laidOut, slots: shared.slots }, laidOut.order);
   const ms = performance.now() - started;
   if (fingerprint !== book.fingerprint) throw new Error("The fingerprint came out different.");
   return ms;
@@ -352,7 +348,7 @@ function infoField(info: string, field: string): number {
 /** The child that writes the book's entries as Redis SET commands (RESP) to stdout. */
 async function writeResp(file: string, format: BookFormat | undefined): Promise<number> {
   const { book } = await loadBook(file, { format });
-  const { size, keyStarts, keys, replyBounds, replies } = book.toShared();
+  const { size, keyStarts, keys, nameStarts, names } = book.toShared();
   const out = new Uint8Array(4 * MB);
   const ascii = (text: string, at: number) => {
     for (let i = 0; i < text.length; i++) out[at++] = text.charCodeAt(i);
@@ -362,8 +358,8 @@ async function writeResp(file: string, format: BookFormat | undefined): Promise<
   for (let entry = 0; entry < size; entry++) {
     const keyStart = keyStarts[entry];
     const keyEnd = keyStarts[entry + 1];
-    const nameStart = replyBounds[2 * entry] + HEADER_SIZE + 1;
-    const nameEnd = replyBounds[2 * entry + 1];
+    const nameStart = nameStarts[entry];
+    const nameEnd = nameStarts[entry + 1];
     if (used + 64 + keyEnd - keyStart + nameEnd - nameStart > out.length) {
       await writeAll(Deno.stdout, out.subarray(0, used));
       used = 0;
@@ -371,7 +367,7 @@ async function writeResp(file: string, format: BookFormat | undefined): Promise<
     used = ascii(`*3\r\n$3\r\nSET\r\n$${keyEnd - keyStart}\r\n`, used);
     for (let i = keyStart; i < keyEnd; i++) out[used++] = keys[i];
     used = ascii(`\r\n$${nameEnd - nameStart}\r\n`, used);
-    for (let i = nameStart; i < nameEnd; i++) out[used++] = replies[i];
+    for (let i = nameStart; i < nameEnd; i++) out[used++] = names[i];
     used = ascii("\r\n", used);
   }
   await writeAll(Deno.stdout, out.subarray(0, used));

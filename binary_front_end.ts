@@ -14,6 +14,7 @@
  */
 
 import type { AddressBook } from "./addressbook.ts";
+import { writeAnswer } from "./binary_answer.ts";
 import {
   type Conversation,
   type FrontEnd,
@@ -91,7 +92,7 @@ class BinaryConversation implements Conversation {
       throw error;
     }
     const start = output.length;
-    const status = writeAnswer(
+    const status = appendAnswer(
       book,
       decoder.payloadBytes,
       decoder.payloadStart,
@@ -118,9 +119,9 @@ class BinaryConversation implements Conversation {
 /**
  * Appends the reply frame to the query in `query[start..end]` and returns
  * its status: FOUND with the name, NOT_FOUND, or BAD_REQUEST saying what is
- * wrong with the query.
+ * wrong with the query (binary_answer.ts words and encodes it).
  */
-function writeAnswer(
+function appendAnswer(
   book: AddressBook,
   query: Uint8Array,
   start: number,
@@ -128,7 +129,7 @@ function writeAnswer(
   output: ReplyBuffer,
 ): number {
   let written: number;
-  while ((written = book.writeAnswer(query, start, end, output.bytes, output.length)) < 0) {
+  while ((written = writeAnswer(book, query, start, end, output.bytes, output.length)) < 0) {
     output.reserve(output.bytes.length + 1);
   }
   const status = output.bytes[output.length + HEADER_SIZE];

@@ -4,7 +4,8 @@
  * adds the good ones to an {@linkcode AddressBookBuilder} and remembers
  * every problem, so a reader only has to find fields. Entries come as UTF-8
  * byte ranges, which for the usual plain-ASCII email makes no string at
- * all, or as strings, for the readers that decode.
+ * all, or as strings, for the readers that decode (and that may also have
+ * the owner's given name and surname).
  *
  * ```ts
  * import { BookCollector } from "./book_collect.ts";
@@ -18,10 +19,9 @@
  * @module
  */
 
-import { type AddressBook, AddressBookBuilder } from "./addressbook.ts";
+import { type AddressBook, AddressBookBuilder, type NamePartBytes } from "./addressbook.ts";
 import { BookError, type BookProblem } from "./book_problem.ts";
-import { emailProblem, MAX_EMAIL_CHARS, normalizeEmail } from "./email.ts";
-import { MAX_REPLY_BYTES } from "./protocol.ts";
+import { emailProblem, isAsciiSpace, normalizeAsciiEmail, normalizeEmail } from "./email.ts";
 import { MAX_UTF8_PER_UNIT, writeUtf8 } from "./utf8.ts";
 
 /** What to do when two entries have the same (normalised) email. */
@@ -30,8 +30,13 @@ export type DuplicatePolicy = "error" | "first" | "last";
 /** The duplicate policies, in the order help texts list them. */
 export const DUPLICATE_POLICIES: readonly DuplicatePolicy[] = ["error", "first", "last"];
 
-/** The longest name in UTF-8: a reply payload is the status byte and the name. */
-export const MAX_NAME_BYTES = MAX_REPLY_BYTES - 1;
+/**
+ * The longest name in UTF-8, 1 MiB less one byte: so that every name fits
+ * in a binary reply, whose payload is a status byte and the name (the
+ * protocol's MAX_REPLY_BYTES; `binary_answer_test.ts` checks they agree,
+ * and the book imports nothing from a wire protocol).
+ */
+export const MAX_NAME_BYTES = (1 << 20) - 1;
 
 /** The problem for a book that has no entries and was not allowed to be empty. */
 export const NO_ENTRIES_MESSAGE =
@@ -40,20 +45,9 @@ export const NO_ENTRIES_MESSAGE =
 const INITIAL_ENTRIES = 1024;
 /** Room for any valid key: 254 code points, even if lower-casing lengthens some. */
 const KEY_BYTES = 4096;
-const CHAR_AT = 0x40;
-const CHAR_A = 0x41;
-const CHAR_Z = 0x5a;
-const FIRST_VISIBLE_ASCII = 0x21;
-const LAST_VISIBLE_ASCII = 0x7e;
-const ASCII_CASE_BIT = 0x20;
 const FIRST_NON_ASCII = 0x80;
 
 const decoder = new TextDecoder();
-
-/** The ASCII characters that `String.prototype.trim` removes: tab, LF, VT, FF, CR, space. */
-export function isAsciiSpace(byte: number): boolean {
-  return byte === 0x20 || (byte >= 0x09 && byte <= 0x0d);
-}
 
 /**
  * Checks entries as the readers find them and adds the good ones to the
@@ -72,6 +66,14 @@ export class BookCollector {
   readonly #key = new Uint8Array(KEY_BYTES);
   /** A name that had to be trimmed as a string, in UTF-8. */
   #name = new Uint8Array(1024);
+  /** The given name and surname of the entry being added, in UTF-8. */
+  readonly #nameParts: NamePartBytes = {
+    bytes: new Uint8Array(256),
+    givenStart: 0,
+    givenEnd: 0,
+    surnameStart: 0,
+    surnameEnd: 0,
+  };
 
   /** Makes a collector for the file named `file` in problems. */
   constructor(file: string, policy: DuplicatePolicy) {
@@ -85,8 +87,12 @@ export class BookCollector {
     this.problems.push({ file: this.#file, line, message });
   }
 
-  /** Checks and adds one entry given as strings, as read (not yet trimmed). */
-  add(email: string, name: string, line: number): void {
+  /**
+   * Checks and adds one entry given as strings, as read (not yet trimmed),
+   * with the owner's given name and surname when the source has them
+   * (kept beside the name, not checked against it; blank is none).
+   */
+  add(email: string, name: string, line: number, givenName?: string, surname?: string): void {
     const keyLength = this.#keyFromString(email, line);
     if (keyLength < 0) return;
     const trimmed = name.trim();
@@ -94,7 +100,8 @@ export class BookCollector {
       this.#name = new Uint8Array(trimmed.length * MAX_UTF8_PER_UNIT);
     }
     const nameEnd = writeUtf8(trimmed, this.#name, 0);
-    this.#addChecked(keyLength, this.#name, 0, nameEnd, line);
+    const parts = this.#namePartsOf(givenName?.trim() ?? "", surname?.trim() ?? "");
+    this.#addChecked(keyLength, this.#name, 0, nameEnd, line, parts);
   }
 
   /**
@@ -111,7 +118,8 @@ export class BookCollector {
     nameEnd: number,
     line: number,
   ): void {
-    let keyLength = this.#plainAsciiKey(emails, emailStart, emailEnd);
+    // Almost every address is plain ASCII, which this settles without a string.
+    let keyLength = normalizeAsciiEmail(emails, emailStart, emailEnd, this.#key);
     if (keyLength < 0) {
       keyLength = this.#keyFromString(decoder.decode(emails.subarray(emailStart, emailEnd)), line);
       if (keyLength < 0) return;
@@ -171,32 +179,16 @@ export class BookCollector {
     return writeUtf8(normalizeEmail(email), this.#key, 0);
   }
 
-  /**
-   * The normalised key of an address made only of visible ASCII with one
-   * `@` inside it, which `emailProblem` always accepts, written into `#key`;
-   * -1 for anything else, which then goes through `emailProblem` itself.
-   * Almost every address takes this way, which makes no string.
-   */
-  #plainAsciiKey(bytes: Uint8Array, start: number, end: number): number {
-    while (start < end && isAsciiSpace(bytes[start])) start++;
-    while (end > start && isAsciiSpace(bytes[end - 1])) end--;
-    const length = end - start;
-    if (length === 0 || length > MAX_EMAIL_CHARS) return -1;
-    const key = this.#key;
-    let at = -1;
-    for (let i = 0; i < length; i++) {
-      let code = bytes[start + i];
-      if (code < FIRST_VISIBLE_ASCII || code > LAST_VISIBLE_ASCII) return -1;
-      if (code === CHAR_AT) {
-        if (at >= 0) return -1;
-        at = i;
-      } else if (code >= CHAR_A && code <= CHAR_Z) {
-        code |= ASCII_CASE_BIT;
-      }
-      key[i] = code;
-    }
-    if (at <= 0 || at === length - 1) return -1;
-    return length;
+  /** The given name and surname, trimmed, in scratch space; undefined when both are blank. */
+  #namePartsOf(givenName: string, surname: string): NamePartBytes | undefined {
+    if (givenName === "" && surname === "") return undefined;
+    const parts = this.#nameParts;
+    const room = (givenName.length + surname.length) * MAX_UTF8_PER_UNIT;
+    if (parts.bytes.length < room) parts.bytes = new Uint8Array(room);
+    parts.givenEnd = writeUtf8(givenName, parts.bytes, 0);
+    parts.surnameStart = parts.givenEnd;
+    parts.surnameEnd = writeUtf8(surname, parts.bytes, parts.surnameStart);
+    return parts;
   }
 
   /** Adds the key in `#key` with a trimmed name, after the name checks; duplicates wait for finish. */
@@ -206,6 +198,7 @@ export class BookCollector {
     nameStart: number,
     nameEnd: number,
     line: number,
+    nameParts?: NamePartBytes,
   ): void {
     if (nameEnd === nameStart) {
       this.problem(line, "The name is empty.");
@@ -219,7 +212,15 @@ export class BookCollector {
       );
       return;
     }
-    const entry = this.#builder.appendBytes(this.#key, 0, keyLength, names, nameStart, nameEnd);
+    const entry = this.#builder.appendBytes(
+      this.#key,
+      0,
+      keyLength,
+      names,
+      nameStart,
+      nameEnd,
+      nameParts,
+    );
     if (entry >= this.#lines.length) {
       const grown = new Int32Array(this.#lines.length * 2);
       grown.set(this.#lines);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BookCollector, isAsciiSpace, MAX_NAME_BYTES, NO_ENTRIES_MESSAGE } from "./book_collect.ts";
+import { BookCollector, MAX_NAME_BYTES, NO_ENTRIES_MESSAGE } from "./book_collect.ts";
 import { BookError } from "./book_problem.ts";
 
 const encoder = new TextEncoder();
@@ -72,8 +72,32 @@ Deno.test("BookCollector refuses a book with no entries unless it may be empty",
   assert.equal(new BookCollector("b.csv", "error").finish(true).size, 0);
 });
 
-Deno.test("isAsciiSpace is the ASCII part of String.prototype.trim", () => {
-  for (let byte = 0; byte < 128; byte++) {
-    assert.equal(isAsciiSpace(byte), String.fromCharCode(byte).trim() === "", `byte ${byte}`);
-  }
+Deno.test("BookCollector keeps a given name and surname, trimmed, and takes blank ones as none", () => {
+  const collector = new BookCollector("b.vcf", "last");
+  collector.add("ada@example.com", "Ada Lovelace", 1, " Ada ", "\u00a0Lovelace");
+  collector.add("zoë@example.com", "Zoë", 2, "  ", "");
+  collector.add("alan@example.com", "Alan", 3, undefined, "Turing");
+  // Last one wins, parts and all.
+  collector.add("grace@example.com", "G", 4, "G", "H");
+  collector.add("GRACE@example.com", "Grace Hopper", 5, "Grace", "Hopper");
+  const book = collector.finish(false);
+  const entryOf = (email: string) => book.entry(book.find(encoder.encode(email)));
+  assert.deepEqual(entryOf("ada@example.com"), {
+    email: "ada@example.com",
+    name: "Ada Lovelace",
+    givenName: "Ada",
+    surname: "Lovelace",
+  });
+  assert.deepEqual(entryOf("zoë@example.com"), { email: "zoë@example.com", name: "Zoë" });
+  assert.deepEqual(entryOf("alan@example.com"), {
+    email: "alan@example.com",
+    name: "Alan",
+    surname: "Turing",
+  });
+  assert.deepEqual(entryOf("grace@example.com"), {
+    email: "grace@example.com",
+    name: "Grace Hopper",
+    givenName: "Grace",
+    surname: "Hopper",
+  });
 });

@@ -13,6 +13,11 @@
  * that copies the unescaped fields to a scratch buffer. Both give byte
  * ranges to the {@linkcode BookCollector}.
  *
+ * Contact apps' exports hold the given name and surname in columns of
+ * their own (Google's `First Name` and `Last Name`, or `Given Name` and
+ * `Family Name` in older exports; Outlook's and Thunderbird's `First Name`
+ * and `Last Name`); those are kept beside the name.
+ *
  * Dialect: fields separated by commas, records by LF or CRLF (a CR elsewhere
  * is data); a field that starts with a quote is quoted, `""` inside it is a
  * quote, and it may hold commas and line breaks; a quote anywhere else, or
@@ -36,16 +41,10 @@
  */
 
 import type { BookBytes } from "./book_bytes.ts";
-import { type BookCollector, isAsciiSpace } from "./book_collect.ts";
+import type { BookCollector } from "./book_collect.ts";
+import type { ReaderOptions } from "./book_reader.ts";
+import { isAsciiSpace } from "./email.ts";
 import { counted } from "./errors.ts";
-
-/** Which columns to read, instead of recognising them from the header. */
-export interface CsvColumns {
-  /** The header of the email column. */
-  emailColumn?: string;
-  /** The header of the name column. */
-  nameColumn?: string;
-}
 
 /** Email column headers of our format and of contact apps' exports, lower case, best first. */
 const EMAIL_HEADERS = [
@@ -59,6 +58,12 @@ const EMAIL_HEADERS = [
 
 /** Headers of a column holding the whole name, lower case, best first. */
 const NAME_HEADERS = ["name", "display name", "full name"];
+
+/** Headers of a column holding the given name, lower case, best first. */
+const GIVEN_NAME_HEADERS = ["given name", "first name"];
+
+/** Headers of a column holding the surname, lower case, best first. */
+const SURNAME_HEADERS = ["family name", "last name"];
 
 /** Columns whose parts, joined with spaces, make a name when no whole-name column has one. */
 const NAME_PART_HEADERS = [
@@ -91,28 +96,32 @@ interface CsvLayout {
   email: number;
   /** Ways to make the name, best first: each a list of columns to join with spaces. */
   names: number[][];
-  /** The one name column, when there is only that way: then no string is made. */
+  /** The one name column, when there is only that way and no name parts: then no string is made. */
   plainName: number;
+  /** The given name's column, or -1. */
+  givenName: number;
+  /** The surname's column, or -1. */
+  surname: number;
   /** Contact-app exports list people without an email too; skip those rows. */
   skipEmptyEmail: boolean;
 }
 
 const decoder = new TextDecoder();
 
-/** Reads every record of a CSV book into the collector. */
+/** Reads every record of a CSV book into the collector; `options` may name its columns. */
 export function readCsv(
   bytes: BookBytes,
   collector: BookCollector,
-  columns: CsvColumns = {},
+  options: ReaderOptions = {},
 ): void {
-  new CsvReader(bytes, collector, columns).read();
+  new CsvReader(bytes, collector, options).read();
 }
 
 /** The cursor and scratch space of one read. */
 class CsvReader {
   readonly #bytes: BookBytes;
   readonly #collector: BookCollector;
-  readonly #columns: CsvColumns;
+  readonly #columns: ReaderOptions;
   /** The checked bytes: `bytes.buffer[0, bytes.end)`. */
   #view: Uint8Array;
   #pos: number;
@@ -133,7 +142,7 @@ class CsvReader {
   #error = "";
   #layout: CsvLayout | undefined;
 
-  constructor(bytes: BookBytes, collector: BookCollector, columns: CsvColumns) {
+  constructor(bytes: BookBytes, collector: BookCollector, columns: ReaderOptions) {
     this.#bytes = bytes;
     this.#collector = collector;
     this.#columns = columns;
@@ -387,7 +396,13 @@ class CsvReader {
         : columns.map((column) => this.#field(column).trim()).filter((part) => part !== "")
           .join(" ");
     }
-    this.#collector.add(this.#field(email), name, line);
+    this.#collector.add(
+      this.#field(email),
+      name,
+      line,
+      layout.givenName >= 0 ? this.#field(layout.givenName) : undefined,
+      layout.surname >= 0 ? this.#field(layout.surname) : undefined,
+    );
   }
 
   /** Works out the layout from the header record, or records why it cannot. */
@@ -402,7 +417,7 @@ function csvLayout(
   header: string[],
   line: number,
   collector: BookCollector,
-  columns: CsvColumns,
+  columns: ReaderOptions,
 ): CsvLayout | undefined {
   const names = header.map((field) => field.trim().toLowerCase());
   const find = (wanted: string) => names.indexOf(wanted.trim().toLowerCase());
@@ -456,14 +471,19 @@ function csvLayout(
     }
   }
   const plain = names.length === 2 && names.includes("email") && names.includes("name");
-  const plainName = nameColumns.length === 1 && nameColumns[0].length === 1
-    ? nameColumns[0][0]
-    : -1;
+  const givenName = GIVEN_NAME_HEADERS.map(find).find((column) => column >= 0) ?? -1;
+  const surname = SURNAME_HEADERS.map(find).find((column) => column >= 0) ?? -1;
+  const plainName =
+    nameColumns.length === 1 && nameColumns[0].length === 1 && givenName < 0 && surname < 0
+      ? nameColumns[0][0]
+      : -1;
   return {
     fieldCount: header.length,
     email,
     names: nameColumns,
     plainName,
+    givenName,
+    surname,
     skipEmptyEmail: !plain,
   };
 }

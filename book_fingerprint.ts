@@ -7,7 +7,8 @@
  * The exact bytes hashed, so that anyone can reproduce it:
  *
  * 1. Each entry is its normalised email (trimmed, lower-cased: the lookup
- *    key) and its name as served (trimmed), both in UTF-8.
+ *    key) and its name as served (trimmed), both in UTF-8. The structured
+ *    names some sources add (given name, surname) are not part of it.
  * 2. Entries are sorted by the 32-bit FNV-1a hash of the key bytes, as an
  *    unsigned number, and entries with equal hashes by the key bytes
  *    (lexicographically). Sorting by a hash first is what keeps this cheap
@@ -48,12 +49,10 @@ export interface FingerprintSource {
   keyStarts: Uint32Array;
   /** The keys, back to back. */
   keys: Uint8Array;
-  /** Start and end of each entry's reply frame in `replies`. */
-  replyBounds: Uint32Array;
-  /** The reply frames. */
-  replies: Uint8Array;
-  /** How many bytes of a reply frame come before the name. */
-  namePrefix: number;
+  /** Start of each entry's name in `names`, and one more for the end of the last. */
+  nameStarts: Uint32Array;
+  /** The names as served, back to back. */
+  names: Uint8Array;
 }
 
 /** Bytes hashed at a time; more than the largest entry (a 1 MiB name and its key). */
@@ -83,7 +82,7 @@ export function bookFingerprint(book: FingerprintSource, order?: Uint32Array): s
   order ??= sortByHashAndKey(hashesOf(book), book.keyStarts, book.keys).order;
   const digest = createHash("sha256");
   const batch = new Uint8Array(HASH_BATCH_BYTES);
-  const { keyStarts, keys, replyBounds, replies, namePrefix } = book;
+  const { keyStarts, keys, nameStarts, names } = book;
   const bounds = new Uint32Array(4 * BLOCK_ENTRIES);
   let used = 0;
   let touched = 0;
@@ -93,13 +92,13 @@ export function bookFingerprint(book: FingerprintSource, order?: Uint32Array): s
       const entry = order[blockStart + i];
       const keyStart = keyStarts[entry];
       const keyEnd = keyStarts[entry + 1];
-      const nameStart = replyBounds[2 * entry] + namePrefix;
-      const nameEnd = replyBounds[2 * entry + 1];
+      const nameStart = nameStarts[entry];
+      const nameEnd = nameStarts[entry + 1];
       bounds[4 * i] = keyStart;
       bounds[4 * i + 1] = keyEnd;
       bounds[4 * i + 2] = nameStart;
       bounds[4 * i + 3] = nameEnd;
-      touched ^= keys[keyStart] ^ keys[keyEnd - 1] ^ replies[nameStart] ^ replies[nameEnd - 1];
+      touched ^= keys[keyStart] ^ keys[keyEnd - 1] ^ names[nameStart] ^ names[nameEnd - 1];
     }
     for (let at = 0; at < 4 * count; at += 4) {
       const keyStart = bounds[at];
@@ -114,7 +113,7 @@ export function bookFingerprint(book: FingerprintSource, order?: Uint32Array): s
       used = writeLength(batch, used, keyEnd - keyStart);
       for (let i = keyStart; i < keyEnd; i++) batch[used++] = keys[i];
       used = writeLength(batch, used, nameEnd - nameStart);
-      for (let i = nameStart; i < nameEnd; i++) batch[used++] = replies[i];
+      for (let i = nameStart; i < nameEnd; i++) batch[used++] = names[i];
     }
   }
   // Use the touched bytes, so the touching loop cannot be dropped as dead code.

@@ -1,41 +1,28 @@
 /**
- * The book file formats, in one list, and how a file's format is told: by
- * its extension, else by its first bytes. Also spots the two encodings
+ * The book file formats, in one table, and how a file's format is told: by
+ * its extension, else by its first bytes. Each format is one record: its
+ * name, its file extensions, how its first bytes look and its reader (one
+ * signature for all, `book_reader.ts`); the loader, the command lines, the
+ * checker and their help texts all take the formats from here, so adding a
+ * format is one record and its reader module. Also spots the two encodings
  * people most often hand over by mistake, UTF-16 and CR-only line ends, so
  * the loader can say what to do instead of failing later in the dark.
  *
  * ```ts
- * import { formatFromPath, formatFromStart } from "./book_format.ts";
+ * import { bookFormat, formatFromPath, formatFromStart } from "./book_format.ts";
  *
  * formatFromPath("contacts.VCF"); // "vcard"
  * formatFromStart(new TextEncoder().encode(' {"a@example.com": "A"}')); // "json"
+ * bookFormat("csv").extensions; // ["csv"]
  * ```
  *
  * @module
  */
 
-/** The file formats a book can be in. */
-export type BookFormat = "csv" | "json" | "vcard";
-
-/** The formats, in the order help texts list them. */
-export const BOOK_FORMATS: readonly BookFormat[] = ["csv", "json", "vcard"];
-
-/** The format a file name's extension says, if any: `.csv`, `.json`, `.vcf` or `.vcard`. */
-export function formatFromPath(path: string): BookFormat | undefined {
-  const dot = path.lastIndexOf(".");
-  if (dot < 0 || dot < path.lastIndexOf("/")) return undefined;
-  switch (path.slice(dot + 1).toLowerCase()) {
-    case "csv":
-      return "csv";
-    case "json":
-      return "json";
-    case "vcf":
-    case "vcard":
-      return "vcard";
-    default:
-      return undefined;
-  }
-}
+import { readCsv } from "./book_csv.ts";
+import { readJson } from "./book_json.ts";
+import type { BookReader } from "./book_reader.ts";
+import { readVCard } from "./book_vcard.ts";
 
 const SPACE = 0x20;
 const TAB = 0x09;
@@ -45,6 +32,81 @@ const OPEN_BRACE = 0x7b;
 const OPEN_BRACKET = 0x5b;
 const ASCII_CASE_BIT = 0x20;
 const BEGIN_VCARD = "begin:vcard";
+
+/** One book format: what the table says about it. */
+export interface BookFormatSpec {
+  /** The name `--format` takes, in lower case. */
+  readonly name: string;
+  /** The name in prose, for help texts: "CSV". */
+  readonly title: string;
+  /** File name extensions, lower case, without the dot. */
+  readonly extensions: readonly string[];
+  /**
+   * Whether a file's first bytes look like this format; `first` is the
+   * first byte after any byte-order mark and blanks. The format with no
+   * `detect` is the one taken when no other's matches.
+   */
+  readonly detect?: (head: Uint8Array, first: number) => boolean;
+  /** Whether the format is read by lines, so that CR-only line ends must be refused. */
+  readonly readsLines: boolean;
+  /** Reads a file of this format. */
+  readonly read: BookReader;
+}
+
+const FORMAT_TABLE = [
+  {
+    name: "csv",
+    title: "CSV",
+    extensions: ["csv"],
+    readsLines: true,
+    read: readCsv,
+  },
+  {
+    name: "json",
+    title: "JSON",
+    extensions: ["json"],
+    detect: (head: Uint8Array, first: number) =>
+      head[first] === OPEN_BRACE || head[first] === OPEN_BRACKET,
+    readsLines: false,
+    read: readJson,
+  },
+  {
+    name: "vcard",
+    title: "vCard",
+    extensions: ["vcf", "vcard"],
+    detect: startsWithBeginVCard,
+    readsLines: true,
+    read: readVCard,
+  },
+] as const satisfies readonly BookFormatSpec[];
+
+/** The file formats a book can be in. */
+export type BookFormat = (typeof FORMAT_TABLE)[number]["name"];
+
+/** Every format's record, in the order help texts list them. */
+export const BOOK_FORMAT_TABLE: readonly (BookFormatSpec & { readonly name: BookFormat })[] =
+  FORMAT_TABLE;
+
+/** The formats' names, in the order help texts list them. */
+export const BOOK_FORMATS: readonly BookFormat[] = BOOK_FORMAT_TABLE.map((format) => format.name);
+
+/** Every format's file extensions, with the dot, in the order help texts list them. */
+export const BOOK_EXTENSIONS: readonly string[] = BOOK_FORMAT_TABLE.flatMap((format) =>
+  format.extensions.map((extension) => `.${extension}`)
+);
+
+/** The record of a format. */
+export function bookFormat(name: BookFormat): BookFormatSpec {
+  return BOOK_FORMAT_TABLE.find((format) => format.name === name)!;
+}
+
+/** The format a file name's extension says, if any (see each format's `extensions`). */
+export function formatFromPath(path: string): BookFormat | undefined {
+  const dot = path.lastIndexOf(".");
+  if (dot < 0 || dot < path.lastIndexOf("/")) return undefined;
+  const extension = path.slice(dot + 1).toLowerCase();
+  return BOOK_FORMAT_TABLE.find((format) => format.extensions.includes(extension))?.name;
+}
 
 /** Whether a byte is a space, tab or line break, which may come before a book's first value. */
 export function isBlankByte(byte: number): boolean {
@@ -59,17 +121,24 @@ export function skipBlank(bytes: Uint8Array, from: number): number {
 
 /**
  * Guesses the format from a file's first bytes (after any byte-order mark),
- * for a file whose name does not say: JSON starts with `{` or `[`, vCard
- * with BEGIN:VCARD, anything else is taken as CSV.
+ * for a file whose name does not say: the first format whose `detect`
+ * matches (JSON starts with `{` or `[`, vCard with BEGIN:VCARD), else the
+ * one without a `detect` (CSV).
  */
 export function formatFromStart(head: Uint8Array): BookFormat {
   const first = skipBlank(head, 0);
-  if (head[first] === OPEN_BRACE || head[first] === OPEN_BRACKET) return "json";
+  const detected = BOOK_FORMAT_TABLE.find((format) => format.detect?.(head, first) ?? false) ??
+    BOOK_FORMAT_TABLE.find((format) => format.detect === undefined)!;
+  return detected.name;
+}
+
+/** Whether the bytes from `first` are BEGIN:VCARD, in any letter case. */
+function startsWithBeginVCard(head: Uint8Array, first: number): boolean {
   for (let i = 0; i < BEGIN_VCARD.length; i++) {
     const code = head[first + i];
-    if (code === undefined || (code | ASCII_CASE_BIT) !== BEGIN_VCARD.charCodeAt(i)) return "csv";
+    if (code === undefined || (code | ASCII_CASE_BIT) !== BEGIN_VCARD.charCodeAt(i)) return false;
   }
-  return "vcard";
+  return true;
 }
 
 /** A UTF-16 byte order. */

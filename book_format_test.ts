@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
+import { BookBytes } from "./book_bytes.ts";
+import { BookCollector } from "./book_collect.ts";
 import {
+  BOOK_EXTENSIONS,
+  BOOK_FORMAT_TABLE,
   BOOK_FORMATS,
+  bookFormat,
   formatFromPath,
   formatFromStart,
   usesCrLineEnds,
@@ -50,4 +55,38 @@ Deno.test("usesCrLineEnds spots a lone CR as the line end", () => {
   assert.equal(usesCrLineEnds(bytes("email,name\r\na@example.com,A\r\n")), false);
   assert.equal(usesCrLineEnds(bytes("email,name\na@example.com,A")), false);
   assert.equal(usesCrLineEnds(bytes("email,name\r")), false);
+});
+
+Deno.test("BOOK_FORMAT_TABLE holds one record per format, with names, titles and extensions", () => {
+  assert.deepEqual(
+    BOOK_FORMAT_TABLE.map(({ name, title, extensions }) => [name, title, extensions]),
+    [["csv", "CSV", ["csv"]], ["json", "JSON", ["json"]], ["vcard", "vCard", ["vcf", "vcard"]]],
+  );
+  assert.deepEqual(BOOK_EXTENSIONS, [".csv", ".json", ".vcf", ".vcard"]);
+  for (const format of BOOK_FORMATS) assert.equal(bookFormat(format).name, format);
+  // Every extension leads to its format, and only one format takes no first-bytes test.
+  for (const format of BOOK_FORMAT_TABLE) {
+    for (const extension of format.extensions) {
+      assert.equal(formatFromPath(`book.${extension}`), format.name);
+    }
+  }
+  assert.equal(BOOK_FORMAT_TABLE.filter((format) => format.detect === undefined).length, 1);
+  // JSON ignores line ends; CSV and vCard are read by lines.
+  assert.deepEqual(BOOK_FORMAT_TABLE.map((format) => format.readsLines), [true, false, true]);
+});
+
+Deno.test("every format's reader takes the same arguments and reads its own kind of file", () => {
+  const samples: Record<string, string> = {
+    csv: "email,name\na@example.com,A\n",
+    json: '{"a@example.com": "A"}',
+    vcard: "BEGIN:VCARD\nVERSION:4.0\nFN:A\nEMAIL:a@example.com\nEND:VCARD\n",
+  };
+  for (const format of BOOK_FORMAT_TABLE) {
+    const bytes = BookBytes.fromBytes(new TextEncoder().encode(samples[format.name]));
+    bytes.begin();
+    const collector = new BookCollector(`book.${format.extensions[0]}`, "error");
+    format.read(bytes, collector, {});
+    assert.equal(collector.finish(false).get("a@example.com"), "A", format.name);
+    assert.equal(formatFromStart(new TextEncoder().encode(samples[format.name])), format.name);
+  }
 });

@@ -24,6 +24,7 @@
 
 import type { BookBytes } from "./book_bytes.ts";
 import type { BookCollector } from "./book_collect.ts";
+import type { ReaderOptions } from "./book_reader.ts";
 import { writeCodePoint } from "./utf8.ts";
 
 const JSON_SHAPE = "The JSON must be an object mapping each email to a name, " +
@@ -98,7 +99,11 @@ class StringBuffer {
 }
 
 /** Reads the book's entries into the collector. */
-export function readJson(bytes: BookBytes, collector: BookCollector): void {
+export function readJson(
+  bytes: BookBytes,
+  collector: BookCollector,
+  _options: ReaderOptions = {},
+): void {
   const json = new JsonScanner(bytes);
   try {
     const first = json.skipSpace();

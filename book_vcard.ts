@@ -1,6 +1,7 @@
 /**
  * Reads a vCard book: each EMAIL of a card becomes an entry with the card's
- * name; cards without one are skipped. The bytes are decoded and given to
+ * name, and the given name and surname of its N property when it has one;
+ * cards without an EMAIL are skipped. The bytes are decoded and given to
  * the parser in `vcard.ts` a chunk of whole cards at a time, so the file is
  * never one string and a million cards never become a million contact
  * objects at once.
@@ -23,6 +24,7 @@
 
 import type { BookBytes } from "./book_bytes.ts";
 import type { BookCollector } from "./book_collect.ts";
+import type { ReaderOptions } from "./book_reader.ts";
 import { normalizeEmail } from "./email.ts";
 import { parseVCardLines, type VCardContact } from "./vcard.ts";
 
@@ -31,7 +33,11 @@ const CARD_END = "END:VCARD";
 const CARD_BEGIN = "BEGIN:VCARD";
 
 /** Reads every card into the collector. */
-export function readVCard(bytes: BookBytes, collector: BookCollector): void {
+export function readVCard(
+  bytes: BookBytes,
+  collector: BookCollector,
+  _options: ReaderOptions = {},
+): void {
   const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
   let pending = "";
   let lineOffset = 0;
@@ -86,8 +92,9 @@ function readCards(text: string, lineOffset: number, collector: BookCollector): 
 }
 
 function addContact(contact: VCardContact, lineOffset: number, collector: BookCollector): void {
+  const { name, givenName, surname } = contact;
   if (contact.emails.length === 1) {
-    collector.add(contact.emails[0], contact.name, contact.emailLines[0] + lineOffset);
+    collector.add(contact.emails[0], name, contact.emailLines[0] + lineOffset, givenName, surname);
     return;
   }
   // A card may list one address twice (work and home); that is not a duplicate entry.
@@ -96,6 +103,6 @@ function addContact(contact: VCardContact, lineOffset: number, collector: BookCo
     const key = normalizeEmail(email);
     if (seen.has(key)) return;
     seen.add(key);
-    collector.add(email, contact.name, contact.emailLines[i] + lineOffset);
+    collector.add(email, name, contact.emailLines[i] + lineOffset, givenName, surname);
   });
 }

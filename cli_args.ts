@@ -2,7 +2,8 @@
  * Checks for the values of command-line flags, shared by every command
  * (server, client, validate, gen, bench), so each kind of value is checked
  * by one rule and refused with one style of message: what was wrong, with
- * which value, and the accepted range.
+ * which value, and the accepted range; and one way for usage texts to list
+ * the choices a flag takes.
  *
  * Each command catches {@linkcode UsageError}, prints it with its usage
  * text, and exits 2.
@@ -92,4 +93,18 @@ export function parseChoice<T extends string>(
     throw new UsageError(`${flag} must be one of ${choices.join(", ")}, not "${value}".`);
   }
   return value as T;
+}
+
+/**
+ * Joins choices as a help text lists them: "a, b or c".
+ *
+ * ```ts
+ * import { orList } from "./cli_args.ts";
+ * orList(["csv", "json", "vcard"]); // "csv, json or vcard"
+ * orList(["text"]); // "text"
+ * ```
+ */
+export function orList(choices: readonly string[]): string {
+  if (choices.length <= 1) return choices.join("");
+  return `${choices.slice(0, -1).join(", ")} or ${choices.at(-1)}`;
 }

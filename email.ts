@@ -12,6 +12,11 @@
  * emailProblem("ada.example.com");        // "it has no @"
  * ```
  *
+ * For the hot paths (every query, every row of a large book) the rule also
+ * has a byte-level form for plain ASCII, {@linkcode normalizeAsciiEmail},
+ * which makes no string; anything it cannot settle goes to the string
+ * functions above, so the two always agree.
+ *
  * @module
  */
 
@@ -32,6 +37,13 @@ const WHITESPACE_OR_CONTROL = /[\s\p{Cc}]/u;
  * combining grapheme joiner, ...).
  */
 const INVISIBLE = /[\p{Cf}\p{Default_Ignorable_Code_Point}]/u;
+
+const CHAR_AT = 0x40;
+const CHAR_A = 0x41;
+const CHAR_Z = 0x5a;
+const FIRST_VISIBLE_ASCII = 0x21;
+const LAST_VISIBLE_ASCII = 0x7e;
+const ASCII_CASE_BIT = 0x20;
 
 /** Normalises an address for lookup: trims surrounding whitespace, then lower-cases it. */
 export function normalizeEmail(email: string): string {
@@ -85,4 +97,56 @@ function countCodePoints(text: string): number {
 /** `U+200B` for a zero width space: the code point in at least four hex digits. */
 export function codePointName(char: string): string {
   return "U+" + char.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0");
+}
+
+/** Whether a byte is one of the ASCII characters `String.prototype.trim` removes: tab, LF, VT, FF, CR, space. */
+export function isAsciiSpace(byte: number): boolean {
+  return byte === 0x20 || (byte >= 0x09 && byte <= 0x0d);
+}
+
+/**
+ * The byte-level fast path of the rule, for an address in plain ASCII:
+ * trims `bytes[start, end)`, checks it and writes it lower-cased into `out`
+ * from 0, in one pass, making no string; returns its length. Returns -1
+ * when it cannot settle the address alone: anything not visible ASCII
+ * inside it (which may still be valid, or may need a problem worded), no
+ * `@`, more than one, nothing before or after it, or more than
+ * {@linkcode MAX_EMAIL_CHARS} (or `out.length`) bytes. Then the caller
+ * decodes the bytes and asks {@linkcode emailProblem} and
+ * {@linkcode normalizeEmail}, which agree with this on every address it
+ * accepts.
+ *
+ * ```ts
+ * import { normalizeAsciiEmail } from "./email.ts";
+ *
+ * const out = new Uint8Array(254);
+ * normalizeAsciiEmail(new TextEncoder().encode(" Ada@Example.COM\n"), 0, 17, out); // 15
+ * normalizeAsciiEmail(new TextEncoder().encode("zoë@example.com"), 0, 16, out); // -1
+ * ```
+ */
+export function normalizeAsciiEmail(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  out: Uint8Array,
+): number {
+  while (start < end && isAsciiSpace(bytes[start])) start++;
+  while (end > start && isAsciiSpace(bytes[end - 1])) end--;
+  const length = end - start;
+  if (length === 0 || length > MAX_EMAIL_CHARS || length > out.length) return -1;
+  let at = -1;
+  for (let i = 0; i < length; i++) {
+    let byte = bytes[start + i];
+    // Non-ASCII, whitespace, controls and DEL all go to the general path.
+    if (byte < FIRST_VISIBLE_ASCII || byte > LAST_VISIBLE_ASCII) return -1;
+    if (byte === CHAR_AT) {
+      if (at >= 0) return -1;
+      at = i;
+    } else if (byte >= CHAR_A && byte <= CHAR_Z) {
+      byte |= ASCII_CASE_BIT;
+    }
+    out[i] = byte;
+  }
+  if (at <= 0 || at === length - 1) return -1;
+  return length;
 }

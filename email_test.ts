@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { codePointName, emailProblem, MAX_EMAIL_CHARS, normalizeEmail } from "./email.ts";
+import {
+  codePointName,
+  emailProblem,
+  isAsciiSpace,
+  MAX_EMAIL_CHARS,
+  normalizeAsciiEmail,
+  normalizeEmail,
+} from "./email.ts";
 
 const WHITESPACE_OR_CONTROL = "it contains whitespace or a control character";
 
@@ -258,4 +265,84 @@ Deno.test("codePointName writes at least four upper-case hex digits", () => {
   assert.equal(codePointName("\u200b"), "U+200B");
   assert.equal(codePointName("\u00ad"), "U+00AD");
   assert.equal(codePointName("\u{e0001}"), "U+E0001");
+});
+
+Deno.test("isAsciiSpace is the ASCII part of String.prototype.trim", () => {
+  for (let byte = 0; byte < 128; byte++) {
+    assert.equal(isAsciiSpace(byte), String.fromCharCode(byte).trim() === "", `byte ${byte}`);
+  }
+});
+
+const encoder = new TextEncoder();
+
+/** normalizeAsciiEmail on the whole of `text`, and what it wrote. */
+function asciiKey(text: string, out = new Uint8Array(MAX_EMAIL_CHARS)): string | number {
+  const bytes = encoder.encode(text);
+  const length = normalizeAsciiEmail(bytes, 0, bytes.length, out);
+  return length < 0 ? length : new TextDecoder().decode(out.subarray(0, length));
+}
+
+Deno.test("normalizeAsciiEmail trims and lower-cases a plain-ASCII address", () => {
+  assert.equal(asciiKey("ada@example.com"), "ada@example.com");
+  assert.equal(asciiKey(" \t ADA@Example.COM\r\n"), "ada@example.com");
+  assert.equal(asciiKey("a@b"), "a@b");
+  assert.equal(asciiKey("x@[127.0.0.1]"), "x@[127.0.0.1]");
+  assert.equal(
+    asciiKey("a".repeat(MAX_EMAIL_CHARS - 2) + "@B"),
+    "a".repeat(MAX_EMAIL_CHARS - 2) + "@b",
+  );
+});
+
+Deno.test("normalizeAsciiEmail leaves to the general path what it cannot settle alone", () => {
+  for (
+    const text of [
+      "",
+      "   ",
+      "ada.example.com",
+      "ada@@example.com",
+      "@example.com",
+      "ada@",
+      "ada lovelace@example.com",
+      "ada@example.com\u0000",
+      "ada@exa\u007fmple.com",
+      "zoë@example.com",
+      "\u00a0ada@example.com",
+      "a".repeat(MAX_EMAIL_CHARS - 1) + "@b",
+    ]
+  ) {
+    assert.equal(asciiKey(text), -1, JSON.stringify(text));
+  }
+  // An out buffer too small for the address: the general path too, never a write past its end.
+  assert.equal(asciiKey("ada@example.com", new Uint8Array(4)), -1);
+});
+
+Deno.test("normalizeAsciiEmail reads only the range it is given", () => {
+  const bytes = encoder.encode("xx@ ADA@example.com @yy");
+  const out = new Uint8Array(MAX_EMAIL_CHARS);
+  const length = normalizeAsciiEmail(bytes, 3, bytes.length - 3, out);
+  assert.equal(new TextDecoder().decode(out.subarray(0, length)), "ada@example.com");
+});
+
+Deno.test("property: normalizeAsciiEmail agrees with emailProblem and normalizeEmail", () => {
+  const char = fc.constantFrom("a", "Z", "0", ".", "@", " ", "\t", "\n", "\u0000", "\u007f", "é");
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        fc.string({ unit: char, maxLength: 12 }),
+        fc.integer({ min: 250, max: 258 }).map((n) => `${"a".repeat(n - 2)}@b`),
+      ),
+      (text) => {
+        const key = asciiKey(text);
+        if (key === -1) {
+          // Left to the general path: either invalid, or valid with something not plain ASCII.
+          const problem = emailProblem(text);
+          if (problem === undefined) assert.ok(/[^\x21-\x7e]/.test(text.trim()), text);
+        } else {
+          assert.equal(emailProblem(text), undefined, text);
+          assert.equal(key, normalizeEmail(text));
+        }
+      },
+    ),
+    { numRuns: 2000 },
+  );
 });

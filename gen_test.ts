@@ -1,11 +1,16 @@
 import assert from "node:assert/strict";
 import { emailProblem, normalizeEmail } from "./email.ts";
-import { csvField, generateBook, generateEntries, type GenFormat } from "./gen.ts";
-import { loadBook } from "./load_book.ts";
+import { csvField, GEN_FORMATS, generateBook, generateEntries, type GenFormat } from "./gen.ts";
+import { BOOK_FORMATS, loadBook } from "./load_book.ts";
 
 const GEN = new URL("./gen.ts", import.meta.url).pathname;
 const CONFIG = new URL("./deno.json", import.meta.url).pathname;
 const FORMATS: GenFormat[] = ["csv", "json", "vcard"];
+
+Deno.test("the generator writes csv, json and vcard, each a format the loader reads", () => {
+  assert.deepEqual([...GEN_FORMATS], FORMATS);
+  for (const format of GEN_FORMATS) assert.ok(BOOK_FORMATS.includes(format), format);
+});
 const EXTENSIONS: Record<GenFormat, string> = { csv: "csv", json: "json", vcard: "vcf" };
 
 /** Runs `fn` with a fresh temporary directory, then removes it. */

@@ -1,10 +1,11 @@
 /**
- * Loads an address book file (CSV, JSON or vCard), checks every entry, and
- * builds an {@linkcode AddressBook}. Either the whole file loads, or a
+ * Loads an address book file, in any format of the table in
+ * `book_format.ts`, checks every entry, and builds an
+ * {@linkcode AddressBook}. Either the whole file loads, or a
  * {@linkcode BookError} lists every problem found and nothing is built.
  *
  * The file is read as a stream of bytes (`book_bytes.ts`) by the reader of
- * its format (`book_csv.ts`, `book_json.ts`, `book_vcard.ts`), which hands
+ * its format, found in the table of formats (`book_format.ts`), which hands
  * each entry to the collector (`book_collect.ts`) that checks it and adds it
  * to the book. Problems name the file and line, never the email or name on
  * it: they end up in logs, and the operator can look the line up in their
@@ -24,10 +25,12 @@ import type { AddressBook } from "./addressbook.ts";
 import { describeError } from "./errors.ts";
 import { BookBytes, CHUNK_BYTES, InvalidUtf8Error } from "./book_bytes.ts";
 import { BookCollector, DUPLICATE_POLICIES, type DuplicatePolicy } from "./book_collect.ts";
-import { readCsv } from "./book_csv.ts";
 import {
+  BOOK_EXTENSIONS,
+  BOOK_FORMAT_TABLE,
   BOOK_FORMATS,
   type BookFormat,
+  bookFormat,
   CR_LINE_ENDS_MESSAGE,
   formatFromPath,
   formatFromStart,
@@ -36,24 +39,27 @@ import {
   utf16Message,
   utf16Order,
 } from "./book_format.ts";
-import { readJson } from "./book_json.ts";
 import { BookError, type BookProblem, formatProblem } from "./book_problem.ts";
-import { readVCard } from "./book_vcard.ts";
+import type { ReaderOptions } from "./book_reader.ts";
 
-export { BOOK_FORMATS, BookError, DUPLICATE_POLICIES, formatFromPath, formatProblem };
-export type { BookFormat, BookProblem, DuplicatePolicy };
+export {
+  BOOK_EXTENSIONS,
+  BOOK_FORMAT_TABLE,
+  BOOK_FORMATS,
+  BookError,
+  DUPLICATE_POLICIES,
+  formatFromPath,
+  formatProblem,
+};
+export type { BookFormat, BookProblem, DuplicatePolicy, ReaderOptions };
 export { MAX_NAME_BYTES } from "./book_collect.ts";
 
-/** How to read a book. */
-export interface LoadOptions {
+/** How to read a book; what is for the format's reader comes from {@linkcode ReaderOptions}. */
+export interface LoadOptions extends ReaderOptions {
   /** The file's format; by default from its extension, else from its first characters. */
   format?: BookFormat;
   /** Duplicate emails: a problem (`error`, the default), or keep the `first` or `last`. */
   duplicates?: DuplicatePolicy;
-  /** CSV: the header of the email column, instead of recognising it. */
-  emailColumn?: string;
-  /** CSV: the header of the name column, instead of recognising it. */
-  nameColumn?: string;
   /** How messages name the file; the path by default (give what the user typed). */
   name?: string;
   /** Accept a book with no entries; by default that is a problem, so a bad file cannot empty a server. */
@@ -74,7 +80,7 @@ export interface LoadedBook {
 
 /**
  * The largest file read: offsets inside the built book are 32-bit, and a
- * book's keys and replies are each smaller than its file.
+ * book's keys and names are each smaller than its file.
  */
 export const MAX_BOOK_BYTES = 2 ** 32 - 1;
 
@@ -163,14 +169,13 @@ function readBook(
   const order = utf16Order(head);
   if (order !== undefined) refuse(utf16Message(order));
   const format = options.format ?? formatFromPath(path) ?? formatFromStart(withoutBom(head));
-  if (format !== "json" && usesCrLineEnds(head)) refuse(CR_LINE_ENDS_MESSAGE);
+  const { readsLines, read } = bookFormat(format);
+  if (readsLines && usesCrLineEnds(head)) refuse(CR_LINE_ENDS_MESSAGE);
   const collector = new BookCollector(name, options.duplicates ?? "error");
   try {
     bytes.begin();
     if (isBlank(bytes)) refuse("The file is empty.");
-    if (format === "csv") readCsv(bytes, collector, options);
-    else if (format === "json") readJson(bytes, collector);
-    else readVCard(bytes, collector);
+    read(bytes, collector, options);
   } catch (error) {
     if (!(error instanceof InvalidUtf8Error)) throw error;
     collector.problem(bytes.lineOfInvalidUtf8(error), "The file is not valid UTF-8.");

@@ -558,6 +558,73 @@ Deno.test("loadBook reads the contact-app exports in testdata/books", async () =
   }
 });
 
+Deno.test("loadBook keeps the given name and surname of the exports in testdata/books that have them", async () => {
+  type Parts = { givenName?: string; surname?: string };
+  const expected: Record<string, Record<string, Parts>> = {
+    // Outlook: First Name, Last Name.
+    "outlook.csv": {
+      "ada@example.com": { givenName: "Ada", surname: "Lovelace" },
+      "charles@example.com": { givenName: "Charles", surname: "Babbage" },
+      "zoe.mueller@example.net": { givenName: "Zoë", surname: "Müller" },
+    },
+    // Google, current: First Name, Last Name.
+    "google.csv": {
+      "grace@example.org": { givenName: "Grace", surname: "Hopper" },
+      "jose.nunez@example.com": { givenName: "José", surname: "Ñúñez" },
+      "li.xiaolong@example.com": { givenName: "李", surname: "小龙" },
+    },
+    // Google, older: Given Name, Family Name.
+    "google_old.csv": {
+      "alan@example.com": { givenName: "Alan", surname: "Turing" },
+      "oyvind@example.net": { givenName: "Øyvind", surname: "Lie" },
+    },
+    // Thunderbird: First Name, Last Name; a blank one is none.
+    "thunderbird.csv": {
+      "asa.strom@example.org": { givenName: "Åsa", surname: "Ström" },
+      "bjorn@example.com": { givenName: "Björn", surname: "Lindqvist" },
+      "helpdesk@example.org": {},
+    },
+    // vCard: N is family;given;... (quoted-printable in the 2.1 card).
+    "contacts.vcf": {
+      "johnny.appleseed@example.com": { givenName: "Johnny", surname: "Appleseed" },
+      "j.appleseed@example.org": { givenName: "Johnny", surname: "Appleseed" },
+      "zoe.muller@example.net": { givenName: "Zoë", surname: "Müller" },
+      "juergen.mueller@example.com": { givenName: "Jürgen", surname: "Müller" },
+    },
+    // JSON has no such fields.
+    "book.json": {
+      "ada@example.com": {},
+      "john.smith@example.com": {},
+    },
+  };
+  for (const [name, people] of Object.entries(expected)) {
+    const { book } = await loadBook(fixture(name));
+    for (const [email, parts] of Object.entries(people)) {
+      const { givenName, surname } = book.entry(book.find(new TextEncoder().encode(email)));
+      const found: Parts = {};
+      if (givenName !== undefined) found.givenName = givenName;
+      if (surname !== undefined) found.surname = surname;
+      assert.deepEqual(found, parts, `${name}: ${email}`);
+    }
+  }
+});
+
+Deno.test("loadBook stores no given names or surnames for a book without them, and keeps its fingerprint", async () => {
+  const { book } = await loadBook(fixture("book.json"));
+  assert.equal(book.toShared().namePartStarts.length, 0);
+  // The same entries with name parts have the same fingerprint: the parts are not part of it.
+  const plain = loadBookFromText(
+    "email,name\nada@example.com,Ada Lovelace\n",
+    "plain.csv",
+  ).book;
+  const parts = loadBookFromText(
+    "email,name,first name,last name\nada@example.com,Ada Lovelace,Ada,Lovelace\n",
+    "parts.csv",
+  ).book;
+  assert.equal(parts.entry(0).givenName, "Ada");
+  assert.equal(parts.fingerprint, plain.fingerprint);
+});
+
 Deno.test("loadBook lists every problem of testdata/books/bad.csv", async () => {
   const error = await loadBook(fixture("bad.csv")).catch((error) => error);
   assert.ok(error instanceof BookError);

@@ -16,6 +16,11 @@
  * @module
  */
 
+import { decodeUtf8 } from "./utf8.ts";
+
+// Defined in utf8.ts, which the book uses too; exported here for the codec's users.
+export { decodeUtf8 };
+
 /** Type byte of a query frame, client to server: ASCII `Q`. */
 export const TYPE_QUERY = 0x51;
 /** Type byte of a reply frame, server to client: ASCII `R`. */
@@ -66,7 +71,6 @@ export const STATUS_NAMES: readonly string[] = [
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
-const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** Why a byte stream broke the protocol. */
 export type ProtocolErrorKind = "unexpected-type" | "too-long" | "malformed-reply";
@@ -224,15 +228,6 @@ export function decodeReply(payload: Uint8Array): Reply {
     throw new ProtocolError("malformed-reply", "Reply text is not valid UTF-8.");
   }
   return { status: status as Status, text };
-}
-
-/** Decodes strict UTF-8; returns `undefined` for invalid bytes instead of replacing them. */
-export function decodeUtf8(bytes: Uint8Array): string | undefined {
-  try {
-    return strictDecoder.decode(bytes);
-  } catch {
-    return undefined;
-  }
 }
 
 /** Options for a {@linkcode FrameDecoder}. */

@@ -13,6 +13,7 @@
 
 import { parseArgs } from "node:util";
 import {
+  orList,
   parseChoice,
   parsePort,
   parseSeconds,
@@ -24,7 +25,13 @@ import { AccessList } from "./access_list.ts";
 import type { AccessRules } from "./access_policy.ts";
 import { type ClientLimitsConfig, parseAllowance } from "./access_limits.ts";
 import { describeError, wholeSentence } from "./errors.ts";
-import type { BookFormat, DuplicatePolicy } from "./load_book.ts";
+import {
+  BOOK_EXTENSIONS,
+  BOOK_FORMATS,
+  type BookFormat,
+  DUPLICATE_POLICIES,
+  type DuplicatePolicy,
+} from "./load_book.ts";
 import type { LogFormat, LogLevel } from "./log.ts";
 import { DEFAULT_LIMITS, type ServiceLimits } from "./session.ts";
 import { EXIT_USAGE, StartError } from "./server_error.ts";
@@ -98,10 +105,10 @@ Serves an address book (email -> name) over TCP with the addrbook protocol.
 Options:
   --host HOST              address to listen on, without a port (default 127.0.0.1)
   --port PORT              port to listen on, 0 for any free port (default 8080)
-  --data FILE              address book to serve: .csv, .json, .vcf or .vcard
+  --data FILE              address book to serve: ${orList(BOOK_EXTENSIONS)}
                            (default: the built-in data/addressbook.csv)
-  --format FORMAT          csv, json or vcard, when the extension does not tell
-  --duplicates POLICY      an email on two entries: error, first or last (default error)
+  --format FORMAT          ${orList(BOOK_FORMATS)}, when the extension does not tell
+  --duplicates POLICY      an email on two entries: ${orList(DUPLICATE_POLICIES)} (default error)
   --allow-empty            serve a book with no entries (by default it is refused: at
                            start the server exits 1, on reload the old book stays)
   --email-column NAME      CSV column holding the email, for other exports
@@ -229,10 +236,8 @@ function parseChecked(args: string[]): CliOptions | "help" {
     port: parsePort("--port", parsed.port ?? "8080"),
     data: checkData(parsed.data) ?? DEFAULT_DATA_PATH,
     dataLabel: parsed.data ?? "data/addressbook.csv (built in)",
-    format: parseChoice("--format", parsed.format, ["csv", "json", "vcard"] as const),
-    duplicates:
-      parseChoice("--duplicates", parsed.duplicates, ["error", "first", "last"] as const) ??
-        "error",
+    format: parseChoice("--format", parsed.format, BOOK_FORMATS),
+    duplicates: parseChoice("--duplicates", parsed.duplicates, DUPLICATE_POLICIES) ?? "error",
     allowEmpty: parsed["allow-empty"] ?? false,
     emailColumn: parsed["email-column"],
     nameColumn: parsed["name-column"],

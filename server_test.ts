@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { type AddressBook, NOT_FOUND_TEXT } from "./addressbook.ts";
+import type { AddressBook } from "./addressbook.ts";
+import { NOT_FOUND_TEXT } from "./binary_answer.ts";
 import {
   encodeQueries,
   encodeQuery,

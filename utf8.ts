@@ -1,7 +1,8 @@
 /**
- * UTF-8 helpers shared by the book builder, the loader and the generator:
- * the most bytes one UTF-16 code unit can take, and a hand-written encoder
- * that writes into a caller's buffer without making a view per call.
+ * UTF-8 helpers shared by the book, the loader, the wire codec and the
+ * generator: the most bytes one UTF-16 code unit can take, a hand-written
+ * encoder that writes into a caller's buffer without making a view per
+ * call, and a strict decoder that says when bytes are not UTF-8.
  *
  * ```ts
  * import { MAX_UTF8_PER_UNIT, writeUtf8 } from "./utf8.ts";
@@ -15,6 +16,9 @@
 
 /** A UTF-16 code unit takes at most 3 bytes in UTF-8 (a surrogate pair takes 4 for 2 units). */
 export const MAX_UTF8_PER_UNIT = 3;
+
+/** Keeps a leading U+FEFF as a character: in a query it is text to judge, not a byte-order mark. */
+const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** What `TextEncoder` writes for a lone surrogate. */
 const REPLACEMENT_CHARACTER = 0xfffd;
@@ -75,4 +79,16 @@ export function writeCodePoint(point: number, target: Uint8Array, offset: number
     target[offset++] = 0x80 | (point & 0x3f);
   }
   return offset;
+}
+
+/**
+ * Decodes strict UTF-8; returns `undefined` for invalid bytes instead of
+ * replacing them. A leading U+FEFF is kept, not taken as a byte-order mark.
+ */
+export function decodeUtf8(bytes: Uint8Array): string | undefined {
+  try {
+    return strictDecoder.decode(bytes);
+  } catch {
+    return undefined;
+  }
 }

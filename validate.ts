@@ -12,9 +12,10 @@
  */
 
 import { parseArgs } from "node:util";
-import { parseChoice, UsageError } from "./cli_args.ts";
+import { orList, parseChoice, UsageError } from "./cli_args.ts";
 import { describeError } from "./errors.ts";
 import {
+  BOOK_FORMAT_TABLE,
   BOOK_FORMATS,
   BookError,
   type BookFormat,
@@ -34,9 +35,12 @@ export const EXIT_PROBLEMS = 1;
 /** Exit status for a usage error. */
 export const EXIT_USAGE = 2;
 
+/** The formats' names in prose: "CSV, JSON or vCard". */
+const FORMAT_TITLES = orList(BOOK_FORMAT_TABLE.map((format) => format.title));
+
 const USAGE = `Usage: deno task validate [options] FILE...
 
-Checks address book files (CSV, JSON or vCard) and reports every problem.
+Checks address book files (${FORMAT_TITLES}) and reports every problem.
 
 Options:
   --format F           read every file as ${BOOK_FORMATS.join(", ")} (default: from the extension)

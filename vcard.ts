@@ -1,7 +1,8 @@
 /**
  * A small vCard reader (versions 2.1, 3.0 and 4.0) that pulls out just what
- * the address book needs: a name and the email addresses of every card, with
- * the line each came from, plus every problem found on the way. It does no
+ * the address book needs: a name, the given name and surname (from N) and
+ * the email addresses of every card, with the line each came from, plus
+ * every problem found on the way. It does no
  * I/O: give it the text of a `.vcf` file. {@linkcode formatVCard} writes
  * contacts back out as 3.0 or 4.0 vCards.
  *
@@ -32,6 +33,10 @@
 export interface VCardContact {
   /** FN, or a name built from N when FN is missing or empty. Trimmed, never empty. */
   name: string;
+  /** N's given names (joined with spaces), when it has any. Trimmed, never empty. */
+  givenName?: string;
+  /** N's family names (joined with spaces), when it has any. Trimmed, never empty. */
+  surname?: string;
   /** Every EMAIL value in card order: unescaped, trimmed, a leading `mailto:` removed, not validated. */
   emails: string[];
   /** 1-based line of the card's BEGIN:VCARD. */
@@ -273,9 +278,10 @@ export function parseVCardLines(text: string): VCardLinesResult {
         case PROP_END: {
           if (!isVcard(source, valueStart, valueEnd)) break;
           inCard = false;
-          if (name === "" && nSource !== undefined) {
-            name = nameFromN(nSource.slice(nStart, nEnd), version21);
-          }
+          const n = nSource === undefined
+            ? undefined
+            : splitUnescaped(nSource.slice(nStart, nEnd), SEMICOLON);
+          if (name === "" && n !== undefined) name = nameFromN(n, version21);
           if (name === "" && emails !== undefined) {
             // A name that could not be decoded has been reported already, more exactly.
             if (nameUnreadable) break;
@@ -284,12 +290,14 @@ export function parseVCardLines(text: string): VCardLinesResult {
               message: `The card starting at line ${cardLine} has no name (FN or N).`,
             });
           } else {
-            contacts.push({
+            const contact: VCardContact = {
               name,
               emails: emails ?? [],
               line: cardLine,
               emailLines: emailLines ?? [],
-            });
+            };
+            if (n !== undefined) addNameParts(contact, n, version21);
+            contacts.push(contact);
           }
           break;
         }
@@ -650,24 +658,36 @@ function splitUnescaped(value: string, separator: number): string[] {
 }
 
 /**
- * "Family;Given;Additional;Prefix;Suffix" -> "Prefix Given Additional Family
- * Suffix", skipping empty parts. From 3.0 on a comma separates several values
- * of one part (two given names), so those are joined with spaces; 2.1 has no
- * such lists, so its commas are kept.
+ * N's components ("Family;Given;Additional;Prefix;Suffix", split) ->
+ * "Prefix Given Additional Family Suffix", skipping empty parts.
  */
-function nameFromN(value: string, version21: boolean): string {
-  const components = splitUnescaped(value, SEMICOLON);
+function nameFromN(components: string[], version21: boolean): string {
   const words: string[] = [];
-  for (const index of N_SPOKEN_ORDER) {
-    const component = components[index];
-    if (component === undefined) continue;
-    const pieces = version21 ? [component] : splitUnescaped(component, COMMA);
-    for (const piece of pieces) {
-      const word = unescapeText(piece).trim();
-      if (word !== "") words.push(word);
-    }
-  }
+  for (const index of N_SPOKEN_ORDER) words.push(...componentWords(components[index], version21));
   return words.join(" ");
+}
+
+/** Sets the contact's given name and surname from N's components, where they are not empty. */
+function addNameParts(contact: VCardContact, components: string[], version21: boolean): void {
+  const givenName = componentWords(components[N_GIVEN], version21).join(" ");
+  const surname = componentWords(components[N_FAMILY], version21).join(" ");
+  if (givenName !== "") contact.givenName = givenName;
+  if (surname !== "") contact.surname = surname;
+}
+
+/**
+ * The words of one N component, unescaped and trimmed, empty ones left out.
+ * From 3.0 on a comma separates several values of one component (two given
+ * names); 2.1 has no such lists, so its commas are kept.
+ */
+function componentWords(component: string | undefined, version21: boolean): string[] {
+  if (component === undefined) return [];
+  const words: string[] = [];
+  for (const piece of version21 ? [component] : splitUnescaped(component, COMMA)) {
+    const word = unescapeText(piece).trim();
+    if (word !== "") words.push(word);
+  }
+  return words;
 }
 
 /** The longest content line a writer may produce, in UTF-8 octets, without the CRLF. */

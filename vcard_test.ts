@@ -41,6 +41,8 @@ Deno.test("reads an Apple Contacts 3.0 export with groups, folds and a photo", a
     contacts: [
       {
         name: "Johnny Appleseed",
+        givenName: "Johnny",
+        surname: "Appleseed",
         emails: ["johnny.appleseed@example.com", "j.appleseed@example.org"],
         line: 1,
         emailLines: [8, 10],
@@ -54,11 +56,20 @@ Deno.test("reads an Apple Contacts 3.0 export with groups, folds and a photo", a
       {
         name:
           "Dr. Zoë Ingrid Ó Briain-Lindqvist, with a display name long enough to fold over two lines",
+        givenName: "Zoë Ingrid",
+        surname: "Ó Briain-Lindqvist",
         emails: ["zoe.obriain@example.org"],
         line: 54,
         emailLines: [60],
       },
-      { name: "Nora Nomail", emails: [], line: 63, emailLines: [] },
+      {
+        name: "Nora Nomail",
+        givenName: "Nora",
+        surname: "Nomail",
+        emails: [],
+        line: 63,
+        emailLines: [],
+      },
     ],
     problems: [],
   });
@@ -69,17 +80,28 @@ Deno.test("reads an Outlook 2.1 export with quoted-printable names in two charac
     contacts: [
       {
         name: "Jürgen Müller",
+        givenName: "Jürgen",
+        surname: "Müller",
         emails: ["juergen.mueller@example.com", "j.mueller@example.org"],
         line: 1,
         emailLines: [9, 10],
       },
       {
         name: "Mme Renée Dupré, Société d'Exemple, Service des Relations Clients",
+        givenName: "Renée",
+        surname: "Dupré",
         emails: ["renee.dupre@example.org"],
         line: 14,
         emailLines: [21],
       },
-      { name: "Småland Åberg", emails: ["smaland.aberg@example.com"], line: 23, emailLines: [28] },
+      {
+        name: "Småland Åberg",
+        givenName: "Småland",
+        surname: "Åberg",
+        emails: ["smaland.aberg@example.com"],
+        line: 23,
+        emailLines: [28],
+      },
     ],
     problems: [],
   });
@@ -90,13 +112,24 @@ Deno.test("reads a Google Contacts 3.0 export with LF line ends and several emai
     contacts: [
       {
         name: "Alex Example",
+        givenName: "Alex",
+        surname: "Example",
         emails: ["alex@example.com", "alex.example@example.org", "alex+lists@example.com"],
         line: 1,
         emailLines: [5, 6, 7],
       },
-      { name: "Björn Åström", emails: ["bjorn.astrom@example.org"], line: 14, emailLines: [18] },
+      {
+        name: "Björn Åström",
+        givenName: "Björn",
+        surname: "Åström",
+        emails: ["bjorn.astrom@example.org"],
+        line: 14,
+        emailLines: [18],
+      },
       {
         name: "Chen Example",
+        givenName: "Chen",
+        surname: "Example",
         emails: ["chen@example.com", "chen.home@example.com", "chen.custom@example.org"],
         line: 22,
         emailLines: [26, 27, 28],
@@ -111,18 +144,24 @@ Deno.test("reads an RFC 6350 4.0 file with escapes, mailto: and a card with only
     contacts: [
       {
         name: "Jane Q. Example",
+        givenName: "Jane",
+        surname: "Example",
         emails: ["jane.example@example.com", "jane@example.org"],
         line: 1,
         emailLines: [12, 13],
       },
       {
         name: "Doe, John; Jr.",
+        givenName: "John",
+        surname: "Doe",
         emails: ["john.doe@example.com", "jdoe@example.org"],
         line: 19,
         emailLines: [23, 24],
       },
       {
         name: "Dr. Ana Marija Kovač PhD",
+        givenName: "Ana Marija",
+        surname: "Kovač",
         emails: ["ana.kovac@example.org"],
         line: 26,
         emailLines: [29],
@@ -732,4 +771,40 @@ Deno.test("property: any text parses without throwing and problems point at real
     ),
     { numRuns: 500 },
   );
+});
+
+Deno.test("N gives the given name and surname beside FN, and nothing when its parts are empty", () => {
+  const partsOf = (...lines: string[]) => {
+    const { givenName, surname } = onlyContact(crlf(...lines));
+    return { givenName, surname };
+  };
+  assert.deepEqual(
+    partsOf("BEGIN:VCARD", "VERSION:3.0", "FN:Lady Ada", "N:Lovelace;Ada;King;Lady;", "END:VCARD"),
+    { givenName: "Ada", surname: "Lovelace" },
+  );
+  // From 3.0 on, a comma separates several names of one part; escapes are undone.
+  assert.deepEqual(
+    partsOf("BEGIN:VCARD", "VERSION:4.0", "N:Doe\\, Smith;Ann,Marie;;;", "END:VCARD"),
+    { givenName: "Ann Marie", surname: "Doe, Smith" },
+  );
+  // 2.1 has no such lists: its commas are kept.
+  assert.deepEqual(
+    partsOf("BEGIN:VCARD", "VERSION:2.1", "N:Doe, Jr.;Ann", "END:VCARD"),
+    { givenName: "Ann", surname: "Doe, Jr." },
+  );
+  assert.deepEqual(partsOf("BEGIN:VCARD", "FN:Only", "N:;Only;;;", "END:VCARD"), {
+    givenName: "Only",
+    surname: undefined,
+  });
+  assert.deepEqual(partsOf("BEGIN:VCARD", "FN:Widgets", "N:;;;;", "END:VCARD"), {
+    givenName: undefined,
+    surname: undefined,
+  });
+  // No N: no parts at all, not even empty ones.
+  assert.deepEqual(onlyContact(crlf("BEGIN:VCARD", "FN:Ada", "END:VCARD")), {
+    name: "Ada",
+    emails: [],
+    line: 1,
+    emailLines: [],
+  });
 });
