@@ -1,6 +1,6 @@
 /**
  * Opening the server's listening sockets for the `Deno.listen` driver:
- * `Deno.listen` for plain TCP, node:tls for TLS (driver_deno_tls.ts says
+ * `Deno.listen` for plain TCP, node:tls for TLS (tls_node_listener.ts says
  * why not `Deno.listenTls`), and checking an address before the book is
  * loaded.
  *
@@ -11,16 +11,16 @@
  * @module
  */
 
-import { NodeTlsListener } from "./driver_deno_tls.ts";
-import { reportHandshakeFailure } from "./driver_tls.ts";
+import { NodeTlsListener } from "./tls_node_listener.ts";
+import { reportHandshakeFailure } from "./tls_acceptor.ts";
 import { Counter } from "./metrics.ts";
 import { formatAddress } from "./net_address.ts";
 import { StartError } from "./server_error.ts";
 import type { SessionContext } from "./session.ts";
 import { describeError, sentence } from "./errors.ts";
 
-export type { TlsFiles } from "./driver.ts";
-import type { TlsFiles } from "./driver.ts";
+export type { TlsFiles } from "./io_driver.ts";
+import type { TlsFiles } from "./io_driver.ts";
 
 /** How a thread binds its listener. */
 export type PortSharing =
@@ -102,7 +102,7 @@ function refuseTakenPort(hostname: string, port: number, sharing: PortSharing): 
  * Checks that the server could listen on the address by binding it once
  * and letting it go, so that a busy port or a wrong address is reported at
  * once, before a large book takes seconds to load. (The TLS files are
- * checked apart, naming the file: server_tls.ts.)
+ * checked apart, naming the file: server_tls_files.ts.)
  *
  * @throws {StartError} as {@linkcode listen} does.
  */

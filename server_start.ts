@@ -20,7 +20,7 @@ import type { AccessRules } from "./access_policy.ts";
 import type { AddressBook } from "./addressbook.ts";
 import { ClientLimits, type ClientLimitsConfig } from "./access_limits.ts";
 import { encodeSockaddr, openLibc } from "./libc.ts";
-import { openOpenSsl } from "./openssl.ts";
+import { openOpenSsl } from "./tls_openssl.ts";
 import { Logger } from "./log.ts";
 import {
   type BookFigures,
@@ -29,12 +29,12 @@ import {
   renderPrometheus,
   sumCounters,
 } from "./metrics.ts";
-import { ConnectionService } from "./driver_deno.ts";
+import { ConnectionService } from "./io_deno.ts";
 import { createSessionContext, DEFAULT_LIMITS, type ServiceLimits } from "./session.ts";
 import { EXIT_USAGE, StartError } from "./server_error.ts";
 import { StatusEndpoint } from "./server_http.ts";
 import { listen, listenNodeTls, type TlsFiles } from "./server_listen.ts";
-import type { NodeTlsListener } from "./driver_deno_tls.ts";
+import type { NodeTlsListener } from "./tls_node_listener.ts";
 import { startWorker, type WorkerThread } from "./server_threads.ts";
 import type { IoKind, WorkerStart } from "./server_worker_messages.ts";
 
@@ -101,7 +101,7 @@ export interface ServerHandle {
   reload(): Promise<void>;
   /**
    * New TLS connections get these files (already checked: see
-   * server_tls.ts); open ones keep theirs. Resolves once every thread has
+   * server_tls_files.ts); open ones keep theirs. Resolves once every thread has
    * them.
    *
    * @throws {TlsContextError} when node:tls cannot use a file (`--io deno`); the old ones stay.
@@ -122,7 +122,7 @@ export interface ServerHandle {
 /**
  * Starts serving `options.book`. Resolves once every serving thread listens.
  *
- * With the epoll event loop (plain TCP on Linux, see driver_epoll.ts) every
+ * With the epoll event loop (plain TCP on Linux, see io_epoll.ts) every
  * serving thread is a worker and this thread only supervises; with
  * `Deno.listen` (`--io deno`, platforms without epoll) this thread serves too.
  *

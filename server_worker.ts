@@ -8,10 +8,10 @@
  */
 
 import { AddressBook } from "./addressbook.ts";
-import type { Service } from "./driver.ts";
-import { ConnectionService } from "./driver_deno.ts";
-import { EpollService } from "./driver_epoll.ts";
-import { TlsAcceptor } from "./driver_tls.ts";
+import type { Service } from "./io_driver.ts";
+import { ConnectionService } from "./io_deno.ts";
+import { EpollService } from "./io_epoll.ts";
+import { TlsAcceptor } from "./tls_acceptor.ts";
 import { describeError } from "./errors.ts";
 import { EACCES, EADDRINUSE, EADDRNOTAVAIL, listenTcp, openLibc, SocketError } from "./libc.ts";
 import { Logger } from "./log.ts";
@@ -19,7 +19,7 @@ import { counterRow } from "./metrics.ts";
 import { formatAddress } from "./net_address.ts";
 import { createSessionContext } from "./session.ts";
 import { listen, listenNodeTls, type TlsFiles } from "./server_listen.ts";
-import type { NodeTlsListener } from "./driver_deno_tls.ts";
+import type { NodeTlsListener } from "./tls_node_listener.ts";
 import { TlsContextError } from "./tls_context.ts";
 import type { WorkerCommand, WorkerReport, WorkerStart } from "./server_worker_messages.ts";
 

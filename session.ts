@@ -1,7 +1,7 @@
 /**
  * The session layer: every per-connection rule of the server, as one pure
  * state machine per connection. A session does no I/O and reads no clock.
- * Its driver (driver_epoll.ts, driver_deno.ts) tells it what arrived and
+ * Its driver (io_epoll.ts, io_deno.ts) tells it what arrived and
  * what time it is; the session says what to write, whether to read, when to
  * half-close or close, and when it next wants to be woken (its deadline).
  *

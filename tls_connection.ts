@@ -78,7 +78,7 @@ import {
   SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE,
   X509_V_OK,
   XN_FLAG_RFC2253,
-} from "./openssl.ts";
+} from "./tls_openssl.ts";
 import type { TlsContext } from "./tls_context.ts";
 
 /** What a handshake step needs next, or how it ended. */

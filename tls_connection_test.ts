@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { type Libc, openLibc } from "./libc.ts";
-import { openOpenSsl, type OpenSsl } from "./openssl.ts";
+import { openOpenSsl, type OpenSsl } from "./tls_openssl.ts";
 import { decodeReply, encodeQuery, FrameDecoder, MAX_REPLY_BYTES, TYPE_REPLY } from "./protocol.ts";
 import {
   CLIENT_SUBJECT,

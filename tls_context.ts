@@ -26,7 +26,7 @@
  * connections get the new certificate.
  *
  * ```ts ignore
- * import { openOpenSsl } from "./openssl.ts";
+ * import { openOpenSsl } from "./tls_openssl.ts";
  * import { TlsContext } from "./tls_context.ts";
  *
  * const openssl = openOpenSsl()!;
@@ -60,7 +60,7 @@ import {
   TLS1_2_VERSION,
   X509_R_KEY_TYPE_MISMATCH,
   X509_R_KEY_VALUES_MISMATCH,
-} from "./openssl.ts";
+} from "./tls_openssl.ts";
 
 /** OpenSSL's security level 2: 112-bit security (RSA 2048, P-256), no SHA-1. */
 export const SECURITY_LEVEL = 2;

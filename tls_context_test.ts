@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { openOpenSsl } from "./openssl.ts";
+import { openOpenSsl } from "./tls_openssl.ts";
 import { makeTestPki, runOpenssl, type TestPki } from "./test_pki.ts";
 import { TlsContext, TlsContextError, type TlsInputRole } from "./tls_context.ts";
 

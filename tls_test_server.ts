@@ -6,7 +6,7 @@
  * whose text is the query's email: an echo in the addrbook protocol, which
  * the project's clients and `qrload` both understand.
  *
- * It is the smallest faithful model of what epoll_service.ts will do with
+ * It is the smallest faithful model of what io_epoll.ts does with
  * TLS: the wait for events is injected, so the tests run it inside their
  * own process (epoll_wait as a non-blocking FFI call, a promise, leaving
  * the thread to the test's clients) and the benchmark in a process of its
@@ -42,7 +42,7 @@ import {
   SOCK_CLOEXEC,
   SOCK_NONBLOCK,
 } from "./libc.ts";
-import { openOpenSsl, type OpenSsl } from "./openssl.ts";
+import { openOpenSsl, type OpenSsl } from "./tls_openssl.ts";
 import {
   encodeReplyBytes,
   FrameDecoder,

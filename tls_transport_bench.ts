@@ -24,7 +24,7 @@ import {
   SSL_CTRL_SET_READ_AHEAD,
   SSL_ERROR_WANT_READ,
   SSL_ERROR_WANT_WRITE,
-} from "./openssl.ts";
+} from "./tls_openssl.ts";
 import { encodeQuery } from "./protocol.ts";
 import { makeTestPki } from "./test_pki.ts";
 import { TlsContext } from "./tls_context.ts";

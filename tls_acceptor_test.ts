@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { failureCode, handshakeFailureCounter, isLoggedAtInfo, TlsAcceptor } from "./driver_tls.ts";
+import { failureCode, handshakeFailureCounter, isLoggedAtInfo, TlsAcceptor } from "./tls_acceptor.ts";
 import { openLibc } from "./libc.ts";
 import { Counter } from "./metrics.ts";
 import { makeTestPki } from "./test_pki.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { checkTlsFilesForNode, NodeTlsListener } from "./driver_deno_tls.ts";
+import { checkTlsFilesForNode, NodeTlsListener } from "./tls_node_listener.ts";
 import tls from "node:tls";
 import { CLIENT_SUBJECT, makeTestPki, ROTATED_SERVER_NAME, SERVER_NAME } from "./test_pki.ts";
 import { withDeadline } from "./test_util.ts";

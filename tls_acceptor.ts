@@ -1,7 +1,7 @@
 /**
  * The TLS side of one epoll serving thread: the loaded OpenSSL, the context
  * that new connections are made with (replaced on rotation), and how a
- * handshake's outcome is counted and logged. driver_epoll.ts puts a
+ * handshake's outcome is counted and logged. io_epoll.ts puts a
  * {@linkcode TlsConnection} from {@linkcode TlsAcceptor.accept} between each
  * socket and its session; the session sees plaintext only.
  *
@@ -19,7 +19,7 @@ import type { Libc } from "./libc.ts";
 import { Counter } from "./metrics.ts";
 import { formatAddress } from "./net_address.ts";
 import type { SessionContext } from "./session.ts";
-import { openOpenSsl, type OpenSsl } from "./openssl.ts";
+import { openOpenSsl, type OpenSsl } from "./tls_openssl.ts";
 import { TlsConnection, type TlsFailure } from "./tls_connection.ts";
 import { TlsContext, type TlsContextOptions } from "./tls_context.ts";
 

@@ -4,8 +4,8 @@
  * deadlines. A driver only moves bytes between sockets and sessions
  * (session.ts holds every per-connection rule) and keeps their deadlines.
  *
- * - driver_epoll.ts: an epoll loop over FFI that owns its sockets (Linux).
- * - driver_deno.ts: `Deno.listen` (and TLS) with one async loop per connection.
+ * - io_epoll.ts: an epoll loop over FFI that owns its sockets (Linux).
+ * - io_deno.ts: `Deno.listen` (and TLS) with one async loop per connection.
  *
  * @module
  */

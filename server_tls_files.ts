@@ -16,9 +16,9 @@
  * @module
  */
 
-import { checkTlsFilesForNode } from "./driver_deno_tls.ts";
+import { checkTlsFilesForNode } from "./tls_node_listener.ts";
 import { describeError } from "./errors.ts";
-import { openOpenSsl } from "./openssl.ts";
+import { openOpenSsl } from "./tls_openssl.ts";
 import { StartError } from "./server_error.ts";
 import type { TlsFiles } from "./server_listen.ts";
 import { TlsContext, TlsContextError, type TlsInputRole } from "./tls_context.ts";

@@ -32,7 +32,7 @@ import {
   type Service,
   type ServiceOptions,
   sweepInterval,
-} from "./driver.ts";
+} from "./io_driver.ts";
 import {
   decodeSockaddr,
   EAGAIN,
@@ -51,7 +51,7 @@ import {
 } from "./libc.ts";
 import { Counter } from "./metrics.ts";
 import { DRAIN_GRACE_MS, type PeerAddress, reportRepeatedRefusals, Session } from "./session.ts";
-import { reportHandshakeFailure, type TlsAcceptor } from "./driver_tls.ts";
+import { reportHandshakeFailure, type TlsAcceptor } from "./tls_acceptor.ts";
 import type { TlsConnection, TlsFailure } from "./tls_connection.ts";
 
 const READ_SIZE = 65536;

@@ -2,7 +2,7 @@
  * The `Deno.listen` driver: an accept loop and one small async loop per
  * connection, for platforms without the epoll driver and `--io deno`
  * (TLS through node:tls, with or without client certificates:
- * driver_deno_tls.ts). Each loop
+ * tls_node_listener.ts). Each loop
  * moves bytes between its socket and its {@linkcode Session}: it writes what
  * the session has due, reads while the session wants input, and half-closes
  * or closes when the session says so. A sweep ticks the sessions whose
@@ -22,8 +22,8 @@ import {
   type Service,
   type ServiceOptions,
   sweepInterval,
-} from "./driver.ts";
-import type { NodeTlsConn, NodeTlsListener } from "./driver_deno_tls.ts";
+} from "./io_driver.ts";
+import type { NodeTlsConn, NodeTlsListener } from "./tls_node_listener.ts";
 import { describeError } from "./errors.ts";
 import { Counter } from "./metrics.ts";
 import { formatAddress } from "./net_address.ts";

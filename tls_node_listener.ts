@@ -1,5 +1,5 @@
 /**
- * TLS for the `Deno.listen` driver (driver_deno.ts, `--io deno` and every
+ * TLS for the `Deno.listen` driver (io_deno.ts, `--io deno` and every
  * platform without the epoll loop): a `node:tls` server, with or without
  * client certificates (`requestCert`, `rejectUnauthorized`, the client CA,
  * TLS 1.2 at least), whose sockets are wrapped as the few `Deno.Conn` calls
@@ -33,7 +33,7 @@ import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { AddressInfo, ListenOptions, Socket } from "node:net";
 import * as tls from "node:tls";
 import { describeError } from "./errors.ts";
-import type { TlsFiles } from "./driver.ts";
+import type { TlsFiles } from "./io_driver.ts";
 import type { TlsFailure } from "./tls_connection.ts";
 import { TlsContextError } from "./tls_context.ts";
 
