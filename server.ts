@@ -28,7 +28,7 @@
  */
 
 import { protectedModeApplies } from "./access_policy.ts";
-import { FileWatch, fileSignature } from "./server_watch.ts";
+import { fileSignature, FileWatch } from "./server_watch.ts";
 import { describeError } from "./errors.ts";
 import { BookError, loadBook } from "./load_book.ts";
 import { loadBookInThread } from "./load_book_thread.ts";
@@ -45,7 +45,8 @@ import { resolveUserPath } from "./user_path.ts";
 
 export { type CliOptions, DEFAULT_DATA_PATH, parseServerArgs, USAGE } from "./server_cli.ts";
 export { StartError } from "./server_error.ts";
-export { type PortSharing, type TlsFiles } from "./server_listen.ts";
+export { type PortSharing } from "./server_listen.ts";
+export { type TlsFiles } from "./tls_context.ts";
 export { type ServerHandle, type ServerOptions, startServer } from "./server_start.ts";
 export type { IoKind } from "./server_worker_messages.ts";
 

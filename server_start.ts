@@ -20,7 +20,6 @@ import type { AccessRules } from "./access_policy.ts";
 import type { AddressBook } from "./addressbook.ts";
 import { ClientLimits, type ClientLimitsConfig } from "./access_limits.ts";
 import { encodeSockaddr, openLibc } from "./libc.ts";
-import { openOpenSsl } from "./tls_openssl.ts";
 import { Logger } from "./log.ts";
 import {
   type BookFigures,
@@ -29,14 +28,14 @@ import {
   renderPrometheus,
   sumCounters,
 } from "./metrics.ts";
-import { ConnectionService } from "./io_deno.ts";
 import { createSessionContext, DEFAULT_LIMITS, type ServiceLimits } from "./session.ts";
 import { EXIT_USAGE, StartError } from "./server_error.ts";
 import { StatusEndpoint } from "./server_http.ts";
-import { listen, listenNodeTls, type TlsFiles } from "./server_listen.ts";
-import type { NodeTlsListener } from "./tls_node_listener.ts";
+import { serveDeno, type Serving } from "./server_serve.ts";
 import { startWorker, type WorkerThread } from "./server_threads.ts";
 import type { IoKind, WorkerStart } from "./server_worker_messages.ts";
+import type { TlsFiles } from "./tls_context.ts";
+import { openOpenSsl } from "./tls_openssl.ts";
 
 /** Options for {@linkcode startServer}. */
 export interface ServerOptions {
@@ -173,9 +172,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   };
 
   // Under Deno.listen the first thread is this one; under epoll it is a worker.
-  let local: ConnectionService | undefined;
-  /** This thread's TLS listener under Deno.listen, kept to rotate its certificate. */
-  let localTls: NodeTlsListener | undefined;
+  let local: Serving | undefined;
   const threads: WorkerThread[] = [];
   let port: number;
   try {
@@ -190,11 +187,8 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
         clientLimits: start.clientLimits,
         clientCertificates: options.tls?.clientCa !== undefined,
       });
-      localTls = options.tls &&
-        await listenNodeTls(hostname, start.port, start.sharing, options.tls, context);
-      const listener = localTls ?? listen(hostname, start.port, start.sharing);
-      port = (listener.addr as Deno.NetAddr).port;
-      local = new ConnectionService(listener, context);
+      local = await serveDeno(start, options.tls, context);
+      port = local.port;
     } else {
       const first = await startWorker(start, log);
       threads.push(first);
@@ -208,7 +202,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     );
     threads.push(...others);
   } catch (error) {
-    await local?.abort();
+    await local?.service.abort();
     await Promise.all(threads.map((thread) => thread.abort()));
     await options.statusEndpoint?.close();
     throw error;
@@ -224,7 +218,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
       endpoint = StatusEndpoint.open(hostname, options.metricsPort);
     }
   } catch (error) {
-    await local?.abort();
+    await local?.service.abort();
     await Promise.all(threads.map((thread) => thread.abort()));
     throw error;
   }
@@ -235,7 +229,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   const abortAll = () =>
     closing ??= (async () => {
       draining = true;
-      await local?.abort();
+      await local?.service.abort();
       await Promise.all(threads.map((thread) => thread.abort()));
       await endpoint?.close();
     })();
@@ -261,7 +255,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
         figures.reloadsFailed++;
         throw error;
       }
-      local?.setBook(book);
+      local?.service.setBook(book);
       // Resolve only once every thread answers from the new book.
       await Promise.all(threads.map((thread) => thread.setBook(book)));
       figures.entries = book.size;
@@ -269,14 +263,17 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
       figures.reloadsOk++;
     },
     async setTls(tls) {
-      localTls?.setFiles(tls);
+      local?.rotateTls(tls);
       await Promise.all(threads.map((thread) => thread.setTls(tls)));
     },
     metrics,
     async shutdown(timeoutMs = 5000) {
       // A balancer must stop sending connections before the listeners close.
       draining = true;
-      const drained = Promise.all([local?.shutdown(), ...threads.map((t) => t.shutdown())]);
+      const drained = Promise.all([
+        local?.service.shutdown(),
+        ...threads.map((t) => t.shutdown()),
+      ]);
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timedOut = new Promise<"timeout">((resolve) => {
         timer = setTimeout(() => resolve("timeout"), timeoutMs);

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { FileWatch, fileSignature, foldersToWatch, MISSING_FILE } from "./server_watch.ts";
+import { fileSignature, FileWatch, foldersToWatch, MISSING_FILE } from "./server_watch.ts";
 import { swapConfigMap, tempDir, withDeadline } from "./test_util.ts";
 
 /** Settle time for these tests: short, but far longer than the gaps between a test's writes. */

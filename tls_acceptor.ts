@@ -1,39 +1,30 @@
 /**
- * The TLS side of one epoll serving thread: the loaded OpenSSL, the context
- * that new connections are made with (replaced on rotation), and how a
- * handshake's outcome is counted and logged. io_epoll.ts puts a
- * {@linkcode TlsConnection} from {@linkcode TlsAcceptor.accept} between each
- * socket and its session; the session sees plaintext only.
+ * The TLS side of one epoll serving thread: the loaded OpenSSL and the
+ * context that new connections are made with (replaced on rotation). As
+ * the driver's {@linkcode TransportAcceptor} it makes each accepted
+ * socket a {@linkcode TlsTransport} (tls_transport.ts); the session sees
+ * plaintext only, and counts the handshakes itself (session_handshake.ts).
  *
  * ```ts ignore
- * const acceptor = TlsAcceptor.open(libc, { certificate, key, clientCa });
- * const tls = acceptor.accept(fd); // then tls.handshake() on readiness
- * acceptor.replace({ certificate: next, key: nextKey }); // new connections only
+ * const acceptor = TlsAcceptor.open(libc, { cert, key, clientCa });
+ * const transport = acceptor.accept(fd); // then transport.handshake() on readiness
+ * acceptor.replace({ cert: next, key: nextKey }); // new connections only
  * acceptor.free();
  * ```
  *
  * @module
  */
 
+import type { TransportAcceptor } from "./io_transport.ts";
+import { TcpTransport } from "./io_tcp_transport.ts";
 import type { Libc } from "./libc.ts";
-import { Counter } from "./metrics.ts";
-import { formatAddress } from "./net_address.ts";
-import type { SessionContext } from "./session.ts";
 import { openOpenSsl, type OpenSsl } from "./tls_openssl.ts";
-import { TlsConnection, type TlsFailure } from "./tls_connection.ts";
-import { TlsContext, type TlsContextOptions } from "./tls_context.ts";
-
-/** The failure reason of a client that hung up mid-handshake: a port scan or health check. */
-const HANG_UP_REASONS: ReadonlySet<string> = new Set([
-  "the client closed the connection during the handshake",
-  "the client closed the connection mid-record",
-]);
-
-/** tls_connection.ts's reason when the client sent no certificate. */
-const NO_CERTIFICATE_REASON = "the client sent no certificate";
+import { TlsConnection } from "./tls_connection.ts";
+import { TlsContext, type TlsFiles } from "./tls_context.ts";
+import { TlsTransport } from "./tls_transport.ts";
 
 /** OpenSSL and the current server context of one thread. */
-export class TlsAcceptor {
+export class TlsAcceptor implements TransportAcceptor {
   readonly #openssl: OpenSsl;
   readonly #libc: Libc;
   #context: TlsContext;
@@ -45,17 +36,17 @@ export class TlsAcceptor {
   }
 
   /**
-   * Loads OpenSSL and builds the first context from PEM text.
+   * Loads OpenSSL and builds the first context from the PEM text of `files`.
    *
    * @throws {TlsContextError} when the certificate, key or client CA is unusable.
    * @throws {Error} when OpenSSL 3 cannot be loaded here.
    */
-  static open(libc: Libc, pem: TlsContextOptions): TlsAcceptor {
+  static open(libc: Libc, files: TlsFiles): TlsAcceptor {
     const openssl = openOpenSsl();
     if (openssl === undefined) {
       throw new Error("OpenSSL 3 (libssl.so.3) could not be loaded in this thread.");
     }
-    return new TlsAcceptor(openssl, libc, TlsContext.create(openssl, pem));
+    return new TlsAcceptor(openssl, libc, TlsContext.create(openssl, files));
   }
 
   /** Whether clients must present a certificate from the client CA. */
@@ -64,17 +55,18 @@ export class TlsAcceptor {
   }
 
   /** Starts TLS on an accepted socket with the current context (and sets TCP_NODELAY). */
-  accept(fd: number): TlsConnection {
-    return TlsConnection.accept(this.#openssl, this.#libc, this.#context, fd);
+  accept(fd: number): TlsTransport {
+    const tls = TlsConnection.accept(this.#openssl, this.#libc, this.#context, fd);
+    return new TlsTransport(tls, new TcpTransport(this.#libc, fd));
   }
 
   /**
-   * New connections get a context built from `pem`; open ones keep theirs.
+   * New connections get a context built from `files`; open ones keep theirs.
    *
    * @throws {TlsContextError} when an input is unusable; the current context then stays.
    */
-  replace(pem: TlsContextOptions): void {
-    const next = TlsContext.create(this.#openssl, pem);
+  replace(files: TlsFiles): void {
+    const next = TlsContext.create(this.#openssl, files);
     this.#context.free();
     this.#context = next;
   }
@@ -83,49 +75,4 @@ export class TlsAcceptor {
   free(): void {
     this.#context.free();
   }
-}
-
-/**
- * Counts a failed handshake and logs it: at info with the peer's address
- * and the reason (repeats from one host summarised, as refusals are), at
- * debug when the client merely hung up. Nothing of the certificate is logged.
- */
-export function reportHandshakeFailure(
-  context: SessionContext,
-  peer: { hostname: string; port: number },
-  failure: TlsFailure,
-  now: number,
-): void {
-  context.counters[handshakeFailureCounter(failure)]++;
-  const fields = { peer: formatAddress(peer.hostname, peer.port), reason: failure.reason };
-  if (!isLoggedAtInfo(failure)) context.log.debug("TLS handshake failed", fields);
-  else if (context.refusals.note(`${peer.hostname} ${failureCode(failure)}`, now) > 0) {
-    context.log.info("TLS handshake failed", fields);
-  }
-}
-
-/** The counter a failed handshake is counted in. */
-export function handshakeFailureCounter(failure: TlsFailure): number {
-  return failure.kind === "client_cert_refused"
-    ? Counter.tlsClientCertRefused
-    : Counter.tlsHandshakesFailed;
-}
-
-/**
- * A short name for a failed handshake's cause, without spaces: with the
- * peer's host, the key under which repeated failures are summarised.
- */
-export function failureCode(failure: TlsFailure): string {
-  if (failure.kind === "failed") return "tls_handshake_failed";
-  return failure.reason === NO_CERTIFICATE_REASON
-    ? "tls_no_client_certificate"
-    : "tls_client_certificate_unverified";
-}
-
-/**
- * Whether a handshake failure is worth an info line: not when the client
- * merely hung up (load balancers' TCP checks do that all day).
- */
-export function isLoggedAtInfo(failure: TlsFailure): boolean {
-  return !HANG_UP_REASONS.has(failure.reason);
 }

@@ -17,7 +17,7 @@ import {
   type TestPki,
 } from "./test_pki.ts";
 import { LOOPBACK, Subprocess, waitFor, withDeadline } from "./test_util.ts";
-import { TlsContext, type TlsContextOptions } from "./tls_context.ts";
+import { TlsContext, type TlsFiles } from "./tls_context.ts";
 import { TlsTestServer, type TlsTestServerOptions } from "./tls_test_server.ts";
 import { writeAll } from "./write_all.ts";
 
@@ -56,7 +56,7 @@ function loadEngine(): Engine {
 /** Runs `use` with a server on a new context from `options`, and closes it. */
 async function withServer(
   engine: Engine,
-  options: TlsContextOptions,
+  options: TlsFiles,
   use: (server: TlsTestServer) => Promise<void>,
   serverOptions: Partial<TlsTestServerOptions> = {},
 ): Promise<void> {
@@ -308,7 +308,7 @@ Deno.test({
   ignore: !ON_LINUX,
   fn: async (t) => {
     await using pki = await makeTestPki();
-    const serverOptions = { certificate: pki.server.certificate, key: pki.server.key };
+    const serverOptions = { cert: pki.server.certificate, key: pki.server.key };
     const mutualOptions = { ...serverOptions, clientCa: pki.ca.certificate };
 
     await t.step(
@@ -638,7 +638,7 @@ Deno.test({
           // The old context is freed here: the open connection holds its own reference.
           server.setContext(
             TlsContext.create(engine.openssl, {
-              certificate: pki.rotatedServer.certificate,
+              cert: pki.rotatedServer.certificate,
               key: pki.rotatedServer.key,
             }),
           );

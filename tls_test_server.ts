@@ -53,7 +53,8 @@ import {
 import { TlsContext } from "./tls_context.ts";
 import { describeError } from "./errors.ts";
 import { parsePort, parseWholeNumber } from "./cli_args.ts";
-import { TlsConnection, type TlsFailure } from "./tls_connection.ts";
+import type { TlsFailure } from "./session_handshake.ts";
+import { TlsConnection } from "./tls_connection.ts";
 
 /** epoll_wait, blocking (a number) or run on another thread (a promise). */
 export type EventWait = (
@@ -367,7 +368,7 @@ async function main(args: string[]): Promise<void> {
   if (!openssl || !libc) throw new Error("OpenSSL 3 and libc need --allow-ffi on Linux.");
   const clientCa = values["client-ca"];
   const context = TlsContext.create(openssl, {
-    certificate: await Deno.readTextFile(values.cert),
+    cert: await Deno.readTextFile(values.cert),
     key: await Deno.readTextFile(values.key),
     clientCa: clientCa === undefined ? undefined : await Deno.readTextFile(clientCa),
   });
