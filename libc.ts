@@ -6,7 +6,7 @@
  * read and per write, which is most of the time a small lookup takes. A
  * thread that owns its sockets and waits in `epoll_wait` itself, as Redis
  * does, answers in a few system calls. This module only declares the calls
- * and the constants; driver_epoll.ts uses them.
+ * and the constants; io_epoll.ts uses them.
  *
  * Needs `--allow-ffi` and Linux with glibc on x86_64 or aarch64;
  * {@linkcode openLibc} returns `undefined` anywhere else, and the server

@@ -9,8 +9,8 @@
  * - server_listen.ts: opening the listening socket;
  * - server_http.ts: `/metrics`, `/healthz`, `/readyz`;
  * - server_signals.ts: SIGHUP, SIGINT, SIGTERM;
- * - server_tls.ts: reading, checking and reloading the TLS files;
- * - book_watch.ts: `--watch`.
+ * - server_tls_files.ts: reading, checking and reloading the TLS files;
+ * - server_watch.ts: `--watch` (the book and the TLS files).
  *
  * Run it with `deno task server --help`, or start one in-process:
  *
@@ -28,7 +28,7 @@
  */
 
 import { protectedModeApplies } from "./access_policy.ts";
-import { BookWatch, fileSignature } from "./book_watch.ts";
+import { fileSignature, FileWatch } from "./server_watch.ts";
 import { describeError } from "./errors.ts";
 import { BookError, loadBook } from "./load_book.ts";
 import { loadBookInThread } from "./load_book_thread.ts";
@@ -38,14 +38,15 @@ import { type CliOptions, parseServerArgs, USAGE } from "./server_cli.ts";
 import { StartError } from "./server_error.ts";
 import { StatusEndpoint } from "./server_http.ts";
 import { checkListenAddress } from "./server_listen.ts";
-import { checkTlsFiles, loadTlsFiles, readTlsFiles, type TlsPaths } from "./server_tls.ts";
+import { checkTlsFiles, loadTlsFiles, readTlsFiles, type TlsPaths } from "./server_tls_files.ts";
 import { type ServerHandle, startServer } from "./server_start.ts";
 import { untilStopped } from "./server_signals.ts";
 import { resolveUserPath } from "./user_path.ts";
 
 export { type CliOptions, DEFAULT_DATA_PATH, parseServerArgs, USAGE } from "./server_cli.ts";
 export { StartError } from "./server_error.ts";
-export { type PortSharing, type TlsFiles } from "./server_listen.ts";
+export { type PortSharing } from "./server_listen.ts";
+export { type TlsFiles } from "./tls_context.ts";
 export { type ServerHandle, type ServerOptions, startServer } from "./server_start.ts";
 export type { IoKind } from "./server_worker_messages.ts";
 
@@ -171,7 +172,7 @@ export async function main(args: string[]): Promise<number> {
   };
   const watches = cli.watch
     ? [
-      BookWatch.start(path, { settleMs: cli.watchSettleMs, onSettled: reload, servedSignature }),
+      FileWatch.start(path, { settleMs: cli.watchSettleMs, onSettled: reload, servedSignature }),
       ...watchTlsFiles(tlsPaths, cli.watchSettleMs, reloadTls),
     ]
     : [];
@@ -218,12 +219,12 @@ function watchTlsFiles(
   paths: TlsPaths | undefined,
   settleMs: number,
   reloadTls: () => Promise<void>,
-): BookWatch[] {
+): FileWatch[] {
   if (paths === undefined) return [];
   const files = [paths.cert, paths.key, ...(paths.clientCa === undefined ? [] : [paths.clientCa])];
   return files.map((file) => {
     const resolved = resolveUserPath(file);
-    return BookWatch.start(resolved, {
+    return FileWatch.start(resolved, {
       settleMs,
       onSettled: reloadTls,
       servedSignature: fileSignature(resolved),

@@ -1,26 +1,26 @@
 /**
- * Opening the server's listening sockets for the `Deno.listen` driver:
- * `Deno.listen` for plain TCP, node:tls for TLS (driver_deno_tls.ts says
- * why not `Deno.listenTls`), and checking an address before the book is
- * loaded.
+ * Binding a serving thread's listening socket, for either event loop, with
+ * failures worded alike: `Deno.listen` for plain TCP and node:tls for TLS
+ * under the `Deno.listen` loop (tls_node_listener.ts says why not
+ * `Deno.listenTls`), a libc socket under the epoll loop; and checking an
+ * address before the book is loaded. server_serve.ts starts a loop on what
+ * these bind.
  *
  * Serving threads import this module, so it imports nothing of the server
- * beyond its error type and the handshake reports: a thread's module graph
- * stays small (no book loader, no CSV parser).
+ * beyond its error type: a thread's module graph stays small (no book
+ * loader, no CSV parser).
  *
  * @module
  */
 
-import { NodeTlsListener } from "./driver_deno_tls.ts";
-import { reportHandshakeFailure } from "./driver_tls.ts";
-import { Counter } from "./metrics.ts";
+import { describeError, sentence } from "./errors.ts";
+import { EACCES, EADDRINUSE, EADDRNOTAVAIL, type Libc, listenTcp, SocketError } from "./libc.ts";
 import { formatAddress } from "./net_address.ts";
 import { StartError } from "./server_error.ts";
 import type { SessionContext } from "./session.ts";
-import { describeError, sentence } from "./errors.ts";
-
-export type { TlsFiles } from "./driver.ts";
-import type { TlsFiles } from "./driver.ts";
+import { reportHandshakeFailure, reportHandshakeTimeout } from "./session_handshake.ts";
+import type { TlsFiles } from "./tls_context.ts";
+import { NodeTlsListener } from "./tls_node_listener.ts";
 
 /** How a thread binds its listener. */
 export type PortSharing =
@@ -51,7 +51,9 @@ export function listen(hostname: string, port: number, sharing: PortSharing): De
  * share it, requiring client certificates when `tls.clientCa` is given.
  * Handshakes have `context.limits.frameTimeoutMs` to finish (a handshake
  * is like a frame begun and not finished; 0 waits forever); failures and
- * timeouts are counted and logged in `context`, as the epoll loop does.
+ * timeouts, which come before a session exists, are reported to the
+ * session layer (session_handshake.ts) with `context`, so they are counted
+ * and logged as the epoll loop's sessions count and log theirs.
  *
  * @throws {StartError} as {@linkcode listen} does, and when the TLS
  * certificate or key is unusable.
@@ -77,17 +79,36 @@ export async function listenNodeTls(
   }
 }
 
-/** Counts a handshake timeout and logs it at debug, as the session logs its own timeouts. */
-export function reportHandshakeTimeout(
-  context: SessionContext,
-  peer: Deno.NetAddr,
-  afterMs: number,
-): void {
-  context.counters[Counter.handshakeTimeouts]++;
-  context.log.debug("handshake timeout", {
-    peer: formatAddress(peer.hostname, peer.port),
-    after_ms: afterMs,
-  });
+/**
+ * Opens the epoll loop's listening socket (non-blocking, TCP_NODELAY, with
+ * SO_REUSEPORT when threads share the port).
+ *
+ * @throws {Error} worded as {@linkcode listen}'s failures are.
+ */
+export function listenEpoll(
+  libc: Libc,
+  hostname: string,
+  port: number,
+  sharing: PortSharing,
+): { fd: number; port: number } {
+  try {
+    if (sharing === "first" && port !== 0) {
+      // SO_REUSEPORT would let us join another server already on this port; refuse to.
+      libc.calls.close(listenTcp(libc, hostname, port, false)!.fd);
+    }
+    return listenTcp(libc, hostname, port, sharing !== "alone")!;
+  } catch (error) {
+    if (!(error instanceof SocketError)) throw error;
+    const where = formatAddress(hostname, port);
+    const reason = error.errno === EADDRINUSE
+      ? "the port is already in use"
+      : error.errno === EADDRNOTAVAIL
+      ? "no such address on this machine"
+      : error.errno === EACCES
+      ? "permission denied"
+      : error.message;
+    throw new Error(`Cannot listen on ${where}: ${reason}.`);
+  }
 }
 
 /**
@@ -102,7 +123,7 @@ function refuseTakenPort(hostname: string, port: number, sharing: PortSharing): 
  * Checks that the server could listen on the address by binding it once
  * and letting it go, so that a busy port or a wrong address is reported at
  * once, before a large book takes seconds to load. (The TLS files are
- * checked apart, naming the file: server_tls.ts.)
+ * checked apart, naming the file: server_tls_files.ts.)
  *
  * @throws {StartError} as {@linkcode listen} does.
  */

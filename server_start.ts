@@ -21,7 +21,6 @@ import type { AccessRules } from "./access_policy.ts";
 import type { AddressBook } from "./addressbook.ts";
 import { ClientLimits, type ClientLimitsConfig } from "./access_limits.ts";
 import { encodeSockaddr, openLibc } from "./libc.ts";
-import { openOpenSsl } from "./openssl.ts";
 import { Logger } from "./log.ts";
 import {
   type BookFigures,
@@ -30,14 +29,14 @@ import {
   renderPrometheus,
   sumCounters,
 } from "./metrics.ts";
-import { ConnectionService } from "./driver_deno.ts";
 import { createSessionContext, DEFAULT_LIMITS, type ServiceLimits } from "./session.ts";
 import { EXIT_USAGE, StartError } from "./server_error.ts";
 import { StatusEndpoint } from "./server_http.ts";
-import { listen, listenNodeTls, type TlsFiles } from "./server_listen.ts";
-import type { NodeTlsListener } from "./driver_deno_tls.ts";
+import { serveDeno, type Serving } from "./server_serve.ts";
 import { startWorker, type WorkerThread } from "./server_threads.ts";
 import type { IoKind, WorkerStart } from "./server_worker_messages.ts";
+import type { TlsFiles } from "./tls_context.ts";
+import { openOpenSsl } from "./tls_openssl.ts";
 
 /** Options for {@linkcode startServer}. */
 export interface ServerOptions {
@@ -102,7 +101,7 @@ export interface ServerHandle {
   reload(): Promise<void>;
   /**
    * New TLS connections get these files (already checked: see
-   * server_tls.ts); open ones keep theirs. Resolves once every thread has
+   * server_tls_files.ts); open ones keep theirs. Resolves once every thread has
    * them.
    *
    * @throws {TlsContextError} when node:tls cannot use a file (`--io deno`); the old ones stay.
@@ -123,7 +122,7 @@ export interface ServerHandle {
 /**
  * Starts serving `options.book`. Resolves once every serving thread listens.
  *
- * With the epoll event loop (plain TCP on Linux, see driver_epoll.ts) every
+ * With the epoll event loop (plain TCP on Linux, see io_epoll.ts) every
  * serving thread is a worker and this thread only supervises; with
  * `Deno.listen` (`--io deno`, platforms without epoll) this thread serves too.
  *
@@ -174,9 +173,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   };
 
   // Under Deno.listen the first thread is this one; under epoll it is a worker.
-  let local: ConnectionService | undefined;
-  /** This thread's TLS listener under Deno.listen, kept to rotate its certificate. */
-  let localTls: NodeTlsListener | undefined;
+  let local: Serving | undefined;
   const threads: WorkerThread[] = [];
   let port: number;
   try {
@@ -192,11 +189,8 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
         clientLimits: start.clientLimits,
         clientCertificates: options.tls?.clientCa !== undefined,
       });
-      localTls = options.tls &&
-        await listenNodeTls(hostname, start.port, start.sharing, options.tls, context);
-      const listener = localTls ?? listen(hostname, start.port, start.sharing);
-      port = (listener.addr as Deno.NetAddr).port;
-      local = new ConnectionService(listener, context);
+      local = await serveDeno(start, options.tls, context);
+      port = local.port;
     } else {
       const first = await startWorker(start, log);
       threads.push(first);
@@ -210,7 +204,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     );
     threads.push(...others);
   } catch (error) {
-    await local?.abort();
+    await local?.service.abort();
     await Promise.all(threads.map((thread) => thread.abort()));
     await options.statusEndpoint?.close();
     throw error;
@@ -226,7 +220,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
       endpoint = StatusEndpoint.open(hostname, options.metricsPort);
     }
   } catch (error) {
-    await local?.abort();
+    await local?.service.abort();
     await Promise.all(threads.map((thread) => thread.abort()));
     throw error;
   }
@@ -237,7 +231,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   const abortAll = () =>
     closing ??= (async () => {
       draining = true;
-      await local?.abort();
+      await local?.service.abort();
       await Promise.all(threads.map((thread) => thread.abort()));
       await endpoint?.close();
     })();
@@ -263,7 +257,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
         figures.reloadsFailed++;
         throw error;
       }
-      local?.setBook(book);
+      local?.service.setBook(book);
       // Resolve only once every thread answers from the new book.
       await Promise.all(threads.map((thread) => thread.setBook(book)));
       figures.entries = book.size;
@@ -271,14 +265,17 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
       figures.reloadsOk++;
     },
     async setTls(tls) {
-      localTls?.setFiles(tls);
+      local?.rotateTls(tls);
       await Promise.all(threads.map((thread) => thread.setTls(tls)));
     },
     metrics,
     async shutdown(timeoutMs = 5000) {
       // A balancer must stop sending connections before the listeners close.
       draining = true;
-      const drained = Promise.all([local?.shutdown(), ...threads.map((t) => t.shutdown())]);
+      const drained = Promise.all([
+        local?.service.shutdown(),
+        ...threads.map((t) => t.shutdown()),
+      ]);
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timedOut = new Promise<"timeout">((resolve) => {
         timer = setTimeout(() => resolve("timeout"), timeoutMs);

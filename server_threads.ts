@@ -8,7 +8,7 @@
 
 import type { AddressBook } from "./addressbook.ts";
 import type { Logger } from "./log.ts";
-import type { TlsFiles } from "./server_listen.ts";
+import type { TlsFiles } from "./tls_context.ts";
 import { StartError } from "./server_error.ts";
 import type { WorkerCommand, WorkerReport, WorkerStart } from "./server_worker_messages.ts";
 import { sentence } from "./errors.ts";

@@ -12,7 +12,8 @@ import type { SharedAddressBook } from "./addressbook.ts";
 import type { SharedClientLimits } from "./access_limits.ts";
 import type { LogLevel, LogRecord } from "./log.ts";
 import type { ServiceLimits } from "./session.ts";
-import type { PortSharing, TlsFiles } from "./server_listen.ts";
+import type { PortSharing } from "./server_listen.ts";
+import type { TlsFiles } from "./tls_context.ts";
 
 /** The event loop a thread serves with: its own epoll loop, or Deno.listen's. */
 export type IoKind = "epoll" | "deno";

@@ -1,7 +1,7 @@
 /**
  * The session layer: every per-connection rule of the server, as one pure
  * state machine per connection. A session does no I/O and reads no clock.
- * Its driver (driver_epoll.ts, driver_deno.ts) tells it what arrived and
+ * Its driver (io_epoll.ts, io_deno.ts) tells it what arrived and
  * what time it is; the session says what to write, whether to read, when to
  * half-close or close, and when it next wants to be woken (its deadline).
  *
@@ -69,6 +69,7 @@ import {
   type RequestGate,
 } from "./front_end.ts";
 import { ProxyHeaderError, ProxyHeaderParser } from "./proxy_header.ts";
+import { reportHandshakeFailure, type TlsFailure } from "./session_handshake.ts";
 
 /** Limits on what one peer may hold of the server. Times are in milliseconds; 0 turns a timeout off. */
 export interface ServiceLimits {
@@ -351,11 +352,13 @@ export class Session {
   }
 
   /**
-   * The handshake completed. With client certificates (the context's
-   * `clientCertificates`), `subject` is the verified certificate's subject:
-   * the client's identity for the access rules and limits.
+   * The handshake completed, and is counted. With client certificates (the
+   * context's `clientCertificates`), `subject` is the verified
+   * certificate's subject: the client's identity for the access rules and
+   * limits.
    */
   handshakeDone(now: number, subject?: string): void {
+    this.#context.counters[Counter.tlsHandshakesOk]++;
     this.#handshakeStarted = -1;
     this.#lastActive = now;
     if (this.#proxyHeader !== undefined) this.#frameStarted = now; // the header's time starts now
@@ -369,12 +372,14 @@ export class Session {
   }
 
   /**
-   * The handshake failed: nothing can be said over the transport. The
-   * session ends without a reply, and lingers like any other, so that the
-   * client reads the transport's own refusal (a TLS alert) before the
-   * socket closes instead of a reset that would destroy it.
+   * The handshake failed: it is counted and logged (session_handshake.ts),
+   * and nothing can be said over the transport. The session ends without a
+   * reply, and lingers like any other, so that the client reads the
+   * transport's own refusal (a TLS alert) before the socket closes instead
+   * of a reset that would destroy it.
    */
-  handshakeFailed(): void {
+  handshakeFailed(now: number, failure: TlsFailure): void {
+    reportHandshakeFailure(this.#context, this.#peer ??= this.#peerAddress(), failure, now);
     this.#handshakeStarted = -1;
     if (this.#phase === "closed") return;
     this.#output.length = 0; // a refusal to send over TLS can no longer be

@@ -46,6 +46,7 @@ import {
   type SessionPhase,
 } from "./session.ts";
 import { encodeProxyHeader } from "./proxy_header.ts";
+import type { TlsFailure } from "./session_handshake.ts";
 import { makeBook, PEOPLE } from "./testing/books.ts";
 import { concat, frame, header } from "./testing/frames.ts";
 import { modelReplies, type ModelReply, streamPiece } from "./testing/model.ts";
@@ -725,6 +726,12 @@ Deno.test("the write timeout covers frames held back and replies of an ending se
 
 // --- The transport's handshake (TLS) ---
 
+/** A handshake failure as a TLS transport reports one (session_handshake_test.ts tests its report). */
+const NOT_TLS: TlsFailure = {
+  kind: "failed",
+  reason: "the handshake failed: wrong version number",
+};
+
 Deno.test("a handshake counts against the frame timeout, and only its deadline applies while it runs", () => {
   const h = new Harness({ idleTimeoutMs: 1000, frameTimeoutMs: 50, writeTimeoutMs: 20 });
   h.session.handshakeStarted(h.now);
@@ -756,7 +763,7 @@ Deno.test("a finished handshake starts the idle time, and queries are answered a
 Deno.test("a failed handshake ends the session without a reply, then lingers until the peer closes", () => {
   const h = new Harness({ frameTimeoutMs: 50 });
   h.session.handshakeStarted(h.now);
-  h.at(START + 5).session.handshakeFailed();
+  h.at(START + 5).session.handshakeFailed(h.now, NOT_TLS);
   assert.equal(h.session.phase, "ending");
   assert.equal(h.session.outputLength, 0);
   assert.ok(h.halfClose(), "the server's side ends at once");
@@ -770,7 +777,7 @@ Deno.test("a failed handshake ends the session without a reply, then lingers unt
   // A session refused as busy says nothing either: its reply cannot be sent without TLS.
   const busy = new Harness({ maxConnections: 1 }, { openConnections: openCount(1) });
   busy.session.handshakeStarted(busy.now);
-  busy.session.handshakeFailed();
+  busy.session.handshakeFailed(busy.now, NOT_TLS);
   assert.equal(busy.session.outputLength, 0);
   assert.ok(busy.halfClose());
 });

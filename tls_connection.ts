@@ -3,7 +3,8 @@
  * readiness: the event loop calls {@linkcode TlsConnection.handshake},
  * {@linkcode TlsConnection.read} and {@linkcode TlsConnection.write} when
  * epoll says the socket is ready, and each call says what it needs next.
- * The session layer above sees plaintext only.
+ * The session layer above sees plaintext only: io_epoll.ts drives it
+ * through tls_transport.ts, its TLS transport.
  *
  * How non-blocking OpenSSL works, for a reader new to it. OpenSSL reads and
  * writes the socket itself (`SSL_set_fd`). When a call cannot finish
@@ -41,7 +42,8 @@
  * 2-core machine: 4.36 µs with read-ahead, 4.62 without, 4.46 with memory
  * BIOs. Memory BIOs would make the engine sans-I/O, testable without a
  * socket, but the socket tests here are cheap and real. Redis and nginx attach the
- * fd too (HAProxy plugs in a BIO of its own).
+ * fd too (HAProxy plugs in a BIO of its own). A completion-based driver
+ * (io_uring) would need the BIOs: io_transport.ts says where they would go.
  *
  * Ownership: a connection owns its `SSL*` (which holds a reference to its
  * context, so the context may be freed or replaced while it is open) but
@@ -78,7 +80,8 @@ import {
   SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE,
   X509_V_OK,
   XN_FLAG_RFC2253,
-} from "./openssl.ts";
+} from "./tls_openssl.ts";
+import type { TlsFailure } from "./session_handshake.ts";
 import type { TlsContext } from "./tls_context.ts";
 
 /** What a handshake step needs next, or how it ended. */
@@ -87,18 +90,6 @@ export type HandshakeResult = "done" | "want-read" | "want-write" | "failed";
 export type ReadResult = number | "want-read" | "want-write" | "closed" | "failed";
 /** Plaintext bytes taken (at least 1), or what to wait for, or a failure. */
 export type WriteResult = number | "want-read" | "want-write" | "failed";
-
-/**
- * Why a connection failed, for logs and metrics: `client_cert_refused` when
- * the client sent no certificate or one that did not verify, `failed` for
- * anything else (not TLS, no common version or cipher, a reset).
- */
-export interface TlsFailure {
-  /** The metric label. */
-  kind: "failed" | "client_cert_refused";
-  /** One line for the log, without personal data. */
-  reason: string;
-}
 
 const ONE = new Uint8Array(new Int32Array([1]).buffer);
 /** Bounds reading a subject: no real one is anywhere near this many chunks. */
@@ -174,14 +165,14 @@ export class TlsConnection {
   }
 
   /**
-   * Reads decrypted bytes into `buffer`. `"closed"` is the client's end of
-   * data (close_notify, or TCP closed). After a read, check
+   * Reads decrypted bytes into `buffer`, at most `length`. `"closed"` is the
+   * client's end of data (close_notify, or TCP closed). After a read, check
    * {@linkcode hasPending}: bytes OpenSSL holds are not announced by epoll.
    */
-  read(buffer: Uint8Array): ReadResult {
+  read(buffer: Uint8Array, length: number = buffer.length): ReadResult {
     const ssl = this.#live();
     this.#openssl.crypto.ERR_clear_error();
-    const result = this.#openssl.ssl.SSL_read(ssl, buffer, buffer.length);
+    const result = this.#openssl.ssl.SSL_read(ssl, buffer, length);
     if (result > 0) return result;
     const error = this.#openssl.ssl.SSL_get_error(ssl, result);
     if (error === SSL_ERROR_WANT_READ) return "want-read";

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { type Libc, openLibc } from "./libc.ts";
-import { openOpenSsl, type OpenSsl } from "./openssl.ts";
+import { openOpenSsl, type OpenSsl } from "./tls_openssl.ts";
 import { decodeReply, encodeQuery, FrameDecoder, MAX_REPLY_BYTES, TYPE_REPLY } from "./protocol.ts";
 import { waitFor, withDeadline } from "./testing/deadlines.ts";
 import { LOOPBACK } from "./testing/loopback.ts";
@@ -24,7 +24,7 @@ import {
   TlsTestServer,
   type TlsTestServerOptions,
 } from "./testing/tls_test_server.ts";
-import { TlsContext, type TlsContextOptions } from "./tls_context.ts";
+import { TlsContext, type TlsFiles } from "./tls_context.ts";
 import { writeAll } from "./write_all.ts";
 
 const ON_LINUX = Deno.build.os === "linux";
@@ -62,7 +62,7 @@ function loadEngine(): Engine {
 /** Runs `use` with a server on a new context from `options`, and closes it. */
 async function withServer(
   engine: Engine,
-  options: TlsContextOptions,
+  options: TlsFiles,
   use: (server: TlsTestServer) => Promise<void>,
   serverOptions: Partial<TlsTestServerOptions> = {},
 ): Promise<void> {
@@ -314,7 +314,7 @@ Deno.test({
   ignore: !ON_LINUX,
   fn: async (t) => {
     await using pki = await makeTestPki();
-    const serverOptions = { certificate: pki.server.certificate, key: pki.server.key };
+    const serverOptions = { cert: pki.server.certificate, key: pki.server.key };
     const mutualOptions = { ...serverOptions, clientCa: pki.ca.certificate };
 
     await t.step(
@@ -644,7 +644,7 @@ Deno.test({
           // The old context is freed here: the open connection holds its own reference.
           server.setContext(
             TlsContext.create(engine.openssl, {
-              certificate: pki.rotatedServer.certificate,
+              cert: pki.rotatedServer.certificate,
               key: pki.rotatedServer.key,
             }),
           );

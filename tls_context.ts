@@ -26,13 +26,13 @@
  * connections get the new certificate.
  *
  * ```ts ignore
- * import { openOpenSsl } from "./openssl.ts";
+ * import { openOpenSsl } from "./tls_openssl.ts";
  * import { TlsContext } from "./tls_context.ts";
  *
  * const openssl = openOpenSsl()!;
- * let context = TlsContext.create(openssl, { certificate, key, clientCa });
+ * let context = TlsContext.create(openssl, { cert, key, clientCa });
  * // On SIGHUP: build the new one first, so a broken file keeps the old one serving.
- * const next = TlsContext.create(openssl, { certificate: newCert, key: newKey });
+ * const next = TlsContext.create(openssl, { cert: newCert, key: newKey });
  * context.free();
  * context = next;
  * ```
@@ -60,7 +60,7 @@ import {
   TLS1_2_VERSION,
   X509_R_KEY_TYPE_MISMATCH,
   X509_R_KEY_VALUES_MISMATCH,
-} from "./openssl.ts";
+} from "./tls_openssl.ts";
 
 /** OpenSSL's security level 2: 112-bit security (RSA 2048, P-256), no SHA-1. */
 export const SECURITY_LEVEL = 2;
@@ -74,20 +74,25 @@ const SESSION_ID_CONTEXT = new TextEncoder().encode("addrbook");
 /** An empty password: an encrypted key then fails to load instead of prompting on the terminal. */
 const NO_PASSWORD = new Uint8Array(1);
 
-/** The PEM inputs of a server context. */
-export interface TlsContextOptions {
+/**
+ * The server's TLS inputs, PEM text: what a context is built from, here
+ * and in node:tls (tls_node_listener.ts), read from `--tls-cert`,
+ * `--tls-key` and `--tls-client-ca` (server_tls_files.ts) and handed to
+ * every serving thread. The one type for the triple, everywhere.
+ */
+export interface TlsFiles {
   /** The server's certificate, then the intermediate certificates that chain it to a root. */
-  certificate: string;
+  cert: string;
   /** The server's private key, unencrypted. */
   key: string;
   /** When given: the CA a client certificate must be signed by, and its only trust anchor. */
   clientCa?: string;
 }
 
-/** Which input of {@linkcode TlsContextOptions} was wrong. */
+/** Which input of {@linkcode TlsFiles} was wrong. */
 export type TlsInputRole = "certificate" | "key" | "client CA";
 
-/** A certificate, key or client CA that OpenSSL refused; the message names which and why. */
+/** A certificate, key or client CA that OpenSSL or node:tls refused; the message names which and why. */
 export class TlsContextError extends Error {
   /** The input that was wrong. */
   readonly role: TlsInputRole;
@@ -120,7 +125,7 @@ export class TlsContext {
    * is not usable (not PEM, refused at security level 2, key and certificate
    * not a pair), naming which and OpenSSL's reason.
    */
-  static create(openssl: OpenSsl, options: TlsContextOptions): TlsContext {
+  static create(openssl: OpenSsl, files: TlsFiles): TlsContext {
     const { ssl } = openssl;
     openssl.crypto.ERR_clear_error();
     const context = ssl.SSL_CTX_new(ssl.TLS_server_method());
@@ -129,14 +134,14 @@ export class TlsContext {
     }
     try {
       configure(openssl, context);
-      useCertificateChain(openssl, context, options.certificate);
-      usePrivateKey(openssl, context, options.key);
-      if (options.clientCa !== undefined) trustClientCa(openssl, context, options.clientCa);
+      useCertificateChain(openssl, context, files.cert);
+      usePrivateKey(openssl, context, files.key);
+      if (files.clientCa !== undefined) trustClientCa(openssl, context, files.clientCa);
     } catch (error) {
       ssl.SSL_CTX_free(context);
       throw error;
     }
-    return new TlsContext(openssl, context, options.clientCa !== undefined);
+    return new TlsContext(openssl, context, files.clientCa !== undefined);
   }
 
   /**

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { openOpenSsl } from "./openssl.ts";
+import { openOpenSsl } from "./tls_openssl.ts";
 import { makeTestPki, runOpenssl, type TestPki } from "./testing/pki.ts";
 import { TlsContext, TlsContextError, type TlsInputRole } from "./tls_context.ts";
 
@@ -32,7 +32,7 @@ Deno.test({
   fn: async (t) => {
     const openssl = open();
     await using pki: TestPki = await makeTestPki();
-    const server = { certificate: pki.server.certificate, key: pki.server.key };
+    const server = { cert: pki.server.certificate, key: pki.server.key };
 
     await t.step("builds a context from a certificate and key, with or without a client CA", () => {
       using plain = TlsContext.create(openssl, server);
@@ -44,7 +44,7 @@ Deno.test({
     await t.step("takes a chain: the certificate followed by its CA", () => {
       using context = TlsContext.create(openssl, {
         ...server,
-        certificate: pki.server.certificate + pki.ca.certificate,
+        cert: pki.server.certificate + pki.ca.certificate,
       });
       assert.ok(context.pointer);
     });
@@ -60,12 +60,12 @@ Deno.test({
     await t.step("names the input that is not PEM", () => {
       const garbage = "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n";
       assertRefused(
-        () => TlsContext.create(openssl, { ...server, certificate: "hello" }),
+        () => TlsContext.create(openssl, { ...server, cert: "hello" }),
         "certificate",
         /^The certificate is not a PEM certificate: error:.*no start line\.$/,
       );
       assertRefused(
-        () => TlsContext.create(openssl, { ...server, certificate: garbage }),
+        () => TlsContext.create(openssl, { ...server, cert: garbage }),
         "certificate",
         /^The certificate is not a PEM certificate: error:/,
       );
@@ -84,7 +84,7 @@ Deno.test({
     await t.step("refuses a chain cut short in its second certificate", () => {
       const cut = pki.ca.certificate.slice(0, pki.ca.certificate.length / 2);
       assertRefused(
-        () => TlsContext.create(openssl, { ...server, certificate: pki.server.certificate + cut }),
+        () => TlsContext.create(openssl, { ...server, cert: pki.server.certificate + cut }),
         "certificate",
         /^The certificate holds a broken certificate after the first 1: error:/,
       );
@@ -128,7 +128,7 @@ Deno.test({
       assertRefused(
         () =>
           TlsContext.create(openssl, {
-            certificate: Deno.readTextFileSync(`${pki.dir}/weak.crt`),
+            cert: Deno.readTextFileSync(`${pki.dir}/weak.crt`),
             key: Deno.readTextFileSync(`${pki.dir}/weak.key`),
           }),
         "certificate",

@@ -24,7 +24,7 @@ import {
   SSL_CTRL_SET_READ_AHEAD,
   SSL_ERROR_WANT_READ,
   SSL_ERROR_WANT_WRITE,
-} from "./openssl.ts";
+} from "./tls_openssl.ts";
 import { encodeQuery } from "./protocol.ts";
 import { makeTestPki } from "./testing/pki.ts";
 import { TlsContext } from "./tls_context.ts";
@@ -199,12 +199,12 @@ async function main(args: string[]): Promise<void> {
   const extra = Deno.dlopen("libssl.so.3", EXTRA_SYMBOLS).symbols;
   await using pki = await makeTestPki();
   const context = TlsContext.create(openssl, {
-    certificate: pki.server.certificate,
+    cert: pki.server.certificate,
     key: pki.server.key,
   });
   // The engine's own setting is read-ahead on; this one measures what it saves.
   const oneRecordContext = TlsContext.create(openssl, {
-    certificate: pki.server.certificate,
+    cert: pki.server.certificate,
     key: pki.server.key,
   });
   openssl.ssl.SSL_CTX_ctrl(oneRecordContext.pointer, SSL_CTRL_SET_READ_AHEAD, 0n, null);

@@ -6,7 +6,7 @@
  * whose text is the query's email: an echo in the addrbook protocol, which
  * the project's clients and `qrload` both understand.
  *
- * It is the smallest faithful model of what epoll_service.ts will do with
+ * It is the smallest faithful model of what io_epoll.ts does with
  * TLS: the wait for events is injected, so the tests run it inside their
  * own process (epoll_wait as a non-blocking FFI call, a promise, leaving
  * the thread to the test's clients) and the benchmark in a process of its
@@ -42,7 +42,7 @@ import {
   SOCK_CLOEXEC,
   SOCK_NONBLOCK,
 } from "../libc.ts";
-import { openOpenSsl, type OpenSsl } from "../openssl.ts";
+import { openOpenSsl, type OpenSsl } from "../tls_openssl.ts";
 import {
   encodeReplyBytes,
   FrameDecoder,
@@ -53,7 +53,8 @@ import {
 import { TlsContext } from "../tls_context.ts";
 import { describeError } from "../errors.ts";
 import { parsePort, parseWholeNumber } from "../cli_args.ts";
-import { TlsConnection, type TlsFailure } from "../tls_connection.ts";
+import type { TlsFailure } from "../session_handshake.ts";
+import { TlsConnection } from "../tls_connection.ts";
 
 /** This module's path, to run it as a program: `deno run ... TLS_TEST_SERVER_PROGRAM --cert ...`. */
 export const TLS_TEST_SERVER_PROGRAM: string = import.meta.filename!;
@@ -370,7 +371,7 @@ async function main(args: string[]): Promise<void> {
   if (!openssl || !libc) throw new Error("OpenSSL 3 and libc need --allow-ffi on Linux.");
   const clientCa = values["client-ca"];
   const context = TlsContext.create(openssl, {
-    certificate: await Deno.readTextFile(values.cert),
+    cert: await Deno.readTextFile(values.cert),
     key: await Deno.readTextFile(values.key),
     clientCa: clientCa === undefined ? undefined : await Deno.readTextFile(clientCa),
   });

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { checkTlsFilesForNode, NodeTlsListener } from "./driver_deno_tls.ts";
+import { checkTlsFilesForNode, NodeTlsListener } from "./tls_node_listener.ts";
 import tls from "node:tls";
 import { withDeadline } from "./testing/deadlines.ts";
 import { CLIENT_SUBJECT, makeTestPki, ROTATED_SERVER_NAME, SERVER_NAME } from "./testing/pki.ts";
-import type { TlsFailure } from "./tls_connection.ts";
+import type { TlsFailure } from "./session_handshake.ts";
 import { TlsContextError } from "./tls_context.ts";
 
 const NO_TIMEOUT = 0;
@@ -36,7 +36,7 @@ Deno.test("NodeTlsListener hands over verified connections with their subject, a
     try {
       await client.write(new TextEncoder().encode("ping"));
       const conn = await withDeadline(listener.accept(), "a verified connection");
-      assert.equal(conn.peerSubject, CLIENT_SUBJECT);
+      assert.equal(conn.completedHandshake.peerSubject, CLIENT_SUBJECT);
       const buffer = new Uint8Array(16);
       const got = await withDeadline(conn.read(buffer), "the client's bytes");
       assert.equal(new TextDecoder().decode(buffer.subarray(0, got!)), "ping");

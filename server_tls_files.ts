@@ -16,11 +16,11 @@
  * @module
  */
 
-import { checkTlsFilesForNode } from "./driver_deno_tls.ts";
+import { checkTlsFilesForNode } from "./tls_node_listener.ts";
 import { describeError } from "./errors.ts";
-import { openOpenSsl } from "./openssl.ts";
+import { openOpenSsl } from "./tls_openssl.ts";
 import { StartError } from "./server_error.ts";
-import type { TlsFiles } from "./server_listen.ts";
+import type { TlsFiles } from "./tls_context.ts";
 import { TlsContext, TlsContextError, type TlsInputRole } from "./tls_context.ts";
 import { resolveUserPath } from "./user_path.ts";
 
@@ -69,8 +69,7 @@ export function checkTlsFiles(tls: TlsFiles, paths: TlsPaths): void {
   try {
     const openssl = openOpenSsl();
     if (openssl !== undefined) {
-      TlsContext.create(openssl, { certificate: tls.cert, key: tls.key, clientCa: tls.clientCa })
-        .free();
+      TlsContext.create(openssl, tls).free();
     }
     checkTlsFilesForNode(tls);
   } catch (error) {

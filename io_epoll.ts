@@ -10,17 +10,19 @@
  * waits; commands from the main thread (a new book, shutdown) are picked up
  * between waits.
  *
- * With TLS, a {@linkcode TlsConnection} sits between each socket and its
- * session (the transport): the handshake runs first, on the events it asks
- * for; then reads and writes go through OpenSSL, which reads and writes the
- * socket itself, and the session sees plaintext only. Bytes that OpenSSL
- * decrypted or read ahead are not the kernel's, so epoll does not announce
- * them: connections that hold some are kept in a set and read again
- * without waiting (epoll_wait's timeout is 0 meanwhile), as Redis does.
- * Every close path frees the connection's `SSL*` before closing the socket.
- * A balancer that passes TLS through sends its PROXY header in clear before
- * the handshake: that header is peeked and only its bytes are read off the
- * socket, so that OpenSSL finds the ClientHello where it expects it.
+ * Between each socket and its session sits a {@linkcode Transport}
+ * (io_transport.ts): plain TCP, or TLS made by the thread's acceptor. The
+ * loop never asks which. A transport with a handshake runs it first, on
+ * the events it asks for, and tells the session how it ended; then reads
+ * and writes go through the transport, and the session sees plaintext
+ * only. Bytes a transport holds that the kernel does not (OpenSSL's
+ * decrypted or read-ahead records) get no epoll event: connections that
+ * hold some are kept in a set and read again without waiting (epoll_wait's
+ * timeout is 0 meanwhile), as Redis does. Every close path frees the
+ * transport before closing the socket. A balancer that passes TLS through
+ * sends its PROXY header in clear before the handshake: that header is
+ * peeked and only its bytes are read off the socket, so that the
+ * handshake finds its first message where it expects it.
  *
  * @module
  */
@@ -32,7 +34,17 @@ import {
   type Service,
   type ServiceOptions,
   sweepInterval,
-} from "./driver.ts";
+} from "./io_driver.ts";
+import { TcpAcceptor } from "./io_tcp_transport.ts";
+import {
+  HANDSHAKE_DONE,
+  HANDSHAKE_FAILED,
+  READY_READ,
+  READY_WRITE,
+  type Transport,
+  TRANSPORT_FAILED,
+  type TransportAcceptor,
+} from "./io_transport.ts";
 import {
   decodeSockaddr,
   EAGAIN,
@@ -45,14 +57,10 @@ import {
   EPOLLOUT,
   type Libc,
   type LibcSymbols,
-  SHUT_WR,
   SOCK_CLOEXEC,
   SOCK_NONBLOCK,
 } from "./libc.ts";
-import { Counter } from "./metrics.ts";
 import { DRAIN_GRACE_MS, type PeerAddress, reportRepeatedRefusals, Session } from "./session.ts";
-import { reportHandshakeFailure, type TlsAcceptor } from "./driver_tls.ts";
-import type { TlsConnection, TlsFailure } from "./tls_connection.ts";
 
 const READ_SIZE = 65536;
 const MAX_EVENTS = 256;
@@ -61,22 +69,15 @@ const MAX_WAIT_MS = 50;
 /** A peer whose address the kernel no longer knows (it reset already); it matches no rule. */
 const UNKNOWN_PEER: PeerAddress = { hostname: "?", port: 0 };
 
-/** One open connection: its socket, its session, and with TLS its engine. */
+/** One open connection: its socket, its session, and the transport between them. */
 interface Peer {
   readonly fd: number;
   readonly session: Session;
+  readonly transport: Transport;
   /** The epoll events registered for it. */
   events: number;
-  /** The TLS engine between socket and session; undefined on plain TCP. */
-  readonly tls: TlsConnection | undefined;
-  /** No plaintext flows until the TLS handshake is done. */
+  /** No plaintext flows until the transport's handshake is done. */
   handshaking: boolean;
-  /** The last TLS read needs the socket writable before it can go on (a key update's reply). */
-  readWantsWrite: boolean;
-  /** The last TLS write needs the socket readable before it can go on. */
-  writeWantsRead: boolean;
-  /** TLS is over (close_notify sent, or the handshake failed): what still arrives is read raw and dropped. */
-  tlsEnded: boolean;
 }
 
 /** Serves queries on a listening socket's descriptor until shut down. */
@@ -88,9 +89,9 @@ export class EpollService implements Service {
   readonly #epollFd: number;
   /** Open connections by file descriptor. */
   readonly #peers: (Peer | undefined)[] = [];
-  /** Makes each accepted socket a TLS connection; undefined on plain TCP. */
-  readonly #tls: TlsAcceptor | undefined;
-  /** TLS connections whose readable bytes sit inside OpenSSL, where epoll cannot see them. */
+  /** Makes each accepted socket's transport: plain TCP, or TLS. */
+  readonly #transports: TransportAcceptor;
+  /** Connections whose readable bytes sit inside their transport, where epoll cannot see them. */
   #readAgain = new Set<Peer>();
   #open = 0;
   readonly #events = new Uint8Array(EPOLL_EVENT_SIZE * MAX_EVENTS);
@@ -117,18 +118,19 @@ export class EpollService implements Service {
    * Takes over a listening, non-blocking socket and starts the loop. Between
    * waits it calls `pendingCommands`, and while that says commands are
    * waiting it yields to the thread's event loop so their messages arrive.
-   * With `tls`, every connection speaks TLS (the caller keeps the acceptor,
-   * to rotate its certificate, and frees it after the loop is done).
+   * `transports` makes each connection's transport, plain TCP by default
+   * (with TLS, the caller keeps the acceptor, to rotate its certificate, and
+   * frees it after the loop is done).
    */
   constructor(
     libc: Libc,
     listenFd: number,
     options: ServiceOptions,
     pendingCommands: () => boolean,
-    tls?: TlsAcceptor,
+    transports: TransportAcceptor = new TcpAcceptor(libc),
   ) {
     this.#libc = libc;
-    this.#tls = tls;
+    this.#transports = transports;
     this.#calls = libc.calls;
     this.#context = options;
     this.#listenFd = listenFd;
@@ -181,7 +183,7 @@ export class EpollService implements Service {
   async #loop(pendingCommands: () => boolean): Promise<void> {
     const calls = this.#calls;
     while (!this.#stopped) {
-      // Bytes waiting inside OpenSSL are ready now: do not sleep on them.
+      // Bytes waiting inside a transport are ready now: do not sleep on them.
       const wait = this.#readAgain.size > 0 ? 0 : MAX_WAIT_MS;
       const ready = calls.epoll_wait(this.#epollFd, this.#events, MAX_EVENTS, wait);
       if (ready < 0 && this.#libc.errno() !== EINTR) {
@@ -198,10 +200,7 @@ export class EpollService implements Service {
           continue;
         }
         const peer = this.#peers[fd];
-        if (peer === undefined) continue;
-        if (peer.tls !== undefined) this.#onTlsEvent(peer, events);
-        else if (events & EPOLLOUT) this.#react(peer, true);
-        else this.#onReadable(peer);
+        if (peer !== undefined) this.#onEvent(peer, events);
       }
       if (this.#readAgain.size > 0) this.#readPending();
       if (this.#acceptResumes > 0 && now >= this.#acceptResumes && this.#listening) {
@@ -228,15 +227,13 @@ export class EpollService implements Service {
       }
       const session = new Session(this.#context, this.#now, () => this.#peerAddress(fd));
       this.#control(EPOLL_CTL_ADD, fd, EPOLLIN);
+      const transport = this.#transports.accept(fd);
       const peer: Peer = {
         fd,
         session,
+        transport,
         events: EPOLLIN,
-        tls: this.#tls?.accept(fd),
-        handshaking: this.#tls !== undefined,
-        readWantsWrite: false,
-        writeWantsRead: false,
-        tlsEnded: false,
+        handshaking: transport.handshakes,
       };
       this.#peers[fd] = peer;
       this.#open++;
@@ -249,68 +246,59 @@ export class EpollService implements Service {
     }
   }
 
-  /** Dispatches a readiness event of a TLS connection to what it waits for. */
-  #onTlsEvent(peer: Peer, events: number): void {
+  /** Dispatches a readiness event to what the connection waits for, as its transport says. */
+  #onEvent(peer: Peer, events: number): void {
     if (peer.handshaking) return this.#handshake(peer);
-    if (events & EPOLLOUT) {
-      if (!peer.readWantsWrite) return this.#react(peer, true);
-      peer.readWantsWrite = false;
-      return this.#onReadable(peer);
-    }
-    if (peer.writeWantsRead) {
-      peer.writeWantsRead = false;
-      this.#react(peer, true);
-      if (peer.session.closed || !peer.session.wantsRead) return;
-    }
+    const ready = peer.transport.ready(events);
+    if (ready === READY_READ) return this.#onReadable(peer);
+    this.#react(peer, true);
+    if (ready === READY_WRITE || peer.session.closed || !peer.session.wantsRead) return;
     this.#onReadable(peer);
   }
 
   /**
-   * Advances the TLS handshake. Once done, the client's certificate subject
-   * (when client certificates are required) identifies it to the session,
-   * and what arrived with the handshake's last message is read at once.
+   * Advances the transport's handshake. Once done, the client's certificate
+   * subject (when client certificates are required) identifies it to the
+   * session, and what arrived with the handshake's last message is read at
+   * once.
    */
   #handshake(peer: Peer): void {
-    const tls = peer.tls!;
-    const { session } = peer;
+    const { session, transport } = peer;
     if (session.closed || (session.phase !== "open" && session.outputLength === 0)) {
-      // A timeout or the drain ended it before the handshake did: nothing to say over TLS.
+      // A timeout or the drain ended it before the handshake did: nothing to say over it.
       session.abort();
       return this.#close(peer);
     }
     if (session.wantsProxyHeader) return this.#readProxyHeader(peer);
-    const step = tls.handshake();
-    if (step === "want-read") return this.#watch(peer, EPOLLIN);
-    if (step === "want-write") return this.#watch(peer, EPOLLOUT);
-    if (step === "failed") return this.#handshakeFailed(peer, tls.failure!);
+    const step = transport.handshake();
+    if (step === HANDSHAKE_FAILED) return this.#handshakeFailed(peer);
+    if (step !== HANDSHAKE_DONE) return this.#watch(peer, step);
     peer.handshaking = false;
-    this.#context.counters[Counter.tlsHandshakesOk]++;
     // Only a verified certificate completes a handshake that requires one.
-    const subject = this.#context.clientCertificates ? tls.peerSubject() ?? "" : undefined;
+    const subject = this.#context.clientCertificates ? transport.peerSubject() ?? "" : undefined;
     session.handshakeDone(this.#now, subject);
     if (session.wantsRead) this.#onReadable(peer);
     else this.#react(peer);
   }
 
   /**
-   * Counts and logs a failed handshake (nothing was answered). The session
-   * then ends and lingers on the raw socket: OpenSSL has written its alert,
-   * and closing with the client's bytes unread would reset the connection
-   * and could destroy the alert before the client reads it.
+   * Tells the session that the handshake failed (it counts and logs it;
+   * nothing was answered). The session then ends and lingers on the raw
+   * socket: the transport has written its alert, and closing with the
+   * client's bytes unread would reset the connection and could destroy the
+   * alert before the client reads it.
    */
-  #handshakeFailed(peer: Peer, failure: TlsFailure): void {
-    reportHandshakeFailure(this.#context, this.#peerAddress(peer.fd), failure, this.#now);
+  #handshakeFailed(peer: Peer): void {
     peer.handshaking = false;
-    peer.tlsEnded = true; // no TLS after a fatal error: not even close_notify
-    peer.session.handshakeFailed();
+    peer.session.handshakeFailed(this.#now, peer.transport.failure!);
     this.#react(peer);
   }
 
   /**
-   * Reads the PROXY header that precedes the TLS handshake. The bytes are
-   * peeked, the session says how many the header took, and only those are
-   * read off the socket, so that OpenSSL reads the ClientHello from the
-   * socket itself, whole.
+   * Reads the PROXY header that precedes the transport's handshake, off the
+   * socket itself. The bytes are peeked, the session says how many the
+   * header took, and only those are read, so that the transport reads the
+   * handshake's first message (TLS's ClientHello) from the socket, whole.
    */
   #readProxyHeader(peer: Peer): void {
     const { session } = peer;
@@ -324,9 +312,9 @@ export class EpollService implements Service {
     const taken = session.receiveProxyHeader(this.#input, peeked, this.#now);
     this.#libc.read(peer.fd, this.#input, taken); // there: the peek just saw them
     if (session.phase !== "open") {
-      // Refused or malformed: no TLS was spoken, so none is ended.
+      // Refused or malformed: the handshake will not take place.
       peer.handshaking = false;
-      peer.tlsEnded = true;
+      peer.transport.abandonHandshake();
       return this.#react(peer);
     }
     if (session.wantsProxyHeader) return this.#watch(peer, EPOLLIN);
@@ -334,7 +322,7 @@ export class EpollService implements Service {
     this.#handshake(peer);
   }
 
-  /** Reads again the TLS connections with bytes inside OpenSSL, once each. */
+  /** Reads again the connections with bytes inside their transport, once each. */
   #readPending(): void {
     const pending = this.#readAgain;
     this.#readAgain = new Set();
@@ -359,31 +347,26 @@ export class EpollService implements Service {
     });
   }
 
+  /** Reads one buffer through the transport and hands it to the session. */
   #onReadable(peer: Peer): void {
-    if (peer.tls !== undefined && !peer.tlsEnded) return this.#onTlsReadable(peer, peer.tls);
-    const received = this.#libc.read(peer.fd, this.#input, READ_SIZE);
-    if (received > 0) peer.session.receive(this.#input, received, this.#now);
-    else if (received === 0) peer.session.receiveEnd(this.#now);
-    else if (this.#libc.errno() === EAGAIN) return;
-    else peer.session.abort(); // reset by the peer
+    const { session, transport } = peer;
+    const received = transport.read(this.#input, READ_SIZE);
+    if (received > 0) {
+      session.receive(this.#input, received, this.#now);
+      if (transport.hasPending()) this.#readAgain.add(peer);
+    } else if (received === 0) session.receiveEnd(this.#now);
+    else if (received === TRANSPORT_FAILED) this.#failed(peer); // reset by the peer, or TLS broke
+    // Nothing came (WOULD_BLOCK): the transport may now wait for another event.
     this.#react(peer);
   }
 
-  /** Reads one buffer of plaintext through OpenSSL and hands it to the session. */
-  #onTlsReadable(peer: Peer, tls: TlsConnection): void {
-    const got = tls.read(this.#input);
-    if (typeof got === "number") {
-      peer.session.receive(this.#input, got, this.#now);
-      if (tls.hasPending()) this.#readAgain.add(peer);
-    } else if (got === "want-write") {
-      peer.readWantsWrite = true;
-    } else if (got === "closed") {
-      peer.session.receiveEnd(this.#now);
-    } else if (got === "failed") {
-      this.#context.log.debug("TLS connection failed", { reason: tls.failure!.reason });
-      peer.session.abort();
+  /** The connection failed mid-stream: say why at debug when the transport knows, then end it. */
+  #failed(peer: Peer): void {
+    const failure = peer.transport.failure;
+    if (failure !== undefined) {
+      this.#context.log.debug("TLS connection failed", { reason: failure.reason });
     }
-    this.#react(peer);
+    peer.session.abort();
   }
 
   /**
@@ -397,64 +380,34 @@ export class EpollService implements Service {
     if (writable) this.#writeOut(peer);
     if (session.wantsHalfClose) this.#halfClose(peer);
     if (session.closed) return this.#close(peer);
+    const { transport } = peer;
     const reading = session.wantsRead;
-    let events = session.outputLength > 0 ? EPOLLOUT : reading ? EPOLLIN : 0;
-    if (peer.tls !== undefined) {
-      if (peer.readWantsWrite) events |= EPOLLOUT;
-      // Writability would wake us at once to a write that waits for input: wait for input.
-      if (peer.writeWantsRead) events = (events & ~EPOLLOUT) | EPOLLIN;
-      // Reading resumes after backpressure: bytes OpenSSL holds would get no event.
-      if (reading && (peer.events & EPOLLIN) === 0 && peer.tls.hasPending()) {
-        this.#readAgain.add(peer);
-      }
+    const events = transport.interest(session.outputLength > 0 ? EPOLLOUT : reading ? EPOLLIN : 0);
+    // Reading resumes after backpressure: bytes the transport holds would get no event.
+    if (reading && (peer.events & EPOLLIN) === 0 && transport.hasPending()) {
+      this.#readAgain.add(peer);
     }
     this.#watch(peer, events);
   }
 
-  /** Ends the server's side: TLS close_notify first, then the TCP half-close. */
+  /** Ends the server's side: the transport's goodbye (TLS close_notify), then the TCP half-close. */
   #halfClose(peer: Peer): void {
-    if (peer.tls !== undefined && !peer.tlsEnded) {
-      peer.tls.shutdown();
-      peer.tlsEnded = true;
-    }
-    this.#calls.shutdown(peer.fd, SHUT_WR);
+    peer.transport.endOutput();
     peer.session.halfClosed(this.#now);
   }
 
   /** Writes what the session has due, as far as the socket takes it. */
   #writeOut(peer: Peer): void {
-    if (peer.tls !== undefined) return this.#writeOutTls(peer, peer.tls);
-    const { session } = peer;
+    const { session, transport } = peer;
     while (session.outputLength > 0) {
       const length = session.outputLength;
-      const written = this.#libc.write(peer.fd, session.outputBytes, length);
+      const written = transport.write(session.outputBytes, length);
       if (written < 0) {
-        if (this.#libc.errno() !== EAGAIN) session.abort();
+        if (written === TRANSPORT_FAILED) this.#failed(peer);
         return;
       }
       session.wrote(written, this.#now); // may answer frames held back: more to write
       if (written < length) return; // the socket is full: wait until it is writable
-    }
-  }
-
-  /**
-   * Writes what the session has due through OpenSSL, which may take it a
-   * record at a time: only a "want" means the socket is full.
-   */
-  #writeOutTls(peer: Peer, tls: TlsConnection): void {
-    const { session } = peer;
-    while (session.outputLength > 0) {
-      const written = tls.write(session.outputBytes, session.outputLength);
-      if (typeof written === "number") {
-        session.wrote(written, this.#now);
-        continue;
-      }
-      if (written === "want-read") peer.writeWantsRead = true;
-      else if (written === "failed") {
-        this.#context.log.debug("TLS connection failed", { reason: tls.failure!.reason });
-        session.abort();
-      }
-      return;
     }
   }
 
@@ -522,14 +475,9 @@ export class EpollService implements Service {
   #close(peer: Peer): void {
     if (this.#peers[peer.fd] !== peer) return;
     this.#peers[peer.fd] = undefined;
-    if (peer.tls !== undefined) {
-      // The session has ended cleanly: say so in TLS too (once; best effort).
-      if (!peer.handshaking && !peer.tlsEnded && peer.session.closeReason !== "aborted") {
-        peer.tls.shutdown();
-      }
-      peer.tls.free();
-      this.#readAgain.delete(peer);
-    }
+    // A session that ended cleanly says so in the transport's protocol too (TLS close_notify).
+    peer.transport.free(peer.session.closeReason !== "aborted");
+    this.#readAgain.delete(peer);
     this.#calls.close(peer.fd); // also removes it from the epoll set
     this.#open--;
     if (this.#draining && !this.#listening && this.#open === 0) this.#stop();

@@ -1,8 +1,11 @@
 /**
  * The `Deno.listen` driver: an accept loop and one small async loop per
- * connection, for platforms without the epoll driver and `--io deno`
- * (TLS through node:tls, with or without client certificates:
- * driver_deno_tls.ts). Each loop
+ * connection, for platforms without the epoll driver and `--io deno`. It
+ * accepts from any {@linkcode Acceptor}: `Deno.listen`'s, or node:tls's
+ * for TLS (tls_node_listener.ts), which hands over connections whose
+ * handshake is done and says how it went
+ * ({@linkcode Stream.completedHandshake});
+ * the session hears of that handshake as under epoll. Each loop
  * moves bytes between its socket and its {@linkcode Session}: it writes what
  * the session has due, reads while the session wants input, and half-closes
  * or closes when the session says so. A sweep ticks the sessions whose
@@ -22,21 +25,45 @@ import {
   type Service,
   type ServiceOptions,
   sweepInterval,
-} from "./driver.ts";
-import type { NodeTlsConn, NodeTlsListener } from "./driver_deno_tls.ts";
+} from "./io_driver.ts";
 import { describeError } from "./errors.ts";
-import { Counter } from "./metrics.ts";
 import { formatAddress } from "./net_address.ts";
 import { DRAIN_GRACE_MS, type PeerAddress, reportRepeatedRefusals, Session } from "./session.ts";
 
 const FIRST_READ_SIZE = 4096;
 const LARGE_READ_SIZE = 65536;
 
-/** What the driver accepts from: `Deno.listen` for plain TCP, or node:tls for TLS. */
-export type Acceptor = Pick<Deno.Listener, "accept" | "close"> | NodeTlsListener;
+/**
+ * A connection as the driver uses it: a `Deno.Conn`, or one whose
+ * handshake its listener has done already (node:tls's).
+ */
+export interface Stream {
+  /** Reads into `buffer`; null at the end of the peer's data. */
+  read(buffer: Uint8Array): Promise<number | null>;
+  /** Writes some of `bytes`; resolves with how many. */
+  write(bytes: Uint8Array): Promise<number>;
+  /** Ends the server's side. */
+  closeWrite(): Promise<void>;
+  /** Closes at once. */
+  close(): void;
+  /** The peer's address. */
+  readonly remoteAddr: Deno.Addr;
+  /** Turns Nagle's algorithm off, where the connection can. */
+  setNoDelay?(noDelay?: boolean): void;
+  /**
+   * Set when the listener completed a handshake before handing the
+   * connection over: the verified client certificate's subject, if any.
+   */
+  readonly completedHandshake?: { readonly peerSubject: string | undefined };
+}
 
-/** A connection as the driver uses it. */
-type Stream = Deno.Conn | NodeTlsConn;
+/** What the driver accepts from: `Deno.listen` for plain TCP, or node:tls for TLS. */
+export interface Acceptor {
+  /** The next connection. */
+  accept(): Promise<Stream>;
+  /** Stops accepting. */
+  close(): void;
+}
 
 /** One open connection: its socket, its session, and how to wake its loop. */
 interface Connection {
@@ -130,18 +157,16 @@ export class ConnectionService implements Service {
   async #serve(conn: Stream): Promise<void> {
     const now = Date.now();
     const session = new Session(this.#context, now, () => peerAddressOf(conn));
-    if ("peerSubject" in conn) {
-      // node:tls hands over connections whose handshake (and certificate check) is done.
-      this.#context.counters[Counter.tlsHandshakesOk]++;
-      session.handshakeDone(
-        now,
-        this.#context.clientCertificates ? conn.peerSubject ?? "" : undefined,
-      );
+    const handshake = conn.completedHandshake;
+    if (handshake !== undefined) {
+      // The listener did the handshake (and the certificate check) before accept returned.
+      const subject = handshake.peerSubject;
+      session.handshakeDone(now, this.#context.clientCertificates ? subject ?? "" : undefined);
     }
     const connection: Connection = { conn, session, wake: undefined, closed: false };
     this.#connections.add(connection);
     // Replies are written whole, so Nagle's delay would only add latency.
-    (conn as Deno.TcpConn).setNoDelay?.(true);
+    conn.setNoDelay?.(true);
     if (this.#draining) session.drain(now);
     let input = takeReadBuffer();
     try {

@@ -1,11 +1,15 @@
 /**
- * TLS for the `Deno.listen` driver (driver_deno.ts, `--io deno` and every
- * platform without the epoll loop): a `node:tls` server, with or without
+ * TLS for the `Deno.listen` driver (io_deno.ts, `--io deno` and every
+ * platform without the epoll loop): a `node:tls` listener, with or without
  * client certificates (`requestCert`, `rejectUnauthorized`, the client CA,
  * TLS 1.2 at least), whose sockets are wrapped as the few `Deno.Conn` calls
- * the driver makes: read, write, closeWrite, close, setNoDelay, remoteAddr.
- * A completed handshake's certificate subject is
- * {@linkcode NodeTlsConn.peerSubject}.
+ * the driver makes (read, write, closeWrite, close, setNoDelay, remoteAddr:
+ * io_deno.ts's `Stream`). node:tls does the handshake before it hands a
+ * socket over: a completed one comes with its outcome
+ * ({@linkcode NodeTlsConn.completedHandshake}, the certificate subject), which the
+ * driver gives the session; a failed or timed-out one is reported through
+ * {@linkcode NodeTlsOptions}, to session_handshake.ts, since no session
+ * exists yet (that module says why).
  *
  * Why node:tls and not `Deno.listenTls`: `Deno.listenTls` cannot ask for a
  * client certificate, does not set TCP_NODELAY on what it accepts (and a
@@ -33,9 +37,8 @@ import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { AddressInfo, ListenOptions, Socket } from "node:net";
 import * as tls from "node:tls";
 import { describeError } from "./errors.ts";
-import type { TlsFiles } from "./driver.ts";
-import type { TlsFailure } from "./tls_connection.ts";
-import { TlsContextError } from "./tls_context.ts";
+import type { TlsFailure } from "./session_handshake.ts";
+import { TlsContextError, type TlsFiles } from "./tls_context.ts";
 
 /** Called for each handshake that failed: the peer as `host:port`, and why. */
 export type HandshakeFailed = (peer: Deno.NetAddr, failure: TlsFailure) => void;
@@ -83,14 +86,18 @@ export class NodeTlsConn {
   #wake: (() => void) | undefined;
   /** The peer's address. */
   readonly remoteAddr: Deno.NetAddr;
-  /** The verified client certificate's subject (most specific part first), if any. */
-  readonly peerSubject: string | undefined;
+  /**
+   * The handshake node:tls completed before handing the socket over: the
+   * verified client certificate's subject (most specific part first), if any.
+   */
+  readonly completedHandshake: { readonly peerSubject: string | undefined };
 
   /** Wraps a socket whose handshake is done. */
   constructor(socket: tls.TLSSocket) {
     this.#socket = socket;
     this.remoteAddr = socketPeer(socket);
-    this.peerSubject = socket.authorized ? subjectLine(socket.getPeerCertificate()) : undefined;
+    const peerSubject = socket.authorized ? subjectLine(socket.getPeerCertificate()) : undefined;
+    this.completedHandshake = { peerSubject };
     socket.on("data", (data: Uint8Array) => {
       this.#chunks.push(data);
       // Backpressure: stop reading from the kernel while the session has not taken these.

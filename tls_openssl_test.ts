@@ -6,7 +6,7 @@ import {
   openOpenSsl,
   PEM_R_NO_START_LINE,
   X509_V_OK,
-} from "./openssl.ts";
+} from "./tls_openssl.ts";
 
 const X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY = 20;
 

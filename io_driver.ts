@@ -4,8 +4,10 @@
  * deadlines. A driver only moves bytes between sockets and sessions
  * (session.ts holds every per-connection rule) and keeps their deadlines.
  *
- * - driver_epoll.ts: an epoll loop over FFI that owns its sockets (Linux).
- * - driver_deno.ts: `Deno.listen` (and TLS) with one async loop per connection.
+ * - io_epoll.ts: an epoll loop over FFI that owns its sockets (Linux),
+ *   with a transport per connection, plain or TLS (io_transport.ts).
+ * - io_deno.ts: `Deno.listen` (and node:tls) with one async loop per
+ *   connection.
  *
  * @module
  */
@@ -27,16 +29,6 @@ export interface Service {
   abort(): Promise<void>;
   /** Resolves when the loop has stopped, for whatever reason. */
   readonly done: Promise<void>;
-}
-
-/** TLS certificate chain and private key, both PEM text, and the client CA when one is required. */
-export interface TlsFiles {
-  /** The certificate chain, PEM. */
-  cert: string;
-  /** The private key, PEM. */
-  key: string;
-  /** The CA that client certificates must be signed by, PEM; absent when none is asked for. */
-  clientCa?: string;
 }
 
 /** What a driver needs besides its listener: the sessions' shared context. */

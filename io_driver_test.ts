@@ -1,5 +1,5 @@
 /**
- * Tests of what the drivers share (driver.ts). The drivers themselves are
+ * Tests of what the drivers share (io_driver.ts). The drivers themselves are
  * tested through the server on both loops (server_test.ts, fuzz_test.ts):
  * the epoll driver blocks its thread between waits, so it only runs in a
  * worker, as the server runs it.
@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { sweepInterval } from "./driver.ts";
+import { sweepInterval } from "./io_driver.ts";
 import { DEFAULT_LIMITS, LINGER_MS, type ServiceLimits } from "./session.ts";
 
 const OFF = { ...DEFAULT_LIMITS, idleTimeoutMs: 0, frameTimeoutMs: 0, writeTimeoutMs: 0 };

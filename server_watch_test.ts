@@ -1,12 +1,12 @@
 /**
- * Tests of the book watch on real files: what it follows (symlinks, odd
+ * Tests of the file watch (`--watch`) on real files: what it follows (symlinks, odd
  * paths, a ConfigMap-style swap) and when it hands a change over (only once
  * the file has settled). The server's use of it, with a probe querying all
  * along, is tested in server_cli_test.ts.
  */
 
 import assert from "node:assert/strict";
-import { BookWatch, fileSignature, foldersToWatch, MISSING_FILE } from "./book_watch.ts";
+import { fileSignature, FileWatch, foldersToWatch, MISSING_FILE } from "./server_watch.ts";
 import { withDeadline } from "./testing/deadlines.ts";
 import { swapConfigMap, tempDir } from "./testing/files.ts";
 
@@ -19,11 +19,11 @@ const SETTLE_MS = 500;
  */
 class RecordingWatch implements Disposable {
   readonly seen: string[] = [];
-  readonly #watch: BookWatch;
+  readonly #watch: FileWatch;
   #waiters: (() => void)[] = [];
 
   constructor(readonly path: string, settleMs = SETTLE_MS) {
-    this.#watch = BookWatch.start(path, {
+    this.#watch = FileWatch.start(path, {
       settleMs,
       onSettled: async () => {
         this.seen.push(await Deno.readTextFile(path));
@@ -50,7 +50,7 @@ class RecordingWatch implements Disposable {
 }
 
 Deno.test("fileSignature changes with the content, the inode and the path's target, not by itself", async () => {
-  await using dir = await tempDir("addrbook_book_watch_test_");
+  await using dir = await tempDir("addrbook_server_watch_test_");
   const path = `${dir.path}/book.csv`;
   assert.equal(fileSignature(path), MISSING_FILE);
   await Deno.writeTextFile(path, "email,name\n");
@@ -67,7 +67,7 @@ Deno.test("fileSignature changes with the content, the inode and the path's targ
 });
 
 Deno.test("foldersToWatch names the typed path's folder and every folder its symlinks lead through", async () => {
-  await using dir = await tempDir("addrbook_book_watch_test_");
+  await using dir = await tempDir("addrbook_server_watch_test_");
   const real = await Deno.realPath(dir.path);
   await Deno.mkdir(`${real}/a`);
   await Deno.mkdir(`${real}/b`);
@@ -79,8 +79,8 @@ Deno.test("foldersToWatch names the typed path's folder and every folder its sym
   assert.deepEqual(foldersToWatch(`${real}/missing.csv`), [real]);
 });
 
-Deno.test("BookWatch hands over a file written in chunks only once, whole, after it settles", async () => {
-  await using dir = await tempDir("addrbook_book_watch_test_");
+Deno.test("FileWatch hands over a file written in chunks only once, whole, after it settles", async () => {
+  await using dir = await tempDir("addrbook_server_watch_test_");
   const path = `${dir.path}/book.csv`;
   await Deno.writeTextFile(path, "email,name\nold@example.com,Old\n");
   using watch = new RecordingWatch(path);
@@ -105,8 +105,8 @@ Deno.test("BookWatch hands over a file written in chunks only once, whole, after
   assert.deepEqual(watch.seen, [chunks.join("")]);
 });
 
-Deno.test("BookWatch follows a symlinked path whose target is edited in place or replaced", async () => {
-  await using dir = await tempDir("addrbook_book_watch_test_");
+Deno.test("FileWatch follows a symlinked path whose target is edited in place or replaced", async () => {
+  await using dir = await tempDir("addrbook_server_watch_test_");
   await Deno.mkdir(`${dir.path}/data`);
   const target = `${dir.path}/data/real.csv`;
   await Deno.writeTextFile(target, "one\n");
@@ -123,8 +123,8 @@ Deno.test("BookWatch follows a symlinked path whose target is edited in place or
 for (
   const [label, typed] of [["//", "//book.csv"], ["./", "/./book.csv"], ["../", "/sub/../book.csv"]]
 ) {
-  Deno.test(`BookWatch sees changes to a path written with ${label}`, async () => {
-    await using dir = await tempDir("addrbook_book_watch_test_");
+  Deno.test(`FileWatch sees changes to a path written with ${label}`, async () => {
+    await using dir = await tempDir("addrbook_server_watch_test_");
     await Deno.mkdir(`${dir.path}/sub`);
     await Deno.writeTextFile(`${dir.path}/book.csv`, "one\n");
     using watch = new RecordingWatch(`${dir.path}${typed}`);
@@ -134,8 +134,8 @@ for (
   });
 }
 
-Deno.test("BookWatch follows a ConfigMap volume through two updates", async () => {
-  await using dir = await tempDir("addrbook_book_watch_test_");
+Deno.test("FileWatch follows a ConfigMap volume through two updates", async () => {
+  await using dir = await tempDir("addrbook_server_watch_test_");
   await swapConfigMap(dir.path, "2026_12_02_08_00_00.000000001", { "book.csv": "one\n" });
   using watch = new RecordingWatch(`${dir.path}/book.csv`);
   await swapConfigMap(dir.path, "2026_12_02_08_01_00.000000002", { "book.csv": "two\n" });
@@ -145,8 +145,8 @@ Deno.test("BookWatch follows a ConfigMap volume through two updates", async () =
   assert.deepEqual(watch.seen, ["two\n", "three\n"]);
 });
 
-Deno.test("BookWatch hands over nothing for other files in the folder, and a deleted book only once it is back", async () => {
-  await using dir = await tempDir("addrbook_book_watch_test_");
+Deno.test("FileWatch hands over nothing for other files in the folder, and a deleted book only once it is back", async () => {
+  await using dir = await tempDir("addrbook_server_watch_test_");
   const path = `${dir.path}/book.csv`;
   await Deno.writeTextFile(path, "one\n");
   using watch = new RecordingWatch(path);

@@ -1,6 +1,6 @@
 /**
- * Watching the book's file for `--watch`: a change is reported once the
- * file has settled, wherever the path leads.
+ * Watching a file for `--watch` (the book, and each TLS file): a change is
+ * reported once the file has settled, wherever the path leads.
  *
  * - **What is watched.** The path is followed as the kernel follows it:
  *   every folder that holds a link of its symlink chain (the typed path's
@@ -11,14 +11,14 @@
  *   `..data`) are all seen. The chain is resolved again after every change.
  * - **When a change counts.** Events only prompt a look at the file's
  *   {@linkcode fileSignature} (resolved path, inode, size, modification
- *   time). Once it differs from the book last handed over and then stays
- *   the same for the settle time, {@linkcode BookWatchOptions.onSettled}
+ *   time). Once it differs from the file last handed over and then stays
+ *   the same for the settle time, {@linkcode FileWatchOptions.onSettled}
  *   runs; a file still being written, in chunks with pauses shorter than
  *   that, is never handed over half-written.
  *
  * ```ts
- * import { BookWatch } from "./book_watch.ts";
- * const watch = BookWatch.start("book.csv", {
+ * import { FileWatch } from "./server_watch.ts";
+ * const watch = FileWatch.start("book.csv", {
  *   settleMs: 1000,
  *   onSettled: async () => console.log("book.csv changed and settled"),
  * });
@@ -98,8 +98,8 @@ function realFolder(folder: string): string | undefined {
   }
 }
 
-/** Options for {@linkcode BookWatch.start}. */
-export interface BookWatchOptions {
+/** Options for {@linkcode FileWatch.start}. */
+export interface FileWatchOptions {
   /** How long the file must stay unchanged before it is handed over, in milliseconds. */
   settleMs: number;
   /**
@@ -109,17 +109,17 @@ export interface BookWatchOptions {
    */
   onSettled: () => Promise<void>;
   /**
-   * The signature of the book being served, taken before it was read; by
+   * The signature of the file being served, taken before it was read; by
    * default the file's signature now. A file changed since then is handed
    * over once it settles.
    */
   servedSignature?: string;
 }
 
-/** A running watch on the book's file. */
-export class BookWatch {
+/** A running watch on one file (the book, or a TLS file). */
+export class FileWatch {
   readonly #path: string;
-  readonly #options: BookWatchOptions;
+  readonly #options: FileWatchOptions;
   #watcher: Deno.FsWatcher | undefined;
   #folders = "";
   /** The signature last seen, and the one last handed over. */
@@ -130,7 +130,7 @@ export class BookWatch {
   #handingOver = false;
   #closed = false;
 
-  private constructor(path: string, options: BookWatchOptions) {
+  private constructor(path: string, options: FileWatchOptions) {
     this.#path = path;
     this.#options = options;
     this.#served = options.servedSignature ?? fileSignature(path);
@@ -138,10 +138,10 @@ export class BookWatch {
   }
 
   /** Starts watching the file `path` leads to. */
-  static start(path: string, options: BookWatchOptions): BookWatch {
-    const watch = new BookWatch(path, options);
+  static start(path: string, options: FileWatchOptions): FileWatch {
+    const watch = new FileWatch(path, options);
     watch.#rewatch();
-    // The file may have changed between the read of the served book and now.
+    // The file may have changed between the read of the served one and now.
     watch.#look();
     return watch;
   }
