@@ -1,16 +1,15 @@
 import assert from "node:assert/strict";
 import {
-  type BookFigures,
   Counter,
   counterRow,
   COUNTERS_PER_THREAD,
   createCounterTable,
   FRONT_END_NAMES,
   outcomeCounters,
-  renderPrometheus,
   replyCounter,
   sumCounters,
-} from "./metrics.ts";
+} from "./counters.ts";
+import { type BookFigures, renderPrometheus } from "./metrics.ts";
 import { Outcome, OUTCOME_NAMES } from "./front_end.ts";
 
 /** A parsed Prometheus text exposition: help and type per metric, and every sample. */

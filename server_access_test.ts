@@ -19,7 +19,7 @@ import type { AccessRules } from "./access_policy.ts";
 import { ClientLimits, type ClientLimitsConfig, parseAllowance } from "./access_limits.ts";
 import { Logger } from "./log.ts";
 import { RepeatSummary } from "./log_repeats.ts";
-import { counterRow, createCounterTable } from "./metrics.ts";
+import { counterRow, createCounterTable } from "./counters.ts";
 import {
   encodeQueries,
   encodeQuery,

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { BINARY_FRONT_END } from "./binary_front_end.ts";
 import { EXIT_FAILURE, StartError } from "./server_error.ts";
 import { Logger } from "./log.ts";
-import { Counter, counterRow, createCounterTable } from "./metrics.ts";
+import { Counter, counterRow, createCounterTable } from "./counters.ts";
 import { checkListenAddress, listen, listenNodeTls } from "./server_listen.ts";
 import {
   createSessionContext,

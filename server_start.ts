@@ -22,13 +22,8 @@ import type { AddressBook } from "./addressbook.ts";
 import { ClientLimits, type ClientLimitsConfig } from "./access_limits.ts";
 import { encodeSockaddr, openLibc } from "./libc.ts";
 import { Logger } from "./log.ts";
-import {
-  type BookFigures,
-  counterRow,
-  createCounterTable,
-  renderPrometheus,
-  sumCounters,
-} from "./metrics.ts";
+import { counterRow, createCounterTable, sumCounters } from "./counters.ts";
+import { type BookFigures, renderPrometheus } from "./metrics.ts";
 import { createSessionContext, DEFAULT_LIMITS, type ServiceLimits } from "./session.ts";
 import { EXIT_USAGE, StartError } from "./server_error.ts";
 import { StatusEndpoint } from "./server_http.ts";

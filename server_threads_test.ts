@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Logger } from "./log.ts";
-import { createCounterTable } from "./metrics.ts";
+import { createCounterTable } from "./counters.ts";
 import { STATUS_FOUND } from "./protocol.ts";
 import { DEFAULT_LIMITS } from "./session.ts";
 import { StartError } from "./server_error.ts";

@@ -12,7 +12,7 @@ import { AddressBook } from "./addressbook.ts";
 import { describeError } from "./errors.ts";
 import { openLibc } from "./libc.ts";
 import { Logger } from "./log.ts";
-import { counterRow } from "./metrics.ts";
+import { counterRow } from "./counters.ts";
 import { createSessionContext } from "./session.ts";
 import { serveDeno, serveEpoll, type Serving } from "./server_serve.ts";
 import type { TlsFiles } from "./tls_context.ts";

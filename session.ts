@@ -57,7 +57,7 @@ import {
 } from "./access_limits.ts";
 import type { Logger } from "./log.ts";
 import { RepeatSummary } from "./log_repeats.ts";
-import { Counter, outcomeCounters } from "./metrics.ts";
+import { Counter, outcomeCounters } from "./counters.ts";
 import { formatAddress } from "./net_address.ts";
 import {
   type Conversation,

@@ -22,7 +22,7 @@ import {
 } from "./front_end.ts";
 import { Logger } from "./log.ts";
 import { RepeatSummary } from "./log_repeats.ts";
-import { Counter, COUNTERS_PER_THREAD } from "./metrics.ts";
+import { Counter, COUNTERS_PER_THREAD } from "./counters.ts";
 import { encodeProxyHeader } from "./proxy_header.ts";
 import {
   DRAIN_GRACE_MS,

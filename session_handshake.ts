@@ -29,7 +29,7 @@
 
 import type { Logger } from "./log.ts";
 import type { RepeatSummary } from "./log_repeats.ts";
-import { Counter } from "./metrics.ts";
+import { Counter } from "./counters.ts";
 import { formatAddress } from "./net_address.ts";
 
 /**

@@ -8,7 +8,7 @@
 import { BINARY_FRONT_END } from "./binary_front_end.ts";
 import assert from "node:assert/strict";
 import { Logger } from "./log.ts";
-import { Counter, COUNTERS_PER_THREAD } from "./metrics.ts";
+import { Counter, COUNTERS_PER_THREAD } from "./counters.ts";
 import { createSessionContext, DEFAULT_LIMITS, Session, type SessionContext } from "./session.ts";
 import {
   failureCode,

@@ -13,7 +13,7 @@ import fc from "fast-check";
 import { AccessPolicy, type AccessRules } from "./access_policy.ts";
 import { Logger } from "./log.ts";
 import { RepeatSummary } from "./log_repeats.ts";
-import { Counter, COUNTERS_PER_THREAD, outcomeCounters } from "./metrics.ts";
+import { Counter, COUNTERS_PER_THREAD, outcomeCounters } from "./counters.ts";
 import {
   decodeReply,
   encodeQueries,
