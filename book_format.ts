@@ -95,9 +95,15 @@ export const BOOK_EXTENSIONS: readonly string[] = BOOK_FORMAT_TABLE.flatMap((for
   format.extensions.map((extension) => `.${extension}`)
 );
 
-/** The record of a format. */
+/**
+ * The record of a format.
+ *
+ * @throws {RangeError} for a name the table does not hold (only a cast can pass one).
+ */
 export function bookFormat(name: BookFormat): BookFormatSpec {
-  return BOOK_FORMAT_TABLE.find((format) => format.name === name)!;
+  const format = BOOK_FORMAT_TABLE.find((format) => format.name === name);
+  if (format === undefined) throw new RangeError(`There is no book format named "${name}".`);
+  return format;
 }
 
 /** The format a file name's extension says, if any (see each format's `extensions`). */

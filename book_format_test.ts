@@ -5,6 +5,7 @@ import {
   BOOK_EXTENSIONS,
   BOOK_FORMAT_TABLE,
   BOOK_FORMATS,
+  type BookFormat,
   bookFormat,
   formatFromPath,
   formatFromStart,
@@ -64,6 +65,10 @@ Deno.test("BOOK_FORMAT_TABLE holds one record per format, with names, titles and
   );
   assert.deepEqual(BOOK_EXTENSIONS, [".csv", ".json", ".vcf", ".vcard"]);
   for (const format of BOOK_FORMATS) assert.equal(bookFormat(format).name, format);
+  assert.throws(() => bookFormat("xml" as BookFormat), {
+    name: "RangeError",
+    message: 'There is no book format named "xml".',
+  });
   // Every extension leads to its format, and only one format takes no first-bytes test.
   for (const format of BOOK_FORMAT_TABLE) {
     for (const extension of format.extensions) {

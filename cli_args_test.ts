@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   MAX_TIMER_MS,
+  orList,
   parseChoice,
   parsePort,
   parseSeconds,
@@ -61,4 +62,11 @@ Deno.test("parseChoice passes an absent flag through and refuses a value outside
     () => parseChoice("--io", "kqueue", ["epoll", "deno"]),
     /^--io must be one of epoll, deno, not "kqueue"\.$/,
   );
+});
+
+Deno.test("orList joins choices as a help text lists them", () => {
+  assert.equal(orList(["csv", "json", "vcard"]), "csv, json or vcard");
+  assert.equal(orList(["text", "json"]), "text or json");
+  assert.equal(orList(["text"]), "text");
+  assert.equal(orList([]), "");
 });

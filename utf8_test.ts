@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { MAX_UTF8_PER_UNIT, writeCodePoint, writeUtf8 } from "./utf8.ts";
+import { decodeUtf8, MAX_UTF8_PER_UNIT, writeCodePoint, writeUtf8 } from "./utf8.ts";
 
 Deno.test("writeUtf8 writes what TextEncoder writes, lone surrogates included", () => {
   fc.assert(
@@ -25,4 +25,11 @@ Deno.test("writeCodePoint writes 1 to 4 bytes", () => {
     const end = writeCodePoint(char.codePointAt(0)!, out, 0);
     assert.deepEqual(out.subarray(0, end), new TextEncoder().encode(char));
   }
+});
+
+Deno.test("decodeUtf8 refuses bytes that are not UTF-8 and keeps a leading U+FEFF", () => {
+  assert.equal(decodeUtf8(Uint8Array.of(0x61, 0xff)), undefined);
+  assert.equal(decodeUtf8(Uint8Array.of(0xed, 0xa0, 0x80)), undefined);
+  assert.equal(decodeUtf8(new TextEncoder().encode("\ufeffzoë")), "\ufeffzoë");
+  assert.equal(decodeUtf8(new Uint8Array(0)), "");
 });
