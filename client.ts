@@ -17,14 +17,14 @@
  * }
  * ```
  *
- * The pieces: `client_connection.ts` (one connection, pipelined),
- * `client_failover.ts` (the {@linkcode Client}: several hosts, reconnects,
- * resends), `client_hosts.ts` (host lists) and `client_cli.ts` (the command line).
+ * The pieces: `client/connection.ts` (one connection, pipelined),
+ * `client/failover.ts` (the {@linkcode Client}: several hosts, reconnects,
+ * resends), `client/hosts.ts` (host lists) and `client/cli.ts` (the command line).
  *
  * @module
  */
 
-import { main } from "./client_cli.ts";
+import { main } from "./client/cli.ts";
 
 export {
   type CliOptions,
@@ -35,7 +35,7 @@ export {
   main,
   parseClientArgs,
   USAGE,
-} from "./client_cli.ts";
+} from "./client/cli.ts";
 export {
   ClientError,
   type ClientErrorCode,
@@ -44,14 +44,14 @@ export {
   DEFAULT_TIMEOUT_MS,
   DEFAULT_WINDOW,
   type Endpoint,
-} from "./client_connection.ts";
+} from "./client/connection.ts";
 export {
   Client,
   type ClientOptions,
   DEFAULT_HOSTNAME,
   DEFAULT_PORT,
   DEFAULT_ROUNDS,
-} from "./client_failover.ts";
-export { parseHostList } from "./client_hosts.ts";
+} from "./client/failover.ts";
+export { parseHostList } from "./client/hosts.ts";
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -16,9 +16,9 @@
  * @module
  */
 
-import { decodeUtf8 } from "./utf8.ts";
+import { decodeUtf8 } from "./common/utf8.ts";
 
-// Defined in utf8.ts, which the book uses too; exported here for the codec's users.
+// Defined in common/utf8.ts, which the book uses too; exported here for the codec's users.
 export { decodeUtf8 };
 
 /** Type byte of a query frame, client to server: ASCII `Q`. */

@@ -14,7 +14,7 @@
  */
 
 import assert from "node:assert/strict";
-import { type AddressBook, AddressBookBuilder } from "../addressbook.ts";
+import { type AddressBook, AddressBookBuilder } from "../book/addressbook.ts";
 
 /** The people of the small test book: normalised email and name. */
 export const PEOPLE: readonly (readonly [string, string])[] = [

@@ -15,7 +15,7 @@
  */
 
 import assert from "node:assert/strict";
-import { writeAll } from "../write_all.ts";
+import { writeAll } from "../common/write_all.ts";
 import { START_DEADLINE_MS, waitFor, withDeadline } from "./deadlines.ts";
 import { freePort } from "./loopback.ts";
 import { LineCollector } from "./processes.ts";

@@ -15,8 +15,8 @@
  * @module
  */
 
-import { Logger, type LogLevel } from "../log.ts";
-import { type ServerHandle, type ServerOptions, startServer } from "../server_start.ts";
+import { Logger, type LogLevel } from "../common/log.ts";
+import { type ServerHandle, type ServerOptions, startServer } from "../server/start.ts";
 import { clientTestBook, makeBook } from "./books.ts";
 import { LOOPBACK } from "./loopback.ts";
 import { assertNoPersonalData } from "./personal_data.ts";

@@ -13,7 +13,7 @@
  * @module
  */
 
-import type { IoKind } from "../server_worker_messages.ts";
+import type { IoKind } from "../server/worker_messages.ts";
 import { SERVER_FLAGS } from "./repo.ts";
 
 /**

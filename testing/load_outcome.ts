@@ -14,7 +14,7 @@
  */
 
 import assert from "node:assert/strict";
-import { BookError, loadBookFromBytes, type LoadOptions } from "../load_book.ts";
+import { BookError, loadBookFromBytes, type LoadOptions } from "../book/load.ts";
 
 /** What a load comes to: the problems, or the entry count and fingerprint. */
 export function loadOutcome(

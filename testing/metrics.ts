@@ -14,7 +14,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { ServerHandle } from "../server_start.ts";
+import type { ServerHandle } from "../server/start.ts";
 import { waitFor } from "./deadlines.ts";
 
 /**

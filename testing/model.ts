@@ -15,7 +15,7 @@
  */
 
 import fc from "fast-check";
-import { emailProblem, normalizeEmail } from "../email.ts";
+import { emailProblem, normalizeEmail } from "../book/email.ts";
 import {
   decodeUtf8,
   encodeQuery,

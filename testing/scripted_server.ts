@@ -18,7 +18,7 @@
  */
 
 import { encodeReply, FrameDecoder, MAX_QUERY_BYTES, type Reply, TYPE_QUERY } from "../protocol.ts";
-import { writeAll } from "../write_all.ts";
+import { writeAll } from "../common/write_all.ts";
 import { withDeadline } from "./deadlines.ts";
 import { concat } from "./frames.ts";
 import { LOOPBACK } from "./loopback.ts";

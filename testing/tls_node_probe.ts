@@ -19,8 +19,8 @@
 
 import { type AddressInfo } from "node:net";
 import * as tls from "node:tls";
-import { describeError } from "../errors.ts";
-import { decodeSockaddr, IPPROTO_TCP, openLibc, TCP_NODELAY } from "../libc.ts";
+import { describeError } from "../common/errors.ts";
+import { decodeSockaddr, IPPROTO_TCP, openLibc, TCP_NODELAY } from "../common/libc.ts";
 import { makeTestPki, type PemPair, type TestPki } from "./pki.ts";
 import { withDeadline } from "./deadlines.ts";
 

@@ -1,12 +1,12 @@
 /**
  * A minimal epoll loop around {@linkcode TlsConnection}, for the TLS
- * engine's tests and its benchmark (tls_bench.ts): it accepts on a
- * libc.ts listening socket, drives each connection's handshake, reads and
+ * engine's tests and its benchmark (bench/tls_bench.ts): it accepts on a
+ * common/libc.ts listening socket, drives each connection's handshake, reads and
  * writes by readiness, and answers every query frame with a FOUND reply
  * whose text is the query's email: an echo in the addrbook protocol, which
  * the project's clients and `qrload` both understand.
  *
- * It is the smallest faithful model of what io_epoll.ts does with
+ * It is the smallest faithful model of what io/epoll.ts does with
  * TLS: the wait for events is injected, so the tests run it inside their
  * own process (epoll_wait as a non-blocking FFI call, a promise, leaving
  * the thread to the test's clients) and the benchmark in a process of its
@@ -41,8 +41,8 @@ import {
   openLibc,
   SOCK_CLOEXEC,
   SOCK_NONBLOCK,
-} from "../libc.ts";
-import { openOpenSsl, type OpenSsl } from "../tls_openssl.ts";
+} from "../common/libc.ts";
+import { openOpenSsl, type OpenSsl } from "../transport/openssl.ts";
 import {
   encodeReplyBytes,
   FrameDecoder,
@@ -50,11 +50,11 @@ import {
   STATUS_FOUND,
   TYPE_QUERY,
 } from "../protocol.ts";
-import { TlsContext } from "../tls_context.ts";
-import { describeError } from "../errors.ts";
-import { parsePort, parseWholeNumber } from "../cli_args.ts";
-import type { TlsFailure } from "../session_handshake.ts";
-import { TlsConnection } from "../tls_connection.ts";
+import { TlsContext } from "../transport/tls_context.ts";
+import { describeError } from "../common/errors.ts";
+import { parsePort, parseWholeNumber } from "../common/cli_args.ts";
+import type { TlsFailure } from "../session/handshake.ts";
+import { TlsConnection } from "../transport/tls_connection.ts";
 
 /** This module's path, to run it as a program: `deno run ... TLS_TEST_SERVER_PROGRAM --cert ...`. */
 export const TLS_TEST_SERVER_PROGRAM: string = import.meta.filename!;

@@ -32,7 +32,7 @@ import {
   type Reply,
   TYPE_REPLY,
 } from "../protocol.ts";
-import { writeAll } from "../write_all.ts";
+import { writeAll } from "../common/write_all.ts";
 import { EVENT_DEADLINE_MS, withDeadline } from "./deadlines.ts";
 import { LOOPBACK } from "./loopback.ts";
 

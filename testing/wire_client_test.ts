@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { encodeReply, STATUS_FOUND, STATUS_NOT_FOUND } from "../protocol.ts";
-import { writeAll } from "../write_all.ts";
+import { writeAll } from "../common/write_all.ts";
 import { waitFor } from "./deadlines.ts";
 import { concat } from "./frames.ts";
 import { LOOPBACK } from "./loopback.ts";

@@ -1,0 +1,499 @@
+/**
+ * The epoll driver: an event loop over FFI that owns its sockets, the way
+ * Redis and memcached do. One thread waits in `epoll_wait`, then for each
+ * ready socket reads what arrived into one shared buffer, hands it to the
+ * connection's {@linkcode Session}, and writes what the session says to
+ * write. Every rule (answers, limits, timeouts, drain, linger) is the
+ * session's; this file only moves bytes and keeps deadlines.
+ *
+ * It runs in a worker thread, since the loop blocks its thread while it
+ * waits; commands from the main thread (a new book, shutdown) are picked up
+ * between waits.
+ *
+ * Between each socket and its session sits a {@linkcode Transport}
+ * (transport/transport.ts): plain TCP, or TLS made by the thread's acceptor. The
+ * loop never asks which. A transport with a handshake runs it first, on
+ * the events it asks for, and tells the session how it ended; then reads
+ * and writes go through the transport, and the session sees plaintext
+ * only. Bytes a transport holds that the kernel does not (OpenSSL's
+ * decrypted or read-ahead records) get no epoll event: connections that
+ * hold some are kept in a set and read again without waiting (epoll_wait's
+ * timeout is 0 meanwhile), as Redis does. Every close path frees the
+ * transport before closing the socket. A balancer that passes TLS through
+ * sends its PROXY header in clear before the handshake: that header is
+ * peeked and only its bytes are read off the socket, so that the
+ * handshake finds its first message where it expects it.
+ *
+ * @module
+ */
+
+import type { AddressBook } from "../book/addressbook.ts";
+import {
+  ACCEPT_PAUSE_MS,
+  DRAIN_SWEEP_MS,
+  type Service,
+  type ServiceOptions,
+  sweepInterval,
+} from "./service.ts";
+import { TcpAcceptor } from "../transport/tcp.ts";
+import {
+  HANDSHAKE_DONE,
+  HANDSHAKE_FAILED,
+  READY_READ,
+  READY_WRITE,
+  type Transport,
+  TRANSPORT_FAILED,
+  type TransportAcceptor,
+} from "../transport/transport.ts";
+import {
+  decodeSockaddr,
+  EAGAIN,
+  EINTR,
+  EPOLL_CTL_ADD,
+  EPOLL_CTL_MOD,
+  EPOLL_DATA_OFFSET,
+  EPOLL_EVENT_SIZE,
+  EPOLLIN,
+  EPOLLOUT,
+  type Libc,
+  type LibcSymbols,
+  SOCK_CLOEXEC,
+  SOCK_NONBLOCK,
+} from "../common/libc.ts";
+import {
+  DRAIN_GRACE_MS,
+  type PeerAddress,
+  reportRepeatedRefusals,
+  Session,
+} from "../session/session.ts";
+
+const READ_SIZE = 65536;
+const MAX_EVENTS = 256;
+/** The longest wait in epoll_wait, so commands and deadlines are seen promptly when idle. */
+const MAX_WAIT_MS = 50;
+/** A peer whose address the kernel no longer knows (it reset already); it matches no rule. */
+const UNKNOWN_PEER: PeerAddress = { hostname: "?", port: 0 };
+
+/** One open connection: its socket, its session, and the transport between them. */
+interface Peer {
+  readonly fd: number;
+  readonly session: Session;
+  readonly transport: Transport;
+  /** The epoll events registered for it. */
+  events: number;
+  /** No plaintext flows until the transport's handshake is done. */
+  handshaking: boolean;
+}
+
+/** Serves queries on a listening socket's descriptor until shut down. */
+export class EpollService implements Service {
+  readonly #calls: LibcSymbols;
+  readonly #libc: Libc;
+  readonly #context: ServiceOptions;
+  readonly #listenFd: number;
+  readonly #epollFd: number;
+  /** Open connections by file descriptor. */
+  readonly #peers: (Peer | undefined)[] = [];
+  /** Makes each accepted socket's transport: plain TCP, or TLS. */
+  readonly #transports: TransportAcceptor;
+  /** Connections whose readable bytes sit inside their transport, where epoll cannot see them. */
+  #readAgain = new Set<Peer>();
+  #open = 0;
+  readonly #events = new Uint8Array(EPOLL_EVENT_SIZE * MAX_EVENTS);
+  readonly #eventView = new DataView(this.#events.buffer);
+  readonly #eventOne = new Uint8Array(EPOLL_EVENT_SIZE);
+  readonly #eventOneView = new DataView(this.#eventOne.buffer);
+  /** One read buffer serves every connection: a session is done with it when receive returns. */
+  readonly #input = new Uint8Array(READ_SIZE);
+  #listening = true;
+  #draining = false;
+  #graceEnds = 0;
+  #stopped = false;
+  #nextSweep = 0;
+  #sweepEvery: number;
+  /** When to watch the listener again after accept ran out of descriptors; 0 when watching. */
+  #acceptResumes = 0;
+  /** The time of the latest wakeup from epoll_wait. */
+  #now = Date.now();
+  #drained: (() => void) | undefined;
+  /** Resolves when the loop has returned and its sockets are closed. */
+  readonly done: Promise<void>;
+
+  /**
+   * Takes over a listening, non-blocking socket and starts the loop. Between
+   * waits it calls `pendingCommands`, and while that says commands are
+   * waiting it yields to the thread's event loop so their messages arrive.
+   * `transports` makes each connection's transport, plain TCP by default
+   * (with TLS, the caller keeps the acceptor, to rotate its certificate, and
+   * frees it after the loop is done).
+   */
+  constructor(
+    libc: Libc,
+    listenFd: number,
+    options: ServiceOptions,
+    pendingCommands: () => boolean,
+    transports: TransportAcceptor = new TcpAcceptor(libc),
+  ) {
+    this.#libc = libc;
+    this.#transports = transports;
+    this.#calls = libc.calls;
+    this.#context = options;
+    this.#listenFd = listenFd;
+    this.#epollFd = this.#calls.epoll_create1(SOCK_CLOEXEC);
+    if (this.#epollFd < 0) {
+      throw new Error(`The call epoll_create1 failed with errno ${libc.errno()}.`);
+    }
+    this.#control(EPOLL_CTL_ADD, listenFd, EPOLLIN);
+    this.#sweepEvery = sweepInterval(options.limits);
+    this.done = this.#run(pendingCommands);
+  }
+
+  /** Replaces the book; each later query is answered from the new one. */
+  setBook(book: AddressBook): void {
+    this.#context.book = book;
+  }
+
+  /** Drains, as {@linkcode Service.shutdown} says. */
+  shutdown(): Promise<void> {
+    const now = Date.now();
+    this.#draining = true;
+    this.#graceEnds = now + DRAIN_GRACE_MS;
+    this.#sweepEvery = Math.min(this.#sweepEvery, DRAIN_SWEEP_MS);
+    for (const peer of this.#peers) if (peer) this.#drainPeer(peer, now);
+    return new Promise((resolve) => {
+      this.#drained = resolve;
+      this.#checkDrained(now);
+    });
+  }
+
+  /** Closes the listener and every connection, and stops the loop. */
+  abort(): Promise<void> {
+    this.#closeAll();
+    return this.done;
+  }
+
+  async #run(pendingCommands: () => boolean): Promise<void> {
+    // The loop blocks the thread between its rare awaits: let the code that
+    // created the service finish first (it reports that it listens).
+    await Promise.resolve();
+    try {
+      await this.#loop(pendingCommands);
+    } finally {
+      // Also after a failure: the sockets belong to the whole process and would outlive us.
+      this.#closeAll();
+      this.#calls.close(this.#epollFd);
+    }
+  }
+
+  async #loop(pendingCommands: () => boolean): Promise<void> {
+    const calls = this.#calls;
+    while (!this.#stopped) {
+      // Bytes waiting inside a transport are ready now: do not sleep on them.
+      const wait = this.#readAgain.size > 0 ? 0 : MAX_WAIT_MS;
+      const ready = calls.epoll_wait(this.#epollFd, this.#events, MAX_EVENTS, wait);
+      if (ready < 0 && this.#libc.errno() !== EINTR) {
+        throw new Error(`The call epoll_wait failed with errno ${this.#libc.errno()}.`);
+      }
+      // One clock reading per wakeup is precise enough for timeouts of 10 ms and more.
+      const now = this.#now = Date.now();
+      for (let i = 0; i < ready; i++) {
+        const base = i * EPOLL_EVENT_SIZE;
+        const events = this.#eventView.getUint32(base, true);
+        const fd = this.#eventView.getInt32(base + EPOLL_DATA_OFFSET, true);
+        if (fd === this.#listenFd) {
+          if (this.#listening) this.#acceptAll();
+          continue;
+        }
+        const peer = this.#peers[fd];
+        if (peer !== undefined) this.#onEvent(peer, events);
+      }
+      if (this.#readAgain.size > 0) this.#readPending();
+      if (this.#acceptResumes > 0 && now >= this.#acceptResumes && this.#listening) {
+        this.#acceptResumes = 0;
+        this.#control(EPOLL_CTL_MOD, this.#listenFd, EPOLLIN);
+      }
+      if (now >= this.#nextSweep) {
+        this.#sweep(now);
+        this.#nextSweep = now + this.#sweepEvery;
+      }
+      if (this.#draining) this.#checkDrained(now);
+      while (pendingCommands()) await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+  }
+
+  #acceptAll(): void {
+    const calls = this.#calls;
+    for (;;) {
+      const fd = calls.accept4(this.#listenFd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        const errno = this.#libc.errno();
+        if (errno !== EAGAIN && errno !== EINTR) this.#pauseAccepting(errno);
+        return;
+      }
+      const session = new Session(this.#context, this.#now, () => this.#peerAddress(fd));
+      this.#control(EPOLL_CTL_ADD, fd, EPOLLIN);
+      const transport = this.#transports.accept(fd);
+      const peer: Peer = {
+        fd,
+        session,
+        transport,
+        events: EPOLLIN,
+        handshaking: transport.handshakes,
+      };
+      this.#peers[fd] = peer;
+      this.#open++;
+      if (peer.handshaking && !session.wantsProxyHeader) session.handshakeStarted(this.#now);
+      if (this.#draining) session.drain(this.#now);
+      // The client spoke first (its ClientHello may be here already); a
+      // refused plain connection has its SERVER_BUSY reply to send.
+      if (peer.handshaking) this.#handshake(peer);
+      else this.#react(peer);
+    }
+  }
+
+  /** Dispatches a readiness event to what the connection waits for, as its transport says. */
+  #onEvent(peer: Peer, events: number): void {
+    if (peer.handshaking) return this.#handshake(peer);
+    const ready = peer.transport.ready(events);
+    if (ready === READY_READ) return this.#onReadable(peer);
+    this.#react(peer, true);
+    if (ready === READY_WRITE || peer.session.closed || !peer.session.wantsRead) return;
+    this.#onReadable(peer);
+  }
+
+  /**
+   * Advances the transport's handshake. Once done, the client's certificate
+   * subject (when client certificates are required) identifies it to the
+   * session, and what arrived with the handshake's last message is read at
+   * once.
+   */
+  #handshake(peer: Peer): void {
+    const { session, transport } = peer;
+    if (session.closed || (session.phase !== "open" && session.outputLength === 0)) {
+      // A timeout or the drain ended it before the handshake did: nothing to say over it.
+      session.abort();
+      return this.#close(peer);
+    }
+    if (session.wantsProxyHeader) return this.#readProxyHeader(peer);
+    const step = transport.handshake();
+    if (step === HANDSHAKE_FAILED) return this.#handshakeFailed(peer);
+    if (step !== HANDSHAKE_DONE) return this.#watch(peer, step);
+    peer.handshaking = false;
+    // Only a verified certificate completes a handshake that requires one.
+    const subject = this.#context.clientCertificates ? transport.peerSubject() ?? "" : undefined;
+    session.handshakeDone(this.#now, subject);
+    if (session.wantsRead) this.#onReadable(peer);
+    else this.#react(peer);
+  }
+
+  /**
+   * Tells the session that the handshake failed (it counts and logs it;
+   * nothing was answered). The session then ends and lingers on the raw
+   * socket: the transport has written its alert, and closing with the
+   * client's bytes unread would reset the connection and could destroy the
+   * alert before the client reads it.
+   */
+  #handshakeFailed(peer: Peer): void {
+    peer.handshaking = false;
+    peer.session.handshakeFailed(this.#now, peer.transport.failure!);
+    this.#react(peer);
+  }
+
+  /**
+   * Reads the PROXY header that precedes the transport's handshake, off the
+   * socket itself. The bytes are peeked, the session says how many the
+   * header took, and only those are read, so that the transport reads the
+   * handshake's first message (TLS's ClientHello) from the socket, whole.
+   */
+  #readProxyHeader(peer: Peer): void {
+    const { session } = peer;
+    const peeked = this.#libc.peek(peer.fd, this.#input, READ_SIZE);
+    if (peeked < 0 && this.#libc.errno() === EAGAIN) return this.#watch(peer, EPOLLIN);
+    if (peeked <= 0) {
+      if (peeked === 0) session.receiveEnd(this.#now);
+      else session.abort();
+      return this.#close(peer);
+    }
+    const taken = session.receiveProxyHeader(this.#input, peeked, this.#now);
+    this.#libc.read(peer.fd, this.#input, taken); // there: the peek just saw them
+    if (session.phase !== "open") {
+      // Refused or malformed: the handshake will not take place.
+      peer.handshaking = false;
+      peer.transport.abandonHandshake();
+      return this.#react(peer);
+    }
+    if (session.wantsProxyHeader) return this.#watch(peer, EPOLLIN);
+    session.handshakeStarted(this.#now);
+    this.#handshake(peer);
+  }
+
+  /** Reads again the connections with bytes inside their transport, once each. */
+  #readPending(): void {
+    const pending = this.#readAgain;
+    this.#readAgain = new Set();
+    for (const peer of pending) {
+      if (this.#peers[peer.fd] !== peer || !peer.session.wantsRead) continue;
+      this.#onReadable(peer);
+    }
+  }
+
+  /**
+   * Stops watching the listener for {@linkcode ACCEPT_PAUSE_MS} after
+   * accept fails for want of resources (EMFILE, ENFILE, ENOBUFS): the
+   * listener stays readable, so watching it would spin a core, and the
+   * pending clients wait in the kernel's queue until descriptors free up.
+   */
+  #pauseAccepting(errno: number): void {
+    this.#acceptResumes = this.#now + ACCEPT_PAUSE_MS;
+    this.#control(EPOLL_CTL_MOD, this.#listenFd, 0);
+    this.#context.log.error("accept failed; pausing accepts", {
+      errno,
+      pause_ms: ACCEPT_PAUSE_MS,
+    });
+  }
+
+  /** Reads one buffer through the transport and hands it to the session. */
+  #onReadable(peer: Peer): void {
+    const { session, transport } = peer;
+    const received = transport.read(this.#input, READ_SIZE);
+    if (received > 0) {
+      session.receive(this.#input, received, this.#now);
+      if (transport.hasPending()) this.#readAgain.add(peer);
+    } else if (received === 0) session.receiveEnd(this.#now);
+    else if (received === TRANSPORT_FAILED) this.#failed(peer); // reset by the peer, or TLS broke
+    // Nothing came (WOULD_BLOCK): the transport may now wait for another event.
+    this.#react(peer);
+  }
+
+  /** The connection failed mid-stream: say why at debug when the transport knows, then end it. */
+  #failed(peer: Peer): void {
+    const failure = peer.transport.failure;
+    if (failure !== undefined) {
+      this.#context.log.debug("TLS connection failed", { reason: failure.reason });
+    }
+    peer.session.abort();
+  }
+
+  /**
+   * Does what the session asks after an event: write what is due (unless the
+   * socket was full and has not said it is writable), half-close, close, or
+   * change what to wait for.
+   */
+  #react(peer: Peer, writable = (peer.events & EPOLLOUT) === 0): void {
+    const { session } = peer;
+    if (peer.handshaking) return session.closed ? this.#close(peer) : undefined;
+    if (writable) this.#writeOut(peer);
+    if (session.wantsHalfClose) this.#halfClose(peer);
+    if (session.closed) return this.#close(peer);
+    const { transport } = peer;
+    const reading = session.wantsRead;
+    const events = transport.interest(session.outputLength > 0 ? EPOLLOUT : reading ? EPOLLIN : 0);
+    // Reading resumes after backpressure: bytes the transport holds would get no event.
+    if (reading && (peer.events & EPOLLIN) === 0 && transport.hasPending()) {
+      this.#readAgain.add(peer);
+    }
+    this.#watch(peer, events);
+  }
+
+  /** Ends the server's side: the transport's goodbye (TLS close_notify), then the TCP half-close. */
+  #halfClose(peer: Peer): void {
+    peer.transport.endOutput();
+    peer.session.halfClosed(this.#now);
+  }
+
+  /** Writes what the session has due, as far as the socket takes it. */
+  #writeOut(peer: Peer): void {
+    const { session, transport } = peer;
+    while (session.outputLength > 0) {
+      const length = session.outputLength;
+      const written = transport.write(session.outputBytes, length);
+      if (written < 0) {
+        if (written === TRANSPORT_FAILED) this.#failed(peer);
+        return;
+      }
+      session.wrote(written, this.#now); // may answer frames held back: more to write
+      if (written < length) return; // the socket is full: wait until it is writable
+    }
+  }
+
+  #drainPeer(peer: Peer, now: number): void {
+    peer.session.drain(now);
+    this.#settle(peer);
+  }
+
+  /** Acts on a session changed from outside (a tick, a drain): mid-handshake, its end closes. */
+  #settle(peer: Peer): void {
+    if (peer.handshaking) this.#handshake(peer);
+    else this.#react(peer);
+  }
+
+  /** Ticks the sessions whose deadline has passed. */
+  #sweep(now: number): void {
+    reportRepeatedRefusals(this.#context, now);
+    for (const peer of this.#peers) {
+      if (peer === undefined || now < peer.session.deadline) continue;
+      peer.session.tick(now);
+      this.#settle(peer);
+    }
+  }
+
+  #checkDrained(now: number): void {
+    // Until the grace ends, connections queued before the signal are still accepted.
+    if (now >= this.#graceEnds) this.#stopListening();
+    if (!this.#listening && this.#open === 0) this.#stop();
+  }
+
+  #closeAll(): void {
+    this.#stopListening();
+    for (const peer of this.#peers) {
+      if (!peer) continue;
+      peer.session.abort();
+      this.#close(peer);
+    }
+    this.#stop();
+  }
+
+  #stop(): void {
+    this.#stopped = true;
+    this.#drained?.();
+  }
+
+  #stopListening(): void {
+    if (!this.#listening) return;
+    this.#listening = false;
+    this.#calls.close(this.#listenFd);
+  }
+
+  #watch(peer: Peer, events: number): void {
+    if (peer.events === events) return;
+    peer.events = events;
+    this.#control(EPOLL_CTL_MOD, peer.fd, events);
+  }
+
+  #control(operation: number, fd: number, events: number): void {
+    const view = this.#eventOneView;
+    view.setUint32(0, events, true);
+    view.setInt32(EPOLL_DATA_OFFSET, fd, true);
+    this.#calls.epoll_ctl(this.#epollFd, operation, fd, this.#eventOne);
+  }
+
+  #close(peer: Peer): void {
+    if (this.#peers[peer.fd] !== peer) return;
+    this.#peers[peer.fd] = undefined;
+    // A session that ended cleanly says so in the transport's protocol too (TLS close_notify).
+    peer.transport.free(peer.session.closeReason !== "aborted");
+    this.#readAgain.delete(peer);
+    this.#calls.close(peer.fd); // also removes it from the epoll set
+    this.#open--;
+    if (this.#draining && !this.#listening && this.#open === 0) this.#stop();
+  }
+
+  #peerAddress(fd: number): PeerAddress {
+    const address = new Uint8Array(128);
+    const length = new Uint32Array([address.length]);
+    if (this.#calls.getpeername(fd, address, new Uint8Array(length.buffer)) !== 0) {
+      return UNKNOWN_PEER;
+    }
+    return decodeSockaddr(address);
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * What the two event loops (drivers) share: the interface a serving thread
+ * uses to control either, and how often each looks at its sessions'
+ * deadlines. A driver only moves bytes between sockets and sessions
+ * (session/session.ts holds every per-connection rule) and keeps their deadlines.
+ *
+ * - io/epoll.ts: an epoll loop over FFI that owns its sockets (Linux),
+ *   with a transport per connection, plain or TLS (transport/transport.ts).
+ * - io/deno.ts: `Deno.listen` (and node:tls) with one async loop per
+ *   connection.
+ *
+ * @module
+ */
+
+import type { AddressBook } from "../book/addressbook.ts";
+import { LINGER_MS, type ServiceLimits, type SessionContext } from "../session/session.ts";
+
+/** A running event loop serving one listener. Both drivers implement it alike. */
+export interface Service {
+  /** Replaces the book; each later query is answered from the new one. */
+  setBook(book: AddressBook): void;
+  /**
+   * Answers what clients had sent, ends their connections, and resolves once
+   * every connection is closed. For the drain grace (session/session.ts) it still
+   * accepts, since clients may wait in the kernel's accept queue.
+   */
+  shutdown(): Promise<void>;
+  /** Closes the listener and every connection at once; resolves once the loop has stopped. */
+  abort(): Promise<void>;
+  /** Resolves when the loop has stopped, for whatever reason. */
+  readonly done: Promise<void>;
+}
+
+/** What a driver needs besides its listener: the sessions' shared context. */
+export type ServiceOptions = SessionContext;
+
+/** How long to stop accepting after accept fails (out of file descriptors). */
+export const ACCEPT_PAUSE_MS = 100;
+
+/**
+ * How often a driver looks for sessions whose deadline has passed, in
+ * milliseconds: a few times per the shortest timeout, so a peer is closed at
+ * most about a quarter late, at least every quarter of the linger time (so
+ * lingering closes end on time), and at least every 10 ms.
+ */
+export function sweepInterval(limits: ServiceLimits): number {
+  const timeouts = [limits.idleTimeoutMs, limits.frameTimeoutMs, limits.writeTimeoutMs, LINGER_MS]
+    .filter((ms) => ms > 0);
+  return Math.max(10, Math.min(1000, Math.floor(Math.min(...timeouts) / 4)));
+}
+
+/** The sweep interval while a shutdown drains: often enough for its grace period. */
+export const DRAIN_SWEEP_MS = 20;

@@ -1,0 +1,103 @@
+/**
+ * The Prometheus text rendering of the server's counters (session/counters.ts) and
+ * of the figures the main thread keeps (the book, reloads).
+ *
+ * @module
+ */
+
+import { Counter, FRONT_END_NAMES, replyCounter } from "../session/counters.ts";
+import { OUTCOME_NAMES } from "../wire/front_end.ts";
+
+/** Figures kept by the main thread rather than the serving threads. */
+export interface BookFigures {
+  /** Entries in the book being served. */
+  entries: number;
+  /** Reloads that replaced the book. */
+  reloadsOk: number;
+  /** Reloads that failed and kept the old book. */
+  reloadsFailed: number;
+  /**
+   * The SHA-256 of the entries served (hex), when known: equal on two
+   * replicas exactly when they serve the same entries.
+   */
+  fingerprint?: string;
+  /** Clients tracked by the per-client limits, when any limit is on. */
+  trackedClients?: number;
+}
+
+/** Renders the counters in the Prometheus text exposition format (version 0.0.4). */
+export function renderPrometheus(totals: Float64Array, book: BookFigures): string {
+  const lines: string[] = [];
+  const metric = (name: string, type: string, help: string, samples: [string, number][]) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
+  };
+  metric("addrbook_connections_open", "gauge", "Connections open now.", [
+    ["", totals[Counter.connectionsOpen]],
+  ]);
+  metric("addrbook_connections_total", "counter", "Connections accepted since start.", [
+    ["", totals[Counter.connectionsTotal]],
+  ]);
+  metric(
+    "addrbook_replies_total",
+    "counter",
+    "Replies sent, by front end and outcome.",
+    FRONT_END_NAMES.flatMap((frontEnd) =>
+      OUTCOME_NAMES.map((name, outcome): [string, number] => [
+        `{front_end="${frontEnd}",status="${name}"}`,
+        totals[replyCounter(frontEnd, outcome)],
+      ])
+    ),
+  );
+  metric(
+    "addrbook_busy_refusals_total",
+    "counter",
+    "Connections refused at the connection limit.",
+    [["", totals[Counter.busyRefusals]]],
+  );
+  metric("addrbook_timeouts_total", "counter", "Connections closed by a timeout, by kind.", [
+    ['{kind="idle"}', totals[Counter.idleTimeouts]],
+    ['{kind="frame"}', totals[Counter.frameTimeouts]],
+    ['{kind="write"}', totals[Counter.writeTimeouts]],
+    ['{kind="handshake"}', totals[Counter.handshakeTimeouts]],
+  ]);
+  metric(
+    "addrbook_refusals_total",
+    "counter",
+    "Connections and queries refused by the access rules and per-client limits, by reason.",
+    [
+      ['{reason="forbidden"}', totals[Counter.refusedForbidden]],
+      ['{reason="rate_limited"}', totals[Counter.refusedRateLimited]],
+      ['{reason="found_limit"}', totals[Counter.refusedFoundLimit]],
+      ['{reason="client_connections"}', totals[Counter.refusedClientConnections]],
+    ],
+  );
+  metric("addrbook_tls_handshakes_total", "counter", "TLS handshakes, by result.", [
+    ['{result="ok"}', totals[Counter.tlsHandshakesOk]],
+    ['{result="failed"}', totals[Counter.tlsHandshakesFailed]],
+    ['{result="client_cert_refused"}', totals[Counter.tlsClientCertRefused]],
+  ]);
+  if (book.trackedClients !== undefined) {
+    metric("addrbook_tracked_clients", "gauge", "Clients tracked by the per-client limits.", [
+      ["", book.trackedClients],
+    ]);
+  }
+  metric("addrbook_reloads_total", "counter", "Book reloads, by result.", [
+    ['{result="ok"}', book.reloadsOk],
+    ['{result="failed"}', book.reloadsFailed],
+  ]);
+  metric("addrbook_book_entries", "gauge", "Entries in the book being served.", [
+    ["", book.entries],
+  ]);
+  if (book.fingerprint !== undefined) {
+    metric("addrbook_book_info", "gauge", "The book being served, by its entries' SHA-256.", [
+      [`{sha256="${labelValue(book.fingerprint)}"}`, 1],
+    ]);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** Escapes a label value as the text format requires (backslash, quote, line feed). */
+function labelValue(value: string): string {
+  return value.replace(/[\\"\n]/g, (c) => c === "\n" ? "\\n" : `\\${c}`);
+}

@@ -1,0 +1,210 @@
+import assert from "node:assert/strict";
+
+const VALIDATE = new URL("./validate.ts", import.meta.url).pathname;
+const PROJECT_DIR = new URL("..", import.meta.url).pathname;
+const CONFIG = new URL("../deno.json", import.meta.url).pathname;
+
+/** Runs `tools/validate.ts` as its own process, the way `deno task validate` does. */
+async function validate(args: string[], cwd = PROJECT_DIR) {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--config", CONFIG, VALIDATE, ...args],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const decoder = new TextDecoder();
+  const text = decoder.decode(stdout);
+  // Most tests are about counts and problems; the fingerprint has tests of its own.
+  const fingerprints = [...text.matchAll(/, sha256 ([0-9a-f]{64})$/gm)].map((match) => match[1]);
+  return {
+    code,
+    stdout: text.replace(/, sha256 [0-9a-f]{64}$/gm, ""),
+    fingerprints,
+    stderr: decoder.decode(stderr),
+  };
+}
+
+/** Writes the files into a fresh temporary directory, runs `fn` in it, then removes it. */
+async function withFiles(
+  files: Record<string, string>,
+  fn: (dir: string) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "validate_test_" });
+  try {
+    for (const [name, content] of Object.entries(files)) {
+      await Deno.writeTextFile(`${dir}/${name}`, content);
+    }
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const GOOD_CSV = 'email,name\r\nada@example.com,Ada Lovelace\r\nb@example.com,"Babbage, C."\r\n';
+const BAD_CSV = "email,name\nnot-an-email,Secret Person\nc@example.com,\nd@example.com,D,extra\n";
+
+Deno.test("validate prints OK with the entry count and exits 0 for good files", async () => {
+  await withFiles(
+    { "good.csv": GOOD_CSV, "good.json": '{"a@example.com": "A"}' },
+    async (dir) => {
+      const { code, stdout, stderr } = await validate(["good.csv", "good.json"], dir);
+      assert.equal(stderr, "");
+      assert.equal(
+        stdout,
+        "good.csv: OK, 2 entries\ngood.json: OK, 1 entry\nAll 2 files are OK.\n",
+      );
+      assert.equal(code, 0);
+    },
+  );
+});
+
+Deno.test("validate prints every problem as FILE:LINE: message and exits 1", async () => {
+  await withFiles({ "bad.csv": BAD_CSV }, async (dir) => {
+    const { code, stdout, stderr } = await validate(["bad.csv"], dir);
+    assert.equal(stderr, "");
+    assert.equal(
+      stdout,
+      "bad.csv:2: The email is not valid: it has no @.\n" +
+        "bad.csv:3: The name is empty.\n" +
+        "bad.csv:4: The record has 3 fields, but the header has 2.\n" +
+        "3 problems in 1 of 1 file.\n",
+    );
+    assert.ok(!stdout.includes("not-an-email") && !stdout.includes("Secret Person"));
+    assert.equal(code, 1);
+  });
+});
+
+Deno.test("validate checks every file even when some are bad or missing", async () => {
+  await withFiles({ "good.csv": GOOD_CSV, "bad.csv": BAD_CSV }, async (dir) => {
+    const { code, stdout, stderr } = await validate(
+      ["missing.csv", "bad.csv", ".", "good.csv"],
+      dir,
+    );
+    assert.equal(stderr, "");
+    const lines = stdout.trimEnd().split("\n");
+    assert.deepEqual(lines, [
+      "missing.csv: Cannot read the file: no such file.",
+      "bad.csv:2: The email is not valid: it has no @.",
+      "bad.csv:3: The name is empty.",
+      "bad.csv:4: The record has 3 fields, but the header has 2.",
+      ".: Cannot read the file: it is a directory.",
+      "good.csv: OK, 2 entries",
+      "5 problems in 3 of 4 files.",
+    ]);
+    assert.equal(code, 1);
+  });
+});
+
+Deno.test("validate passes --duplicates, --format and the column options to the loader", async () => {
+  const files = {
+    "dups.csv": "email,name\na@example.com,A\nA@example.com,B\n",
+    "book.txt": '[{"email": "a@example.com", "name": "A"}]',
+    "export.csv": "id,mail,who\n1,a@example.com,Ann\n",
+  };
+  await withFiles(files, async (dir) => {
+    const strict = await validate(["dups.csv"], dir);
+    assert.equal(strict.code, 1);
+    assert.match(strict.stdout, /^dups\.csv:3: The email is a duplicate of line 2\.$/m);
+
+    const last = await validate(["--duplicates", "last", "dups.csv"], dir);
+    assert.equal(
+      last.stdout,
+      "dups.csv: OK, 1 entry (1 duplicate dropped: --duplicates last)\nThe file is OK.\n",
+    );
+    assert.equal(last.code, 0);
+
+    const json = await validate(["--format=json", "book.txt"], dir);
+    assert.equal(json.stdout, "book.txt: OK, 1 entry\nThe file is OK.\n");
+
+    const columns = await validate(
+      ["--email-column", "mail", "--name-column", "who", "export.csv"],
+      dir,
+    );
+    assert.equal(columns.stdout, "export.csv: OK, 1 entry\nThe file is OK.\n");
+    assert.equal(columns.code, 0);
+  });
+});
+
+Deno.test("validate reads the fixtures in testdata/books", async () => {
+  const { code, stdout } = await validate([
+    "testdata/books/outlook.csv",
+    "testdata/books/google.csv",
+    "testdata/books/contacts.vcf",
+    "testdata/books/book_array.json",
+    "data/addressbook.csv",
+  ]);
+  assert.equal(
+    stdout,
+    "testdata/books/outlook.csv: OK, 3 entries\n" +
+      "testdata/books/google.csv: OK, 3 entries\n" +
+      "testdata/books/contacts.vcf: OK, 4 entries\n" +
+      "testdata/books/book_array.json: OK, 3 entries\n" +
+      "data/addressbook.csv: OK, 50 entries\n" +
+      "All 5 files are OK.\n",
+  );
+  assert.equal(code, 0);
+});
+
+Deno.test("validate exits 2 with the usage on stderr for usage errors", async () => {
+  for (
+    const args of [
+      [],
+      ["--format", "xml", "book.csv"],
+      ["--duplicates", "some", "book.csv"],
+      ["--no-such-option", "book.csv"],
+      ["--format"],
+    ]
+  ) {
+    const { code, stdout, stderr } = await validate(args);
+    assert.equal(code, 2, `exit code for ${args.join(" ")}`);
+    assert.equal(stdout, "");
+    assert.match(stderr, /Usage: deno task validate/);
+    assert.doesNotMatch(stderr, /^\s+at /m, "no stack trace");
+  }
+});
+
+Deno.test("validate --help prints the usage on stdout and exits 0", async () => {
+  const { code, stdout, stderr } = await validate(["--help"]);
+  assert.equal(code, 0);
+  assert.equal(stderr, "");
+  assert.match(stdout, /^Usage: deno task validate \[options\] FILE\.\.\./);
+  assert.match(stdout, /--email-column NAME/);
+});
+
+Deno.test("validate prints the fingerprint: equal for the same entries in any format, order or case", async () => {
+  const csv = "email,name\nada@example.com,Ada Lovelace\nb@example.com,Babbage\n";
+  const json = JSON.stringify({ "b@example.com": "Babbage", "ADA@Example.com": "Ada Lovelace" });
+  const changed = "email,name\nada@example.com,Ada Lovelace\nb@example.com,Babbage C.\n";
+  await withFiles({ "a.csv": csv, "b.json": json, "c.csv": changed }, async (dir) => {
+    const result = await validate(["a.csv", "b.json", "c.csv"], dir);
+    assert.equal(result.code, 0);
+    assert.equal(result.fingerprints.length, 3);
+    assert.equal(result.fingerprints[0], result.fingerprints[1]);
+    assert.notEqual(result.fingerprints[0], result.fingerprints[2]);
+  });
+});
+
+Deno.test("validate refuses a book with no entries unless --allow-empty", async () => {
+  await withFiles({ "empty.csv": "email,name\n" }, async (dir) => {
+    const refused = await validate(["empty.csv"], dir);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stdout, /^empty\.csv: The book has no entries; .*--allow-empty/m);
+    const allowed = await validate(["--allow-empty", "empty.csv"], dir);
+    assert.equal(allowed.code, 0);
+    assert.equal(allowed.stdout, "empty.csv: OK, 0 entries\nThe file is OK.\n");
+    assert.equal(
+      allowed.fingerprints[0],
+      "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    );
+  });
+});
+
+Deno.test("validate says an empty path is empty", async () => {
+  const result = await validate([""]);
+  assert.equal(result.code, 1);
+  assert.equal(
+    result.stdout,
+    ": Cannot read the file: the path is empty.\n1 problem in 1 of 1 file.\n",
+  );
+});
