@@ -184,8 +184,8 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
         clientLimits: start.clientLimits,
         clientCertificates: options.tls?.clientCa !== undefined,
       });
-      local = await serveDeno(start, options.tls, context);
-      port = local.port;
+      local = await serveDeno([{ address: start, tls: options.tls, context }]);
+      port = local.ports[0];
     } else {
       const first = await startWorker(start, log);
       threads.push(first);

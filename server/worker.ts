@@ -49,14 +49,18 @@ async function start(command: WorkerStart): Promise<void> {
       clientCertificates: command.tls?.clientCa !== undefined,
     });
     if (command.io === "deno") {
-      serving = await serveDeno(command, command.tls, options);
-      report({ kind: "listening", port: serving.port });
+      serving = await serveDeno([{ address: command, tls: command.tls, context: options }]);
+      report({ kind: "listening", port: serving.ports[0] });
       return;
     }
     const mailbox = command.mailbox!;
     const pending = () => Atomics.load(mailbox, 0) !== handled;
-    serving = serveEpoll(openLibc()!, command, command.tls, options, pending);
-    report({ kind: "listening", port: serving.port });
+    serving = serveEpoll(
+      openLibc()!,
+      [{ address: command, tls: command.tls, context: options }],
+      pending,
+    );
+    report({ kind: "listening", port: serving.ports[0] });
     serving.service.done.catch((error) => {
       // The loop closed its sockets on the way out; say why, and answer later commands.
       const message = error instanceof Error ? error.message : String(error);
