@@ -1,15 +1,15 @@
 /**
  * The `Deno.listen` driver: an accept loop and one small async loop per
  * connection, for platforms without the epoll driver and `--io deno`. It
- * accepts from any {@linkcode Acceptor}: `Deno.listen`'s, or node:tls's
- * for TLS (transport/node_tls_listener.ts), which hands over connections whose
+ * accepts from any {@linkcode Acceptor}: `Deno.listen`'s, or for TLS
+ * node:tls's (transport/node_tls_listener.ts), which hands over connections whose
  * handshake is done and says how it went
- * ({@linkcode Stream.completedHandshake});
- * the session hears of that handshake as under epoll. Each loop
- * moves bytes between its socket and its {@linkcode Session}: it writes what
- * the session has due, reads while the session wants input, and half-closes
- * or closes when the session says so. A sweep ticks the sessions whose
- * deadline has passed. Every rule is the session's.
+ * ({@linkcode Stream.completedHandshake}); the session hears of that
+ * handshake as under epoll, and the driver never asks which it has. Each
+ * loop moves bytes between its socket and its {@linkcode Session}: it
+ * writes what the session has due, reads while the session wants input,
+ * and half-closes or closes when the session says so. A sweep ticks the
+ * sessions whose deadline has passed. Every rule is the session's.
  *
  * Because a loop does not read while the session holds replies for a peer
  * that is not reading, a client that never reads cannot make the server

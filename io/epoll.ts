@@ -391,7 +391,10 @@ export class EpollService implements Service {
     this.#react(peer);
   }
 
-  /** The connection failed mid-stream: say why at debug when the transport knows, then end it. */
+  /**
+   * The connection failed mid-stream: say why at debug when the transport
+   * knows (only TLS does: a socket's reset says nothing more), then end it.
+   */
   #failed(peer: Peer): void {
     const failure = peer.transport.failure;
     if (failure !== undefined) {
@@ -406,12 +409,11 @@ export class EpollService implements Service {
    * change what to wait for.
    */
   #react(peer: Peer, writable = (peer.events & EPOLLOUT) === 0): void {
-    const { session } = peer;
+    const { session, transport } = peer;
     if (peer.handshaking) return session.closed ? this.#close(peer) : undefined;
     if (writable) this.#writeOut(peer);
     if (session.wantsHalfClose) this.#halfClose(peer);
     if (session.closed) return this.#close(peer);
-    const { transport } = peer;
     const reading = session.wantsRead;
     const events = transport.interest(session.outputLength > 0 ? EPOLLOUT : reading ? EPOLLIN : 0);
     // Reading resumes after backpressure: bytes the transport holds would get no event.
