@@ -9,6 +9,7 @@
  * deno task gen --count 2000000 > /tmp/book.csv
  * deno task bench-load /tmp/book.csv --redis
  * deno task bench-load --quoted-field 4     # one 4 MB field of escaped quotes
+ * deno task bench-load /tmp/book.csv --text-index   # and the LDAP substring index's memory
  * ```
  *
  * Each load runs in a fresh `deno` subprocess (this file, started with
@@ -27,6 +28,7 @@ import type { AddressBook } from "../book/addressbook.ts";
 import { BOOK_FORMATS, type BookFormat } from "../book/format.ts";
 import { bookFingerprint } from "../book/fingerprint.ts";
 import { partitionByHash } from "../book/partition.ts";
+import { TextIndex } from "../book/text_index.ts";
 import { parseChoice, parseWholeNumber, UsageError } from "../common/cli_args.ts";
 import { describeError } from "../common/errors.ts";
 import { csvField } from "../tools/gen.ts";
@@ -45,6 +47,8 @@ Options:
   --format F         read the file as ${BOOK_FORMATS.join(", ")} (default: from the extension)
   --thread           load with loadBookInThread (a worker), as a reloading server does
   --redis            also fill a redis-server with the same entries and print its memory
+  --text-index       also build the LDAP substring index (book/text_index.ts) after
+                     loading, and print its build time and the memory kept with it
   --quoted-field MB  load a made-up book whose one name is MB megabytes of escaped quotes
                      ("x""x""...), to show the CSV reader is linear in its input
   -h, --help         show this help`;
@@ -58,6 +62,8 @@ interface ChildReport {
   keptKb: number;
   peakKb: number;
   reloadPeakKb: number;
+  /** With --text-index: how long the index took to build, its buffers' bytes, and RSS kept with it. */
+  textIndex?: { buildMs: number; bytes: number; keptKb: number };
 }
 
 /** What was measured of Redis holding the same entries. */
@@ -82,6 +88,7 @@ export async function main(args: string[]): Promise<number> {
         format: { type: "string" },
         thread: { type: "boolean" },
         redis: { type: "boolean" },
+        "text-index": { type: "boolean" },
         "quoted-field": { type: "string" },
         child: { type: "boolean" },
         resp: { type: "boolean" },
@@ -110,7 +117,7 @@ export async function main(args: string[]): Promise<number> {
   }
   if (values.child) {
     try {
-      return await child(files[0], format, values.thread ?? false);
+      return await child(files[0], format, values.thread ?? false, values["text-index"] ?? false);
     } catch (error) {
       if (!(error instanceof BookError)) throw error;
       console.error(`bench-load: ${error.message}`);
@@ -120,7 +127,13 @@ export async function main(args: string[]): Promise<number> {
   if (values.resp) return await writeResp(files[0], format);
   if (quotedMb !== undefined) return await benchQuotedField(quotedMb);
   if (files.length !== 1) return usageError("Name one book file to load.");
-  return await benchFile(files[0], format, values.thread ?? false, values.redis ?? false);
+  return await benchFile(
+    files[0],
+    format,
+    values.thread ?? false,
+    values.redis ?? false,
+    values["text-index"] ?? false,
+  );
 }
 
 async function benchFile(
@@ -128,8 +141,9 @@ async function benchFile(
   format: BookFormat | undefined,
   thread: boolean,
   redis: boolean,
+  textIndex: boolean,
 ): Promise<number> {
-  const report = await runChild(file, format, thread);
+  const report = await runChild(file, format, thread, textIndex);
   if (report === undefined) return 1;
   const seconds = report.loadMs / 1000;
   console.log(
@@ -143,6 +157,16 @@ async function benchFile(
   console.log(`  kept:        ${mb(report.keptKb * KB)} MB RSS after gc`);
   console.log(`  peak:        ${mb(report.peakKb * KB)} MB RSS while loading`);
   console.log(`  reload peak: ${mb(report.reloadPeakKb * KB)} MB RSS with the old book held`);
+  if (report.textIndex !== undefined) {
+    const { buildMs, bytes, keptKb } = report.textIndex;
+    console.log(
+      `  text index:  built in ${(buildMs / 1000).toFixed(2)} s, ${mb(bytes)} MB of buffers ` +
+        `(${(bytes / report.entries).toFixed(1)} bytes/entry); kept with the book: ` +
+        `${mb(keptKb * KB)} MB RSS after gc, ${
+          (keptKb / report.keptKb).toFixed(2)
+        }x the book alone`,
+    );
+  }
   if (!redis) return 0;
   const redisReport = await benchRedis(file, format);
   const rss = redisReport.usedMemoryRss;
@@ -189,6 +213,7 @@ async function runChild(
   file: string,
   format: BookFormat | undefined,
   thread: boolean,
+  textIndex: boolean,
 ): Promise<ChildReport | undefined> {
   const args = [
     "run",
@@ -199,6 +224,7 @@ async function runChild(
     "--child",
     ...(format ? ["--format", format] : []),
     ...(thread ? ["--thread"] : []),
+    ...(textIndex ? ["--text-index"] : []),
     file,
   ];
   const output = await new Deno.Command(Deno.execPath(), { args, stderr: "inherit" }).output();
@@ -209,8 +235,17 @@ async function runChild(
   return JSON.parse(new TextDecoder().decode(output.stdout));
 }
 
-/** The child: loads, collects garbage, measures, reloads holding the first book, measures. */
-async function child(file: string, format: BookFormat | undefined, thread: boolean) {
+/**
+ * The child: loads, collects garbage, measures (and, with `textIndex`,
+ * builds the index and measures again), reloads holding the first book,
+ * measures.
+ */
+async function child(
+  file: string,
+  format: BookFormat | undefined,
+  thread: boolean,
+  textIndex: boolean,
+) {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (gc === undefined) throw new Error("The child needs --v8-flags=--expose-gc.");
   const load = thread ? loadBookInThread : loadBook;
@@ -220,6 +255,14 @@ async function child(file: string, format: BookFormat | undefined, thread: boole
   await collectAll(gc);
   const keptKb = statusKb("VmRSS");
   const peakKb = statusKb("VmHWM");
+  let indexReport: ChildReport["textIndex"];
+  if (textIndex) {
+    const building = performance.now();
+    const index = TextIndex.build(first.book);
+    const buildMs = performance.now() - building;
+    await collectAll(gc);
+    indexReport = { buildMs, bytes: index.byteLength, keptKb: statusKb("VmRSS") };
+  }
   const fingerprintMs = timeFingerprint(first.book);
   await collectAll(gc);
   // "5" resets the peak (VmHWM) to the present RSS, so the next peak is the reload's own.
@@ -234,6 +277,7 @@ async function child(file: string, format: BookFormat | undefined, thread: boole
     keptKb,
     peakKb,
     reloadPeakKb,
+    textIndex: indexReport,
   };
   console.log(JSON.stringify(report));
   return 0;

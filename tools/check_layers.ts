@@ -50,7 +50,7 @@ export const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
     "tools",
     "common",
   ],
-  bench: ["testing", "client", "tools", "transport", "access", "book", "codec", "common"],
+  bench: ["testing", "client", "tools", "transport", "wire", "access", "book", "codec", "common"],
   entry: ["server", "client", "transport"],
 };
 

@@ -1,0 +1,610 @@
+/**
+ * A substring index over the book's searchable text: for fragments of
+ * text, which entries may contain them all, found from posting lists
+ * instead of a scan of the book. Directory front ends (LDAP) use it for
+ * autocomplete filters such as `(cn=*ada*)`, whose leading wildcard no
+ * hash table or sorted key can serve.
+ *
+ * **What is indexed.** Each entry's email (the lookup key), its name and,
+ * where the source had them, its given name and surname, each case-folded
+ * by {@linkcode foldText} and taken as UTF-8 bytes. The values are indexed
+ * together, not field by field: a candidate is an entry that has every
+ * fragment's trigrams somewhere among its values, and the caller checks
+ * each candidate against the field it asked about. Values are kept apart
+ * (no trigram spans two of them), and a given name or surname split from
+ * the name needs nothing of its own, being part of the name.
+ *
+ * **Trigrams of bytes.** Every three consecutive bytes of a folded value,
+ * with two zero bytes after its end, is a key; each key has the ascending
+ * list of entries whose values hold it. A fragment of three bytes or more
+ * can only be in an entry that holds all of its trigrams, so the answer is
+ * the intersection of their lists, rarest first; a list more than
+ * {@linkcode INTERSECT_RATIO} times longer than the candidates so far is
+ * not read, since checking those few candidates costs less. Because UTF-8
+ * never starts a character inside another, byte containment of folded
+ * text is character containment.
+ *
+ * **Fragments of one or two bytes** (`*a*`, `*zo*`, one Greek or Cyrillic
+ * letter): thanks to the padding, every occurrence of one starts some
+ * trigram, and the keys that start with it are one run of the sorted
+ * keys, so the union of that run's lists is the answer. When every
+ * fragment is that short and its run holds more than the index's longest
+ * stored list, the index declines (`undefined`): the caller scans, which
+ * then finds matches densely and stops at its size limit soon.
+ *
+ * **Stop-grams.** A trigram in more than {@linkcode TextIndexOptions.stopFraction}
+ * of the entries (`@ex`, `com` in a book of one domain) tells little and
+ * would cost about a byte per entry: its list is not stored, and a query
+ * ignores it. A fragment made only of such trigrams cannot be planned.
+ *
+ * **Layout.** Sorted keys, their list lengths and byte offsets, and the
+ * lists themselves as gaps between entry numbers in LEB128 varints (one
+ * byte for a gap under 128), all in `SharedArrayBuffer`s: built once per
+ * book, posted to worker threads with {@linkcode TextIndex.toShared} and
+ * {@linkcode TextIndex.fromShared} as the book is. The build reads the
+ * book twice (count, then write), so it needs no temporary list of
+ * postings: only a hash table of the distinct trigrams.
+ *
+ * ```ts
+ * import { AddressBookBuilder } from "./addressbook.ts";
+ * import { TextIndex } from "./text_index.ts";
+ *
+ * const builder = new AddressBookBuilder();
+ * builder.add("ada@example.com", "Ada Lovelace");
+ * builder.add("zoe@example.org", "Zoë Ñúñez");
+ * const book = builder.build();
+ * const index = TextIndex.build(book);
+ * const found = index.candidates(["ZOË"]); // the entry of zoe@example.org, to be checked by the caller
+ * found?.length; // 1
+ * ```
+ *
+ * @module
+ */
+
+import type { AddressBook, SharedAddressBook } from "./addressbook.ts";
+import { MAX_UTF8_PER_UNIT, writeUtf8 } from "../common/utf8.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Bytes per key: trigrams. */
+export const GRAM_BYTES = 3;
+
+/**
+ * A list at most this many times longer than the candidates found so far
+ * is intersected with them; a longer one is left to the caller's check,
+ * which costs far more per entry than decoding a posting but is done for
+ * far fewer entries.
+ */
+export const INTERSECT_RATIO = 64;
+
+/** The default share of the entries over which a trigram's list is not stored. */
+export const DEFAULT_STOP_FRACTION = 1 / 4;
+
+/** Lists of up to this many entries are always stored, so a small book keeps every list. */
+const MIN_STOP_LENGTH = 4096;
+
+/** The values not in plain ASCII: only those need Unicode folding. */
+const NON_ASCII = /[\u0080-\uffff]/;
+const FINAL_SIGMA = /ς/g;
+
+/**
+ * The case folding used for matching: `toLowerCase()` (Unicode's full
+ * lower-case mapping, locale-independent), then NFC, and the final sigma
+ * `ς` as `σ`, so that a word's last letter folds the same whether it was
+ * typed alone or in context. It is not full Unicode case folding (`ß` stays
+ * `ß`, not `ss`). A lone surrogate becomes U+FFFD, as UTF-8 encoding
+ * makes it, so that half of an emoji matches nothing. Plain ASCII only has
+ * its letters lowered.
+ *
+ * ```ts
+ * import { foldText } from "./text_index.ts";
+ *
+ * foldText("ZOË Ñúñez"); // "zoë ñúñez"
+ * foldText("ΠΑΠΠΆΣ"); // "παππάσ"
+ * ```
+ */
+export function foldText(text: string): string {
+  const lower = text.toLowerCase();
+  if (!NON_ASCII.test(lower)) return lower;
+  return lower.toWellFormed().normalize("NFC").replace(FINAL_SIGMA, "σ");
+}
+
+/** How an index is built. */
+export interface TextIndexOptions {
+  /**
+   * A trigram held by more than this share of the entries (and more than
+   * 4096 of them) has no stored list; {@linkcode DEFAULT_STOP_FRACTION} by
+   * default, 1 stores every list.
+   */
+  stopFraction?: number;
+}
+
+/** The flat buffers of a built index, which can be posted to a worker as they are. */
+export interface SharedTextIndex {
+  /** How many entries the indexed book has. */
+  entries: number;
+  /** The distinct trigrams, ascending: byte 0 in bits 16–23, byte 1 in 8–15, byte 2 in 0–7. */
+  keys: Uint32Array;
+  /** How many entries hold each trigram. */
+  counts: Uint32Array;
+  /** Where each trigram's list starts in `postings`, and the end of the last: empty when not stored. */
+  starts: Uint32Array;
+  /** The lists: for each entry in ascending order, its distance from the one before (from -1), as a LEB128 varint. */
+  postings: Uint8Array;
+  /** The longest list stored: longer ones (stop-grams) are counted but not stored. */
+  maxStored: number;
+}
+
+/**
+ * A built substring index over one book. Build it with
+ * {@linkcode TextIndex.build}, or wrap one built elsewhere with
+ * {@linkcode TextIndex.fromShared}.
+ */
+export class TextIndex {
+  readonly #data: SharedTextIndex;
+
+  private constructor(data: SharedTextIndex) {
+    this.#data = data;
+  }
+
+  /**
+   * Indexes a book: every entry's email, name, given name and surname.
+   *
+   * @throws {RangeError} when `stopFraction` is not a number in (0, 1].
+   */
+  static build(book: AddressBook, options: TextIndexOptions = {}): TextIndex {
+    const stopFraction = options.stopFraction ?? DEFAULT_STOP_FRACTION;
+    if (!(stopFraction > 0 && stopFraction <= 1)) {
+      throw new RangeError(`The stop fraction must be in (0, 1], not ${stopFraction}.`);
+    }
+    return new TextIndex(buildIndex(book.toShared(), stopFraction));
+  }
+
+  /** Wraps buffers made by {@linkcode TextIndex.toShared}, in this thread or another. */
+  static fromShared(data: SharedTextIndex): TextIndex {
+    return new TextIndex(data);
+  }
+
+  /** The index's buffers, to post to a worker; they are shared, not copied. */
+  toShared(): SharedTextIndex {
+    return this.#data;
+  }
+
+  /** How many entries the indexed book has. */
+  get entries(): number {
+    return this.#data.entries;
+  }
+
+  /** The bytes the index's buffers take. */
+  get byteLength(): number {
+    const { keys, counts, starts, postings } = this.#data;
+    return keys.byteLength + counts.byteLength + starts.byteLength + postings.byteLength;
+  }
+
+  /** How many distinct trigrams the book has, and how many of them have no stored list. */
+  get gramCounts(): { distinct: number; stopped: number } {
+    const { counts, maxStored } = this.#data;
+    let stopped = 0;
+    for (let d = 0; d < counts.length; d++) if (counts[d] > maxStored) stopped++;
+    return { distinct: counts.length, stopped };
+  }
+
+  /**
+   * The entries that may have one value (email, name, given name or
+   * surname) containing every fragment, each case-folded by
+   * {@linkcode foldText}: ascending entry numbers, a superset of the true
+   * matches, which the caller checks. Returns `undefined` when the index
+   * cannot narrow the search (no fragment, or only short or stop-gram
+   * ones with too many entries): then every entry is a candidate.
+   *
+   * A required prefix or suffix is just one more fragment here.
+   */
+  candidates(fragments: readonly string[]): Uint32Array | undefined {
+    const texts = fragments.map((fragment) => encoder.encode(foldText(fragment)));
+    const lists = new Set<number>();
+    for (const text of texts) {
+      for (let i = 0; i + GRAM_BYTES <= text.length; i++) {
+        const d = this.#find((text[i] << 16) | (text[i + 1] << 8) | text[i + 2]);
+        if (d < 0) return new Uint32Array(0);
+        if (this.#data.counts[d] <= this.#data.maxStored) lists.add(d);
+      }
+    }
+    if (lists.size > 0) return this.#intersect([...lists]);
+    return this.#shortCandidates(texts);
+  }
+
+  /** The intersection of the lists, rarest first, leaving out lists far longer than the result so far. */
+  #intersect(lists: number[]): Uint32Array {
+    const { counts } = this.#data;
+    lists.sort((a, b) => counts[a] - counts[b]);
+    let found = this.#decode(lists[0]);
+    for (let k = 1; k < lists.length && found.length > 0; k++) {
+      if (counts[lists[k]] > INTERSECT_RATIO * found.length) break;
+      found = this.#intersectWith(found, lists[k]);
+    }
+    return found;
+  }
+
+  /**
+   * Candidates for fragments of one or two bytes: of each fragment's run of
+   * keys that start with it, the smallest run without a stop-gram, if its
+   * lists together are no longer than the longest stored list.
+   */
+  #shortCandidates(texts: Uint8Array[]): Uint32Array | undefined {
+    const { counts, maxStored } = this.#data;
+    let best: [number, number] | undefined;
+    let bestTotal = Infinity;
+    for (const text of texts) {
+      if (text.length === 0 || text.length >= GRAM_BYTES) continue;
+      const low = text.length === 1 ? text[0] << 16 : (text[0] << 16) | (text[1] << 8);
+      const high = low + (text.length === 1 ? 0x10000 : 0x100);
+      const first = this.#lowerBound(low);
+      const end = this.#lowerBound(high);
+      let total = 0;
+      for (let d = first; d < end && total <= maxStored; d++) {
+        total = counts[d] > maxStored ? Infinity : total + counts[d];
+      }
+      if (total < bestTotal) {
+        bestTotal = total;
+        best = [first, end];
+      }
+    }
+    if (best === undefined || bestTotal > maxStored) return undefined;
+    return this.#union(best[0], best[1]);
+  }
+
+  /** The union of the lists of keys `first` to `end` (exclusive), ascending. */
+  #union(first: number, end: number): Uint32Array {
+    if (end - first === 0) return new Uint32Array(0);
+    if (end - first === 1) return this.#decode(first);
+    const { entries, starts, postings } = this.#data;
+    const bits = new Uint32Array((entries + 31) >>> 5);
+    let total = 0;
+    for (let d = first; d < end; d++) {
+      let entry = -1;
+      for (let at = starts[d]; at < starts[d + 1];) {
+        let gap = 0;
+        let shift = 1;
+        let byte;
+        do {
+          byte = postings[at++];
+          gap += (byte & 0x7f) * shift;
+          shift *= 128;
+        } while (byte & 0x80);
+        entry += gap;
+        const word = entry >>> 5;
+        const bit = 1 << (entry & 31);
+        if ((bits[word] & bit) === 0) {
+          bits[word] |= bit;
+          total++;
+        }
+      }
+    }
+    const found = new Uint32Array(total);
+    let next = 0;
+    for (let word = 0; word < bits.length; word++) {
+      let value = bits[word];
+      while (value !== 0) {
+        const low = value & -value;
+        found[next++] = (word << 5) + 31 - Math.clz32(low);
+        value ^= low;
+      }
+    }
+    return found;
+  }
+
+  /** A stored list, decoded. */
+  #decode(d: number): Uint32Array {
+    const { counts, starts, postings } = this.#data;
+    const found = new Uint32Array(counts[d]);
+    let entry = -1;
+    let next = 0;
+    for (let at = starts[d]; at < starts[d + 1];) {
+      let gap = 0;
+      let shift = 1;
+      let byte;
+      do {
+        byte = postings[at++];
+        gap += (byte & 0x7f) * shift;
+        shift *= 128;
+      } while (byte & 0x80);
+      entry += gap;
+      found[next++] = entry;
+    }
+    return found;
+  }
+
+  /** The entries of `found` (ascending) that list `d` holds; stops reading at the last of them. */
+  #intersectWith(found: Uint32Array, d: number): Uint32Array {
+    const { starts, postings } = this.#data;
+    const kept = new Uint32Array(found.length);
+    let keptCount = 0;
+    let k = 0;
+    let entry = -1;
+    const last = found[found.length - 1];
+    for (let at = starts[d]; at < starts[d + 1] && entry < last;) {
+      let gap = 0;
+      let shift = 1;
+      let byte;
+      do {
+        byte = postings[at++];
+        gap += (byte & 0x7f) * shift;
+        shift *= 128;
+      } while (byte & 0x80);
+      entry += gap;
+      while (k < found.length && found[k] < entry) k++;
+      if (k === found.length) break;
+      if (found[k] === entry) kept[keptCount++] = entry;
+    }
+    return kept.subarray(0, keptCount);
+  }
+
+  /** The position of a key among the sorted keys, or -1. */
+  #find(key: number): number {
+    const d = this.#lowerBound(key);
+    return d < this.#data.keys.length && this.#data.keys[d] === key ? d : -1;
+  }
+
+  /** The first position whose key is not below `key`. */
+  #lowerBound(key: number): number {
+    const { keys } = this.#data;
+    let low = 0;
+    let high = keys.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (keys[middle] < key) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+}
+
+// --- Building ---
+
+/** Builds the buffers: count every trigram's entries and bytes, lay the lists out, then write them. */
+function buildIndex(book: SharedAddressBook, stopFraction: number): SharedTextIndex {
+  const reader = new GramReader(book);
+  const table = new GramTable();
+  for (let entry = 0; entry < book.size; entry++) {
+    const grams = reader.read(entry);
+    const keys = reader.keys;
+    for (let i = 0; i < grams; i++) table.count(keys[i], entry);
+  }
+  const maxStored = Math.max(MIN_STOP_LENGTH, Math.floor(book.size * stopFraction));
+  const layout = table.layOut(maxStored);
+  const postings = new Uint8Array(new SharedArrayBuffer(layout.starts[layout.keys.length]));
+  const cursors = layout.starts.slice(0, layout.keys.length);
+  table.restart();
+  for (let entry = 0; entry < book.size; entry++) {
+    const grams = reader.read(entry);
+    const keys = reader.keys;
+    for (let i = 0; i < grams; i++) {
+      const slot = table.slotOf(keys[i]);
+      const gap = table.advance(slot, entry);
+      if (gap === 0) continue;
+      const d = table.position[slot];
+      if (layout.counts[d] > maxStored) continue;
+      cursors[d] = writeVarint(postings, cursors[d], gap);
+    }
+  }
+  return { entries: book.size, ...layout, postings, maxStored };
+}
+
+/** Writes a LEB128 varint at `at`; returns the offset after it. */
+function writeVarint(out: Uint8Array, at: number, value: number): number {
+  while (value >= 0x80) {
+    out[at++] = (value & 0x7f) | 0x80;
+    value = Math.floor(value / 128);
+  }
+  out[at++] = value;
+  return at;
+}
+
+/** The bytes a LEB128 varint of `value` takes. */
+function varintLength(value: number): number {
+  if (value < 0x80) return 1;
+  if (value < 0x4000) return 2;
+  if (value < 0x200000) return 3;
+  if (value < 0x10000000) return 4;
+  return 5;
+}
+
+/**
+ * Reads an entry's trigrams from the book's buffers: a value in plain
+ * ASCII straight from its bytes, lowering its letters as it goes (which is
+ * all {@linkcode foldText} does to ASCII); any other value decoded, folded
+ * and encoded again.
+ */
+class GramReader {
+  readonly #book: SharedAddressBook;
+  /** The trigram keys of the last entry read, with repeats; {@linkcode GramReader.read} says how many. */
+  keys = new Uint32Array(256);
+  #folded = new Uint8Array(256);
+
+  constructor(book: SharedAddressBook) {
+    this.#book = book;
+  }
+
+  /** Reads an entry's trigrams into {@linkcode GramReader.keys}; returns how many. */
+  read(entry: number): number {
+    const { keyStarts, keys, nameStarts, names, namePartStarts, nameParts } = this.#book;
+    let count = this.#value(keys, keyStarts[entry], keyStarts[entry + 1], 0);
+    count = this.#value(names, nameStarts[entry], nameStarts[entry + 1], count);
+    if (namePartStarts.length > 0) {
+      const given = namePartStarts[2 * entry];
+      const surname = namePartStarts[2 * entry + 1];
+      count = this.#value(nameParts, given, surname, count);
+      count = this.#value(nameParts, surname, namePartStarts[2 * entry + 2], count);
+    }
+    return count;
+  }
+
+  /** Appends the trigrams of the value `bytes[start, end)` from `count`; returns the new count. */
+  #value(bytes: Uint8Array, start: number, end: number, count: number): number {
+    let ascii = true;
+    for (let i = start; i < end; i++) {
+      if (bytes[i] >= 0x80) {
+        ascii = false;
+        break;
+      }
+    }
+    if (!ascii) {
+      const folded = foldText(decoder.decode(bytes.subarray(start, end)));
+      if (this.#folded.length < folded.length * MAX_UTF8_PER_UNIT) {
+        this.#folded = new Uint8Array(folded.length * MAX_UTF8_PER_UNIT);
+      }
+      bytes = this.#folded;
+      start = 0;
+      end = writeUtf8(folded, bytes, 0);
+    }
+    if (this.keys.length < count + end - start) {
+      const keys = new Uint32Array(2 * (count + end - start));
+      keys.set(this.keys.subarray(0, count));
+      this.keys = keys;
+    }
+    const keys = this.keys;
+    // b1, b2: the next two bytes, lowered; zero past the end.
+    let b1 = start < end ? lower(bytes[start]) : 0;
+    let b2 = start + 1 < end ? lower(bytes[start + 1]) : 0;
+    for (let i = start; i < end; i++) {
+      const b0 = b1;
+      b1 = b2;
+      b2 = i + 2 < end ? lower(bytes[i + 2]) : 0;
+      keys[count++] = (b0 << 16) | (b1 << 8) | b2;
+    }
+    return count;
+  }
+}
+
+const ASCII_A = 0x41;
+const ASCII_Z = 0x5a;
+const ASCII_CASE_BIT = 0x20;
+
+/** An ASCII capital as its small letter; any other byte as it is. */
+function lower(byte: number): number {
+  return byte >= ASCII_A && byte <= ASCII_Z ? byte | ASCII_CASE_BIT : byte;
+}
+
+/** More than any slot number of the build's table: it never holds more than 2^24 keys at half load. */
+const SLOT_SPAN = 2 ** 26;
+
+/**
+ * The build's table of distinct trigrams (open addressing): for each, the
+ * last entry that held it (so an entry holding one twice counts once, and
+ * the gap to the next is known), how many entries hold it and how many
+ * bytes its list takes. Entries are read in ascending order, twice.
+ */
+class GramTable {
+  /** Key + 1; 0 for an empty slot. */
+  #keys = new Int32Array(1 << 12);
+  #last = new Int32Array(1 << 12);
+  #counts = new Uint32Array(1 << 12);
+  #bytes = new Float64Array(1 << 12);
+  /** Each slot's position among the sorted keys, once laid out. */
+  position = new Int32Array(0);
+  #used = 0;
+  #shift = 32 - 12;
+
+  /** Counts `key` for `entry` (entries come in ascending order). */
+  count(key: number, entry: number): void {
+    let slot = this.slotOf(key);
+    if (slot < 0) {
+      if (2 * (this.#used + 1) > this.#keys.length) this.#grow();
+      slot = this.#emptySlot(key);
+      this.#keys[slot] = key + 1;
+      this.#last[slot] = -1;
+      this.#used++;
+    }
+    const gap = this.advance(slot, entry);
+    if (gap === 0) return;
+    this.#counts[slot]++;
+    this.#bytes[slot] += varintLength(gap);
+  }
+
+  /** Moves a slot's last entry to `entry`; returns the gap, or 0 when the entry had it already. */
+  advance(slot: number, entry: number): number {
+    const gap = entry - this.#last[slot];
+    if (gap === 0) return 0;
+    this.#last[slot] = entry;
+    return gap;
+  }
+
+  /** The slot holding `key`, or -1. */
+  slotOf(key: number): number {
+    const mask = this.#keys.length - 1;
+    for (let slot = Math.imul(key, 0x9e3779b1) >>> this.#shift;; slot = (slot + 1) & mask) {
+      const held = this.#keys[slot];
+      if (held === 0) return -1;
+      if (held === key + 1) return slot;
+    }
+  }
+
+  /** Forgets every slot's last entry, to read the entries again. */
+  restart(): void {
+    this.#last.fill(-1);
+  }
+
+  /**
+   * The sorted keys, their counts and their lists' offsets (lists longer
+   * than `maxStored` take no bytes), in shared buffers; remembers each
+   * slot's position.
+   */
+  layOut(maxStored: number): { keys: Uint32Array; counts: Uint32Array; starts: Uint32Array } {
+    const size = this.#used;
+    // Key and slot in one number, so one numeric sort orders both: a key has 24 bits and a
+    // slot at most 25 (2^24 keys at most, at half load), 49 in all, exact in a double.
+    const packed = new Float64Array(size);
+    let next = 0;
+    for (let slot = 0; slot < this.#keys.length; slot++) {
+      if (this.#keys[slot] !== 0) packed[next++] = (this.#keys[slot] - 1) * SLOT_SPAN + slot;
+    }
+    packed.sort();
+    const keys = new Uint32Array(new SharedArrayBuffer(4 * size));
+    const counts = new Uint32Array(new SharedArrayBuffer(4 * size));
+    const starts = new Uint32Array(new SharedArrayBuffer(4 * (size + 1)));
+    this.position = new Int32Array(this.#keys.length);
+    let offset = 0;
+    for (let d = 0; d < size; d++) {
+      const slot = packed[d] % SLOT_SPAN;
+      keys[d] = Math.floor(packed[d] / SLOT_SPAN);
+      counts[d] = this.#counts[slot];
+      this.position[slot] = d;
+      starts[d] = offset;
+      if (counts[d] <= maxStored) offset += this.#bytes[slot];
+      if (offset > 0xffffffff) {
+        throw new RangeError(`The index's lists need more than 4 GiB: ${offset} bytes.`);
+      }
+    }
+    starts[size] = offset;
+    return { keys, counts, starts };
+  }
+
+  #emptySlot(key: number): number {
+    const mask = this.#keys.length - 1;
+    let slot = Math.imul(key, 0x9e3779b1) >>> this.#shift;
+    while (this.#keys[slot] !== 0) slot = (slot + 1) & mask;
+    return slot;
+  }
+
+  #grow(): void {
+    const keys = this.#keys;
+    const last = this.#last;
+    const counts = this.#counts;
+    const bytes = this.#bytes;
+    const length = 2 * keys.length;
+    this.#keys = new Int32Array(length);
+    this.#last = new Int32Array(length);
+    this.#counts = new Uint32Array(length);
+    this.#bytes = new Float64Array(length);
+    this.#shift--;
+    for (let slot = 0; slot < keys.length; slot++) {
+      if (keys[slot] === 0) continue;
+      const to = this.#emptySlot(keys[slot] - 1);
+      this.#keys[to] = keys[slot];
+      this.#last[to] = last[slot];
+      this.#counts[to] = counts[slot];
+      this.#bytes[to] = bytes[slot];
+    }
+  }
+}

@@ -1,0 +1,295 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { type AddressBook, AddressBookBuilder } from "./addressbook.ts";
+import { emailProblem, normalizeEmail } from "./email.ts";
+import { DEFAULT_STOP_FRACTION, foldText, TextIndex } from "./text_index.ts";
+import { splitName } from "../wire/ldap_search.ts";
+import { makeBook, PEOPLE } from "../testing/books.ts";
+
+/** An entry as the tests build it: email, name and maybe the source's parts. */
+type Row = [email: string, name: string, givenName?: string, surname?: string];
+
+function bookOf(rows: readonly Row[]): AddressBook {
+  const builder = new AddressBookBuilder();
+  for (const [email, name, givenName, surname] of rows) {
+    assert.equal(builder.add(email, name, givenName, surname), -1, email);
+  }
+  return builder.build();
+}
+
+/** Every value of an entry a search may look in: the indexed ones and the name's split parts. */
+function valuesOf(book: AddressBook, entry: number): string[] {
+  const { email, name, givenName, surname } = book.entry(entry);
+  const split = splitName(name);
+  return [email, name, givenName, surname, split.givenName, split.surname]
+    .filter((value): value is string => value !== undefined);
+}
+
+/** The entries with one value containing every fragment, by a scan: what the index must cover. */
+function naiveMatches(book: AddressBook, fragments: readonly string[]): number[] {
+  const folded = fragments.map(foldText);
+  const found = [];
+  for (let entry = 0; entry < book.size; entry++) {
+    const values = valuesOf(book, entry).map(foldText);
+    if (values.some((value) => folded.every((fragment) => value.includes(fragment)))) {
+      found.push(entry);
+    }
+  }
+  return found;
+}
+
+function emailsOf(book: AddressBook, entries: Uint32Array | undefined): string[] | undefined {
+  return entries === undefined ? undefined : [...entries].map((entry) => book.entry(entry).email);
+}
+
+// --- Folding ---
+
+Deno.test("foldText lower-cases beyond ASCII, composes (NFC) and folds the final sigma", () => {
+  assert.equal(foldText("ADA Lovelace"), "ada lovelace");
+  assert.equal(foldText("ZOË"), "zoë");
+  assert.equal(foldText("Zoe\u0308"), "zoë"); // decomposed in, composed out
+  assert.equal(foldText("ΠΑΠΠΆΣ"), "παππάσ");
+  assert.equal(foldText("παππάς"), "παππάσ");
+  assert.equal(foldText("ÑÚÑEZ Østergaard"), "ñúñez østergaard");
+  assert.equal(foldText("STRAẞE"), "straße"); // lower-casing, not full folding: ß stays
+  assert.equal(foldText(""), "");
+});
+
+Deno.test("foldText is idempotent", () => {
+  fc.assert(fc.property(fc.string({ unit: "grapheme" }), (text) => {
+    assert.equal(foldText(foldText(text)), foldText(text));
+  }));
+});
+
+// --- Candidates on a small book ---
+
+Deno.test("candidates finds entries by a fragment of the email, name or its words, in any case", () => {
+  const book = makeBook();
+  const index = TextIndex.build(book);
+  assert.deepEqual(emailsOf(book, index.candidates(["LOVELACE"])), ["ada@example.com"]);
+  assert.deepEqual(emailsOf(book, index.candidates(["navy"])), ["grace.hopper@navy.example"]);
+  assert.deepEqual(emailsOf(book, index.candidates(["MÖLL"])), ["jürgen@beispiel.example"]);
+  assert.deepEqual(emailsOf(book, index.candidates(["jürg", "beisp"])), [
+    "jürgen@beispiel.example",
+  ]);
+  assert.deepEqual(emailsOf(book, index.candidates(["🚀"])), ["margaret@apollo.example"]);
+});
+
+Deno.test("candidates is empty when a fragment holds a trigram no entry has", () => {
+  const book = makeBook();
+  const index = TextIndex.build(book);
+  assert.deepEqual(index.candidates(["qqq"]), new Uint32Array(0));
+  assert.deepEqual(index.candidates(["ada", "turing"]), new Uint32Array(0));
+});
+
+Deno.test("candidates answers one- and two-byte fragments from the keys that start with them", () => {
+  const book = makeBook();
+  const index = TextIndex.build(book);
+  assert.deepEqual(emailsOf(book, index.candidates(["ö"])), ["jürgen@beispiel.example"]);
+  const withG = index.candidates(["g"]);
+  assert.deepEqual(new Set(emailsOf(book, withG)), new Set(naiveEmails(book, ["g"])));
+  // A two-byte fragment at the very end of a value is found thanks to the padding.
+  assert.deepEqual(emailsOf(book, index.candidates(["ds"])), ["linus+kernel@example.org"]);
+});
+
+function naiveEmails(book: AddressBook, fragments: string[]): string[] {
+  return naiveMatches(book, fragments).map((entry) => book.entry(entry).email);
+}
+
+Deno.test("candidates declines (undefined) when there is nothing to narrow by", () => {
+  const index = TextIndex.build(makeBook());
+  assert.equal(index.candidates([]), undefined);
+  assert.equal(index.candidates([""]), undefined);
+});
+
+Deno.test("candidates covers the source's given name and surname, not only the name", () => {
+  const book = bookOf([
+    ["ada@example.com", "Ada Lovelace", "Augusta Ada", "King"],
+    ["alan@example.com", "Alan Turing"],
+  ]);
+  const index = TextIndex.build(book);
+  assert.deepEqual(emailsOf(book, index.candidates(["augusta"])), ["ada@example.com"]);
+  assert.deepEqual(emailsOf(book, index.candidates(["KING"])), ["ada@example.com"]);
+});
+
+Deno.test("candidates is ascending and covers every match on the test book, for every substring", () => {
+  const book = makeBook();
+  const index = TextIndex.build(book);
+  for (const [email, name] of PEOPLE) {
+    for (const value of [email, name]) {
+      for (let start = 0; start < value.length; start++) {
+        for (let end = start + 1; end <= value.length && end <= start + 6; end++) {
+          const fragment = value.slice(start, end).toUpperCase();
+          const found = index.candidates([fragment]);
+          if (found === undefined) continue;
+          assertAscending(found);
+          for (const entry of naiveMatches(book, [fragment])) {
+            assert.ok(found.includes(entry), `${fragment} in ${value}`);
+          }
+        }
+      }
+    }
+  }
+});
+
+function assertAscending(entries: Uint32Array): void {
+  for (let i = 1; i < entries.length; i++) assert.ok(entries[i - 1] < entries[i]);
+}
+
+// --- Stop-grams ---
+
+/** A book of `count` people at one domain, so its domain's trigrams are in every entry. */
+function oneDomainBook(count: number): AddressBook {
+  const builder = new AddressBookBuilder(count);
+  for (let i = 0; i < count; i++) builder.add(`person${i}@example.com`, `Person ${i}`);
+  return builder.build();
+}
+
+Deno.test("a trigram in most entries has no stored list, and a fragment made only of such is a scan", () => {
+  const book = oneDomainBook(10_000);
+  const index = TextIndex.build(book);
+  assert.ok(index.gramCounts.stopped > 5, JSON.stringify(index.gramCounts));
+  assert.equal(index.candidates(["example"]), undefined);
+  // A stop-gram beside a selective one is just left out.
+  assert.deepEqual(emailsOf(book, index.candidates(["on1234@ex"])), ["person1234@example.com"]);
+  const everything = TextIndex.build(book, { stopFraction: 1 });
+  assert.equal(everything.gramCounts.stopped, 0);
+  assert.equal(everything.candidates(["example"])?.length, 10_000);
+  assert.ok(everything.byteLength > index.byteLength);
+});
+
+Deno.test("a short fragment whose keys hold too many entries is a scan", () => {
+  const index = TextIndex.build(oneDomainBook(10_000));
+  assert.equal(index.candidates(["e"]), undefined);
+  // "n1" starts fewer trigrams (n1@, n10, ...) than the longest stored list holds entries.
+  const withN1 = index.candidates(["n1"]);
+  assert.equal(withN1?.length, 1111);
+});
+
+Deno.test("TextIndex.build refuses a stop fraction outside (0, 1]", () => {
+  const book = makeBook();
+  for (const stopFraction of [0, -1, 1.5, NaN]) {
+    assert.throws(() => TextIndex.build(book, { stopFraction }), RangeError);
+  }
+  assert.ok(DEFAULT_STOP_FRACTION > 0 && DEFAULT_STOP_FRACTION <= 1);
+});
+
+// --- The property ---
+
+/** Characters that fold in interesting ways: cases, accents composed and not, sigmas, wide ones. */
+const ALPHABET = [
+  "a",
+  "b",
+  "A",
+  "B",
+  "é",
+  "É",
+  "e\u0301",
+  "\u0301",
+  "ë",
+  "Ë",
+  "σ",
+  "Σ",
+  "ς",
+  "ß",
+  "ẞ",
+  "İ",
+  "ǅ",
+  "中",
+  "😀",
+  ".",
+  "-",
+];
+
+const text = (min: number, max: number, spaces: boolean) =>
+  fc.array(fc.constantFrom(...ALPHABET, ...(spaces ? [" ", "  "] : [])), {
+    minLength: min,
+    maxLength: max,
+  }).map((parts) => parts.join(""));
+
+const rows = fc.uniqueArray(
+  fc.tuple(
+    text(1, 6, false),
+    text(1, 12, true),
+    fc.option(text(1, 5, true), { nil: undefined }),
+    fc.option(text(1, 5, true), { nil: undefined }),
+  ).map(([local, name, givenName, surname]): Row => [
+    normalizeEmail(`${local}@x.example`),
+    name,
+    givenName,
+    surname,
+  ]).filter(([email, name]) => emailProblem(email) === undefined && name.trim() !== ""),
+  { selector: ([email]) => email, minLength: 1, maxLength: 25 },
+);
+
+Deno.test("candidates is a superset of a scan's matches, ascending, on random books and fragments", () => {
+  fc.assert(
+    fc.property(
+      rows,
+      fc.array(
+        fc.oneof(
+          text(0, 4, true),
+          fc.tuple(fc.nat(), fc.nat(), fc.nat(), fc.boolean()),
+        ),
+        { minLength: 1, maxLength: 3 },
+      ),
+      (rows, picks) => {
+        const book = bookOf(rows);
+        const index = TextIndex.build(book);
+        // A fragment is random text, or a piece of some entry's value, maybe upper-cased.
+        const fragments = picks.map((pick) => {
+          if (typeof pick === "string") return pick;
+          const [which, from, length, upper] = pick;
+          const values = valuesOf(book, which % book.size);
+          const value = values[from % values.length];
+          const start = from % value.length;
+          const piece = value.slice(start, start + 1 + (length % 5));
+          return upper ? piece.toUpperCase() : piece;
+        });
+        const found = index.candidates(fragments);
+        if (found === undefined) return;
+        assertAscending(found);
+        assert.ok(found.every((entry) => entry < book.size));
+        const truth = naiveMatches(book, fragments);
+        for (const entry of truth) {
+          assert.ok(found.includes(entry), `entry ${entry} for ${JSON.stringify(fragments)}`);
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+// --- Sharing ---
+
+Deno.test("an index wrapped from its shared buffers answers the same, and its buffers are shared", () => {
+  const book = makeBook();
+  const index = TextIndex.build(book);
+  const again = TextIndex.fromShared(index.toShared());
+  assert.deepEqual(again.candidates(["hopper"]), index.candidates(["hopper"]));
+  const { keys, counts, starts, postings } = index.toShared();
+  for (const array of [keys, counts, starts, postings]) {
+    assert.ok(array.buffer instanceof SharedArrayBuffer);
+  }
+});
+
+Deno.test("an index posted to a worker answers there without a copy", async () => {
+  const book = makeBook();
+  const index = TextIndex.build(book);
+  const moduleUrl = new URL("./text_index.ts", import.meta.url).href;
+  const code = `import { TextIndex } from ${JSON.stringify(moduleUrl)};
+    self.onmessage = (event) => {
+      const index = TextIndex.fromShared(event.data);
+      self.postMessage([...index.candidates(["turing"])]);
+    };`;
+  const url = URL.createObjectURL(new Blob([code], { type: "application/javascript" }));
+  const worker = new Worker(url, { type: "module" });
+  try {
+    const answer = new Promise((resolve) => worker.onmessage = (event) => resolve(event.data));
+    worker.postMessage(index.toShared());
+    assert.deepEqual(await answer, [...index.candidates(["turing"])!]);
+  } finally {
+    worker.terminate();
+    URL.revokeObjectURL(url);
+  }
+});
