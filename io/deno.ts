@@ -106,6 +106,7 @@ export class ConnectionService implements Service {
 
   /** Replaces the book; each later query is answered from the new one. */
   setBook(book: AddressBook): void {
+    this.#context.frontEnd.prepare?.(book);
     this.#context.book = book;
   }
 

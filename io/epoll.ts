@@ -166,7 +166,10 @@ export class EpollService implements Service {
 
   /** Replaces the book; each later query is answered from the new one. */
   setBook(book: AddressBook): void {
-    for (const listener of this.#listeners) listener.context.book = book;
+    for (const { context } of this.#listeners) {
+      context.frontEnd.prepare?.(book);
+      context.book = book;
+    }
   }
 
   /** Drains, as {@linkcode Service.shutdown} says. */

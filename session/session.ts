@@ -62,6 +62,7 @@ import { formatAddress } from "../common/net_address.ts";
 import {
   type Conversation,
   type FrontEnd,
+  type GateRefusal,
   MalformedInput,
   NO_REQUEST,
   Outcome,
@@ -174,6 +175,7 @@ export interface SessionSettings {
 
 /** Builds a thread's session context: the access policy and limits table made ready for use. */
 export function createSessionContext(settings: SessionSettings): SessionContext {
+  settings.frontEnd.prepare?.(settings.book);
   return {
     frontEnd: settings.frontEnd,
     book: settings.book,
@@ -318,7 +320,7 @@ export class Session {
     this.#lastActive = now;
     this.#lastWriteProgress = now;
     this.#now = now;
-    this.#conversation = context.frontEnd.connect();
+    this.#conversation = context.frontEnd.connect(context.counters);
     this.#counted = this.#admit();
     if (!this.#counted) {
       context.frontEnd.writeBusy(this.#output);
@@ -615,8 +617,9 @@ export class Session {
           if (this.#phase === "open") this.#trackFrame(answered, now);
           return;
         }
-        outcomes[outcome]++;
+        if (outcome >= 0) outcomes[outcome]++;
         answered++;
+        if (conversation.finished) return this.#finish();
       }
     } catch (error) {
       if (!(error instanceof MalformedInput)) throw error;
@@ -628,6 +631,14 @@ export class Session {
     this.#holding = true;
     this.#frameStarted = -1;
     conversation.hold();
+  }
+
+  /** The client ended the conversation: what it sent after is dropped, and the connection ends. */
+  #finish(): void {
+    this.#holding = false;
+    this.#frameStarted = -1;
+    this.#conversation.reset();
+    if (this.#phase === "open") this.#phase = "ending";
   }
 
   /** Restarts the frame timer whenever a new request is begun and left unfinished. */
@@ -763,7 +774,10 @@ export class Session {
       this.#phase = "ending";
     } else {
       this.#limitSlot = slot;
-      this.#gate = { admit: (found) => this.#admitRequest(found) };
+      this.#gate = {
+        admit: (found) => this.#admitRequest(found),
+        admitEntries: (wanted) => this.#admitEntries(wanted),
+      };
     }
   }
 
@@ -790,6 +804,15 @@ export class Session {
     if (verdict === "ok") return undefined;
     this.#noteLimitRefusal(verdict, this.#now);
     return clientLimits.refusalText(verdict);
+  }
+
+  /** The per-client limits' verdict on a request returning `wanted` entries (the gate's). */
+  #admitEntries(wanted: number): number | GateRefusal {
+    const clientLimits = this.#context.clientLimits!;
+    const verdict = clientLimits.admitEntries(this.#limitSlot, this.#now, wanted);
+    if (typeof verdict === "number") return verdict;
+    this.#noteLimitRefusal(verdict, this.#now);
+    return { reason: verdict, text: clientLimits.refusalText(verdict) };
   }
 
   /** Counts and logs a refusal under a per-client limit. */

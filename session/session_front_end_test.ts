@@ -52,6 +52,9 @@ class LineConversation implements Conversation {
     return this.#buffer.length > 0;
   }
 
+  /** The line protocol has no goodbye: a connection ends by EOF or a rule. */
+  readonly finished = false;
+
   answerNext(output: ReplyBuffer, book: AddressBook, gate: RequestGate | undefined): number {
     const end = this.#buffer.indexOf("\n");
     if (end < 0) {
