@@ -78,6 +78,10 @@ interface Connection {
   wake: (() => void) | undefined;
   /** The socket is closed (by the loop, a timeout, or abort). */
   closed: boolean;
+  /** The loop waits on a read. */
+  reading: boolean;
+  /** A write made beside the loop while it reads (see #react), until it is done. */
+  flushing: Promise<void> | undefined;
 }
 
 /** Accepts connections on a listener and serves them until shut down. */
@@ -169,7 +173,14 @@ export class ConnectionService implements Service {
       const subject = handshake.peerSubject;
       session.handshakeDone(now, this.#context.clientCertificates ? subject ?? "" : undefined);
     }
-    const connection: Connection = { conn, session, wake: undefined, closed: false };
+    const connection: Connection = {
+      conn,
+      session,
+      wake: undefined,
+      closed: false,
+      reading: false,
+      flushing: undefined,
+    };
     this.#connections.add(connection);
     // Replies are written whole, so Nagle's delay would only add latency.
     conn.setNoDelay?.(true);
@@ -177,14 +188,17 @@ export class ConnectionService implements Service {
     let input = takeReadBuffer();
     try {
       while (!connection.closed && !session.closed) {
-        if (session.outputLength > 0) {
+        if (connection.flushing !== undefined) {
+          await connection.flushing;
+        } else if (session.outputLength > 0) {
           const written = await conn.write(session.outputBytes.subarray(0, session.outputLength));
           session.wrote(written, Date.now());
         } else if (session.wantsHalfClose) {
           await conn.closeWrite();
           session.halfClosed(Date.now());
         } else if (session.wantsRead) {
-          const received = await conn.read(input);
+          connection.reading = true;
+          const received = await conn.read(input).finally(() => connection.reading = false);
           if (received === null) session.receiveEnd(Date.now());
           else {
             session.receive(input, received, Date.now());
@@ -226,11 +240,34 @@ export class ConnectionService implements Service {
   #react(connection: Connection): void {
     const { session } = connection;
     if (session.closed) this.#closeSocket(connection);
-    else if (session.wantsHalfClose && connection.wake === undefined) {
+    else if (session.outputLength > 0 && connection.reading) {
+      // Words for the peer (a front end's goodbye) while the loop waits on a read.
+      connection.flushing ??= this.#flush(connection);
+    } else if (session.wantsHalfClose && connection.wake === undefined) {
       connection.conn.closeWrite().catch(() => {});
       session.halfClosed(Date.now());
     }
     connection.wake?.();
+  }
+
+  /** Writes what the session has due beside a loop blocked in read, then half-closes if asked. */
+  async #flush(connection: Connection): Promise<void> {
+    const { conn, session } = connection;
+    try {
+      while (session.outputLength > 0 && !connection.closed) {
+        const written = await conn.write(session.outputBytes.subarray(0, session.outputLength));
+        session.wrote(written, Date.now());
+      }
+      if (session.wantsHalfClose && !connection.closed) {
+        await conn.closeWrite();
+        session.halfClosed(Date.now());
+      }
+    } catch {
+      session.abort();
+      this.#closeSocket(connection);
+    } finally {
+      connection.flushing = undefined;
+    }
   }
 
   #drain(connection: Connection, now: number): void {

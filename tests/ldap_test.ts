@@ -16,6 +16,7 @@ import { withDeadline } from "../testing/deadlines.ts";
 import { makeTestPki } from "../testing/pki.ts";
 import { metricValue } from "../testing/metrics.ts";
 import { PEOPLE } from "../testing/books.ts";
+import { encodeProxyHeader } from "../access/proxy_header.ts";
 import { type TestServerOptions, withTestServer } from "../testing/in_process_server.ts";
 import type { ServerHandle } from "../server/start.ts";
 
@@ -385,8 +386,7 @@ testOnEachLoop(
           assert.ok(bytes.includes(0x78), "an ExtendedResponse");
           assert.match(text, /--allow/);
           assert.match(text, /1\.3\.6\.1\.4\.1\.1466\.20036/);
-          const code = bytes[bytes.indexOf(0x0a) + 2];
-          assert.equal(code, 50);
+          assert.equal(noticeCode(bytes), 50);
         } finally {
           conn.close();
         }
@@ -411,7 +411,7 @@ testOnEachLoop(
           await conn.write(bytes);
           const reply = await readAll(conn);
           assert.match(new TextDecoder().decode(reply), /1\.3\.6\.1\.4\.1\.1466\.20036/);
-          assert.equal(reply[reply.indexOf(0x0a) + 2], 2, "protocolError");
+          assert.equal(noticeCode(reply), 2, "protocolError");
         } finally {
           conn.close();
         }
@@ -529,3 +529,92 @@ function searchRequest(messageId: number, filter: string): Uint8Array {
     ),
   ));
 }
+
+/** The result code of a Notice of Disconnection the server sent, or undefined when it sent none. */
+function noticeCode(bytes: Uint8Array): number | undefined {
+  if (!new TextDecoder().decode(bytes).includes("1.3.6.1.4.1.1466.20036")) return undefined;
+  // messageID 0, then the ExtendedResponse's tag and (short) length, then resultCode.
+  for (let i = 0; i + 7 < bytes.length; i++) {
+    if (bytes[i] === 0x02 && bytes[i + 1] === 0x01 && bytes[i + 2] === 0 && bytes[i + 3] === 0x78) {
+      if (bytes[i + 5] === 0x0a && bytes[i + 6] === 0x01) return bytes[i + 7];
+    }
+  }
+  return undefined;
+}
+
+testOnEachLoop("a reload reaches the LDAP port: the new book's people are found", async (io) => {
+  const builder = new AddressBookBuilder();
+  builder.add("newcomer@example.com", "New Comer");
+  const next = builder.build();
+  await withTestServer(
+    ldapOptions(io, { loadBook: () => Promise.resolve(next) }),
+    async ({ server }) => {
+      assert.equal(dns((await ldapsearch(server, ["(cn=*comer*)", "1.1"])).stdout).length, 0);
+      await server.reload();
+      const after = await ldapsearch(server, ["(cn=*comer*)", "cn"]);
+      assert.deepEqual(dns(after.stdout), [`mail=newcomer@example.com,${BASE}`]);
+    },
+  );
+});
+
+testOnEachLoop(
+  "a shutdown ends an idle LDAP connection with a Notice of unavailable",
+  async (io) => {
+    await withTestServer(ldapOptions(io), async ({ server }) => {
+      const conn = await Deno.connect({ hostname: LOOPBACK, port: server.ldapAddr!.port });
+      try {
+        await conn.write(searchRequest(1, "(mail=ada@example.com)"));
+        const shutdown = server.shutdown(5000);
+        const bytes = await readAll(conn);
+        await shutdown;
+        assert.match(new TextDecoder().decode(bytes), /mail=ada@example\.com/, "answered first");
+        assert.equal(noticeCode(bytes), 52);
+      } finally {
+        conn.close();
+      }
+    });
+  },
+);
+
+testOnEachLoop("the LDAP port reads PROXY headers and caps connections per client", async (io) => {
+  const access = { allow: ["192.0.2.0/24"], protectedMode: false, proxyProtocol: true };
+  await withTestServer(ldapOptions(io, { access }), async ({ server }) => {
+    const header = (source: string) =>
+      encodeProxyHeader({
+        version: 1,
+        source: { address: source, port: 5000 },
+        destination: { address: "198.51.100.1", port: 389 },
+      });
+    const allowed = await Deno.connect({ hostname: LOOPBACK, port: server.ldapAddr!.port });
+    try {
+      await allowed.write(
+        Uint8Array.from([...header("192.0.2.7"), ...searchRequest(3, "(mail=ada@example.com)")]),
+      );
+      await allowed.closeWrite();
+      const reply = await readAll(allowed);
+      assert.match(new TextDecoder().decode(reply), /mail=ada@example\.com/);
+    } finally {
+      allowed.close();
+    }
+    const refused = await Deno.connect({ hostname: LOOPBACK, port: server.ldapAddr!.port });
+    try {
+      await refused.write(header("203.0.113.9"));
+      assert.equal(noticeCode(await readAll(refused)), 50);
+    } finally {
+      refused.close();
+    }
+  });
+  await withTestServer(
+    ldapOptions(io, { clientLimits: { maxConnectionsPerClient: 1 } }),
+    async ({ server }) => {
+      const first = await Deno.connect({ hostname: LOOPBACK, port: server.ldapAddr!.port });
+      const second = await Deno.connect({ hostname: LOOPBACK, port: server.ldapAddr!.port });
+      try {
+        assert.equal(noticeCode(await readAll(second)), 51, "busy: one connection too many");
+      } finally {
+        first.close();
+        second.close();
+      }
+    },
+  );
+});
