@@ -129,41 +129,86 @@ export function lengthValue(bytes: Uint8Array, offset: number, size: number): nu
  * ```
  */
 export function decodeUtf8Escaped(bytes: Uint8Array): string {
-  return decodeUtf8(bytes) ?? escapeInvalidUtf8(bytes);
+  return decodeUtf8Range(bytes, 0, bytes.length);
 }
 
-/** The slow path of {@linkcode decodeUtf8Escaped}, for bytes known not to be UTF-8. */
-function escapeInvalidUtf8(bytes: Uint8Array): string {
-  const units: number[] = [];
-  let i = 0;
-  while (i < bytes.length) {
-    const size = utf8SequenceSize(bytes, i);
+/** Text at most this long (in bytes) is decoded in JavaScript; longer, by the engine's decoder. */
+const SHORT_TEXT_BYTES = 256;
+/** Strings of at most this many units are built by concatenation, which V8 keeps flat. */
+const CONCATENATED_UNITS = 12;
+/** UTF-16 units of a short text, reused: a decoded unit never takes less than a byte. */
+const scratch = new Uint16Array(SHORT_TEXT_BYTES);
+
+/**
+ * {@linkcode decodeUtf8Escaped} of `bytes` from `start` to `end`, without
+ * a view. Short text, which is nearly all LDAP carries (names, attribute
+ * types, filter values), is decoded here: the engine's `TextDecoder` costs
+ * some 300 ns a call whatever the length.
+ */
+export function decodeUtf8Range(bytes: Uint8Array, start: number, end: number): string {
+  const length = end - start;
+  if (length > SHORT_TEXT_BYTES) {
+    const view = bytes.subarray(start, end);
+    const strict = decodeUtf8(view);
+    if (strict !== undefined) return strict;
+    const units = new Uint16Array(length);
+    return unitsToString(units, decodeUnits(bytes, start, end, units));
+  }
+  return unitsToString(scratch, decodeUnits(bytes, start, end, scratch));
+}
+
+function unitsToString(units: Uint16Array, count: number): string {
+  if (count <= CONCATENATED_UNITS) {
+    let text = "";
+    for (let i = 0; i < count; i++) text += String.fromCharCode(units[i]);
+    return text;
+  }
+  let text = "";
+  // In slices: one call with a whole message's units could pass the engine's argument limit.
+  for (let at = 0; at < count; at += 4096) {
+    const slice = units.subarray(at, Math.min(at + 4096, count));
+    text += String.fromCharCode.apply(null, slice as unknown as number[]);
+  }
+  return text;
+}
+
+/**
+ * Writes the UTF-16 units of `bytes` from `start` to `end` into `units`
+ * (room for one per byte), escaping what is not UTF-8; returns how many.
+ */
+function decodeUnits(bytes: Uint8Array, start: number, end: number, units: Uint16Array): number {
+  let count = 0;
+  let i = start;
+  while (i < end) {
+    const byte = bytes[i];
+    if (byte < 0x80) {
+      units[count++] = byte;
+      i++;
+      continue;
+    }
+    const size = utf8SequenceSize(bytes, i, end);
     if (size === 0) {
-      units.push(ESCAPE_BASE + bytes[i]);
+      units[count++] = ESCAPE_BASE + byte;
       i++;
       continue;
     }
     const point = codePointAt(bytes, i, size);
     if (point > 0xffff) {
-      units.push(0xd800 + ((point - 0x10000) >> 10), 0xdc00 + ((point - 0x10000) & 0x3ff));
+      units[count++] = 0xd800 + ((point - 0x10000) >> 10);
+      units[count++] = 0xdc00 + ((point - 0x10000) & 0x3ff);
     } else {
-      units.push(point);
+      units[count++] = point;
     }
     i += size;
   }
-  let text = "";
-  // In slices: spreading a whole message's units into one call could pass the engine's argument limit.
-  for (let start = 0; start < units.length; start += 4096) {
-    text += String.fromCharCode(...units.slice(start, start + 4096));
-  }
-  return text;
+  return count;
 }
 
 /**
  * The length of the valid UTF-8 sequence at `i` (RFC 3629: no overlong
  * form, no surrogate, nothing past U+10FFFF), or 0 when none starts there.
  */
-function utf8SequenceSize(bytes: Uint8Array, i: number): number {
+function utf8SequenceSize(bytes: Uint8Array, i: number, end: number): number {
   const first = bytes[i];
   if (first < 0x80) return 1;
   let size: number;
@@ -179,7 +224,7 @@ function utf8SequenceSize(bytes: Uint8Array, i: number): number {
     if (first === 0xf0) low = 0x90;
     if (first === 0xf4) high = 0x8f;
   } else return 0;
-  if (i + size > bytes.length) return 0;
+  if (i + size > end) return 0;
   const second = bytes[i + 1];
   if (second < low || second > high) return 0;
   for (let k = 2; k < size; k++) {
@@ -365,7 +410,7 @@ export class BerReader {
     const length = this.readHeader(tag);
     const start = this.offset;
     this.offset = start + length;
-    return length === 0 ? "" : decodeUtf8Escaped(this.bytes.subarray(start, this.offset));
+    return length === 0 ? "" : decodeUtf8Range(this.bytes, start, this.offset);
   }
 }
 

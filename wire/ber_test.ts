@@ -270,6 +270,9 @@ Deno.test("decodeUtf8Escaped: valid UTF-8 as TextDecoder has it, any other bytes
     fc.property(
       fc.oneof(
         fc.uint8Array({ maxLength: 40 }),
+        // Past the short-text path: the engine's decoder, and the escaping after it fails.
+        fc.uint8Array({ minLength: 250, maxLength: 700 }),
+        fc.string({ unit: "binary", minLength: 100, maxLength: 400 }).map((s) => encoder.encode(s)),
         fc.string({ unit: "binary" }).map((s) => encoder.encode(s)),
         fc.tuple(fc.string({ unit: "binary" }), fc.uint8Array({ maxLength: 3 })).map(([s, b]) =>
           Uint8Array.of(...encoder.encode(s), ...b, ...encoder.encode(s))
@@ -284,6 +287,9 @@ Deno.test("decodeUtf8Escaped: valid UTF-8 as TextDecoder has it, any other bytes
     ),
     { seed: 17, numRuns: 3000 },
   );
+  // A reader decodes the same from the middle of a buffer.
+  const framed = Uint8Array.of(0x04, 0x03, 0x61, 0xc3, 0xff, 0x62);
+  assert.equal(new BerReader(framed, 0, 5).readString(), "a\udcc3\udcff");
   // Overlong, surrogate, past U+10FFFF and truncated forms are escaped byte by byte.
   assert.equal(decodeUtf8Escaped(Uint8Array.of(0xc0, 0xaf)), "\udcc0\udcaf");
   assert.equal(decodeUtf8Escaped(Uint8Array.of(0xed, 0xa0, 0x80)), "\udced\udca0\udc80");

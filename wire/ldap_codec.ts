@@ -337,7 +337,7 @@ function messageSize(bytes: Uint8Array, start: number, end: number): number {
   try {
     size = lengthFieldSize(bytes[start + 1]);
   } catch (error) {
-    throw asProtocolError(error, undefined, undefined);
+    throw asProtocolError(error);
   }
   if (end - start < 1 + size) return -1;
   const length = lengthValue(bytes, start + 1, size);
@@ -349,11 +349,8 @@ function messageSize(bytes: Uint8Array, start: number, end: number): number {
   return 1 + size + length;
 }
 
-function asProtocolError(
-  error: unknown,
-  messageId: number | undefined,
-  requestTag: number | undefined,
-): unknown {
+/** A BerError as an LdapProtocolError with what is known of the request; anything else as it is. */
+function asProtocolError(error: unknown, messageId?: number, requestTag?: number): unknown {
   return error instanceof BerError
     ? new LdapProtocolError(error.message, messageId, requestTag)
     : error;
@@ -532,8 +529,7 @@ export class LdapDecoder {
     const reader = this.#reader;
     reader.reset(bytes, start, start + size);
     try {
-      const request = this.#decodeMessage(reader);
-      return request;
+      return this.#decodeMessage(reader);
     } catch (error) {
       throw asProtocolError(error, this.#messageId, this.#requestTag);
     } finally {
@@ -860,7 +856,7 @@ export function decodePagedResults(value: Uint8Array): PagedResults {
     if (!reader.atEnd) throw new BerError("A paged results value has bytes after its sequence.");
     return { size, cookie };
   } catch (error) {
-    throw asProtocolError(error, undefined, undefined);
+    throw asProtocolError(error);
   }
 }
 
