@@ -79,6 +79,8 @@ export interface LdapSettings {
 export const DEFAULT_LDAP_BASE = "dc=addrbook";
 /** The default cap on the entries of one search, as slapd's. */
 export const DEFAULT_LDAP_SIZE_LIMIT = 500;
+/** Spellings of the suffix remembered, so that a client cannot grow the set without bound. */
+const MAX_SUFFIX_TEXTS = 16;
 /** Paged searches one connection may leave open; the oldest is forgotten past it. */
 export const MAX_PAGED_SEARCHES = 8;
 
@@ -154,6 +156,22 @@ class Directory {
     this.counters = counters;
   }
 
+  /** Texts already parsed and found to name the suffix (a few, as clients send them). */
+  readonly #suffixTexts = new Set<string>();
+
+  /** Whether `text` names the suffix, remembering the answer for the texts that do. */
+  isSuffixText(text: string): boolean {
+    if (this.#suffixTexts.has(text)) return true;
+    try {
+      if (levelsBelow(parseDn(text), this.suffix) !== 0) return false;
+    } catch (error) {
+      if (error instanceof InvalidDnError) return false;
+      throw error;
+    }
+    if (this.#suffixTexts.size < MAX_SUFFIX_TEXTS) this.#suffixTexts.add(text);
+    return true;
+  }
+
   /** The DN of a person's entry. */
   personDn(mail: string): string {
     return `mail=${escapeDnValue(mail)},${this.suffixDn}`;
@@ -200,20 +218,18 @@ function selectionOf(search: LdapSearch): Selection {
   let all = search.attributes.length === 0;
   for (const attribute of search.attributes) {
     if (attribute === "*") all = true;
-    else if (attribute !== "1.1" && attribute !== "+") named.add(attribute.toLowerCase());
+    else if (attribute !== "1.1" && attribute !== "+") {
+      named.add(attribute.toLowerCase());
+      // An alias names the attribute too (`surname` for sn): resolved once per search.
+      const canonical = resolveAttribute(attribute);
+      if (canonical !== undefined) named.add(canonical.toLowerCase());
+    }
   }
   return { all, named, typesOnly: search.typesOnly };
 }
 
 function selected(selection: Selection, type: string): boolean {
-  if (selection.all) return true;
-  const lower = type.toLowerCase();
-  if (selection.named.has(lower)) return true;
-  // An alias names the attribute too (`surname` for sn).
-  for (const name of selection.named) {
-    if (resolveAttribute(name)?.toLowerCase() === lower) return true;
-  }
-  return false;
+  return selection.all || selection.named.has(type.toLowerCase());
 }
 
 function select(attributes: EntryAttribute[], selection: Selection): EntryAttribute[] {
@@ -603,6 +619,8 @@ class LdapConversation implements Conversation {
   /** Where a search's base is in the directory. */
   #locate(op: LdapSearch, book: AddressBook): BaseKind {
     if (op.baseObject.trim() === "") return { kind: "root" };
+    // Clients search under one base again and again: the suffix is known by its text.
+    if (this.#directory.isSuffixText(op.baseObject)) return { kind: "suffix" };
     let levels: number;
     let rdns: Rdn[];
     try {
