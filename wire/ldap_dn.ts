@@ -107,9 +107,7 @@ export function canonicalType(type: string): string {
  * ```
  */
 export function escapeDnValue(value: string): string {
-  let escaped = ALWAYS_ESCAPED.test(value)
-    ? value.replace(ALWAYS_ESCAPED_ALL, escapeChar)
-    : value;
+  let escaped = ALWAYS_ESCAPED.test(value) ? value.replace(ALWAYS_ESCAPED_ALL, escapeChar) : value;
   const leading = value.startsWith(" ") || value.startsWith("#");
   if (leading) escaped = `\\${escaped}`;
   // A trailing space, unless it is the leading one, escaped just above.
