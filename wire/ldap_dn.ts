@@ -79,6 +79,11 @@ const HEX_VALUE_TAGS: ReadonlySet<number> = new Set([0x04, 0x0c, 0x13, 0x16]);
 const ALWAYS_ESCAPED = /["+,;<=>\\\0]/;
 const ALWAYS_ESCAPED_ALL = /["+,;<=>\\\0]/g;
 
+/** One character of {@linkcode ALWAYS_ESCAPED}, escaped: NUL as hex, since a raw NUL may end a C string. */
+function escapeChar(char: string): string {
+  return char === "\0" ? "\\00" : `\\${char}`;
+}
+
 const BACKSLASH = 0x5c;
 const SPACE = 0x20;
 
@@ -102,12 +107,11 @@ export function canonicalType(type: string): string {
  * ```
  */
 export function escapeDnValue(value: string): string {
-  let escaped = ALWAYS_ESCAPED.test(value)
-    ? value.replace(ALWAYS_ESCAPED_ALL, (char) => char === "\0" ? "\\00" : `\\${char}`)
-    : value;
-  if (escaped.startsWith(" ") || escaped.startsWith("#")) escaped = `\\${escaped}`;
-  // A trailing space (but not one that ends an escape already made, such as a leading "\ " alone).
-  if (escaped.endsWith(" ") && !(escaped.length === 2 && escaped === "\\ ")) {
+  let escaped = ALWAYS_ESCAPED.test(value) ? value.replace(ALWAYS_ESCAPED_ALL, escapeChar) : value;
+  const leading = value.startsWith(" ") || value.startsWith("#");
+  if (leading) escaped = `\\${escaped}`;
+  // A trailing space, unless it is the leading one, escaped just above.
+  if (value.endsWith(" ") && !(leading && value.length === 1)) {
     escaped = `${escaped.slice(0, -1)}\\ `;
   }
   return escaped;
