@@ -110,6 +110,70 @@ export function foldText(text: string): string {
   return lower.toWellFormed().normalize("NFC").replace(FINAL_SIGMA, "σ");
 }
 
+/** Marks (combining characters): they compose with what comes before them. */
+const MARK = /\p{M}/u;
+
+/**
+ * For each code point U+0080 to U+07FF (two bytes in UTF-8): what
+ * {@linkcode foldText} makes of it alone, when that is one code point of
+ * two bytes too and no composition can involve it (it is no mark and NFC
+ * keeps it); 0 otherwise. Built once from `foldText` itself, so the two
+ * cannot disagree. In this range no composition has a starter as its
+ * second character, so folding such characters one by one folds the text.
+ */
+const TWO_BYTE_FOLDS: Uint16Array = (() => {
+  const table = new Uint16Array(0x800);
+  for (let point = 0x80; point < 0x800; point++) {
+    const char = String.fromCharCode(point);
+    if (MARK.test(char) || char.normalize("NFC") !== char) continue;
+    const folded = foldText(char);
+    const code = folded.charCodeAt(0);
+    if (folded.length === 1 && code >= 0x80 && code < 0x800) table[point] = code;
+  }
+  return table;
+})();
+
+/**
+ * {@linkcode foldText} on UTF-8, byte by byte, for the common case: text of
+ * ASCII and two-byte characters (Latin, Greek, Cyrillic, Hebrew, Arabic
+ * letters) with no combining marks. Writes the folded bytes of
+ * `bytes[start, end)` into `out` from 0 (they are as long as the input)
+ * and returns their length, or returns -1 when the text needs the full
+ * fold (a mark, a character of three or four bytes, or one that folds to
+ * more than one).
+ *
+ * ```ts
+ * import { foldSimpleUtf8 } from "./text_index.ts";
+ *
+ * const out = new Uint8Array(16);
+ * const length = foldSimpleUtf8(new TextEncoder().encode("ZOË"), 0, 4, out);
+ * new TextDecoder().decode(out.subarray(0, length)); // "zoë"
+ * ```
+ */
+export function foldSimpleUtf8(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  out: Uint8Array,
+): number {
+  let at = 0;
+  for (let i = start; i < end;) {
+    const byte = bytes[i];
+    if (byte < 0x80) {
+      out[at++] = lower(byte);
+      i++;
+      continue;
+    }
+    if (byte < 0xc2 || byte >= 0xe0 || i + 1 >= end) return -1;
+    const folded = TWO_BYTE_FOLDS[((byte & 0x1f) << 6) | (bytes[i + 1] & 0x3f)];
+    if (folded === 0) return -1;
+    out[at++] = 0xc0 | (folded >> 6);
+    out[at++] = 0x80 | (folded & 0x3f);
+    i += 2;
+  }
+  return at;
+}
+
 /** How an index is built. */
 export interface TextIndexOptions {
   /**
@@ -450,13 +514,18 @@ class GramReader {
       }
     }
     if (!ascii) {
-      const folded = foldText(decoder.decode(bytes.subarray(start, end)));
-      if (this.#folded.length < folded.length * MAX_UTF8_PER_UNIT) {
-        this.#folded = new Uint8Array(folded.length * MAX_UTF8_PER_UNIT);
+      if (this.#folded.length < end - start) this.#folded = new Uint8Array(2 * (end - start));
+      let length = foldSimpleUtf8(bytes, start, end, this.#folded);
+      if (length < 0) {
+        const folded = foldText(decoder.decode(bytes.subarray(start, end)));
+        if (this.#folded.length < folded.length * MAX_UTF8_PER_UNIT) {
+          this.#folded = new Uint8Array(folded.length * MAX_UTF8_PER_UNIT);
+        }
+        length = writeUtf8(folded, this.#folded, 0);
       }
       bytes = this.#folded;
       start = 0;
-      end = writeUtf8(folded, bytes, 0);
+      end = length;
     }
     if (this.keys.length < count + end - start) {
       const keys = new Uint32Array(2 * (count + end - start));

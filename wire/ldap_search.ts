@@ -46,10 +46,12 @@
  * @module
  */
 
-import { type AddressBook, NOT_FOUND } from "../book/addressbook.ts";
-import { normalizeEmail } from "../book/email.ts";
-import { foldText, type TextIndex } from "../book/text_index.ts";
+import { type AddressBook, NOT_FOUND, type SharedAddressBook } from "../book/addressbook.ts";
+import { isAsciiSpace, normalizeEmail } from "../book/email.ts";
+import { MAX_UTF8_PER_UNIT, writeUtf8 } from "../common/utf8.ts";
+import { foldSimpleUtf8, foldText, type TextIndex } from "../book/text_index.ts";
 import {
+  type ByteRange,
   compileFilter,
   type FilterSubject,
   type LdapFilter,
@@ -144,100 +146,322 @@ export function entryAttributes(book: AddressBook, entry: number): LdapEntryAttr
   return attributes;
 }
 
+/** Which value of an entry: the slots of {@linkcode BookSubject}'s views. */
+const MAIL = 0;
+const NAME = 1;
+const GIVEN = 2;
+const SURNAME = 3;
+const SLOTS = 4;
+
+const SLOT_OF: Readonly<Record<TextAttribute, number>> = {
+  mail: MAIL,
+  cn: NAME,
+  displayName: NAME,
+  givenName: GIVEN,
+  sn: SURNAME,
+};
+
 /**
- * The book's entries as filter subjects: one object, pointed at an entry
- * with {@linkcode BookSubject.load}, that decodes and folds only the
- * values a filter asks for, once each.
+ * The book's entries as filter subjects, and their served values as bytes
+ * for a front end to copy into its replies: one object, pointed at an
+ * entry with {@linkcode BookSubject.load}, that works out only the values
+ * asked for, once each. A value in plain ASCII is read where it lies in
+ * the book's buffers (its capitals are lowered by the filter as it reads);
+ * only other values are decoded, folded and encoded again, into buffers of
+ * the subject's own, which the next `load` reuses.
  */
 export class BookSubject implements FilterSubject {
-  readonly #book: AddressBook;
+  readonly #book: SharedAddressBook;
   #entry = -1;
-  #email: string | undefined;
-  #name: string | undefined;
-  #foldedEmail: string | undefined;
-  #foldedName: string | undefined;
-  #parts: NameParts | undefined;
-  #foldedGiven: string | undefined | null = null;
-  #foldedSurname: string | undefined;
+  /** Bit `slot` set once that slot's views are worked out for this entry. */
+  #ready = 0;
+  /** Bit `slot` set when the entry has that value (all have but maybe a given name). */
+  #present = 0;
+  readonly #raw: ByteRange[] = [];
+  readonly #folded: ByteRange[] = [];
+  /** Per slot, room for a folded value that is not plain ASCII. */
+  readonly #foldedRoom: Uint8Array[] = [];
+  /** Where {@linkcode splitNameBytes} puts the parts it finds. */
+  readonly #parts = new Int32Array(4);
 
   constructor(book: AddressBook) {
-    this.#book = book;
+    this.#book = book.toShared();
+    for (let slot = 0; slot < SLOTS; slot++) {
+      this.#raw.push({ bytes: EMPTY, start: 0, end: 0 });
+      this.#folded.push({ bytes: EMPTY, start: 0, end: 0 });
+      this.#foldedRoom.push(new Uint8Array(64));
+    }
   }
 
   /** Points the subject at entry `entry` (not checked: the caller's loop bounds it). */
   load(entry: number): void {
     this.#entry = entry;
-    this.#email =
-      this.#name =
-      this.#foldedEmail =
-      this.#foldedName =
-        undefined;
-    this.#parts = this.#foldedSurname = undefined;
-    this.#foldedGiven = null;
+    this.#ready = 0;
+    this.#present = 0;
   }
 
   /** See {@linkcode FilterSubject.email}. */
-  email(): string {
-    if (this.#email !== undefined) return this.#email;
-    const { keyStarts, keys } = this.#book.toShared();
-    return this.#email = readText(keys, keyStarts[this.#entry], keyStarts[this.#entry + 1]);
+  email(range: ByteRange): void {
+    this.served("mail", range);
   }
 
-  /** See {@linkcode FilterSubject.folded}. */
-  folded(attribute: TextAttribute): string | undefined {
-    switch (attribute) {
-      case "mail":
-        return this.#foldedEmail ??= foldText(this.email());
-      case "cn":
-      case "displayName":
-        return this.#foldedName ??= foldText(this.#rawName());
-      case "sn":
-        return this.#foldedSurname ??= foldText(this.#nameParts().surname);
-      case "givenName": {
-        if (this.#foldedGiven !== null) return this.#foldedGiven;
-        const given = this.#nameParts().givenName;
-        return this.#foldedGiven = given === undefined ? undefined : foldText(given);
-      }
+  /** See {@linkcode FilterSubject.value}. */
+  value(attribute: TextAttribute, range: ByteRange): boolean {
+    const slot = SLOT_OF[attribute];
+    if ((this.#ready & (1 << slot)) === 0) this.#workOut(slot);
+    if ((this.#present & (1 << slot)) === 0) return false;
+    const folded = this.#folded[slot];
+    range.bytes = folded.bytes;
+    range.start = folded.start;
+    range.end = folded.end;
+    return true;
+  }
+
+  /**
+   * Points `range` at a value as served (UTF-8, not folded: what
+   * {@linkcode entryAttributes} gives as a string); returns `false` when
+   * the entry has no such value (a one-word name's givenName). Valid until
+   * the next `load`.
+   */
+  served(attribute: TextAttribute, range: ByteRange): boolean {
+    const slot = SLOT_OF[attribute];
+    if ((this.#ready & (1 << slot)) === 0) this.#workOut(slot);
+    if ((this.#present & (1 << slot)) === 0) return false;
+    const raw = this.#raw[slot];
+    range.bytes = raw.bytes;
+    range.start = raw.start;
+    range.end = raw.end;
+    return true;
+  }
+
+  #workOut(slot: number): void {
+    const { keyStarts, keys, nameStarts, names } = this.#book;
+    const entry = this.#entry;
+    if (slot === MAIL) {
+      this.#setRaw(MAIL, keys, keyStarts[entry], keyStarts[entry + 1]);
+    } else if (slot === NAME) {
+      this.#setRaw(NAME, names, nameStarts[entry], nameStarts[entry + 1]);
+    } else {
+      this.#workOutParts();
+      return;
     }
+    this.#foldRaw(slot);
   }
 
-  #rawName(): string {
-    const book = this.#book;
-    return this.#name ??= readText(
-      book.names,
-      book.nameStart(this.#entry),
-      book.nameEnd(this.#entry),
-    );
-  }
-
-  #nameParts(): NameParts {
-    if (this.#parts !== undefined) return this.#parts;
-    const { namePartStarts, nameParts: partBytes } = this.#book.toShared();
-    let givenName: string | undefined;
-    let surname: string | undefined;
+  /**
+   * Works out the given name and surname, both at once: the source's, or
+   * the name split at its last run of whitespace. The split is made twice,
+   * on the served name and on the folded one, which give the same parts:
+   * folding turns whitespace into whitespace and nothing else into it, and
+   * no character composes with whitespace.
+   */
+  #workOutParts(): void {
+    const { namePartStarts, nameParts: partBytes } = this.#book;
+    const entry = this.#entry;
+    this.#ready |= (1 << GIVEN) | (1 << SURNAME);
     if (namePartStarts.length > 0) {
-      const given = namePartStarts[2 * this.#entry];
-      const family = namePartStarts[2 * this.#entry + 1];
-      const end = namePartStarts[2 * this.#entry + 2];
-      if (family > given) givenName = readText(partBytes, given, family);
-      if (end > family) surname = readText(partBytes, family, end);
+      const given = namePartStarts[2 * entry];
+      const family = namePartStarts[2 * entry + 1];
+      const end = namePartStarts[2 * entry + 2];
+      if (family > given) {
+        this.#setRaw(GIVEN, partBytes, given, family);
+        this.#foldRaw(GIVEN);
+      }
+      if (end > family) {
+        this.#setRaw(SURNAME, partBytes, family, end);
+        this.#foldRaw(SURNAME);
+        return;
+      }
+      // The source had a given name only: person requires a surname, the name's last word.
+      if (family > given) return this.#split(false);
     }
-    return this.#parts = nameParts(this.#rawName(), givenName, surname);
+    this.#split(true);
+  }
+
+  /** Sets the surname (and, when `withGiven`, the given name) from the name, served and folded. */
+  #split(withGiven: boolean): void {
+    if ((this.#ready & (1 << NAME)) === 0) this.#workOut(NAME);
+    const parts = this.#parts;
+    const raw = this.#raw[NAME];
+    splitNameBytes(raw.bytes, raw.start, raw.end, parts);
+    const hasGiven = withGiven && parts[0] >= 0;
+    this.#setRaw(SURNAME, raw.bytes, parts[2], parts[3]);
+    if (hasGiven) this.#setRaw(GIVEN, raw.bytes, parts[0], parts[1]);
+    const folded = this.#folded[NAME];
+    if (folded.bytes !== raw.bytes) splitNameBytes(folded.bytes, folded.start, folded.end, parts);
+    this.#setFolded(SURNAME, folded.bytes, parts[2], parts[3]);
+    if (hasGiven) this.#setFolded(GIVEN, folded.bytes, parts[0], parts[1]);
+  }
+
+  #setFolded(slot: number, bytes: Uint8Array, start: number, end: number): void {
+    const folded = this.#folded[slot];
+    folded.bytes = bytes;
+    folded.start = start;
+    folded.end = end;
+  }
+
+  #setRaw(slot: number, bytes: Uint8Array, start: number, end: number): void {
+    const raw = this.#raw[slot];
+    raw.bytes = bytes;
+    raw.start = start;
+    raw.end = end;
+    this.#ready |= 1 << slot;
+    this.#present |= 1 << slot;
+  }
+
+  #setFoldedToRaw(slot: number): void {
+    const raw = this.#raw[slot];
+    this.#setFolded(slot, raw.bytes, raw.start, raw.end);
+  }
+
+  /**
+   * The folded view of a slot's raw value: itself if plain ASCII, else
+   * folded into the slot's room, byte by byte where it can be.
+   */
+  #foldRaw(slot: number): void {
+    const { bytes, start, end } = this.#raw[slot];
+    if (isAscii(bytes, start, end)) {
+      this.#setFoldedToRaw(slot);
+      return;
+    }
+    const room = this.#room(this.#foldedRoom, slot, end - start);
+    const length = foldSimpleUtf8(bytes, start, end, room);
+    if (length >= 0) this.#setFolded(slot, room, 0, length);
+    else this.#encodeFolded(slot, foldText(decodeText(bytes, start, end)));
+  }
+
+  #encodeFolded(slot: number, folded: string): void {
+    const room = this.#room(this.#foldedRoom, slot, folded.length);
+    const view = this.#folded[slot];
+    view.bytes = room;
+    view.start = 0;
+    view.end = writeUtf8(folded, room, 0);
+  }
+
+  /** The slot's buffer of `rooms`, grown to hold `units` UTF-16 code units as UTF-8. */
+  #room(rooms: Uint8Array[], slot: number, units: number): Uint8Array {
+    if (rooms[slot].length < units * MAX_UTF8_PER_UNIT) {
+      rooms[slot] = new Uint8Array(units * MAX_UTF8_PER_UNIT);
+    }
+    return rooms[slot];
   }
 }
 
-/** The longest value decoded by hand as ASCII; longer ones, and any other, go to TextDecoder. */
-const SHORT_TEXT = 64;
+const EMPTY = new Uint8Array(0);
 
-/** UTF-8 bytes as a string; short ASCII (most values) without TextDecoder's cost per call. */
-function readText(bytes: Uint8Array, start: number, end: number): string {
-  if (end - start <= SHORT_TEXT) {
-    let text = "";
-    let i = start;
-    for (; i < end && bytes[i] < 0x80; i++) text += String.fromCharCode(bytes[i]);
-    if (i === end) return text;
+function isAscii(bytes: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (bytes[i] >= 0x80) return false;
+  return true;
+}
+
+/**
+ * {@linkcode splitName} on UTF-8 bytes, `bytes[start, end)`, with no
+ * string: writes the given name's start and end (both -1 when there is
+ * none) and the surname's start and end into `parts`. Whitespace is what
+ * `\s` and `trim()` take: ASCII tab to carriage return and space, U+00A0,
+ * U+1680, U+2000–U+200A, U+2028, U+2029, U+202F, U+205F, U+3000, U+FEFF.
+ */
+export function splitNameBytes(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  parts: Int32Array,
+): void {
+  let first = -1;
+  let contentEnd = start;
+  let runStart = -1;
+  let lastRunStart = -1;
+  let lastRunEnd = -1;
+  for (let i = start; i < end;) {
+    const space = whitespaceAt(bytes, i, end);
+    if (space > 0) {
+      if (runStart < 0) runStart = i;
+      i += space;
+      continue;
+    }
+    if (first < 0) {
+      first = i;
+    } else if (runStart >= 0) {
+      lastRunStart = runStart;
+      lastRunEnd = i;
+    }
+    runStart = -1;
+    i = Math.min(end, i + utf8Length(bytes[i]));
+    contentEnd = i;
   }
-  return decoder.decode(bytes.subarray(start, end));
+  if (first < 0) first = contentEnd = start;
+  parts[0] = lastRunStart < 0 ? -1 : first;
+  parts[1] = lastRunStart;
+  parts[2] = lastRunStart < 0 ? first : lastRunEnd;
+  parts[3] = contentEnd;
+}
+
+/** The bytes of the character starting at a UTF-8 lead byte (1 for a stray continuation byte). */
+function utf8Length(lead: number): number {
+  if (lead < 0xc0) return 1;
+  if (lead < 0xe0) return 2;
+  if (lead < 0xf0) return 3;
+  return 4;
+}
+
+/** The length of the whitespace character at `i` (as `\s` sees it), or 0 when it is not one. */
+function whitespaceAt(bytes: Uint8Array, i: number, end: number): number {
+  const byte = bytes[i];
+  if (byte < 0x80) return isAsciiSpace(byte) ? 1 : 0;
+  if (byte === 0xc2) return i + 1 < end && bytes[i + 1] === 0xa0 ? 2 : 0;
+  if (byte < 0xe1 || byte > 0xef || i + 2 >= end) return 0;
+  const second = bytes[i + 1];
+  const third = bytes[i + 2];
+  switch (byte) {
+    case 0xe1: // U+1680
+      return second === 0x9a && third === 0x80 ? 3 : 0;
+    case 0xe2: // U+2000–U+200A, U+2028, U+2029, U+202F; U+205F
+      if (second === 0x80) {
+        return third <= 0x8a || third === 0xa8 || third === 0xa9 || third === 0xaf ? 3 : 0;
+      }
+      return second === 0x81 && third === 0x9f ? 3 : 0;
+    case 0xe3: // U+3000
+      return second === 0x80 && third === 0x80 ? 3 : 0;
+    case 0xef: // U+FEFF
+      return second === 0xbb && third === 0xbf ? 3 : 0;
+    default:
+      return 0;
+  }
+}
+
+/** The longest value decoded by hand; longer ones go to TextDecoder, whose every call costs about 1 µs. */
+const SHORT_TEXT = 256;
+const units = new Uint16Array(SHORT_TEXT);
+
+/**
+ * The book's UTF-8 bytes (valid: the loader checked them, the builder
+ * encoded them) as a string, short values without TextDecoder.
+ */
+function decodeText(bytes: Uint8Array, start: number, end: number): string {
+  if (end - start > SHORT_TEXT) return decoder.decode(bytes.subarray(start, end));
+  let count = 0;
+  for (let i = start; i < end;) {
+    const byte = bytes[i];
+    if (byte < 0x80) {
+      units[count++] = byte;
+      i++;
+    } else if (byte < 0xe0 && i + 1 < end) {
+      units[count++] = ((byte & 0x1f) << 6) | (bytes[i + 1] & 0x3f);
+      i += 2;
+    } else if (byte < 0xf0 && i + 2 < end) {
+      units[count++] = ((byte & 0x0f) << 12) | ((bytes[i + 1] & 0x3f) << 6) | (bytes[i + 2] & 0x3f);
+      i += 3;
+    } else if (i + 3 < end) {
+      const point = (((byte & 0x07) << 18) | ((bytes[i + 1] & 0x3f) << 12) |
+        ((bytes[i + 2] & 0x3f) << 6) | (bytes[i + 3] & 0x3f)) - 0x10000;
+      units[count++] = 0xd800 + (point >> 10);
+      units[count++] = 0xdc00 + (point & 0x3ff);
+      i += 4;
+    } else {
+      return decoder.decode(bytes.subarray(start, end));
+    }
+  }
+  return String.fromCharCode.apply(null, units.subarray(0, count) as unknown as number[]);
 }
 
 const NO_ENTRIES = new Uint32Array(0);
