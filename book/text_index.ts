@@ -438,19 +438,10 @@ function buildIndex(book: SharedAddressBook, stopFraction: number): SharedTextIn
   const maxStored = Math.max(MIN_STOP_LENGTH, Math.floor(book.size * stopFraction));
   const layout = table.layOut(maxStored);
   const postings = new Uint8Array(new SharedArrayBuffer(layout.starts[layout.keys.length]));
-  const cursors = layout.starts.slice(0, layout.keys.length);
-  table.restart();
   for (let entry = 0; entry < book.size; entry++) {
     const grams = reader.read(entry);
     const keys = reader.keys;
-    for (let i = 0; i < grams; i++) {
-      const slot = table.slotOf(keys[i]);
-      const gap = table.advance(slot, entry);
-      if (gap === 0) continue;
-      const d = table.position[slot];
-      if (layout.counts[d] > maxStored) continue;
-      cursors[d] = writeVarint(postings, cursors[d], gap);
-    }
+    for (let i = 0; i < grams; i++) table.write(keys[i], entry, postings);
   }
   return { entries: book.size, ...layout, postings, maxStored };
 }
@@ -558,122 +549,132 @@ function lower(byte: number): number {
 /** More than any slot number of the build's table: it never holds more than 2^24 keys at half load. */
 const SLOT_SPAN = 2 ** 26;
 
+/** The numbers of one slot of the build's table, side by side so that a visit touches one cache line. */
+const SLOT_KEY = 0;
+const SLOT_LAST = 1;
+const SLOT_COUNT = 2;
+const SLOT_BYTES = 3;
+const SLOT_WIDTH = 4;
+/** The most bytes of lists: a slot's cursor is a signed 32-bit number. */
+const MAX_POSTING_BYTES = 2 ** 31 - 1;
+/** Once laid out, a slot's count is where its list is written next; this when it is not stored. */
+const NOT_STORED = -1;
+
 /**
  * The build's table of distinct trigrams (open addressing): for each, the
  * last entry that held it (so an entry holding one twice counts once, and
  * the gap to the next is known), how many entries hold it and how many
- * bytes its list takes. Entries are read in ascending order, twice.
+ * bytes its list takes. Entries are read in ascending order, twice: to
+ * count ({@linkcode GramTable.count}), then to write
+ * ({@linkcode GramTable.write}).
  */
 class GramTable {
-  /** Key + 1; 0 for an empty slot. */
-  #keys = new Int32Array(1 << 12);
-  #last = new Int32Array(1 << 12);
-  #counts = new Uint32Array(1 << 12);
-  #bytes = new Float64Array(1 << 12);
-  /** Each slot's position among the sorted keys, once laid out. */
-  position = new Int32Array(0);
-  #used = 0;
+  /** Per slot: key + 1 (0 for an empty slot), last entry, count (then cursor), bytes. */
+  #slots = new Int32Array(SLOT_WIDTH << 12);
+  #mask = (1 << 12) - 1;
   #shift = 32 - 12;
+  #used = 0;
 
   /** Counts `key` for `entry` (entries come in ascending order). */
   count(key: number, entry: number): void {
-    let slot = this.slotOf(key);
-    if (slot < 0) {
-      if (2 * (this.#used + 1) > this.#keys.length) this.#grow();
-      slot = this.#emptySlot(key);
-      this.#keys[slot] = key + 1;
-      this.#last[slot] = -1;
+    let slots = this.#slots;
+    let at = SLOT_WIDTH * this.#find(key);
+    if (slots[at + SLOT_KEY] === 0) {
+      if (2 * (this.#used + 1) > this.#mask + 1) {
+        this.#grow();
+        slots = this.#slots;
+        at = SLOT_WIDTH * this.#find(key);
+      }
+      slots[at + SLOT_KEY] = key + 1;
+      slots[at + SLOT_LAST] = -1;
       this.#used++;
     }
-    const gap = this.advance(slot, entry);
+    const gap = entry - slots[at + SLOT_LAST];
     if (gap === 0) return;
-    this.#counts[slot]++;
-    this.#bytes[slot] += varintLength(gap);
+    slots[at + SLOT_LAST] = entry;
+    slots[at + SLOT_COUNT]++;
+    slots[at + SLOT_BYTES] += varintLength(gap);
   }
 
-  /** Moves a slot's last entry to `entry`; returns the gap, or 0 when the entry had it already. */
-  advance(slot: number, entry: number): number {
-    const gap = entry - this.#last[slot];
-    if (gap === 0) return 0;
-    this.#last[slot] = entry;
-    return gap;
-  }
-
-  /** The slot holding `key`, or -1. */
-  slotOf(key: number): number {
-    const mask = this.#keys.length - 1;
-    for (let slot = Math.imul(key, 0x9e3779b1) >>> this.#shift;; slot = (slot + 1) & mask) {
-      const held = this.#keys[slot];
-      if (held === 0) return -1;
-      if (held === key + 1) return slot;
+  /** Writes `entry` to `key`'s list, once laid out (entries come in ascending order again). */
+  write(key: number, entry: number, postings: Uint8Array): void {
+    const slots = this.#slots;
+    const at = SLOT_WIDTH * this.#find(key);
+    const gap = entry - slots[at + SLOT_LAST];
+    if (gap === 0) return;
+    slots[at + SLOT_LAST] = entry;
+    const cursor = slots[at + SLOT_COUNT];
+    if (cursor === NOT_STORED) return;
+    if (gap < 0x80) {
+      postings[cursor] = gap;
+      slots[at + SLOT_COUNT] = cursor + 1;
+    } else {
+      slots[at + SLOT_COUNT] = writeVarint(postings, cursor, gap);
     }
   }
 
-  /** Forgets every slot's last entry, to read the entries again. */
-  restart(): void {
-    this.#last.fill(-1);
+  /** The slot holding `key`, or the empty one where it belongs. */
+  #find(key: number): number {
+    const slots = this.#slots;
+    const mask = this.#mask;
+    let slot = Math.imul(key, 0x9e3779b1) >>> this.#shift;
+    for (;;) {
+      const held = slots[SLOT_WIDTH * slot + SLOT_KEY];
+      if (held === key + 1 || held === 0) return slot;
+      slot = (slot + 1) & mask;
+    }
   }
 
   /**
    * The sorted keys, their counts and their lists' offsets (lists longer
-   * than `maxStored` take no bytes), in shared buffers; remembers each
-   * slot's position.
+   * than `maxStored` take no bytes), in shared buffers; then readies the
+   * table to write: each slot's cursor at its list's start, and its last
+   * entry forgotten.
    */
   layOut(maxStored: number): { keys: Uint32Array; counts: Uint32Array; starts: Uint32Array } {
     const size = this.#used;
+    const slots = this.#slots;
     // Key and slot in one number, so one numeric sort orders both: a key has 24 bits and a
     // slot at most 25 (2^24 keys at most, at half load), 49 in all, exact in a double.
     const packed = new Float64Array(size);
     let next = 0;
-    for (let slot = 0; slot < this.#keys.length; slot++) {
-      if (this.#keys[slot] !== 0) packed[next++] = (this.#keys[slot] - 1) * SLOT_SPAN + slot;
+    for (let slot = 0; slot <= this.#mask; slot++) {
+      const held = slots[SLOT_WIDTH * slot + SLOT_KEY];
+      if (held !== 0) packed[next++] = (held - 1) * SLOT_SPAN + slot;
     }
     packed.sort();
     const keys = new Uint32Array(new SharedArrayBuffer(4 * size));
     const counts = new Uint32Array(new SharedArrayBuffer(4 * size));
     const starts = new Uint32Array(new SharedArrayBuffer(4 * (size + 1)));
-    this.position = new Int32Array(this.#keys.length);
     let offset = 0;
     for (let d = 0; d < size; d++) {
-      const slot = packed[d] % SLOT_SPAN;
+      const at = SLOT_WIDTH * (packed[d] % SLOT_SPAN);
       keys[d] = Math.floor(packed[d] / SLOT_SPAN);
-      counts[d] = this.#counts[slot];
-      this.position[slot] = d;
+      counts[d] = slots[at + SLOT_COUNT];
       starts[d] = offset;
-      if (counts[d] <= maxStored) offset += this.#bytes[slot];
-      if (offset > 0xffffffff) {
-        throw new RangeError(`The index's lists need more than 4 GiB: ${offset} bytes.`);
+      const stored = counts[d] <= maxStored;
+      slots[at + SLOT_COUNT] = stored ? offset : NOT_STORED;
+      slots[at + SLOT_LAST] = -1;
+      if (stored) offset += slots[at + SLOT_BYTES];
+      if (offset > MAX_POSTING_BYTES) {
+        throw new RangeError(`The index's lists need more than 2 GiB: ${offset} bytes.`);
       }
     }
     starts[size] = offset;
     return { keys, counts, starts };
   }
 
-  #emptySlot(key: number): number {
-    const mask = this.#keys.length - 1;
-    let slot = Math.imul(key, 0x9e3779b1) >>> this.#shift;
-    while (this.#keys[slot] !== 0) slot = (slot + 1) & mask;
-    return slot;
-  }
-
   #grow(): void {
-    const keys = this.#keys;
-    const last = this.#last;
-    const counts = this.#counts;
-    const bytes = this.#bytes;
-    const length = 2 * keys.length;
-    this.#keys = new Int32Array(length);
-    this.#last = new Int32Array(length);
-    this.#counts = new Uint32Array(length);
-    this.#bytes = new Float64Array(length);
+    const old = this.#slots;
+    const oldSlots = this.#mask + 1;
+    this.#slots = new Int32Array(2 * old.length);
+    this.#mask = 2 * oldSlots - 1;
     this.#shift--;
-    for (let slot = 0; slot < keys.length; slot++) {
-      if (keys[slot] === 0) continue;
-      const to = this.#emptySlot(keys[slot] - 1);
-      this.#keys[to] = keys[slot];
-      this.#last[to] = last[slot];
-      this.#counts[to] = counts[slot];
-      this.#bytes[to] = bytes[slot];
+    for (let slot = 0; slot < oldSlots; slot++) {
+      const from = SLOT_WIDTH * slot;
+      if (old[from + SLOT_KEY] === 0) continue;
+      const to = SLOT_WIDTH * this.#find(old[from + SLOT_KEY] - 1);
+      for (let i = 0; i < SLOT_WIDTH; i++) this.#slots[to + i] = old[from + i];
     }
   }
 }

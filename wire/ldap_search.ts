@@ -476,30 +476,56 @@ export function planFilter(
   index: TextIndex | undefined,
   filter: LdapFilter,
 ): Uint32Array | undefined {
+  return plan(new Planner(book, index), filter);
+}
+
+/**
+ * What a plan reads, and the index's answers so far by fragments: Thunderbird
+ * asks the same fragment of cn, mail, givenName and sn, and the index,
+ * which holds every field together, answers all four alike.
+ */
+class Planner {
+  readonly #answers = new Map<string, Uint32Array | undefined>();
+
+  constructor(readonly book: AddressBook, readonly index: TextIndex | undefined) {}
+
+  /** The index's candidates for fragments, asked once per plan. */
+  candidates(fragments: string[]): Uint32Array | undefined {
+    if (this.index === undefined) return undefined;
+    const key = fragments.join("\u0000");
+    if (this.#answers.has(key)) return this.#answers.get(key);
+    const found = this.index.candidates(fragments);
+    this.#answers.set(key, found);
+    return found;
+  }
+}
+
+function plan(planner: Planner, filter: LdapFilter): Uint32Array | undefined {
   switch (filter.kind) {
     case "and": {
       let best: Uint32Array | undefined;
       for (const child of filter.filters) {
-        const plan = planFilter(book, index, child);
-        if (plan !== undefined && (best === undefined || plan.length < best.length)) best = plan;
+        const found = plan(planner, child);
+        if (found !== undefined && (best === undefined || found.length < best.length)) best = found;
         if (best?.length === 0) break;
       }
       return best;
     }
     case "or": {
-      const plans: Uint32Array[] = [];
+      // A set: children answered alike by the index are one plan, merged once.
+      const plans = new Set<Uint32Array>();
       for (const child of filter.filters) {
-        const plan = planFilter(book, index, child);
-        if (plan === undefined) return undefined;
-        plans.push(plan);
+        const found = plan(planner, child);
+        if (found === undefined) return undefined;
+        plans.add(found);
       }
-      return unionAll(plans);
+      return unionAll([...plans]);
     }
     case "not":
       return undefined;
     case "equality":
     case "approx":
-      return planEquality(book, index, filter.attribute, filter.value);
+      return planEquality(planner, filter.attribute, filter.value);
     case "greaterOrEqual":
     case "lessOrEqual": {
       const attribute = resolveAttribute(filter.attribute);
@@ -511,7 +537,7 @@ export function planFilter(
       const fragments = [...filter.any];
       if (filter.initial !== undefined) fragments.push(filter.initial);
       if (filter.final !== undefined) fragments.push(filter.final);
-      return index?.candidates(fragments);
+      return planner.candidates(fragments);
     }
     case "present":
       return resolveAttribute(filter.attribute) === undefined ? NO_ENTRIES : undefined;
@@ -521,8 +547,7 @@ export function planFilter(
 }
 
 function planEquality(
-  book: AddressBook,
-  index: TextIndex | undefined,
+  planner: Planner,
   description: string,
   value: string,
 ): Uint32Array | undefined {
@@ -535,14 +560,14 @@ function planEquality(
   }
   if (attribute === "mail") {
     const bytes = encoder.encode(value);
-    const entry = book.lookup(bytes, 0, bytes.length);
+    const entry = planner.book.lookup(bytes, 0, bytes.length);
     if (entry >= 0) return Uint32Array.of(entry);
     if (entry === NOT_FOUND) return NO_ENTRIES;
     // INVALID_QUERY: no valid key is this value, but a book built by hand may hold keys the
     // loader never checked, so ask the index rather than assume.
-    return index?.candidates([normalizeEmail(value)]);
+    return planner.candidates([normalizeEmail(value)]);
   }
-  return index?.candidates([value]);
+  return planner.candidates([value]);
 }
 
 /** The union of ascending lists, merged two at a time, shortest first. */
@@ -615,8 +640,10 @@ export interface SearchOutcome {
  * caller's min of the client's sizeLimit and the server's cap; `Infinity`
  * for none). After the limit it looks on for one more match, to say
  * whether the limit was exceeded. `visit`, when given, sees each entry as
- * it is found; returning `false` stops the search after it. Pass
- * `undefined` as the index to scan (for comparison).
+ * it is found, with the subject loaded with it, whose
+ * {@linkcode BookSubject.served} values a front end can copy into its
+ * reply with no string made; returning `false` stops the search after it.
+ * Pass `undefined` as the index to scan (for comparison).
  *
  * @throws {RangeError} when the limit is not a whole number ≥ 0 or
  *   Infinity, or the index was built for a book of another size.
@@ -626,7 +653,7 @@ export function searchBook(
   index: TextIndex | undefined,
   request: SearchRequest,
   limit: number,
-  visit?: (entry: number) => boolean | void,
+  visit?: (entry: number, subject: BookSubject) => boolean | void,
 ): SearchOutcome {
   if (!(Number.isInteger(limit) && limit >= 0) && limit !== Infinity) {
     throw new RangeError(`The size limit must be a whole number or Infinity, not ${limit}.`);
@@ -665,7 +692,7 @@ export function searchBook(
       break;
     }
     outcome.entries.push(entry);
-    if (visit?.(entry) === false) {
+    if (visit?.(entry, subject) === false) {
       outcome.stopped = true;
       if (entry + 1 < book.size) outcome.next = entry + 1;
       break;

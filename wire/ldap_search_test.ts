@@ -349,8 +349,15 @@ Deno.test("searchBook calls visit for each entry found, and stops when it return
   const book = generatedBook(2000);
   const index = TextIndex.build(book);
   const seen: number[] = [];
-  const outcome = searchBook(book, index, { filter: thunderbird("a") }, 100, (entry) => {
+  const range = { bytes: new Uint8Array(0), start: 0, end: 0 };
+  const outcome = searchBook(book, index, { filter: thunderbird("a") }, 100, (entry, subject) => {
     seen.push(entry);
+    // The subject is loaded with the entry found: its values can be served from it.
+    subject.served("mail", range);
+    assert.equal(
+      new TextDecoder().decode(range.bytes.subarray(range.start, range.end)),
+      book.entry(entry).email,
+    );
     return seen.length < 3;
   });
   assert.deepEqual(seen, outcome.entries);
