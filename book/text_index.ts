@@ -71,12 +71,15 @@ const decoder = new TextDecoder();
 export const GRAM_BYTES = 3;
 
 /**
- * A list at most this many times longer than the candidates found so far
- * is intersected with them; a longer one is left to the caller's check,
- * which costs far more per entry than decoding a posting but is done for
- * far fewer entries.
+ * A list at most this many times longer than the rarest of a fragment's
+ * lists is intersected with it; a longer one is left to the caller's
+ * check, which costs some 30 to 60 times more per entry than decoding a
+ * posting but is done for far fewer entries.
  */
-export const INTERSECT_RATIO = 64;
+export const INTERSECT_RATIO = 32;
+
+/** A short fragment's run of at most this many lists is merged as read; a longer one, by bitmap. */
+const MAX_MERGED_LISTS = 16;
 
 /** The default share of the entries over which a trigram's list is not stored. */
 export const DEFAULT_STOP_FRACTION = 1 / 4;
@@ -257,45 +260,46 @@ export class TextIndex {
   /**
    * The entries that may have one value (email, name, given name or
    * surname) containing every fragment, each case-folded by
-   * {@linkcode foldText}: ascending entry numbers, a superset of the true
-   * matches, which the caller checks. Returns `undefined` when the index
-   * cannot narrow the search (no fragment, or only short or stop-gram
-   * ones with too many entries): then every entry is a candidate.
+   * {@linkcode foldText}: a cursor over ascending entry numbers, a superset
+   * of the true matches, which the caller checks, read only as far as the
+   * caller goes. Returns `undefined` when the index cannot narrow the
+   * search (no fragment, or only short or stop-gram ones with too many
+   * entries): then every entry is a candidate.
    *
    * A required prefix or suffix is just one more fragment here.
    */
-  candidates(fragments: readonly string[]): Uint32Array | undefined {
+  cursor(fragments: readonly string[]): CandidateCursor | undefined {
     const texts = fragments.map((fragment) => encoder.encode(foldText(fragment)));
+    const { counts, maxStored } = this.#data;
     const lists = new Set<number>();
     for (const text of texts) {
       for (let i = 0; i + GRAM_BYTES <= text.length; i++) {
         const d = this.#find((text[i] << 16) | (text[i + 1] << 8) | text[i + 2]);
-        if (d < 0) return new Uint32Array(0);
-        if (this.#data.counts[d] <= this.#data.maxStored) lists.add(d);
+        if (d < 0) return new ArrayCursor(NO_ENTRIES);
+        if (counts[d] <= maxStored) lists.add(d);
       }
     }
-    if (lists.size > 0) return this.#intersect([...lists]);
-    return this.#shortCandidates(texts);
+    if (lists.size === 0) return this.#shortCursor(texts);
+    const rarestFirst = [...lists].sort((a, b) => counts[a] - counts[b]);
+    const limit = INTERSECT_RATIO * counts[rarestFirst[0]];
+    const cursors = rarestFirst.filter((d) => counts[d] <= limit)
+      .map((d) => new ListCursor(this.#data, d));
+    return cursors.length === 1 ? cursors[0] : new IntersectCursor(cursors);
   }
 
-  /** The intersection of the lists, rarest first, leaving out lists far longer than the result so far. */
-  #intersect(lists: number[]): Uint32Array {
-    const { counts } = this.#data;
-    lists.sort((a, b) => counts[a] - counts[b]);
-    let found = this.#decode(lists[0]);
-    for (let k = 1; k < lists.length && found.length > 0; k++) {
-      if (counts[lists[k]] > INTERSECT_RATIO * found.length) break;
-      found = this.#intersectWith(found, lists[k]);
-    }
-    return found;
+  /** {@linkcode TextIndex.cursor}'s candidates, all read: for tests and small callers. */
+  candidates(fragments: readonly string[]): Uint32Array | undefined {
+    const cursor = this.cursor(fragments);
+    return cursor === undefined ? undefined : drain(cursor);
   }
 
   /**
    * Candidates for fragments of one or two bytes: of each fragment's run of
    * keys that start with it, the smallest run without a stop-gram, if its
-   * lists together are no longer than the longest stored list.
+   * lists together are no longer than the longest stored list; merged as
+   * read when the run is short, else gathered in a bitmap first.
    */
-  #shortCandidates(texts: Uint8Array[]): Uint32Array | undefined {
+  #shortCursor(texts: Uint8Array[]): CandidateCursor | undefined {
     const { counts, maxStored } = this.#data;
     let best: [number, number] | undefined;
     let bestTotal = Infinity;
@@ -315,28 +319,21 @@ export class TextIndex {
       }
     }
     if (best === undefined || bestTotal > maxStored) return undefined;
-    return this.#union(best[0], best[1]);
+    const [first, end] = best;
+    if (end - first > MAX_MERGED_LISTS) return new ArrayCursor(this.#union(first, end));
+    const cursors: CandidateCursor[] = [];
+    for (let d = first; d < end; d++) cursors.push(new ListCursor(this.#data, d));
+    return cursors.length === 1 ? cursors[0] : new UnionCursor(cursors, this.#data.entries);
   }
 
-  /** The union of the lists of keys `first` to `end` (exclusive), ascending. */
+  /** The union of the lists of keys `first` to `end` (exclusive), ascending, by way of a bitmap. */
   #union(first: number, end: number): Uint32Array {
-    if (end - first === 0) return new Uint32Array(0);
-    if (end - first === 1) return this.#decode(first);
-    const { entries, starts, postings } = this.#data;
+    const { entries } = this.#data;
     const bits = new Uint32Array((entries + 31) >>> 5);
     let total = 0;
     for (let d = first; d < end; d++) {
-      let entry = -1;
-      for (let at = starts[d]; at < starts[d + 1];) {
-        let gap = 0;
-        let shift = 1;
-        let byte;
-        do {
-          byte = postings[at++];
-          gap += (byte & 0x7f) * shift;
-          shift *= 128;
-        } while (byte & 0x80);
-        entry += gap;
+      const list = new ListCursor(this.#data, d);
+      for (let entry = list.seek(0); entry >= 0; entry = list.seek(entry + 1)) {
         const word = entry >>> 5;
         const bit = 1 << (entry & 31);
         if ((bits[word] & bit) === 0) {
@@ -358,52 +355,6 @@ export class TextIndex {
     return found;
   }
 
-  /** A stored list, decoded. */
-  #decode(d: number): Uint32Array {
-    const { counts, starts, postings } = this.#data;
-    const found = new Uint32Array(counts[d]);
-    let entry = -1;
-    let next = 0;
-    for (let at = starts[d]; at < starts[d + 1];) {
-      let gap = 0;
-      let shift = 1;
-      let byte;
-      do {
-        byte = postings[at++];
-        gap += (byte & 0x7f) * shift;
-        shift *= 128;
-      } while (byte & 0x80);
-      entry += gap;
-      found[next++] = entry;
-    }
-    return found;
-  }
-
-  /** The entries of `found` (ascending) that list `d` holds; stops reading at the last of them. */
-  #intersectWith(found: Uint32Array, d: number): Uint32Array {
-    const { starts, postings } = this.#data;
-    const kept = new Uint32Array(found.length);
-    let keptCount = 0;
-    let k = 0;
-    let entry = -1;
-    const last = found[found.length - 1];
-    for (let at = starts[d]; at < starts[d + 1] && entry < last;) {
-      let gap = 0;
-      let shift = 1;
-      let byte;
-      do {
-        byte = postings[at++];
-        gap += (byte & 0x7f) * shift;
-        shift *= 128;
-      } while (byte & 0x80);
-      entry += gap;
-      while (k < found.length && found[k] < entry) k++;
-      if (k === found.length) break;
-      if (found[k] === entry) kept[keptCount++] = entry;
-    }
-    return kept.subarray(0, keptCount);
-  }
-
   /** The position of a key among the sorted keys, or -1. */
   #find(key: number): number {
     const d = this.#lowerBound(key);
@@ -421,6 +372,170 @@ export class TextIndex {
       else high = middle;
     }
     return low;
+  }
+}
+
+// --- Candidates, read as needed ---
+
+/**
+ * Candidate entries in ascending order, read only as far as asked: a
+ * search with a size limit stops reading the lists once it has enough.
+ * Every seek of one search must ask for a target no lower than the one
+ * before it, so that one cursor can be shared by several parts of a plan
+ * (Thunderbird's filter asks the same fragment of four attributes).
+ */
+export interface CandidateCursor {
+  /** At most how many entries the cursor gives in all: a plan reads the smallest first. */
+  readonly estimate: number;
+  /** The first candidate not below `target`, or -1 when there is none. */
+  seek(target: number): number;
+}
+
+const NO_ENTRIES = new Uint32Array(0);
+
+/** Every candidate of a cursor, in an array. */
+export function drain(cursor: CandidateCursor): Uint32Array {
+  const found: number[] = [];
+  for (let entry = cursor.seek(0); entry >= 0; entry = cursor.seek(entry + 1)) found.push(entry);
+  return Uint32Array.from(found);
+}
+
+/** Candidates from an ascending array. */
+export class ArrayCursor implements CandidateCursor {
+  readonly #entries: Uint32Array;
+  #at = 0;
+
+  /** A cursor over `entries`, which must be ascending. */
+  constructor(entries: Uint32Array) {
+    this.#entries = entries;
+  }
+
+  /** See {@linkcode CandidateCursor.estimate}. */
+  get estimate(): number {
+    return this.#entries.length;
+  }
+
+  /** See {@linkcode CandidateCursor.seek}. */
+  seek(target: number): number {
+    const entries = this.#entries;
+    let at = this.#at;
+    while (at < entries.length && entries[at] < target) at++;
+    this.#at = at;
+    return at < entries.length ? entries[at] : -1;
+  }
+}
+
+/** One trigram's stored list, decoded as read. */
+class ListCursor implements CandidateCursor {
+  readonly estimate: number;
+  readonly #postings: Uint8Array;
+  readonly #end: number;
+  #at: number;
+  /** The last entry decoded: -1 before the first; {@linkcode PAST_THE_END} after the last. */
+  #entry = -1;
+
+  constructor(data: SharedTextIndex, d: number) {
+    this.estimate = data.counts[d];
+    this.#postings = data.postings;
+    this.#at = data.starts[d];
+    this.#end = data.starts[d + 1];
+  }
+
+  seek(target: number): number {
+    let entry = this.#entry;
+    if (entry >= target) return entry === PAST_THE_END ? -1 : entry;
+    const postings = this.#postings;
+    const end = this.#end;
+    let at = this.#at;
+    while (at < end) {
+      let gap = 0;
+      let shift = 1;
+      let byte;
+      do {
+        byte = postings[at++];
+        gap += (byte & 0x7f) * shift;
+        shift *= 128;
+      } while (byte & 0x80);
+      entry += gap;
+      if (entry >= target) {
+        this.#at = at;
+        this.#entry = entry;
+        return entry;
+      }
+    }
+    this.#at = at;
+    this.#entry = PAST_THE_END;
+    return -1;
+  }
+}
+
+/** Above every entry number: a list cursor read to its end. */
+const PAST_THE_END = 2 ** 32;
+
+/**
+ * The entries every cursor gives (leapfrog: the first, the rarest, leads;
+ * each other is asked for its first candidate at or after the lead's, and
+ * the lead jumps to any later one).
+ */
+export class IntersectCursor implements CandidateCursor {
+  readonly #cursors: readonly CandidateCursor[];
+
+  /** The intersection of `cursors`, best given rarest first. */
+  constructor(cursors: readonly CandidateCursor[]) {
+    this.#cursors = cursors;
+  }
+
+  /** See {@linkcode CandidateCursor.estimate}: the rarest cursor's. */
+  get estimate(): number {
+    let estimate = Infinity;
+    for (const cursor of this.#cursors) estimate = Math.min(estimate, cursor.estimate);
+    return estimate;
+  }
+
+  /** See {@linkcode CandidateCursor.seek}. */
+  seek(target: number): number {
+    const cursors = this.#cursors;
+    let entry = cursors[0].seek(target);
+    let agreed = 1;
+    for (let k = 1; entry >= 0 && agreed < cursors.length; k = (k + 1) % cursors.length) {
+      const found = cursors[k].seek(entry);
+      if (found === entry) {
+        agreed++;
+      } else {
+        entry = found;
+        agreed = 1;
+      }
+    }
+    return entry;
+  }
+}
+
+/** The entries any cursor gives. */
+export class UnionCursor implements CandidateCursor {
+  readonly #cursors: readonly CandidateCursor[];
+  readonly #entries: number;
+
+  /** The union of `cursors`, over a book of `entries` entries (the most it can give). */
+  constructor(cursors: readonly CandidateCursor[], entries: number) {
+    this.#cursors = cursors;
+    this.#entries = entries;
+  }
+
+  /** See {@linkcode CandidateCursor.estimate}: the sum of the cursors', at most the book's size. */
+  get estimate(): number {
+    let estimate = 0;
+    for (const cursor of this.#cursors) estimate += cursor.estimate;
+    return Math.min(estimate, this.#entries);
+  }
+
+  /** See {@linkcode CandidateCursor.seek}. */
+  seek(target: number): number {
+    let first = -1;
+    for (const cursor of this.#cursors) {
+      const found = cursor.seek(target);
+      if (found >= 0 && (first < 0 || found < first)) first = found;
+    }
+    return first;
   }
 }
 

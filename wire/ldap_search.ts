@@ -49,7 +49,16 @@
 import { type AddressBook, NOT_FOUND, type SharedAddressBook } from "../book/addressbook.ts";
 import { isAsciiSpace, normalizeEmail } from "../book/email.ts";
 import { MAX_UTF8_PER_UNIT, writeUtf8 } from "../common/utf8.ts";
-import { foldSimpleUtf8, foldText, type TextIndex } from "../book/text_index.ts";
+import {
+  ArrayCursor,
+  type CandidateCursor,
+  foldSimpleUtf8,
+  foldText,
+  INTERSECT_RATIO,
+  IntersectCursor,
+  type TextIndex,
+  UnionCursor,
+} from "../book/text_index.ts";
 import {
   type ByteRange,
   compileFilter,
@@ -464,62 +473,97 @@ function decodeText(bytes: Uint8Array, start: number, end: number): string {
   return String.fromCharCode.apply(null, units.subarray(0, count) as unknown as number[]);
 }
 
+/** A plan that no entry can come out of. */
 const NO_ENTRIES = new Uint32Array(0);
 
 /**
- * The entries a filter may be TRUE for, ascending, or `undefined` when the
- * plan is every entry (a scan). See the module's comment for the rules.
- * Without an index, substrings and name equality are scans.
+ * The entries a filter may be TRUE for, as a cursor over ascending entry
+ * numbers, or `undefined` when the plan is every entry (a scan). See the
+ * module's comment for the rules. Without an index, substrings and name
+ * equality are scans.
  */
 export function planFilter(
   book: AddressBook,
   index: TextIndex | undefined,
   filter: LdapFilter,
-): Uint32Array | undefined {
+): CandidateCursor | undefined {
   return plan(new Planner(book, index), filter);
 }
 
-/**
- * What a plan reads, and the index's answers so far by fragments: Thunderbird
- * asks the same fragment of cn, mail, givenName and sn, and the index,
- * which holds every field together, answers all four alike.
- */
+/** What a plan reads. */
 class Planner {
-  readonly #answers = new Map<string, Uint32Array | undefined>();
-
   constructor(readonly book: AddressBook, readonly index: TextIndex | undefined) {}
 
-  /** The index's candidates for fragments, asked once per plan. */
-  candidates(fragments: string[]): Uint32Array | undefined {
-    if (this.index === undefined) return undefined;
-    const key = fragments.join("\u0000");
-    if (this.#answers.has(key)) return this.#answers.get(key);
-    const found = this.index.candidates(fragments);
-    this.#answers.set(key, found);
-    return found;
+  /** The index's cursor for fragments (a new one each time: each reads at its own pace). */
+  candidates(fragments: string[]): CandidateCursor | undefined {
+    return this.index?.cursor(fragments);
+  }
+
+  /** No candidates. */
+  none(): CandidateCursor {
+    return new ArrayCursor(NO_ENTRIES);
   }
 }
 
-function plan(planner: Planner, filter: LdapFilter): Uint32Array | undefined {
+/**
+ * The fragments an item asks the index for, as one key, or `undefined`
+ * for an item that does not ask it. The index holds every field together,
+ * so Thunderbird's `(cn=*K*)`, `(mail=*K*)`, `(givenName=*K*)` and
+ * `(sn=*K*)` ask it the same: an OR plans them once.
+ */
+function indexKey(filter: LdapFilter): string | undefined {
+  if (filter.kind !== "substrings" && filter.kind !== "equality" && filter.kind !== "approx") {
+    return undefined;
+  }
+  const attribute = resolveAttribute(filter.attribute);
+  if (attribute === undefined || attribute === "objectClass") return undefined;
+  if (filter.kind !== "substrings") {
+    return attribute === "mail" ? undefined : JSON.stringify([filter.value]);
+  }
+  return JSON.stringify(substringFragments(filter));
+}
+
+/** The fragments of a substrings item, as the index is asked for them. */
+function substringFragments(
+  filter: { initial?: string; any: string[]; final?: string },
+): string[] {
+  const fragments = [...filter.any];
+  if (filter.initial !== undefined) fragments.push(filter.initial);
+  if (filter.final !== undefined) fragments.push(filter.final);
+  return fragments;
+}
+
+function plan(planner: Planner, filter: LdapFilter): CandidateCursor | undefined {
   switch (filter.kind) {
     case "and": {
-      let best: Uint32Array | undefined;
+      // The rarest child leads; children not far commoner are intersected with it.
+      const children: CandidateCursor[] = [];
       for (const child of filter.filters) {
         const found = plan(planner, child);
-        if (found !== undefined && (best === undefined || found.length < best.length)) best = found;
-        if (best?.length === 0) break;
+        if (found !== undefined) children.push(found);
       }
-      return best;
+      if (children.length === 0) return undefined;
+      children.sort((a, b) => a.estimate - b.estimate);
+      const limit = INTERSECT_RATIO * children[0].estimate;
+      const kept = children.filter((child) => child.estimate <= limit);
+      return kept.length === 1 ? kept[0] : new IntersectCursor(kept);
     }
     case "or": {
-      // A set: children answered alike by the index are one plan, merged once.
-      const plans = new Set<Uint32Array>();
+      const children: CandidateCursor[] = [];
+      const asked = new Set<string>();
       for (const child of filter.filters) {
+        const key = indexKey(child);
+        if (key !== undefined) {
+          if (asked.has(key)) continue;
+          asked.add(key);
+        }
         const found = plan(planner, child);
         if (found === undefined) return undefined;
-        plans.add(found);
+        children.push(found);
       }
-      return unionAll([...plans]);
+      if (children.length === 0) return planner.none();
+      if (children.length === 1) return children[0];
+      return new UnionCursor(children, planner.book.size);
     }
     case "not":
       return undefined;
@@ -529,20 +573,17 @@ function plan(planner: Planner, filter: LdapFilter): Uint32Array | undefined {
     case "greaterOrEqual":
     case "lessOrEqual": {
       const attribute = resolveAttribute(filter.attribute);
-      return attribute === undefined || attribute === "objectClass" ? NO_ENTRIES : undefined;
+      return attribute === undefined || attribute === "objectClass" ? planner.none() : undefined;
     }
     case "substrings": {
       const attribute = resolveAttribute(filter.attribute);
-      if (attribute === undefined || attribute === "objectClass") return NO_ENTRIES;
-      const fragments = [...filter.any];
-      if (filter.initial !== undefined) fragments.push(filter.initial);
-      if (filter.final !== undefined) fragments.push(filter.final);
-      return planner.candidates(fragments);
+      if (attribute === undefined || attribute === "objectClass") return planner.none();
+      return planner.candidates(substringFragments(filter));
     }
     case "present":
-      return resolveAttribute(filter.attribute) === undefined ? NO_ENTRIES : undefined;
+      return resolveAttribute(filter.attribute) === undefined ? planner.none() : undefined;
     case "extensible":
-      return NO_ENTRIES;
+      return planner.none();
   }
 }
 
@@ -550,55 +591,24 @@ function planEquality(
   planner: Planner,
   description: string,
   value: string,
-): Uint32Array | undefined {
+): CandidateCursor | undefined {
   const attribute = resolveAttribute(description);
-  if (attribute === undefined) return NO_ENTRIES;
+  if (attribute === undefined) return planner.none();
   if (attribute === "objectClass") {
     return OBJECT_CLASSES.some((name) => foldText(name) === foldText(value))
       ? undefined
-      : NO_ENTRIES;
+      : planner.none();
   }
   if (attribute === "mail") {
     const bytes = encoder.encode(value);
     const entry = planner.book.lookup(bytes, 0, bytes.length);
-    if (entry >= 0) return Uint32Array.of(entry);
-    if (entry === NOT_FOUND) return NO_ENTRIES;
+    if (entry >= 0) return new ArrayCursor(Uint32Array.of(entry));
+    if (entry === NOT_FOUND) return planner.none();
     // INVALID_QUERY: no valid key is this value, but a book built by hand may hold keys the
     // loader never checked, so ask the index rather than assume.
     return planner.candidates([normalizeEmail(value)]);
   }
   return planner.candidates([value]);
-}
-
-/** The union of ascending lists, merged two at a time, shortest first. */
-function unionAll(plans: Uint32Array[]): Uint32Array {
-  if (plans.length === 0) return NO_ENTRIES;
-  const pending = [...plans].sort((a, b) => a.length - b.length);
-  while (pending.length > 1) {
-    const merged = union(pending.shift()!, pending.shift()!);
-    let at = 0;
-    while (at < pending.length && pending[at].length < merged.length) at++;
-    pending.splice(at, 0, merged);
-  }
-  return pending[0];
-}
-
-function union(a: Uint32Array, b: Uint32Array): Uint32Array {
-  const out = new Uint32Array(a.length + b.length);
-  let i = 0;
-  let j = 0;
-  let k = 0;
-  while (i < a.length && j < b.length) {
-    if (a[i] < b[j]) out[k++] = a[i++];
-    else if (b[j] < a[i]) out[k++] = b[j++];
-    else {
-      out[k++] = a[i++];
-      j++;
-    }
-  }
-  while (i < a.length) out[k++] = a[i++];
-  while (j < b.length) out[k++] = b[j++];
-  return out.subarray(0, k);
 }
 
 /** What to search for. */
@@ -674,9 +684,9 @@ export function searchBook(
     examined: 0,
   };
   const start = Math.max(0, request.start ?? 0);
-  const count = plan === undefined ? book.size - Math.min(start, book.size) : plan.length;
-  for (let k = plan === undefined ? 0 : lowerBound(plan, start); k < count; k++) {
-    const entry = plan === undefined ? start + k : plan[k];
+  const next = (from: number) =>
+    plan === undefined ? (from < book.size ? from : -1) : plan.seek(from);
+  for (let entry = next(start); entry >= 0; entry = next(entry + 1)) {
     if (
       ++outcome.examined % STOP_CHECK_INTERVAL === 0 && request.shouldStop?.() === true
     ) {
@@ -699,16 +709,4 @@ export function searchBook(
     }
   }
   return outcome;
-}
-
-/** The first position in an ascending list whose value is not below `value`. */
-function lowerBound(list: Uint32Array, value: number): number {
-  let low = 0;
-  let high = list.length;
-  while (low < high) {
-    const middle = (low + high) >>> 1;
-    if (list[middle] < value) low = middle + 1;
-    else high = middle;
-  }
-  return low;
 }
