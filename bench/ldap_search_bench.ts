@@ -9,6 +9,7 @@
  * deno run -A bench/ldap_search_bench.ts --count 1000000          # a generated book (seed 1)
  * deno run -A bench/ldap_search_bench.ts --file /tmp/b1m.csv      # a book file
  * deno run -A bench/ldap_search_bench.ts --count 100000 --seconds 1 --no-scan
+ * deno run -A bench/ldap_search_bench.ts --file book.csv --typed user473,user1234   # what to type
  * ```
  *
  * Each case runs for `--seconds` (and at least 3 searches); the scan of a
@@ -105,6 +106,7 @@ export async function main(args: string[]): Promise<number> {
       file: { type: "string" },
       seconds: { type: "string", default: "2" },
       "no-scan": { type: "boolean" },
+      typed: { type: "string" },
     },
     strict: true,
   });
@@ -128,7 +130,7 @@ export async function main(args: string[]): Promise<number> {
     "| typed | candidates (all) | examined | found (limit 100) | index: searches/s | p50 ms | p99 ms | scan: searches/s | p50 ms | p99 ms |",
   );
   console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-  for (const typed of TYPED) {
+  for (const typed of values.typed?.split(",") ?? TYPED) {
     const filter = thunderbirdFilter(typed);
     const plan = planFilter(book, index, filter);
     const candidates = plan === undefined ? "scan" : drain(plan).length.toLocaleString("en");

@@ -19,8 +19,10 @@
  * list of entries whose values hold it. A fragment of three bytes or more
  * can only be in an entry that holds all of its trigrams, so the answer is
  * the intersection of their lists, rarest first; a list more than
- * {@linkcode INTERSECT_RATIO} times longer than the candidates so far is
- * not read, since checking those few candidates costs less. Because UTF-8
+ * {@linkcode INTERSECT_RATIO} times longer than the rarest is not read,
+ * since checking the few more candidates costs less. The lists are read as
+ * the caller goes ({@linkcode CandidateCursor}), so a search that stops at
+ * a size limit reads only their beginnings. Because UTF-8
  * never starts a character inside another, byte containment of folded
  * text is character containment.
  *
@@ -73,10 +75,15 @@ export const GRAM_BYTES = 3;
 /**
  * A list at most this many times longer than the rarest of a fragment's
  * lists is intersected with it; a longer one is left to the caller's
- * check, which costs some 30 to 60 times more per entry than decoding a
- * posting but is done for far fewer entries.
+ * check. Checking an entry costs some 30 to 100 times more than decoding
+ * a posting, but a fragment's trigrams go together ("lov", "ove", "vel"),
+ * so a commoner list takes out few of the rarest's entries while it costs
+ * all of its own.
  */
-export const INTERSECT_RATIO = 32;
+export const INTERSECT_RATIO = 8;
+
+/** At most this many of a fragment's lists are intersected, the rarest. */
+export const MAX_INTERSECTED = 4;
 
 /** A short fragment's run of at most this many lists is merged as read; a longer one, by bitmap. */
 const MAX_MERGED_LISTS = 16;
@@ -282,7 +289,7 @@ export class TextIndex {
     if (lists.size === 0) return this.#shortCursor(texts);
     const rarestFirst = [...lists].sort((a, b) => counts[a] - counts[b]);
     const limit = INTERSECT_RATIO * counts[rarestFirst[0]];
-    const cursors = rarestFirst.filter((d) => counts[d] <= limit)
+    const cursors = rarestFirst.filter((d) => counts[d] <= limit).slice(0, MAX_INTERSECTED)
       .map((d) => new ListCursor(this.#data, d));
     return cursors.length === 1 ? cursors[0] : new IntersectCursor(cursors);
   }
