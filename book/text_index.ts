@@ -19,8 +19,10 @@
  * list of entries whose values hold it. A fragment of three bytes or more
  * can only be in an entry that holds all of its trigrams, so the answer is
  * the intersection of their lists, rarest first; a list more than
- * {@linkcode INTERSECT_RATIO} times longer than the candidates so far is
- * not read, since checking those few candidates costs less. Because UTF-8
+ * {@linkcode INTERSECT_RATIO} times longer than the rarest is not read,
+ * since checking the few more candidates costs less. The lists are read as
+ * the caller goes ({@linkcode CandidateCursor}), so a search that stops at
+ * a size limit reads only their beginnings. Because UTF-8
  * never starts a character inside another, byte containment of folded
  * text is character containment.
  *
@@ -71,12 +73,20 @@ const decoder = new TextDecoder();
 export const GRAM_BYTES = 3;
 
 /**
- * A list at most this many times longer than the candidates found so far
- * is intersected with them; a longer one is left to the caller's check,
- * which costs far more per entry than decoding a posting but is done for
- * far fewer entries.
+ * A list at most this many times longer than the rarest of a fragment's
+ * lists is intersected with it; a longer one is left to the caller's
+ * check. Checking an entry costs some 30 to 100 times more than decoding
+ * a posting, but a fragment's trigrams go together ("lov", "ove", "vel"),
+ * so a commoner list takes out few of the rarest's entries while it costs
+ * all of its own.
  */
-export const INTERSECT_RATIO = 64;
+export const INTERSECT_RATIO = 8;
+
+/** At most this many of a fragment's lists are intersected, the rarest. */
+export const MAX_INTERSECTED = 4;
+
+/** A short fragment's run of at most this many lists is merged as read; a longer one, by bitmap. */
+const MAX_MERGED_LISTS = 16;
 
 /** The default share of the entries over which a trigram's list is not stored. */
 export const DEFAULT_STOP_FRACTION = 1 / 4;
@@ -108,6 +118,70 @@ export function foldText(text: string): string {
   const lower = text.toLowerCase();
   if (!NON_ASCII.test(lower)) return lower;
   return lower.toWellFormed().normalize("NFC").replace(FINAL_SIGMA, "σ");
+}
+
+/** Marks (combining characters): they compose with what comes before them. */
+const MARK = /\p{M}/u;
+
+/**
+ * For each code point U+0080 to U+07FF (two bytes in UTF-8): what
+ * {@linkcode foldText} makes of it alone, when that is one code point of
+ * two bytes too and no composition can involve it (it is no mark and NFC
+ * keeps it); 0 otherwise. Built once from `foldText` itself, so the two
+ * cannot disagree. In this range no composition has a starter as its
+ * second character, so folding such characters one by one folds the text.
+ */
+const TWO_BYTE_FOLDS: Uint16Array = (() => {
+  const table = new Uint16Array(0x800);
+  for (let point = 0x80; point < 0x800; point++) {
+    const char = String.fromCharCode(point);
+    if (MARK.test(char) || char.normalize("NFC") !== char) continue;
+    const folded = foldText(char);
+    const code = folded.charCodeAt(0);
+    if (folded.length === 1 && code >= 0x80 && code < 0x800) table[point] = code;
+  }
+  return table;
+})();
+
+/**
+ * {@linkcode foldText} on UTF-8, byte by byte, for the common case: text of
+ * ASCII and two-byte characters (Latin, Greek, Cyrillic, Hebrew, Arabic
+ * letters) with no combining marks. Writes the folded bytes of
+ * `bytes[start, end)` into `out` from 0 (they are as long as the input)
+ * and returns their length, or returns -1 when the text needs the full
+ * fold (a mark, a character of three or four bytes, or one that folds to
+ * more than one).
+ *
+ * ```ts
+ * import { foldSimpleUtf8 } from "./text_index.ts";
+ *
+ * const out = new Uint8Array(16);
+ * const length = foldSimpleUtf8(new TextEncoder().encode("ZOË"), 0, 4, out);
+ * new TextDecoder().decode(out.subarray(0, length)); // "zoë"
+ * ```
+ */
+export function foldSimpleUtf8(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  out: Uint8Array,
+): number {
+  let at = 0;
+  for (let i = start; i < end;) {
+    const byte = bytes[i];
+    if (byte < 0x80) {
+      out[at++] = lower(byte);
+      i++;
+      continue;
+    }
+    if (byte < 0xc2 || byte >= 0xe0 || i + 1 >= end) return -1;
+    const folded = TWO_BYTE_FOLDS[((byte & 0x1f) << 6) | (bytes[i + 1] & 0x3f)];
+    if (folded === 0) return -1;
+    out[at++] = 0xc0 | (folded >> 6);
+    out[at++] = 0x80 | (folded & 0x3f);
+    i += 2;
+  }
+  return at;
 }
 
 /** How an index is built. */
@@ -193,45 +267,46 @@ export class TextIndex {
   /**
    * The entries that may have one value (email, name, given name or
    * surname) containing every fragment, each case-folded by
-   * {@linkcode foldText}: ascending entry numbers, a superset of the true
-   * matches, which the caller checks. Returns `undefined` when the index
-   * cannot narrow the search (no fragment, or only short or stop-gram
-   * ones with too many entries): then every entry is a candidate.
+   * {@linkcode foldText}: a cursor over ascending entry numbers, a superset
+   * of the true matches, which the caller checks, read only as far as the
+   * caller goes. Returns `undefined` when the index cannot narrow the
+   * search (no fragment, or only short or stop-gram ones with too many
+   * entries): then every entry is a candidate.
    *
    * A required prefix or suffix is just one more fragment here.
    */
-  candidates(fragments: readonly string[]): Uint32Array | undefined {
+  cursor(fragments: readonly string[]): CandidateCursor | undefined {
     const texts = fragments.map((fragment) => encoder.encode(foldText(fragment)));
+    const { counts, maxStored } = this.#data;
     const lists = new Set<number>();
     for (const text of texts) {
       for (let i = 0; i + GRAM_BYTES <= text.length; i++) {
         const d = this.#find((text[i] << 16) | (text[i + 1] << 8) | text[i + 2]);
-        if (d < 0) return new Uint32Array(0);
-        if (this.#data.counts[d] <= this.#data.maxStored) lists.add(d);
+        if (d < 0) return new ArrayCursor(NO_ENTRIES);
+        if (counts[d] <= maxStored) lists.add(d);
       }
     }
-    if (lists.size > 0) return this.#intersect([...lists]);
-    return this.#shortCandidates(texts);
+    if (lists.size === 0) return this.#shortCursor(texts);
+    const rarestFirst = [...lists].sort((a, b) => counts[a] - counts[b]);
+    const limit = INTERSECT_RATIO * counts[rarestFirst[0]];
+    const cursors = rarestFirst.filter((d) => counts[d] <= limit).slice(0, MAX_INTERSECTED)
+      .map((d) => new ListCursor(this.#data, d));
+    return cursors.length === 1 ? cursors[0] : new IntersectCursor(cursors);
   }
 
-  /** The intersection of the lists, rarest first, leaving out lists far longer than the result so far. */
-  #intersect(lists: number[]): Uint32Array {
-    const { counts } = this.#data;
-    lists.sort((a, b) => counts[a] - counts[b]);
-    let found = this.#decode(lists[0]);
-    for (let k = 1; k < lists.length && found.length > 0; k++) {
-      if (counts[lists[k]] > INTERSECT_RATIO * found.length) break;
-      found = this.#intersectWith(found, lists[k]);
-    }
-    return found;
+  /** {@linkcode TextIndex.cursor}'s candidates, all read: for tests and small callers. */
+  candidates(fragments: readonly string[]): Uint32Array | undefined {
+    const cursor = this.cursor(fragments);
+    return cursor === undefined ? undefined : drain(cursor);
   }
 
   /**
    * Candidates for fragments of one or two bytes: of each fragment's run of
    * keys that start with it, the smallest run without a stop-gram, if its
-   * lists together are no longer than the longest stored list.
+   * lists together are no longer than the longest stored list; merged as
+   * read when the run is short, else gathered in a bitmap first.
    */
-  #shortCandidates(texts: Uint8Array[]): Uint32Array | undefined {
+  #shortCursor(texts: Uint8Array[]): CandidateCursor | undefined {
     const { counts, maxStored } = this.#data;
     let best: [number, number] | undefined;
     let bestTotal = Infinity;
@@ -251,28 +326,21 @@ export class TextIndex {
       }
     }
     if (best === undefined || bestTotal > maxStored) return undefined;
-    return this.#union(best[0], best[1]);
+    const [first, end] = best;
+    if (end - first > MAX_MERGED_LISTS) return new ArrayCursor(this.#union(first, end));
+    const cursors: CandidateCursor[] = [];
+    for (let d = first; d < end; d++) cursors.push(new ListCursor(this.#data, d));
+    return cursors.length === 1 ? cursors[0] : new UnionCursor(cursors, this.#data.entries);
   }
 
-  /** The union of the lists of keys `first` to `end` (exclusive), ascending. */
+  /** The union of the lists of keys `first` to `end` (exclusive), ascending, by way of a bitmap. */
   #union(first: number, end: number): Uint32Array {
-    if (end - first === 0) return new Uint32Array(0);
-    if (end - first === 1) return this.#decode(first);
-    const { entries, starts, postings } = this.#data;
+    const { entries } = this.#data;
     const bits = new Uint32Array((entries + 31) >>> 5);
     let total = 0;
     for (let d = first; d < end; d++) {
-      let entry = -1;
-      for (let at = starts[d]; at < starts[d + 1];) {
-        let gap = 0;
-        let shift = 1;
-        let byte;
-        do {
-          byte = postings[at++];
-          gap += (byte & 0x7f) * shift;
-          shift *= 128;
-        } while (byte & 0x80);
-        entry += gap;
+      const list = new ListCursor(this.#data, d);
+      for (let entry = list.seek(0); entry >= 0; entry = list.seek(entry + 1)) {
         const word = entry >>> 5;
         const bit = 1 << (entry & 31);
         if ((bits[word] & bit) === 0) {
@@ -292,52 +360,6 @@ export class TextIndex {
       }
     }
     return found;
-  }
-
-  /** A stored list, decoded. */
-  #decode(d: number): Uint32Array {
-    const { counts, starts, postings } = this.#data;
-    const found = new Uint32Array(counts[d]);
-    let entry = -1;
-    let next = 0;
-    for (let at = starts[d]; at < starts[d + 1];) {
-      let gap = 0;
-      let shift = 1;
-      let byte;
-      do {
-        byte = postings[at++];
-        gap += (byte & 0x7f) * shift;
-        shift *= 128;
-      } while (byte & 0x80);
-      entry += gap;
-      found[next++] = entry;
-    }
-    return found;
-  }
-
-  /** The entries of `found` (ascending) that list `d` holds; stops reading at the last of them. */
-  #intersectWith(found: Uint32Array, d: number): Uint32Array {
-    const { starts, postings } = this.#data;
-    const kept = new Uint32Array(found.length);
-    let keptCount = 0;
-    let k = 0;
-    let entry = -1;
-    const last = found[found.length - 1];
-    for (let at = starts[d]; at < starts[d + 1] && entry < last;) {
-      let gap = 0;
-      let shift = 1;
-      let byte;
-      do {
-        byte = postings[at++];
-        gap += (byte & 0x7f) * shift;
-        shift *= 128;
-      } while (byte & 0x80);
-      entry += gap;
-      while (k < found.length && found[k] < entry) k++;
-      if (k === found.length) break;
-      if (found[k] === entry) kept[keptCount++] = entry;
-    }
-    return kept.subarray(0, keptCount);
   }
 
   /** The position of a key among the sorted keys, or -1. */
@@ -360,6 +382,170 @@ export class TextIndex {
   }
 }
 
+// --- Candidates, read as needed ---
+
+/**
+ * Candidate entries in ascending order, read only as far as asked: a
+ * search with a size limit stops reading the lists once it has enough.
+ * Every seek of one search must ask for a target no lower than the one
+ * before it, so that one cursor can be shared by several parts of a plan
+ * (Thunderbird's filter asks the same fragment of four attributes).
+ */
+export interface CandidateCursor {
+  /** At most how many entries the cursor gives in all: a plan reads the smallest first. */
+  readonly estimate: number;
+  /** The first candidate not below `target`, or -1 when there is none. */
+  seek(target: number): number;
+}
+
+const NO_ENTRIES = new Uint32Array(0);
+
+/** Every candidate of a cursor, in an array. */
+export function drain(cursor: CandidateCursor): Uint32Array {
+  const found: number[] = [];
+  for (let entry = cursor.seek(0); entry >= 0; entry = cursor.seek(entry + 1)) found.push(entry);
+  return Uint32Array.from(found);
+}
+
+/** Candidates from an ascending array. */
+export class ArrayCursor implements CandidateCursor {
+  readonly #entries: Uint32Array;
+  #at = 0;
+
+  /** A cursor over `entries`, which must be ascending. */
+  constructor(entries: Uint32Array) {
+    this.#entries = entries;
+  }
+
+  /** See {@linkcode CandidateCursor.estimate}. */
+  get estimate(): number {
+    return this.#entries.length;
+  }
+
+  /** See {@linkcode CandidateCursor.seek}. */
+  seek(target: number): number {
+    const entries = this.#entries;
+    let at = this.#at;
+    while (at < entries.length && entries[at] < target) at++;
+    this.#at = at;
+    return at < entries.length ? entries[at] : -1;
+  }
+}
+
+/** One trigram's stored list, decoded as read. */
+class ListCursor implements CandidateCursor {
+  readonly estimate: number;
+  readonly #postings: Uint8Array;
+  readonly #end: number;
+  #at: number;
+  /** The last entry decoded: -1 before the first; {@linkcode PAST_THE_END} after the last. */
+  #entry = -1;
+
+  constructor(data: SharedTextIndex, d: number) {
+    this.estimate = data.counts[d];
+    this.#postings = data.postings;
+    this.#at = data.starts[d];
+    this.#end = data.starts[d + 1];
+  }
+
+  seek(target: number): number {
+    let entry = this.#entry;
+    if (entry >= target) return entry === PAST_THE_END ? -1 : entry;
+    const postings = this.#postings;
+    const end = this.#end;
+    let at = this.#at;
+    while (at < end) {
+      let gap = 0;
+      let shift = 1;
+      let byte;
+      do {
+        byte = postings[at++];
+        gap += (byte & 0x7f) * shift;
+        shift *= 128;
+      } while (byte & 0x80);
+      entry += gap;
+      if (entry >= target) {
+        this.#at = at;
+        this.#entry = entry;
+        return entry;
+      }
+    }
+    this.#at = at;
+    this.#entry = PAST_THE_END;
+    return -1;
+  }
+}
+
+/** Above every entry number: a list cursor read to its end. */
+const PAST_THE_END = 2 ** 32;
+
+/**
+ * The entries every cursor gives (leapfrog: the first, the rarest, leads;
+ * each other is asked for its first candidate at or after the lead's, and
+ * the lead jumps to any later one).
+ */
+export class IntersectCursor implements CandidateCursor {
+  readonly #cursors: readonly CandidateCursor[];
+
+  /** The intersection of `cursors`, best given rarest first. */
+  constructor(cursors: readonly CandidateCursor[]) {
+    this.#cursors = cursors;
+  }
+
+  /** See {@linkcode CandidateCursor.estimate}: the rarest cursor's. */
+  get estimate(): number {
+    let estimate = Infinity;
+    for (const cursor of this.#cursors) estimate = Math.min(estimate, cursor.estimate);
+    return estimate;
+  }
+
+  /** See {@linkcode CandidateCursor.seek}. */
+  seek(target: number): number {
+    const cursors = this.#cursors;
+    let entry = cursors[0].seek(target);
+    let agreed = 1;
+    for (let k = 1; entry >= 0 && agreed < cursors.length; k = (k + 1) % cursors.length) {
+      const found = cursors[k].seek(entry);
+      if (found === entry) {
+        agreed++;
+      } else {
+        entry = found;
+        agreed = 1;
+      }
+    }
+    return entry;
+  }
+}
+
+/** The entries any cursor gives. */
+export class UnionCursor implements CandidateCursor {
+  readonly #cursors: readonly CandidateCursor[];
+  readonly #entries: number;
+
+  /** The union of `cursors`, over a book of `entries` entries (the most it can give). */
+  constructor(cursors: readonly CandidateCursor[], entries: number) {
+    this.#cursors = cursors;
+    this.#entries = entries;
+  }
+
+  /** See {@linkcode CandidateCursor.estimate}: the sum of the cursors', at most the book's size. */
+  get estimate(): number {
+    let estimate = 0;
+    for (const cursor of this.#cursors) estimate += cursor.estimate;
+    return Math.min(estimate, this.#entries);
+  }
+
+  /** See {@linkcode CandidateCursor.seek}. */
+  seek(target: number): number {
+    let first = -1;
+    for (const cursor of this.#cursors) {
+      const found = cursor.seek(target);
+      if (found >= 0 && (first < 0 || found < first)) first = found;
+    }
+    return first;
+  }
+}
+
 // --- Building ---
 
 /** Builds the buffers: count every trigram's entries and bytes, lay the lists out, then write them. */
@@ -374,19 +560,10 @@ function buildIndex(book: SharedAddressBook, stopFraction: number): SharedTextIn
   const maxStored = Math.max(MIN_STOP_LENGTH, Math.floor(book.size * stopFraction));
   const layout = table.layOut(maxStored);
   const postings = new Uint8Array(new SharedArrayBuffer(layout.starts[layout.keys.length]));
-  const cursors = layout.starts.slice(0, layout.keys.length);
-  table.restart();
   for (let entry = 0; entry < book.size; entry++) {
     const grams = reader.read(entry);
     const keys = reader.keys;
-    for (let i = 0; i < grams; i++) {
-      const slot = table.slotOf(keys[i]);
-      const gap = table.advance(slot, entry);
-      if (gap === 0) continue;
-      const d = table.position[slot];
-      if (layout.counts[d] > maxStored) continue;
-      cursors[d] = writeVarint(postings, cursors[d], gap);
-    }
+    for (let i = 0; i < grams; i++) table.write(keys[i], entry, postings);
   }
   return { entries: book.size, ...layout, postings, maxStored };
 }
@@ -450,13 +627,18 @@ class GramReader {
       }
     }
     if (!ascii) {
-      const folded = foldText(decoder.decode(bytes.subarray(start, end)));
-      if (this.#folded.length < folded.length * MAX_UTF8_PER_UNIT) {
-        this.#folded = new Uint8Array(folded.length * MAX_UTF8_PER_UNIT);
+      if (this.#folded.length < end - start) this.#folded = new Uint8Array(2 * (end - start));
+      let length = foldSimpleUtf8(bytes, start, end, this.#folded);
+      if (length < 0) {
+        const folded = foldText(decoder.decode(bytes.subarray(start, end)));
+        if (this.#folded.length < folded.length * MAX_UTF8_PER_UNIT) {
+          this.#folded = new Uint8Array(folded.length * MAX_UTF8_PER_UNIT);
+        }
+        length = writeUtf8(folded, this.#folded, 0);
       }
       bytes = this.#folded;
       start = 0;
-      end = writeUtf8(folded, bytes, 0);
+      end = length;
     }
     if (this.keys.length < count + end - start) {
       const keys = new Uint32Array(2 * (count + end - start));
@@ -489,122 +671,132 @@ function lower(byte: number): number {
 /** More than any slot number of the build's table: it never holds more than 2^24 keys at half load. */
 const SLOT_SPAN = 2 ** 26;
 
+/** The numbers of one slot of the build's table, side by side so that a visit touches one cache line. */
+const SLOT_KEY = 0;
+const SLOT_LAST = 1;
+const SLOT_COUNT = 2;
+const SLOT_BYTES = 3;
+const SLOT_WIDTH = 4;
+/** The most bytes of lists: a slot's cursor is a signed 32-bit number. */
+const MAX_POSTING_BYTES = 2 ** 31 - 1;
+/** Once laid out, a slot's count is where its list is written next; this when it is not stored. */
+const NOT_STORED = -1;
+
 /**
  * The build's table of distinct trigrams (open addressing): for each, the
  * last entry that held it (so an entry holding one twice counts once, and
  * the gap to the next is known), how many entries hold it and how many
- * bytes its list takes. Entries are read in ascending order, twice.
+ * bytes its list takes. Entries are read in ascending order, twice: to
+ * count ({@linkcode GramTable.count}), then to write
+ * ({@linkcode GramTable.write}).
  */
 class GramTable {
-  /** Key + 1; 0 for an empty slot. */
-  #keys = new Int32Array(1 << 12);
-  #last = new Int32Array(1 << 12);
-  #counts = new Uint32Array(1 << 12);
-  #bytes = new Float64Array(1 << 12);
-  /** Each slot's position among the sorted keys, once laid out. */
-  position = new Int32Array(0);
-  #used = 0;
+  /** Per slot: key + 1 (0 for an empty slot), last entry, count (then cursor), bytes. */
+  #slots = new Int32Array(SLOT_WIDTH << 12);
+  #mask = (1 << 12) - 1;
   #shift = 32 - 12;
+  #used = 0;
 
   /** Counts `key` for `entry` (entries come in ascending order). */
   count(key: number, entry: number): void {
-    let slot = this.slotOf(key);
-    if (slot < 0) {
-      if (2 * (this.#used + 1) > this.#keys.length) this.#grow();
-      slot = this.#emptySlot(key);
-      this.#keys[slot] = key + 1;
-      this.#last[slot] = -1;
+    let slots = this.#slots;
+    let at = SLOT_WIDTH * this.#find(key);
+    if (slots[at + SLOT_KEY] === 0) {
+      if (2 * (this.#used + 1) > this.#mask + 1) {
+        this.#grow();
+        slots = this.#slots;
+        at = SLOT_WIDTH * this.#find(key);
+      }
+      slots[at + SLOT_KEY] = key + 1;
+      slots[at + SLOT_LAST] = -1;
       this.#used++;
     }
-    const gap = this.advance(slot, entry);
+    const gap = entry - slots[at + SLOT_LAST];
     if (gap === 0) return;
-    this.#counts[slot]++;
-    this.#bytes[slot] += varintLength(gap);
+    slots[at + SLOT_LAST] = entry;
+    slots[at + SLOT_COUNT]++;
+    slots[at + SLOT_BYTES] += varintLength(gap);
   }
 
-  /** Moves a slot's last entry to `entry`; returns the gap, or 0 when the entry had it already. */
-  advance(slot: number, entry: number): number {
-    const gap = entry - this.#last[slot];
-    if (gap === 0) return 0;
-    this.#last[slot] = entry;
-    return gap;
-  }
-
-  /** The slot holding `key`, or -1. */
-  slotOf(key: number): number {
-    const mask = this.#keys.length - 1;
-    for (let slot = Math.imul(key, 0x9e3779b1) >>> this.#shift;; slot = (slot + 1) & mask) {
-      const held = this.#keys[slot];
-      if (held === 0) return -1;
-      if (held === key + 1) return slot;
+  /** Writes `entry` to `key`'s list, once laid out (entries come in ascending order again). */
+  write(key: number, entry: number, postings: Uint8Array): void {
+    const slots = this.#slots;
+    const at = SLOT_WIDTH * this.#find(key);
+    const gap = entry - slots[at + SLOT_LAST];
+    if (gap === 0) return;
+    slots[at + SLOT_LAST] = entry;
+    const cursor = slots[at + SLOT_COUNT];
+    if (cursor === NOT_STORED) return;
+    if (gap < 0x80) {
+      postings[cursor] = gap;
+      slots[at + SLOT_COUNT] = cursor + 1;
+    } else {
+      slots[at + SLOT_COUNT] = writeVarint(postings, cursor, gap);
     }
   }
 
-  /** Forgets every slot's last entry, to read the entries again. */
-  restart(): void {
-    this.#last.fill(-1);
+  /** The slot holding `key`, or the empty one where it belongs. */
+  #find(key: number): number {
+    const slots = this.#slots;
+    const mask = this.#mask;
+    let slot = Math.imul(key, 0x9e3779b1) >>> this.#shift;
+    for (;;) {
+      const held = slots[SLOT_WIDTH * slot + SLOT_KEY];
+      if (held === key + 1 || held === 0) return slot;
+      slot = (slot + 1) & mask;
+    }
   }
 
   /**
    * The sorted keys, their counts and their lists' offsets (lists longer
-   * than `maxStored` take no bytes), in shared buffers; remembers each
-   * slot's position.
+   * than `maxStored` take no bytes), in shared buffers; then readies the
+   * table to write: each slot's cursor at its list's start, and its last
+   * entry forgotten.
    */
   layOut(maxStored: number): { keys: Uint32Array; counts: Uint32Array; starts: Uint32Array } {
     const size = this.#used;
+    const slots = this.#slots;
     // Key and slot in one number, so one numeric sort orders both: a key has 24 bits and a
     // slot at most 25 (2^24 keys at most, at half load), 49 in all, exact in a double.
     const packed = new Float64Array(size);
     let next = 0;
-    for (let slot = 0; slot < this.#keys.length; slot++) {
-      if (this.#keys[slot] !== 0) packed[next++] = (this.#keys[slot] - 1) * SLOT_SPAN + slot;
+    for (let slot = 0; slot <= this.#mask; slot++) {
+      const held = slots[SLOT_WIDTH * slot + SLOT_KEY];
+      if (held !== 0) packed[next++] = (held - 1) * SLOT_SPAN + slot;
     }
     packed.sort();
     const keys = new Uint32Array(new SharedArrayBuffer(4 * size));
     const counts = new Uint32Array(new SharedArrayBuffer(4 * size));
     const starts = new Uint32Array(new SharedArrayBuffer(4 * (size + 1)));
-    this.position = new Int32Array(this.#keys.length);
     let offset = 0;
     for (let d = 0; d < size; d++) {
-      const slot = packed[d] % SLOT_SPAN;
+      const at = SLOT_WIDTH * (packed[d] % SLOT_SPAN);
       keys[d] = Math.floor(packed[d] / SLOT_SPAN);
-      counts[d] = this.#counts[slot];
-      this.position[slot] = d;
+      counts[d] = slots[at + SLOT_COUNT];
       starts[d] = offset;
-      if (counts[d] <= maxStored) offset += this.#bytes[slot];
-      if (offset > 0xffffffff) {
-        throw new RangeError(`The index's lists need more than 4 GiB: ${offset} bytes.`);
+      const stored = counts[d] <= maxStored;
+      slots[at + SLOT_COUNT] = stored ? offset : NOT_STORED;
+      slots[at + SLOT_LAST] = -1;
+      if (stored) offset += slots[at + SLOT_BYTES];
+      if (offset > MAX_POSTING_BYTES) {
+        throw new RangeError(`The index's lists need more than 2 GiB: ${offset} bytes.`);
       }
     }
     starts[size] = offset;
     return { keys, counts, starts };
   }
 
-  #emptySlot(key: number): number {
-    const mask = this.#keys.length - 1;
-    let slot = Math.imul(key, 0x9e3779b1) >>> this.#shift;
-    while (this.#keys[slot] !== 0) slot = (slot + 1) & mask;
-    return slot;
-  }
-
   #grow(): void {
-    const keys = this.#keys;
-    const last = this.#last;
-    const counts = this.#counts;
-    const bytes = this.#bytes;
-    const length = 2 * keys.length;
-    this.#keys = new Int32Array(length);
-    this.#last = new Int32Array(length);
-    this.#counts = new Uint32Array(length);
-    this.#bytes = new Float64Array(length);
+    const old = this.#slots;
+    const oldSlots = this.#mask + 1;
+    this.#slots = new Int32Array(2 * old.length);
+    this.#mask = 2 * oldSlots - 1;
     this.#shift--;
-    for (let slot = 0; slot < keys.length; slot++) {
-      if (keys[slot] === 0) continue;
-      const to = this.#emptySlot(keys[slot] - 1);
-      this.#keys[to] = keys[slot];
-      this.#last[to] = last[slot];
-      this.#counts[to] = counts[slot];
-      this.#bytes[to] = bytes[slot];
+    for (let slot = 0; slot < oldSlots; slot++) {
+      const from = SLOT_WIDTH * slot;
+      if (old[from + SLOT_KEY] === 0) continue;
+      const to = SLOT_WIDTH * this.#find(old[from + SLOT_KEY] - 1);
+      for (let i = 0; i < SLOT_WIDTH; i++) this.#slots[to + i] = old[from + i];
     }
   }
 }

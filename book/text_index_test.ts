@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { type AddressBook, AddressBookBuilder } from "./addressbook.ts";
 import { emailProblem, normalizeEmail } from "./email.ts";
-import { DEFAULT_STOP_FRACTION, foldText, TextIndex } from "./text_index.ts";
+import { DEFAULT_STOP_FRACTION, foldSimpleUtf8, foldText, TextIndex } from "./text_index.ts";
 import { splitName } from "../wire/ldap_search.ts";
 import { makeBook, PEOPLE } from "../testing/books.ts";
 
@@ -59,6 +59,45 @@ Deno.test("foldText is idempotent", () => {
   fc.assert(fc.property(fc.string({ unit: "grapheme" }), (text) => {
     assert.equal(foldText(foldText(text)), foldText(text));
   }));
+});
+
+/** foldSimpleUtf8 on a string: its folded text, or undefined when it declines. */
+function foldSimply(text: string): string | undefined {
+  const bytes = new TextEncoder().encode(text);
+  const out = new Uint8Array(bytes.length);
+  const length = foldSimpleUtf8(bytes, 0, bytes.length, out);
+  return length < 0 ? undefined : new TextDecoder().decode(out.subarray(0, length));
+}
+
+Deno.test("foldSimpleUtf8 folds ASCII and two-byte letters as foldText does, and declines the rest", () => {
+  assert.equal(foldSimply("ZOË Ñúñez-Østergaard"), "zoë ñúñez-østergaard");
+  assert.equal(foldSimply("ΑΛΈΞΑΝΔΡΟΣ ΠΑΠΠΆΣ"), "αλέξανδροσ παππάσ");
+  assert.equal(foldSimply("Иван Петров"), "иван петров");
+  assert.equal(foldSimply("Zoe\u0308"), undefined); // a mark: NFC would compose it
+  assert.equal(foldSimply("İstanbul"), undefined); // İ folds to two characters
+  assert.equal(foldSimply("李小龙"), undefined); // three bytes
+  assert.equal(foldSimply("🚀"), undefined);
+  // Every two-byte character, alone and between others, agrees with foldText or is declined.
+  for (let point = 0x80; point < 0x800; point++) {
+    for (const text of [String.fromCharCode(point), `Ab${String.fromCharCode(point)}Σ é`]) {
+      const folded = foldSimply(text);
+      if (folded !== undefined) assert.equal(folded, foldText(text), `U+${point.toString(16)}`);
+    }
+  }
+});
+
+Deno.test("foldSimpleUtf8 agrees with foldText on random text whenever it folds", () => {
+  const chars = fc.oneof(
+    fc.integer({ min: 0, max: 0x7ff }).map((point) => String.fromCharCode(point)),
+    fc.constantFrom("\u0301", "\u0308", "Σ", "ς", "İ", "中"),
+  );
+  fc.assert(
+    fc.property(fc.array(chars, { maxLength: 10 }).map((parts) => parts.join("")), (text) => {
+      const folded = foldSimply(text);
+      if (folded !== undefined) assert.equal(folded, foldText(text));
+    }),
+    { numRuns: 3000 },
+  );
 });
 
 // --- Candidates on a small book ---

@@ -103,12 +103,31 @@ export function resolveAttribute(description: string): LdapAttribute | undefined
   return ATTRIBUTE_NAMES.get(key);
 }
 
-/** One entry as a filter sees it; implementations may read it lazily, and cache. */
+/** Where a value's bytes are: `bytes[start, end)`. A subject points one at a value for a filter to read. */
+export interface ByteRange {
+  /** The buffer. */
+  bytes: Uint8Array;
+  /** Where the value starts. */
+  start: number;
+  /** Where it ends. */
+  end: number;
+}
+
+/**
+ * One entry as a filter sees it, as bytes, so that an entry in plain ASCII
+ * is matched where it lies in the book's buffers, with no string made.
+ * Implementations may read it lazily, and cache.
+ */
 export interface FilterSubject {
-  /** A text attribute's value folded by `foldText`, or `undefined` when the entry has none. */
-  folded(attribute: TextAttribute): string | undefined;
-  /** The entry's email as the book keys it: trimmed and lower-cased (`normalizeEmail`). */
-  email(): string;
+  /**
+   * Points `range` at a text attribute's value: its UTF-8 folded by
+   * `foldText`, except that ASCII capitals may be left as they are (the
+   * filter lowers them as it reads). Returns `false`, leaving `range` as it
+   * was, when the entry has no such value.
+   */
+  value(attribute: TextAttribute, range: ByteRange): boolean;
+  /** Points `range` at the entry's email as the book keys it (`normalizeEmail`'s form), as it is. */
+  email(range: ByteRange): void;
 }
 
 /** An entry's attribute values, as strings. */
@@ -123,18 +142,30 @@ export interface EntryValues {
   givenName?: string;
 }
 
-/** A subject over plain values, folding each once, when first asked. */
+const encoder = new TextEncoder();
+
+/** A subject over plain values, folding and encoding each once, when first asked. */
 export function valuesSubject(values: EntryValues): FilterSubject {
-  const cache = new Map<TextAttribute, string | undefined>();
+  const cache = new Map<TextAttribute, Uint8Array | undefined>();
+  const email = encoder.encode(values.mail);
   return {
-    folded(attribute) {
-      if (cache.has(attribute)) return cache.get(attribute);
-      const raw = attribute === "displayName" ? values.cn : values[attribute];
-      const folded = raw === undefined ? undefined : foldText(raw);
-      cache.set(attribute, folded);
-      return folded;
+    value(attribute, range) {
+      if (!cache.has(attribute)) {
+        const raw = attribute === "displayName" ? values.cn : values[attribute];
+        cache.set(attribute, raw === undefined ? undefined : encoder.encode(foldText(raw)));
+      }
+      const bytes = cache.get(attribute);
+      if (bytes === undefined) return false;
+      range.bytes = bytes;
+      range.start = 0;
+      range.end = bytes.length;
+      return true;
     },
-    email: () => values.mail,
+    email(range) {
+      range.bytes = email;
+      range.start = 0;
+      range.end = email.length;
+    },
   };
 }
 
@@ -158,13 +189,14 @@ const FOLDED_OBJECT_CLASSES = OBJECT_CLASSES.map(foldText);
  *   `foldText` (case-insensitive beyond ASCII), except equality on mail,
  *   which is the book's own rule for the same address (`normalizeEmail`:
  *   trimmed, lower-cased), so that `book.lookup` serves it exactly.
- * - approx is equality; `>=` and `<=` compare folded values as strings
- *   (UTF-16 code unit order); objectClass matches its four values in any
+ * - approx is equality; `>=` and `<=` compare folded values by code
+ *   point (their UTF-8 bytes); objectClass matches its four values in any
  *   letter case.
  * - present is TRUE for every attribute but givenName, which a one-word
  *   name lacks; FALSE then.
- * - Substrings match in one left-to-right pass (`startsWith`, `indexOf`,
- *   `endsWith`): never a regular expression made from the client's text.
+ * - Substrings match in one left-to-right pass over the value's bytes
+ *   (each `any` part found by Knuth–Morris–Pratt), linear in the value's
+ *   length: never a regular expression made from the client's text.
  */
 export function compileFilter(filter: LdapFilter): CompiledFilter {
   switch (filter.kind) {
@@ -203,6 +235,12 @@ const undefinedFilter: CompiledFilter = () => undefined;
 const trueFilter: CompiledFilter = () => true;
 const falseFilter: CompiledFilter = () => false;
 
+/**
+ * The range every filter item reads its value through: an item points it
+ * and reads it at once, before any other item runs, so one will do.
+ */
+const held: ByteRange = { bytes: new Uint8Array(0), start: 0, end: 0 };
+
 function compileAnd(parts: CompiledFilter[]): CompiledFilter {
   return (subject) => {
     let result: FilterResult = true;
@@ -227,6 +265,11 @@ function compileOr(parts: CompiledFilter[]): CompiledFilter {
   };
 }
 
+/** A value folded and encoded, as filter items compare with. */
+function foldedBytes(text: string): Uint8Array {
+  return encoder.encode(foldText(text));
+}
+
 function compileEquality(description: string, value: string): CompiledFilter {
   const attribute = resolveAttribute(description);
   if (attribute === undefined) return undefinedFilter;
@@ -234,21 +277,26 @@ function compileEquality(description: string, value: string): CompiledFilter {
     return FOLDED_OBJECT_CLASSES.includes(foldText(value)) ? trueFilter : falseFilter;
   }
   if (attribute === "mail") {
-    const email = normalizeEmail(value);
-    return (subject) => subject.email() === email;
+    const email = encoder.encode(normalizeEmail(value));
+    return (subject) => {
+      subject.email(held);
+      return compareBytes(held, email, false) === 0 && held.end - held.start === email.length;
+    };
   }
-  const folded = foldText(value);
-  return (subject) => subject.folded(attribute) === folded;
+  const folded = foldedBytes(value);
+  return (subject) =>
+    subject.value(attribute, held) && held.end - held.start === folded.length &&
+    compareBytes(held, folded, true) === 0;
 }
 
 function compileOrdering(description: string, value: string, atLeast: boolean): CompiledFilter {
   const attribute = resolveAttribute(description);
   if (attribute === undefined || attribute === "objectClass") return undefinedFilter;
-  const folded = foldText(value);
+  const folded = foldedBytes(value);
   return (subject) => {
-    const held = subject.folded(attribute);
-    if (held === undefined) return false;
-    return atLeast ? held >= folded : held <= folded;
+    if (!subject.value(attribute, held)) return false;
+    const order = compareBytes(held, folded, true);
+    return atLeast ? order >= 0 : order <= 0;
   };
 }
 
@@ -256,7 +304,7 @@ function compilePresent(description: string): CompiledFilter {
   const attribute = resolveAttribute(description);
   if (attribute === undefined) return undefinedFilter;
   if (attribute !== "givenName") return trueFilter;
-  return (subject) => subject.folded("givenName") !== undefined;
+  return (subject) => subject.value("givenName", held);
 }
 
 function compileSubstrings(
@@ -264,19 +312,114 @@ function compileSubstrings(
 ): CompiledFilter {
   const attribute = resolveAttribute(filter.attribute);
   if (attribute === undefined || attribute === "objectClass") return undefinedFilter;
-  const initial = filter.initial === undefined ? "" : foldText(filter.initial);
-  const any = filter.any.map(foldText);
-  const final = filter.final === undefined ? "" : foldText(filter.final);
-  return (subject) => {
-    const held = subject.folded(attribute);
-    return held !== undefined && matchSubstrings(held, initial, any, final);
+  const pattern = substringPattern(
+    filter.initial === undefined ? "" : filter.initial,
+    filter.any,
+    filter.final === undefined ? "" : filter.final,
+  );
+  return (subject) => subject.value(attribute, held) && matchPattern(held, pattern);
+}
+
+/** A substring assertion compiled: its parts folded and encoded, each `any` part with its KMP table. */
+interface SubstringPattern {
+  initial: Uint8Array;
+  any: { part: Uint8Array; fallback: Int32Array }[];
+  final: Uint8Array;
+}
+
+function substringPattern(
+  initial: string,
+  any: readonly string[],
+  final: string,
+): SubstringPattern {
+  return {
+    initial: foldedBytes(initial),
+    any: any.map((text) => {
+      const part = foldedBytes(text);
+      return { part, fallback: kmpTable(part) };
+    }),
+    final: foldedBytes(final),
   };
 }
 
 /**
+ * Knuth–Morris–Pratt's table: for each length matched so far, the length
+ * of the longest proper prefix of `part` that is also a suffix of it.
+ */
+function kmpTable(part: Uint8Array): Int32Array {
+  const fallback = new Int32Array(part.length + 1);
+  fallback[0] = -1;
+  let k = -1;
+  for (let i = 0; i < part.length; i++) {
+    while (k >= 0 && part[k] !== part[i]) k = fallback[k];
+    k++;
+    fallback[i + 1] = k;
+  }
+  return fallback;
+}
+
+const ASCII_A = 0x41;
+const ASCII_Z = 0x5a;
+const ASCII_CASE_BIT = 0x20;
+
+/** An ASCII capital as its small letter; any other byte as it is. */
+function lower(byte: number): number {
+  return byte >= ASCII_A && byte <= ASCII_Z ? byte | ASCII_CASE_BIT : byte;
+}
+
+/**
+ * Compares the value in `range` (its ASCII capitals lowered when `lowering`)
+ * with `pattern` byte by byte, as far as the shorter goes: negative,
+ * zero or positive as the value sorts before, the same as or after it,
+ * a prefix sorting first.
+ */
+function compareBytes(range: ByteRange, pattern: Uint8Array, lowering: boolean): number {
+  const { bytes, start, end } = range;
+  const length = Math.min(end - start, pattern.length);
+  for (let i = 0; i < length; i++) {
+    const byte = lowering ? lower(bytes[start + i]) : bytes[start + i];
+    if (byte !== pattern[i]) return byte - pattern[i];
+  }
+  return (end - start) - pattern.length;
+}
+
+/** Whether `pattern` occurs at `at` in the value (ASCII capitals lowered). */
+function occursAt(bytes: Uint8Array, at: number, pattern: Uint8Array): boolean {
+  for (let i = 0; i < pattern.length; i++) {
+    if (lower(bytes[at + i]) !== pattern[i]) return false;
+  }
+  return true;
+}
+
+/**
+ * Whether the value is the initial part, then each `any` part in order,
+ * then the final part, with anything between and no overlaps: each part
+ * taken at its first place after the one before (the earliest is never
+ * worse), found by KMP, so the whole is linear in the value's length.
+ */
+function matchPattern(range: ByteRange, pattern: SubstringPattern): boolean {
+  const { bytes, start } = range;
+  const { initial, any, final } = pattern;
+  const end = range.end - final.length;
+  let at = start + initial.length;
+  if (end < at || !occursAt(bytes, start, initial) || !occursAt(bytes, end, final)) return false;
+  for (const { part, fallback } of any) {
+    let k = 0;
+    while (k < part.length && at < end) {
+      const byte = lower(bytes[at]);
+      while (k >= 0 && part[k] !== byte) k = fallback[k];
+      k++;
+      at++;
+    }
+    if (k < part.length) return false;
+  }
+  return true;
+}
+
+/**
  * Whether `value` is `initial`, then each of `any` in order, then `final`,
- * with anything between and no overlaps: in one pass, taking each part at
- * its first place after the one before (the earliest is never worse).
+ * with anything between and no overlaps, all folded by `foldText` first:
+ * the matching a substrings filter does, for one value given as a string.
  */
 export function matchSubstrings(
   value: string,
@@ -284,14 +427,9 @@ export function matchSubstrings(
   any: readonly string[],
   final: string,
 ): boolean {
-  if (!value.startsWith(initial)) return false;
-  let at = initial.length;
-  const end = value.length - final.length;
-  if (end < at || !value.endsWith(final)) return false;
-  for (const part of any) {
-    const found = value.indexOf(part, at);
-    if (found < 0 || found + part.length > end) return false;
-    at = found + part.length;
-  }
-  return true;
+  const bytes = foldedBytes(value);
+  return matchPattern(
+    { bytes, start: 0, end: bytes.length },
+    substringPattern(initial, any, final),
+  );
 }

@@ -46,10 +46,21 @@
  * @module
  */
 
-import { type AddressBook, NOT_FOUND } from "../book/addressbook.ts";
-import { normalizeEmail } from "../book/email.ts";
-import { foldText, type TextIndex } from "../book/text_index.ts";
+import { type AddressBook, NOT_FOUND, type SharedAddressBook } from "../book/addressbook.ts";
+import { isAsciiSpace, normalizeEmail } from "../book/email.ts";
+import { MAX_UTF8_PER_UNIT, writeUtf8 } from "../common/utf8.ts";
 import {
+  ArrayCursor,
+  type CandidateCursor,
+  foldSimpleUtf8,
+  foldText,
+  INTERSECT_RATIO,
+  IntersectCursor,
+  type TextIndex,
+  UnionCursor,
+} from "../book/text_index.ts";
+import {
+  type ByteRange,
   compileFilter,
   type FilterSubject,
   type LdapFilter,
@@ -144,212 +155,460 @@ export function entryAttributes(book: AddressBook, entry: number): LdapEntryAttr
   return attributes;
 }
 
+/** Which value of an entry: the slots of {@linkcode BookSubject}'s views. */
+const MAIL = 0;
+const NAME = 1;
+const GIVEN = 2;
+const SURNAME = 3;
+const SLOTS = 4;
+
+const SLOT_OF: Readonly<Record<TextAttribute, number>> = {
+  mail: MAIL,
+  cn: NAME,
+  displayName: NAME,
+  givenName: GIVEN,
+  sn: SURNAME,
+};
+
 /**
- * The book's entries as filter subjects: one object, pointed at an entry
- * with {@linkcode BookSubject.load}, that decodes and folds only the
- * values a filter asks for, once each.
+ * The book's entries as filter subjects, and their served values as bytes
+ * for a front end to copy into its replies: one object, pointed at an
+ * entry with {@linkcode BookSubject.load}, that works out only the values
+ * asked for, once each. A value in plain ASCII is read where it lies in
+ * the book's buffers (its capitals are lowered by the filter as it reads);
+ * only other values are decoded, folded and encoded again, into buffers of
+ * the subject's own, which the next `load` reuses.
  */
 export class BookSubject implements FilterSubject {
-  readonly #book: AddressBook;
+  readonly #book: SharedAddressBook;
   #entry = -1;
-  #email: string | undefined;
-  #name: string | undefined;
-  #foldedEmail: string | undefined;
-  #foldedName: string | undefined;
-  #parts: NameParts | undefined;
-  #foldedGiven: string | undefined | null = null;
-  #foldedSurname: string | undefined;
+  /** Bit `slot` set once that slot's views are worked out for this entry. */
+  #ready = 0;
+  /** Bit `slot` set when the entry has that value (all have but maybe a given name). */
+  #present = 0;
+  readonly #raw: ByteRange[] = [];
+  readonly #folded: ByteRange[] = [];
+  /** Per slot, room for a folded value that is not plain ASCII. */
+  readonly #foldedRoom: Uint8Array[] = [];
+  /** Where {@linkcode splitNameBytes} puts the parts it finds. */
+  readonly #parts = new Int32Array(4);
 
   constructor(book: AddressBook) {
-    this.#book = book;
+    this.#book = book.toShared();
+    for (let slot = 0; slot < SLOTS; slot++) {
+      this.#raw.push({ bytes: EMPTY, start: 0, end: 0 });
+      this.#folded.push({ bytes: EMPTY, start: 0, end: 0 });
+      this.#foldedRoom.push(new Uint8Array(64));
+    }
   }
 
   /** Points the subject at entry `entry` (not checked: the caller's loop bounds it). */
   load(entry: number): void {
     this.#entry = entry;
-    this.#email =
-      this.#name =
-      this.#foldedEmail =
-      this.#foldedName =
-        undefined;
-    this.#parts = this.#foldedSurname = undefined;
-    this.#foldedGiven = null;
+    this.#ready = 0;
+    this.#present = 0;
   }
 
   /** See {@linkcode FilterSubject.email}. */
-  email(): string {
-    if (this.#email !== undefined) return this.#email;
-    const { keyStarts, keys } = this.#book.toShared();
-    return this.#email = readText(keys, keyStarts[this.#entry], keyStarts[this.#entry + 1]);
+  email(range: ByteRange): void {
+    this.served("mail", range);
   }
 
-  /** See {@linkcode FilterSubject.folded}. */
-  folded(attribute: TextAttribute): string | undefined {
-    switch (attribute) {
-      case "mail":
-        return this.#foldedEmail ??= foldText(this.email());
-      case "cn":
-      case "displayName":
-        return this.#foldedName ??= foldText(this.#rawName());
-      case "sn":
-        return this.#foldedSurname ??= foldText(this.#nameParts().surname);
-      case "givenName": {
-        if (this.#foldedGiven !== null) return this.#foldedGiven;
-        const given = this.#nameParts().givenName;
-        return this.#foldedGiven = given === undefined ? undefined : foldText(given);
-      }
+  /** See {@linkcode FilterSubject.value}. */
+  value(attribute: TextAttribute, range: ByteRange): boolean {
+    const slot = SLOT_OF[attribute];
+    if ((this.#ready & (1 << slot)) === 0) this.#workOut(slot);
+    if ((this.#present & (1 << slot)) === 0) return false;
+    const folded = this.#folded[slot];
+    range.bytes = folded.bytes;
+    range.start = folded.start;
+    range.end = folded.end;
+    return true;
+  }
+
+  /**
+   * Points `range` at a value as served (UTF-8, not folded: what
+   * {@linkcode entryAttributes} gives as a string); returns `false` when
+   * the entry has no such value (a one-word name's givenName). Valid until
+   * the next `load`.
+   */
+  served(attribute: TextAttribute, range: ByteRange): boolean {
+    const slot = SLOT_OF[attribute];
+    if ((this.#ready & (1 << slot)) === 0) this.#workOut(slot);
+    if ((this.#present & (1 << slot)) === 0) return false;
+    const raw = this.#raw[slot];
+    range.bytes = raw.bytes;
+    range.start = raw.start;
+    range.end = raw.end;
+    return true;
+  }
+
+  #workOut(slot: number): void {
+    const { keyStarts, keys, nameStarts, names } = this.#book;
+    const entry = this.#entry;
+    if (slot === MAIL) {
+      this.#setRaw(MAIL, keys, keyStarts[entry], keyStarts[entry + 1]);
+    } else if (slot === NAME) {
+      this.#setRaw(NAME, names, nameStarts[entry], nameStarts[entry + 1]);
+    } else {
+      this.#workOutParts();
+      return;
     }
+    this.#foldRaw(slot);
   }
 
-  #rawName(): string {
-    const book = this.#book;
-    return this.#name ??= readText(
-      book.names,
-      book.nameStart(this.#entry),
-      book.nameEnd(this.#entry),
-    );
-  }
-
-  #nameParts(): NameParts {
-    if (this.#parts !== undefined) return this.#parts;
-    const { namePartStarts, nameParts: partBytes } = this.#book.toShared();
-    let givenName: string | undefined;
-    let surname: string | undefined;
+  /**
+   * Works out the given name and surname, both at once: the source's, or
+   * the name split at its last run of whitespace. The split is made twice,
+   * on the served name and on the folded one, which give the same parts:
+   * folding turns whitespace into whitespace and nothing else into it, and
+   * no character composes with whitespace.
+   */
+  #workOutParts(): void {
+    const { namePartStarts, nameParts: partBytes } = this.#book;
+    const entry = this.#entry;
+    this.#ready |= (1 << GIVEN) | (1 << SURNAME);
     if (namePartStarts.length > 0) {
-      const given = namePartStarts[2 * this.#entry];
-      const family = namePartStarts[2 * this.#entry + 1];
-      const end = namePartStarts[2 * this.#entry + 2];
-      if (family > given) givenName = readText(partBytes, given, family);
-      if (end > family) surname = readText(partBytes, family, end);
+      const given = namePartStarts[2 * entry];
+      const family = namePartStarts[2 * entry + 1];
+      const end = namePartStarts[2 * entry + 2];
+      if (family > given) {
+        this.#setRaw(GIVEN, partBytes, given, family);
+        this.#foldRaw(GIVEN);
+      }
+      if (end > family) {
+        this.#setRaw(SURNAME, partBytes, family, end);
+        this.#foldRaw(SURNAME);
+        return;
+      }
+      // The source had a given name only: person requires a surname, the name's last word.
+      if (family > given) return this.#split(false);
     }
-    return this.#parts = nameParts(this.#rawName(), givenName, surname);
+    this.#split(true);
+  }
+
+  /** Sets the surname (and, when `withGiven`, the given name) from the name, served and folded. */
+  #split(withGiven: boolean): void {
+    if ((this.#ready & (1 << NAME)) === 0) this.#workOut(NAME);
+    const parts = this.#parts;
+    const raw = this.#raw[NAME];
+    splitNameBytes(raw.bytes, raw.start, raw.end, parts);
+    const hasGiven = withGiven && parts[0] >= 0;
+    this.#setRaw(SURNAME, raw.bytes, parts[2], parts[3]);
+    if (hasGiven) this.#setRaw(GIVEN, raw.bytes, parts[0], parts[1]);
+    const folded = this.#folded[NAME];
+    if (folded.bytes !== raw.bytes) splitNameBytes(folded.bytes, folded.start, folded.end, parts);
+    this.#setFolded(SURNAME, folded.bytes, parts[2], parts[3]);
+    if (hasGiven) this.#setFolded(GIVEN, folded.bytes, parts[0], parts[1]);
+  }
+
+  #setFolded(slot: number, bytes: Uint8Array, start: number, end: number): void {
+    const folded = this.#folded[slot];
+    folded.bytes = bytes;
+    folded.start = start;
+    folded.end = end;
+  }
+
+  #setRaw(slot: number, bytes: Uint8Array, start: number, end: number): void {
+    const raw = this.#raw[slot];
+    raw.bytes = bytes;
+    raw.start = start;
+    raw.end = end;
+    this.#ready |= 1 << slot;
+    this.#present |= 1 << slot;
+  }
+
+  #setFoldedToRaw(slot: number): void {
+    const raw = this.#raw[slot];
+    this.#setFolded(slot, raw.bytes, raw.start, raw.end);
+  }
+
+  /**
+   * The folded view of a slot's raw value: itself if plain ASCII, else
+   * folded into the slot's room, byte by byte where it can be.
+   */
+  #foldRaw(slot: number): void {
+    const { bytes, start, end } = this.#raw[slot];
+    if (isAscii(bytes, start, end)) {
+      this.#setFoldedToRaw(slot);
+      return;
+    }
+    const room = this.#room(this.#foldedRoom, slot, end - start);
+    const length = foldSimpleUtf8(bytes, start, end, room);
+    if (length >= 0) this.#setFolded(slot, room, 0, length);
+    else this.#encodeFolded(slot, foldText(decodeText(bytes, start, end)));
+  }
+
+  #encodeFolded(slot: number, folded: string): void {
+    const room = this.#room(this.#foldedRoom, slot, folded.length);
+    const view = this.#folded[slot];
+    view.bytes = room;
+    view.start = 0;
+    view.end = writeUtf8(folded, room, 0);
+  }
+
+  /** The slot's buffer of `rooms`, grown to hold `units` UTF-16 code units as UTF-8. */
+  #room(rooms: Uint8Array[], slot: number, units: number): Uint8Array {
+    if (rooms[slot].length < units * MAX_UTF8_PER_UNIT) {
+      rooms[slot] = new Uint8Array(units * MAX_UTF8_PER_UNIT);
+    }
+    return rooms[slot];
   }
 }
 
-/** The longest value decoded by hand as ASCII; longer ones, and any other, go to TextDecoder. */
-const SHORT_TEXT = 64;
+const EMPTY = new Uint8Array(0);
 
-/** UTF-8 bytes as a string; short ASCII (most values) without TextDecoder's cost per call. */
-function readText(bytes: Uint8Array, start: number, end: number): string {
-  if (end - start <= SHORT_TEXT) {
-    let text = "";
-    let i = start;
-    for (; i < end && bytes[i] < 0x80; i++) text += String.fromCharCode(bytes[i]);
-    if (i === end) return text;
-  }
-  return decoder.decode(bytes.subarray(start, end));
+function isAscii(bytes: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (bytes[i] >= 0x80) return false;
+  return true;
 }
 
+/**
+ * {@linkcode splitName} on UTF-8 bytes, `bytes[start, end)`, with no
+ * string: writes the given name's start and end (both -1 when there is
+ * none) and the surname's start and end into `parts`. Whitespace is what
+ * `\s` and `trim()` take: ASCII tab to carriage return and space, U+00A0,
+ * U+1680, U+2000–U+200A, U+2028, U+2029, U+202F, U+205F, U+3000, U+FEFF.
+ */
+export function splitNameBytes(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  parts: Int32Array,
+): void {
+  let first = -1;
+  let contentEnd = start;
+  let runStart = -1;
+  let lastRunStart = -1;
+  let lastRunEnd = -1;
+  for (let i = start; i < end;) {
+    const space = whitespaceAt(bytes, i, end);
+    if (space > 0) {
+      if (runStart < 0) runStart = i;
+      i += space;
+      continue;
+    }
+    if (first < 0) {
+      first = i;
+    } else if (runStart >= 0) {
+      lastRunStart = runStart;
+      lastRunEnd = i;
+    }
+    runStart = -1;
+    i = Math.min(end, i + utf8Length(bytes[i]));
+    contentEnd = i;
+  }
+  if (first < 0) first = contentEnd = start;
+  parts[0] = lastRunStart < 0 ? -1 : first;
+  parts[1] = lastRunStart;
+  parts[2] = lastRunStart < 0 ? first : lastRunEnd;
+  parts[3] = contentEnd;
+}
+
+/** The bytes of the character starting at a UTF-8 lead byte (1 for a stray continuation byte). */
+function utf8Length(lead: number): number {
+  if (lead < 0xc0) return 1;
+  if (lead < 0xe0) return 2;
+  if (lead < 0xf0) return 3;
+  return 4;
+}
+
+/** The length of the whitespace character at `i` (as `\s` sees it), or 0 when it is not one. */
+function whitespaceAt(bytes: Uint8Array, i: number, end: number): number {
+  const byte = bytes[i];
+  if (byte < 0x80) return isAsciiSpace(byte) ? 1 : 0;
+  if (byte === 0xc2) return i + 1 < end && bytes[i + 1] === 0xa0 ? 2 : 0;
+  if (byte < 0xe1 || byte > 0xef || i + 2 >= end) return 0;
+  const second = bytes[i + 1];
+  const third = bytes[i + 2];
+  switch (byte) {
+    case 0xe1: // U+1680
+      return second === 0x9a && third === 0x80 ? 3 : 0;
+    case 0xe2: // U+2000–U+200A, U+2028, U+2029, U+202F; U+205F
+      if (second === 0x80) {
+        return third <= 0x8a || third === 0xa8 || third === 0xa9 || third === 0xaf ? 3 : 0;
+      }
+      return second === 0x81 && third === 0x9f ? 3 : 0;
+    case 0xe3: // U+3000
+      return second === 0x80 && third === 0x80 ? 3 : 0;
+    case 0xef: // U+FEFF
+      return second === 0xbb && third === 0xbf ? 3 : 0;
+    default:
+      return 0;
+  }
+}
+
+/** The longest value decoded by hand; longer ones go to TextDecoder, whose every call costs about 1 µs. */
+const SHORT_TEXT = 256;
+const units = new Uint16Array(SHORT_TEXT);
+
+/**
+ * The book's UTF-8 bytes (valid: the loader checked them, the builder
+ * encoded them) as a string, short values without TextDecoder.
+ */
+function decodeText(bytes: Uint8Array, start: number, end: number): string {
+  if (end - start > SHORT_TEXT) return decoder.decode(bytes.subarray(start, end));
+  let count = 0;
+  for (let i = start; i < end;) {
+    const byte = bytes[i];
+    if (byte < 0x80) {
+      units[count++] = byte;
+      i++;
+    } else if (byte < 0xe0 && i + 1 < end) {
+      units[count++] = ((byte & 0x1f) << 6) | (bytes[i + 1] & 0x3f);
+      i += 2;
+    } else if (byte < 0xf0 && i + 2 < end) {
+      units[count++] = ((byte & 0x0f) << 12) | ((bytes[i + 1] & 0x3f) << 6) | (bytes[i + 2] & 0x3f);
+      i += 3;
+    } else if (i + 3 < end) {
+      const point = (((byte & 0x07) << 18) | ((bytes[i + 1] & 0x3f) << 12) |
+        ((bytes[i + 2] & 0x3f) << 6) | (bytes[i + 3] & 0x3f)) - 0x10000;
+      units[count++] = 0xd800 + (point >> 10);
+      units[count++] = 0xdc00 + (point & 0x3ff);
+      i += 4;
+    } else {
+      return decoder.decode(bytes.subarray(start, end));
+    }
+  }
+  return String.fromCharCode.apply(null, units.subarray(0, count) as unknown as number[]);
+}
+
+/** A plan that no entry can come out of. */
 const NO_ENTRIES = new Uint32Array(0);
 
 /**
- * The entries a filter may be TRUE for, ascending, or `undefined` when the
- * plan is every entry (a scan). See the module's comment for the rules.
- * Without an index, substrings and name equality are scans.
+ * The entries a filter may be TRUE for, as a cursor over ascending entry
+ * numbers, or `undefined` when the plan is every entry (a scan). See the
+ * module's comment for the rules. Without an index, substrings and name
+ * equality are scans.
  */
 export function planFilter(
   book: AddressBook,
   index: TextIndex | undefined,
   filter: LdapFilter,
-): Uint32Array | undefined {
+): CandidateCursor | undefined {
+  return plan(new Planner(book, index), filter);
+}
+
+/** What a plan reads. */
+class Planner {
+  constructor(readonly book: AddressBook, readonly index: TextIndex | undefined) {}
+
+  /** The index's cursor for fragments (a new one each time: each reads at its own pace). */
+  candidates(fragments: string[]): CandidateCursor | undefined {
+    return this.index?.cursor(fragments);
+  }
+
+  /** No candidates. */
+  none(): CandidateCursor {
+    return new ArrayCursor(NO_ENTRIES);
+  }
+}
+
+/**
+ * The fragments an item asks the index for, as one key, or `undefined`
+ * for an item that does not ask it. The index holds every field together,
+ * so Thunderbird's `(cn=*K*)`, `(mail=*K*)`, `(givenName=*K*)` and
+ * `(sn=*K*)` ask it the same: an OR plans them once.
+ */
+function indexKey(filter: LdapFilter): string | undefined {
+  if (filter.kind !== "substrings" && filter.kind !== "equality" && filter.kind !== "approx") {
+    return undefined;
+  }
+  const attribute = resolveAttribute(filter.attribute);
+  if (attribute === undefined || attribute === "objectClass") return undefined;
+  if (filter.kind !== "substrings") {
+    return attribute === "mail" ? undefined : JSON.stringify([filter.value]);
+  }
+  return JSON.stringify(substringFragments(filter));
+}
+
+/** The fragments of a substrings item, as the index is asked for them. */
+function substringFragments(
+  filter: { initial?: string; any: string[]; final?: string },
+): string[] {
+  const fragments = [...filter.any];
+  if (filter.initial !== undefined) fragments.push(filter.initial);
+  if (filter.final !== undefined) fragments.push(filter.final);
+  return fragments;
+}
+
+function plan(planner: Planner, filter: LdapFilter): CandidateCursor | undefined {
   switch (filter.kind) {
     case "and": {
-      let best: Uint32Array | undefined;
+      // The rarest child leads; children not far commoner are intersected with it.
+      const children: CandidateCursor[] = [];
       for (const child of filter.filters) {
-        const plan = planFilter(book, index, child);
-        if (plan !== undefined && (best === undefined || plan.length < best.length)) best = plan;
-        if (best?.length === 0) break;
+        const found = plan(planner, child);
+        if (found !== undefined) children.push(found);
       }
-      return best;
+      if (children.length === 0) return undefined;
+      children.sort((a, b) => a.estimate - b.estimate);
+      const limit = INTERSECT_RATIO * children[0].estimate;
+      const kept = children.filter((child) => child.estimate <= limit);
+      return kept.length === 1 ? kept[0] : new IntersectCursor(kept);
     }
     case "or": {
-      const plans: Uint32Array[] = [];
+      const children: CandidateCursor[] = [];
+      const asked = new Set<string>();
       for (const child of filter.filters) {
-        const plan = planFilter(book, index, child);
-        if (plan === undefined) return undefined;
-        plans.push(plan);
+        const key = indexKey(child);
+        if (key !== undefined) {
+          if (asked.has(key)) continue;
+          asked.add(key);
+        }
+        const found = plan(planner, child);
+        if (found === undefined) return undefined;
+        children.push(found);
       }
-      return unionAll(plans);
+      if (children.length === 0) return planner.none();
+      if (children.length === 1) return children[0];
+      return new UnionCursor(children, planner.book.size);
     }
     case "not":
       return undefined;
     case "equality":
     case "approx":
-      return planEquality(book, index, filter.attribute, filter.value);
+      return planEquality(planner, filter.attribute, filter.value);
     case "greaterOrEqual":
     case "lessOrEqual": {
       const attribute = resolveAttribute(filter.attribute);
-      return attribute === undefined || attribute === "objectClass" ? NO_ENTRIES : undefined;
+      return attribute === undefined || attribute === "objectClass" ? planner.none() : undefined;
     }
     case "substrings": {
       const attribute = resolveAttribute(filter.attribute);
-      if (attribute === undefined || attribute === "objectClass") return NO_ENTRIES;
-      const fragments = [...filter.any];
-      if (filter.initial !== undefined) fragments.push(filter.initial);
-      if (filter.final !== undefined) fragments.push(filter.final);
-      return index?.candidates(fragments);
+      if (attribute === undefined || attribute === "objectClass") return planner.none();
+      return planner.candidates(substringFragments(filter));
     }
     case "present":
-      return resolveAttribute(filter.attribute) === undefined ? NO_ENTRIES : undefined;
+      return resolveAttribute(filter.attribute) === undefined ? planner.none() : undefined;
     case "extensible":
-      return NO_ENTRIES;
+      return planner.none();
   }
 }
 
 function planEquality(
-  book: AddressBook,
-  index: TextIndex | undefined,
+  planner: Planner,
   description: string,
   value: string,
-): Uint32Array | undefined {
+): CandidateCursor | undefined {
   const attribute = resolveAttribute(description);
-  if (attribute === undefined) return NO_ENTRIES;
+  if (attribute === undefined) return planner.none();
   if (attribute === "objectClass") {
     return OBJECT_CLASSES.some((name) => foldText(name) === foldText(value))
       ? undefined
-      : NO_ENTRIES;
+      : planner.none();
   }
   if (attribute === "mail") {
     const bytes = encoder.encode(value);
-    const entry = book.lookup(bytes, 0, bytes.length);
-    if (entry >= 0) return Uint32Array.of(entry);
-    if (entry === NOT_FOUND) return NO_ENTRIES;
+    const entry = planner.book.lookup(bytes, 0, bytes.length);
+    if (entry >= 0) return new ArrayCursor(Uint32Array.of(entry));
+    if (entry === NOT_FOUND) return planner.none();
     // INVALID_QUERY: no valid key is this value, but a book built by hand may hold keys the
     // loader never checked, so ask the index rather than assume.
-    return index?.candidates([normalizeEmail(value)]);
+    return planner.candidates([normalizeEmail(value)]);
   }
-  return index?.candidates([value]);
-}
-
-/** The union of ascending lists, merged two at a time, shortest first. */
-function unionAll(plans: Uint32Array[]): Uint32Array {
-  if (plans.length === 0) return NO_ENTRIES;
-  const pending = [...plans].sort((a, b) => a.length - b.length);
-  while (pending.length > 1) {
-    const merged = union(pending.shift()!, pending.shift()!);
-    let at = 0;
-    while (at < pending.length && pending[at].length < merged.length) at++;
-    pending.splice(at, 0, merged);
-  }
-  return pending[0];
-}
-
-function union(a: Uint32Array, b: Uint32Array): Uint32Array {
-  const out = new Uint32Array(a.length + b.length);
-  let i = 0;
-  let j = 0;
-  let k = 0;
-  while (i < a.length && j < b.length) {
-    if (a[i] < b[j]) out[k++] = a[i++];
-    else if (b[j] < a[i]) out[k++] = b[j++];
-    else {
-      out[k++] = a[i++];
-      j++;
-    }
-  }
-  while (i < a.length) out[k++] = a[i++];
-  while (j < b.length) out[k++] = b[j++];
-  return out.subarray(0, k);
+  return planner.candidates([value]);
 }
 
 /** What to search for. */
@@ -391,8 +650,10 @@ export interface SearchOutcome {
  * caller's min of the client's sizeLimit and the server's cap; `Infinity`
  * for none). After the limit it looks on for one more match, to say
  * whether the limit was exceeded. `visit`, when given, sees each entry as
- * it is found; returning `false` stops the search after it. Pass
- * `undefined` as the index to scan (for comparison).
+ * it is found, with the subject loaded with it, whose
+ * {@linkcode BookSubject.served} values a front end can copy into its
+ * reply with no string made; returning `false` stops the search after it.
+ * Pass `undefined` as the index to scan (for comparison).
  *
  * @throws {RangeError} when the limit is not a whole number ≥ 0 or
  *   Infinity, or the index was built for a book of another size.
@@ -402,7 +663,7 @@ export function searchBook(
   index: TextIndex | undefined,
   request: SearchRequest,
   limit: number,
-  visit?: (entry: number) => boolean | void,
+  visit?: (entry: number, subject: BookSubject) => boolean | void,
 ): SearchOutcome {
   if (!(Number.isInteger(limit) && limit >= 0) && limit !== Infinity) {
     throw new RangeError(`The size limit must be a whole number or Infinity, not ${limit}.`);
@@ -423,9 +684,9 @@ export function searchBook(
     examined: 0,
   };
   const start = Math.max(0, request.start ?? 0);
-  const count = plan === undefined ? book.size - Math.min(start, book.size) : plan.length;
-  for (let k = plan === undefined ? 0 : lowerBound(plan, start); k < count; k++) {
-    const entry = plan === undefined ? start + k : plan[k];
+  const next = (from: number) =>
+    plan === undefined ? (from < book.size ? from : -1) : plan.seek(from);
+  for (let entry = next(start); entry >= 0; entry = next(entry + 1)) {
     if (
       ++outcome.examined % STOP_CHECK_INTERVAL === 0 && request.shouldStop?.() === true
     ) {
@@ -441,23 +702,11 @@ export function searchBook(
       break;
     }
     outcome.entries.push(entry);
-    if (visit?.(entry) === false) {
+    if (visit?.(entry, subject) === false) {
       outcome.stopped = true;
       if (entry + 1 < book.size) outcome.next = entry + 1;
       break;
     }
   }
   return outcome;
-}
-
-/** The first position in an ascending list whose value is not below `value`. */
-function lowerBound(list: Uint32Array, value: number): number {
-  let low = 0;
-  let high = list.length;
-  while (low < high) {
-    const middle = (low + high) >>> 1;
-    if (list[middle] < value) low = middle + 1;
-    else high = middle;
-  }
-  return low;
 }
