@@ -604,6 +604,39 @@ Deno.test({
 });
 
 Deno.test({
+  name: "StartTLS asks no client certificate, even with a client CA for the TLS ports [--io epoll]",
+  ignore: !EPOLL,
+  fn: async () => {
+    await using pki = await makeTestPki();
+    const tls = { cert: pki.server.certificate, key: pki.server.key, clientCa: pki.ca.certificate };
+    await withTestServer(ldapOptions("epoll", { tls }, { tlsPort: 0 }), async ({ server }) => {
+      const trusting = { LDAPTLS_CACERT: pki.ca.certificatePath };
+      const upgraded = await ldapTool(
+        "ldapsearch",
+        ["-x", "-ZZ", "-LLL", "-H", ldapUrl(server), "-b", BASE, "(mail=ada@example.com)", "cn"],
+        trusting,
+      );
+      assert.equal(upgraded.code, 0, upgraded.stderr);
+      assert.match(upgraded.stdout, /^cn: Ada Lovelace$/m);
+      const ldaps = await ldapTool(
+        "ldapsearch",
+        [
+          "-x",
+          "-LLL",
+          "-H",
+          `ldaps://127.0.0.1:${server.ldapsAddr!.port}`,
+          "-b",
+          BASE,
+          "(mail=ada@example.com)",
+        ],
+        trusting,
+      );
+      assert.notEqual(ldaps.code, 0, "the LDAPS port still requires a client certificate");
+    });
+  },
+});
+
+Deno.test({
   name:
     "ldapts upgrades with startTLS, searches over TLS, and a second StartTLS is refused [--io epoll]",
   ignore: !EPOLL,
