@@ -13,7 +13,7 @@ import { type AddressBook, AddressBookBuilder } from "../book/addressbook.ts";
 import { LOOPBACK } from "../testing/loopback.ts";
 import { IO_LOOPS, testOnEachLoop } from "../testing/io_loops.ts";
 import { withDeadline } from "../testing/deadlines.ts";
-import { makeTestPki } from "../testing/pki.ts";
+import { makeTestPki, ROTATED_SERVER_NAME, SERVER_NAME } from "../testing/pki.ts";
 import { metricValue } from "../testing/metrics.ts";
 import { PEOPLE } from "../testing/books.ts";
 import { type TestServerOptions, withTestServer } from "../testing/in_process_server.ts";
@@ -51,14 +51,15 @@ interface Run {
   stderr: string;
 }
 
-/** Runs an OpenLDAP tool (ldapsearch, ldapadd, ...) to its end. */
+/** Runs an OpenLDAP tool (ldapsearch, ldapadd, ...), or OpenSSL's, to its end, its input empty. */
 async function ldapTool(
   tool: string,
   args: string[],
   env: Record<string, string> = {},
 ): Promise<Run> {
   const output = await withDeadline(
-    new Deno.Command(tool, { args, stdout: "piped", stderr: "piped", env }).output(),
+    new Deno.Command(tool, { args, stdin: "null", stdout: "piped", stderr: "piped", env })
+      .output(),
     `${tool} to finish`,
   );
   const decoder = new TextDecoder();
@@ -633,6 +634,47 @@ Deno.test({
       );
       assert.notEqual(ldaps.code, 0, "the LDAPS port still requires a client certificate");
     });
+  },
+});
+
+Deno.test({
+  name: "a certificate rotation reaches StartTLS: later upgrades present the new one [--io epoll]",
+  ignore: !EPOLL,
+  fn: async () => {
+    await using pki = await makeTestPki();
+    await withTestServer(
+      ldapOptions("epoll", { tls: { cert: pki.server.certificate, key: pki.server.key } }),
+      async ({ server }) => {
+        const subject = async () => {
+          // OpenSSL's own client, a third one: it speaks LDAP's StartTLS itself.
+          const run = await ldapTool("openssl", [
+            "s_client",
+            "-starttls",
+            "ldap",
+            "-connect",
+            `127.0.0.1:${server.ldapAddr!.port}`,
+            "-CAfile",
+            pki.ca.certificatePath,
+            "-verify_return_error",
+          ]);
+          assert.equal(run.code, 0, run.stderr);
+          return run.stdout.match(/^subject=.*$/m)?.[0];
+        };
+        assert.match((await subject())!, new RegExp(SERVER_NAME));
+        await server.setTls({
+          cert: pki.rotatedServer.certificate,
+          key: pki.rotatedServer.key,
+          clientCa: pki.ca.certificate,
+        });
+        assert.match((await subject())!, new RegExp(ROTATED_SERVER_NAME));
+        const run = await ldapTool(
+          "ldapsearch",
+          ["-x", "-ZZ", "-LLL", "-H", ldapUrl(server), "-b", BASE, "(mail=ada@example.com)", "cn"],
+          { LDAPTLS_CACERT: pki.ca.certificatePath },
+        );
+        assert.equal(run.code, 0, `still no client certificate asked: ${run.stderr}`);
+      },
+    );
   },
 });
 
