@@ -37,6 +37,7 @@
  *   if (written <= 0) break;                     // wait until writable
  *   session.wrote(written, now);                 // may answer requests held back
  * }
+ * if (session.wantsTlsUpgrade) { startTls(); session.handshakeStarted(now); } // LDAP's StartTLS
  * if (session.wantsHalfClose) { shutdownWrite(); session.halfClosed(now); }
  * if (session.closed) close();
  * // read only while session.wantsRead; call session.tick(now) at session.deadline
