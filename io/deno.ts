@@ -196,6 +196,9 @@ export class ConnectionService implements Service {
         } else if (session.wantsHalfClose) {
           await conn.closeWrite();
           session.halfClosed(Date.now());
+        } else if (session.wantsTlsUpgrade) {
+          // Deno cannot start TLS on an accepted socket: its ports offer no StartTLS.
+          throw new Error("A TLS upgrade was asked for on the Deno.listen loop, which has none.");
         } else if (session.wantsRead) {
           connection.reading = true;
           const received = await conn.read(input).finally(() => connection.reading = false);

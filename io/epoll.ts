@@ -24,6 +24,14 @@
  * peeked and only its bytes are read off the socket, so that the
  * handshake finds its first message where it expects it.
  *
+ * A plain connection can also become a TLS one midway (LDAP's StartTLS):
+ * when its session says so ({@linkcode Session.wantsTlsUpgrade}, once the
+ * reply that accepts the upgrade is written), the driver swaps its plain
+ * transport for one its listener's upgrade acceptor makes on the same
+ * socket and runs the handshake as after an accept. The client sends
+ * nothing in clear after its request (the session has read nothing since),
+ * so the handshake's first message is the next byte on the socket.
+ *
  * @module
  */
 
@@ -36,6 +44,7 @@ import {
   sweepInterval,
 } from "./service.ts";
 import { TcpAcceptor } from "../transport/tcp.ts";
+import { describeError } from "../common/errors.ts";
 import {
   HANDSHAKE_DONE,
   HANDSHAKE_FAILED,
@@ -86,6 +95,11 @@ export interface EpollListener {
   readonly context: ServiceOptions;
   /** Makes each accepted socket's transport: plain TCP, or TLS. */
   readonly transports: TransportAcceptor;
+  /**
+   * Makes the TLS transport of a plain connection whose session asks to
+   * upgrade (LDAP's StartTLS); absent when the port offers no upgrade.
+   */
+  readonly upgrades?: TransportAcceptor;
   /** When to watch it again after accept ran out of descriptors; 0 when watching. */
   acceptResumes: number;
 }
@@ -96,7 +110,8 @@ interface Peer {
   /** The listener that accepted it. */
   readonly listener: EpollListener;
   readonly session: Session;
-  readonly transport: Transport;
+  /** Replaced once, by a TLS transport, when a plain connection upgrades. */
+  transport: Transport;
   /** The epoll events registered for it. */
   events: number;
   /** No plaintext flows until the transport's handshake is done. */
@@ -415,6 +430,7 @@ export class EpollService implements Service {
     const { session, transport } = peer;
     if (peer.handshaking) return session.closed ? this.#close(peer) : undefined;
     if (writable) this.#writeOut(peer);
+    if (session.wantsTlsUpgrade) return this.#upgrade(peer);
     if (session.wantsHalfClose) this.#halfClose(peer);
     if (session.closed) return this.#close(peer);
     const reading = session.wantsRead;
@@ -424,6 +440,31 @@ export class EpollService implements Service {
       this.#readAgain.add(peer);
     }
     this.#watch(peer, events);
+  }
+
+  /**
+   * Starts TLS on a plain connection whose session asked for it, its reply
+   * written: a TLS transport from the listener's upgrade acceptor on the
+   * same socket, and its handshake, as after an accept. Without an upgrade
+   * acceptor (a front end that offers what its port cannot do) the
+   * connection cannot go on, and is closed.
+   */
+  #upgrade(peer: Peer): void {
+    const { session, listener } = peer;
+    let transport: Transport;
+    try {
+      if (listener.upgrades === undefined) throw new Error("the port has no TLS to upgrade to");
+      transport = listener.upgrades.accept(peer.fd);
+    } catch (error) {
+      listener.context.log.error("TLS upgrade failed", { error: describeError(error) });
+      session.abort();
+      return this.#close(peer);
+    }
+    peer.transport.free(false);
+    peer.transport = transport;
+    peer.handshaking = true;
+    session.handshakeStarted(this.#now);
+    this.#handshake(peer);
   }
 
   /** Ends the server's side: the transport's goodbye (TLS close_notify), then the TCP half-close. */

@@ -154,7 +154,9 @@ Options:
                            it satisfies protected mode. SIGHUP and --watch reload the
                            certificate, key and client CA files too
   --ldap-port PORT         also serve the book over LDAPv3 on this port, for mail clients
-                           (anonymous bind; search; see README "Using it from a mail client")
+                           (anonymous bind; search; see README "Using it from a mail client");
+                           with --tls-cert it offers StartTLS, on the epoll loop only (not
+                           with --io deno: Deno cannot start TLS on an accepted socket)
   --ldaps-port PORT        also serve LDAP over TLS on this port (needs --tls-cert, --tls-key;
                            then the --port port speaks TLS too)
   --ldap-base DN           the directory's suffix; entries are mail=ADDRESS,DN

@@ -8,6 +8,9 @@
  * The contexts share everything but their front end and transport: one
  * book, one set of limits and counters, one access policy, one table of
  * per-client limits, so that a client is the same client on every port.
+ * The plain LDAP port offers StartTLS when the server has a certificate
+ * and serves with the epoll loop (the `Deno.listen` loop cannot upgrade
+ * an accepted socket).
  *
  * @module
  */
@@ -17,7 +20,7 @@ import type { Logger } from "../common/log.ts";
 import { LDAP_COUNTERS, outcomeCounters } from "../session/counters.ts";
 import { createSessionContext, type SessionContext } from "../session/session.ts";
 import { BINARY_FRONT_END } from "../wire/binary.ts";
-import { ldapFrontEnd } from "../wire/ldap.ts";
+import { ldapFrontEnd, type StartTlsOffer } from "../wire/ldap.ts";
 import type { PortToServe } from "./serve.ts";
 import type { WorkerStart } from "./worker_messages.ts";
 
@@ -54,26 +57,34 @@ export function portsToServe({ start, book, counters, log }: PortSettings): Port
   const { hostname, sharing, ldap } = start;
   const ports: PortToServe[] = [{ address: start, tls: start.tls, context: binary }];
   if (ldap === undefined) return ports;
-  const frontEnd = ldapFrontEnd({ base: ldap.base, sizeLimit: ldap.sizeLimit }, LDAP_COUNTERS);
-  frontEnd.prepare?.(book);
-  const context = (tls: boolean): SessionContext => ({
-    ...binary,
-    frontEnd,
-    outcomes: outcomeCounters(counters, frontEnd.name),
-    clientCertificates: tls && start.tls?.clientCa !== undefined,
-  });
+  // StartTLS needs a certificate, and a loop that can upgrade a socket: the epoll loop.
+  const upgradeTls = start.io === "epoll" ? start.tls : undefined;
+  const context = (startTls: StartTlsOffer): SessionContext => {
+    const frontEnd = ldapFrontEnd(
+      { base: ldap.base, sizeLimit: ldap.sizeLimit, startTls },
+      LDAP_COUNTERS,
+    );
+    frontEnd.prepare?.(book); // the index is the book's: built once for both ports
+    return {
+      ...binary,
+      frontEnd,
+      outcomes: outcomeCounters(counters, frontEnd.name),
+      clientCertificates: startTls === "established" && start.tls?.clientCa !== undefined,
+    };
+  };
   if (ldap.port !== undefined) {
     ports.push({
       address: { hostname, port: ldap.port, sharing },
       tls: undefined,
-      context: context(false),
+      upgradeTls,
+      context: context(upgradeTls !== undefined ? "offered" : "unavailable"),
     });
   }
   if (ldap.tlsPort !== undefined) {
     ports.push({
       address: { hostname, port: ldap.tlsPort, sharing },
       tls: start.tls,
-      context: context(true),
+      context: context("established"),
     });
   }
   return ports;

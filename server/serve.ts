@@ -42,6 +42,14 @@ export interface PortToServe {
   address: ListenAddress;
   /** TLS certificate, key and client CA, when the port speaks TLS. */
   tls: TlsFiles | undefined;
+  /**
+   * For a plain port whose front end offers StartTLS (LDAP): the files its
+   * connections upgrade with. The epoll loop only: the `Deno.listen` loop
+   * cannot upgrade an accepted socket, so its ports offer no upgrade.
+   * Connections that upgrade were admitted by address on a plain port: no
+   * client certificate is asked of them.
+   */
+  upgradeTls?: TlsFiles;
   /** What every session on the port shares, its front end among it. */
   context: SessionContext;
 }
@@ -53,8 +61,8 @@ export interface Serving {
   /** The ports it listens on, in the order given (the real ones when 0 was asked for). */
   readonly ports: readonly number[];
   /**
-   * New TLS connections get `files`; open ones keep theirs. Does nothing
-   * on plain TCP.
+   * New TLS connections get `files`, and so do StartTLS upgrades from now
+   * on; open ones keep theirs. Does nothing on plain TCP.
    *
    * @throws {TlsContextError} when a file is unusable; the current ones stay.
    */
@@ -107,32 +115,45 @@ export function serveEpoll(
 ): Serving {
   const listeners: EpollListener[] = [];
   const acceptors: TlsAcceptor[] = [];
+  /** The acceptors of StartTLS upgrades, rotated without a client CA. */
+  const upgraders: TlsAcceptor[] = [];
   const bound: number[] = [];
   try {
-    for (const { address, tls, context } of ports) {
+    for (const { address, tls, upgradeTls, context } of ports) {
       const acceptor = tls && openAcceptor(libc, tls);
       if (acceptor) acceptors.push(acceptor);
+      const upgrades = upgradeTls && openAcceptor(libc, withoutClientCa(upgradeTls));
+      if (upgrades) upgraders.push(upgrades);
       const socket = listenEpoll(libc, address.hostname, address.port, address.sharing);
       bound.push(socket.port);
       listeners.push(
         acceptor
           ? { fd: socket.fd, context, transports: acceptor, acceptResumes: 0 }
-          : EpollService.plainListener(libc, socket.fd, context),
+          : { ...EpollService.plainListener(libc, socket.fd, context), upgrades },
       );
     }
   } catch (error) {
     for (const listener of listeners) libc.calls.close(listener.fd);
-    for (const acceptor of acceptors) acceptor.free();
+    for (const acceptor of [...acceptors, ...upgraders]) acceptor.free();
     throw error;
   }
   const service = new EpollService(libc, listeners, pendingCommands);
   // Whoever started the loop hears of its failure through `done`; this only frees.
-  service.done.finally(() => acceptors.forEach((acceptor) => acceptor.free())).catch(() => {});
+  service.done.finally(() => [...acceptors, ...upgraders].forEach((acceptor) => acceptor.free()))
+    .catch(() => {});
   return {
     service,
     ports: bound,
-    rotateTls: (files) => acceptors.forEach((acceptor) => acceptor.replace(files)),
+    rotateTls: (files) => {
+      acceptors.forEach((acceptor) => acceptor.replace(files));
+      upgraders.forEach((acceptor) => acceptor.replace(withoutClientCa(files)));
+    },
   };
+}
+
+/** The files without the client CA: an upgraded connection is asked for no certificate. */
+function withoutClientCa({ cert, key }: TlsFiles): TlsFiles {
+  return { cert, key };
 }
 
 /** Builds the epoll loop's TLS side, wording a bad file as a start failure. */

@@ -11,9 +11,9 @@ import assert from "node:assert/strict";
 import { Client } from "ldapts";
 import { type AddressBook, AddressBookBuilder } from "../book/addressbook.ts";
 import { LOOPBACK } from "../testing/loopback.ts";
-import { testOnEachLoop } from "../testing/io_loops.ts";
+import { IO_LOOPS, testOnEachLoop } from "../testing/io_loops.ts";
 import { withDeadline } from "../testing/deadlines.ts";
-import { makeTestPki } from "../testing/pki.ts";
+import { makeTestPki, ROTATED_SERVER_NAME, SERVER_NAME } from "../testing/pki.ts";
 import { metricValue } from "../testing/metrics.ts";
 import { PEOPLE } from "../testing/books.ts";
 import { encodeProxyHeader } from "../access/proxy_header.ts";
@@ -52,14 +52,15 @@ interface Run {
   stderr: string;
 }
 
-/** Runs an OpenLDAP tool (ldapsearch, ldapadd, ...) to its end. */
+/** Runs an OpenLDAP tool (ldapsearch, ldapadd, ...), or OpenSSL's, to its end, its input empty. */
 async function ldapTool(
   tool: string,
   args: string[],
   env: Record<string, string> = {},
 ): Promise<Run> {
   const output = await withDeadline(
-    new Deno.Command(tool, { args, stdout: "piped", stderr: "piped", env }).output(),
+    new Deno.Command(tool, { args, stdin: "null", stdout: "piped", stderr: "piped", env })
+      .output(),
     `${tool} to finish`,
   );
   const decoder = new TextDecoder();
@@ -529,6 +530,281 @@ function searchRequest(messageId: number, filter: string): Uint8Array {
     ),
   ));
 }
+
+// --- StartTLS (RFC 4511 §4.14, RFC 4513 §3) ---
+
+const STARTTLS_OID = /^supportedExtension: 1\.3\.6\.1\.4\.1\.1466\.20037$/m;
+const EPOLL = IO_LOOPS.includes("epoll");
+
+/** The rootDSE's supportedExtension values, as ldapsearch prints them. */
+async function rootDseExtensions(url: string, env: Record<string, string> = {}): Promise<string> {
+  const run = await ldapTool("ldapsearch", [
+    "-x",
+    "-LLL",
+    "-H",
+    url,
+    "-b",
+    "",
+    "-s",
+    "base",
+    "(objectClass=*)",
+    "supportedExtension",
+  ], env);
+  assert.equal(run.code, 0, run.stderr);
+  return run.stdout;
+}
+
+/** A StartTLS ExtendedRequest (RFC 4511 §4.14.1), encoded by hand. */
+function startTlsRequest(messageId: number): Uint8Array {
+  return Uint8Array.from(tlv(
+    0x30,
+    tlv(0x02, [messageId]),
+    tlv(0x77, tlv(0x80, new TextEncoder().encode("1.3.6.1.4.1.1466.20037"))),
+  ));
+}
+
+/** The resultCode of the first LDAPResult in `bytes` (the first ENUMERATED). */
+function resultCode(bytes: Uint8Array): number {
+  return bytes[bytes.indexOf(0x0a) + 2];
+}
+
+Deno.test({
+  name: "ldapsearch -ZZ upgrades the plain LDAP port to TLS and finds an entry [--io epoll]",
+  ignore: !EPOLL,
+  fn: async () => {
+    await using pki = await makeTestPki();
+    await withTestServer(
+      ldapOptions("epoll", { tls: { cert: pki.server.certificate, key: pki.server.key } }),
+      async ({ server }) => {
+        const trusting = { LDAPTLS_CACERT: pki.ca.certificatePath };
+        assert.match(await rootDseExtensions(ldapUrl(server)), STARTTLS_OID);
+        const run = await ldapTool(
+          "ldapsearch",
+          ["-x", "-ZZ", "-LLL", "-H", ldapUrl(server), "-b", BASE, "(mail=ada@example.com)", "cn"],
+          trusting,
+        );
+        assert.equal(run.code, 0, run.stderr);
+        assert.match(run.stdout, /^cn: Ada Lovelace$/m);
+        const metrics = server.metrics();
+        assert.equal(metricValue(metrics, "addrbook_tls_handshakes_total", '{result="ok"}'), 1);
+        assert.equal(
+          metricValue(metrics, "addrbook_ldap_operations_total", '{operation="extended"}'),
+          1,
+        );
+        // libldap checks the certificate once the handshake is done: the server counts it ok.
+        const untrusting = await ldapTool(
+          "ldapsearch",
+          ["-x", "-ZZ", "-LLL", "-H", ldapUrl(server), "-b", BASE, "(mail=ada@example.com)"],
+          { LDAPTLS_CACERT: pki.rogueCa.certificatePath },
+        );
+        assert.notEqual(untrusting.code, 0, "an unknown CA is refused after StartTLS too");
+        assert.doesNotMatch(untrusting.stdout, /Lovelace/);
+      },
+    );
+  },
+});
+
+Deno.test({
+  name: "StartTLS asks no client certificate, even with a client CA for the TLS ports [--io epoll]",
+  ignore: !EPOLL,
+  fn: async () => {
+    await using pki = await makeTestPki();
+    const tls = { cert: pki.server.certificate, key: pki.server.key, clientCa: pki.ca.certificate };
+    await withTestServer(ldapOptions("epoll", { tls }, { tlsPort: 0 }), async ({ server }) => {
+      const trusting = { LDAPTLS_CACERT: pki.ca.certificatePath };
+      const upgraded = await ldapTool(
+        "ldapsearch",
+        ["-x", "-ZZ", "-LLL", "-H", ldapUrl(server), "-b", BASE, "(mail=ada@example.com)", "cn"],
+        trusting,
+      );
+      assert.equal(upgraded.code, 0, upgraded.stderr);
+      assert.match(upgraded.stdout, /^cn: Ada Lovelace$/m);
+      const ldaps = await ldapTool(
+        "ldapsearch",
+        [
+          "-x",
+          "-LLL",
+          "-H",
+          `ldaps://127.0.0.1:${server.ldapsAddr!.port}`,
+          "-b",
+          BASE,
+          "(mail=ada@example.com)",
+        ],
+        trusting,
+      );
+      assert.notEqual(ldaps.code, 0, "the LDAPS port still requires a client certificate");
+    });
+  },
+});
+
+Deno.test({
+  name: "a certificate rotation reaches StartTLS: later upgrades present the new one [--io epoll]",
+  ignore: !EPOLL,
+  fn: async () => {
+    await using pki = await makeTestPki();
+    await withTestServer(
+      ldapOptions("epoll", { tls: { cert: pki.server.certificate, key: pki.server.key } }),
+      async ({ server }) => {
+        const subject = async () => {
+          // OpenSSL's own client, a third one: it speaks LDAP's StartTLS itself.
+          const run = await ldapTool("openssl", [
+            "s_client",
+            "-starttls",
+            "ldap",
+            "-connect",
+            `127.0.0.1:${server.ldapAddr!.port}`,
+            "-CAfile",
+            pki.ca.certificatePath,
+            "-verify_return_error",
+          ]);
+          assert.equal(run.code, 0, run.stderr);
+          return run.stdout.match(/^subject=.*$/m)?.[0];
+        };
+        assert.match((await subject())!, new RegExp(SERVER_NAME));
+        await server.setTls({
+          cert: pki.rotatedServer.certificate,
+          key: pki.rotatedServer.key,
+          clientCa: pki.ca.certificate,
+        });
+        assert.match((await subject())!, new RegExp(ROTATED_SERVER_NAME));
+        const run = await ldapTool(
+          "ldapsearch",
+          ["-x", "-ZZ", "-LLL", "-H", ldapUrl(server), "-b", BASE, "(mail=ada@example.com)", "cn"],
+          { LDAPTLS_CACERT: pki.ca.certificatePath },
+        );
+        assert.equal(run.code, 0, `still no client certificate asked: ${run.stderr}`);
+      },
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "ldapts upgrades with startTLS, searches over TLS, and a second StartTLS is refused [--io epoll]",
+  ignore: !EPOLL,
+  fn: async () => {
+    await using pki = await makeTestPki();
+    await withTestServer(
+      ldapOptions("epoll", { tls: { cert: pki.server.certificate, key: pki.server.key } }),
+      async ({ server }) => {
+        const ca = [pki.ca.certificate];
+        const client = new Client({ url: ldapUrl(server) });
+        try {
+          await client.startTLS({ ca });
+          await client.bind("", "");
+          const { searchEntries } = await client.search(BASE, {
+            scope: "sub",
+            filter: "(|(mail=*turing*)(cn=*turing*))",
+            attributes: ["cn"],
+          });
+          assert.deepEqual(searchEntries.map((entry) => entry.cn), ["Alan Turing"]);
+          await assert.rejects(
+            client.startTLS({ ca }),
+            (error: { code?: number }) => error.code === 1, // operationsError
+          );
+          const again = await client.search(BASE, { filter: "(mail=ada@example.com)" });
+          assert.equal(again.searchEntries.length, 1, "the connection goes on over TLS");
+        } finally {
+          await client.unbind();
+        }
+      },
+    );
+  },
+});
+
+testOnEachLoop(
+  "StartTLS is unavailable and not listed without a certificate, on Deno.listen, and on LDAPS",
+  async (io) => {
+    await withTestServer(ldapOptions(io), async ({ server }) => {
+      assert.doesNotMatch(await rootDseExtensions(ldapUrl(server)), STARTTLS_OID);
+      const run = await ldapsearch(server, ["-ZZ", "(mail=ada@example.com)"]);
+      assert.notEqual(run.code, 0);
+      assert.match(run.stderr, /start_?tls/i);
+      assert.match(run.stderr, /unavailable|\(52\)/i);
+    });
+    await using pki = await makeTestPki();
+    await withTestServer(
+      ldapOptions(io, { tls: { cert: pki.server.certificate, key: pki.server.key } }, {
+        tlsPort: 0,
+      }),
+      async ({ server }) => {
+        const ldaps = `ldaps://127.0.0.1:${server.ldapsAddr!.port}`;
+        const trusting = { LDAPTLS_CACERT: pki.ca.certificatePath };
+        assert.doesNotMatch(await rootDseExtensions(ldaps, trusting), STARTTLS_OID);
+        const client = new Client({ url: ldaps, tlsOptions: { ca: [pki.ca.certificate] } });
+        try {
+          await assert.rejects(
+            client.startTLS({ ca: [pki.ca.certificate] }),
+            (error: { code?: number }) => error.code === 1, // operationsError: TLS already
+          );
+        } finally {
+          await client.unbind();
+        }
+        if (io === "epoll") return; // the epoll loop offers it: the tests above
+        assert.doesNotMatch(await rootDseExtensions(ldapUrl(server)), STARTTLS_OID);
+        const run = await ldapsearch(server, ["-ZZ", "(mail=ada@example.com)"]);
+        assert.notEqual(run.code, 0, "Deno.listen cannot upgrade a socket");
+      },
+    );
+  },
+);
+
+Deno.test({
+  name: "bytes sent behind a StartTLS request are a protocol error [--io epoll]",
+  ignore: !EPOLL,
+  fn: async () => {
+    await using pki = await makeTestPki();
+    await withTestServer(
+      ldapOptions("epoll", { tls: { cert: pki.server.certificate, key: pki.server.key } }),
+      async ({ server }) => {
+        const conn = await Deno.connect({ hostname: LOOPBACK, port: server.ldapAddr!.port });
+        try {
+          const search = searchRequest(2, "(mail=ada@example.com)");
+          await conn.write(Uint8Array.from([...startTlsRequest(1), ...search]));
+          const reply = await readAll(conn);
+          assert.match(new TextDecoder().decode(reply), /1\.3\.6\.1\.4\.1\.1466\.20036/);
+          assert.equal(resultCode(reply), 2, "protocolError");
+          assert.doesNotMatch(new TextDecoder().decode(reply), /Lovelace/, "nothing answered");
+        } finally {
+          conn.close();
+        }
+        assert.equal(
+          metricValue(server.metrics(), "addrbook_tls_handshakes_total", '{result="ok"}'),
+          0,
+        );
+      },
+    );
+  },
+});
+
+Deno.test({
+  name: "a handshake that stalls after StartTLS is closed at the frame timeout [--io epoll]",
+  ignore: !EPOLL,
+  fn: async () => {
+    await using pki = await makeTestPki();
+    await withTestServer(
+      ldapOptions("epoll", {
+        tls: { cert: pki.server.certificate, key: pki.server.key },
+        limits: { frameTimeoutMs: 300 },
+      }),
+      async ({ server }) => {
+        const conn = await Deno.connect({ hostname: LOOPBACK, port: server.ldapAddr!.port });
+        try {
+          await conn.write(startTlsRequest(1));
+          const started = Date.now();
+          const reply = await readAll(conn); // the success response, then the close
+          assert.equal(resultCode(reply), 0, "success");
+          assert.match(new TextDecoder().decode(reply), /1\.3\.6\.1\.4\.1\.1466\.20037/);
+          assert.ok(Date.now() - started >= 250, "held until the frame timeout");
+        } finally {
+          conn.close();
+        }
+        const metrics = server.metrics();
+        assert.equal(metricValue(metrics, "addrbook_timeouts_total", '{kind="handshake"}'), 1);
+      },
+    );
+  },
+});
 
 /** The result code of a Notice of Disconnection the server sent, or undefined when it sent none. */
 function noticeCode(bytes: Uint8Array): number | undefined {

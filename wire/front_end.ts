@@ -173,6 +173,15 @@ export interface Conversation {
    */
   readonly finished: boolean;
   /**
+   * Whether the request just answered asks the transport to start TLS once
+   * its reply is written (LDAP's StartTLS, RFC 4511 §4.14): the session
+   * answers and reads nothing more until the driver has swapped the
+   * transport and the handshake is done. True from the answer until the
+   * next {@linkcode answerNext}; a conversation that never upgrades may
+   * leave it out.
+   */
+  readonly upgrade?: boolean;
+  /**
    * Answers the next complete request into `output` and returns its
    * outcome, {@linkcode NO_REPLY} for one that takes no reply, or
    * {@linkcode NO_REQUEST} when none is complete. `gate` is absent when no

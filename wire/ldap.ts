@@ -17,8 +17,15 @@
  * - Unbind ends the connection; Abandon has nothing to stop (every search
  *   is answered whole before the next message is read).
  * - Add, modify, delete, modDN and compare are refused (unwillingToPerform);
- *   an unknown extended operation is protocolError; StartTLS is not offered
- *   (use the LDAPS port), and says so.
+ *   an unknown extended operation is protocolError.
+ * - StartTLS (RFC 4511 §4.14) as the port's {@linkcode StartTlsOffer} says:
+ *   where it is offered, the rootDSE lists it and a request with nothing
+ *   after it is answered success, and the conversation asks its session to
+ *   start TLS once that reply is written ({@linkcode Conversation.upgrade});
+ *   bytes sent behind the request, before its response, break the protocol
+ *   (§4.14.1). A second StartTLS, or one on the LDAPS port, is
+ *   operationsError; where it is not offered (no certificate, or an event
+ *   loop that cannot upgrade a socket) it is unavailable.
  *
  * Refusals of a connection (busy, forbidden, a per-client cap, a protocol
  * error, the server's shutdown) are a Notice of Disconnection, since they
@@ -44,8 +51,10 @@ import {
   type EntryAttribute,
   type LdapControl,
   LdapDecoder,
+  LdapProtocolError,
   type LdapRequest,
   type LdapSearch,
+  LdapTag,
   PAGED_RESULTS_OID,
   pagedResultsControl,
   ResultCode,
@@ -73,7 +82,19 @@ export interface LdapSettings {
   base: string;
   /** The most entries one search returns, and a paged search in total (`--ldap-size-limit`). */
   sizeLimit: number;
+  /** What the port says of StartTLS; `"unavailable"` when not given. */
+  startTls?: StartTlsOffer;
 }
+
+/**
+ * What one LDAP port says of StartTLS:
+ * - `"unavailable"`: not offered (the server has no certificate, or its
+ *   event loop cannot upgrade a socket): a request is answered unavailable (52).
+ * - `"offered"`: the rootDSE lists it, and a request starts TLS on the connection.
+ * - `"established"`: the port speaks TLS from the start (LDAPS): a request
+ *   is answered operationsError (1), as one after a StartTLS is.
+ */
+export type StartTlsOffer = "unavailable" | "offered" | "established";
 
 /** The default suffix when `--ldap-base` is not given. */
 export const DEFAULT_LDAP_BASE = "dc=addrbook";
@@ -184,7 +205,10 @@ class Directory {
       { type: "namingContexts", values: [this.suffixDn] },
       { type: "supportedLDAPVersion", values: ["3"] },
       { type: "supportedControl", values: [PAGED_RESULTS_OID] },
-      { type: "supportedExtension", values: [] },
+      {
+        type: "supportedExtension",
+        values: this.settings.startTls === "offered" ? [START_TLS_OID] : [],
+      },
       { type: "vendorName", values: ["addrbook"] },
     ].filter((attribute) => attribute.values.length > 0);
   }
@@ -310,10 +334,15 @@ class LdapConversation implements Conversation {
   readonly #paged = new Map<string, PagedSearch>();
   #nextCookie = 1;
   #finished = false;
+  /** TLS carries the conversation (LDAPS, or after StartTLS): no second StartTLS. */
+  #tls: boolean;
+  /** The request just answered was a StartTLS that succeeded. */
+  #upgrade = false;
 
   constructor(directory: Directory, counters: Float64Array) {
     this.#directory = directory;
     this.#counters = counters;
+    this.#tls = directory.settings.startTls === "established";
   }
 
   receive(bytes: Uint8Array, length: number): void {
@@ -328,7 +357,12 @@ class LdapConversation implements Conversation {
     return this.#finished;
   }
 
+  get upgrade(): boolean {
+    return this.#upgrade;
+  }
+
   answerNext(output: ReplyBuffer, book: AddressBook, gate: RequestGate | undefined): number {
+    this.#upgrade = false;
     const request = this.#decoder.take(); // throws LdapProtocolError, a MalformedInput
     if (request === null) return NO_REQUEST;
     const { op } = request;
@@ -385,10 +419,41 @@ class LdapConversation implements Conversation {
   }
 
   #extended(output: ReplyBuffer, messageId: number, name: string): number {
-    const [code, text] = name === START_TLS_OID
-      ? [ResultCode.unavailable, "StartTLS is not offered on this port: use the LDAPS port."]
-      : [ResultCode.protocolError, "The extended operation is not supported."];
-    writeExtendedResponse(output, messageId, code, text);
+    if (name === START_TLS_OID) return this.#startTls(output, messageId);
+    const code = ResultCode.protocolError;
+    writeExtendedResponse(output, messageId, code, "The extended operation is not supported.");
+    this.#countResult(code);
+    return Outcome.other;
+  }
+
+  /**
+   * Answers StartTLS (RFC 4511 §4.14.2: the response names the operation).
+   * On success the conversation asks for the upgrade: TLS starts right
+   * after this reply, so nothing may follow the request in clear.
+   *
+   * @throws {LdapProtocolError} when bytes followed the request before its response.
+   */
+  #startTls(output: ReplyBuffer, messageId: number): number {
+    let code: number = ResultCode.success;
+    let text = "";
+    if (this.#tls) {
+      code = ResultCode.operationsError;
+      text = "TLS is already established on this connection.";
+    } else if (this.#directory.settings.startTls !== "offered") {
+      code = ResultCode.unavailable;
+      text = "StartTLS is not offered on this port.";
+    } else if (this.#decoder.buffered > 0) {
+      // §4.14.1: the client sends nothing more until it has the response.
+      throw new LdapProtocolError(
+        "Bytes followed a StartTLS request before its response.",
+        messageId,
+        LdapTag.extendedRequest,
+      );
+    } else {
+      this.#tls = true;
+      this.#upgrade = true;
+    }
+    writeExtendedResponse(output, messageId, code, text, START_TLS_OID);
     this.#countResult(code);
     return Outcome.other;
   }
