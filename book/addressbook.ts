@@ -29,10 +29,9 @@
 import { type EntryBytes, gatherNameParts, partitionByHash } from "./partition.ts";
 import { bookFingerprint } from "./fingerprint.ts";
 import { emailProblem, MAX_EMAIL_CHARS, normalizeAsciiEmail, normalizeEmail } from "./email.ts";
-import { decodeUtf8, MAX_UTF8_PER_UNIT, writeUtf8 } from "../common/utf8.ts";
+import { decodeText, decodeUtf8, MAX_UTF8_PER_UNIT, writeUtf8 } from "../common/utf8.ts";
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 /** {@linkcode AddressBook.lookup}'s result when the query is a valid email that the book does not hold. */
 export const NOT_FOUND = -1;
@@ -203,7 +202,7 @@ export class AddressBook {
   get(email: string): string | undefined {
     const entry = this.find(encoder.encode(normalizeEmail(email)));
     if (entry < 0) return undefined;
-    return decoder.decode(this.#data.names.subarray(this.nameStart(entry), this.nameEnd(entry)));
+    return decodeText(this.#data.names, this.nameStart(entry), this.nameEnd(entry));
   }
 
   /**
@@ -218,18 +217,18 @@ export class AddressBook {
       throw new RangeError(`The book has no entry ${index}: it holds ${size}.`);
     }
     const found: BookEntry = {
-      email: decoder.decode(keys.subarray(keyStarts[index], keyStarts[index + 1])),
-      name: decoder.decode(names.subarray(this.nameStart(index), this.nameEnd(index))),
+      email: decodeText(keys, keyStarts[index], keyStarts[index + 1]),
+      name: decodeText(names, this.nameStart(index), this.nameEnd(index)),
     };
     if (namePartStarts.length === 0) return found;
     const givenStart = namePartStarts[2 * index];
     const surnameStart = namePartStarts[2 * index + 1];
     const surnameEnd = namePartStarts[2 * index + 2];
     if (surnameStart > givenStart) {
-      found.givenName = decoder.decode(nameParts.subarray(givenStart, surnameStart));
+      found.givenName = decodeText(nameParts, givenStart, surnameStart);
     }
     if (surnameEnd > surnameStart) {
-      found.surname = decoder.decode(nameParts.subarray(surnameStart, surnameEnd));
+      found.surname = decodeText(nameParts, surnameStart, surnameEnd);
     }
     return found;
   }

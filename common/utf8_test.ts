@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { decodeUtf8, MAX_UTF8_PER_UNIT, writeCodePoint, writeUtf8 } from "./utf8.ts";
+import { decodeText, decodeUtf8, MAX_UTF8_PER_UNIT, writeCodePoint, writeUtf8 } from "./utf8.ts";
 
 Deno.test("writeUtf8 writes what TextEncoder writes, lone surrogates included", () => {
   fc.assert(
@@ -32,4 +32,26 @@ Deno.test("decodeUtf8 refuses bytes that are not UTF-8 and keeps a leading U+FEF
   assert.equal(decodeUtf8(Uint8Array.of(0xed, 0xa0, 0x80)), undefined);
   assert.equal(decodeUtf8(new TextEncoder().encode("\ufeffzoë")), "\ufeffzoë");
   assert.equal(decodeUtf8(new Uint8Array(0)), "");
+});
+
+Deno.test("decodeText reads short ASCII itself and hands the rest to the decoder, alike", () => {
+  const encoder = new TextEncoder();
+  for (
+    const text of [
+      "",
+      "ada@example.com",
+      "Zoë Quinn",
+      "x".repeat(200),
+      "李小龙",
+      "a".repeat(63) + "é",
+    ]
+  ) {
+    const bytes = encoder.encode(`[${text}]`);
+    assert.equal(decodeText(bytes, 1, bytes.length - 1), text);
+  }
+  assert.equal(
+    decodeText(Uint8Array.of(0x61, 0xff, 0x62), 0, 3),
+    "a\uFFFDb",
+    "invalid bytes replaced",
+  );
 });

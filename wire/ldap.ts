@@ -594,7 +594,7 @@ class LdapConversation implements Conversation {
   #people(op: LdapSearch, base: BaseKind, book: AddressBook, start: number, limit: number) {
     if (base.kind === "person") {
       // A person's entry has no children: scope one finds nothing, base and sub the entry.
-      const subject = new BookSubject(book);
+      const subject = BookSubject.of(book);
       subject.load(base.entry);
       const found = op.scope !== SCOPE_ONE && start <= base.entry && limit > 0 &&
         evaluateFilter(op.filter, subject) === true;

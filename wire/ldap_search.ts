@@ -170,6 +170,9 @@ const SLOT_OF: Readonly<Record<TextAttribute, number>> = {
   sn: SURNAME,
 };
 
+/** One subject per book for this thread's searches (see {@linkcode BookSubject.of}). */
+const sharedSubjects = new WeakMap<AddressBook, BookSubject>();
+
 /**
  * The book's entries as filter subjects, and their served values as bytes
  * for a front end to copy into its replies: one object, pointed at an
@@ -192,6 +195,17 @@ export class BookSubject implements FilterSubject {
   readonly #foldedRoom: Uint8Array[] = [];
   /** Where {@linkcode splitNameBytes} puts the parts it finds. */
   readonly #parts = new Int32Array(4);
+
+  /**
+   * The subject of `book` that searches in this thread share: its buffers
+   * are made once per book, not per search (a search loads it entry by
+   * entry and is done with it when it returns).
+   */
+  static of(book: AddressBook): BookSubject {
+    let subject = sharedSubjects.get(book);
+    if (subject === undefined) sharedSubjects.set(book, subject = new BookSubject(book));
+    return subject;
+  }
 
   constructor(book: AddressBook) {
     this.#book = book.toShared();
@@ -587,6 +601,9 @@ function plan(planner: Planner, filter: LdapFilter): CandidateCursor | undefined
   }
 }
 
+/** Room for the UTF-8 of an email being looked up (an email has at most 254 characters). */
+const mailBytes = new Uint8Array(1024);
+
 function planEquality(
   planner: Planner,
   description: string,
@@ -600,8 +617,11 @@ function planEquality(
       : planner.none();
   }
   if (attribute === "mail") {
-    const bytes = encoder.encode(value);
-    const entry = planner.book.lookup(bytes, 0, bytes.length);
+    // Into a reused buffer: an equality on mail is the most common search, and wants no garbage.
+    const room = value.length * 3 <= mailBytes.length;
+    const bytes = room ? mailBytes : encoder.encode(value);
+    const length = room ? encoder.encodeInto(value, mailBytes).written : bytes.length;
+    const entry = planner.book.lookup(bytes, 0, length);
     if (entry >= 0) return new ArrayCursor(Uint32Array.of(entry));
     if (entry === NOT_FOUND) return planner.none();
     // INVALID_QUERY: no valid key is this value, but a book built by hand may hold keys the
@@ -675,7 +695,7 @@ export function searchBook(
   }
   const test = compileFilter(request.filter);
   const plan = planFilter(book, index, request.filter);
-  const subject = new BookSubject(book);
+  const subject = BookSubject.of(book);
   const outcome: SearchOutcome = {
     entries: [],
     more: false,
