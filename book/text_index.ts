@@ -85,9 +85,6 @@ export const INTERSECT_RATIO = 8;
 /** At most this many of a fragment's lists are intersected, the rarest. */
 export const MAX_INTERSECTED = 4;
 
-/** A short fragment's run of at most this many lists is merged as read; a longer one, by bitmap. */
-const MAX_MERGED_LISTS = 16;
-
 /** The default share of the entries over which a trigram's list is not stored. */
 export const DEFAULT_STOP_FRACTION = 1 / 4;
 
@@ -303,8 +300,8 @@ export class TextIndex {
   /**
    * Candidates for fragments of one or two bytes: of each fragment's run of
    * keys that start with it, the smallest run without a stop-gram, if its
-   * lists together are no longer than the longest stored list; merged as
-   * read when the run is short, else gathered in a bitmap first.
+   * lists together are no longer than the longest stored list, merged as
+   * read.
    */
   #shortCursor(texts: Uint8Array[]): CandidateCursor | undefined {
     const { counts, maxStored } = this.#data;
@@ -327,39 +324,9 @@ export class TextIndex {
     }
     if (best === undefined || bestTotal > maxStored) return undefined;
     const [first, end] = best;
-    if (end - first > MAX_MERGED_LISTS) return new ArrayCursor(this.#union(first, end));
     const cursors: CandidateCursor[] = [];
     for (let d = first; d < end; d++) cursors.push(new ListCursor(this.#data, d));
     return cursors.length === 1 ? cursors[0] : new UnionCursor(cursors, this.#data.entries);
-  }
-
-  /** The union of the lists of keys `first` to `end` (exclusive), ascending, by way of a bitmap. */
-  #union(first: number, end: number): Uint32Array {
-    const { entries } = this.#data;
-    const bits = new Uint32Array((entries + 31) >>> 5);
-    let total = 0;
-    for (let d = first; d < end; d++) {
-      const list = new ListCursor(this.#data, d);
-      for (let entry = list.seek(0); entry >= 0; entry = list.seek(entry + 1)) {
-        const word = entry >>> 5;
-        const bit = 1 << (entry & 31);
-        if ((bits[word] & bit) === 0) {
-          bits[word] |= bit;
-          total++;
-        }
-      }
-    }
-    const found = new Uint32Array(total);
-    let next = 0;
-    for (let word = 0; word < bits.length; word++) {
-      let value = bits[word];
-      while (value !== 0) {
-        const low = value & -value;
-        found[next++] = (word << 5) + 31 - Math.clz32(low);
-        value ^= low;
-      }
-    }
-    return found;
   }
 
   /** The position of a key among the sorted keys, or -1. */
@@ -517,10 +484,18 @@ export class IntersectCursor implements CandidateCursor {
   }
 }
 
-/** The entries any cursor gives. */
+/**
+ * The entries any cursor gives: a heap of the cursors by their current
+ * entry, so a step costs the logarithm of their number (a one-letter
+ * fragment's run can hold hundreds of lists).
+ */
 export class UnionCursor implements CandidateCursor {
   readonly #cursors: readonly CandidateCursor[];
   readonly #entries: number;
+  /** The heap: each live cursor's current entry, and which cursor; smallest on top. */
+  readonly #heapEntries: number[] = [];
+  readonly #heapCursors: number[] = [];
+  #started = false;
 
   /** The union of `cursors`, over a book of `entries` entries (the most it can give). */
   constructor(cursors: readonly CandidateCursor[], entries: number) {
@@ -537,12 +512,66 @@ export class UnionCursor implements CandidateCursor {
 
   /** See {@linkcode CandidateCursor.seek}. */
   seek(target: number): number {
-    let first = -1;
-    for (const cursor of this.#cursors) {
-      const found = cursor.seek(target);
-      if (found >= 0 && (first < 0 || found < first)) first = found;
+    const entries = this.#heapEntries;
+    const cursors = this.#heapCursors;
+    if (!this.#started) {
+      this.#started = true;
+      this.#cursors.forEach((cursor, k) => {
+        const entry = cursor.seek(target);
+        if (entry >= 0) this.#push(entry, k);
+      });
     }
-    return first;
+    while (entries.length > 0 && entries[0] < target) {
+      const entry = this.#cursors[cursors[0]].seek(target);
+      if (entry >= 0) {
+        entries[0] = entry;
+      } else {
+        entries[0] = entries[entries.length - 1];
+        cursors[0] = cursors[cursors.length - 1];
+        entries.pop();
+        cursors.pop();
+      }
+      this.#siftDown();
+    }
+    return entries.length > 0 ? entries[0] : -1;
+  }
+
+  #push(entry: number, cursor: number): void {
+    const entries = this.#heapEntries;
+    const cursors = this.#heapCursors;
+    let at = entries.length;
+    entries.push(entry);
+    cursors.push(cursor);
+    while (at > 0) {
+      const parent = (at - 1) >> 1;
+      if (entries[parent] <= entry) break;
+      entries[at] = entries[parent];
+      cursors[at] = cursors[parent];
+      at = parent;
+    }
+    entries[at] = entry;
+    cursors[at] = cursor;
+  }
+
+  #siftDown(): void {
+    const entries = this.#heapEntries;
+    const cursors = this.#heapCursors;
+    const size = entries.length;
+    if (size === 0) return;
+    const entry = entries[0];
+    const cursor = cursors[0];
+    let at = 0;
+    for (;;) {
+      let child = 2 * at + 1;
+      if (child >= size) break;
+      if (child + 1 < size && entries[child + 1] < entries[child]) child++;
+      if (entries[child] >= entry) break;
+      entries[at] = entries[child];
+      cursors[at] = cursors[child];
+      at = child;
+    }
+    entries[at] = entry;
+    cursors[at] = cursor;
   }
 }
 
