@@ -597,11 +597,11 @@ function buildIndex(book: SharedAddressBook, stopFraction: number): SharedTextIn
   return { entries: book.size, ...layout, postings, maxStored };
 }
 
-/** Writes a LEB128 varint at `at`; returns the offset after it. */
+/** Writes a LEB128 varint of a gap (under 2^31) at `at`; returns the offset after it. */
 function writeVarint(out: Uint8Array, at: number, value: number): number {
   while (value >= 0x80) {
     out[at++] = (value & 0x7f) | 0x80;
-    value = Math.floor(value / 128);
+    value >>>= 7;
   }
   out[at++] = value;
   return at;
@@ -759,6 +759,10 @@ class GramTable {
     if (gap < 0x80) {
       postings[cursor] = gap;
       slots[at + SLOT_COUNT] = cursor + 1;
+    } else if (gap < 0x4000) {
+      postings[cursor] = (gap & 0x7f) | 0x80;
+      postings[cursor + 1] = gap >>> 7;
+      slots[at + SLOT_COUNT] = cursor + 2;
     } else {
       slots[at + SLOT_COUNT] = writeVarint(postings, cursor, gap);
     }
