@@ -5,8 +5,11 @@
  * serves them. The base and scope of a search are the caller's: this is
  * the subtree under the directory's suffix.
  *
- * **The plan** ({@linkcode planFilter}) is a sorted list of candidate
- * entries, a superset of those the filter is TRUE for, or "every entry":
+ * **The plan** ({@linkcode planFilter}) is a cursor over candidate
+ * entries in ascending order, a superset of those the filter is TRUE for,
+ * read only as far as the search goes (so a size limit of 100 reads only
+ * the beginnings of the index's lists, whatever the book's size), or
+ * "every entry":
  *
  * - equality (and approx) on mail: `book.lookup`, at most one entry;
  * - equality, approx and substrings on cn, displayName, sn, givenName and
@@ -15,8 +18,14 @@
  *   extensible match, substrings or ordering on objectClass, an
  *   objectClass the entries do not have): no candidates at all, so that
  *   Evolution's OR over dozens of attributes we do not have costs nothing;
- * - AND: the plan of its child with the fewest candidates; OR: the union
- *   of its children's, unless one of them is "every entry".
+ * - AND: the intersection of its planned children's, rarest first (those
+ *   far commoner than the rarest left to the check); OR: the union of its
+ *   children's, unless one of them is "every entry" (children asking the
+ *   index the same, as Thunderbird's four do, asked once).
+ *
+ * Every candidate is then checked with the filter itself
+ * ({@linkcode compileFilter}), on the entry's bytes where they lie
+ * ({@linkcode BookSubject}), so the plan only has to be a superset.
  *
  * **Which filters scan** (check every entry from the start until the
  * limit): NOT; present (`(objectClass=*)`, `(mail=*)`); `>=` and `<=`;
@@ -31,6 +40,7 @@
  * ```ts
  * import { AddressBookBuilder } from "../book/addressbook.ts";
  * import { TextIndex } from "../book/text_index.ts";
+ * import type { LdapFilter } from "./ldap_filter.ts";
  * import { searchBook } from "./ldap_search.ts";
  *
  * const builder = new AddressBookBuilder();
@@ -38,7 +48,7 @@
  * builder.add("alan@example.com", "Alan Turing");
  * const book = builder.build();
  * const index = TextIndex.build(book);
- * const filter = { kind: "substrings", attribute: "cn", any: ["lace"] } as const;
+ * const filter: LdapFilter = { kind: "substrings", attribute: "cn", any: ["lace"] };
  * const outcome = searchBook(book, index, { filter }, 100);
  * outcome.entries.map((entry) => book.entry(entry).email); // ["ada@example.com"]
  * ```
