@@ -475,6 +475,43 @@ export class ClientLimits {
   }
 
   /**
+   * Decides one query that would return `wanted` entries (an LDAP search),
+   * as {@linkcode admit} decides one that returns at most one: refused over
+   * the found limit or the rate limit; otherwise the query takes one unit of
+   * the rate allowance, and the entries as many units of the found allowance
+   * as remain. Returns how many of the entries may be returned (0 to
+   * `wanted`), or the refusal.
+   */
+  admitEntries(
+    slot: number,
+    now: number,
+    wanted: number,
+  ): number | Exclude<QueryVerdict, "ok"> {
+    if (!this.#checks) return wanted;
+    const windows = this.#windows;
+    const base = slot * WINDOW_INTS;
+    const foundWindow = base + FOUND_WINDOW;
+    lock(windows, base + CLIENT_LOCK);
+    let verdict: number | Exclude<QueryVerdict, "ok"> = wanted;
+    const used = this.#foundCount > 0
+      ? this.#used(foundWindow, slot * 2 + FOUND_HEAD, this.#foundWidth, now)
+      : 0;
+    if (this.#foundCount > 0 && used >= this.#foundCount) {
+      verdict = "found_limit";
+    } else if (
+      this.#rateCount > 0 &&
+      !this.#take(base + RATE_WINDOW, slot * 2 + RATE_HEAD, this.#rateWidth, this.#rateCount, now)
+    ) {
+      verdict = "rate_limited";
+    } else if (this.#foundCount > 0) {
+      verdict = Math.min(wanted, this.#foundCount - used);
+      this.#count(foundWindow, verdict);
+    }
+    unlock(windows, base + CLIENT_LOCK);
+    return verdict;
+  }
+
+  /**
    * The text of the RATE_LIMITED reply for a refusal: one sentence naming
    * the limit and its flag, never the client's query.
    *
@@ -679,10 +716,10 @@ export class ClientLimits {
     return true;
   }
 
-  /** Counts one event in the newest sub-bucket of a window already moved to now. */
-  #count(window: number): void {
+  /** Counts `events` (one by default) in the newest sub-bucket of a window already moved to now. */
+  #count(window: number, events = 1): void {
     const windows = this.#windows;
-    windows[window + RING_START + windows[window + POSITION]]++;
-    windows[window + TOTAL]++;
+    windows[window + RING_START + windows[window + POSITION]] += events;
+    windows[window + TOTAL] += events;
   }
 }

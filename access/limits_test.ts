@@ -512,3 +512,22 @@ Deno.test("refusalText: one sentence per limit, naming its numbers and its flag"
     / in 90 min /,
   );
 });
+
+Deno.test("admitEntries gives a search the entries still allowed, then refuses every query", () => {
+  const limits = ClientLimits.create({
+    rate: { count: 3, periodMs: 60_000 },
+    found: { count: 5, periodMs: 60_000 },
+    hashSeed: 1,
+  });
+  const slot = limits.connectionOpened("192.0.2.1");
+  assert.equal(limits.admitEntries(slot, 0, 3), 3, "three of five");
+  assert.equal(limits.admitEntries(slot, 1, 4), 2, "the two left of five");
+  assert.equal(limits.admitEntries(slot, 2, 1), "found_limit", "over the found limit: refused");
+  assert.equal(limits.admit(slot, 3, false), "found_limit", "misses too");
+  const rate = ClientLimits.create({ rate: { count: 1, periodMs: 60_000 }, hashSeed: 1 });
+  const other = rate.connectionOpened("192.0.2.2");
+  assert.equal(rate.admitEntries(other, 0, 7), 7, "no found limit: all of them");
+  assert.equal(rate.admitEntries(other, 1, 0), "rate_limited", "a search is one query");
+  const none = ClientLimits.create({ maxConnectionsPerClient: 2, hashSeed: 1 });
+  assert.equal(none.admitEntries(none.connectionOpened("192.0.2.3"), 0, 9), 9);
+});

@@ -1,15 +1,15 @@
 /**
  * The `Deno.listen` driver: an accept loop and one small async loop per
  * connection, for platforms without the epoll driver and `--io deno`. It
- * accepts from any {@linkcode Acceptor}: `Deno.listen`'s, or node:tls's
- * for TLS (transport/node_tls_listener.ts), which hands over connections whose
+ * accepts from any {@linkcode Acceptor}: `Deno.listen`'s, or for TLS
+ * node:tls's (transport/node_tls_listener.ts), which hands over connections whose
  * handshake is done and says how it went
- * ({@linkcode Stream.completedHandshake});
- * the session hears of that handshake as under epoll. Each loop
- * moves bytes between its socket and its {@linkcode Session}: it writes what
- * the session has due, reads while the session wants input, and half-closes
- * or closes when the session says so. A sweep ticks the sessions whose
- * deadline has passed. Every rule is the session's.
+ * ({@linkcode Stream.completedHandshake}); the session hears of that
+ * handshake as under epoll, and the driver never asks which it has. Each
+ * loop moves bytes between its socket and its {@linkcode Session}: it
+ * writes what the session has due, reads while the session wants input,
+ * and half-closes or closes when the session says so. A sweep ticks the
+ * sessions whose deadline has passed. Every rule is the session's.
  *
  * Because a loop does not read while the session holds replies for a peer
  * that is not reading, a client that never reads cannot make the server
@@ -78,6 +78,10 @@ interface Connection {
   wake: (() => void) | undefined;
   /** The socket is closed (by the loop, a timeout, or abort). */
   closed: boolean;
+  /** The loop waits on a read. */
+  reading: boolean;
+  /** A write made beside the loop while it reads (see #react), until it is done. */
+  flushing: Promise<void> | undefined;
 }
 
 /** Accepts connections on a listener and serves them until shut down. */
@@ -106,6 +110,7 @@ export class ConnectionService implements Service {
 
   /** Replaces the book; each later query is answered from the new one. */
   setBook(book: AddressBook): void {
+    this.#context.frontEnd.prepare?.(book);
     this.#context.book = book;
   }
 
@@ -168,7 +173,14 @@ export class ConnectionService implements Service {
       const subject = handshake.peerSubject;
       session.handshakeDone(now, this.#context.clientCertificates ? subject ?? "" : undefined);
     }
-    const connection: Connection = { conn, session, wake: undefined, closed: false };
+    const connection: Connection = {
+      conn,
+      session,
+      wake: undefined,
+      closed: false,
+      reading: false,
+      flushing: undefined,
+    };
     this.#connections.add(connection);
     // Replies are written whole, so Nagle's delay would only add latency.
     conn.setNoDelay?.(true);
@@ -176,14 +188,20 @@ export class ConnectionService implements Service {
     let input = takeReadBuffer();
     try {
       while (!connection.closed && !session.closed) {
-        if (session.outputLength > 0) {
+        if (connection.flushing !== undefined) {
+          await connection.flushing;
+        } else if (session.outputLength > 0) {
           const written = await conn.write(session.outputBytes.subarray(0, session.outputLength));
           session.wrote(written, Date.now());
         } else if (session.wantsHalfClose) {
           await conn.closeWrite();
           session.halfClosed(Date.now());
+        } else if (session.wantsTlsUpgrade) {
+          // Deno cannot start TLS on an accepted socket: its ports offer no StartTLS.
+          throw new Error("A TLS upgrade was asked for on the Deno.listen loop, which has none.");
         } else if (session.wantsRead) {
-          const received = await conn.read(input);
+          connection.reading = true;
+          const received = await conn.read(input).finally(() => connection.reading = false);
           if (received === null) session.receiveEnd(Date.now());
           else {
             session.receive(input, received, Date.now());
@@ -225,11 +243,34 @@ export class ConnectionService implements Service {
   #react(connection: Connection): void {
     const { session } = connection;
     if (session.closed) this.#closeSocket(connection);
-    else if (session.wantsHalfClose && connection.wake === undefined) {
+    else if (session.outputLength > 0 && connection.reading) {
+      // Words for the peer (a front end's goodbye) while the loop waits on a read.
+      connection.flushing ??= this.#flush(connection);
+    } else if (session.wantsHalfClose && connection.wake === undefined) {
       connection.conn.closeWrite().catch(() => {});
       session.halfClosed(Date.now());
     }
     connection.wake?.();
+  }
+
+  /** Writes what the session has due beside a loop blocked in read, then half-closes if asked. */
+  async #flush(connection: Connection): Promise<void> {
+    const { conn, session } = connection;
+    try {
+      while (session.outputLength > 0 && !connection.closed) {
+        const written = await conn.write(session.outputBytes.subarray(0, session.outputLength));
+        session.wrote(written, Date.now());
+      }
+      if (session.wantsHalfClose && !connection.closed) {
+        await conn.closeWrite();
+        session.halfClosed(Date.now());
+      }
+    } catch {
+      session.abort();
+      this.#closeSocket(connection);
+    } finally {
+      connection.flushing = undefined;
+    }
   }
 
   #drain(connection: Connection, now: number): void {

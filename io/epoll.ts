@@ -24,6 +24,14 @@
  * peeked and only its bytes are read off the socket, so that the
  * handshake finds its first message where it expects it.
  *
+ * A plain connection can also become a TLS one midway (LDAP's StartTLS):
+ * when its session says so ({@linkcode Session.wantsTlsUpgrade}, once the
+ * reply that accepts the upgrade is written), the driver swaps its plain
+ * transport for one its listener's upgrade acceptor makes on the same
+ * socket and runs the handshake as after an accept. The client sends
+ * nothing in clear after its request (the session has read nothing since),
+ * so the handshake's first message is the next byte on the socket.
+ *
  * @module
  */
 
@@ -36,6 +44,7 @@ import {
   sweepInterval,
 } from "./service.ts";
 import { TcpAcceptor } from "../transport/tcp.ts";
+import { describeError } from "../common/errors.ts";
 import {
   HANDSHAKE_DONE,
   HANDSHAKE_FAILED,
@@ -74,28 +83,51 @@ const MAX_WAIT_MS = 50;
 /** A peer whose address the kernel no longer knows (it reset already); it matches no rule. */
 const UNKNOWN_PEER: PeerAddress = { hostname: "?", port: 0 };
 
+/**
+ * One listening socket of the loop: what its connections speak (the
+ * session context, with its front end) and how each gets its transport.
+ * A loop serves several at once, e.g. the binary port and an LDAP port.
+ */
+export interface EpollListener {
+  /** The listening, non-blocking socket. */
+  readonly fd: number;
+  /** What every session of this listener shares. */
+  readonly context: ServiceOptions;
+  /** Makes each accepted socket's transport: plain TCP, or TLS. */
+  readonly transports: TransportAcceptor;
+  /**
+   * Makes the TLS transport of a plain connection whose session asks to
+   * upgrade (LDAP's StartTLS); absent when the port offers no upgrade.
+   */
+  readonly upgrades?: TransportAcceptor;
+  /** When to watch it again after accept ran out of descriptors; 0 when watching. */
+  acceptResumes: number;
+}
+
 /** One open connection: its socket, its session, and the transport between them. */
 interface Peer {
   readonly fd: number;
+  /** The listener that accepted it. */
+  readonly listener: EpollListener;
   readonly session: Session;
-  readonly transport: Transport;
+  /** Replaced once, by a TLS transport, when a plain connection upgrades. */
+  transport: Transport;
   /** The epoll events registered for it. */
   events: number;
   /** No plaintext flows until the transport's handshake is done. */
   handshaking: boolean;
 }
 
-/** Serves queries on a listening socket's descriptor until shut down. */
+/** Serves queries on listening sockets' descriptors until shut down. */
 export class EpollService implements Service {
   readonly #calls: LibcSymbols;
   readonly #libc: Libc;
-  readonly #context: ServiceOptions;
-  readonly #listenFd: number;
+  /** The listeners, and the one by its descriptor. */
+  readonly #listeners: readonly EpollListener[];
+  readonly #listenerByFd = new Map<number, EpollListener>();
   readonly #epollFd: number;
   /** Open connections by file descriptor. */
   readonly #peers: (Peer | undefined)[] = [];
-  /** Makes each accepted socket's transport: plain TCP, or TLS. */
-  readonly #transports: TransportAcceptor;
   /** Connections whose readable bytes sit inside their transport, where epoll cannot see them. */
   #readAgain = new Set<Peer>();
   #open = 0;
@@ -111,8 +143,6 @@ export class EpollService implements Service {
   #stopped = false;
   #nextSweep = 0;
   #sweepEvery: number;
-  /** When to watch the listener again after accept ran out of descriptors; 0 when watching. */
-  #acceptResumes = 0;
   /** The time of the latest wakeup from epoll_wait. */
   #now = Date.now();
   #drained: (() => void) | undefined;
@@ -120,37 +150,41 @@ export class EpollService implements Service {
   readonly done: Promise<void>;
 
   /**
-   * Takes over a listening, non-blocking socket and starts the loop. Between
+   * Takes over listening, non-blocking sockets and starts the loop. Between
    * waits it calls `pendingCommands`, and while that says commands are
    * waiting it yields to the thread's event loop so their messages arrive.
-   * `transports` makes each connection's transport, plain TCP by default
-   * (with TLS, the caller keeps the acceptor, to rotate its certificate, and
-   * frees it after the loop is done).
+   * Each listener's `transports` makes its connections' transports (with
+   * TLS, the caller keeps the acceptor, to rotate its certificate, and frees
+   * it after the loop is done). The listeners share one set of limits.
    */
-  constructor(
-    libc: Libc,
-    listenFd: number,
-    options: ServiceOptions,
-    pendingCommands: () => boolean,
-    transports: TransportAcceptor = new TcpAcceptor(libc),
-  ) {
+  constructor(libc: Libc, listeners: readonly EpollListener[], pendingCommands: () => boolean) {
+    if (listeners.length === 0) throw new RangeError("An epoll loop needs at least one listener.");
     this.#libc = libc;
-    this.#transports = transports;
     this.#calls = libc.calls;
-    this.#context = options;
-    this.#listenFd = listenFd;
+    this.#listeners = listeners;
     this.#epollFd = this.#calls.epoll_create1(SOCK_CLOEXEC);
     if (this.#epollFd < 0) {
       throw new Error(`The call epoll_create1 failed with errno ${libc.errno()}.`);
     }
-    this.#control(EPOLL_CTL_ADD, listenFd, EPOLLIN);
-    this.#sweepEvery = sweepInterval(options.limits);
+    for (const listener of listeners) {
+      this.#listenerByFd.set(listener.fd, listener);
+      this.#control(EPOLL_CTL_ADD, listener.fd, EPOLLIN);
+    }
+    this.#sweepEvery = sweepInterval(listeners[0].context.limits);
     this.done = this.#run(pendingCommands);
+  }
+
+  /** A plain-TCP listener of `fd` for {@linkcode EpollService}'s constructor. */
+  static plainListener(libc: Libc, fd: number, context: ServiceOptions): EpollListener {
+    return { fd, context, transports: new TcpAcceptor(libc), acceptResumes: 0 };
   }
 
   /** Replaces the book; each later query is answered from the new one. */
   setBook(book: AddressBook): void {
-    this.#context.book = book;
+    for (const { context } of this.#listeners) {
+      context.frontEnd.prepare?.(book);
+      context.book = book;
+    }
   }
 
   /** Drains, as {@linkcode Service.shutdown} says. */
@@ -200,18 +234,16 @@ export class EpollService implements Service {
         const base = i * EPOLL_EVENT_SIZE;
         const events = this.#eventView.getUint32(base, true);
         const fd = this.#eventView.getInt32(base + EPOLL_DATA_OFFSET, true);
-        if (fd === this.#listenFd) {
-          if (this.#listening) this.#acceptAll();
+        const peer = this.#peers[fd];
+        if (peer !== undefined) {
+          this.#onEvent(peer, events);
           continue;
         }
-        const peer = this.#peers[fd];
-        if (peer !== undefined) this.#onEvent(peer, events);
+        const listener = this.#listenerByFd.get(fd);
+        if (listener !== undefined && this.#listening) this.#acceptAll(listener);
       }
       if (this.#readAgain.size > 0) this.#readPending();
-      if (this.#acceptResumes > 0 && now >= this.#acceptResumes && this.#listening) {
-        this.#acceptResumes = 0;
-        this.#control(EPOLL_CTL_MOD, this.#listenFd, EPOLLIN);
-      }
+      if (this.#listening) this.#resumeAccepting(now);
       if (now >= this.#nextSweep) {
         this.#sweep(now);
         this.#nextSweep = now + this.#sweepEvery;
@@ -221,20 +253,21 @@ export class EpollService implements Service {
     }
   }
 
-  #acceptAll(): void {
+  #acceptAll(listener: EpollListener): void {
     const calls = this.#calls;
     for (;;) {
-      const fd = calls.accept4(this.#listenFd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      const fd = calls.accept4(listener.fd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         const errno = this.#libc.errno();
-        if (errno !== EAGAIN && errno !== EINTR) this.#pauseAccepting(errno);
+        if (errno !== EAGAIN && errno !== EINTR) this.#pauseAccepting(listener, errno);
         return;
       }
-      const session = new Session(this.#context, this.#now, () => this.#peerAddress(fd));
+      const session = new Session(listener.context, this.#now, () => this.#peerAddress(fd));
       this.#control(EPOLL_CTL_ADD, fd, EPOLLIN);
-      const transport = this.#transports.accept(fd);
+      const transport = listener.transports.accept(fd);
       const peer: Peer = {
         fd,
+        listener,
         session,
         transport,
         events: EPOLLIN,
@@ -280,7 +313,9 @@ export class EpollService implements Service {
     if (step !== HANDSHAKE_DONE) return this.#watch(peer, step);
     peer.handshaking = false;
     // Only a verified certificate completes a handshake that requires one.
-    const subject = this.#context.clientCertificates ? transport.peerSubject() ?? "" : undefined;
+    const subject = peer.listener.context.clientCertificates
+      ? transport.peerSubject() ?? ""
+      : undefined;
     session.handshakeDone(this.#now, subject);
     if (session.wantsRead) this.#onReadable(peer);
     else this.#react(peer);
@@ -343,13 +378,22 @@ export class EpollService implements Service {
    * listener stays readable, so watching it would spin a core, and the
    * pending clients wait in the kernel's queue until descriptors free up.
    */
-  #pauseAccepting(errno: number): void {
-    this.#acceptResumes = this.#now + ACCEPT_PAUSE_MS;
-    this.#control(EPOLL_CTL_MOD, this.#listenFd, 0);
-    this.#context.log.error("accept failed; pausing accepts", {
+  #pauseAccepting(listener: EpollListener, errno: number): void {
+    listener.acceptResumes = this.#now + ACCEPT_PAUSE_MS;
+    this.#control(EPOLL_CTL_MOD, listener.fd, 0);
+    listener.context.log.error("accept failed; pausing accepts", {
       errno,
       pause_ms: ACCEPT_PAUSE_MS,
     });
+  }
+
+  /** Watches again the listeners whose accept pause is over. */
+  #resumeAccepting(now: number): void {
+    for (const listener of this.#listeners) {
+      if (listener.acceptResumes === 0 || now < listener.acceptResumes) continue;
+      listener.acceptResumes = 0;
+      this.#control(EPOLL_CTL_MOD, listener.fd, EPOLLIN);
+    }
   }
 
   /** Reads one buffer through the transport and hands it to the session. */
@@ -365,11 +409,14 @@ export class EpollService implements Service {
     this.#react(peer);
   }
 
-  /** The connection failed mid-stream: say why at debug when the transport knows, then end it. */
+  /**
+   * The connection failed mid-stream: say why at debug when the transport
+   * knows (only TLS does: a socket's reset says nothing more), then end it.
+   */
   #failed(peer: Peer): void {
     const failure = peer.transport.failure;
     if (failure !== undefined) {
-      this.#context.log.debug("TLS connection failed", { reason: failure.reason });
+      peer.listener.context.log.debug("TLS connection failed", { reason: failure.reason });
     }
     peer.session.abort();
   }
@@ -380,12 +427,12 @@ export class EpollService implements Service {
    * change what to wait for.
    */
   #react(peer: Peer, writable = (peer.events & EPOLLOUT) === 0): void {
-    const { session } = peer;
+    const { session, transport } = peer;
     if (peer.handshaking) return session.closed ? this.#close(peer) : undefined;
     if (writable) this.#writeOut(peer);
+    if (session.wantsTlsUpgrade) return this.#upgrade(peer);
     if (session.wantsHalfClose) this.#halfClose(peer);
     if (session.closed) return this.#close(peer);
-    const { transport } = peer;
     const reading = session.wantsRead;
     const events = transport.interest(session.outputLength > 0 ? EPOLLOUT : reading ? EPOLLIN : 0);
     // Reading resumes after backpressure: bytes the transport holds would get no event.
@@ -393,6 +440,31 @@ export class EpollService implements Service {
       this.#readAgain.add(peer);
     }
     this.#watch(peer, events);
+  }
+
+  /**
+   * Starts TLS on a plain connection whose session asked for it, its reply
+   * written: a TLS transport from the listener's upgrade acceptor on the
+   * same socket, and its handshake, as after an accept. Without an upgrade
+   * acceptor (a front end that offers what its port cannot do) the
+   * connection cannot go on, and is closed.
+   */
+  #upgrade(peer: Peer): void {
+    const { session, listener } = peer;
+    let transport: Transport;
+    try {
+      if (listener.upgrades === undefined) throw new Error("the port has no TLS to upgrade to");
+      transport = listener.upgrades.accept(peer.fd);
+    } catch (error) {
+      listener.context.log.error("TLS upgrade failed", { error: describeError(error) });
+      session.abort();
+      return this.#close(peer);
+    }
+    peer.transport.free(false);
+    peer.transport = transport;
+    peer.handshaking = true;
+    session.handshakeStarted(this.#now);
+    this.#handshake(peer);
   }
 
   /** Ends the server's side: the transport's goodbye (TLS close_notify), then the TCP half-close. */
@@ -429,7 +501,7 @@ export class EpollService implements Service {
 
   /** Ticks the sessions whose deadline has passed. */
   #sweep(now: number): void {
-    reportRepeatedRefusals(this.#context, now);
+    for (const listener of this.#listeners) reportRepeatedRefusals(listener.context, now);
     for (const peer of this.#peers) {
       if (peer === undefined || now < peer.session.deadline) continue;
       peer.session.tick(now);
@@ -461,7 +533,7 @@ export class EpollService implements Service {
   #stopListening(): void {
     if (!this.#listening) return;
     this.#listening = false;
-    this.#calls.close(this.#listenFd);
+    for (const listener of this.#listeners) this.#calls.close(listener.fd);
   }
 
   #watch(peer: Peer, events: number): void {

@@ -31,6 +31,37 @@ export interface Service {
   readonly done: Promise<void>;
 }
 
+/**
+ * Several services run as one: a thread that serves several listeners
+ * with a loop each (`Deno.listen`'s) controls them through this.
+ */
+export class ServiceGroup implements Service {
+  readonly #services: readonly Service[];
+  /** Resolves when every service has stopped; rejects when one failed. */
+  readonly done: Promise<void>;
+
+  /** Groups `services`; each goes on running as it was. */
+  constructor(services: readonly Service[]) {
+    this.#services = services;
+    this.done = Promise.all(services.map((service) => service.done)).then(() => {});
+  }
+
+  /** Gives every service the book. */
+  setBook(book: AddressBook): void {
+    for (const service of this.#services) service.setBook(book);
+  }
+
+  /** Drains every service; resolves once all have. */
+  async shutdown(): Promise<void> {
+    await Promise.all(this.#services.map((service) => service.shutdown()));
+  }
+
+  /** Stops every service at once; resolves once all have stopped. */
+  async abort(): Promise<void> {
+    await Promise.all(this.#services.map((service) => service.abort()));
+  }
+}
+
 /** What a driver needs besides its listener: the sessions' shared context. */
 export type ServiceOptions = SessionContext;
 

@@ -11,6 +11,8 @@
  * @module
  */
 
+import { DEFAULT_LDAP_BASE, DEFAULT_LDAP_SIZE_LIMIT } from "../wire/ldap.ts";
+import { InvalidDnError, parseDn } from "../wire/ldap_dn.ts";
 import { parseArgs } from "node:util";
 import {
   orList,
@@ -35,7 +37,7 @@ import {
 import type { LogFormat, LogLevel } from "../common/log.ts";
 import { DEFAULT_LIMITS, type ServiceLimits } from "../session/session.ts";
 import { EXIT_USAGE, StartError } from "./error.ts";
-import type { IoKind } from "./worker_messages.ts";
+import type { IoKind, LdapListen } from "./worker_messages.ts";
 
 /** The default book, shipped beside this module and embedded in the compiled server. */
 export const DEFAULT_DATA_PATH = `${import.meta.dirname}/../data/addressbook.csv`;
@@ -83,6 +85,8 @@ export interface CliOptions {
   tlsClientCa?: string;
   /** Port for `/metrics`, `/healthz` and `/readyz`; off when unset. */
   metricsPort?: number;
+  /** The LDAP front end's ports and directory, when `--ldap-port` or `--ldaps-port` is given. */
+  ldap?: LdapListen;
   /** Log line format. */
   logFormat: LogFormat;
   /** The lowest level logged. */
@@ -149,6 +153,16 @@ Options:
                            (PEM); its subject is the client for the per-client limits, and
                            it satisfies protected mode. SIGHUP and --watch reload the
                            certificate, key and client CA files too
+  --ldap-port PORT         also serve the book over LDAPv3 on this port, for mail clients
+                           (anonymous bind; search; see README "Using it from a mail client");
+                           with --tls-cert it offers StartTLS, on the epoll loop only (not
+                           with --io deno: Deno cannot start TLS on an accepted socket)
+  --ldaps-port PORT        also serve LDAP over TLS on this port (needs --tls-cert, --tls-key;
+                           then the --port port speaks TLS too)
+  --ldap-base DN           the directory's suffix; entries are mail=ADDRESS,DN
+                           (default ${DEFAULT_LDAP_BASE})
+  --ldap-size-limit N      the most entries one LDAP search returns, paged or not; over it:
+                           sizeLimitExceeded (default ${DEFAULT_LDAP_SIZE_LIMIT})
   --metrics-port PORT      serve HTTP on this port: GET /metrics (Prometheus),
                            /healthz (200 while the process runs) and /readyz (200 once
                            the book is loaded and it accepts, 503 while loading or
@@ -190,6 +204,10 @@ const FLAGS = {
   "tls-key": { type: "string" },
   "tls-client-ca": { type: "string" },
   "metrics-port": { type: "string" },
+  "ldap-port": { type: "string" },
+  "ldaps-port": { type: "string" },
+  "ldap-base": { type: "string" },
+  "ldap-size-limit": { type: "string" },
   "log-format": { type: "string" },
   "log-level": { type: "string" },
   watch: { type: "boolean" },
@@ -262,6 +280,7 @@ function parseChecked(args: string[]): CliOptions | "help" {
     tlsKey,
     tlsClientCa,
     metricsPort: metricsPort === undefined ? undefined : parsePort("--metrics-port", metricsPort),
+    ldap: ldapListen(parsed, tlsCert !== undefined),
     logFormat: parseChoice("--log-format", parsed["log-format"], ["text", "json"] as const) ??
       "text",
     logLevel: parseChoice(
@@ -290,6 +309,54 @@ function parseChecked(args: string[]): CliOptions | "help" {
     },
   };
 }
+
+/** The LDAP flags, checked: ports, a base that is a DN, a size limit. */
+function ldapListen(
+  parsed: ReturnType<typeof readFlags>,
+  hasTls: boolean,
+): LdapListen | undefined {
+  const plain = parsed["ldap-port"];
+  const secure = parsed["ldaps-port"];
+  const base = parsed["ldap-base"];
+  const sizeLimit = parsed["ldap-size-limit"];
+  if (plain === undefined && secure === undefined) {
+    const stray = base !== undefined
+      ? "--ldap-base"
+      : sizeLimit !== undefined
+      ? "--ldap-size-limit"
+      : undefined;
+    if (stray !== undefined) {
+      throw new UsageError(`${stray} needs --ldap-port or --ldaps-port: no LDAP port is served.`);
+    }
+    return undefined;
+  }
+  if (secure !== undefined && !hasTls) {
+    throw new UsageError("--ldaps-port needs --tls-cert and --tls-key: LDAPS speaks TLS.");
+  }
+  const dn = base ?? DEFAULT_LDAP_BASE;
+  try {
+    if (parseDn(dn).length === 0) throw new InvalidDnError("The DN is empty.");
+  } catch (error) {
+    if (!(error instanceof InvalidDnError)) throw error;
+    throw new UsageError(
+      `--ldap-base must be a distinguished name such as dc=example,dc=com, not "${dn}".`,
+    );
+  }
+  return {
+    port: plain === undefined ? undefined : parsePort("--ldap-port", plain),
+    tlsPort: secure === undefined ? undefined : parsePort("--ldaps-port", secure),
+    base: dn,
+    sizeLimit: parseWholeNumber(
+      "--ldap-size-limit",
+      sizeLimit ?? String(DEFAULT_LDAP_SIZE_LIMIT),
+      1,
+      MAX_LDAP_SIZE_LIMIT,
+    ),
+  };
+}
+
+/** The highest --ldap-size-limit: a search's entries are answered in one go. */
+const MAX_LDAP_SIZE_LIMIT = 1_000_000;
 
 /** Checks the access flags now, so that a bad range is a usage error at start. */
 function accessRules(parsed: ReturnType<typeof readFlags>): CliOptions["access"] {

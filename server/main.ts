@@ -105,6 +105,7 @@ export async function main(args: string[]): Promise<number> {
       access: { ...cli.access, protectedMode },
       clientLimits: cli.clientLimits,
       tls,
+      ldap: cli.ldap,
       statusEndpoint: endpoint,
       fingerprint: (book) => book.fingerprint,
       log,
@@ -173,6 +174,12 @@ export async function main(args: string[]): Promise<number> {
       io: server.io,
       metrics: server.metricsAddr
         ? formatAddress(server.metricsAddr.hostname, server.metricsAddr.port)
+        : undefined,
+      ldap: server.ldapAddr
+        ? `ldap://${formatAddress(server.ldapAddr.hostname, server.ldapAddr.port)}`
+        : undefined,
+      ldaps: server.ldapsAddr
+        ? `ldaps://${formatAddress(server.ldapsAddr.hostname, server.ldapsAddr.port)}`
         : undefined,
     },
   );

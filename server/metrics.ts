@@ -5,7 +5,8 @@
  * @module
  */
 
-import { Counter, FRONT_END_NAMES, replyCounter } from "../session/counters.ts";
+import { Counter, FRONT_END_NAMES, LDAP_COUNTERS, replyCounter } from "../session/counters.ts";
+import { LDAP_OPERATIONS, LDAP_RESULTS } from "../wire/ldap.ts";
 import { OUTCOME_NAMES } from "../wire/front_end.ts";
 
 /** Figures kept by the main thread rather than the serving threads. */
@@ -76,6 +77,18 @@ export function renderPrometheus(totals: Float64Array, book: BookFigures): strin
     ['{result="ok"}', totals[Counter.tlsHandshakesOk]],
     ['{result="failed"}', totals[Counter.tlsHandshakesFailed]],
     ['{result="client_cert_refused"}', totals[Counter.tlsClientCertRefused]],
+  ]);
+  metric("addrbook_ldap_operations_total", "counter", "LDAP operations received, by kind.", [
+    ...LDAP_OPERATIONS.map((operation, i): [string, number] => [
+      `{operation="${operation}"}`,
+      totals[LDAP_COUNTERS.operations + i],
+    ]),
+  ]);
+  metric("addrbook_ldap_results_total", "counter", "LDAP results sent, by result code.", [
+    ...LDAP_RESULTS.map(([code, name], i): [string, number] => [
+      `{code="${code}",result="${name}"}`,
+      totals[LDAP_COUNTERS.results + i],
+    ]),
   ]);
   if (book.trackedClients !== undefined) {
     metric("addrbook_tracked_clients", "gauge", "Clients tracked by the per-client limits.", [

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { LDAP_OPERATIONS, LDAP_RESULTS } from "../wire/ldap.ts";
 import { Counter, counterRow, createCounterTable, sumCounters } from "../session/counters.ts";
 import { type BookFigures, renderPrometheus } from "./metrics.ts";
 import { OUTCOME_NAMES } from "../wire/front_end.ts";
@@ -65,6 +66,8 @@ Deno.test("renderPrometheus writes HELP and TYPE for every metric, with the righ
     "addrbook_timeouts_total",
     "addrbook_refusals_total",
     "addrbook_tls_handshakes_total",
+    "addrbook_ldap_operations_total",
+    "addrbook_ldap_results_total",
     "addrbook_reloads_total",
     "addrbook_book_entries",
   ]);
@@ -76,6 +79,8 @@ Deno.test("renderPrometheus writes HELP and TYPE for every metric, with the righ
     addrbook_timeouts_total: "counter",
     addrbook_refusals_total: "counter",
     addrbook_tls_handshakes_total: "counter",
+    addrbook_ldap_operations_total: "counter",
+    addrbook_ldap_results_total: "counter",
     addrbook_reloads_total: "counter",
     addrbook_book_entries: "gauge",
   });
@@ -123,6 +128,10 @@ Deno.test("renderPrometheus writes the summed counters and the book figures as s
     'addrbook_replies_total{front_end="binary",status="SERVER_BUSY"}': 5104,
     'addrbook_replies_total{front_end="binary",status="FORBIDDEN"}': 6105,
     'addrbook_replies_total{front_end="binary",status="RATE_LIMITED"}': 7106,
+    'addrbook_replies_total{front_end="binary",status="OTHER"}': 8107,
+    ...Object.fromEntries(
+      OUTCOME_NAMES.map((name) => [`addrbook_replies_total{front_end="ldap",status="${name}"}`, 0]),
+    ),
     "addrbook_busy_refusals_total": 4,
     'addrbook_timeouts_total{kind="idle"}': 5,
     'addrbook_timeouts_total{kind="frame"}': 6,
@@ -135,6 +144,15 @@ Deno.test("renderPrometheus writes the summed counters and the book figures as s
     'addrbook_tls_handshakes_total{result="ok"}': 0,
     'addrbook_tls_handshakes_total{result="failed"}': 0,
     'addrbook_tls_handshakes_total{result="client_cert_refused"}': 0,
+    ...Object.fromEntries(
+      LDAP_OPERATIONS.map((op) => [`addrbook_ldap_operations_total{operation="${op}"}`, 0]),
+    ),
+    ...Object.fromEntries(
+      LDAP_RESULTS.map(([code, name]) => [
+        `addrbook_ldap_results_total{code="${code}",result="${name}"}`,
+        0,
+      ]),
+    ),
     'addrbook_reloads_total{result="ok"}': 3,
     'addrbook_reloads_total{result="failed"}': 1,
     "addrbook_book_entries": 50,

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { BINARY_FRONT_END } from "../wire/binary.ts";
+import { boundPorts, portsToServe } from "./ports.ts";
 import type { AccessRules } from "../access/policy.ts";
 import type { AddressBook } from "../book/addressbook.ts";
 import { ClientLimits, type ClientLimitsConfig } from "../access/limits.ts";
@@ -24,12 +24,12 @@ import { encodeSockaddr, openLibc } from "../common/libc.ts";
 import { Logger } from "../common/log.ts";
 import { counterRow, createCounterTable, sumCounters } from "../session/counters.ts";
 import { type BookFigures, renderPrometheus } from "./metrics.ts";
-import { createSessionContext, DEFAULT_LIMITS, type ServiceLimits } from "../session/session.ts";
+import { DEFAULT_LIMITS, type ServiceLimits } from "../session/session.ts";
 import { EXIT_USAGE, StartError } from "./error.ts";
 import { StatusEndpoint } from "./http.ts";
 import { serveDeno, type Serving } from "./serve.ts";
 import { startWorker, type WorkerThread } from "./threads.ts";
-import type { IoKind, WorkerStart } from "./worker_messages.ts";
+import type { IoKind, LdapListen, WorkerStart } from "./worker_messages.ts";
 import type { TlsFiles } from "../transport/tls_context.ts";
 import { openOpenSsl } from "../transport/openssl.ts";
 
@@ -76,6 +76,8 @@ export interface ServerOptions {
   fingerprint?: (book: AddressBook) => string | undefined;
   /** Where events are logged, worker threads' too; a text logger on stderr by default. */
   log?: Logger;
+  /** Serve the book over LDAP too (`--ldap-port`, `--ldaps-port`); LDAPS needs `tls`. */
+  ldap?: LdapListen;
 }
 
 /** A running server. */
@@ -84,6 +86,10 @@ export interface ServerHandle {
   readonly addr: Deno.NetAddr;
   /** The metrics endpoint's address, when it serves one. */
   readonly metricsAddr: Deno.NetAddr | undefined;
+  /** The LDAP port's address, when it serves one. */
+  readonly ldapAddr: Deno.NetAddr | undefined;
+  /** The LDAPS port's address, when it serves one. */
+  readonly ldapsAddr: Deno.NetAddr | undefined;
   /** Entries in the book being served. */
   readonly entries: number;
   /** The event loop serving plain connections. */
@@ -157,6 +163,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     port: options.port ?? 8080,
     sharing: workers > 1 ? "first" : "alone",
     tls: options.tls,
+    ldap: options.ldap,
     book: book.toShared(),
     limits: { ...DEFAULT_LIMITS, ...options.limits },
     access: options.access,
@@ -171,30 +178,29 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   let local: Serving | undefined;
   const threads: WorkerThread[] = [];
   let port: number;
+  let bound: { port: number; ldapPort?: number; ldapsPort?: number };
   try {
     if (io === "deno") {
-      const context = createSessionContext({
-        frontEnd: BINARY_FRONT_END,
-        book,
-        limits: start.limits,
-        counters: counterRow(counters, 0),
-        openConnections: start.openConnections,
-        log,
-        access: start.access,
-        clientLimits: start.clientLimits,
-        clientCertificates: options.tls?.clientCa !== undefined,
-      });
-      local = await serveDeno(start, options.tls, context);
-      port = local.port;
+      local = await serveDeno(
+        portsToServe({ start, book, counters: counterRow(counters, 0), log }),
+      );
+      bound = boundPorts(start, local.ports);
     } else {
       const first = await startWorker(start, log);
       threads.push(first);
-      port = first.port;
+      bound = first;
     }
+    port = bound.port;
+    const joined: WorkerStart = {
+      ...start,
+      port,
+      sharing: "join",
+      ldap: start.ldap && { ...start.ldap, port: bound.ldapPort, tlsPort: bound.ldapsPort },
+    };
     const others = await Promise.all(
       Array.from(
         { length: workers - 1 },
-        (_, i) => startWorker({ ...start, port, sharing: "join", thread: i + 1 }, log),
+        (_, i) => startWorker({ ...joined, thread: i + 1 }, log),
       ),
     );
     threads.push(...others);
@@ -233,6 +239,12 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
 
   return {
     addr: { transport: "tcp", hostname, port },
+    ldapAddr: bound.ldapPort === undefined
+      ? undefined
+      : { transport: "tcp", hostname, port: bound.ldapPort },
+    ldapsAddr: bound.ldapsPort === undefined
+      ? undefined
+      : { transport: "tcp", hostname, port: bound.ldapsPort },
     io,
     metricsAddr: endpoint?.addr,
     get entries() {

@@ -17,6 +17,10 @@ import { sentence } from "../common/errors.ts";
 export interface WorkerThread {
   /** The port it listens on. */
   readonly port: number;
+  /** Its LDAP port, when it serves one. */
+  readonly ldapPort?: number;
+  /** Its LDAPS port, when it serves one. */
+  readonly ldapsPort?: number;
   /** Hands it a new book; resolves once it answers from it. */
   setBook(book: AddressBook): Promise<void>;
   /** Hands it new TLS files for new connections; resolves once it has applied (or refused) them. */
@@ -62,6 +66,8 @@ export function startWorker(start: WorkerStart, log: Logger): Promise<WorkerThre
       if (report.kind === "listening") {
         resolve({
           port: report.port,
+          ldapPort: report.ldapPort,
+          ldapsPort: report.ldapsPort,
           setBook: (book) => request({ kind: "book", book: book.toShared() }, "book-taken"),
           setTls: (tls) => request({ kind: "tls", tls }, "tls-taken"),
           shutdown: () => request({ kind: "shutdown" }, "drained"),

@@ -7,13 +7,12 @@
  * @module
  */
 
-import { BINARY_FRONT_END } from "../wire/binary.ts";
+import { boundPorts, portsToServe } from "./ports.ts";
 import { AddressBook } from "../book/addressbook.ts";
 import { describeError } from "../common/errors.ts";
 import { openLibc } from "../common/libc.ts";
 import { Logger } from "../common/log.ts";
 import { counterRow } from "../session/counters.ts";
-import { createSessionContext } from "../session/session.ts";
 import { serveDeno, serveEpoll, type Serving } from "./serve.ts";
 import type { TlsFiles } from "../transport/tls_context.ts";
 import type { WorkerCommand, WorkerReport, WorkerStart } from "./worker_messages.ts";
@@ -34,29 +33,24 @@ function report(message: WorkerReport): void {
 
 async function start(command: WorkerStart): Promise<void> {
   try {
-    const options = createSessionContext({
-      frontEnd: BINARY_FRONT_END,
+    const ports = portsToServe({
+      start: command,
       book: AddressBook.fromShared(command.book),
-      limits: command.limits,
       counters: counterRow(command.counters, command.thread),
-      openConnections: command.openConnections,
       log: new Logger({
         level: command.logLevel,
         forward: (record) => report({ kind: "log", record }),
       }),
-      access: command.access,
-      clientLimits: command.clientLimits,
-      clientCertificates: command.tls?.clientCa !== undefined,
     });
     if (command.io === "deno") {
-      serving = await serveDeno(command, command.tls, options);
-      report({ kind: "listening", port: serving.port });
+      serving = await serveDeno(ports);
+      report({ kind: "listening", ...boundPorts(command, serving.ports) });
       return;
     }
     const mailbox = command.mailbox!;
     const pending = () => Atomics.load(mailbox, 0) !== handled;
-    serving = serveEpoll(openLibc()!, command, command.tls, options, pending);
-    report({ kind: "listening", port: serving.port });
+    serving = serveEpoll(openLibc()!, ports, pending);
+    report({ kind: "listening", ...boundPorts(command, serving.ports) });
     serving.service.done.catch((error) => {
       // The loop closed its sockets on the way out; say why, and answer later commands.
       const message = error instanceof Error ? error.message : String(error);

@@ -18,6 +18,18 @@ import type { TlsFiles } from "../transport/tls_context.ts";
 /** The event loop a thread serves with: its own epoll loop, or Deno.listen's. */
 export type IoKind = "epoll" | "deno";
 
+/** The LDAP front end's ports and directory (`--ldap-port`, `--ldaps-port`, `--ldap-base`). */
+export interface LdapListen {
+  /** Plain LDAP's port, when served (0 only for the first thread). */
+  port?: number;
+  /** LDAP over TLS's port, when served (0 only for the first thread). */
+  tlsPort?: number;
+  /** The directory's suffix. */
+  base: string;
+  /** The most entries one search returns. */
+  sizeLimit: number;
+}
+
 /** Everything a serving thread needs, sent once at its start. */
 export interface WorkerStart {
   /** Marks the first message a worker gets. */
@@ -32,6 +44,8 @@ export interface WorkerStart {
   sharing: PortSharing;
   /** TLS certificate and key, when serving TLS. */
   tls: TlsFiles | undefined;
+  /** The LDAP ports, when LDAP is served beside the binary protocol. */
+  ldap?: LdapListen;
   /** The book's shared buffers. */
   book: SharedAddressBook;
   /** Limits on each peer. */
@@ -63,7 +77,8 @@ export type WorkerCommand =
 
 /** Messages from a worker to the main thread. */
 export type WorkerReport =
-  | { kind: "listening"; port: number }
+  /** The ports bound: the binary protocol's, then LDAP's and LDAPS's when served. */
+  | { kind: "listening"; port: number; ldapPort?: number; ldapsPort?: number }
   | { kind: "failed"; message: string; exitCode: number }
   | { kind: "log"; record: LogRecord }
   | { kind: "book-taken" }

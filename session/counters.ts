@@ -9,6 +9,7 @@
  */
 
 import { OUTCOME_NAMES } from "../wire/front_end.ts";
+import { LDAP_OPERATIONS, LDAP_RESULTS, type LdapCounterLayout } from "../wire/ldap.ts";
 
 /** Index of each counter in a thread's row. */
 export const Counter = {
@@ -49,11 +50,17 @@ export const Counter = {
 } as const;
 
 /** The front ends whose replies are counted, by the name each gives itself. */
-export const FRONT_END_NAMES: readonly string[] = ["binary"];
+export const FRONT_END_NAMES: readonly string[] = ["binary", "ldap"];
+
+/** Where the LDAP front end's own counters lie: operations by kind, then results by code. */
+export const LDAP_COUNTERS: LdapCounterLayout = {
+  operations: Counter.replies + FRONT_END_NAMES.length * OUTCOME_NAMES.length,
+  results: Counter.replies + FRONT_END_NAMES.length * OUTCOME_NAMES.length +
+    LDAP_OPERATIONS.length,
+};
 
 /** How many counters one thread's row holds. */
-export const COUNTERS_PER_THREAD: number = Counter.replies +
-  FRONT_END_NAMES.length * OUTCOME_NAMES.length;
+export const COUNTERS_PER_THREAD: number = LDAP_COUNTERS.results + LDAP_RESULTS.length;
 
 /** The index of a front end's count of one outcome in a row. */
 export function replyCounter(frontEnd: string, outcome: number): number {

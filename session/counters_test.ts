@@ -1,22 +1,26 @@
 import assert from "node:assert/strict";
+import { LDAP_OPERATIONS, LDAP_RESULTS } from "../wire/ldap.ts";
 import {
   Counter,
   counterRow,
   COUNTERS_PER_THREAD,
   createCounterTable,
   FRONT_END_NAMES,
+  LDAP_COUNTERS,
   outcomeCounters,
   replyCounter,
   sumCounters,
 } from "./counters.ts";
 import { Outcome, OUTCOME_NAMES } from "../wire/front_end.ts";
 
-Deno.test("COUNTERS_PER_THREAD holds the fixed counters and one per front end and outcome", () => {
+Deno.test("COUNTERS_PER_THREAD holds the fixed counters, one per front end and outcome, and LDAP's", () => {
   assert.equal(
-    COUNTERS_PER_THREAD,
+    LDAP_COUNTERS.operations,
     Counter.replies + FRONT_END_NAMES.length * OUTCOME_NAMES.length,
   );
-  assert.equal(COUNTERS_PER_THREAD, 21);
+  assert.equal(LDAP_COUNTERS.results, LDAP_COUNTERS.operations + LDAP_OPERATIONS.length);
+  assert.equal(COUNTERS_PER_THREAD, LDAP_COUNTERS.results + LDAP_RESULTS.length);
+  assert.equal(COUNTERS_PER_THREAD, 14 + 2 * 8 + 10 + LDAP_RESULTS.length);
   const indices = Object.values(Counter);
   assert.equal(new Set(indices).size, indices.length, "each counter has its own index");
   assert.ok(indices.every((index) => index < COUNTERS_PER_THREAD));

@@ -37,6 +37,7 @@
  *   if (written <= 0) break;                     // wait until writable
  *   session.wrote(written, now);                 // may answer requests held back
  * }
+ * if (session.wantsTlsUpgrade) { startTls(); session.handshakeStarted(now); } // LDAP's StartTLS
  * if (session.wantsHalfClose) { shutdownWrite(); session.halfClosed(now); }
  * if (session.closed) close();
  * // read only while session.wantsRead; call session.tick(now) at session.deadline
@@ -62,6 +63,7 @@ import { formatAddress } from "../common/net_address.ts";
 import {
   type Conversation,
   type FrontEnd,
+  type GateRefusal,
   MalformedInput,
   NO_REQUEST,
   Outcome,
@@ -174,6 +176,7 @@ export interface SessionSettings {
 
 /** Builds a thread's session context: the access policy and limits table made ready for use. */
 export function createSessionContext(settings: SessionSettings): SessionContext {
+  settings.frontEnd.prepare?.(settings.book);
   return {
     frontEnd: settings.frontEnd,
     book: settings.book,
@@ -289,6 +292,11 @@ export class Session {
   readonly #output = new ReplyBuffer();
   /** Complete requests wait in the conversation: the peer is not taking its replies. */
   #holding = false;
+  /**
+   * The conversation asked for TLS (LDAP's StartTLS): nothing is read or
+   * answered until the driver starts the handshake, once the reply is written.
+   */
+  #upgrading = false;
   /** The peer sent EOF: nothing more will arrive. */
   #peerClosed = false;
   /** When the peer last sent bytes or took the last of its replies. */
@@ -318,7 +326,7 @@ export class Session {
     this.#lastActive = now;
     this.#lastWriteProgress = now;
     this.#now = now;
-    this.#conversation = context.frontEnd.connect();
+    this.#conversation = context.frontEnd.connect(context.counters);
     this.#counted = this.#admit();
     if (!this.#counted) {
       context.frontEnd.writeBusy(this.#output);
@@ -348,6 +356,7 @@ export class Session {
    * connection no longer than one that stalls a request.
    */
   handshakeStarted(now: number): void {
+    this.#upgrading = false;
     if (this.#phase !== "closed") this.#handshakeStarted = now;
   }
 
@@ -422,8 +431,20 @@ export class Session {
   get wantsRead(): boolean {
     if (this.#peerClosed) return false;
     if (this.#phase === "lingering") return true;
-    return this.#phase === "open" && !this.#holding &&
+    return this.#phase === "open" && !this.#holding && !this.#upgrading &&
       this.#output.length < this.#context.limits.maxPendingWrite;
+  }
+
+  /**
+   * Whether the driver should start TLS on the connection now: the
+   * conversation asked for it ({@linkcode Conversation.upgrade}, LDAP's
+   * StartTLS) and its reply is written. The driver swaps the transport for
+   * a TLS one and calls {@linkcode handshakeStarted}; the handshake then
+   * runs under the frame timeout, as at accept. A driver that cannot
+   * upgrade must not serve a front end that offers it.
+   */
+  get wantsTlsUpgrade(): boolean {
+    return this.#upgrading && this.#phase === "open" && this.#output.length === 0;
   }
 
   /** Whether the driver should half-close the socket now (then call {@linkcode halfClosed}). */
@@ -606,6 +627,8 @@ export class Session {
     // Write progress is measured from when replies start waiting.
     if (output.length === 0) this.#lastWriteProgress = now;
     this.#now = now;
+    // What follows a StartTLS must come over TLS: the conversation has none of it.
+    if (this.#upgrading) return;
     let answered = 0;
     try {
       while (output.length < limits.maxPendingWrite) {
@@ -615,8 +638,10 @@ export class Session {
           if (this.#phase === "open") this.#trackFrame(answered, now);
           return;
         }
-        outcomes[outcome]++;
+        if (outcome >= 0) outcomes[outcome]++;
         answered++;
+        if (conversation.finished) return this.#finish();
+        if (conversation.upgrade) return this.#awaitUpgrade();
       }
     } catch (error) {
       if (!(error instanceof MalformedInput)) throw error;
@@ -628,6 +653,21 @@ export class Session {
     this.#holding = true;
     this.#frameStarted = -1;
     conversation.hold();
+  }
+
+  /** The client ended the conversation: what it sent after is dropped, and the connection ends. */
+  #finish(): void {
+    this.#holding = false;
+    this.#frameStarted = -1;
+    this.#conversation.reset();
+    if (this.#phase === "open") this.#phase = "ending";
+  }
+
+  /** The conversation asked for TLS: stop reading until the driver has started it. */
+  #awaitUpgrade(): void {
+    this.#upgrading = true;
+    this.#holding = false;
+    this.#frameStarted = -1;
   }
 
   /** Restarts the frame timer whenever a new request is begun and left unfinished. */
@@ -763,7 +803,10 @@ export class Session {
       this.#phase = "ending";
     } else {
       this.#limitSlot = slot;
-      this.#gate = { admit: (found) => this.#admitRequest(found) };
+      this.#gate = {
+        admit: (found) => this.#admitRequest(found),
+        admitEntries: (wanted) => this.#admitEntries(wanted),
+      };
     }
   }
 
@@ -790,6 +833,15 @@ export class Session {
     if (verdict === "ok") return undefined;
     this.#noteLimitRefusal(verdict, this.#now);
     return clientLimits.refusalText(verdict);
+  }
+
+  /** The per-client limits' verdict on a request returning `wanted` entries (the gate's). */
+  #admitEntries(wanted: number): number | GateRefusal {
+    const clientLimits = this.#context.clientLimits!;
+    const verdict = clientLimits.admitEntries(this.#limitSlot, this.#now, wanted);
+    if (typeof verdict === "number") return verdict;
+    this.#noteLimitRefusal(verdict, this.#now);
+    return { reason: verdict, text: clientLimits.refusalText(verdict) };
   }
 
   /** Counts and logs a refusal under a per-client limit. */

@@ -3,8 +3,9 @@
  * protocol (one email per line in; `+name`, `-` or `?` per line out) driven
  * through the same {@linkcode Session} as the binary protocol, through
  * admission, access, the PROXY header, per-client limits, timeouts, drain
- * and linger. Nothing here touches the binary codec: if the session still
- * held a rule of the binary protocol, these tests could not pass.
+ * and linger, and a StartTLS of its own (`STARTTLS`: `OK`, then TLS).
+ * Nothing here touches the binary codec: if the session still held a rule
+ * of the binary protocol, these tests could not pass.
  */
 
 import assert from "node:assert/strict";
@@ -42,6 +43,8 @@ const MAX_LINE = 100;
 /** One connection of the line protocol: a line buffer, answered line by line. */
 class LineConversation implements Conversation {
   #buffer = "";
+  /** The line just answered was `STARTTLS`: TLS starts once `OK` is written. */
+  upgrade = false;
 
   receive(bytes: Uint8Array, length: number): void {
     // Copied at once: a toy protocol can afford it, and then hold() has nothing to do.
@@ -52,6 +55,9 @@ class LineConversation implements Conversation {
     return this.#buffer.length > 0;
   }
 
+  /** The line protocol has no goodbye: a connection ends by EOF or a rule. */
+  readonly finished = false;
+
   answerNext(output: ReplyBuffer, book: AddressBook, gate: RequestGate | undefined): number {
     const end = this.#buffer.indexOf("\n");
     if (end < 0) {
@@ -60,6 +66,12 @@ class LineConversation implements Conversation {
     }
     const query = this.#buffer.slice(0, end).trim();
     this.#buffer = this.#buffer.slice(end + 1);
+    this.upgrade = false;
+    if (query === "STARTTLS") {
+      if (this.#buffer.length > 0) throw new MalformedInput("Bytes followed STARTTLS.");
+      this.upgrade = true;
+      return write(output, "OK", Outcome.other);
+    }
     if (!query.includes("@")) return write(output, "?", Outcome.badRequest);
     const name = book.get(query);
     const refusal = gate?.admit(name !== undefined);
@@ -277,4 +289,71 @@ Deno.test("a draining line session answers, says goodbye in its own words, and l
     START + DRAIN_READ_MS,
     "a half-sent line gets the read time",
   );
+});
+
+Deno.test("an upgrade waits for its reply to be written, then reads again once the handshake is done", () => {
+  const h = new LineHarness({ idleTimeoutMs: 1000, frameTimeoutMs: 200, writeTimeoutMs: 500 });
+  h.send(`${ADA_EMAIL}\nSTARTTLS\n`);
+  assert.equal(h.session.wantsRead, false, "nothing more in clear");
+  assert.equal(h.session.wantsTlsUpgrade, false, "the replies are not written yet");
+  h.session.wrote(1, h.now);
+  assert.equal(h.session.wantsTlsUpgrade, false, "a reply is still partly due");
+  assert.deepEqual(h.read(), [ADA_NAME, "OK"], "the rest, its first byte taken already");
+  assert.equal(h.session.wantsTlsUpgrade, true);
+  assert.equal(h.session.wantsRead, false);
+  h.session.handshakeStarted(h.now);
+  assert.equal(h.session.wantsTlsUpgrade, false, "asked once");
+  assert.equal(h.session.deadline, h.now + 200, "the handshake runs under the frame timeout");
+  h.now += 50;
+  h.session.handshakeDone(h.now);
+  assert.equal(h.context.counters[Counter.tlsHandshakesOk], 1);
+  assert.equal(h.session.wantsRead, true);
+  h.send(`${ADA_EMAIL}\n`);
+  assert.deepEqual(h.read(), [`+${ADA_NAME}`]);
+  assert.equal(h.outcome(Outcome.other), 1, "the STARTTLS answer");
+});
+
+Deno.test("bytes sent behind an upgrade's request break the protocol, and no upgrade follows", () => {
+  const h = new LineHarness();
+  h.send(`STARTTLS\n${ADA_EMAIL}\n`);
+  assert.deepEqual(h.read(), ["ERROR Bytes followed STARTTLS."]);
+  assert.equal(h.session.phase, "ending");
+  assert.equal(h.session.wantsTlsUpgrade, false);
+  assert.equal(h.outcome(Outcome.protocolError), 1);
+});
+
+Deno.test("a handshake stalled after an upgrade is closed at the frame timeout", () => {
+  const h = new LineHarness({ idleTimeoutMs: 1000, frameTimeoutMs: 200 });
+  h.send("STARTTLS\n");
+  assert.deepEqual(h.read(), ["OK"]);
+  h.session.handshakeStarted(h.now);
+  h.tick(h.now + 199);
+  assert.equal(h.session.phase, "open");
+  h.tick(h.now + 1);
+  assert.equal(h.session.closeReason, "handshake-timeout");
+  assert.equal(h.context.counters[Counter.handshakeTimeouts], 1);
+});
+
+Deno.test("a peer that closes before its upgrade gets its reply and no upgrade", () => {
+  const h = new LineHarness();
+  h.send("STARTTLS\n");
+  h.session.receiveEnd(h.now);
+  assert.equal(h.session.wantsTlsUpgrade, false);
+  assert.deepEqual(h.read(), ["OK"]);
+  assert.equal(h.session.wantsTlsUpgrade, false);
+  assert.equal(h.session.closeReason, "peer-closed");
+});
+
+Deno.test("a failed handshake after an upgrade ends the session, to linger in clear", () => {
+  const h = new LineHarness();
+  h.send("STARTTLS\n");
+  h.read();
+  h.session.handshakeStarted(h.now);
+  h.session.handshakeFailed(h.now, {
+    kind: "failed",
+    reason: "the handshake failed: wrong version number",
+  });
+  assert.equal(h.session.phase, "ending");
+  assert.equal(h.session.outputLength, 0);
+  assert.ok(h.session.wantsHalfClose);
 });

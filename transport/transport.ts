@@ -30,8 +30,11 @@
  * The plain transport is the hot path: its read and write are one FFI call
  * each, as the driver's were before this seam, with errno asked only when
  * the call failed, and results are numbers, so nothing is allocated per
- * read or write. A serving thread holds transports of one kind only, so
- * each call site in the driver sees one class and stays monomorphic.
+ * read or write. A thread that serves only plain TCP holds transports of
+ * one kind, so each call site in the driver sees one class and stays
+ * monomorphic; one with TLS files holds both kinds once it also serves a
+ * plain LDAP port (whose connections may turn TLS by StartTLS), and its
+ * call sites see two classes, which V8 still inlines.
  *
  * Readiness, not completion. Each call is made when epoll says the socket
  * is ready and returns at once with what it did. A completion-based driver

@@ -83,6 +83,9 @@ class BinaryConversation implements Conversation {
     return this.#decoder.midFrame;
   }
 
+  /** A binary connection ends only by the peer's EOF or the server's rules. */
+  readonly finished = false;
+
   answerNext(output: ReplyBuffer, book: AddressBook, gate: RequestGate | undefined): number {
     const decoder = this.#decoder;
     try {

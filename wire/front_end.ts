@@ -48,6 +48,8 @@ export const Outcome = {
   forbidden: 5,
   /** Refused by a per-client limit. */
   rateLimited: 6,
+  /** A reply that answers no lookup: LDAP's bind, an extended operation, a refused write. */
+  other: 7,
 } as const;
 
 /** One of {@linkcode Outcome}'s values. */
@@ -62,10 +64,17 @@ export const OUTCOME_NAMES: readonly string[] = [
   "SERVER_BUSY",
   "FORBIDDEN",
   "RATE_LIMITED",
+  "OTHER",
 ];
 
 /** {@linkcode Conversation.answerNext}'s result when no complete request is buffered. */
 export const NO_REQUEST = -1;
+
+/**
+ * {@linkcode Conversation.answerNext}'s result for a request that takes no
+ * reply (LDAP's Abandon and Unbind): nothing is counted.
+ */
+export const NO_REPLY = -2;
 
 /**
  * Input that breaks the protocol. A conversation throws it from
@@ -86,6 +95,20 @@ export class MalformedInput extends Error {
 export interface RequestGate {
   /** Returns `undefined` when the request may be answered, else the refusal's text. */
   admit(found: boolean): string | undefined;
+  /**
+   * For a request that would return `wanted` entries (an LDAP search): how
+   * many of them may be returned, or the refusal (`reason` says which limit,
+   * `text` says it).
+   */
+  admitEntries(wanted: number): number | GateRefusal;
+}
+
+/** Why the per-client limits refused a request. */
+export interface GateRefusal {
+  /** `rate_limited`: too many queries; `found_limit`: too many entries returned. */
+  reason: "rate_limited" | "found_limit";
+  /** One sentence naming the limit and its flag, never the query. */
+  text: string;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -145,9 +168,24 @@ export interface Conversation {
   /** Whether a request has begun to arrive and is not complete. */
   readonly midRequest: boolean;
   /**
+   * Whether the client ended the conversation (LDAP's Unbind): the session
+   * answers nothing more and ends the connection.
+   */
+  readonly finished: boolean;
+  /**
+   * Whether the request just answered asks the transport to start TLS once
+   * its reply is written (LDAP's StartTLS, RFC 4511 §4.14): the session
+   * answers and reads nothing more until the driver has swapped the
+   * transport and the handshake is done. True from the answer until the
+   * next {@linkcode answerNext}; a conversation that never upgrades may
+   * leave it out.
+   */
+  readonly upgrade?: boolean;
+  /**
    * Answers the next complete request into `output` and returns its
-   * outcome, or {@linkcode NO_REQUEST} when none is complete. `gate` is
-   * absent when no per-client limit applies.
+   * outcome, {@linkcode NO_REPLY} for one that takes no reply, or
+   * {@linkcode NO_REQUEST} when none is complete. `gate` is absent when no
+   * per-client limit applies.
    *
    * @throws {MalformedInput} when the input breaks the protocol.
    */
@@ -166,8 +204,16 @@ export interface Conversation {
 export interface FrontEnd {
   /** Its name in metrics (the `front_end` label) and logs. */
   readonly name: string;
-  /** Makes the state of one new connection. */
-  connect(): Conversation;
+  /**
+   * Readies a book before any session answers from it (an index it needs):
+   * called when a listener starts and on every reload. Optional.
+   */
+  prepare?(book: AddressBook): void;
+  /**
+   * Makes the state of one new connection. `counters` is the serving
+   * thread's row (session/counters.ts), for a front end's own counts.
+   */
+  connect(counters: Float64Array): Conversation;
   /** Says that the server is at its connection limit. */
   writeBusy(output: ReplyBuffer): void;
   /** Says that the access rules refuse this client, and why. */

@@ -292,6 +292,9 @@ function compileEquality(description: string, value: string): CompiledFilter {
 function compileOrdering(description: string, value: string, atLeast: boolean): CompiledFilter {
   const attribute = resolveAttribute(description);
   if (attribute === undefined || attribute === "objectClass") return undefinedFilter;
+  // A value the client sent as bytes that are not UTF-8 (ldap_codec.ts marks it with lone
+  // surrogates) has no place in an order: Undefined, as an unsupported match is.
+  if (!value.isWellFormed()) return undefinedFilter;
   const folded = foldedBytes(value);
   return (subject) => {
     if (!subject.value(attribute, held)) return false;

@@ -294,3 +294,12 @@ Deno.test("Evolution's any-field OR: unknown attributes are Undefined, never a f
   assert.equal(evaluateFilter(evolution("qqq"), ada), undefined);
   assert.equal(evaluateFilter(not(evolution("qqq")), ada), undefined);
 });
+
+Deno.test("an ordering on a value that was not UTF-8 is Undefined, not a comparison", () => {
+  // ldap_codec.ts marks each byte that is not UTF-8 as a lone surrogate.
+  const notUtf8 = "A\uDCFF";
+  for (const kind of ["greaterOrEqual", "lessOrEqual"] as const) {
+    assert.equal(evaluateFilter({ kind, attribute: "cn", value: notUtf8 }, ada), undefined);
+    assert.notEqual(evaluateFilter({ kind, attribute: "cn", value: "A" }, ada), undefined);
+  }
+});
