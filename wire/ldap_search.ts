@@ -16,7 +16,8 @@
  *   substrings on mail: the book's {@linkcode TextIndex} (trigrams);
  * - a filter item that can never be TRUE (an unknown attribute, an
  *   extensible match, substrings or ordering on objectClass, an
- *   objectClass the entries do not have): no candidates at all, so that
+ *   objectClass the entries do not have, a value that was not UTF-8): no
+ *   candidates at all, so that
  *   Evolution's OR over dozens of attributes we do not have costs nothing;
  * - AND: the intersection of its planned children's, rarest first (those
  *   far commoner than the rarest left to the check); OR: the union of its
@@ -73,6 +74,7 @@ import {
   type ByteRange,
   compileFilter,
   type FilterSubject,
+  isAssertable,
   type LdapFilter,
   OBJECT_CLASSES,
   resolveAttribute,
@@ -583,12 +585,17 @@ function plan(planner: Planner, filter: LdapFilter): CandidateCursor | undefined
     case "greaterOrEqual":
     case "lessOrEqual": {
       const attribute = resolveAttribute(filter.attribute);
-      return attribute === undefined || attribute === "objectClass" ? planner.none() : undefined;
+      const never = attribute === undefined || attribute === "objectClass" ||
+        !isAssertable(filter.value);
+      return never ? planner.none() : undefined;
     }
     case "substrings": {
       const attribute = resolveAttribute(filter.attribute);
-      if (attribute === undefined || attribute === "objectClass") return planner.none();
-      return planner.candidates(substringFragments(filter));
+      const fragments = substringFragments(filter);
+      if (attribute === undefined || attribute === "objectClass" || !isAssertable(...fragments)) {
+        return planner.none();
+      }
+      return planner.candidates(fragments);
     }
     case "present":
       return resolveAttribute(filter.attribute) === undefined ? planner.none() : undefined;
@@ -603,7 +610,7 @@ function planEquality(
   value: string,
 ): CandidateCursor | undefined {
   const attribute = resolveAttribute(description);
-  if (attribute === undefined) return planner.none();
+  if (attribute === undefined || !isAssertable(value)) return planner.none();
   if (attribute === "objectClass") {
     return OBJECT_CLASSES.some((name) => foldText(name) === foldText(value))
       ? undefined

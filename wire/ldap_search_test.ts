@@ -213,6 +213,10 @@ Deno.test("planFilter: mail equality by lookup, never-TRUE items as nothing, NOT
   assert.equal(plan(sub("objectClass", ["person"]))?.length, 0);
   assert.equal(plan(eq("objectClass", "groupOfNames"))?.length, 0);
   assert.equal(plan({ kind: "extensible", value: "x", dnAttributes: false })?.length, 0);
+  // A value that was not UTF-8 (the codec's lone surrogates) is Undefined: never TRUE.
+  assert.equal(plan(sub("cn", ["ada\uDCFF"]))?.length, 0);
+  assert.equal(plan(eq("sn", "\uD800"))?.length, 0);
+  assert.equal(plan({ kind: "lessOrEqual", attribute: "sn", value: "\uDC00" })?.length, 0);
   assert.equal(plan(eq("objectClass", "inetOrgPerson")), undefined);
   assert.equal(plan({ kind: "present", attribute: "mail" }), undefined);
   assert.equal(plan({ kind: "not", filter: eq("cn", "x") }), undefined);
