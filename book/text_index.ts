@@ -18,18 +18,20 @@
  * with two zero bytes after its end, is a key; each key has the ascending
  * list of entries whose values hold it. A fragment of three bytes or more
  * can only be in an entry that holds all of its trigrams, so the answer is
- * the intersection of their lists, rarest first; a list more than
+ * the intersection of their lists, rarest first (at most
+ * {@linkcode MAX_INTERSECTED} of them; one more than
  * {@linkcode INTERSECT_RATIO} times longer than the rarest is not read,
- * since checking the few more candidates costs less. The lists are read as
- * the caller goes ({@linkcode CandidateCursor}), so a search that stops at
- * a size limit reads only their beginnings. Because UTF-8
- * never starts a character inside another, byte containment of folded
- * text is character containment.
+ * since checking the few more candidates costs less). The lists are read
+ * as the caller goes ({@linkcode CandidateCursor}), so a search that stops
+ * at a size limit reads only their beginnings. Because UTF-8 never starts
+ * a character inside another, byte containment of folded text is
+ * character containment.
  *
  * **Fragments of one or two bytes** (`*a*`, `*zo*`, one Greek or Cyrillic
  * letter): thanks to the padding, every occurrence of one starts some
  * trigram, and the keys that start with it are one run of the sorted
- * keys, so the union of that run's lists is the answer. When every
+ * keys, so the union of that run's lists (merged through a heap as
+ * read) is the answer. When every
  * fragment is that short and its run holds more than the index's longest
  * stored list, the index declines (`undefined`): the caller scans, which
  * then finds matches densely and stops at its size limit soon.
@@ -45,7 +47,10 @@
  * book, posted to worker threads with {@linkcode TextIndex.toShared} and
  * {@linkcode TextIndex.fromShared} as the book is. The build reads the
  * book twice (count, then write), so it needs no temporary list of
- * postings: only a hash table of the distinct trigrams.
+ * postings: only a hash table of the distinct trigrams. On books from
+ * `deno task gen` it takes about 30 bytes an entry and builds in about as
+ * long as the book takes to load (1.2 s for a million entries; see
+ * BENCHMARKS.md).
  *
  * ```ts
  * import { AddressBookBuilder } from "./addressbook.ts";
@@ -84,9 +89,6 @@ export const INTERSECT_RATIO = 8;
 
 /** At most this many of a fragment's lists are intersected, the rarest. */
 export const MAX_INTERSECTED = 4;
-
-/** A short fragment's run of at most this many lists is merged as read; a longer one, by bitmap. */
-const MAX_MERGED_LISTS = 16;
 
 /** The default share of the entries over which a trigram's list is not stored. */
 export const DEFAULT_STOP_FRACTION = 1 / 4;
@@ -303,8 +305,8 @@ export class TextIndex {
   /**
    * Candidates for fragments of one or two bytes: of each fragment's run of
    * keys that start with it, the smallest run without a stop-gram, if its
-   * lists together are no longer than the longest stored list; merged as
-   * read when the run is short, else gathered in a bitmap first.
+   * lists together are no longer than the longest stored list, merged as
+   * read.
    */
   #shortCursor(texts: Uint8Array[]): CandidateCursor | undefined {
     const { counts, maxStored } = this.#data;
@@ -327,39 +329,9 @@ export class TextIndex {
     }
     if (best === undefined || bestTotal > maxStored) return undefined;
     const [first, end] = best;
-    if (end - first > MAX_MERGED_LISTS) return new ArrayCursor(this.#union(first, end));
     const cursors: CandidateCursor[] = [];
     for (let d = first; d < end; d++) cursors.push(new ListCursor(this.#data, d));
     return cursors.length === 1 ? cursors[0] : new UnionCursor(cursors, this.#data.entries);
-  }
-
-  /** The union of the lists of keys `first` to `end` (exclusive), ascending, by way of a bitmap. */
-  #union(first: number, end: number): Uint32Array {
-    const { entries } = this.#data;
-    const bits = new Uint32Array((entries + 31) >>> 5);
-    let total = 0;
-    for (let d = first; d < end; d++) {
-      const list = new ListCursor(this.#data, d);
-      for (let entry = list.seek(0); entry >= 0; entry = list.seek(entry + 1)) {
-        const word = entry >>> 5;
-        const bit = 1 << (entry & 31);
-        if ((bits[word] & bit) === 0) {
-          bits[word] |= bit;
-          total++;
-        }
-      }
-    }
-    const found = new Uint32Array(total);
-    let next = 0;
-    for (let word = 0; word < bits.length; word++) {
-      let value = bits[word];
-      while (value !== 0) {
-        const low = value & -value;
-        found[next++] = (word << 5) + 31 - Math.clz32(low);
-        value ^= low;
-      }
-    }
-    return found;
   }
 
   /** The position of a key among the sorted keys, or -1. */
@@ -517,10 +489,18 @@ export class IntersectCursor implements CandidateCursor {
   }
 }
 
-/** The entries any cursor gives. */
+/**
+ * The entries any cursor gives: a heap of the cursors by their current
+ * entry, so a step costs the logarithm of their number (a one-letter
+ * fragment's run can hold hundreds of lists).
+ */
 export class UnionCursor implements CandidateCursor {
   readonly #cursors: readonly CandidateCursor[];
   readonly #entries: number;
+  /** The heap: each live cursor's current entry, and which cursor; smallest on top. */
+  readonly #heapEntries: number[] = [];
+  readonly #heapCursors: number[] = [];
+  #started = false;
 
   /** The union of `cursors`, over a book of `entries` entries (the most it can give). */
   constructor(cursors: readonly CandidateCursor[], entries: number) {
@@ -537,12 +517,66 @@ export class UnionCursor implements CandidateCursor {
 
   /** See {@linkcode CandidateCursor.seek}. */
   seek(target: number): number {
-    let first = -1;
-    for (const cursor of this.#cursors) {
-      const found = cursor.seek(target);
-      if (found >= 0 && (first < 0 || found < first)) first = found;
+    const entries = this.#heapEntries;
+    const cursors = this.#heapCursors;
+    if (!this.#started) {
+      this.#started = true;
+      this.#cursors.forEach((cursor, k) => {
+        const entry = cursor.seek(target);
+        if (entry >= 0) this.#push(entry, k);
+      });
     }
-    return first;
+    while (entries.length > 0 && entries[0] < target) {
+      const entry = this.#cursors[cursors[0]].seek(target);
+      if (entry >= 0) {
+        entries[0] = entry;
+      } else {
+        entries[0] = entries[entries.length - 1];
+        cursors[0] = cursors[cursors.length - 1];
+        entries.pop();
+        cursors.pop();
+      }
+      this.#siftDown();
+    }
+    return entries.length > 0 ? entries[0] : -1;
+  }
+
+  #push(entry: number, cursor: number): void {
+    const entries = this.#heapEntries;
+    const cursors = this.#heapCursors;
+    let at = entries.length;
+    entries.push(entry);
+    cursors.push(cursor);
+    while (at > 0) {
+      const parent = (at - 1) >> 1;
+      if (entries[parent] <= entry) break;
+      entries[at] = entries[parent];
+      cursors[at] = cursors[parent];
+      at = parent;
+    }
+    entries[at] = entry;
+    cursors[at] = cursor;
+  }
+
+  #siftDown(): void {
+    const entries = this.#heapEntries;
+    const cursors = this.#heapCursors;
+    const size = entries.length;
+    if (size === 0) return;
+    const entry = entries[0];
+    const cursor = cursors[0];
+    let at = 0;
+    for (;;) {
+      let child = 2 * at + 1;
+      if (child >= size) break;
+      if (child + 1 < size && entries[child + 1] < entries[child]) child++;
+      if (entries[child] >= entry) break;
+      entries[at] = entries[child];
+      cursors[at] = cursors[child];
+      at = child;
+    }
+    entries[at] = entry;
+    cursors[at] = cursor;
   }
 }
 
@@ -568,11 +602,11 @@ function buildIndex(book: SharedAddressBook, stopFraction: number): SharedTextIn
   return { entries: book.size, ...layout, postings, maxStored };
 }
 
-/** Writes a LEB128 varint at `at`; returns the offset after it. */
+/** Writes a LEB128 varint of a gap (under 2^31) at `at`; returns the offset after it. */
 function writeVarint(out: Uint8Array, at: number, value: number): number {
   while (value >= 0x80) {
     out[at++] = (value & 0x7f) | 0x80;
-    value = Math.floor(value / 128);
+    value >>>= 7;
   }
   out[at++] = value;
   return at;
@@ -730,6 +764,10 @@ class GramTable {
     if (gap < 0x80) {
       postings[cursor] = gap;
       slots[at + SLOT_COUNT] = cursor + 1;
+    } else if (gap < 0x4000) {
+      postings[cursor] = (gap & 0x7f) | 0x80;
+      postings[cursor + 1] = gap >>> 7;
+      slots[at + SLOT_COUNT] = cursor + 2;
     } else {
       slots[at + SLOT_COUNT] = writeVarint(postings, cursor, gap);
     }

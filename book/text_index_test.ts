@@ -2,7 +2,17 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { type AddressBook, AddressBookBuilder } from "./addressbook.ts";
 import { emailProblem, normalizeEmail } from "./email.ts";
-import { DEFAULT_STOP_FRACTION, foldSimpleUtf8, foldText, TextIndex } from "./text_index.ts";
+import {
+  ArrayCursor,
+  type CandidateCursor,
+  DEFAULT_STOP_FRACTION,
+  drain,
+  foldSimpleUtf8,
+  foldText,
+  IntersectCursor,
+  TextIndex,
+  UnionCursor,
+} from "./text_index.ts";
 import { splitName } from "../wire/ldap_search.ts";
 import { makeBook, PEOPLE } from "../testing/books.ts";
 
@@ -331,4 +341,49 @@ Deno.test("an index posted to a worker answers there without a copy", async () =
     worker.terminate();
     URL.revokeObjectURL(url);
   }
+});
+
+// --- Cursors ---
+
+const sortedSet = fc.uniqueArray(fc.nat({ max: 200 }), { maxLength: 40 })
+  .map((values) => Uint32Array.from(values.sort((a, b) => a - b)));
+
+/** Reads a cursor with seeks to nondecreasing targets, as a search does, jumping ahead by `jumps`. */
+function readWithJumps(cursor: CandidateCursor, jumps: number[]): number[] {
+  const found: number[] = [];
+  let target = 0;
+  for (let step = 0;; step++) {
+    const entry = cursor.seek(target);
+    if (entry < 0) return found;
+    assert.ok(entry >= target);
+    found.push(entry);
+    target = entry + 1 + (jumps[step % Math.max(1, jumps.length)] ?? 0);
+  }
+}
+
+Deno.test("intersection and union cursors give what set operations give, at any seeks", () => {
+  fc.assert(
+    fc.property(
+      fc.array(sortedSet, { minLength: 1, maxLength: 5 }),
+      fc.array(fc.nat({ max: 10 }), { maxLength: 5 }),
+      (sets, jumps) => {
+        const intersection = [...sets[0]].filter((value) =>
+          sets.every((set) => set.includes(value))
+        );
+        const union = [...new Set(sets.flatMap((set) => [...set]))].sort((a, b) => a - b);
+        const cursors = () => sets.map((set) => new ArrayCursor(set));
+        // Reading with jumps gives what the full result gives past each target.
+        const expectJumps = (all: number[]) =>
+          readWithJumps(new ArrayCursor(Uint32Array.from(all)), jumps);
+        assert.deepEqual(
+          readWithJumps(new IntersectCursor(cursors()), jumps),
+          expectJumps(intersection),
+        );
+        assert.deepEqual(readWithJumps(new UnionCursor(cursors(), 201), jumps), expectJumps(union));
+        assert.deepEqual([...drain(new UnionCursor(cursors(), 201))], union);
+        assert.ok(new UnionCursor(cursors(), 201).estimate >= union.length);
+        assert.ok(new IntersectCursor(cursors()).estimate >= intersection.length);
+      },
+    ),
+  );
 });

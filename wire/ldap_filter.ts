@@ -183,8 +183,9 @@ const FOLDED_OBJECT_CLASSES = OBJECT_CLASSES.map(foldText);
  *   other way round (an empty OR is FALSE); NOT swaps TRUE and FALSE and
  *   keeps Undefined.
  * - An attribute the directory does not have makes any item Undefined, as
- *   does an extensible match (not supported) and a match the attribute
- *   has no rule for: substrings or ordering on objectClass.
+ *   does an extensible match (not supported), a match the attribute has no
+ *   rule for (substrings or ordering on objectClass) and a value that was
+ *   not UTF-8 ({@linkcode isAssertable}).
  * - mail, cn, displayName, sn and givenName compare values folded by
  *   `foldText` (case-insensitive beyond ASCII), except equality on mail,
  *   which is the book's own rule for the same address (`normalizeEmail`:
@@ -270,9 +271,19 @@ function foldedBytes(text: string): Uint8Array {
   return encoder.encode(foldText(text));
 }
 
+/**
+ * Whether the client's values are text: the codec (ldap_codec.ts) marks
+ * each byte that was not UTF-8 as a lone surrogate, and such a value fits
+ * no syntax of ours, so an item asserting it is Undefined (RFC 4511
+ * §4.5.1.7: the assertion value is invalid), whatever the match.
+ */
+export function isAssertable(...values: (string | undefined)[]): boolean {
+  return values.every((value) => value === undefined || value.isWellFormed());
+}
+
 function compileEquality(description: string, value: string): CompiledFilter {
   const attribute = resolveAttribute(description);
-  if (attribute === undefined) return undefinedFilter;
+  if (attribute === undefined || !isAssertable(value)) return undefinedFilter;
   if (attribute === "objectClass") {
     return FOLDED_OBJECT_CLASSES.includes(foldText(value)) ? trueFilter : falseFilter;
   }
@@ -292,9 +303,7 @@ function compileEquality(description: string, value: string): CompiledFilter {
 function compileOrdering(description: string, value: string, atLeast: boolean): CompiledFilter {
   const attribute = resolveAttribute(description);
   if (attribute === undefined || attribute === "objectClass") return undefinedFilter;
-  // A value the client sent as bytes that are not UTF-8 (ldap_codec.ts marks it with lone
-  // surrogates) has no place in an order: Undefined, as an unsupported match is.
-  if (!value.isWellFormed()) return undefinedFilter;
+  if (!isAssertable(value)) return undefinedFilter;
   const folded = foldedBytes(value);
   return (subject) => {
     if (!subject.value(attribute, held)) return false;
@@ -315,6 +324,7 @@ function compileSubstrings(
 ): CompiledFilter {
   const attribute = resolveAttribute(filter.attribute);
   if (attribute === undefined || attribute === "objectClass") return undefinedFilter;
+  if (!isAssertable(filter.initial, ...filter.any, filter.final)) return undefinedFilter;
   const pattern = substringPattern(
     filter.initial === undefined ? "" : filter.initial,
     filter.any,

@@ -303,3 +303,23 @@ Deno.test("an ordering on a value that was not UTF-8 is Undefined, not a compari
     assert.notEqual(evaluateFilter({ kind, attribute: "cn", value: "A" }, ada), undefined);
   }
 });
+
+Deno.test("equality and substrings with a value that was not UTF-8 are Undefined too", () => {
+  const notUtf8 = "Ada\uDCFF";
+  // Even against a name holding U+FFFD, which the value would otherwise fold to.
+  const replaced = valuesSubject({ mail: "r@example.com", cn: "Ada\uFFFD", sn: "Ada\uFFFD" });
+  for (const subject of [ada, replaced]) {
+    for (const kind of ["equality", "approx"] as const) {
+      assert.equal(evaluateFilter({ kind, attribute: "cn", value: notUtf8 }, subject), undefined);
+      assert.equal(evaluateFilter({ kind, attribute: "mail", value: notUtf8 }, subject), undefined);
+      assert.equal(
+        evaluateFilter({ kind, attribute: "objectClass", value: notUtf8 }, subject),
+        undefined,
+      );
+    }
+    assert.equal(evaluateFilter(sub("cn", [notUtf8]), subject), undefined);
+    assert.equal(evaluateFilter(sub("cn", [], "Ada", notUtf8), subject), undefined);
+    assert.equal(evaluateFilter(not(sub("cn", [], notUtf8)), subject), undefined);
+  }
+  assert.equal(evaluateFilter(sub("cn", ["Ada"]), ada), true);
+});

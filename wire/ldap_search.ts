@@ -5,18 +5,28 @@
  * serves them. The base and scope of a search are the caller's: this is
  * the subtree under the directory's suffix.
  *
- * **The plan** ({@linkcode planFilter}) is a sorted list of candidate
- * entries, a superset of those the filter is TRUE for, or "every entry":
+ * **The plan** ({@linkcode planFilter}) is a cursor over candidate
+ * entries in ascending order, a superset of those the filter is TRUE for,
+ * read only as far as the search goes (so a size limit of 100 reads only
+ * the beginnings of the index's lists, whatever the book's size), or
+ * "every entry":
  *
  * - equality (and approx) on mail: `book.lookup`, at most one entry;
  * - equality, approx and substrings on cn, displayName, sn, givenName and
  *   substrings on mail: the book's {@linkcode TextIndex} (trigrams);
  * - a filter item that can never be TRUE (an unknown attribute, an
  *   extensible match, substrings or ordering on objectClass, an
- *   objectClass the entries do not have): no candidates at all, so that
+ *   objectClass the entries do not have, a value that was not UTF-8): no
+ *   candidates at all, so that
  *   Evolution's OR over dozens of attributes we do not have costs nothing;
- * - AND: the plan of its child with the fewest candidates; OR: the union
- *   of its children's, unless one of them is "every entry".
+ * - AND: the intersection of its planned children's, rarest first (those
+ *   far commoner than the rarest left to the check); OR: the union of its
+ *   children's, unless one of them is "every entry" (children asking the
+ *   index the same, as Thunderbird's four do, asked once).
+ *
+ * Every candidate is then checked with the filter itself
+ * ({@linkcode compileFilter}), on the entry's bytes where they lie
+ * ({@linkcode BookSubject}), so the plan only has to be a superset.
  *
  * **Which filters scan** (check every entry from the start until the
  * limit): NOT; present (`(objectClass=*)`, `(mail=*)`); `>=` and `<=`;
@@ -31,6 +41,7 @@
  * ```ts
  * import { AddressBookBuilder } from "../book/addressbook.ts";
  * import { TextIndex } from "../book/text_index.ts";
+ * import type { LdapFilter } from "./ldap_filter.ts";
  * import { searchBook } from "./ldap_search.ts";
  *
  * const builder = new AddressBookBuilder();
@@ -38,7 +49,7 @@
  * builder.add("alan@example.com", "Alan Turing");
  * const book = builder.build();
  * const index = TextIndex.build(book);
- * const filter = { kind: "substrings", attribute: "cn", any: ["lace"] } as const;
+ * const filter: LdapFilter = { kind: "substrings", attribute: "cn", any: ["lace"] };
  * const outcome = searchBook(book, index, { filter }, 100);
  * outcome.entries.map((entry) => book.entry(entry).email); // ["ada@example.com"]
  * ```
@@ -63,6 +74,7 @@ import {
   type ByteRange,
   compileFilter,
   type FilterSubject,
+  isAssertable,
   type LdapFilter,
   OBJECT_CLASSES,
   resolveAttribute,
@@ -136,22 +148,39 @@ export interface LdapEntryAttributes {
   objectClass: readonly string[];
 }
 
+/** One subject per book for {@linkcode entryAttributes}, which reads an entry at a time. */
+const attributeReaders = new WeakMap<AddressBook, BookSubject>();
+const servedRange: ByteRange = { bytes: new Uint8Array(0), start: 0, end: 0 };
+
 /**
- * The attributes of the book's entry `entry`.
+ * The attributes of the book's entry `entry`, as strings: the values
+ * {@linkcode BookSubject.served} gives as bytes (the same split of the
+ * name as {@linkcode nameParts}), decoded without TextDecoder's cost per
+ * call.
  *
  * @throws {RangeError} when the book has no such entry.
  */
 export function entryAttributes(book: AddressBook, entry: number): LdapEntryAttributes {
-  const { email, name, givenName, surname } = book.entry(entry);
-  const parts = nameParts(name, givenName, surname);
+  if (!Number.isInteger(entry) || entry < 0 || entry >= book.size) {
+    throw new RangeError(`The book has no entry ${entry}: it holds ${book.size}.`);
+  }
+  let subject = attributeReaders.get(book);
+  if (subject === undefined) attributeReaders.set(book, subject = new BookSubject(book));
+  subject.load(entry);
+  const text = (attribute: TextAttribute) =>
+    subject.served(attribute, servedRange)
+      ? decodeText(servedRange.bytes, servedRange.start, servedRange.end)
+      : undefined;
+  const name = text("cn")!;
   const attributes: LdapEntryAttributes = {
-    mail: email,
+    mail: text("mail")!,
     cn: name,
     displayName: name,
-    sn: parts.surname,
+    sn: text("sn")!,
     objectClass: OBJECT_CLASSES,
   };
-  if (parts.givenName !== undefined) attributes.givenName = parts.givenName;
+  const givenName = text("givenName");
+  if (givenName !== undefined) attributes.givenName = givenName;
   return attributes;
 }
 
@@ -587,12 +616,17 @@ function plan(planner: Planner, filter: LdapFilter): CandidateCursor | undefined
     case "greaterOrEqual":
     case "lessOrEqual": {
       const attribute = resolveAttribute(filter.attribute);
-      return attribute === undefined || attribute === "objectClass" ? planner.none() : undefined;
+      const never = attribute === undefined || attribute === "objectClass" ||
+        !isAssertable(filter.value);
+      return never ? planner.none() : undefined;
     }
     case "substrings": {
       const attribute = resolveAttribute(filter.attribute);
-      if (attribute === undefined || attribute === "objectClass") return planner.none();
-      return planner.candidates(substringFragments(filter));
+      const fragments = substringFragments(filter);
+      if (attribute === undefined || attribute === "objectClass" || !isAssertable(...fragments)) {
+        return planner.none();
+      }
+      return planner.candidates(fragments);
     }
     case "present":
       return resolveAttribute(filter.attribute) === undefined ? planner.none() : undefined;
@@ -610,7 +644,7 @@ function planEquality(
   value: string,
 ): CandidateCursor | undefined {
   const attribute = resolveAttribute(description);
-  if (attribute === undefined) return planner.none();
+  if (attribute === undefined || !isAssertable(value)) return planner.none();
   if (attribute === "objectClass") {
     return OBJECT_CLASSES.some((name) => foldText(name) === foldText(value))
       ? undefined

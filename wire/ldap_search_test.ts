@@ -160,6 +160,15 @@ Deno.test("entryAttributes gives mail, cn, displayName, sn, givenName and the ob
   assert.equal(king.sn, "King");
   assert.equal(king.givenName, "Augusta Ada");
   assert.throws(() => entryAttributes(book, 3), RangeError);
+  assert.throws(() => entryAttributes(book, -1), RangeError);
+  // Four-byte characters, and a name too long to decode by hand.
+  const long = `${"Ñ".repeat(200)} Hamilton 🚀`;
+  const other = bookOf([["m@example.com", "Margaret Hamilton 🚀"], ["l@example.com", long]]);
+  const names = [0, 1].map((entry) => entryAttributes(other, entry));
+  assert.deepEqual(
+    names.map(({ cn, sn, givenName }) => [cn, sn, givenName]).sort(),
+    [["Margaret Hamilton 🚀", "🚀", "Margaret Hamilton"], [long, "🚀", long.slice(0, -3)]].sort(),
+  );
 });
 
 function enc(text: string): Uint8Array {
@@ -213,6 +222,10 @@ Deno.test("planFilter: mail equality by lookup, never-TRUE items as nothing, NOT
   assert.equal(plan(sub("objectClass", ["person"]))?.length, 0);
   assert.equal(plan(eq("objectClass", "groupOfNames"))?.length, 0);
   assert.equal(plan({ kind: "extensible", value: "x", dnAttributes: false })?.length, 0);
+  // A value that was not UTF-8 (the codec's lone surrogates) is Undefined: never TRUE.
+  assert.equal(plan(sub("cn", ["ada\uDCFF"]))?.length, 0);
+  assert.equal(plan(eq("sn", "\uD800"))?.length, 0);
+  assert.equal(plan({ kind: "lessOrEqual", attribute: "sn", value: "\uDC00" })?.length, 0);
   assert.equal(plan(eq("objectClass", "inetOrgPerson")), undefined);
   assert.equal(plan({ kind: "present", attribute: "mail" }), undefined);
   assert.equal(plan({ kind: "not", filter: eq("cn", "x") }), undefined);
@@ -542,6 +555,28 @@ function resolve(book: AddressBook, template: Template): LdapFilter {
       };
   }
 }
+
+Deno.test("entryAttributes is the book's entry with nameParts' split, on random books", () => {
+  fc.assert(
+    fc.property(rowsOf(1, 30), (rows) => {
+      const book = bookOf(rows);
+      for (let entry = 0; entry < book.size; entry++) {
+        const { email, name, givenName, surname } = book.entry(entry);
+        const parts = nameParts(name, givenName, surname);
+        const expected: Record<string, unknown> = {
+          mail: email,
+          cn: name,
+          displayName: name,
+          sn: parts.surname,
+          objectClass: OBJECT_CLASSES,
+        };
+        if (parts.givenName !== undefined) expected.givenName = parts.givenName;
+        assert.deepEqual(entryAttributes(book, entry), expected);
+      }
+    }),
+    { numRuns: 200 },
+  );
+});
 
 /** The property: the search, with or without the index and with any limit, is the naive filter. */
 function searchIsNaive(book: AddressBook, template: Template, limit: number): void {
