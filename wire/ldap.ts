@@ -157,6 +157,8 @@ type BaseKind =
 /** A paged search left open: what it searches and how far it has come. */
 interface PagedSearch {
   search: LdapSearch;
+  /** The book it pages through: entry numbers mean nothing in another. */
+  book: AddressBook;
   /** The entry number to resume from. */
   next: number;
   /** Entries returned so far, against the server's cap. */
@@ -632,6 +634,14 @@ class LdapConversation implements Conversation {
         );
       }
       this.#paged.delete(key);
+      if (state.book !== book) {
+        return this.#done(
+          output,
+          messageId,
+          ResultCode.unwillingToPerform,
+          "The directory was reloaded since the first page: start the search again.",
+        );
+      }
       if (size === 0) {
         // The client abandons the paged search.
         return this.#done(output, messageId, ResultCode.success, "", "", Outcome.other, [
@@ -639,7 +649,7 @@ class LdapConversation implements Conversation {
         ]);
       }
     }
-    state ??= { search: op, next: 0, returned: 0 };
+    state ??= { search: op, book, next: 0, returned: 0 };
     const cap = this.#directory.settings.sizeLimit;
     const total = Math.min(op.sizeLimit > 0 ? op.sizeLimit : Infinity, cap);
     const left = total - state.returned;

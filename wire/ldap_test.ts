@@ -175,3 +175,41 @@ Deno.test("StartTLS is accepted exactly when it is the last byte received, howev
     { seed: 17, numRuns: 300 },
   );
 });
+
+Deno.test("a paged search's cookie leads on in the same book, and is refused after a reload", () => {
+  const pagedSearch = (messageId: number, cookie: Uint8Array) =>
+    new Uint8Array(
+      new ldapts.SearchRequest(
+        {
+          messageId,
+          baseDN: BASE,
+          scope: "sub",
+          filter: new ldapts.PresenceFilter({ attribute: "mail" }),
+          attributes: ["1.1"],
+          sizeLimit: 0,
+          timeLimit: 0,
+          controls: [
+            new ldapts.PagedResultsControl({ value: { size: 2, cookie: Buffer.from(cookie) } }),
+          ],
+        } as ConstructorParameters<typeof ldapts.SearchRequest>[0],
+      ).write(),
+    );
+  const talk = conversation("unavailable");
+  const output = new ReplyBuffer();
+  const first = pagedSearch(1, new Uint8Array());
+  talk.receive(first, first.length);
+  talk.answerNext(output, book, undefined);
+  const done = parse(output.bytes.subarray(0, output.length)).at(-1) as unknown as {
+    controls: { value: { cookie: Uint8Array } }[];
+  };
+  const cookie = new Uint8Array(done.controls[0].value.cookie);
+  assert.ok(cookie.length > 0, "more pages to come");
+  const reloaded = makeBook();
+  const next = pagedSearch(2, cookie);
+  output.length = 0;
+  talk.receive(next, next.length);
+  talk.answerNext(output, reloaded, undefined);
+  const refused = parse(output.bytes.subarray(0, output.length));
+  assert.equal(refused.length, 1, "no entries");
+  assert.equal(refused[0].status, 53, "unwillingToPerform");
+});
