@@ -894,3 +894,42 @@ testOnEachLoop("the LDAP port reads PROXY headers and caps connections per clien
     },
   );
 });
+
+testOnEachLoop(
+  "LDAPS with --tls-client-ca serves the holder of a certificate from that CA, and no one else",
+  async (io) => {
+    await using pki = await makeTestPki();
+    const tls = { cert: pki.server.certificate, key: pki.server.key, clientCa: pki.ca.certificate };
+    await withTestServer(
+      ldapOptions(io, { tls }, { tlsPort: 0 }),
+      async ({ server }) => {
+        const url = `ldaps://127.0.0.1:${server.ldapsAddr!.port}`;
+        const search = ["-x", "-LLL", "-H", url, "-b", BASE, "(mail=ada@example.com)", "cn"];
+        const certified = await ldapTool("ldapsearch", search, {
+          LDAPTLS_CACERT: pki.ca.certificatePath,
+          LDAPTLS_CERT: pki.client.certificatePath,
+          LDAPTLS_KEY: pki.client.keyPath,
+        });
+        assert.equal(certified.code, 0, certified.stderr);
+        assert.match(certified.stdout, /^cn: Ada Lovelace$/m);
+        const anonymous = await ldapTool("ldapsearch", search, {
+          LDAPTLS_CACERT: pki.ca.certificatePath,
+        });
+        assert.notEqual(anonymous.code, 0, "no certificate, no directory");
+        const rogue = await ldapTool("ldapsearch", search, {
+          LDAPTLS_CACERT: pki.ca.certificatePath,
+          LDAPTLS_CERT: pki.rogueClient.certificatePath,
+          LDAPTLS_KEY: pki.rogueClient.keyPath,
+        });
+        assert.notEqual(rogue.code, 0, "a certificate from another CA is refused");
+        assert.ok(
+          metricValue(
+            server.metrics(),
+            "addrbook_tls_handshakes_total",
+            '{result="client_cert_refused"}',
+          ) >= 2,
+        );
+      },
+    );
+  },
+);
