@@ -73,17 +73,29 @@ async function ldapTool(
 
 /** `ldapsearch -x -LLL` against the server's LDAP port, with the suffix as base. */
 function ldapsearch(server: ServerHandle, args: string[], base = BASE): Promise<Run> {
-  return ldapTool("ldapsearch", [
-    "-x",
-    "-LLL",
-    "-o",
-    "ldif-wrap=no",
-    "-H",
-    ldapUrl(server),
-    "-b",
-    base,
-    ...args,
-  ]);
+  return ldapsearchAt(ldapUrl(server), args, {}, base);
+}
+
+/**
+ * `ldapsearch -x -LLL` against `url` (`ldap://` or `ldaps://`), with `env`
+ * for libldap's TLS settings (LDAPTLS_CACERT, LDAPTLS_CERT, LDAPTLS_KEY).
+ */
+function ldapsearchAt(
+  url: string,
+  args: string[],
+  env: Record<string, string> = {},
+  base = BASE,
+): Promise<Run> {
+  return ldapTool(
+    "ldapsearch",
+    ["-x", "-LLL", "-o", "ldif-wrap=no", "-H", url, "-b", base, ...args],
+    env,
+  );
+}
+
+/** The LDAPS port's URL. */
+function ldapsUrl(server: ServerHandle): string {
+  return `ldaps://${LOOPBACK}:${server.ldapsAddr!.port}`;
 }
 
 /** The DNs in an LDIF output. */
@@ -451,35 +463,14 @@ testOnEachLoop(
         tlsPort: 0,
       }),
       async ({ server }) => {
-        const run = await ldapTool(
-          "ldapsearch",
-          [
-            "-x",
-            "-LLL",
-            "-H",
-            `ldaps://127.0.0.1:${server.ldapsAddr!.port}`,
-            "-b",
-            BASE,
-            "(mail=ada@example.com)",
-            "cn",
-          ],
-          { LDAPTLS_CACERT: pki.ca.certificatePath },
-        );
+        const run = await ldapsearchAt(ldapsUrl(server), ["(mail=ada@example.com)", "cn"], {
+          LDAPTLS_CACERT: pki.ca.certificatePath,
+        });
         assert.equal(run.code, 0, run.stderr);
         assert.match(run.stdout, /^cn: Ada Lovelace$/m);
-        const untrusting = await ldapTool(
-          "ldapsearch",
-          [
-            "-x",
-            "-LLL",
-            "-H",
-            `ldaps://127.0.0.1:${server.ldapsAddr!.port}`,
-            "-b",
-            BASE,
-            "(mail=ada@example.com)",
-          ],
-          { LDAPTLS_CACERT: pki.rogueCa.certificatePath },
-        );
+        const untrusting = await ldapsearchAt(ldapsUrl(server), ["(mail=ada@example.com)"], {
+          LDAPTLS_CACERT: pki.rogueCa.certificatePath,
+        });
         assert.notEqual(untrusting.code, 0, "an unknown CA is refused");
       },
     );
@@ -578,9 +569,9 @@ Deno.test({
       async ({ server }) => {
         const trusting = { LDAPTLS_CACERT: pki.ca.certificatePath };
         assert.match(await rootDseExtensions(ldapUrl(server)), STARTTLS_OID);
-        const run = await ldapTool(
-          "ldapsearch",
-          ["-x", "-ZZ", "-LLL", "-H", ldapUrl(server), "-b", BASE, "(mail=ada@example.com)", "cn"],
+        const run = await ldapsearchAt(
+          ldapUrl(server),
+          ["-ZZ", "(mail=ada@example.com)", "cn"],
           trusting,
         );
         assert.equal(run.code, 0, run.stderr);
@@ -592,11 +583,9 @@ Deno.test({
           1,
         );
         // libldap checks the certificate once the handshake is done: the server counts it ok.
-        const untrusting = await ldapTool(
-          "ldapsearch",
-          ["-x", "-ZZ", "-LLL", "-H", ldapUrl(server), "-b", BASE, "(mail=ada@example.com)"],
-          { LDAPTLS_CACERT: pki.rogueCa.certificatePath },
-        );
+        const untrusting = await ldapsearchAt(ldapUrl(server), ["-ZZ", "(mail=ada@example.com)"], {
+          LDAPTLS_CACERT: pki.rogueCa.certificatePath,
+        });
         assert.notEqual(untrusting.code, 0, "an unknown CA is refused after StartTLS too");
         assert.doesNotMatch(untrusting.stdout, /Lovelace/);
       },
@@ -612,26 +601,14 @@ Deno.test({
     const tls = { cert: pki.server.certificate, key: pki.server.key, clientCa: pki.ca.certificate };
     await withTestServer(ldapOptions("epoll", { tls }, { tlsPort: 0 }), async ({ server }) => {
       const trusting = { LDAPTLS_CACERT: pki.ca.certificatePath };
-      const upgraded = await ldapTool(
-        "ldapsearch",
-        ["-x", "-ZZ", "-LLL", "-H", ldapUrl(server), "-b", BASE, "(mail=ada@example.com)", "cn"],
+      const upgraded = await ldapsearchAt(
+        ldapUrl(server),
+        ["-ZZ", "(mail=ada@example.com)", "cn"],
         trusting,
       );
       assert.equal(upgraded.code, 0, upgraded.stderr);
       assert.match(upgraded.stdout, /^cn: Ada Lovelace$/m);
-      const ldaps = await ldapTool(
-        "ldapsearch",
-        [
-          "-x",
-          "-LLL",
-          "-H",
-          `ldaps://127.0.0.1:${server.ldapsAddr!.port}`,
-          "-b",
-          BASE,
-          "(mail=ada@example.com)",
-        ],
-        trusting,
-      );
+      const ldaps = await ldapsearchAt(ldapsUrl(server), ["(mail=ada@example.com)"], trusting);
       assert.notEqual(ldaps.code, 0, "the LDAPS port still requires a client certificate");
     });
   },
@@ -667,11 +644,9 @@ Deno.test({
           clientCa: pki.ca.certificate,
         });
         assert.match((await subject())!, new RegExp(ROTATED_SERVER_NAME));
-        const run = await ldapTool(
-          "ldapsearch",
-          ["-x", "-ZZ", "-LLL", "-H", ldapUrl(server), "-b", BASE, "(mail=ada@example.com)", "cn"],
-          { LDAPTLS_CACERT: pki.ca.certificatePath },
-        );
+        const run = await ldapsearchAt(ldapUrl(server), ["-ZZ", "(mail=ada@example.com)", "cn"], {
+          LDAPTLS_CACERT: pki.ca.certificatePath,
+        });
         assert.equal(run.code, 0, `still no client certificate asked: ${run.stderr}`);
       },
     );
@@ -903,20 +878,19 @@ testOnEachLoop(
     await withTestServer(
       ldapOptions(io, { tls }, { tlsPort: 0 }),
       async ({ server }) => {
-        const url = `ldaps://127.0.0.1:${server.ldapsAddr!.port}`;
-        const search = ["-x", "-LLL", "-H", url, "-b", BASE, "(mail=ada@example.com)", "cn"];
-        const certified = await ldapTool("ldapsearch", search, {
+        const search = ["(mail=ada@example.com)", "cn"];
+        const certified = await ldapsearchAt(ldapsUrl(server), search, {
           LDAPTLS_CACERT: pki.ca.certificatePath,
           LDAPTLS_CERT: pki.client.certificatePath,
           LDAPTLS_KEY: pki.client.keyPath,
         });
         assert.equal(certified.code, 0, certified.stderr);
         assert.match(certified.stdout, /^cn: Ada Lovelace$/m);
-        const anonymous = await ldapTool("ldapsearch", search, {
+        const anonymous = await ldapsearchAt(ldapsUrl(server), search, {
           LDAPTLS_CACERT: pki.ca.certificatePath,
         });
         assert.notEqual(anonymous.code, 0, "no certificate, no directory");
-        const rogue = await ldapTool("ldapsearch", search, {
+        const rogue = await ldapsearchAt(ldapsUrl(server), search, {
           LDAPTLS_CACERT: pki.ca.certificatePath,
           LDAPTLS_CERT: pki.rogueClient.certificatePath,
           LDAPTLS_KEY: pki.rogueClient.keyPath,
