@@ -84,6 +84,12 @@ export interface LdapSettings {
   sizeLimit: number;
   /** What the port says of StartTLS; `"unavailable"` when not given. */
   startTls?: StartTlsOffer;
+  /**
+   * The clock a search's timeLimit is measured with, in milliseconds
+   * (`performance.now` by default). The front end reads no clock of its
+   * own: tests give one that they move.
+   */
+  clock?: () => number;
 }
 
 /**
@@ -100,6 +106,7 @@ export type StartTlsOffer = "unavailable" | "offered" | "established";
 export const DEFAULT_LDAP_BASE = "dc=addrbook";
 /** The default cap on the entries of one search, as slapd's. */
 export const DEFAULT_LDAP_SIZE_LIMIT = 500;
+const MS_PER_SECOND = 1000;
 /** Spellings of the suffix remembered, so that a client cannot grow the set without bound. */
 const MAX_SUFFIX_TEXTS = 16;
 /** Paged searches one connection may leave open; the oldest is forgotten past it. */
@@ -171,9 +178,12 @@ class Directory {
   readonly suffix: Rdn[];
   readonly suffixDn: string;
   readonly counters: LdapCounterLayout;
+  /** What search time limits are measured with. */
+  readonly clock: () => number;
 
   constructor(settings: LdapSettings, counters: LdapCounterLayout) {
     this.settings = settings;
+    this.clock = settings.clock ?? (() => performance.now());
     this.suffix = parseDn(settings.base);
     this.suffixDn = settings.base;
     this.counters = counters;
@@ -549,8 +559,16 @@ class LdapConversation implements Conversation {
     let wanted = entries.length + (withSuffix ? 1 : 0);
     // A page that is full with more to come is a success: the cookie leads on.
     const overLimit = people.more && !(paging?.moreAllowed ?? false);
-    let code: number = overLimit ? ResultCode.sizeLimitExceeded : ResultCode.success;
-    let text = overLimit ? "More entries match than the size limit allows." : "";
+    let code: number = people.timedOut
+      ? ResultCode.timeLimitExceeded
+      : overLimit
+      ? ResultCode.sizeLimitExceeded
+      : ResultCode.success;
+    let text = people.timedOut
+      ? "The search ran past its time limit; the entries found so far were returned."
+      : overLimit
+      ? "More entries match than the size limit allows."
+      : "";
     if (gate !== undefined) {
       const allowed = gate.admitEntries(entries.length);
       if (typeof allowed !== "number") {
@@ -600,13 +618,34 @@ class LdapConversation implements Conversation {
       subject.load(base.entry);
       const found = op.scope !== SCOPE_ONE && start <= base.entry && limit > 0 &&
         evaluateFilter(op.filter, subject) === true;
-      return { entries: found ? [base.entry] : [], more: false, next: undefined };
+      return { entries: found ? [base.entry] : [], more: false, next: undefined, timedOut: false };
     }
     if (op.scope === SCOPE_BASE && base.kind === "suffix") {
-      return { entries: [], more: false, next: undefined };
+      return { entries: [], more: false, next: undefined, timedOut: false };
     }
-    const outcome = searchBook(book, indexOf(book), { filter: op.filter, start }, limit);
-    return { entries: outcome.entries, more: outcome.more, next: outcome.next };
+    const outcome = searchBook(
+      book,
+      indexOf(book),
+      { filter: op.filter, start, shouldStop: this.#timeLimit(op) },
+      limit,
+    );
+    return {
+      entries: outcome.entries,
+      more: outcome.more,
+      next: outcome.next,
+      timedOut: outcome.stopped,
+    };
+  }
+
+  /**
+   * The search's time limit as searchBook's `shouldStop`: true once the
+   * client's timeLimit (seconds; 0 for none) has passed since it began.
+   */
+  #timeLimit(op: LdapSearch): (() => boolean) | undefined {
+    if (op.timeLimit <= 0) return undefined;
+    const clock = this.#directory.clock;
+    const ends = clock() + op.timeLimit * MS_PER_SECOND;
+    return () => clock() >= ends;
   }
 
   /** One page of a paged search (RFC 2696), its cookie kept to resume from. */

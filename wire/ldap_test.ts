@@ -213,3 +213,51 @@ Deno.test("a paged search's cookie leads on in the same book, and is refused aft
   assert.equal(refused.length, 1, "no entries");
   assert.equal(refused[0].status, 53, "unwillingToPerform");
 });
+
+Deno.test("a search past the client's timeLimit ends with timeLimitExceeded and the entries found so far", () => {
+  const people = Array.from(
+    { length: 3000 },
+    (_, i) => [`p${i}@example.com`, `Person ${i}`] as const,
+  );
+  const large = makeBook(people);
+  // Every negated filter is a scan; this one matches everyone.
+  const everyone = new ldapts.NotFilter({
+    filter: new ldapts.EqualityFilter({ attribute: "sn", value: "nobody" }),
+  });
+  const search = (timeLimit: number) =>
+    new Uint8Array(
+      new ldapts.SearchRequest({
+        messageId: 7,
+        baseDN: BASE,
+        scope: "sub",
+        filter: everyone,
+        attributes: ["1.1"],
+        sizeLimit: 2500,
+        timeLimit,
+      }).write(),
+    );
+  let now = 0;
+  const run = (timeLimit: number, tick: number) => {
+    const frontEnd = ldapFrontEnd(
+      { base: BASE, sizeLimit: 5000, clock: () => (now += tick) },
+      LDAP_COUNTERS,
+    );
+    const talk = frontEnd.connect(new Float64Array(COUNTERS_PER_THREAD));
+    const output = new ReplyBuffer();
+    const bytes = search(timeLimit);
+    talk.receive(bytes, bytes.length);
+    talk.answerNext(output, large, undefined);
+    const responses = parse(output.bytes.subarray(0, output.length));
+    return {
+      entries: responses.length - 1,
+      status: responses.at(-1)!.status,
+    };
+  };
+  // The clock moves a second at every look: the limit of 1 s is over at the first check.
+  const timedOut = run(1, 1000);
+  assert.equal(timedOut.status, 3, "timeLimitExceeded");
+  assert.ok(timedOut.entries > 0 && timedOut.entries < 2500, `${timedOut.entries} entries`);
+  // A limit the clock does not reach, and no limit at all, run the search to its size limit.
+  assert.deepEqual(run(3600, 1), { entries: 2500, status: 4 });
+  assert.deepEqual(run(0, 1000), { entries: 2500, status: 4 });
+});
