@@ -17,11 +17,21 @@
  */
 
 import { AddressBook } from "./addressbook.ts";
+import { TextIndex } from "./text_index.ts";
 import { BookError } from "./problem.ts";
 import type { LoadedBook, LoadOptions } from "./load.ts";
 import type { LoadReply, LoadRequest } from "./load_worker.ts";
 
 const WORKER_URL = new URL("./load_worker.ts", import.meta.url);
+
+/** How {@linkcode loadBookInThread} loads. */
+export interface ThreadLoadOptions extends LoadOptions {
+  /**
+   * Build the book's substring index in the loading thread too, and attach
+   * it to the book ({@linkcode TextIndex.of} then finds it).
+   */
+  textIndex?: boolean;
+}
 
 /**
  * As `loadBook` from `book/load.ts`, but the reading and checking run in a
@@ -30,7 +40,10 @@ const WORKER_URL = new URL("./load_worker.ts", import.meta.url);
  * @throws {BookError} listing every problem with the file, as `loadBook` does.
  * @throws {Error} when the thread itself fails (not about the file's content).
  */
-export function loadBookInThread(path: string, options: LoadOptions = {}): Promise<LoadedBook> {
+export function loadBookInThread(
+  path: string,
+  options: ThreadLoadOptions = {},
+): Promise<LoadedBook> {
   const worker = new Worker(WORKER_URL, { type: "module" });
   return new Promise<LoadedBook>((resolve, reject) => {
     worker.onmessage = (event: MessageEvent<LoadReply>) => {
@@ -38,7 +51,9 @@ export function loadBookInThread(path: string, options: LoadOptions = {}): Promi
       const reply = event.data;
       if (reply.kind === "loaded") {
         const { entries, duplicates, format } = reply;
-        resolve({ book: AddressBook.fromShared(reply.book), entries, duplicates, format });
+        const book = AddressBook.fromShared(reply.book);
+        if (reply.textIndex) TextIndex.attach(book, TextIndex.fromShared(reply.textIndex));
+        resolve({ book, entries, duplicates, format });
       } else if (reply.kind === "refused") {
         reject(new BookError(reply.problems));
       } else {
@@ -50,7 +65,8 @@ export function loadBookInThread(path: string, options: LoadOptions = {}): Promi
       worker.terminate();
       reject(new Error(`The book loading thread failed: ${event.message}`));
     };
-    const request: LoadRequest = { path, options };
+    const { textIndex, ...loadOptions } = options;
+    const request: LoadRequest = { path, options: loadOptions, textIndex };
     worker.postMessage(request);
   });
 }

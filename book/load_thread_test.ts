@@ -3,6 +3,7 @@ import { BookError, loadBook } from "./load.ts";
 import { loadBookInThread } from "./load_thread.ts";
 import { writeCsvBook } from "../testing/books.ts";
 import { tempDir } from "../testing/files.ts";
+import { TextIndex } from "./text_index.ts";
 
 Deno.test("loadBookInThread gives the book loadBook gives, with its fingerprint", async () => {
   await using dir = await tempDir("load_book_thread_test_");
@@ -87,4 +88,26 @@ Deno.test({
     const result = JSON.parse(new TextDecoder().decode(output.stdout));
     assert.deepEqual(result, { seen: true, entries: rows.length });
   },
+});
+
+Deno.test("loadBookInThread builds the substring index there when asked, and attaches it", async () => {
+  await using dir = await tempDir("load_book_thread_test_");
+  const path = await writeCsvBook(dir.path, [["ada@example.com", "Ada Lovelace"], [
+    "grace@example.com",
+    "Grace Hopper",
+  ]]);
+  const plain = await loadBookInThread(path);
+  assert.equal(TextIndex.attachedTo(plain.book), undefined);
+  const indexed = await loadBookInThread(path, { textIndex: true });
+  const index = TextIndex.attachedTo(indexed.book);
+  assert.ok(index !== undefined);
+  assert.equal(index.entries, 2);
+  assert.ok(index.toShared().postings.buffer instanceof SharedArrayBuffer);
+  // The one attached is the one searches use: nothing is built again.
+  assert.equal(TextIndex.of(indexed.book), index);
+  assert.deepEqual([...index.candidates(["hopper"])!], [indexed.book.lookup(
+    new TextEncoder().encode("grace@example.com"),
+    0,
+    17,
+  )]);
 });

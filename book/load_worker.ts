@@ -1,13 +1,15 @@
 /**
  * The thread that `book/load_thread.ts` starts for one load: it gets the
  * path and options, runs {@linkcode loadBook}, posts back the built book's
- * shared buffers (not a copy) or the problems, and is then ended. All the
+ * shared buffers (not a copy), with its substring index's when asked, or
+ * the problems, and is then ended. All the
  * garbage of parsing stays in this thread's heap, which goes with it.
  *
  * @module
  */
 
 import type { SharedAddressBook } from "./addressbook.ts";
+import { type SharedTextIndex, TextIndex } from "./text_index.ts";
 import type { BookFormat } from "./format.ts";
 import { BookError, type BookProblem } from "./problem.ts";
 import { describeError } from "../common/errors.ts";
@@ -19,6 +21,8 @@ export interface LoadRequest {
   path: string;
   /** How to load it. */
   options: LoadOptions;
+  /** Whether to build the book's substring index too (LDAP is served). */
+  textIndex?: boolean;
 }
 
 /** What the thread answers. */
@@ -27,6 +31,8 @@ export type LoadReply =
     kind: "loaded";
     /** The book's shared buffers. */
     book: SharedAddressBook;
+    /** Its substring index's, when asked for. */
+    textIndex?: SharedTextIndex;
     /** How many entries it holds. */
     entries: number;
     /** Entries dropped as duplicates. */
@@ -54,7 +60,9 @@ const scope = self as unknown as {
 async function answer(request: LoadRequest): Promise<LoadReply> {
   try {
     const { book, entries, duplicates, format } = await loadBook(request.path, request.options);
-    return { kind: "loaded", book: book.toShared(), entries, duplicates, format };
+    // Built here, once, rather than by every serving thread: it stalls none of them.
+    const textIndex = request.textIndex ? TextIndex.build(book).toShared() : undefined;
+    return { kind: "loaded", book: book.toShared(), textIndex, entries, duplicates, format };
   } catch (error) {
     if (error instanceof BookError) return { kind: "refused", problems: error.problems };
     return { kind: "failed", message: describeError(error) };

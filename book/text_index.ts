@@ -44,8 +44,10 @@
  * **Layout.** Sorted keys, their list lengths and byte offsets, and the
  * lists themselves as gaps between entry numbers in LEB128 varints (one
  * byte for a gap under 128), all in `SharedArrayBuffer`s: built once per
- * book, posted to worker threads with {@linkcode TextIndex.toShared} and
- * {@linkcode TextIndex.fromShared} as the book is. The build reads the
+ * book (by the server in the thread that loads the book, not in the
+ * threads that serve it), posted to worker threads with
+ * {@linkcode TextIndex.toShared} and {@linkcode TextIndex.fromShared} as
+ * the book is, and found by {@linkcode TextIndex.of}. The build reads the
  * book twice (count, then write), so it needs no temporary list of
  * postings: only a hash table of the distinct trigrams. On books from
  * `deno task gen` it takes about 30 bytes an entry and builds in about as
@@ -212,6 +214,9 @@ export interface SharedTextIndex {
   maxStored: number;
 }
 
+/** Each book's index in this thread: built or attached once, used by every search. */
+const attached = new WeakMap<AddressBook, TextIndex>();
+
 /**
  * A built substring index over one book. Build it with
  * {@linkcode TextIndex.build}, or wrap one built elsewhere with
@@ -240,6 +245,39 @@ export class TextIndex {
   /** Wraps buffers made by {@linkcode TextIndex.toShared}, in this thread or another. */
   static fromShared(data: SharedTextIndex): TextIndex {
     return new TextIndex(data);
+  }
+
+  /**
+   * The index of `book`: the one attached to it ({@linkcode TextIndex.attach}),
+   * else one built now and attached, so that a book is indexed once in a thread.
+   */
+  static of(book: AddressBook): TextIndex {
+    let index = attached.get(book);
+    if (index === undefined) attached.set(book, index = TextIndex.build(book));
+    return index;
+  }
+
+  /**
+   * The index attached to `book` in this thread, if any: what a thread
+   * posts beside the book so that the receiver need not build it again.
+   */
+  static attachedTo(book: AddressBook): TextIndex | undefined {
+    return attached.get(book);
+  }
+
+  /**
+   * Attaches an index built elsewhere (the loading thread's, posted with
+   * the book) to `book`, for {@linkcode TextIndex.of}.
+   *
+   * @throws {RangeError} when the index was built for a book of another size.
+   */
+  static attach(book: AddressBook, index: TextIndex): void {
+    if (index.entries !== book.size) {
+      throw new RangeError(
+        `The index has ${index.entries} entries but the book ${book.size}: it is another book's.`,
+      );
+    }
+    attached.set(book, index);
   }
 
   /** The index's buffers, to post to a worker; they are shared, not copied. */

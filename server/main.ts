@@ -11,6 +11,7 @@ import { fileSignature, FileWatch } from "./watch.ts";
 import { describeError } from "../common/errors.ts";
 import { BookError, loadBook } from "../book/load.ts";
 import { loadBookInThread } from "../book/load_thread.ts";
+import { TextIndex } from "../book/text_index.ts";
 import { Logger } from "../common/log.ts";
 import { formatAddress } from "../common/net_address.ts";
 import { type CliOptions, parseServerArgs, USAGE } from "./cli.ts";
@@ -54,8 +55,10 @@ export async function main(args: string[]): Promise<number> {
   let started = false;
   const load = async () => {
     const { book, duplicates } = started
-      ? await loadBookInThread(path, loadOptions)
+      ? await loadBookInThread(path, { ...loadOptions, textIndex: cli.ldap !== undefined })
       : await loadBook(path, loadOptions);
+    // LDAP searches use the substring index: built once here, posted to every serving thread.
+    if (cli.ldap !== undefined) TextIndex.of(book);
     collectGarbage();
     if (duplicates > 0) {
       log.info("duplicate emails dropped", { duplicates, kept: cli.duplicates });

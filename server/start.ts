@@ -29,7 +29,7 @@ import { EXIT_USAGE, StartError } from "./error.ts";
 import { StatusEndpoint } from "./http.ts";
 import { serveDeno, type Serving } from "./serve.ts";
 import { startWorker, type WorkerThread } from "./threads.ts";
-import type { IoKind, LdapListen, WorkerStart } from "./worker_messages.ts";
+import { type IoKind, type LdapListen, postBook, type WorkerStart } from "./worker_messages.ts";
 import type { TlsFiles } from "../transport/tls_context.ts";
 import { openOpenSsl } from "../transport/openssl.ts";
 
@@ -164,7 +164,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
     sharing: workers > 1 ? "first" : "alone",
     tls: options.tls,
     ldap: options.ldap,
-    book: book.toShared(),
+    ...postBook(book),
     limits: { ...DEFAULT_LIMITS, ...options.limits },
     access: options.access,
     clientLimits: clientLimits?.shared,

@@ -10,7 +10,12 @@ import type { AddressBook } from "../book/addressbook.ts";
 import type { Logger } from "../common/log.ts";
 import type { TlsFiles } from "../transport/tls_context.ts";
 import { StartError } from "./error.ts";
-import type { WorkerCommand, WorkerReport, WorkerStart } from "./worker_messages.ts";
+import {
+  postBook,
+  type WorkerCommand,
+  type WorkerReport,
+  type WorkerStart,
+} from "./worker_messages.ts";
 import { sentence } from "../common/errors.ts";
 
 /** A serving thread, seen from the main thread. */
@@ -68,7 +73,7 @@ export function startWorker(start: WorkerStart, log: Logger): Promise<WorkerThre
           port: report.port,
           ldapPort: report.ldapPort,
           ldapsPort: report.ldapsPort,
-          setBook: (book) => request({ kind: "book", book: book.toShared() }, "book-taken"),
+          setBook: (book) => request({ kind: "book", ...postBook(book) }, "book-taken"),
           setTls: (tls) => request({ kind: "tls", tls }, "tls-taken"),
           shutdown: () => request({ kind: "shutdown" }, "drained"),
           abort: async () => {

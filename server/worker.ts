@@ -8,14 +8,18 @@
  */
 
 import { boundPorts, portsToServe } from "./ports.ts";
-import { AddressBook } from "../book/addressbook.ts";
 import { describeError } from "../common/errors.ts";
 import { openLibc } from "../common/libc.ts";
 import { Logger } from "../common/log.ts";
 import { counterRow } from "../session/counters.ts";
 import { serveDeno, serveEpoll, type Serving } from "./serve.ts";
 import type { TlsFiles } from "../transport/tls_context.ts";
-import type { WorkerCommand, WorkerReport, WorkerStart } from "./worker_messages.ts";
+import {
+  receiveBook,
+  type WorkerCommand,
+  type WorkerReport,
+  type WorkerStart,
+} from "./worker_messages.ts";
 
 /** The worker's global scope, typed here so this module can be checked with the main-thread lib. */
 const scope = self as unknown as {
@@ -35,7 +39,7 @@ async function start(command: WorkerStart): Promise<void> {
   try {
     const ports = portsToServe({
       start: command,
-      book: AddressBook.fromShared(command.book),
+      book: receiveBook(command),
       counters: counterRow(command.counters, command.thread),
       log: new Logger({
         level: command.logLevel,
@@ -89,7 +93,7 @@ scope.onmessage = (event) => {
   }
   handled++;
   if (command.kind === "book") {
-    serving?.service.setBook(AddressBook.fromShared(command.book));
+    serving?.service.setBook(receiveBook(command));
     report({ kind: "book-taken" });
   } else if (command.kind === "tls") {
     replaceTls(command.tls);

@@ -8,7 +8,8 @@
  */
 
 import type { AccessRules } from "../access/policy.ts";
-import type { SharedAddressBook } from "../book/addressbook.ts";
+import { AddressBook, type SharedAddressBook } from "../book/addressbook.ts";
+import { type SharedTextIndex, TextIndex } from "../book/text_index.ts";
 import type { SharedClientLimits } from "../access/limits.ts";
 import type { LogLevel, LogRecord } from "../common/log.ts";
 import type { ServiceLimits } from "../session/session.ts";
@@ -48,6 +49,8 @@ export interface WorkerStart {
   ldap?: LdapListen;
   /** The book's shared buffers. */
   book: SharedAddressBook;
+  /** Its substring index's, when the sender has one (LDAP is served). */
+  textIndex?: SharedTextIndex;
   /** Limits on each peer. */
   limits: ServiceLimits;
   /** Who may query, as the command line said; absent when everyone may. */
@@ -69,7 +72,7 @@ export interface WorkerStart {
 /** Messages from the main thread to a worker. */
 export type WorkerCommand =
   | WorkerStart
-  | { kind: "book"; book: SharedAddressBook }
+  | { kind: "book"; book: SharedAddressBook; textIndex?: SharedTextIndex }
   /** New TLS certificate, key and client CA for new connections (rotation). */
   | { kind: "tls"; tls: TlsFiles }
   | { kind: "shutdown" }
@@ -86,3 +89,25 @@ export type WorkerReport =
   | { kind: "tls-taken" }
   | { kind: "drained" }
   | { kind: "stopped" };
+
+/** A book as a thread posts it: its shared buffers, and its substring index's when it has one. */
+export interface PostedBook {
+  /** The book's shared buffers. */
+  book: SharedAddressBook;
+  /** The index built once for it (where LDAP is served), so that no thread builds its own. */
+  textIndex?: SharedTextIndex;
+}
+
+/** What to post of `book`: its buffers and, when one is attached, its index's (not copied). */
+export function postBook(book: AddressBook): PostedBook {
+  return { book: book.toShared(), textIndex: TextIndex.attachedTo(book)?.toShared() };
+}
+
+/** The book a thread received, with the index that came with it attached. */
+export function receiveBook(posted: PostedBook): AddressBook {
+  const book = AddressBook.fromShared(posted.book);
+  if (posted.textIndex !== undefined) {
+    TextIndex.attach(book, TextIndex.fromShared(posted.textIndex));
+  }
+  return book;
+}

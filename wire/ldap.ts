@@ -144,14 +144,11 @@ export interface LdapCounterLayout {
 const SCOPE_BASE = 0;
 const SCOPE_ONE = 1;
 
-/** The book's substring index, built once per book in each thread that serves LDAP. */
-const indexes = new WeakMap<AddressBook, TextIndex>();
-
-function indexOf(book: AddressBook): TextIndex {
-  let index = indexes.get(book);
-  if (index === undefined) indexes.set(book, index = TextIndex.build(book));
-  return index;
-}
+/**
+ * The book's substring index: the one the loading thread built and posted
+ * with it, else built here once (a book made in this thread, in tests).
+ */
+const indexOf = (book: AddressBook): TextIndex => TextIndex.of(book);
 
 /** Where a search's base is, in the directory. */
 type BaseKind =
