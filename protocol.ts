@@ -370,6 +370,46 @@ export class FrameDecoder {
     return this.#payloadBytes;
   }
 
+  /**
+   * Finds the payloads of the complete frames waiting in the pushed chunk,
+   * without taking them: their ranges in {@linkcode chunkBytes} go into
+   * `starts` and `ends` (as many as they hold), and the count is returned.
+   * A frame split across chunks is not among them, and a bad header ends
+   * the list ({@linkcode take} reports it). For a caller that wants to see
+   * several queries before answering the first: the server warms the
+   * book's memory for them all at once.
+   */
+  peekPayloads(starts: Int32Array, ends: Int32Array): number {
+    let at = this.#offset;
+    if (this.#carryLength > 0) {
+      // The carried frame's rest comes first. Its length is in its header,
+      // once the header is whole; the rare frame split inside it is not looked past.
+      if (this.#carryLength < HEADER_SIZE) return 0;
+      const need = this.#carryNeed >= 0 ? this.#carryNeed : readLength(this.#carry, 0);
+      if (need > this.#maxPayload) return 0;
+      at += HEADER_SIZE + need - this.#carryLength;
+    }
+    const chunk = this.#chunk;
+    const end = this.#end;
+    const max = Math.min(starts.length, ends.length);
+    let count = 0;
+    while (count < max && at + HEADER_SIZE <= end && chunk[at] === this.#type) {
+      const length = readLength(chunk, at);
+      const payloadEnd = at + HEADER_SIZE + length;
+      if (length > this.#maxPayload || payloadEnd > end) break;
+      starts[count] = at + HEADER_SIZE;
+      ends[count] = payloadEnd;
+      count++;
+      at = payloadEnd;
+    }
+    return count;
+  }
+
+  /** The chunk last pushed, in which {@linkcode peekPayloads} gives ranges. */
+  get chunkBytes(): Uint8Array {
+    return this.#chunk;
+  }
+
   /** Where that payload starts in {@linkcode payloadBytes}. */
   get payloadStart(): number {
     return this.#payloadStart;

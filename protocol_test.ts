@@ -726,3 +726,42 @@ Deno.test("decoder take() places each payload in payloadBytes without a view, pu
   assert.equal(decoder.take(), false);
   assert.equal(decoder.midFrame, false);
 });
+
+Deno.test("FrameDecoder.peekPayloads finds the complete frames waiting, takes none, and skips a split one", () => {
+  const frames = encodeQueries(["ada@example.com", "", "grace@example.com"]);
+  const tail = encodeQuery("linus@example.com");
+  const starts = new Int32Array(8);
+  const ends = new Int32Array(8);
+  const payloads = (decoder: FrameDecoder, count: number) =>
+    Array.from(
+      { length: count },
+      (_, i) => new TextDecoder().decode(decoder.chunkBytes.subarray(starts[i], ends[i])),
+    );
+  const decoder = new FrameDecoder({ type: TYPE_QUERY, maxPayload: 1024 });
+  // Three whole frames and the first 7 bytes of a fourth.
+  const chunk = new Uint8Array([...frames, ...tail.subarray(0, 7)]);
+  decoder.push(chunk);
+  const count = decoder.peekPayloads(starts, ends);
+  assert.deepEqual(payloads(decoder, count), ["ada@example.com", "", "grace@example.com"]);
+  // Nothing was taken: the frames come out as before.
+  assert.equal(new TextDecoder().decode(decoder.next()!), "ada@example.com");
+  assert.deepEqual(payloads(decoder, decoder.peekPayloads(starts, ends)), [
+    "",
+    "grace@example.com",
+  ]);
+  // At most as many as the arrays hold.
+  assert.equal(decoder.peekPayloads(starts.subarray(0, 1), ends), 1);
+  decoder.next();
+  decoder.next();
+  assert.equal(decoder.next(), null);
+  // The rest of the split frame, then another: only the frame wholly in this chunk is listed.
+  decoder.push(new Uint8Array([...tail.subarray(7), ...encodeQuery("x@y")]));
+  assert.deepEqual(payloads(decoder, decoder.peekPayloads(starts, ends)), ["x@y"]);
+  assert.equal(new TextDecoder().decode(decoder.next()!), "linus@example.com");
+  assert.equal(new TextDecoder().decode(decoder.next()!), "x@y");
+  // A bad header ends the list; take reports it.
+  decoder.push(new Uint8Array([...encodeQuery("a@b"), 0x52, 0, 0, 0, 0]));
+  assert.deepEqual(payloads(decoder, decoder.peekPayloads(starts, ends)), ["a@b"]);
+  decoder.next();
+  assert.throws(() => decoder.next(), ProtocolError);
+});

@@ -6,6 +6,7 @@ import {
   type BookEntry,
   INVALID_QUERY,
   NOT_FOUND,
+  PREFETCH_MAX,
 } from "./addressbook.ts";
 import { emailProblem, normalizeEmail } from "./email.ts";
 import { decodeUtf8 } from "../common/utf8.ts";
@@ -643,4 +644,39 @@ Deno.test("a built book keeps only its own buffers, not what the build used on t
     builder.appendBytes(key, 0, key.length, bytes, 0, bytes.length);
   }
   assert.deepEqual(Object.keys(builder.build().toShared()).sort(), fields);
+});
+
+Deno.test("property: prefetch changes no answer, for any batch of queries however many", () => {
+  const entries: [string, string][] = Array.from(
+    { length: 500 },
+    (_, i) => [`user${i}@example.com`, `User ${i}`],
+  );
+  entries.push(["zoë@example.com", "Zoë"]);
+  const book = bookOf(entries);
+  const query = fc.oneof(
+    fc.integer({ min: 0, max: 999 }).map((i) => encoder.encode(` USER${i}@example.com`)),
+    fc.constantFrom("zoë@example.com", "", "@", "a b@c", "\u0000x@y").map((t) => encoder.encode(t)),
+    fc.uint8Array({ maxLength: 30 }),
+  );
+  fc.assert(
+    fc.property(fc.array(query, { maxLength: PREFETCH_MAX + 10 }), (queries) => {
+      const expected = queries.map((bytes) => ask(book, bytes));
+      const joined = new Uint8Array(queries.reduce((sum, bytes) => sum + bytes.length, 0));
+      const starts = new Int32Array(queries.length);
+      const ends = new Int32Array(queries.length);
+      let at = 0;
+      queries.forEach((bytes, i) => {
+        joined.set(bytes, at);
+        starts[i] = at;
+        ends[i] = at += bytes.length;
+      });
+      book.prefetch(joined, starts, ends, queries.length);
+      const answers = queries.map((_, i) => {
+        const entry = book.lookup(joined, starts[i], ends[i]);
+        return entry >= 0 ? book.entry(entry).name : entry;
+      });
+      assert.deepEqual(answers, expected);
+    }),
+    { numRuns: 300 },
+  );
 });
