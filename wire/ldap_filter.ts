@@ -266,9 +266,24 @@ function compileOr(parts: CompiledFilter[]): CompiledFilter {
   };
 }
 
+/** Where {@linkcode encodeShort} encodes before copying: most assertion values fit. */
+const encodeRoom = new Uint8Array(1024);
+
+/**
+ * UTF-8 of `text` in an array of its own, as `TextEncoder.encode` gives
+ * it, but without a native allocation for a short value: a search compiles
+ * its filter's values every time, and an array made by encode gets memory
+ * of its own outside the heap (malloc, then a free at collection), where a
+ * copy of a few dozen bytes stays on the heap.
+ */
+function encodeShort(text: string): Uint8Array {
+  if (text.length * 3 > encodeRoom.length) return encoder.encode(text);
+  return encodeRoom.slice(0, encoder.encodeInto(text, encodeRoom).written);
+}
+
 /** A value folded and encoded, as filter items compare with. */
 function foldedBytes(text: string): Uint8Array {
-  return encoder.encode(foldText(text));
+  return encodeShort(foldText(text));
 }
 
 /**
@@ -288,7 +303,7 @@ function compileEquality(description: string, value: string): CompiledFilter {
     return FOLDED_OBJECT_CLASSES.includes(foldText(value)) ? trueFilter : falseFilter;
   }
   if (attribute === "mail") {
-    const email = encoder.encode(normalizeEmail(value));
+    const email = encodeShort(normalizeEmail(value));
     return (subject) => {
       subject.email(held);
       return compareBytes(held, email, false) === 0 && held.end - held.start === email.length;
