@@ -116,6 +116,8 @@ interface Peer {
   events: number;
   /** No plaintext flows until the transport's handshake is done. */
   handshaking: boolean;
+  /** Whether it waits in the loop's list of connections to act on after this wakeup's reads. */
+  reactPending: boolean;
 }
 
 /** Serves queries on listening sockets' descriptors until shut down. */
@@ -130,6 +132,8 @@ export class EpollService implements Service {
   readonly #peers: (Peer | undefined)[] = [];
   /** Connections whose readable bytes sit inside their transport, where epoll cannot see them. */
   #readAgain = new Set<Peer>();
+  /** Connections that read in this wakeup, whose replies are written once every read is done. */
+  readonly #toReact: Peer[] = [];
   #open = 0;
   readonly #events = new Uint8Array(EPOLL_EVENT_SIZE * MAX_EVENTS);
   readonly #eventView = new DataView(this.#events.buffer);
@@ -243,6 +247,7 @@ export class EpollService implements Service {
         if (listener !== undefined && this.#listening) this.#acceptAll(listener);
       }
       if (this.#readAgain.size > 0) this.#readPending();
+      this.#reactToReads();
       if (this.#listening) this.#resumeAccepting(now);
       if (now >= this.#nextSweep) {
         this.#sweep(now);
@@ -272,6 +277,7 @@ export class EpollService implements Service {
         transport,
         events: EPOLLIN,
         handshaking: transport.handshakes,
+        reactPending: false,
       };
       this.#peers[fd] = peer;
       this.#open++;
@@ -406,7 +412,27 @@ export class EpollService implements Service {
     } else if (received === 0) session.receiveEnd(this.#now);
     else if (received === TRANSPORT_FAILED) this.#failed(peer); // reset by the peer, or TLS broke
     // Nothing came (WOULD_BLOCK): the transport may now wait for another event.
-    this.#react(peer);
+    if (!peer.reactPending) {
+      peer.reactPending = true;
+      this.#toReact.push(peer);
+    }
+  }
+
+  /**
+   * Writes the replies of every connection that read in this wakeup, and
+   * acts on what else their sessions say, once all of the wakeup's reads
+   * are done (as Redis writes before it sleeps): the clients are woken by
+   * a burst of replies rather than one at a time between reads, which
+   * costs the kernel fewer wakeups per query.
+   */
+  #reactToReads(): void {
+    const peers = this.#toReact;
+    for (let i = 0; i < peers.length; i++) {
+      const peer = peers[i];
+      peer.reactPending = false;
+      if (this.#peers[peer.fd] === peer) this.#react(peer);
+    }
+    peers.length = 0;
   }
 
   /**
