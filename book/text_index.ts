@@ -70,10 +70,10 @@
  * @module
  */
 
+import { encodeSmall } from "../common/small_arrays.ts";
 import type { AddressBook, SharedAddressBook } from "./addressbook.ts";
 import { MAX_UTF8_PER_UNIT, writeUtf8 } from "../common/utf8.ts";
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /** Bytes per key: trigrams. */
@@ -316,7 +316,7 @@ export class TextIndex {
    * A required prefix or suffix is just one more fragment here.
    */
   cursor(fragments: readonly string[]): CandidateCursor | undefined {
-    const texts = fragments.map((fragment) => encoder.encode(foldText(fragment)));
+    const texts = fragments.map((fragment) => encodeSmall(foldText(fragment)));
     const { counts, maxStored } = this.#data;
     const lists = new Set<number>();
     for (const text of texts) {

@@ -33,6 +33,7 @@
  * @module
  */
 
+import { copyBytes } from "../common/small_arrays.ts";
 import { decodeUtf8, MAX_UTF8_PER_UNIT, writeUtf8 } from "../common/utf8.ts";
 import type { ReplyBuffer } from "./front_end.ts";
 
@@ -402,7 +403,7 @@ export class BerReader {
     const length = this.readHeader(tag);
     const start = this.offset;
     this.offset = start + length;
-    return this.bytes.slice(start, this.offset);
+    return copyBytes(this.bytes, start, this.offset);
   }
 
   /** Reads a primitive element's content as text (see {@linkcode decodeUtf8Escaped}). */
@@ -522,6 +523,22 @@ export function writeBoolean(out: ReplyBuffer, tag: number, value: boolean): voi
 export function writeOctetString(out: ReplyBuffer, tag: number, content: Uint8Array): void {
   writeHeader(out, tag, content.length);
   out.append(content);
+}
+
+/** Appends a primitive element holding `bytes[start, end)`, copied where they lie (no view made). */
+export function writeOctetRange(
+  out: ReplyBuffer,
+  tag: number,
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+): void {
+  const length = end - start;
+  writeHeader(out, tag, length);
+  const into = out.reserve(length);
+  let at = out.length;
+  for (let i = start; i < end; i++) into[at++] = bytes[i];
+  out.length = at;
 }
 
 /**

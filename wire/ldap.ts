@@ -67,14 +67,10 @@ import {
   writeSearchResultDone,
   writeSearchResultEntry,
 } from "./ldap_codec.ts";
-import { escapeDnValue, InvalidDnError, levelsBelow, parseDn, type Rdn } from "./ldap_dn.ts";
+import { InvalidDnError, levelsBelow, parseDn, type Rdn } from "./ldap_dn.ts";
+import { dnTail, type PersonEntryPlan, personEntryPlan, writePersonEntry } from "./ldap_person.ts";
 import { evaluateFilter, type LdapFilter, resolveAttribute } from "./ldap_filter.ts";
-import {
-  BookSubject,
-  entryAttributes,
-  type LdapEntryAttributes,
-  searchBook,
-} from "./ldap_search.ts";
+import { BookSubject, searchBook } from "./ldap_search.ts";
 
 /** How the LDAP front end serves the book. */
 export interface LdapSettings {
@@ -183,6 +179,7 @@ class Directory {
     this.clock = settings.clock ?? (() => performance.now());
     this.suffix = parseDn(settings.base);
     this.suffixDn = settings.base;
+    this.#dnTail = dnTail(this.suffixDn);
     this.counters = counters;
   }
 
@@ -202,9 +199,17 @@ class Directory {
     return true;
   }
 
-  /** The DN of a person's entry. */
-  personDn(mail: string): string {
-    return `mail=${escapeDnValue(mail)},${this.suffixDn}`;
+  /** The suffix after a `,`, as UTF-8: the end of every person's DN. */
+  readonly #dnTail: Uint8Array;
+
+  /** How a search with `selection` writes each person. */
+  personPlan(selection: Selection): PersonEntryPlan {
+    return personEntryPlan(
+      this.suffixDn,
+      this.#dnTail,
+      (type) => selected(selection, type),
+      selection.typesOnly,
+    );
   }
 
   /** The rootDSE's attributes (RFC 4512 §5.1). */
@@ -268,22 +273,6 @@ function selected(selection: Selection, type: string): boolean {
 function select(attributes: EntryAttribute[], selection: Selection): EntryAttribute[] {
   const kept = attributes.filter((attribute) => selected(selection, attribute.type));
   return selection.typesOnly ? kept.map(({ type }) => ({ type, values: [] })) : kept;
-}
-
-function personAttributes(values: LdapEntryAttributes): EntryAttribute[] {
-  const attributes: EntryAttribute[] = [
-    { type: "objectClass", values: values.objectClass },
-    { type: "cn", values: [values.cn] },
-    { type: "sn", values: [values.sn] },
-  ];
-  if (values.givenName !== undefined) {
-    attributes.push({ type: "givenName", values: [values.givenName] });
-  }
-  attributes.push(
-    { type: "displayName", values: [values.displayName] },
-    { type: "mail", values: [values.mail] },
-  );
-  return attributes;
 }
 
 /**
@@ -589,14 +578,14 @@ class LdapConversation implements Conversation {
         select(this.#directory.suffixEntry(), selection),
       );
     }
-    for (const entry of entries) {
-      const values = entryAttributes(book, entry);
-      writeSearchResultEntry(
-        output,
-        messageId,
-        this.#directory.personDn(values.mail),
-        select(personAttributes(values), selection),
-      );
+    if (entries.length > 0) {
+      // From the book's bytes: no string or object per entry.
+      const subject = BookSubject.of(book);
+      const plan = this.#directory.personPlan(selection);
+      for (const entry of entries) {
+        subject.load(entry);
+        writePersonEntry(output, messageId, subject, plan);
+      }
     }
     const next = people.more ? people.next : undefined;
     const outcome = entries.length > 0

@@ -886,7 +886,7 @@ export interface EntryAttribute {
 }
 
 /** Starts an LDAPMessage with `messageId`; returns what {@linkcode endConstructed} needs. */
-function beginMessage(out: ReplyBuffer, messageId: number): number {
+export function beginMessage(out: ReplyBuffer, messageId: number): number {
   const message = beginConstructed(out, BerTag.sequence);
   writeInteger(out, BerTag.integer, messageId);
   return message;

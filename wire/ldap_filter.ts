@@ -15,6 +15,7 @@
  * @module
  */
 
+import { encodeSmall, smallInt32 } from "../common/small_arrays.ts";
 import { foldText } from "../book/text_index.ts";
 import { normalizeEmail } from "../book/email.ts";
 
@@ -266,24 +267,10 @@ function compileOr(parts: CompiledFilter[]): CompiledFilter {
   };
 }
 
-/** Where {@linkcode encodeShort} encodes before copying: most assertion values fit. */
-const encodeRoom = new Uint8Array(1024);
-
-/**
- * UTF-8 of `text` in an array of its own, as `TextEncoder.encode` gives
- * it, but without a native allocation for a short value: a search compiles
- * its filter's values every time, and an array made by encode gets memory
- * of its own outside the heap (malloc, then a free at collection), where a
- * copy of a few dozen bytes stays on the heap.
- */
-function encodeShort(text: string): Uint8Array {
-  if (text.length * 3 > encodeRoom.length) return encoder.encode(text);
-  return encodeRoom.slice(0, encoder.encodeInto(text, encodeRoom).written);
-}
-
 /** A value folded and encoded, as filter items compare with. */
 function foldedBytes(text: string): Uint8Array {
-  return encodeShort(foldText(text));
+  // Compiled for every search: arrays of its own would cost more than the search (common/small_arrays.ts).
+  return encodeSmall(foldText(text));
 }
 
 /**
@@ -303,7 +290,7 @@ function compileEquality(description: string, value: string): CompiledFilter {
     return FOLDED_OBJECT_CLASSES.includes(foldText(value)) ? trueFilter : falseFilter;
   }
   if (attribute === "mail") {
-    const email = encodeShort(normalizeEmail(value));
+    const email = encodeSmall(normalizeEmail(value));
     return (subject) => {
       subject.email(held);
       return compareBytes(held, email, false) === 0 && held.end - held.start === email.length;
@@ -375,7 +362,7 @@ function substringPattern(
  * of the longest proper prefix of `part` that is also a suffix of it.
  */
 function kmpTable(part: Uint8Array): Int32Array {
-  const fallback = new Int32Array(part.length + 1);
+  const fallback = smallInt32(part.length + 1);
   fallback[0] = -1;
   let k = -1;
   for (let i = 0; i < part.length; i++) {

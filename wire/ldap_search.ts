@@ -57,6 +57,7 @@
  * @module
  */
 
+import { smallUint32 } from "../common/small_arrays.ts";
 import { type AddressBook, NOT_FOUND, type SharedAddressBook } from "../book/addressbook.ts";
 import { isAsciiSpace, normalizeEmail } from "../book/email.ts";
 import { MAX_UTF8_PER_UNIT, writeUtf8 } from "../common/utf8.ts";
@@ -635,6 +636,13 @@ function plan(planner: Planner, filter: LdapFilter): CandidateCursor | undefined
   }
 }
 
+/** An array of the one entry `entry`, cut from a slab (common/small_arrays.ts): it lives as long as the search. */
+function oneEntry(entry: number): Uint32Array {
+  const array = smallUint32(1);
+  array[0] = entry;
+  return array;
+}
+
 /** Room for the UTF-8 of an email being looked up (an email has at most 254 characters). */
 const mailBytes = new Uint8Array(1024);
 
@@ -656,7 +664,7 @@ function planEquality(
     const bytes = room ? mailBytes : encoder.encode(value);
     const length = room ? encoder.encodeInto(value, mailBytes).written : bytes.length;
     const entry = planner.book.lookup(bytes, 0, length);
-    if (entry >= 0) return new ArrayCursor(Uint32Array.of(entry));
+    if (entry >= 0) return new ArrayCursor(oneEntry(entry));
     if (entry === NOT_FOUND) return planner.none();
     // INVALID_QUERY: no valid key is this value, but a book built by hand may hold keys the
     // loader never checked, so ask the index rather than assume.
