@@ -21,9 +21,14 @@ import { checkTlsFiles, loadTlsFiles, readTlsFiles, type TlsPaths } from "./tls_
 import { type ServerHandle, startServer } from "./start.ts";
 import { untilStopped } from "./signals.ts";
 import { resolveUserPath } from "../common/user_path.ts";
+import { asksForVersion, VERSION, versionLine } from "../common/version.ts";
 
 /** Runs the server from the command line; resolves with the exit code. */
 export async function main(args: string[]): Promise<number> {
+  if (asksForVersion(args)) {
+    console.log(versionLine("server"));
+    return 0;
+  }
   let options: CliOptions | "help";
   try {
     options = parseServerArgs(args);
@@ -170,6 +175,8 @@ export async function main(args: string[]): Promise<number> {
     } from ${cli.dataLabel}; listening on ${cli.tlsCert ? "tls://" : ""}${where}`,
     {
       sha256: shortFingerprint(server),
+      pid: Deno.pid,
+      version: VERSION,
       workers: cli.workers,
       io: server.io,
       metrics: server.metricsAddr
