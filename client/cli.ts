@@ -18,7 +18,7 @@ import {
   MAX_BACKOFF_MS,
 } from "./failover.ts";
 import { parseHostList } from "./hosts.ts";
-import { describeError, sentence } from "../common/errors.ts";
+import { describeError, sentence, whyUnreadable } from "../common/errors.ts";
 import {
   type Reply,
   STATUS_BAD_REQUEST,
@@ -211,11 +211,7 @@ async function readPemFile(flag: string, typed: string): Promise<string> {
   try {
     text = await Deno.readTextFile(path);
   } catch (error) {
-    const reason = error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : error instanceof Deno.errors.IsADirectory
-      ? "it is a directory"
-      : describeError(error);
+    const reason = whyUnreadable(error, typed, path);
     throw new ClientError("usage", `Cannot read the ${flag} file ${typed}: ${sentence(reason)}`);
   }
   const { pattern, what } = PEM_CONTENT[flag];

@@ -15,6 +15,7 @@ import { Logger } from "../common/log.ts";
 import { formatAddress } from "../common/net_address.ts";
 import { type CliOptions, parseServerArgs, USAGE } from "./cli.ts";
 import { StartError } from "./error.ts";
+import { describeBookRefusal } from "./book_refusal.ts";
 import { StatusEndpoint } from "./http.ts";
 import { checkListenAddress } from "./listen.ts";
 import { checkTlsFiles, loadTlsFiles, readTlsFiles, type TlsPaths } from "./tls_files.ts";
@@ -119,7 +120,7 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     await endpoint?.close();
     if (error instanceof BookError || error instanceof StartError) {
-      log.error(error.message);
+      log.error(error instanceof BookError ? describeBookRefusal(error, cli) : error.message);
       return error instanceof StartError ? error.exitCode : 1;
     }
     throw error;
@@ -134,7 +135,10 @@ export async function main(args: string[]): Promise<number> {
         sha256: shortFingerprint(server),
       });
     } catch (error) {
-      log.error(`reload failed, still serving the old book: ${describeError(error)}`);
+      const why = error instanceof BookError
+        ? describeBookRefusal(error, cli)
+        : describeError(error);
+      log.error(`reload failed, still serving the old book: ${why}`);
     }
   };
   const reloadTls = async () => {

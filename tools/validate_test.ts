@@ -164,9 +164,11 @@ Deno.test("validate exits 2 with the usage on stderr for usage errors", async ()
     const { code, stdout, stderr } = await validate(args);
     assert.equal(code, 2, `exit code for ${args.join(" ")}`);
     assert.equal(stdout, "");
-    assert.match(stderr, /Usage: deno task validate/);
+    assert.match(stderr, /^validate: .+\n\nUsage: deno task validate/);
     assert.doesNotMatch(stderr, /^\s+at /m, "no stack trace");
   }
+  const none = await validate([]);
+  assert.match(none.stderr, /^validate: Name at least one file to check\.\n\nUsage: /);
 });
 
 Deno.test("validate --help prints the usage on stdout and exits 0", async () => {
