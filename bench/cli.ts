@@ -19,7 +19,7 @@ import { runLoad, type Target } from "./run.ts";
 import { formatHeader, formatResult, summarize } from "./report.ts";
 import { type SpawnedServer, spawnServer, writeSyntheticBook } from "./server.ts";
 import { UsageError } from "../common/cli_args.ts";
-import { describeError, sentence } from "../common/errors.ts";
+import { describeError, sentence, whyUnreadable } from "../common/errors.ts";
 import { formatAddress } from "../common/net_address.ts";
 import { resolveUserPath } from "../common/user_path.ts";
 
@@ -38,10 +38,13 @@ async function probe(target: Target): Promise<void> {
 
 async function readKeysFile(path: string): Promise<string[]> {
   let text: string;
+  const resolved = resolveUserPath(path);
   try {
-    text = await Deno.readTextFile(resolveUserPath(path));
+    text = await Deno.readTextFile(resolved);
   } catch (error) {
-    throw new BenchError(`Cannot read --keys file ${path}: ${sentence(describeError(error))}`);
+    throw new BenchError(
+      `Cannot read the --keys file ${path}: ${sentence(whyUnreadable(error, path, resolved))}`,
+    );
   }
   try {
     return parseKeys(text, path);

@@ -16,7 +16,10 @@
  * Contact apps' exports hold the given name and surname in columns of
  * their own (Google's `First Name` and `Last Name`, or `Given Name` and
  * `Family Name` in older exports; Outlook's and Thunderbird's `First Name`
- * and `Last Name`); those are kept beside the name.
+ * and `Last Name`); those are kept beside the name. They also give a contact
+ * one column per address (`E-mail 2 Address`, `E-mail 2 - Value`, ...), and
+ * Google joins the addresses under one label in one cell with ` ::: `:
+ * every address becomes an entry with its contact's name.
  *
  * Dialect: fields separated by commas, records by LF or CRLF (a CR elsewhere
  * is data); a field that starts with a quote is quoted, `""` inside it is a
@@ -43,18 +46,25 @@
 import type { BookBytes } from "./bytes.ts";
 import type { BookCollector } from "./collect.ts";
 import type { ReaderOptions } from "./reader.ts";
-import { isAsciiSpace } from "./email.ts";
+import { isAsciiSpace, normalizeEmail } from "./email.ts";
 import { counted } from "../common/errors.ts";
 
-/** Email column headers of our format and of contact apps' exports, lower case, best first. */
-const EMAIL_HEADERS = [
-  "email",
-  "e-mail",
-  "e-mail address", // Outlook
-  "e-mail 1 - value", // Google
-  "email address",
-  "primary email", // Thunderbird
-];
+/**
+ * Headers of a column holding email addresses, lower case: ours (`email`)
+ * and those of contact apps' exports, which have one column per address of
+ * a contact (Outlook's `E-mail Address`, `E-mail 2 Address`, ...; Google's
+ * `E-mail 1 - Value`, `E-mail 2 - Value`, ...; Thunderbird's `Primary
+ * Email` and `Secondary Email`). Every such column is read.
+ */
+const EMAIL_HEADER =
+  /^(?:e-?mail(?: \d+)?(?: address)?|e-?mail \d+ - value|(?:primary|secondary) e-?mail)$/;
+
+/**
+ * What Google puts between the addresses it keeps under one label in one
+ * cell (`a@example.com ::: b@example.com`); no valid address holds it, as
+ * an address has no spaces.
+ */
+const JOINED_ADDRESSES = " ::: ";
 
 /** Headers of a column holding the whole name, lower case, best first. */
 const NAME_HEADERS = ["name", "display name", "full name"];
@@ -80,6 +90,7 @@ const LF = 0x0a;
 const CR = 0x0d;
 const QUOTE = 0x22;
 const COMMA = 0x2c;
+const COLON = 0x3a;
 
 const NEVER_CLOSED = "A quoted field is never closed.";
 const BAD_CLOSING_QUOTE =
@@ -90,10 +101,11 @@ const STRAY_QUOTE = "A field that does not start with a quote contains one.";
 const NEED_MORE = -1;
 const ERROR = -2;
 
-/** How to turn a CSV record into an entry, worked out from the header. */
+/** How to turn a CSV record into entries, worked out from the header. */
 interface CsvLayout {
   fieldCount: number;
-  email: number;
+  /** The columns holding addresses, in header order: each address is an entry of the record's name. */
+  emails: number[];
   /** Ways to make the name, best first: each a list of columns to join with spaces. */
   names: number[][];
   /** The one name column, when there is only that way and no name parts: then no string is made. */
@@ -102,8 +114,12 @@ interface CsvLayout {
   givenName: number;
   /** The surname's column, or -1. */
   surname: number;
-  /** Contact-app exports list people without an email too; skip those rows. */
-  skipEmptyEmail: boolean;
+  /**
+   * A contact app's export, not our own `email,name`: it lists people
+   * without an email too (those rows are skipped), and a cell may hold
+   * several addresses joined by {@linkcode JOINED_ADDRESSES} (each is read).
+   */
+  contactsExport: boolean;
 }
 
 const decoder = new TextDecoder();
@@ -372,8 +388,17 @@ class CsvReader {
       );
       return;
     }
-    const email = layout.email;
-    if (layout.skipEmptyEmail && this.#isBlankField(email)) return;
+    const emails = layout.emails;
+    if (emails.length === 1 && !(layout.contactsExport && this.#hasColon(emails[0]))) {
+      this.#addOneAddress(layout, emails[0], line);
+    } else {
+      this.#addEveryAddress(layout, line);
+    }
+  }
+
+  /** Adds the record's one address, from bytes when the name is one column as it stands. */
+  #addOneAddress(layout: CsvLayout, email: number, line: number): void {
+    if (layout.contactsExport && this.#isBlankField(email)) return;
     const bytes = this.#fieldBytes;
     if (layout.plainName >= 0) {
       const name = layout.plainName;
@@ -388,6 +413,40 @@ class CsvReader {
       );
       return;
     }
+    this.#addContact(layout, [this.#field(email)], line);
+  }
+
+  /**
+   * Adds an entry for every address of the record: in each email column,
+   * and each of the addresses a cell joins. An address the contact lists
+   * twice (in two columns, or in other letter case) is one entry.
+   */
+  #addEveryAddress(layout: CsvLayout, line: number): void {
+    const addresses = new Map<string, string>();
+    for (const column of layout.emails) {
+      const cell = this.#field(column);
+      const parts = layout.contactsExport ? cell.split(JOINED_ADDRESSES) : [cell];
+      for (const address of parts) {
+        const key = normalizeEmail(address);
+        if (key === "" && layout.contactsExport) continue;
+        if (!addresses.has(key)) addresses.set(key, address);
+      }
+    }
+    if (addresses.size > 0) this.#addContact(layout, [...addresses.values()], line);
+  }
+
+  /** Adds each of `addresses` with the record's name, given name and surname. */
+  #addContact(layout: CsvLayout, addresses: string[], line: number): void {
+    const name = this.#nameOf(layout);
+    const givenName = layout.givenName >= 0 ? this.#field(layout.givenName) : undefined;
+    const surname = layout.surname >= 0 ? this.#field(layout.surname) : undefined;
+    for (const address of addresses) {
+      this.#collector.add(address, name, line, givenName, surname);
+    }
+  }
+
+  /** The record's name: from the first of the layout's ways that gives a non-blank one. */
+  #nameOf(layout: CsvLayout): string {
     let name = "";
     for (let i = 0; i < layout.names.length && name.trim() === ""; i++) {
       const columns = layout.names[i];
@@ -396,13 +455,16 @@ class CsvReader {
         : columns.map((column) => this.#field(column).trim()).filter((part) => part !== "")
           .join(" ");
     }
-    this.#collector.add(
-      this.#field(email),
-      name,
-      line,
-      layout.givenName >= 0 ? this.#field(layout.givenName) : undefined,
-      layout.surname >= 0 ? this.#field(layout.surname) : undefined,
-    );
+    return name;
+  }
+
+  /** Whether the field holds a colon, as a cell joining addresses does (addresses rarely do). */
+  #hasColon(index: number): boolean {
+    const bytes = this.#fieldBytes;
+    for (let i = this.#starts[index]; i < this.#ends[index]; i++) {
+      if (bytes[i] === COLON) return true;
+    }
+    return false;
   }
 
   /** Works out the layout from the header record, or records why it cannot. */
@@ -434,16 +496,16 @@ function csvLayout(
       : "";
     return `the columns are ${listed.join(", ")}${more}.`;
   };
-  let email: number;
+  let emails: number[];
   if (columns.emailColumn !== undefined) {
-    email = find(columns.emailColumn);
-    if (email < 0) {
+    emails = [find(columns.emailColumn)];
+    if (emails[0] < 0) {
       collector.problem(line, `The header has no email column named as asked; ${found()}`);
       return undefined;
     }
   } else {
-    email = EMAIL_HEADERS.map(find).find((column) => column >= 0) ?? -1;
-    if (email < 0) {
+    emails = names.flatMap((name, column) => EMAIL_HEADER.test(name) ? [column] : []);
+    if (emails.length === 0) {
       collector.problem(line, `The header has no email column; ${found()}`);
       return undefined;
     }
@@ -479,11 +541,11 @@ function csvLayout(
       : -1;
   return {
     fieldCount: header.length,
-    email,
+    emails,
     names: nameColumns,
     plainName,
     givenName,
     surname,
-    skipEmptyEmail: !plain,
+    contactsExport: !plain,
   };
 }

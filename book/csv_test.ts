@@ -52,6 +52,72 @@ Deno.test("readCsv reads a field of many escaped quotes in one pass", () => {
   assert.equal(book.get("b@example.com"), "B");
 });
 
+/** The name of each address, after loading `csv`. */
+function namesOf(csv: string, emails: string[]): (string | undefined)[] {
+  const { book } = loadBookFromBytes(encoder.encode(csv), "contacts.csv");
+  return emails.map((email) => book.get(email));
+}
+
+Deno.test("readCsv makes an entry of every email column of an export, each with the contact's name", () => {
+  const outlook = "First Name,Last Name,E-mail Address,E-mail 2 Address,E-mail 3 Address\n" +
+    "Ada,Lovelace,ada@example.com,ada.king@example.org,countess@example.net\n" +
+    "Mary,Somerville,,mary@example.net,\n";
+  assert.deepEqual(
+    namesOf(outlook, [
+      "ada@example.com",
+      "ada.king@example.org",
+      "countess@example.net",
+      "mary@example.net",
+    ]),
+    ["Ada Lovelace", "Ada Lovelace", "Ada Lovelace", "Mary Somerville"],
+  );
+  const google = "Name,E-mail 1 - Label,E-mail 1 - Value,E-mail 2 - Label,E-mail 2 - Value\n" +
+    "Grace Hopper,* Home,grace@example.org,Work,g.hopper@example.com\n";
+  assert.deepEqual(assertSameInChunks(google, "contacts.csv").slice(0, 1), ["2 entries"]);
+  assert.deepEqual(namesOf(google, ["g.hopper@example.com"]), ["Grace Hopper"]);
+});
+
+Deno.test("readCsv splits the addresses Google joins with ' ::: ' in one cell", () => {
+  const csv = "First Name,Last Name,E-mail 1 - Label,E-mail 1 - Value\n" +
+    "Katherine,Johnson,* Work ::: Home,katherine@example.com ::: kj@example.com ::: k@example.net\n";
+  assert.deepEqual(assertSameInChunks(csv, "contacts.csv").slice(0, 1), ["3 entries"]);
+  assert.deepEqual(
+    namesOf(csv, ["katherine@example.com", "kj@example.com", "k@example.net"]),
+    ["Katherine Johnson", "Katherine Johnson", "Katherine Johnson"],
+  );
+});
+
+Deno.test("readCsv keeps one entry for an address a contact lists twice, and reports two contacts sharing one", () => {
+  const twice = "Name,E-mail 1 - Value,E-mail 2 - Value\n" +
+    "Ada,ada@example.com,ADA@example.com ::: ada@example.com\n";
+  assert.deepEqual(assertSameInChunks(twice, "contacts.csv").slice(0, 1), ["1 entries"]);
+  const shared = "Name,E-mail Address,E-mail 2 Address\n" +
+    "Ada,ada@example.com,office@example.com\n" +
+    "Charles,charles@example.com,office@example.com\n";
+  assert.deepEqual(assertSameInChunks(shared, "contacts.csv"), [
+    "3: The email is a duplicate of line 2.",
+  ]);
+});
+
+Deno.test("readCsv reports a bad second address at its line, and splits only exports' cells", () => {
+  const bad = "Name,E-mail Address,E-mail 2 Address\nAda,ada@example.com,not-an-address\n";
+  assert.deepEqual(assertSameInChunks(bad, "contacts.csv"), [
+    "2: The email is not valid: it has no @.",
+  ]);
+  // Our own email,name format holds one address a row: a joined cell is a mistake there.
+  assert.deepEqual(
+    assertSameInChunks("email,name\na@example.com ::: b@example.com,A\n", "book.csv"),
+    ["2: The email is not valid: it has more than one @."],
+  );
+  // --email-column names one column, which is read alone.
+  const { book } = loadBookFromBytes(
+    encoder.encode("Name,Mail,E-mail Address\nAda,ada@example.com,other@example.com\n"),
+    "contacts.csv",
+    { emailColumn: "mail" },
+  );
+  assert.deepEqual([book.size, book.get("ada@example.com")], [1, "Ada"]);
+});
+
 const FIELD_CHARS = fc.constantFrom(...'ab ,"\r\n\té李🎉@'.split(/(?:)/u));
 
 Deno.test("property: any CSV reads the same in chunks of any size", () => {

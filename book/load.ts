@@ -22,7 +22,7 @@
  */
 
 import type { AddressBook } from "./addressbook.ts";
-import { describeError } from "../common/errors.ts";
+import { whyUnreadable } from "../common/errors.ts";
 import { BookBytes, CHUNK_BYTES, InvalidUtf8Error } from "./bytes.ts";
 import { BookCollector, DUPLICATE_POLICIES, type DuplicatePolicy } from "./collect.ts";
 import {
@@ -39,7 +39,7 @@ import {
   utf16Message,
   utf16Order,
 } from "./format.ts";
-import { BookError, type BookProblem, formatProblem } from "./problem.ts";
+import { BookError, type BookProblem, formatProblem, summarizeProblems } from "./problem.ts";
 import type { ReaderOptions } from "./reader.ts";
 
 export {
@@ -50,6 +50,7 @@ export {
   DUPLICATE_POLICIES,
   formatFromPath,
   formatProblem,
+  summarizeProblems,
 };
 export type { BookFormat, BookProblem, DuplicatePolicy, ReaderOptions };
 export { MAX_NAME_BYTES } from "./collect.ts";
@@ -108,21 +109,13 @@ export async function loadBook(path: string, options: LoadOptions = {}): Promise
     file = await Deno.open(path);
   } catch (error) {
     if (error instanceof BookError) throw error;
-    return fail(readFailure(error));
+    return fail(whyUnreadable(error, name, path));
   }
   try {
     return readBook(BookBytes.fromFile(file), name, path, options);
   } finally {
     file.close();
   }
-}
-
-function readFailure(error: unknown): string {
-  if (error instanceof Deno.errors.NotFound) return "no such file";
-  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
-  if (error instanceof Deno.errors.NotCapable) return "read access was not granted";
-  if (error instanceof Deno.errors.IsADirectory) return "it is a directory";
-  return describeError(error);
 }
 
 /**

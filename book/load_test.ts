@@ -280,8 +280,9 @@ Deno.test("loadBook reads a CSV export from Thunderbird", async () => {
     "Zoë,Müller,Dr. Zoë Müller,,zoe@example.net,zoe.alt@example.net\n" +
     "Øyvind,Lie,,,oyvind@example.net,\n";
   const { book, entries } = await load("abook.csv", csv);
-  assert.equal(entries, 2);
+  assert.equal(entries, 3);
   assert.equal(book.get("zoe@example.net"), "Dr. Zoë Müller");
+  assert.equal(book.get("zoe.alt@example.net"), "Dr. Zoë Müller");
   // No display name: the first and last names make one.
   assert.equal(book.get("oyvind@example.net"), "Øyvind Lie");
 });
@@ -516,11 +517,13 @@ Deno.test("loadBook reads the contact-app exports in testdata/books", async () =
   const expected: Record<string, Record<string, string>> = {
     "outlook.csv": {
       "ada@example.com": "Ada King Lovelace",
+      "ada.king@example.org": "Ada King Lovelace",
       "charles@example.com": "Charles Babbage",
       "zoe.mueller@example.net": "Zoë Müller",
     },
     "google.csv": {
       "grace@example.org": "Grace Brewster Hopper",
+      "g.hopper@example.com": "Grace Brewster Hopper",
       "jose.nunez@example.com": "José Ñúñez",
       "li.xiaolong@example.com": "李 小龙",
     },
@@ -531,7 +534,26 @@ Deno.test("loadBook reads the contact-app exports in testdata/books", async () =
     "thunderbird.csv": {
       "asa.strom@example.org": "Åsa Ström",
       "bjorn@example.com": "Björn Lindqvist",
+      "bjorn.alt@example.com": "Björn Lindqvist",
       "helpdesk@example.org": "Example Help Desk",
+    },
+    "google_several.csv": {
+      "grace@example.org": "Grace Brewster Hopper",
+      "g.hopper@example.com": "Grace Brewster Hopper",
+      "grace.hopper@example.net": "Grace Brewster Hopper",
+      // Two addresses joined by " ::: " in one cell, and the first again in another case.
+      "katherine@example.com": "Katherine Johnson",
+      "k.johnson@example.com": "Katherine Johnson",
+      // Only a second address.
+      "radia@example.org": "Radia Perlman",
+    },
+    "outlook_several.csv": {
+      "ada@example.com": "Ada King Lovelace",
+      "ada.king@example.org": "Ada King Lovelace",
+      "countess@example.net": "Ada King Lovelace",
+      "charles@example.com": "Charles Babbage",
+      "c.babbage@example.org": "Charles Babbage",
+      "mary@example.net": "Mary Somerville",
     },
     "contacts.vcf": {
       "johnny.appleseed@example.com": "Johnny Appleseed",
@@ -572,6 +594,15 @@ Deno.test("loadBook keeps the given name and surname of the exports in testdata/
       "grace@example.org": { givenName: "Grace", surname: "Hopper" },
       "jose.nunez@example.com": { givenName: "José", surname: "Ñúñez" },
       "li.xiaolong@example.com": { givenName: "李", surname: "小龙" },
+    },
+    // Every address of a contact has its given name and surname.
+    "google_several.csv": {
+      "grace.hopper@example.net": { givenName: "Grace", surname: "Hopper" },
+      "k.johnson@example.com": { givenName: "Katherine", surname: "Johnson" },
+    },
+    "outlook_several.csv": {
+      "countess@example.net": { givenName: "Ada", surname: "Lovelace" },
+      "mary@example.net": { givenName: "Mary", surname: "Somerville" },
     },
     // Google, older: Given Name, Family Name.
     "google_old.csv": {

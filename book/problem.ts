@@ -34,6 +34,25 @@ export function formatProblem(problem: BookProblem): string {
     : `${problem.file}: ${problem.message}`;
 }
 
+/**
+ * The first problem and how many more there are; with `listCommand`, the
+ * command that lists them all, for a message that can show only one.
+ *
+ * ```ts
+ * import { summarizeProblems } from "./problem.ts";
+ *
+ * const problem = { file: "b.csv", line: 2, message: "The name is empty." };
+ * summarizeProblems([problem, problem], "deno task validate b.csv");
+ * // 'b.csv:2: The name is empty. (and 1 more problem; run "deno task validate b.csv" to list them all)'
+ * ```
+ */
+export function summarizeProblems(problems: readonly BookProblem[], listCommand?: string): string {
+  const more = problems.length - 1;
+  if (more <= 0) return formatProblem(problems[0]);
+  const list = listCommand === undefined ? "" : `; run "${listCommand}" to list them all`;
+  return `${formatProblem(problems[0])} (and ${counted(more, "more problem")}${list})`;
+}
+
 /** A book could not be loaded; `problems` lists everything wrong with it, in file order. */
 export class BookError extends Error {
   /** Every problem found; never empty. */
@@ -46,11 +65,7 @@ export class BookError extends Error {
    */
   constructor(problems: BookProblem[]) {
     if (problems.length === 0) throw new RangeError("A BookError needs at least one problem.");
-    const more = problems.length - 1;
-    super(
-      formatProblem(problems[0]) +
-        (more > 0 ? ` (and ${counted(more, "more problem")})` : ""),
-    );
+    super(summarizeProblems(problems));
     this.name = "BookError";
     this.problems = problems;
   }

@@ -18,7 +18,7 @@ import {
   MAX_BACKOFF_MS,
 } from "./failover.ts";
 import { parseHostList } from "./hosts.ts";
-import { describeError, sentence } from "../common/errors.ts";
+import { describeError, sentence, whyUnreadable } from "../common/errors.ts";
 import {
   type Reply,
   STATUS_BAD_REQUEST,
@@ -29,6 +29,7 @@ import {
   STATUS_RATE_LIMITED,
 } from "../protocol.ts";
 import { resolveUserPath } from "../common/user_path.ts";
+import { asksForVersion, versionLine } from "../common/version.ts";
 import { writeAll } from "../common/write_all.ts";
 
 /** Characters of output gathered before they are written to stdout. */
@@ -85,6 +86,7 @@ Options:
   --cert FILE        present this client certificate (PEM) to a server that
                      asks for one; needs --key; implies --tls
   --key FILE         the private key (PEM) of --cert
+  --version          print the version and exit
   -h, --help         show this help
 
 Failover: when a connection is refused, reset, closed with replies still
@@ -209,11 +211,7 @@ async function readPemFile(flag: string, typed: string): Promise<string> {
   try {
     text = await Deno.readTextFile(path);
   } catch (error) {
-    const reason = error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : error instanceof Deno.errors.IsADirectory
-      ? "it is a directory"
-      : describeError(error);
+    const reason = whyUnreadable(error, typed, path);
     throw new ClientError("usage", `Cannot read the ${flag} file ${typed}: ${sentence(reason)}`);
   }
   const { pattern, what } = PEM_CONTENT[flag];
@@ -555,6 +553,10 @@ async function lookUpInteractively(cli: CliOptions): Promise<number> {
  * {@linkcode USAGE}). Expected failures are printed as one line on stderr.
  */
 export async function main(args: string[]): Promise<number> {
+  if (asksForVersion(args)) {
+    console.log(versionLine("client"));
+    return EXIT_OK;
+  }
   let cli: CliOptions | "help";
   try {
     cli = parseClientArgs(args);

@@ -61,3 +61,33 @@ export function wholeSentence(text: string): string {
 export function counted(count: number, noun: string, nouns: string = `${noun}s`): string {
   return `${count} ${count === 1 ? noun : nouns}`;
 }
+
+/**
+ * Why a file could not be read, as the end of a sentence such as "Cannot
+ * read the --tls-cert file cert.pem: <this>.": what is wrong and, where the
+ * user can do something about it, what. `typed` is the path as the user
+ * gave it and `resolved` where it was looked for; they differ for a
+ * relative path typed under `deno task` (see user_path.ts), and then a
+ * missing file says where it was looked for. The server and the client
+ * say the same for the same failure.
+ *
+ * ```ts
+ * import { whyUnreadable } from "./errors.ts";
+ * whyUnreadable(new Deno.errors.NotFound("os text"), "/etc/book.csv"); // "no such file"
+ * whyUnreadable(new Deno.errors.NotFound("os text"), "book.csv", "/home/ada/book.csv");
+ * // "no such file (looked for /home/ada/book.csv)"
+ * ```
+ */
+export function whyUnreadable(error: unknown, typed: string, resolved: string = typed): string {
+  if (error instanceof Deno.errors.NotFound) {
+    return resolved === typed ? "no such file" : `no such file (looked for ${resolved})`;
+  }
+  if (error instanceof Deno.errors.IsADirectory) return "it is a directory";
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return "permission denied; make it readable by the user this runs as";
+  }
+  if (error instanceof Deno.errors.NotCapable) {
+    return "read access to it was not granted; run with --allow-read";
+  }
+  return describeError(error);
+}

@@ -36,6 +36,12 @@ export const SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
+  // For the process's figures in /metrics (server/process_metrics.ts): Deno
+  // grants /proc only with --allow-all, and the server runs with less.
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  opendir: { parameters: ["buffer"], result: "pointer" },
+  readdir: { parameters: ["pointer"], result: "pointer" },
+  closedir: { parameters: ["pointer"], result: "i32" },
 } as const;
 
 /** The bound system calls. */
@@ -83,6 +89,12 @@ export const EADDRINUSE = 98;
 export const EADDRNOTAVAIL = 99;
 /** errno: permission denied (a port below 1024). */
 export const EACCES = 13;
+/** open(2): read only. */
+export const O_RDONLY = 0;
+/** open(2): closed on exec. */
+export const O_CLOEXEC = 0o2000000;
+/** Offset of `d_name` in glibc's `struct dirent` on 64-bit Linux (after ino, off, reclen, type). */
+export const DIRENT_NAME_OFFSET = 19;
 
 /** Bytes of a `struct epoll_event`: packed on x86_64, padded to 16 elsewhere. */
 export const EPOLL_EVENT_SIZE = Deno.build.arch === "x86_64" ? 12 : 16;

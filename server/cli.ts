@@ -173,6 +173,7 @@ Options:
                            symlinks (a Kubernetes ConfigMap volume too)
   --watch-settle SECONDS   with --watch, load a changed file only once it has stayed
                            unchanged this long (default ${DEFAULT_WATCH_SETTLE_SECONDS})
+  --version                print the version and exit
   -h, --help               show this help
 
 Signals: SIGHUP reloads the book; SIGINT or SIGTERM shut down gracefully (twice: at once).

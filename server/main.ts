@@ -16,15 +16,21 @@ import { Logger } from "../common/log.ts";
 import { formatAddress } from "../common/net_address.ts";
 import { type CliOptions, parseServerArgs, USAGE } from "./cli.ts";
 import { StartError } from "./error.ts";
+import { describeBookRefusal } from "./book_refusal.ts";
 import { StatusEndpoint } from "./http.ts";
 import { checkListenAddress } from "./listen.ts";
 import { checkTlsFiles, loadTlsFiles, readTlsFiles, type TlsPaths } from "./tls_files.ts";
 import { type ServerHandle, startServer } from "./start.ts";
 import { untilStopped } from "./signals.ts";
 import { resolveUserPath } from "../common/user_path.ts";
+import { asksForVersion, VERSION, versionLine } from "../common/version.ts";
 
 /** Runs the server from the command line; resolves with the exit code. */
 export async function main(args: string[]): Promise<number> {
+  if (asksForVersion(args)) {
+    console.log(versionLine("server"));
+    return 0;
+  }
   let options: CliOptions | "help";
   try {
     options = parseServerArgs(args);
@@ -117,7 +123,7 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     await endpoint?.close();
     if (error instanceof BookError || error instanceof StartError) {
-      log.error(error.message);
+      log.error(error instanceof BookError ? describeBookRefusal(error, cli) : error.message);
       return error instanceof StartError ? error.exitCode : 1;
     }
     throw error;
@@ -132,7 +138,10 @@ export async function main(args: string[]): Promise<number> {
         sha256: shortFingerprint(server),
       });
     } catch (error) {
-      log.error(`reload failed, still serving the old book: ${describeError(error)}`);
+      const why = error instanceof BookError
+        ? describeBookRefusal(error, cli)
+        : describeError(error);
+      log.error(`reload failed, still serving the old book: ${why}`);
     }
   };
   const reloadTls = async () => {
@@ -173,6 +182,8 @@ export async function main(args: string[]): Promise<number> {
     } from ${cli.dataLabel}; listening on ${cli.tlsCert ? "tls://" : ""}${where}`,
     {
       sha256: shortFingerprint(server),
+      pid: Deno.pid,
+      version: VERSION,
       workers: cli.workers,
       io: server.io,
       metrics: server.metricsAddr

@@ -1,6 +1,7 @@
 /**
- * The Prometheus text rendering of the server's counters (session/counters.ts) and
- * of the figures the main thread keeps (the book, reloads).
+ * The Prometheus text rendering of the server's counters (session/counters.ts), of
+ * the figures the main thread keeps (the book, reloads), of the release
+ * (`addrbook_build_info`) and of the process's own figures (server/process_metrics.ts).
  *
  * @module
  */
@@ -8,6 +9,8 @@
 import { Counter, FRONT_END_NAMES, LDAP_COUNTERS, replyCounter } from "../session/counters.ts";
 import { LDAP_OPERATIONS, LDAP_RESULTS } from "../wire/ldap.ts";
 import { OUTCOME_NAMES } from "../wire/front_end.ts";
+import type { ProcessFigures } from "./process_metrics.ts";
+import { VERSION } from "../common/version.ts";
 
 /** Figures kept by the main thread rather than the serving threads. */
 export interface BookFigures {
@@ -26,12 +29,19 @@ export interface BookFigures {
   trackedClients?: number;
 }
 
-/** Renders the counters in the Prometheus text exposition format (version 0.0.4). */
-export function renderPrometheus(totals: Float64Array, book: BookFigures): string {
+/**
+ * Renders the counters in the Prometheus text exposition format (version
+ * 0.0.4), with the process's figures when there are any.
+ */
+export function renderPrometheus(
+  totals: Float64Array,
+  book: BookFigures,
+  process?: ProcessFigures,
+): string {
   const lines: string[] = [];
-  const metric = (name: string, type: string, help: string, samples: [string, number][]) => {
+  const metric: MetricWriter = (name, type, help, samples) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
+    for (const [labels, value] of samples) lines.push(`${name}${labels} ${sampleValue(value)}`);
   };
   metric("addrbook_connections_open", "gauge", "Connections open now.", [
     ["", totals[Counter.connectionsOpen]],
@@ -107,7 +117,48 @@ export function renderPrometheus(totals: Float64Array, book: BookFigures): strin
       [`{sha256="${labelValue(book.fingerprint)}"}`, 1],
     ]);
   }
+  metric("addrbook_build_info", "gauge", "The release running, and the Deno it runs on.", [
+    [`{version="${labelValue(VERSION)}",deno="${labelValue(Deno.version.deno)}"}`, 1],
+  ]);
+  if (process !== undefined) renderProcess(metric, process);
   return lines.join("\n") + "\n";
+}
+
+/** Writes one metric: its name, type, help and samples (labels as written, and value). */
+type MetricWriter = (name: string, type: string, help: string, samples: [string, number][]) => void;
+
+/** The process's figures, named and described as Prometheus's client libraries do. */
+function renderProcess(metric: MetricWriter, process: ProcessFigures): void {
+  metric(
+    "process_start_time_seconds",
+    "gauge",
+    "Start time of the process since unix epoch in seconds.",
+    [["", process.startTimeSeconds]],
+  );
+  metric("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", [
+    ["", process.residentMemoryBytes],
+  ]);
+  metric(
+    "process_cpu_seconds_total",
+    "counter",
+    "Total user and system CPU time spent in seconds.",
+    [
+      ["", process.cpuSeconds],
+    ],
+  );
+  metric("process_open_fds", "gauge", "Number of open file descriptors.", [
+    ["", process.openFds],
+  ]);
+  metric("process_max_fds", "gauge", "Maximum number of open file descriptors.", [
+    ["", process.maxFds],
+  ]);
+}
+
+/** A sample's value as the text format spells it: infinities are `+Inf` and `-Inf`. */
+function sampleValue(value: number): string {
+  if (value === Infinity) return "+Inf";
+  if (value === -Infinity) return "-Inf";
+  return String(value);
 }
 
 /** Escapes a label value as the text format requires (backslash, quote, line feed). */

@@ -3,6 +3,7 @@ import { LDAP_OPERATIONS, LDAP_RESULTS } from "../wire/ldap.ts";
 import { Counter, counterRow, createCounterTable, sumCounters } from "../session/counters.ts";
 import { type BookFigures, renderPrometheus } from "./metrics.ts";
 import { OUTCOME_NAMES } from "../wire/front_end.ts";
+import { VERSION } from "../common/version.ts";
 
 /** A parsed Prometheus text exposition: help and type per metric, and every sample. */
 interface Exposition {
@@ -44,7 +45,7 @@ function parseExposition(text: string): Exposition {
       assert.match(value, /^-?\d+(\.\d+)?(e[+-]?\d+)?$|^NaN$|^[+-]Inf$/);
       const series = name + labels;
       assert.ok(!result.samples.has(series), `one sample for ${series}`);
-      result.samples.set(series, Number(value));
+      result.samples.set(series, value === "+Inf" ? Infinity : Number(value));
     } else {
       assert.fail(`not a line of the Prometheus text format: ${JSON.stringify(line)}`);
     }
@@ -70,6 +71,7 @@ Deno.test("renderPrometheus writes HELP and TYPE for every metric, with the righ
     "addrbook_ldap_results_total",
     "addrbook_reloads_total",
     "addrbook_book_entries",
+    "addrbook_build_info",
   ]);
   assert.deepEqual(Object.fromEntries(exposition.type), {
     addrbook_connections_open: "gauge",
@@ -83,6 +85,7 @@ Deno.test("renderPrometheus writes HELP and TYPE for every metric, with the righ
     addrbook_ldap_results_total: "counter",
     addrbook_reloads_total: "counter",
     addrbook_book_entries: "gauge",
+    addrbook_build_info: "gauge",
   });
   for (const [name, type] of exposition.type) {
     // Prometheus naming: counters end in _total, gauges do not.
@@ -118,6 +121,7 @@ Deno.test("renderPrometheus writes the summed counters and the book figures as s
     trackedClients: 12,
   });
   const { samples } = parseExposition(text);
+  samples.delete(`addrbook_build_info{version="${VERSION}",deno="${Deno.version.deno}"}`);
   assert.deepEqual(Object.fromEntries(samples), {
     "addrbook_connections_open": 3,
     "addrbook_connections_total": 42,
@@ -198,4 +202,38 @@ Deno.test("renderPrometheus counts TLS handshakes by result", () => {
   assert.match(text, /^addrbook_tls_handshakes_total\{result="ok"\} 5$/m);
   assert.match(text, /^addrbook_tls_handshakes_total\{result="failed"\} 1$/m);
   assert.match(text, /^addrbook_tls_handshakes_total\{result="client_cert_refused"\} 4$/m);
+});
+
+Deno.test("renderPrometheus writes the release and the Deno it runs on as addrbook_build_info", () => {
+  const text = renderPrometheus(sumCounters(createCounterTable(1)), NO_BOOK);
+  const { samples } = parseExposition(text);
+  assert.equal(
+    samples.get(`addrbook_build_info{version="${VERSION}",deno="${Deno.version.deno}"}`),
+    1,
+  );
+});
+
+Deno.test("renderPrometheus writes the process's figures under Prometheus's names, when given", () => {
+  const text = renderPrometheus(sumCounters(createCounterTable(1)), NO_BOOK, {
+    startTimeSeconds: 1796592188.25,
+    residentMemoryBytes: 52_428_800,
+    cpuSeconds: 1.5,
+    openFds: 23,
+    maxFds: Infinity,
+  });
+  const { samples, type } = parseExposition(text);
+  assert.deepEqual(
+    Object.fromEntries([...samples].filter(([series]) => series.startsWith("process_"))),
+    {
+      process_start_time_seconds: 1796592188.25,
+      process_resident_memory_bytes: 52_428_800,
+      process_cpu_seconds_total: 1.5,
+      process_open_fds: 23,
+      process_max_fds: Infinity,
+    },
+  );
+  assert.equal(type.get("process_cpu_seconds_total"), "counter");
+  // The text format spells an unlimited descriptor count +Inf.
+  assert.match(text, /^process_max_fds \+Inf$/m);
+  assert.doesNotMatch(renderPrometheus(sumCounters(createCounterTable(1)), NO_BOOK), /process_/);
 });

@@ -24,6 +24,7 @@ import { encodeSockaddr, openLibc } from "../common/libc.ts";
 import { Logger } from "../common/log.ts";
 import { counterRow, createCounterTable, sumCounters } from "../session/counters.ts";
 import { type BookFigures, renderPrometheus } from "./metrics.ts";
+import { readProcessFigures } from "./process_metrics.ts";
 import { DEFAULT_LIMITS, type ServiceLimits } from "../session/session.ts";
 import { EXIT_USAGE, StartError } from "./error.ts";
 import { StatusEndpoint } from "./http.ts";
@@ -213,7 +214,7 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
 
   const metrics = () => {
     if (clientLimits) figures.trackedClients = clientLimits.trackedClients;
-    return renderPrometheus(sumCounters(counters), figures);
+    return renderPrometheus(sumCounters(counters), figures, readProcessFigures());
   };
   let endpoint = options.statusEndpoint;
   try {

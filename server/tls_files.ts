@@ -17,7 +17,7 @@
  */
 
 import { checkTlsFilesForNode } from "../transport/node_tls_listener.ts";
-import { describeError } from "../common/errors.ts";
+import { sentence, whyUnreadable } from "../common/errors.ts";
 import { openOpenSsl } from "../transport/openssl.ts";
 import { StartError } from "./error.ts";
 import type { TlsFiles } from "../transport/tls_context.ts";
@@ -94,10 +94,13 @@ export async function loadTlsFiles(paths: TlsPaths): Promise<TlsFiles> {
 }
 
 async function readPem(flag: string, path: string): Promise<string> {
+  const resolved = resolveUserPath(path);
   try {
-    return await Deno.readTextFile(resolveUserPath(path));
+    return await Deno.readTextFile(resolved);
   } catch (error) {
-    throw new StartError(`Cannot read ${flag} file ${path}: ${describeError(error)}`);
+    throw new StartError(
+      `Cannot read the ${flag} file ${path}: ${sentence(whyUnreadable(error, path, resolved))}`,
+    );
   }
 }
 

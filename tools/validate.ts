@@ -178,7 +178,8 @@ async function write(text: string): Promise<void> {
 }
 
 function usageError(message: string): number {
-  console.error(`${message}\n\n${USAGE}`);
+  // Prefixed as the server's and the client's messages are, so a script's log says who spoke.
+  console.error(`validate: ${message}\n\n${USAGE}`);
   return EXIT_USAGE;
 }
 

@@ -130,18 +130,23 @@ Deno.test("validate reads the fixtures in testdata/books", async () => {
   const { code, stdout } = await validate([
     "testdata/books/outlook.csv",
     "testdata/books/google.csv",
+    "testdata/books/google_several.csv",
+    "testdata/books/outlook_several.csv",
     "testdata/books/contacts.vcf",
     "testdata/books/book_array.json",
     "data/addressbook.csv",
   ]);
+  // Every address counts, the second and third of a contact too.
   assert.equal(
     stdout,
-    "testdata/books/outlook.csv: OK, 3 entries\n" +
-      "testdata/books/google.csv: OK, 3 entries\n" +
+    "testdata/books/outlook.csv: OK, 4 entries\n" +
+      "testdata/books/google.csv: OK, 4 entries\n" +
+      "testdata/books/google_several.csv: OK, 6 entries\n" +
+      "testdata/books/outlook_several.csv: OK, 6 entries\n" +
       "testdata/books/contacts.vcf: OK, 4 entries\n" +
       "testdata/books/book_array.json: OK, 3 entries\n" +
       "data/addressbook.csv: OK, 50 entries\n" +
-      "All 5 files are OK.\n",
+      "All 7 files are OK.\n",
   );
   assert.equal(code, 0);
 });
@@ -159,9 +164,11 @@ Deno.test("validate exits 2 with the usage on stderr for usage errors", async ()
     const { code, stdout, stderr } = await validate(args);
     assert.equal(code, 2, `exit code for ${args.join(" ")}`);
     assert.equal(stdout, "");
-    assert.match(stderr, /Usage: deno task validate/);
+    assert.match(stderr, /^validate: .+\n\nUsage: deno task validate/);
     assert.doesNotMatch(stderr, /^\s+at /m, "no stack trace");
   }
+  const none = await validate([]);
+  assert.match(none.stderr, /^validate: Name at least one file to check\.\n\nUsage: /);
 });
 
 Deno.test("validate --help prints the usage on stdout and exits 0", async () => {
