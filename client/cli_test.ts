@@ -17,7 +17,7 @@ import { withDeadline } from "../testing/deadlines.ts";
 import { tempDir } from "../testing/files.ts";
 import { withClientTestServer } from "../testing/in_process_server.ts";
 import { CertificateServer, startOpensslServer } from "../testing/mtls_servers.ts";
-import { makeTestPki } from "../testing/pki.ts";
+import { makeTestPki, makeVersion1Client } from "../testing/pki.ts";
 import { assertNoStackTrace, ServerProcess } from "../testing/processes.ts";
 import { ScriptedServer } from "../testing/scripted_server.ts";
 
@@ -517,6 +517,66 @@ Deno.test("client --cert or --key with a missing, unreadable or wrong file: one 
   assert.equal(alone.code, 2);
   assert.match(alone.stderr, /^client: --cert needs --key: give the certificate's private key\.\n/);
   assert.match(alone.stderr, /Usage: deno task client/);
+});
+
+Deno.test("client TLS mistakes are told in words a user can act on, against real servers", async () => {
+  await using pki = await makeTestPki();
+  const v1 = await makeVersion1Client(pki);
+  const tlsFiles = ["--tls-cert", pki.server.certificatePath, "--tls-key", pki.server.keyPath];
+  await using plain = await ServerProcess.start(["--data", "data/addressbook.csv"]);
+  await using mutual = await ServerProcess.start([
+    ...tlsFiles,
+    "--tls-client-ca",
+    pki.ca.certificatePath,
+    "--io",
+    "epoll",
+  ]);
+  await using nodeTls = await ServerProcess.start([...tlsFiles, "--io", "deno"]);
+  const ca = ["--ca", pki.ca.certificatePath];
+  const cases: [string, string[], string][] = [
+    [
+      "an X.509 v1 client certificate",
+      ["--port", String(mutual.port), ...ca, "--cert", v1.certificatePath, "--key", v1.keyPath],
+      "client: --cert is an X.509 v1 certificate; make it with extensions (see README).\n",
+    ],
+    [
+      "a key that is not the certificate's",
+      [
+        "--port",
+        String(mutual.port),
+        ...ca,
+        "--cert",
+        pki.client.certificatePath,
+        "--key",
+        pki.rogueClient.keyPath,
+      ],
+      "client: --cert and --key do not belong together.\n",
+    ],
+    [
+      "--tls against a plain port",
+      ["--port", String(plain.port), ...ca],
+      `client: TLS handshake with 127.0.0.1:${plain.port} failed: ` +
+      "the server does not speak TLS on this port: drop --tls.\n",
+    ],
+    [
+      "a plain client against a TLS port that closes",
+      ["--port", String(mutual.port)],
+      `client: The server at 127.0.0.1:${mutual.port} closed the connection before replying; ` +
+      "the server may require TLS: try --tls.\n",
+    ],
+    [
+      "a plain client against a TLS port that answers with an alert",
+      ["--port", String(nodeTls.port)],
+      `client: The server at 127.0.0.1:${nodeTls.port} answered with TLS, not the addrbook protocol; ` +
+      "the server may require TLS: try --tls.\n",
+    ],
+  ];
+  for (const [what, flags, message] of cases) {
+    const run = await runClient([...flags, "ada@example.com"]);
+    assert.equal(run.stderr, message, what);
+    assert.equal(run.code, 2, what);
+    assert.equal(run.stdout, "", what);
+  }
 });
 
 // --- Failover: --host with several servers ------------------------------------------
