@@ -6,8 +6,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { parsePort, parseSeconds, UsageError } from "../common/cli_args.ts";
+import { parseFlags, parsePort, parseSeconds, UsageError, usageLine } from "../common/cli_args.ts";
 import { ClientError, DEFAULT_TIMEOUT_MS, type Endpoint } from "./connection.ts";
 import {
   Client,
@@ -130,28 +129,21 @@ export type EnvLookup = (name: string) => string | undefined;
  * @throws {UsageError} for an unknown flag or a bad value.
  */
 export function parseClientArgs(args: string[], env: EnvLookup = readEnv): CliOptions | "help" {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: true,
-      options: {
-        host: { type: "string" },
-        port: { type: "string" },
-        timeout: { type: "string" },
-        json: { type: "boolean" },
-        tls: { type: "boolean" },
-        ca: { type: "string" },
-        cert: { type: "string" },
-        key: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (error) {
-    throw new UsageError(sentence(describeError(error)));
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseFlags({
+    args,
+    allowPositionals: true,
+    options: {
+      host: { type: "string" },
+      port: { type: "string" },
+      timeout: { type: "string" },
+      json: { type: "boolean" },
+      tls: { type: "boolean" },
+      ca: { type: "string" },
+      cert: { type: "string" },
+      key: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
   if (values.help) return "help";
   const portText = values.port ?? env("ADDRBOOK_PORT");
   const portSource = values.port !== undefined ? "--port" : "ADDRBOOK_PORT";
@@ -560,7 +552,7 @@ export async function main(args: string[]): Promise<number> {
     cli = parseClientArgs(args);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    printError(`${error.message}\n\n${USAGE}`);
+    Deno.stderr.writeSync(encoder.encode(`${usageLine("client", error.message)}\n`));
     return EXIT_ERROR;
   }
   if (cli === "help") {

@@ -183,15 +183,30 @@ Deno.test("client --help prints the usage on stdout and exits 0", async () => {
   assert.equal(run.stderr, "");
 });
 
-Deno.test("client with an unknown flag or a bad value prints the problem and the usage, exit 2", async () => {
-  const bogus = await runClient(["--bogus"]);
-  assert.equal(bogus.code, 2);
-  assert.match(bogus.stderr, /^client: .*--bogus/);
-  assert.match(bogus.stderr, /Usage: deno task client/);
-  assert.equal(bogus.stdout, "");
-  const port = await runClient(["--port", "99999", "ada@example.com"]);
-  assert.equal(port.code, 2);
-  assert.match(port.stderr, /^client: --port must be a whole number from 1 to 65535, not "99999"/);
+Deno.test("client with an unknown flag or a bad value prints one line and see --help, exit 2", async () => {
+  const cases: [string[], string][] = [
+    [["--bogus"], "client: Unknown option --bogus. See --help.\n"],
+    [["--tmeout", "3"], "client: Unknown option --tmeout: did you mean --timeout? See --help.\n"],
+    [["--prot", "3"], "client: Unknown option --prot: did you mean --port? See --help.\n"],
+    [["--tim", "3"], "client: Unknown option --tim: did you mean --timeout? See --help.\n"],
+    [["-port", "3"], "client: Unknown option -port: did you mean --port? See --help.\n"],
+    [
+      ["--timeout", "-XYZ"],
+      'client: --timeout must be a number of seconds from 0 to 2147483 with at most 3 decimals, not "-XYZ". See --help.\n',
+    ],
+    [
+      ["--port", "99999", "ada@example.com"],
+      'client: --port must be a whole number from 1 to 65535, not "99999". See --help.\n',
+    ],
+    [["--json=yes"], 'client: --json takes no value, not "yes". See --help.\n'],
+    [["--port"], "client: --port needs a value. See --help.\n"],
+  ];
+  for (const [args, message] of cases) {
+    const run = await runClient(args);
+    assert.equal(run.stderr, message, args.join(" "));
+    assert.equal(run.code, 2, args.join(" "));
+    assert.equal(run.stdout, "", args.join(" "));
+  }
 });
 
 Deno.test("client with no server listening says so in one line and exits 2", async () => {
@@ -515,8 +530,10 @@ Deno.test("client --cert or --key with a missing, unreadable or wrong file: one 
   }
   const alone = await runClient(["--cert", pki.client.certificatePath, "a@x.org"]);
   assert.equal(alone.code, 2);
-  assert.match(alone.stderr, /^client: --cert needs --key: give the certificate's private key\.\n/);
-  assert.match(alone.stderr, /Usage: deno task client/);
+  assert.equal(
+    alone.stderr,
+    "client: --cert needs --key: give the certificate's private key. See --help.\n",
+  );
 });
 
 Deno.test("client TLS mistakes are told in words a user can act on, against real servers", async () => {

@@ -14,6 +14,7 @@ import { loadBookInThread } from "../book/load_thread.ts";
 import { Logger } from "../common/log.ts";
 import { formatAddress } from "../common/net_address.ts";
 import { type CliOptions, parseServerArgs, USAGE } from "./cli.ts";
+import { usageLine } from "../common/cli_args.ts";
 import { StartError } from "./error.ts";
 import { StatusEndpoint } from "./http.ts";
 import { checkListenAddress } from "./listen.ts";
@@ -29,7 +30,7 @@ export async function main(args: string[]): Promise<number> {
     options = parseServerArgs(args);
   } catch (error) {
     if (error instanceof StartError) {
-      console.error(`server: ${error.message}\n\n${USAGE}`);
+      console.error(usageLine("server", error.message));
       return error.exitCode;
     }
     throw error;

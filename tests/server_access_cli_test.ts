@@ -97,12 +97,21 @@ Deno.test("bad access and limit values exit 2 with one message naming the flag a
     [["--allow", "10.0.0.0/33"], /^server: --allow entry "10\.0\.0\.0\/33" .*prefix length/],
     [["--allow", "nonsense"], /^server: --allow entry "nonsense" is not an IPv4 or IPv6 address/],
     [["--allow", "10.0.0.0/8", "--allow", "10.1.2.3/8"], /^server: --allow entry "10\.1\.2\.3\/8"/],
-    [["--rate-limit", "0/s"], /^server: --rate-limit must be N\/PERIOD .*, not "0\/s"\.$/m],
-    [["--rate-limit", "5/x"], /^server: --rate-limit must be N\/PERIOD .*, not "5\/x"\.$/m],
-    [["--found-limit", "-1/m"], /^server: --found-limit must be N\/PERIOD .*, not "-1\/m"\.$/m],
+    [
+      ["--rate-limit", "0/s"],
+      /^server: --rate-limit must be N\/PERIOD .*, not "0\/s". See --help\.$/m,
+    ],
+    [
+      ["--rate-limit", "5/x"],
+      /^server: --rate-limit must be N\/PERIOD .*, not "5\/x". See --help\.$/m,
+    ],
+    [
+      ["--found-limit", "-1/m"],
+      /^server: --found-limit must be N\/PERIOD .*, not "-1\/m". See --help\.$/m,
+    ],
     [
       ["--max-connections-per-client", "-1"],
-      /^server: --max-connections-per-client must be a whole number .*, not "-1"\.$/m,
+      /^server: --max-connections-per-client must be a whole number .*, not "-1"\. See --help\.$/m,
     ],
     [
       ["--trusted-proxy", "127.0.0.1"],
@@ -118,7 +127,11 @@ Deno.test("bad access and limit values exit 2 with one message naming the flag a
     const what = `${args.join(" ")}: ${stderr}`;
     assert.equal(code, EXIT_USAGE, what);
     assert.match(stderr, message, what);
-    assert.match(stderr, /\.\n\nUsage: deno task server/, `one sentence, then the usage: ${what}`);
+    assert.match(
+      stderr,
+      /^server: [^\n]*\. See --help\.\n?$/,
+      `one sentence, then see --help: ${what}`,
+    );
     assert.doesNotMatch(stderr, LISTENING, "nothing listens");
     assert.equal(stdout, "");
     assertNoStackTrace(stderr);
