@@ -17,7 +17,8 @@ import {
   MAX_BACKOFF_MS,
 } from "./failover.ts";
 import { parseHostList } from "./hosts.ts";
-import { describeError, sentence } from "../common/errors.ts";
+import { counted, describeError, sentence } from "../common/errors.ts";
+import { DEFAULT_MAX_WAIT_MS } from "./pacing.ts";
 import {
   type Reply,
   STATUS_BAD_REQUEST,
@@ -40,6 +41,7 @@ const OUTPUT_CHUNK_CHARS = 65536;
 const MAX_LINE_CHARS = 8192;
 const MILLISECONDS_PER_SECOND = 1000;
 const DEFAULT_TIMEOUT_S = DEFAULT_TIMEOUT_MS / MILLISECONDS_PER_SECOND;
+const DEFAULT_MAX_WAIT_S = DEFAULT_MAX_WAIT_MS / MILLISECONDS_PER_SECOND;
 /** Exit status when every address was found. */
 export const EXIT_OK = 0;
 /** Exit status when some address was not found. */
@@ -84,6 +86,11 @@ Options:
   --cert FILE        present this client certificate (PEM) to a server that
                      asks for one; needs --key; implies --tls
   --key FILE         the private key (PEM) of --cert
+  --max-wait SECONDS when the server answers RATE_LIMITED, pause and send the
+                     refused queries again, so a batch finishes at the pace
+                     the server allows; give up after this long with nothing
+                     answered (default ${DEFAULT_MAX_WAIT_S})
+  --no-wait          stop at the first RATE_LIMITED instead, saying where to resume
   -h, --help         show this help
 
 Failover: when a connection is refused, reset, closed with replies still
@@ -96,8 +103,8 @@ and the input line to resume from.
 
 Exit status: 0 when every address was found, 1 when any was not found,
 2 on an error: bad usage, no server, a lost connection, a query that is not
-an email address (BAD_REQUEST), or a refusal by the server (FORBIDDEN,
-RATE_LIMITED), which stops the lookups.`;
+an email address (BAD_REQUEST), or a refusal by the server (FORBIDDEN, or
+RATE_LIMITED with --no-wait or past --max-wait), which stops the lookups.`;
 
 /** What the command line chose. */
 export interface CliOptions {
@@ -115,6 +122,8 @@ export interface CliOptions {
   certFile?: string;
   /** The client certificate's private key file, PEM. */
   keyFile?: string;
+  /** How long to pace a batch told RATE_LIMITED with nothing answered; 0 stops at once. */
+  maxWaitMs: number;
   /** Addresses given on the command line; empty for interactive or batch mode. */
   emails: string[];
 }
@@ -141,6 +150,8 @@ export function parseClientArgs(args: string[], env: EnvLookup = readEnv): CliOp
       ca: { type: "string" },
       cert: { type: "string" },
       key: { type: "string" },
+      "max-wait": { type: "string" },
+      "no-wait": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -173,8 +184,20 @@ export function parseClientArgs(args: string[], env: EnvLookup = readEnv): CliOp
     caFile: values.ca,
     certFile: values.cert,
     keyFile: values.key,
+    maxWaitMs: maxWait(values["max-wait"], values["no-wait"] ?? false),
     emails: positionals,
   };
+}
+
+/** `--max-wait` in milliseconds, 0 with `--no-wait`. */
+function maxWait(text: string | undefined, noWait: boolean): number {
+  if (noWait && text !== undefined) {
+    throw new UsageError("--no-wait and --max-wait contradict each other: give one.");
+  }
+  if (noWait) return 0;
+  return text === undefined
+    ? DEFAULT_MAX_WAIT_MS
+    : parseSeconds("--max-wait", text, { zero: true });
 }
 
 /** Reads a variable only when already allowed, so a missing --allow-env never prompts. */
@@ -409,7 +432,31 @@ async function connectFor(cli: CliOptions): Promise<Client> {
     caCerts,
     cert,
     key,
+    maxRateLimitWaitMs: cli.maxWaitMs,
   });
+}
+
+/** The note at the end of lookups the server's rate limit paced. */
+function printPacing(client: Client): void {
+  const pacing = client.pacing;
+  if (pacing === undefined || pacing.waits === 0) return;
+  printError(
+    `Paced by the server's rate limit: ${counted(pacing.waits, "pause")}, ${
+      formatSeconds(pacing.waitedMs)
+    } in all.`,
+  );
+}
+
+/** The refusal that stops the lookups, saying how long the client waited first, if it did. */
+function stopMessage(client: Client, reply: Reply): string {
+  const message = refusalMessage(reply);
+  const pacing = client.pacing;
+  if (reply.status !== STATUS_RATE_LIMITED || !pacing?.gaveUp) return message;
+  return andThen(message, `still refused after waiting ${formatSeconds(pacing.waitedMs)}`);
+}
+
+function formatSeconds(ms: number): string {
+  return `${(ms / MILLISECONDS_PER_SECOND).toFixed(1)} s`;
 }
 
 /** One-shot mode: the addresses on the command line. */
@@ -426,7 +473,7 @@ async function lookUpArguments(cli: CliOptions): Promise<number> {
       const email = cli.emails[tally.total];
       if (isRefusal(reply)) {
         if (cli.json) await out.line(jsonLine(email, reply));
-        const message = refusalMessage(reply);
+        const message = stopMessage(client, reply);
         throw new Stopped(count > 1 ? andThen(message, resume()) : message);
       }
       tally.count(reply);
@@ -451,6 +498,7 @@ async function lookUpArguments(cli: CliOptions): Promise<number> {
     await out.flush();
   }
   if (tally.total > 1) tally.summarize();
+  printPacing(client);
   return tally.exitCode();
 }
 
@@ -480,7 +528,7 @@ async function lookUpStdin(cli: CliOptions): Promise<number> {
       const { email, line } = asked.peek()!;
       if (isRefusal(reply)) {
         if (cli.json) await out.line(jsonLine(email, reply));
-        throw new Stopped(andThen(refusalMessage(reply), resume()));
+        throw new Stopped(andThen(stopMessage(client, reply), resume()));
       }
       asked.shift();
       tally.count(reply);
@@ -505,6 +553,7 @@ async function lookUpStdin(cli: CliOptions): Promise<number> {
     await out.flush();
   }
   tally.summarize();
+  if (client !== undefined) printPacing(client);
   return tally.exitCode();
 }
 

@@ -48,7 +48,21 @@ Deno.test("parseClientArgs defaults to 127.0.0.1:8080, a 5 s timeout and text ou
     caFile: undefined,
     certFile: undefined,
     keyFile: undefined,
+    maxWaitMs: 60_000,
     emails: [],
+  });
+});
+
+Deno.test("parseClientArgs reads --max-wait in seconds, --no-wait as 0, and refuses both at once", () => {
+  const paced = parseClientArgs(["--max-wait", "2.5"], noEnv);
+  assert.ok(paced !== "help");
+  assert.equal(paced.maxWaitMs, 2500);
+  const unpaced = parseClientArgs(["--no-wait"], noEnv);
+  assert.ok(unpaced !== "help");
+  assert.equal(unpaced.maxWaitMs, 0);
+  assert.throws(() => parseClientArgs(["--no-wait", "--max-wait", "5"], noEnv), {
+    name: "UsageError",
+    message: "--no-wait and --max-wait contradict each other: give one.",
   });
 });
 
@@ -376,7 +390,7 @@ Deno.test("client EMAIL says Forbidden by the server in one line and exits 2", a
   assert.equal(run.stderr, `client: Forbidden by the server: ${FORBIDDEN_TEXT}\n`);
 });
 
-Deno.test("client batch mode stops at the first RATE_LIMITED, saying where to resume, exit 2", async () => {
+Deno.test("client --no-wait batch stops at the first RATE_LIMITED, saying where to resume, exit 2", async () => {
   await using server = new ScriptedServer({
     answer: (email, index) =>
       index < 3
@@ -384,7 +398,7 @@ Deno.test("client batch mode stops at the first RATE_LIMITED, saying where to re
         : { status: STATUS_RATE_LIMITED, text: RATE_LIMITED_TEXT },
   });
   const input = "a@example.com\n\nb@example.com\nc@example.com\nd@example.com\ne@example.com\n";
-  const run = await runClient(["--port", String(server.port)], { stdin: input });
+  const run = await runClient(["--no-wait", "--port", String(server.port)], { stdin: input });
   assert.equal(run.code, 2);
   assert.equal(
     run.stdout,
@@ -404,7 +418,7 @@ Deno.test("client --json shows the status name of a refusal, then stops with exi
         ? { status: STATUS_FOUND, text: "Ada Lovelace" }
         : { status: STATUS_RATE_LIMITED, text: RATE_LIMITED_TEXT },
   });
-  const run = await runClient(["--json", "--port", String(server.port)], {
+  const run = await runClient(["--json", "--no-wait", "--port", String(server.port)], {
     stdin: "ada@example.com\ngrace@example.com\nalan@example.com\n",
   });
   assert.equal(run.code, 2);
@@ -414,6 +428,51 @@ Deno.test("client --json shows the status name of a refusal, then stops with exi
     { email: "grace@example.com", status: "RATE_LIMITED", message: RATE_LIMITED_TEXT },
   ]);
   assert.match(run.stderr, /^client: Rate limited by the server: .*resume from input line 2\.\n$/);
+});
+
+Deno.test("client batch outpacing --rate-limit finishes, paced, every line answered in order", async () => {
+  // A burst of 10, then 10 a second: 45 lines take about 3.5 s.
+  await using server = await ServerProcess.start(["--rate-limit", "10/s"]);
+  const names = ["Ada Lovelace", "Grace Hopper", ""];
+  const emails = ["ada@example.com", "grace.hopper@example.org", "nobody@example.com"];
+  const lines = Array.from({ length: 45 }, (_, i) => i % 3);
+  const run = await runClient(["--host", server.hostname, "--port", String(server.port)], {
+    stdin: lines.map((i) => emails[i] + "\n").join(""),
+  });
+  assert.equal(run.stdout, lines.map((i) => names[i] + "\n").join(""));
+  assert.match(
+    run.stderr,
+    /^client: 15 of 45 not found\.\nclient: Paced by the server's rate limit: \d+ pauses, \d+\.\d s in all\.\n$/,
+  );
+  assert.equal(run.code, 1);
+  // --no-wait keeps the old way: the burst is answered, then the batch stops.
+  const stopped = await runClient(
+    ["--no-wait", "--host", server.hostname, "--port", String(server.port)],
+    { stdin: "ada@example.com\n".repeat(30) },
+  );
+  assert.equal(stopped.code, 2);
+  assert.match(
+    stopped.stderr,
+    /^client: Rate limited by the server: .*; \d+ queries answered, resume from input line \d+\.\n$/,
+  );
+});
+
+Deno.test("client gives up pacing after --max-wait with nothing answered, saying where to resume", async () => {
+  await using server = new ScriptedServer({
+    answer: (email, index) =>
+      index < 2
+        ? { status: STATUS_FOUND, text: `Name of ${email}` }
+        : { status: STATUS_RATE_LIMITED, text: RATE_LIMITED_TEXT },
+  });
+  const run = await runClient(["--max-wait", "0.5", "--port", String(server.port)], {
+    stdin: "a@example.com\nb@example.com\nc@example.com\nd@example.com\n",
+  });
+  assert.equal(run.code, 2);
+  assert.equal(run.stdout, "Name of a@example.com\nName of b@example.com\n");
+  assert.match(
+    run.stderr,
+    /^client: Rate limited by the server: Over 10 queries a minute; still refused after waiting 0\.\d s; 2 queries answered, resume from input line 3\.\n$/,
+  );
 });
 
 Deno.test("client EMAIL... stopped by FORBIDDEN says which argument to resume from", async () => {
