@@ -216,7 +216,15 @@ testEachIo("/metrics counts refusals by reason, and the tracked clients", async 
     metricValue(await metricsOf(server), name, labels);
   const refusals = (reason: string) => sample("addrbook_refusals_total", `{reason="${reason}"}`);
   assert.equal(await sample("addrbook_tracked_clients"), 0);
-  for (const reason of ["forbidden", "rate_limited", "found_limit", "client_connections"]) {
+  const reasons = [
+    "not_allowed",
+    "protected_mode",
+    "untrusted_proxy",
+    "rate_limited",
+    "found_limit",
+    "client_connections",
+  ];
+  for (const reason of reasons) {
     assert.equal(await refusals(reason), 0, reason);
   }
 
@@ -252,7 +260,7 @@ testEachIo("/metrics counts refusals by reason, and the tracked clients", async 
     } finally {
       stranger.close();
     }
-    await waitFor(async () => await refusals("forbidden") === 1, "the forbidden refusal");
+    await waitFor(async () => await refusals("not_allowed") === 1, "the not_allowed refusal");
     assert.equal(await refusals("rate_limited"), 1);
     assert.equal(await refusals("found_limit"), 1);
     assert.equal(await refusals("client_connections"), 1);

@@ -1,8 +1,10 @@
 /**
- * The README's certificate recipe, run as written: the `sh` block after the
+ * The README's recipes, run as written, so that one that stops working
+ * fails here, not for a reader: the `sh` block after the
  * `recipe: tls-certificates` marker is run in an empty folder, and the
  * server and client lines of the block after it serve and query with what
- * it made. A recipe that stops working fails here, not for a reader.
+ * it made; the server command after `recipe: secure-server` is started and
+ * answers a lookup from the machine it runs on.
  */
 
 import assert from "node:assert/strict";
@@ -10,17 +12,21 @@ import { tempDir } from "../testing/files.ts";
 import { runOpenssl } from "../testing/pki.ts";
 import { assertNoStackTrace, runClientToExit, ServerProcess } from "../testing/processes.ts";
 import { REPO_DIR } from "../testing/repo.ts";
+import { writeCsvBook } from "../testing/books.ts";
+import { LOOPBACK } from "../testing/loopback.ts";
+import { WireClient } from "../testing/wire_client.ts";
+import { STATUS_FOUND } from "../protocol.ts";
 
-/** The comment the recipe's block follows in README.md. */
-const MARKER = "<!-- recipe: tls-certificates";
-
-/** The recipe's block, and the block after it (how to serve and query with the result). */
-function readRecipe(readme: string): { make: string; use: string } {
-  const at = readme.indexOf(MARKER);
-  assert.ok(at >= 0, `README.md holds the marker ${MARKER}`);
-  const blocks = [...readme.slice(at).matchAll(/^```sh\n([\s\S]*?)^```$/gm)];
-  assert.ok(blocks.length >= 2, "the recipe and the commands that use it follow the marker");
-  return { make: blocks[0][1], use: blocks[1][1] };
+/** The first `count` `sh` blocks after the comment `<!-- recipe: NAME` in README.md. */
+async function readRecipe(name: string, count: number): Promise<string[]> {
+  const readme = await Deno.readTextFile(`${REPO_DIR}/README.md`);
+  const marker = `<!-- recipe: ${name}`;
+  const at = readme.indexOf(marker);
+  assert.ok(at >= 0, `README.md holds the marker ${marker}`);
+  const blocks = [...readme.slice(at).matchAll(/^```sh\n([\s\S]*?)^```$/gm)].slice(0, count);
+  assert.equal(blocks.length, count, `${count} sh blocks follow ${marker}`);
+  // A line ending in a backslash goes on on the next, as in sh.
+  return blocks.map((block) => block[1].replaceAll("\\\n", " "));
 }
 
 /** The flags of the line in `block` that starts with `command`, with file names made absolute in `dir`. */
@@ -32,7 +38,7 @@ function flagsOf(block: string, command: string, dir: string): string[] {
 }
 
 Deno.test("the README's certificate recipe makes version 3 certificates that serve and query with a client certificate", async () => {
-  const { make, use } = readRecipe(await Deno.readTextFile(`${REPO_DIR}/README.md`));
+  const [make, use] = await readRecipe("tls-certificates", 2);
   await using dir = await tempDir("readme_tls_recipe_");
   const made = await new Deno.Command("sh", {
     args: ["-e", "-c", make],
@@ -69,4 +75,25 @@ Deno.test("the README's certificate recipe makes version 3 certificates that ser
   assert.equal(refused.code, 2);
   assert.match(refused.stderr, /requires a client certificate: give --cert and --key/);
   assertNoStackTrace(refused.stderr);
+});
+
+Deno.test("the README's secure configuration answers a lookup from the machine it runs on", async () => {
+  const [command] = await readRecipe("secure-server", 1);
+  await using dir = await tempDir("readme_secure_server_");
+  const book = await writeCsvBook(dir.path, [["ada@example.com", "Ada Lovelace"]]);
+  const flags = flagsOf(command, "deno task server", dir.path).map((word) =>
+    // The README's book; and loopback for the address, since tests listen on
+    // loopback only: --allow applies to clients whatever the server listens on.
+    word === "/srv/book.csv" ? book : word === "0.0.0.0" ? LOOPBACK : word
+  );
+  assert.ok(flags.includes("--allow"), `the command gives --allow: ${flags.join(" ")}`);
+  await using server = await ServerProcess.start(flags);
+  for (const source of ["127.0.0.1", "127.0.0.2"]) {
+    using client = await WireClient.connectFrom(server.port, source);
+    assert.deepEqual(
+      await client.query("ada@example.com"),
+      { status: STATUS_FOUND, text: "Ada Lovelace" },
+      `a lookup from ${source}`,
+    );
+  }
 });
