@@ -17,6 +17,8 @@ import {
   MAX_BACKOFF_MS,
 } from "./failover.ts";
 import { parseHostList } from "./hosts.ts";
+import process from "node:process";
+import readline from "node:readline";
 import { counted, describeError, sentence } from "../common/errors.ts";
 import { DEFAULT_MAX_WAIT_MS } from "./pacing.ts";
 import {
@@ -31,6 +33,10 @@ import {
 import { resolveUserPath } from "../common/user_path.ts";
 import { writeAll } from "../common/write_all.ts";
 
+/** The interactive prompt. */
+const PROMPT = "addrbook> ";
+/** Lines the interactive prompt remembers for the up and down keys. */
+const HISTORY_LINES = 1000;
 /** Characters of output gathered before they are written to stdout. */
 const OUTPUT_CHUNK_CHARS = 65536;
 /**
@@ -61,7 +67,8 @@ Looks up email addresses on an addrbook server and prints the owners' names.
              "not found: EMAIL" on stderr for each address that is not.
   no EMAIL, stdin a terminal:
              Interactive. Type an address at the "addrbook> " prompt; an empty
-             line, "quit", "exit" or Ctrl-D leaves.
+             line, "quit", "exit", Ctrl-D or Ctrl-C leaves. The arrow keys edit
+             the line, and up and down recall the session's earlier lines.
   no EMAIL, stdin a pipe or file:
              Batch. One address per line; blank lines are skipped. Prints
              exactly one line per address, in input order: the name, or an
@@ -557,18 +564,41 @@ async function lookUpStdin(cli: CliOptions): Promise<number> {
   return tally.exitCode();
 }
 
-/** Interactive mode: a prompt on a terminal. */
+/**
+ * The prompt's line editor: node:readline on the terminal, which gives the
+ * arrow keys, Home/End, Ctrl-A/E/K/U/W and a history of the session's
+ * lines (up and down), as redis-cli and ldapsearch users expect.
+ */
+function promptLines(): readline.Interface {
+  const editor = readline.createInterface({
+    input: process.stdin,
+    output: process.stdout,
+    terminal: true,
+    prompt: PROMPT,
+    historySize: HISTORY_LINES,
+    removeHistoryDuplicates: true,
+  });
+  // In raw mode Ctrl-C is a key, not a signal: it leaves, as Ctrl-D does.
+  editor.on("SIGINT", () => editor.close());
+  return editor;
+}
+
+/** Interactive mode: a prompt on a terminal, with line editing and history. */
 async function lookUpInteractively(cli: CliOptions): Promise<number> {
   const client = await connectFor(cli);
   const write = (text: string) => writeAll(Deno.stdout, encoder.encode(text));
-  const lines = readLines(Deno.stdin.readable);
   await write(
     `Connected to ${client.address}. Type an email address to look it up; ` +
       `an empty line, "quit" or Ctrl-D leaves.\n`,
   );
+  const editor = promptLines();
+  // Ctrl-D may close the editor while a lookup is awaited: no prompt after that.
+  let closed = false;
+  editor.on("close", () => closed = true);
+  const lines = editor[Symbol.asyncIterator]();
   try {
     for (;;) {
-      await write("addrbook> ");
+      if (!closed) editor.prompt();
       const next = await lines.next();
       if (next.done) {
         await write("\n");
@@ -586,7 +616,7 @@ async function lookUpInteractively(cli: CliOptions): Promise<number> {
     }
   } finally {
     client.close();
-    await lines.return(undefined);
+    editor.close();
   }
   return EXIT_OK;
 }

@@ -5,7 +5,8 @@
  * real server processes, two of them for failover.
  */
 
-import { REPO_DIR } from "../testing/repo.ts";
+import { CLIENT_FLAGS, REPO_DIR } from "../testing/repo.ts";
+import { runInTerminal } from "../testing/terminal.ts";
 import assert from "node:assert/strict";
 import { UsageError } from "../common/cli_args.ts";
 import { DEFAULT_TIMEOUT_MS } from "./connection.ts";
@@ -372,6 +373,26 @@ Deno.test("the client CLI queries the real server process, which exits 0 on SIGT
   assert.equal(batch.stdout, "Ada Lovelace\n\n");
   server.signal("SIGTERM");
   assert.equal((await server.exit()).code, 0, server.stderr.text);
+});
+
+Deno.test("client at a terminal: the up arrow brings back the last query, which is answered again", async () => {
+  await withClientTestServer(async (port) => {
+    const PROMPT = "addrbook> ";
+    const UP = "\x1b[A";
+    const CTRL_D = "\x04";
+    const run = await runInTerminal(
+      [Deno.execPath(), ...CLIENT_FLAGS, "--host", "127.0.0.1", "--port", String(port)],
+      [
+        { waitFor: PROMPT, send: "ada@example.com\r" },
+        { waitFor: "Ada Lovelace", send: `${UP}\r` },
+        // The second answer, to the line the up arrow brought back.
+        { waitFor: "Ada Lovelace", send: CTRL_D },
+      ],
+    );
+    assert.equal(run.code, 0, run.output);
+    assert.equal(run.output.split("Ada Lovelace").length - 1, 2, run.output);
+    assert.doesNotMatch(run.output, /Bad request|not found/, run.output);
+  });
 });
 
 // --- Refusals: FORBIDDEN and RATE_LIMITED -----------------------------------------
