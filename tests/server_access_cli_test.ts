@@ -333,7 +333,8 @@ Deno.test("deno task client: FORBIDDEN and RATE_LIMITED from the real server pri
   }
   {
     await using server = await ServerProcess.start(["--data", book, "--rate-limit", "1/1h"]);
-    const run = await runClientToExit(["--port", String(server.port), ADA, GRACE]);
+    // --no-wait stops at once; by default the client waits, up to --max-wait, then stops.
+    const run = await runClientToExit(["--no-wait", "--port", String(server.port), ADA, GRACE]);
     assert.equal(run.code, EXIT_USAGE, run.stderr);
     assert.equal(run.stdout, "Ada Lovelace\n");
     assert.match(
@@ -342,8 +343,15 @@ Deno.test("deno task client: FORBIDDEN and RATE_LIMITED from the real server pri
     );
     assert.equal(run.stderr.trimEnd().split("\n").length, 1, run.stderr);
     assertNoStackTrace(run.stderr);
+    const waited = await runClientToExit(["--max-wait", "0.5", "--port", String(server.port), ADA]);
+    assert.equal(waited.code, EXIT_USAGE, waited.stderr);
+    assert.equal(waited.stdout, "");
+    assert.match(
+      waited.stderr,
+      /^client: Rate limited by the server: This client asked more than 1 query in 1 h \(--rate-limit\); later queries are answered once it allows; still refused after waiting 0\.\d s\.\n?$/,
+    );
     // --json shows the status name, and the message still goes to stderr.
-    const json = await runClientToExit(["--json", "--port", String(server.port), ADA]);
+    const json = await runClientToExit(["--json", "--no-wait", "--port", String(server.port), ADA]);
     assert.equal(json.code, EXIT_USAGE, json.stderr);
     assert.deepEqual(JSON.parse(json.stdout), {
       email: ADA,
