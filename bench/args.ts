@@ -5,10 +5,14 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { formatCount } from "./format.ts";
-import { parsePort, parseSeconds, parseWholeNumber, UsageError } from "../common/cli_args.ts";
-import { describeError, sentence } from "../common/errors.ts";
+import {
+  parseFlags,
+  parsePort,
+  parseSeconds,
+  parseWholeNumber,
+  UsageError,
+} from "../common/cli_args.ts";
 
 /** Default synthetic book size, and the key space of the default keys. */
 export const DEFAULT_ENTRIES = 100_000;
@@ -104,30 +108,24 @@ replies or when the run could not be done, 2 on bad usage.`;
  * @throws {UsageError} for an unknown flag, a bad value or flags that do not go together.
  */
 export function parseBenchArgs(args: string[]): BenchOptions | "help" {
-  let values;
-  try {
-    values = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        host: { type: "string" },
-        port: { type: "string" },
-        keys: { type: "string" },
-        entries: { type: "string" },
-        connections: { type: "string" },
-        pipeline: { type: "string" },
-        duration: { type: "string" },
-        threads: { type: "string" },
-        reconnect: { type: "boolean" },
-        json: { type: "boolean" },
-        "server-arg": { type: "string", multiple: true },
-        help: { type: "boolean", short: "h" },
-      },
-    }).values;
-  } catch (error) {
-    throw new UsageError(sentence(describeError(error)));
-  }
+  const { values } = parseFlags({
+    args,
+    allowPositionals: false,
+    options: {
+      host: { type: "string" },
+      port: { type: "string" },
+      keys: { type: "string" },
+      entries: { type: "string" },
+      connections: { type: "string" },
+      pipeline: { type: "string" },
+      duration: { type: "string" },
+      threads: { type: "string" },
+      reconnect: { type: "boolean" },
+      json: { type: "boolean" },
+      "server-arg": { type: "string", multiple: true },
+      help: { type: "boolean", short: "h" },
+    },
+  });
   if (values.help) return "help";
   const options: BenchOptions = {
     hostname: values.host,

@@ -333,12 +333,17 @@ Deno.test("bench stops early on SIGINT, reports, and stops its server", async ()
   assert.ok(elapsed < 600, stdout);
 });
 
-Deno.test("bench exits 2 with the usage on stderr for a bad flag", async () => {
+Deno.test("bench exits 2 with one line and a pointer to --help for a bad flag", async () => {
   const outcome = await runBench(["--pipeline", "zero"]);
   assert.equal(outcome.code, 2);
   assert.equal(outcome.stdout, "");
-  assert.match(outcome.stderr, /^bench: --pipeline must be a whole number/);
-  assert.match(outcome.stderr, /Usage: deno task bench/);
+  assert.match(outcome.stderr, /^bench: --pipeline must be a whole number.* See --help\.\n$/);
+  const nearMiss = await runBench(["--conections", "3"]);
+  assert.equal(nearMiss.code, 2);
+  assert.equal(
+    nearMiss.stderr,
+    "bench: Unknown option --conections: did you mean --connections? See --help.\n",
+  );
 });
 
 Deno.test("bench --help prints the usage with defaults and examples, and exits 0", async () => {

@@ -18,7 +18,7 @@ import {
 import { runLoad, type Target } from "./run.ts";
 import { formatHeader, formatResult, summarize } from "./report.ts";
 import { type SpawnedServer, spawnServer, writeSyntheticBook } from "./server.ts";
-import { UsageError } from "../common/cli_args.ts";
+import { UsageError, usageLine } from "../common/cli_args.ts";
 import { describeError, sentence, whyUnreadable } from "../common/errors.ts";
 import { formatAddress } from "../common/net_address.ts";
 import { resolveUserPath } from "../common/user_path.ts";
@@ -61,7 +61,7 @@ export async function main(args: string[]): Promise<number> {
     options = parseBenchArgs(args);
   } catch (error) {
     if (error instanceof UsageError) {
-      console.error(`bench: ${error.message}\n\n${USAGE}`);
+      console.error(usageLine("bench", error.message));
       return 2;
     }
     throw error;

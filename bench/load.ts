@@ -23,14 +23,18 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import type { AddressBook } from "../book/addressbook.ts";
 import { BOOK_FORMATS, type BookFormat } from "../book/format.ts";
 import { bookFingerprint } from "../book/fingerprint.ts";
 import { partitionByHash } from "../book/partition.ts";
 import { TextIndex } from "../book/text_index.ts";
-import { parseChoice, parseWholeNumber, UsageError } from "../common/cli_args.ts";
-import { describeError } from "../common/errors.ts";
+import {
+  parseChoice,
+  parseFlags,
+  parseWholeNumber,
+  UsageError,
+  usageLine,
+} from "../common/cli_args.ts";
 import { csvField } from "../tools/gen.ts";
 import { BookError, loadBook } from "../book/load.ts";
 import { loadBookInThread } from "../book/load_thread.ts";
@@ -82,7 +86,7 @@ export async function main(args: string[]): Promise<number> {
   let values;
   let files: string[];
   try {
-    ({ values, positionals: files } = parseArgs({
+    ({ values, positionals: files } = parseFlags({
       args,
       options: {
         format: { type: "string" },
@@ -95,10 +99,10 @@ export async function main(args: string[]): Promise<number> {
         help: { type: "boolean", short: "h" },
       },
       allowPositionals: true,
-      strict: true,
     }));
   } catch (error) {
-    return usageError(argumentsProblem(error));
+    if (error instanceof UsageError) return usageError(error.message);
+    throw error;
   }
   if (values.help) {
     console.log(USAGE);
@@ -418,26 +422,12 @@ async function writeResp(file: string, format: BookFormat | undefined): Promise<
   return 0;
 }
 
-/** parseArgs's complaint as one sentence in the project's style. */
-function argumentsProblem(error: unknown): string {
-  const message = describeError(error);
-  const option = /'(-[^' ]*)/.exec(message)?.[1];
-  switch ((error as { code?: string }).code) {
-    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
-      return `${option} is not an option.`;
-    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
-      return `${option ?? "An option"} needs a value.`;
-    default:
-      return /[.!?]$/.test(message) ? message : `${message}.`;
-  }
-}
-
 function mb(bytes: number): string {
   return (bytes / MB).toFixed(0);
 }
 
 function usageError(message: string): number {
-  console.error(`bench-load: ${message}\n\n${USAGE}`);
+  console.error(usageLine("bench-load", message));
   return 2;
 }
 

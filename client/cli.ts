@@ -6,8 +6,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { parsePort, parseSeconds, UsageError } from "../common/cli_args.ts";
+import { parseFlags, parsePort, parseSeconds, UsageError, usageLine } from "../common/cli_args.ts";
 import { ClientError, DEFAULT_TIMEOUT_MS, type Endpoint } from "./connection.ts";
 import {
   Client,
@@ -18,7 +17,10 @@ import {
   MAX_BACKOFF_MS,
 } from "./failover.ts";
 import { parseHostList } from "./hosts.ts";
-import { describeError, sentence, whyUnreadable } from "../common/errors.ts";
+import process from "node:process";
+import readline from "node:readline";
+import { counted, describeError, sentence, whyUnreadable } from "../common/errors.ts";
+import { DEFAULT_MAX_WAIT_MS } from "./pacing.ts";
 import {
   type Reply,
   STATUS_BAD_REQUEST,
@@ -32,6 +34,10 @@ import { resolveUserPath } from "../common/user_path.ts";
 import { asksForVersion, versionLine } from "../common/version.ts";
 import { writeAll } from "../common/write_all.ts";
 
+/** The interactive prompt. */
+const PROMPT = "addrbook> ";
+/** Lines the interactive prompt remembers for the up and down keys. */
+const HISTORY_LINES = 1000;
 /** Characters of output gathered before they are written to stdout. */
 const OUTPUT_CHUNK_CHARS = 65536;
 /**
@@ -42,6 +48,7 @@ const OUTPUT_CHUNK_CHARS = 65536;
 const MAX_LINE_CHARS = 8192;
 const MILLISECONDS_PER_SECOND = 1000;
 const DEFAULT_TIMEOUT_S = DEFAULT_TIMEOUT_MS / MILLISECONDS_PER_SECOND;
+const DEFAULT_MAX_WAIT_S = DEFAULT_MAX_WAIT_MS / MILLISECONDS_PER_SECOND;
 /** Exit status when every address was found. */
 export const EXIT_OK = 0;
 /** Exit status when some address was not found. */
@@ -61,7 +68,8 @@ Looks up email addresses on an addrbook server and prints the owners' names.
              "not found: EMAIL" on stderr for each address that is not.
   no EMAIL, stdin a terminal:
              Interactive. Type an address at the "addrbook> " prompt; an empty
-             line, "quit", "exit" or Ctrl-D leaves.
+             line, "quit", "exit", Ctrl-D or Ctrl-C leaves. The arrow keys edit
+             the line, and up and down recall the session's earlier lines.
   no EMAIL, stdin a pipe or file:
              Batch. One address per line; blank lines are skipped. Prints
              exactly one line per address, in input order: the name, or an
@@ -86,6 +94,11 @@ Options:
   --cert FILE        present this client certificate (PEM) to a server that
                      asks for one; needs --key; implies --tls
   --key FILE         the private key (PEM) of --cert
+  --max-wait SECONDS when the server answers RATE_LIMITED, pause and send the
+                     refused queries again, so a batch finishes at the pace
+                     the server allows; give up after this long with nothing
+                     answered (default ${DEFAULT_MAX_WAIT_S})
+  --no-wait          stop at the first RATE_LIMITED instead, saying where to resume
   --version          print the version and exit
   -h, --help         show this help
 
@@ -99,8 +112,8 @@ and the input line to resume from.
 
 Exit status: 0 when every address was found, 1 when any was not found,
 2 on an error: bad usage, no server, a lost connection, a query that is not
-an email address (BAD_REQUEST), or a refusal by the server (FORBIDDEN,
-RATE_LIMITED), which stops the lookups.`;
+an email address (BAD_REQUEST), or a refusal by the server (FORBIDDEN, or
+RATE_LIMITED with --no-wait or past --max-wait), which stops the lookups.`;
 
 /** What the command line chose. */
 export interface CliOptions {
@@ -118,6 +131,8 @@ export interface CliOptions {
   certFile?: string;
   /** The client certificate's private key file, PEM. */
   keyFile?: string;
+  /** How long to pace a batch told RATE_LIMITED with nothing answered; 0 stops at once. */
+  maxWaitMs: number;
   /** Addresses given on the command line; empty for interactive or batch mode. */
   emails: string[];
 }
@@ -132,28 +147,23 @@ export type EnvLookup = (name: string) => string | undefined;
  * @throws {UsageError} for an unknown flag or a bad value.
  */
 export function parseClientArgs(args: string[], env: EnvLookup = readEnv): CliOptions | "help" {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: true,
-      options: {
-        host: { type: "string" },
-        port: { type: "string" },
-        timeout: { type: "string" },
-        json: { type: "boolean" },
-        tls: { type: "boolean" },
-        ca: { type: "string" },
-        cert: { type: "string" },
-        key: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (error) {
-    throw new UsageError(sentence(describeError(error)));
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseFlags({
+    args,
+    allowPositionals: true,
+    options: {
+      host: { type: "string" },
+      port: { type: "string" },
+      timeout: { type: "string" },
+      json: { type: "boolean" },
+      tls: { type: "boolean" },
+      ca: { type: "string" },
+      cert: { type: "string" },
+      key: { type: "string" },
+      "max-wait": { type: "string" },
+      "no-wait": { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
   if (values.help) return "help";
   const portText = values.port ?? env("ADDRBOOK_PORT");
   const portSource = values.port !== undefined ? "--port" : "ADDRBOOK_PORT";
@@ -183,8 +193,20 @@ export function parseClientArgs(args: string[], env: EnvLookup = readEnv): CliOp
     caFile: values.ca,
     certFile: values.cert,
     keyFile: values.key,
+    maxWaitMs: maxWait(values["max-wait"], values["no-wait"] ?? false),
     emails: positionals,
   };
+}
+
+/** `--max-wait` in milliseconds, 0 with `--no-wait`. */
+function maxWait(text: string | undefined, noWait: boolean): number {
+  if (noWait && text !== undefined) {
+    throw new UsageError("--no-wait and --max-wait contradict each other: give one.");
+  }
+  if (noWait) return 0;
+  return text === undefined
+    ? DEFAULT_MAX_WAIT_MS
+    : parseSeconds("--max-wait", text, { zero: true });
 }
 
 /** Reads a variable only when already allowed, so a missing --allow-env never prompts. */
@@ -415,7 +437,31 @@ async function connectFor(cli: CliOptions): Promise<Client> {
     caCerts,
     cert,
     key,
+    maxRateLimitWaitMs: cli.maxWaitMs,
   });
+}
+
+/** The note at the end of lookups the server's rate limit paced. */
+function printPacing(client: Client): void {
+  const pacing = client.pacing;
+  if (pacing === undefined || pacing.waits === 0) return;
+  printError(
+    `Paced by the server's rate limit: ${counted(pacing.waits, "pause")}, ${
+      formatSeconds(pacing.waitedMs)
+    } in all.`,
+  );
+}
+
+/** The refusal that stops the lookups, saying how long the client waited first, if it did. */
+function stopMessage(client: Client, reply: Reply): string {
+  const message = refusalMessage(reply);
+  const pacing = client.pacing;
+  if (reply.status !== STATUS_RATE_LIMITED || !pacing?.gaveUp) return message;
+  return andThen(message, `still refused after waiting ${formatSeconds(pacing.waitedMs)}`);
+}
+
+function formatSeconds(ms: number): string {
+  return `${(ms / MILLISECONDS_PER_SECOND).toFixed(1)} s`;
 }
 
 /** One-shot mode: the addresses on the command line. */
@@ -432,7 +478,7 @@ async function lookUpArguments(cli: CliOptions): Promise<number> {
       const email = cli.emails[tally.total];
       if (isRefusal(reply)) {
         if (cli.json) await out.line(jsonLine(email, reply));
-        const message = refusalMessage(reply);
+        const message = stopMessage(client, reply);
         throw new Stopped(count > 1 ? andThen(message, resume()) : message);
       }
       tally.count(reply);
@@ -457,6 +503,7 @@ async function lookUpArguments(cli: CliOptions): Promise<number> {
     await out.flush();
   }
   if (tally.total > 1) tally.summarize();
+  printPacing(client);
   return tally.exitCode();
 }
 
@@ -486,7 +533,7 @@ async function lookUpStdin(cli: CliOptions): Promise<number> {
       const { email, line } = asked.peek()!;
       if (isRefusal(reply)) {
         if (cli.json) await out.line(jsonLine(email, reply));
-        throw new Stopped(andThen(refusalMessage(reply), resume()));
+        throw new Stopped(andThen(stopMessage(client, reply), resume()));
       }
       asked.shift();
       tally.count(reply);
@@ -511,21 +558,45 @@ async function lookUpStdin(cli: CliOptions): Promise<number> {
     await out.flush();
   }
   tally.summarize();
+  if (client !== undefined) printPacing(client);
   return tally.exitCode();
 }
 
-/** Interactive mode: a prompt on a terminal. */
+/**
+ * The prompt's line editor: node:readline on the terminal, which gives the
+ * arrow keys, Home/End, Ctrl-A/E/K/U/W and a history of the session's
+ * lines (up and down), as redis-cli and ldapsearch users expect.
+ */
+function promptLines(): readline.Interface {
+  const editor = readline.createInterface({
+    input: process.stdin,
+    output: process.stdout,
+    terminal: true,
+    prompt: PROMPT,
+    historySize: HISTORY_LINES,
+    removeHistoryDuplicates: true,
+  });
+  // In raw mode Ctrl-C is a key, not a signal: it leaves, as Ctrl-D does.
+  editor.on("SIGINT", () => editor.close());
+  return editor;
+}
+
+/** Interactive mode: a prompt on a terminal, with line editing and history. */
 async function lookUpInteractively(cli: CliOptions): Promise<number> {
   const client = await connectFor(cli);
   const write = (text: string) => writeAll(Deno.stdout, encoder.encode(text));
-  const lines = readLines(Deno.stdin.readable);
   await write(
     `Connected to ${client.address}. Type an email address to look it up; ` +
       `an empty line, "quit" or Ctrl-D leaves.\n`,
   );
+  const editor = promptLines();
+  // Ctrl-D may close the editor while a lookup is awaited: no prompt after that.
+  let closed = false;
+  editor.on("close", () => closed = true);
+  const lines = editor[Symbol.asyncIterator]();
   try {
     for (;;) {
-      await write("addrbook> ");
+      if (!closed) editor.prompt();
       const next = await lines.next();
       if (next.done) {
         await write("\n");
@@ -543,7 +614,7 @@ async function lookUpInteractively(cli: CliOptions): Promise<number> {
     }
   } finally {
     client.close();
-    await lines.return(undefined);
+    editor.close();
   }
   return EXIT_OK;
 }
@@ -562,7 +633,7 @@ export async function main(args: string[]): Promise<number> {
     cli = parseClientArgs(args);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    printError(`${error.message}\n\n${USAGE}`);
+    Deno.stderr.writeSync(encoder.encode(`${usageLine("client", error.message)}\n`));
     return EXIT_ERROR;
   }
   if (cli === "help") {

@@ -5,7 +5,8 @@
  * real server processes, two of them for failover.
  */
 
-import { REPO_DIR } from "../testing/repo.ts";
+import { CLIENT_FLAGS, REPO_DIR } from "../testing/repo.ts";
+import { runInTerminal } from "../testing/terminal.ts";
 import assert from "node:assert/strict";
 import { UsageError } from "../common/cli_args.ts";
 import { DEFAULT_TIMEOUT_MS } from "./connection.ts";
@@ -17,7 +18,7 @@ import { withDeadline } from "../testing/deadlines.ts";
 import { tempDir } from "../testing/files.ts";
 import { withClientTestServer } from "../testing/in_process_server.ts";
 import { CertificateServer, startOpensslServer } from "../testing/mtls_servers.ts";
-import { makeTestPki } from "../testing/pki.ts";
+import { makeTestPki, makeVersion1Client } from "../testing/pki.ts";
 import { assertNoStackTrace, ServerProcess } from "../testing/processes.ts";
 import { ScriptedServer } from "../testing/scripted_server.ts";
 
@@ -48,7 +49,21 @@ Deno.test("parseClientArgs defaults to 127.0.0.1:8080, a 5 s timeout and text ou
     caFile: undefined,
     certFile: undefined,
     keyFile: undefined,
+    maxWaitMs: 60_000,
     emails: [],
+  });
+});
+
+Deno.test("parseClientArgs reads --max-wait in seconds, --no-wait as 0, and refuses both at once", () => {
+  const paced = parseClientArgs(["--max-wait", "2.5"], noEnv);
+  assert.ok(paced !== "help");
+  assert.equal(paced.maxWaitMs, 2500);
+  const unpaced = parseClientArgs(["--no-wait"], noEnv);
+  assert.ok(unpaced !== "help");
+  assert.equal(unpaced.maxWaitMs, 0);
+  assert.throws(() => parseClientArgs(["--no-wait", "--max-wait", "5"], noEnv), {
+    name: "UsageError",
+    message: "--no-wait and --max-wait contradict each other: give one.",
   });
 });
 
@@ -183,15 +198,30 @@ Deno.test("client --help prints the usage on stdout and exits 0", async () => {
   assert.equal(run.stderr, "");
 });
 
-Deno.test("client with an unknown flag or a bad value prints the problem and the usage, exit 2", async () => {
-  const bogus = await runClient(["--bogus"]);
-  assert.equal(bogus.code, 2);
-  assert.match(bogus.stderr, /^client: .*--bogus/);
-  assert.match(bogus.stderr, /Usage: deno task client/);
-  assert.equal(bogus.stdout, "");
-  const port = await runClient(["--port", "99999", "ada@example.com"]);
-  assert.equal(port.code, 2);
-  assert.match(port.stderr, /^client: --port must be a whole number from 1 to 65535, not "99999"/);
+Deno.test("client with an unknown flag or a bad value prints one line and see --help, exit 2", async () => {
+  const cases: [string[], string][] = [
+    [["--bogus"], "client: Unknown option --bogus. See --help.\n"],
+    [["--tmeout", "3"], "client: Unknown option --tmeout: did you mean --timeout? See --help.\n"],
+    [["--prot", "3"], "client: Unknown option --prot: did you mean --port? See --help.\n"],
+    [["--tim", "3"], "client: Unknown option --tim: did you mean --timeout? See --help.\n"],
+    [["-port", "3"], "client: Unknown option -port: did you mean --port? See --help.\n"],
+    [
+      ["--timeout", "-XYZ"],
+      'client: --timeout must be a number of seconds from 0 to 2147483 with at most 3 decimals, not "-XYZ". See --help.\n',
+    ],
+    [
+      ["--port", "99999", "ada@example.com"],
+      'client: --port must be a whole number from 1 to 65535, not "99999". See --help.\n',
+    ],
+    [["--json=yes"], 'client: --json takes no value, not "yes". See --help.\n'],
+    [["--port"], "client: --port needs a value. See --help.\n"],
+  ];
+  for (const [args, message] of cases) {
+    const run = await runClient(args);
+    assert.equal(run.stderr, message, args.join(" "));
+    assert.equal(run.code, 2, args.join(" "));
+    assert.equal(run.stdout, "", args.join(" "));
+  }
 });
 
 Deno.test("client with no server listening says so in one line and exits 2", async () => {
@@ -345,6 +375,26 @@ Deno.test("the client CLI queries the real server process, which exits 0 on SIGT
   assert.equal((await server.exit()).code, 0, server.stderr.text);
 });
 
+Deno.test("client at a terminal: the up arrow brings back the last query, which is answered again", async () => {
+  await withClientTestServer(async (port) => {
+    const PROMPT = "addrbook> ";
+    const UP = "\x1b[A";
+    const CTRL_D = "\x04";
+    const run = await runInTerminal(
+      [Deno.execPath(), ...CLIENT_FLAGS, "--host", "127.0.0.1", "--port", String(port)],
+      [
+        { waitFor: PROMPT, send: "ada@example.com\r" },
+        { waitFor: "Ada Lovelace", send: `${UP}\r` },
+        // The second answer, to the line the up arrow brought back.
+        { waitFor: "Ada Lovelace", send: CTRL_D },
+      ],
+    );
+    assert.equal(run.code, 0, run.output);
+    assert.equal(run.output.split("Ada Lovelace").length - 1, 2, run.output);
+    assert.doesNotMatch(run.output, /Bad request|not found/, run.output);
+  });
+});
+
 // --- Refusals: FORBIDDEN and RATE_LIMITED -----------------------------------------
 
 const FORBIDDEN_TEXT = "Clients from 127.0.0.1 may not query: see --allow.";
@@ -361,7 +411,7 @@ Deno.test("client EMAIL says Forbidden by the server in one line and exits 2", a
   assert.equal(run.stderr, `client: Forbidden by the server: ${FORBIDDEN_TEXT}\n`);
 });
 
-Deno.test("client batch mode stops at the first RATE_LIMITED, saying where to resume, exit 2", async () => {
+Deno.test("client --no-wait batch stops at the first RATE_LIMITED, saying where to resume, exit 2", async () => {
   await using server = new ScriptedServer({
     answer: (email, index) =>
       index < 3
@@ -369,7 +419,7 @@ Deno.test("client batch mode stops at the first RATE_LIMITED, saying where to re
         : { status: STATUS_RATE_LIMITED, text: RATE_LIMITED_TEXT },
   });
   const input = "a@example.com\n\nb@example.com\nc@example.com\nd@example.com\ne@example.com\n";
-  const run = await runClient(["--port", String(server.port)], { stdin: input });
+  const run = await runClient(["--no-wait", "--port", String(server.port)], { stdin: input });
   assert.equal(run.code, 2);
   assert.equal(
     run.stdout,
@@ -389,7 +439,7 @@ Deno.test("client --json shows the status name of a refusal, then stops with exi
         ? { status: STATUS_FOUND, text: "Ada Lovelace" }
         : { status: STATUS_RATE_LIMITED, text: RATE_LIMITED_TEXT },
   });
-  const run = await runClient(["--json", "--port", String(server.port)], {
+  const run = await runClient(["--json", "--no-wait", "--port", String(server.port)], {
     stdin: "ada@example.com\ngrace@example.com\nalan@example.com\n",
   });
   assert.equal(run.code, 2);
@@ -399,6 +449,51 @@ Deno.test("client --json shows the status name of a refusal, then stops with exi
     { email: "grace@example.com", status: "RATE_LIMITED", message: RATE_LIMITED_TEXT },
   ]);
   assert.match(run.stderr, /^client: Rate limited by the server: .*resume from input line 2\.\n$/);
+});
+
+Deno.test("client batch outpacing --rate-limit finishes, paced, every line answered in order", async () => {
+  // A burst of 10, then 10 a second: 45 lines take about 3.5 s.
+  await using server = await ServerProcess.start(["--rate-limit", "10/s"]);
+  const names = ["Ada Lovelace", "Grace Hopper", ""];
+  const emails = ["ada@example.com", "grace.hopper@example.org", "nobody@example.com"];
+  const lines = Array.from({ length: 45 }, (_, i) => i % 3);
+  const run = await runClient(["--host", server.hostname, "--port", String(server.port)], {
+    stdin: lines.map((i) => emails[i] + "\n").join(""),
+  });
+  assert.equal(run.stdout, lines.map((i) => names[i] + "\n").join(""));
+  assert.match(
+    run.stderr,
+    /^client: 15 of 45 not found\.\nclient: Paced by the server's rate limit: \d+ pauses, \d+\.\d s in all\.\n$/,
+  );
+  assert.equal(run.code, 1);
+  // --no-wait keeps the old way: the burst is answered, then the batch stops.
+  const stopped = await runClient(
+    ["--no-wait", "--host", server.hostname, "--port", String(server.port)],
+    { stdin: "ada@example.com\n".repeat(30) },
+  );
+  assert.equal(stopped.code, 2);
+  assert.match(
+    stopped.stderr,
+    /^client: Rate limited by the server: .*; \d+ queries answered, resume from input line \d+\.\n$/,
+  );
+});
+
+Deno.test("client gives up pacing after --max-wait with nothing answered, saying where to resume", async () => {
+  await using server = new ScriptedServer({
+    answer: (email, index) =>
+      index < 2
+        ? { status: STATUS_FOUND, text: `Name of ${email}` }
+        : { status: STATUS_RATE_LIMITED, text: RATE_LIMITED_TEXT },
+  });
+  const run = await runClient(["--max-wait", "0.5", "--port", String(server.port)], {
+    stdin: "a@example.com\nb@example.com\nc@example.com\nd@example.com\n",
+  });
+  assert.equal(run.code, 2);
+  assert.equal(run.stdout, "Name of a@example.com\nName of b@example.com\n");
+  assert.match(
+    run.stderr,
+    /^client: Rate limited by the server: Over 10 queries a minute; still refused after waiting 0\.\d s; 2 queries answered, resume from input line 3\.\n$/,
+  );
 });
 
 Deno.test("client EMAIL... stopped by FORBIDDEN says which argument to resume from", async () => {
@@ -515,8 +610,70 @@ Deno.test("client --cert or --key with a missing, unreadable or wrong file: one 
   }
   const alone = await runClient(["--cert", pki.client.certificatePath, "a@x.org"]);
   assert.equal(alone.code, 2);
-  assert.match(alone.stderr, /^client: --cert needs --key: give the certificate's private key\.\n/);
-  assert.match(alone.stderr, /Usage: deno task client/);
+  assert.equal(
+    alone.stderr,
+    "client: --cert needs --key: give the certificate's private key. See --help.\n",
+  );
+});
+
+Deno.test("client TLS mistakes are told in words a user can act on, against real servers", async () => {
+  await using pki = await makeTestPki();
+  const v1 = await makeVersion1Client(pki);
+  const tlsFiles = ["--tls-cert", pki.server.certificatePath, "--tls-key", pki.server.keyPath];
+  await using plain = await ServerProcess.start(["--data", "data/addressbook.csv"]);
+  await using mutual = await ServerProcess.start([
+    ...tlsFiles,
+    "--tls-client-ca",
+    pki.ca.certificatePath,
+    "--io",
+    "epoll",
+  ]);
+  await using nodeTls = await ServerProcess.start([...tlsFiles, "--io", "deno"]);
+  const ca = ["--ca", pki.ca.certificatePath];
+  const cases: [string, string[], string][] = [
+    [
+      "an X.509 v1 client certificate",
+      ["--port", String(mutual.port), ...ca, "--cert", v1.certificatePath, "--key", v1.keyPath],
+      "client: --cert is an X.509 v1 certificate; make it with extensions (see README).\n",
+    ],
+    [
+      "a key that is not the certificate's",
+      [
+        "--port",
+        String(mutual.port),
+        ...ca,
+        "--cert",
+        pki.client.certificatePath,
+        "--key",
+        pki.rogueClient.keyPath,
+      ],
+      "client: --cert and --key do not belong together.\n",
+    ],
+    [
+      "--tls against a plain port",
+      ["--port", String(plain.port), ...ca],
+      `client: TLS handshake with 127.0.0.1:${plain.port} failed: ` +
+      "the server does not speak TLS on this port: drop --tls.\n",
+    ],
+    [
+      "a plain client against a TLS port that closes",
+      ["--port", String(mutual.port)],
+      `client: The server at 127.0.0.1:${mutual.port} closed the connection before replying; ` +
+      "the server may require TLS: try --tls.\n",
+    ],
+    [
+      "a plain client against a TLS port that answers with an alert",
+      ["--port", String(nodeTls.port)],
+      `client: The server at 127.0.0.1:${nodeTls.port} answered with TLS, not the addrbook protocol; ` +
+      "the server may require TLS: try --tls.\n",
+    ],
+  ];
+  for (const [what, flags, message] of cases) {
+    const run = await runClient([...flags, "ada@example.com"]);
+    assert.equal(run.stderr, message, what);
+    assert.equal(run.code, 2, what);
+    assert.equal(run.stdout, "", what);
+  }
 });
 
 // --- Failover: --host with several servers ------------------------------------------

@@ -52,6 +52,28 @@ const MAX_PORT = 65535;
 /** The first byte of a TLS alert record and of a TLS handshake record. */
 const TLS_ALERT_RECORD = 0x15;
 const TLS_HANDSHAKE_RECORD = 0x16;
+/** What a plain connection to a TLS port was probably met by, and what to do. */
+const MAY_REQUIRE_TLS = "the server may require TLS: try --tls";
+
+/**
+ * The TLS library's (rustls through Deno) words for mistakes a user makes,
+ * and what to tell them instead: what is wrong and what to do.
+ */
+const TLS_ERROR_ADVICE: readonly (readonly [RegExp, string])[] = [
+  // rustls reads a v1 certificate (`openssl x509 -req` without -extfile) as unsupported.
+  [
+    /UnsupportedCertVersion/,
+    "--cert is an X.509 v1 certificate; make it with extensions (see README)",
+  ],
+  [/KeyMismatch/, "--cert and --key do not belong together"],
+  // A plain server's first bytes are a reply frame, which is no TLS record.
+  [/InvalidContentType|corrupt message/i, "the server does not speak TLS on this port: drop --tls"],
+];
+
+/** What a TLS library's error message means for the user, when it is a known mistake. */
+function tlsAdvice(message: string): string | undefined {
+  return TLS_ERROR_ADVICE.find(([pattern]) => pattern.test(message))?.[1];
+}
 
 /** Where a server listens. */
 export interface Endpoint {
@@ -169,6 +191,8 @@ export class Connection {
   #replyHead = 0;
   /** Whether any reply has come: a TLS server that ends a connection before one may have refused us. */
   #replied = false;
+  /** Whether any byte has come: a TLS port closes a plain connection without a word. */
+  #heardAny = false;
   /** The FORBIDDEN reply, once the server sent one: it answers every query after it. */
   #forbidden: Reply | undefined;
   /** Set once the connection is unusable; every later call throws it. */
@@ -242,9 +266,10 @@ export class Connection {
             `TLS handshake with ${address} failed: timed out after ${formatSeconds(timeoutMs)}.`,
           );
         }
+        const message = describeError(error);
         throw new ClientError(
           "tls",
-          `TLS handshake with ${address} failed: ${sentence(describeError(error))}`,
+          `TLS handshake with ${address} failed: ${sentence(tlsAdvice(message) ?? message)}`,
         );
       } finally {
         deadline.clear();
@@ -567,6 +592,7 @@ export class Connection {
     }
     const received = await this.#read();
     if (received === null) throw this.#fail(this.#closedError());
+    if (received > 0) this.#heardAny = true;
     // Every frame is decoded now, so the buffer is free for the next read.
     this.#decoder.push(this.#readBuffer.subarray(0, received));
     try {
@@ -581,9 +607,9 @@ export class Connection {
       throw this.#fail(
         new ClientError(
           "protocol",
-          `The server at ${this.address} sent a malformed reply${
-            looksTls ? " (it looks like a TLS server: try --tls)" : ""
-          }: ${sentence(error.message)}`,
+          looksTls
+            ? `The server at ${this.address} answered with TLS, not the addrbook protocol; ${MAY_REQUIRE_TLS}.`
+            : `The server at ${this.address} sent a malformed reply: ${sentence(error.message)}`,
         ),
       );
     }
@@ -648,10 +674,13 @@ export class Connection {
   #closedError(): ClientError {
     // Without an alert, a TLS server that ends the connection before any
     // reply may still have refused the certificate; say so, as a guess.
+    // A TLS port ends a plain connection without a byte: say that too.
     const hint = this.#tls && !this.#replied
       ? this.#presentsCert
         ? " (did it refuse the client certificate?)"
         : " (does it require a client certificate?)"
+      : !this.#tls && !this.#heardAny
+      ? `; ${MAY_REQUIRE_TLS}`
       : "";
     return new ClientError(
       "closed",
@@ -760,6 +789,8 @@ function connectError(
     return new ClientError("connect", `${prefix}: unknown host "${hostname}".`);
   }
   // Client certificate files that are not a certificate and its key fail here, before any I/O.
+  const advice = tlsAdvice(message);
+  if (advice !== undefined) return new ClientError("tls", sentence(advice));
   if (/certificate|private key|\bpem\b/i.test(message)) {
     return new ClientError("tls", `${prefix}: ${sentence(message)}`);
   }

@@ -37,7 +37,8 @@ import {
 } from "./connection.ts";
 import { parseHostList } from "./hosts.ts";
 import { formatAddress } from "../common/net_address.ts";
-import type { Reply } from "../protocol.ts";
+import { type Reply, STATUS_RATE_LIMITED } from "../protocol.ts";
+import { Pacer } from "./pacing.ts";
 
 /** The server's address when none is given. */
 export const DEFAULT_HOSTNAME = "127.0.0.1";
@@ -63,6 +64,14 @@ export interface ClientOptions extends ConnectionOptions {
   hosts?: string | readonly Endpoint[];
   /** Rounds over every host before giving up; {@linkcode DEFAULT_ROUNDS} by default. */
   rounds?: number;
+  /**
+   * When the server answers RATE_LIMITED, {@linkcode Client.lookupMany}
+   * waits and sends the refused queries again (client/pacing.ts) instead of
+   * yielding the refusal, for at most this many milliseconds with nothing
+   * answered; then it yields the RATE_LIMITED reply. Off (0) by default:
+   * the refusal is yielded at once.
+   */
+  maxRateLimitWaitMs?: number;
 }
 
 /** The kinds of failure another attempt, perhaps on another host, may get past. */
@@ -109,6 +118,9 @@ export class Client {
   readonly hosts: readonly Endpoint[];
   readonly #options: ConnectionOptions;
   readonly #rounds: number;
+  readonly #maxRateLimitWaitMs: number;
+  /** The pauses of the last {@linkcode lookupMany} paced by RATE_LIMITED replies. */
+  #pacer: Pacer | undefined;
   #connection: Connection | undefined;
   #connecting: Promise<Connection> | undefined;
   /** The index in `hosts` of the host to try next. */
@@ -118,10 +130,16 @@ export class Client {
   /** Set once the client is closed; every later call throws it. */
   #closed: ClientError | undefined;
 
-  private constructor(hosts: readonly Endpoint[], options: ConnectionOptions, rounds: number) {
+  private constructor(
+    hosts: readonly Endpoint[],
+    options: ConnectionOptions,
+    rounds: number,
+    maxRateLimitWaitMs: number,
+  ) {
     this.hosts = hosts;
     this.#options = options;
     this.#rounds = rounds;
+    this.#maxRateLimitWaitMs = maxRateLimitWaitMs;
   }
 
   /**
@@ -131,7 +149,7 @@ export class Client {
    * in every round, the last failure's kind, with a message that names it.
    */
   static async connect(options: ClientOptions = {}): Promise<Client> {
-    const { hostname, port, hosts, rounds, ...connection } = options;
+    const { hostname, port, hosts, rounds, maxRateLimitWaitMs, ...connection } = options;
     const endpoints = resolveHosts(hostname, port ?? DEFAULT_PORT, hosts);
     for (const endpoint of endpoints) checkConnectionOptions(endpoint, connection);
     const roundCount = rounds ?? DEFAULT_ROUNDS;
@@ -141,9 +159,25 @@ export class Client {
         `The rounds must be a whole number of 1 or more, not ${roundCount}.`,
       );
     }
-    const client = new Client(endpoints, connection, roundCount);
+    const waitMs = maxRateLimitWaitMs ?? 0;
+    if (!(waitMs >= 0 && Number.isFinite(waitMs))) {
+      throw new ClientError(
+        "usage",
+        `The longest wait when rate limited must be 0 or more milliseconds, not ${waitMs}.`,
+      );
+    }
+    const client = new Client(endpoints, connection, roundCount, waitMs);
     await client.#current();
     return client;
+  }
+
+  /**
+   * How the last {@linkcode lookupMany} was paced by RATE_LIMITED replies
+   * (with `maxRateLimitWaitMs`): the pauses, their total, and whether it
+   * gave up; `undefined` when it was not.
+   */
+  get pacing(): Readonly<Pick<Pacer, "waits" | "waitedMs" | "gaveUp">> | undefined {
+    return this.#pacer?.waits || this.#pacer?.gaveUp ? this.#pacer : undefined;
   }
 
   /** The address, as `host:port`, of the server this client is connected to now (or will try next). */
@@ -178,6 +212,11 @@ export class Client {
    * stream. When a connection fails, the queries it left unanswered are
    * sent again on the next one, in order, before any new query.
    *
+   * With `maxRateLimitWaitMs`, a RATE_LIMITED reply is not yielded: the
+   * client pauses and sends that query and every later one again, so the
+   * batch finishes at the pace the server allows ({@linkcode pacing} tells
+   * how it went).
+   *
    * Stopping early (a `break`, or an error) while queries are still in
    * flight closes the client, since their replies would otherwise be taken
    * for the answers to later calls.
@@ -201,26 +240,43 @@ export class Client {
     window: number = DEFAULT_WINDOW,
   ): AsyncGenerator<Reply> {
     const queue = new ResendQueue(emails);
+    const pacer = this.#maxRateLimitWaitMs > 0
+      ? new Pacer({ maxWaitMs: this.#maxRateLimitWaitMs })
+      : undefined;
+    this.#pacer = pacer;
     let connection: Connection | undefined;
     let ended = false;
     try {
       for (;;) {
         connection = await this.#current();
+        let pause: number | undefined;
         try {
-          for await (const replies of connection.lookupBatches(queue.feed(), window)) {
+          batches: for await (const replies of connection.lookupBatches(queue.feed(), window)) {
             this.#failures = 0;
             for (const reply of replies) {
+              if (pacer !== undefined) {
+                if (reply.status === STATUS_RATE_LIMITED) {
+                  pause = pacer.rateLimited(Date.now());
+                  // Stopping with replies owed closes the connection; the next one resends them.
+                  if (pause !== undefined) break batches;
+                } else {
+                  pacer.answered();
+                }
+              }
               queue.answered();
               yield reply;
             }
           }
-          ended = true;
-          return;
+          if (pause === undefined) {
+            ended = true;
+            return;
+          }
         } catch (error) {
           ended = true;
           await this.#recover(connection, error);
           ended = false;
         }
+        if (pause !== undefined) await this.#pause(pause);
       }
     } finally {
       // Stopped by the caller with replies owed: the connection closed
@@ -228,6 +284,12 @@ export class Client {
       if (!ended && connection?.failure !== undefined) this.#closed ??= connection.failure;
       await queue.close();
     }
+  }
+
+  /** Waits `ms` before the next attempt, unless the client is closed meanwhile. */
+  async #pause(ms: number): Promise<void> {
+    if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms));
+    if (this.#closed) throw this.#closed;
   }
 
   /** Closes the client. Calls still waiting fail with a `closed` error. */
@@ -288,9 +350,7 @@ export class Client {
       this.#failures = 0;
       throw this.#giveUp(error);
     }
-    const pause = backoffMs(this.#failures, this.hosts.length);
-    if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause));
-    if (this.#closed) throw this.#closed;
+    await this.#pause(backoffMs(this.#failures, this.hosts.length));
   }
 
   #giveUp(last: ClientError): ClientError {

@@ -1,12 +1,15 @@
 import assert from "node:assert/strict";
 import {
   MAX_TIMER_MS,
+  nearFlags,
   orList,
   parseChoice,
+  parseFlags,
   parsePort,
   parseSeconds,
   parseWholeNumber,
   UsageError,
+  usageLine,
 } from "./cli_args.ts";
 
 function assertUsage(run: () => unknown, pattern: RegExp): void {
@@ -69,4 +72,71 @@ Deno.test("orList joins choices as a help text lists them", () => {
   assert.equal(orList(["text", "json"]), "text or json");
   assert.equal(orList(["text"]), "text");
   assert.equal(orList([]), "");
+});
+
+const FLAGS = {
+  port: { type: "string" },
+  timeout: { type: "string" },
+  tls: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+Deno.test("parseFlags reads flags and positionals, a dashed value as the flag's own", () => {
+  const { values, positionals } = parseFlags({
+    args: ["--port", "-1", "--tls", "a@b.c", "-h"],
+    options: FLAGS,
+    allowPositionals: true,
+  });
+  assert.equal(values.port, "-1");
+  assert.equal(values.tls, true);
+  assert.equal(values.help, true);
+  assert.deepEqual(positionals, ["a@b.c"]);
+});
+
+Deno.test("parseFlags refuses each mistake in one sentence, with a did-you-mean for a near miss", () => {
+  const refused = (args: string[], message: string, allowPositionals = false) =>
+    assertUsage(
+      () => parseFlags({ args, options: FLAGS, allowPositionals }),
+      new RegExp(`^${RegExp.escape(message)}$`),
+    );
+  refused(["--prot", "1"], "Unknown option --prot: did you mean --port?");
+  refused(["--tmeout", "1"], "Unknown option --tmeout: did you mean --timeout?");
+  refused(["--time"], "Unknown option --time: did you mean --timeout?");
+  refused(["-port"], "Unknown option -port: did you mean --port?");
+  refused(["--bogus"], "Unknown option --bogus.");
+  refused(["-x"], "Unknown option -x.");
+  refused(["--tls=yes"], '--tls takes no value, not "yes".');
+  refused(["--port"], "--port needs a value.");
+  refused(
+    ["--port", "--tls"],
+    '--port needs a value, not the option "--tls" (write --port=--tls to mean it).',
+  );
+  refused(["stray"], 'Unexpected argument "stray": only options are taken.');
+  // After "--" everything is a positional, dashes and all.
+  const { positionals } = parseFlags({
+    args: ["--", "--prot"],
+    options: FLAGS,
+    allowPositionals: true,
+  });
+  assert.deepEqual(positionals, ["--prot"]);
+});
+
+Deno.test("nearFlags suggests prefixes first, then flags within two edits, not everything for a short name", () => {
+  const flags = ["port", "host", "timeout", "tls", "max-connections", "max-connections-per-client"];
+  assert.deepEqual(nearFlags("prot", flags), ["port"]);
+  assert.deepEqual(nearFlags("tim", flags), ["timeout"]);
+  assert.deepEqual(nearFlags("port", flags), ["port"]);
+  assert.deepEqual(nearFlags("max-connection", flags), [
+    "max-connections",
+    "max-connections-per-client",
+  ]);
+  assert.deepEqual(nearFlags("x", flags), []);
+  assert.deepEqual(nearFlags("verbose", flags), []);
+});
+
+Deno.test("usageLine is the command, the message and see --help, on one line", () => {
+  assert.equal(
+    usageLine("client", "Unknown option --prot: did you mean --port?"),
+    "client: Unknown option --prot: did you mean --port? See --help.",
+  );
 });

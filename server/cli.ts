@@ -13,10 +13,10 @@
 
 import { DEFAULT_LDAP_BASE, DEFAULT_LDAP_SIZE_LIMIT } from "../wire/ldap.ts";
 import { InvalidDnError, parseDn } from "../wire/ldap_dn.ts";
-import { parseArgs } from "node:util";
 import {
   orList,
   parseChoice,
+  parseFlags,
   parsePort,
   parseSeconds,
   parseWholeNumber,
@@ -26,7 +26,6 @@ import {
 import { AccessList } from "../access/list.ts";
 import type { AccessRules } from "../access/policy.ts";
 import { type ClientLimitsConfig, parseAllowance } from "../access/limits.ts";
-import { describeError, wholeSentence } from "../common/errors.ts";
 import {
   BOOK_EXTENSIONS,
   BOOK_FORMATS,
@@ -377,36 +376,9 @@ function allowance(flag: string, value: string | undefined) {
   return value === undefined ? undefined : parseAllowance(flag, value);
 }
 
-/**
- * Runs node's parseArgs, first joining a value that starts with `-` to its
- * flag: parseArgs refuses `--port -1` as "ambiguous", where the useful
- * answer is that -1 is not a port.
- */
+/** The flags, parsed: mistakes are refused in the project's words (common/cli_args.ts). */
 function readFlags(args: string[]) {
-  const glued: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    const next = args[i + 1];
-    if (takesValue(arg) && next !== undefined && /^-[^-]/.test(next)) {
-      glued.push(`${arg}=${next}`);
-      i++;
-    } else {
-      glued.push(arg);
-    }
-  }
-  try {
-    return parseArgs({ args: glued, strict: true, allowPositionals: false, options: FLAGS })
-      .values;
-  } catch (error) {
-    throw new UsageError(wholeSentence(describeError(error)));
-  }
-}
-
-/** Whether `arg` is a long flag of ours that takes a value, written without `=`. */
-function takesValue(arg: string | undefined): boolean {
-  if (arg === undefined || !arg.startsWith("--") || arg.includes("=")) return false;
-  const flag = FLAGS[arg.slice(2) as keyof typeof FLAGS];
-  return flag?.type === "string";
+  return parseFlags({ args, allowPositionals: false, options: FLAGS }).values;
 }
 
 function seconds(

@@ -15,6 +15,7 @@ import { TextIndex } from "../book/text_index.ts";
 import { Logger } from "../common/log.ts";
 import { formatAddress } from "../common/net_address.ts";
 import { type CliOptions, parseServerArgs, USAGE } from "./cli.ts";
+import { usageLine } from "../common/cli_args.ts";
 import { StartError } from "./error.ts";
 import { describeBookRefusal } from "./book_refusal.ts";
 import { StatusEndpoint } from "./http.ts";
@@ -36,7 +37,7 @@ export async function main(args: string[]): Promise<number> {
     options = parseServerArgs(args);
   } catch (error) {
     if (error instanceof StartError) {
-      console.error(`server: ${error.message}\n\n${USAGE}`);
+      console.error(usageLine("server", error.message));
       return error.exitCode;
     }
     throw error;

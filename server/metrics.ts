@@ -77,7 +77,9 @@ export function renderPrometheus(
     "counter",
     "Connections and queries refused by the access rules and per-client limits, by reason.",
     [
-      ['{reason="forbidden"}', totals[Counter.refusedForbidden]],
+      ['{reason="not_allowed"}', totals[Counter.refusedNotAllowed]],
+      ['{reason="protected_mode"}', totals[Counter.refusedProtectedMode]],
+      ['{reason="untrusted_proxy"}', totals[Counter.refusedUntrustedProxy]],
       ['{reason="rate_limited"}', totals[Counter.refusedRateLimited]],
       ['{reason="found_limit"}', totals[Counter.refusedFoundLimit]],
       ['{reason="client_connections"}', totals[Counter.refusedClientConnections]],

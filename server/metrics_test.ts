@@ -106,7 +106,9 @@ Deno.test("renderPrometheus writes the summed counters and the book figures as s
   b[Counter.frameTimeouts] = 6;
   a[Counter.writeTimeouts] = 7;
   b[Counter.handshakeTimeouts] = 12;
-  a[Counter.refusedForbidden] = 8;
+  a[Counter.refusedNotAllowed] = 8;
+  b[Counter.refusedProtectedMode] = 13;
+  a[Counter.refusedUntrustedProxy] = 14;
   b[Counter.refusedRateLimited] = 9;
   a[Counter.refusedFoundLimit] = 10;
   b[Counter.refusedClientConnections] = 11;
@@ -141,7 +143,9 @@ Deno.test("renderPrometheus writes the summed counters and the book figures as s
     'addrbook_timeouts_total{kind="frame"}': 6,
     'addrbook_timeouts_total{kind="write"}': 7,
     'addrbook_timeouts_total{kind="handshake"}': 12,
-    'addrbook_refusals_total{reason="forbidden"}': 8,
+    'addrbook_refusals_total{reason="not_allowed"}': 8,
+    'addrbook_refusals_total{reason="protected_mode"}': 13,
+    'addrbook_refusals_total{reason="untrusted_proxy"}': 14,
     'addrbook_refusals_total{reason="rate_limited"}': 9,
     'addrbook_refusals_total{reason="found_limit"}': 10,
     'addrbook_refusals_total{reason="client_connections"}': 11,

@@ -25,8 +25,8 @@ export const Counter = {
   frameTimeouts: 4,
   /** Connections closed for taking none of their waiting replies for the write timeout. */
   writeTimeouts: 5,
-  /** Connections refused with FORBIDDEN (--allow, protected mode, an untrusted proxy). */
-  refusedForbidden: 6,
+  /** Connections refused with FORBIDDEN: a client not in --allow. */
+  refusedNotAllowed: 6,
   /** Queries refused with RATE_LIMITED under --rate-limit. */
   refusedRateLimited: 7,
   /** Queries refused with RATE_LIMITED under --found-limit. */
@@ -41,12 +41,16 @@ export const Counter = {
   tlsClientCertRefused: 12,
   /** Connections closed for not finishing the TLS handshake within the frame timeout. */
   handshakeTimeouts: 13,
+  /** Connections refused with FORBIDDEN: a client beyond loopback in protected mode. */
+  refusedProtectedMode: 14,
+  /** Connections refused with FORBIDDEN: a PROXY header from a peer not in --trusted-proxy. */
+  refusedUntrustedProxy: 15,
   /**
    * Replies sent, by front end and outcome: this index, plus the front end's
    * place in {@linkcode FRONT_END_NAMES} times the number of outcomes, plus
    * the outcome (see {@linkcode outcomeCounters}).
    */
-  replies: 14,
+  replies: 16,
 } as const;
 
 /** The front ends whose replies are counted, by the name each gives itself. */

@@ -20,7 +20,7 @@ Deno.test("COUNTERS_PER_THREAD holds the fixed counters, one per front end and o
   );
   assert.equal(LDAP_COUNTERS.results, LDAP_COUNTERS.operations + LDAP_OPERATIONS.length);
   assert.equal(COUNTERS_PER_THREAD, LDAP_COUNTERS.results + LDAP_RESULTS.length);
-  assert.equal(COUNTERS_PER_THREAD, 14 + 2 * 8 + 10 + LDAP_RESULTS.length);
+  assert.equal(COUNTERS_PER_THREAD, 16 + 2 * 8 + 10 + LDAP_RESULTS.length);
   const indices = Object.values(Counter);
   assert.equal(new Set(indices).size, indices.length, "each counter has its own index");
   assert.ok(indices.every((index) => index < COUNTERS_PER_THREAD));

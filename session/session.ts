@@ -231,6 +231,13 @@ const TIMEOUT_COUNTERS: Readonly<Record<TimeoutKind, number>> = {
   handshake: Counter.handshakeTimeouts,
 };
 
+/** The counter of each reason a connection is refused with FORBIDDEN: the log's reason is the metric's label. */
+const FORBIDDEN_COUNTERS: Readonly<Record<Exclude<AccessVerdict, "ok">, number>> = {
+  not_allowed: Counter.refusedNotAllowed,
+  protected_mode: Counter.refusedProtectedMode,
+  untrusted_proxy: Counter.refusedUntrustedProxy,
+};
+
 const REFUSAL_COUNTERS: Readonly<Record<LimitRefusal, number>> = {
   rate_limited: Counter.refusedRateLimited,
   found_limit: Counter.refusedFoundLimit,
@@ -814,7 +821,7 @@ export class Session {
   #forbid(verdict: Exclude<AccessVerdict, "ok">, client: string, now: number): void {
     this.#client = client;
     const { counters, frontEnd, outcomes } = this.#context;
-    counters[Counter.refusedForbidden]++;
+    counters[FORBIDDEN_COUNTERS[verdict]]++;
     outcomes[Outcome.forbidden]++;
     this.#noteRefusal(verdict, now);
     frontEnd.writeForbidden(this.#output, AccessPolicy.replyText(verdict));

@@ -208,7 +208,7 @@ Deno.test("a line session refused by the access rules hears why in its own words
   const h = new LineHarness({}, { access });
   assert.deepEqual(h.read(), [`FORBIDDEN ${AccessPolicy.replyText("not_allowed")}`]);
   assert.equal(h.outcome(Outcome.forbidden), 1);
-  assert.equal(h.context.counters[Counter.refusedForbidden], 1);
+  assert.equal(h.context.counters[Counter.refusedNotAllowed], 1);
 });
 
 Deno.test("a line session behind a PROXY header is judged by the client it names", () => {

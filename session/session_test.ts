@@ -842,7 +842,7 @@ Deno.test("receiveProxyHeader: a refused client hears why once the handshake is 
   h.session.handshakeDone(START);
   h.readAll();
   assert.deepEqual(h.statuses, [STATUS_FORBIDDEN]);
-  assert.equal(h.counter(Counter.refusedForbidden), 1);
+  assert.equal(h.counter(Counter.refusedNotAllowed), 1);
   assert.equal(h.session.phase, "ending");
 });
 

@@ -166,12 +166,21 @@ async function makeCaPair(
   return await readPair(dir, name);
 }
 
+/**
+ * Makes a client certificate from `pki`'s CA as `openssl x509 -req` does
+ * without `-extfile`: X.509 version 1, which TLS libraries refuse as a
+ * client certificate. For the tests of what the client says about one.
+ */
+export async function makeVersion1Client(pki: TestPki): Promise<PemPair> {
+  return await makeLeafPair(pki.dir, "v1-client", "/CN=version one", "ca", undefined, "ec-p256");
+}
+
 async function makeLeafPair(
   dir: string,
   name: string,
   subject: string,
   issuer: string,
-  extensions: string,
+  extensions: string | undefined,
   algorithm: KeyAlgorithm,
 ): Promise<PemPair> {
   await runOpenssl(dir, [
@@ -184,7 +193,9 @@ async function makeLeafPair(
     "-subj",
     subject,
   ]);
-  await Deno.writeTextFile(`${dir}/${name}.ext`, extensions);
+  // No extensions file makes a version 1 certificate.
+  const extfile = extensions === undefined ? [] : ["-extfile", `${name}.ext`];
+  if (extensions !== undefined) await Deno.writeTextFile(`${dir}/${name}.ext`, extensions);
   await runOpenssl(dir, [
     "x509",
     "-req",
@@ -199,8 +210,7 @@ async function makeLeafPair(
     `${name}.crt`,
     "-days",
     VALID_DAYS,
-    "-extfile",
-    `${name}.ext`,
+    ...extfile,
   ]);
   return await readPair(dir, name);
 }

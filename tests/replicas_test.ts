@@ -235,7 +235,7 @@ Deno.test("through HAProxy, the PROXY v2 header carries the real client: a repli
     // The refusals came from the replicas, which saw the real client's address.
     const metrics = await Promise.all(REPLICA_NAMES.map((_, i) => replicas.metrics(i)));
     const refused = metrics.map((text) =>
-      metricValue(text, "addrbook_refusals_total", '{reason="forbidden"}')
+      metricValue(text, "addrbook_refusals_total", '{reason="not_allowed"}')
     );
     assert.equal(refused.reduce((sum, n) => sum + n, 0), tries, `refusals per replica: ${refused}`);
     const logs = REPLICA_NAMES.map((_, i) => replicas.process(i).stderr.text).join("\n");

@@ -97,12 +97,21 @@ Deno.test("bad access and limit values exit 2 with one message naming the flag a
     [["--allow", "10.0.0.0/33"], /^server: --allow entry "10\.0\.0\.0\/33" .*prefix length/],
     [["--allow", "nonsense"], /^server: --allow entry "nonsense" is not an IPv4 or IPv6 address/],
     [["--allow", "10.0.0.0/8", "--allow", "10.1.2.3/8"], /^server: --allow entry "10\.1\.2\.3\/8"/],
-    [["--rate-limit", "0/s"], /^server: --rate-limit must be N\/PERIOD .*, not "0\/s"\.$/m],
-    [["--rate-limit", "5/x"], /^server: --rate-limit must be N\/PERIOD .*, not "5\/x"\.$/m],
-    [["--found-limit", "-1/m"], /^server: --found-limit must be N\/PERIOD .*, not "-1\/m"\.$/m],
+    [
+      ["--rate-limit", "0/s"],
+      /^server: --rate-limit must be N\/PERIOD .*, not "0\/s". See --help\.$/m,
+    ],
+    [
+      ["--rate-limit", "5/x"],
+      /^server: --rate-limit must be N\/PERIOD .*, not "5\/x". See --help\.$/m,
+    ],
+    [
+      ["--found-limit", "-1/m"],
+      /^server: --found-limit must be N\/PERIOD .*, not "-1\/m". See --help\.$/m,
+    ],
     [
       ["--max-connections-per-client", "-1"],
-      /^server: --max-connections-per-client must be a whole number .*, not "-1"\.$/m,
+      /^server: --max-connections-per-client must be a whole number .*, not "-1"\. See --help\.$/m,
     ],
     [
       ["--trusted-proxy", "127.0.0.1"],
@@ -118,7 +127,11 @@ Deno.test("bad access and limit values exit 2 with one message naming the flag a
     const what = `${args.join(" ")}: ${stderr}`;
     assert.equal(code, EXIT_USAGE, what);
     assert.match(stderr, message, what);
-    assert.match(stderr, /\.\n\nUsage: deno task server/, `one sentence, then the usage: ${what}`);
+    assert.match(
+      stderr,
+      /^server: [^\n]*\. See --help\.\n?$/,
+      `one sentence, then see --help: ${what}`,
+    );
     assert.doesNotMatch(stderr, LISTENING, "nothing listens");
     assert.equal(stdout, "");
     assertNoStackTrace(stderr);
@@ -203,7 +216,15 @@ testEachIo("/metrics counts refusals by reason, and the tracked clients", async 
     metricValue(await metricsOf(server), name, labels);
   const refusals = (reason: string) => sample("addrbook_refusals_total", `{reason="${reason}"}`);
   assert.equal(await sample("addrbook_tracked_clients"), 0);
-  for (const reason of ["forbidden", "rate_limited", "found_limit", "client_connections"]) {
+  const reasons = [
+    "not_allowed",
+    "protected_mode",
+    "untrusted_proxy",
+    "rate_limited",
+    "found_limit",
+    "client_connections",
+  ];
+  for (const reason of reasons) {
     assert.equal(await refusals(reason), 0, reason);
   }
 
@@ -239,7 +260,7 @@ testEachIo("/metrics counts refusals by reason, and the tracked clients", async 
     } finally {
       stranger.close();
     }
-    await waitFor(async () => await refusals("forbidden") === 1, "the forbidden refusal");
+    await waitFor(async () => await refusals("not_allowed") === 1, "the not_allowed refusal");
     assert.equal(await refusals("rate_limited"), 1);
     assert.equal(await refusals("found_limit"), 1);
     assert.equal(await refusals("client_connections"), 1);
@@ -312,7 +333,8 @@ Deno.test("deno task client: FORBIDDEN and RATE_LIMITED from the real server pri
   }
   {
     await using server = await ServerProcess.start(["--data", book, "--rate-limit", "1/1h"]);
-    const run = await runClientToExit(["--port", String(server.port), ADA, GRACE]);
+    // --no-wait stops at once; by default the client waits, up to --max-wait, then stops.
+    const run = await runClientToExit(["--no-wait", "--port", String(server.port), ADA, GRACE]);
     assert.equal(run.code, EXIT_USAGE, run.stderr);
     assert.equal(run.stdout, "Ada Lovelace\n");
     assert.match(
@@ -321,8 +343,15 @@ Deno.test("deno task client: FORBIDDEN and RATE_LIMITED from the real server pri
     );
     assert.equal(run.stderr.trimEnd().split("\n").length, 1, run.stderr);
     assertNoStackTrace(run.stderr);
+    const waited = await runClientToExit(["--max-wait", "0.5", "--port", String(server.port), ADA]);
+    assert.equal(waited.code, EXIT_USAGE, waited.stderr);
+    assert.equal(waited.stdout, "");
+    assert.match(
+      waited.stderr,
+      /^client: Rate limited by the server: This client asked more than 1 query in 1 h \(--rate-limit\); later queries are answered once it allows; still refused after waiting 0\.\d s\.\n?$/,
+    );
     // --json shows the status name, and the message still goes to stderr.
-    const json = await runClientToExit(["--json", "--port", String(server.port), ADA]);
+    const json = await runClientToExit(["--json", "--no-wait", "--port", String(server.port), ADA]);
     assert.equal(json.code, EXIT_USAGE, json.stderr);
     assert.deepEqual(JSON.parse(json.stdout), {
       email: ADA,

@@ -184,7 +184,7 @@ accessTest(
       lines.join("\n"),
     );
     const metrics = server.metrics();
-    assert.equal(metricValue(metrics, "addrbook_refusals_total", '{reason="forbidden"}'), 2);
+    assert.equal(metricValue(metrics, "addrbook_refusals_total", '{reason="not_allowed"}'), 2);
     assert.equal(
       metricValue(metrics, "addrbook_replies_total", '{front_end="binary",status="FORBIDDEN"}'),
       2,
@@ -210,7 +210,7 @@ accessTest(
 accessTest(
   "protected mode serves a loopback client and refuses a far one (via PROXY) naming --allow",
   { access: { protectedMode: true, proxyProtocol: true } },
-  async ({ port, lines }) => {
+  async ({ port, lines, server }) => {
     await withWireClient(port, async (client) => {
       await client.write(concat([proxyFrom(1, "127.0.0.9"), encodeQuery(ADA)]));
       assert.equal((await client.readReply())?.status, STATUS_FOUND);
@@ -228,6 +228,10 @@ accessTest(
       1,
       lines.join("\n"),
     );
+    // The log's reason is the metric's label.
+    const metrics = server.metrics();
+    assert.equal(metricValue(metrics, "addrbook_refusals_total", '{reason="protected_mode"}'), 1);
+    assert.equal(metricValue(metrics, "addrbook_refusals_total", '{reason="not_allowed"}'), 0);
   },
 );
 
@@ -525,7 +529,7 @@ accessTest(
 accessTest(
   "PROXY header from a peer that is not a --trusted-proxy: FORBIDDEN at once, then close",
   { access: { ...OPEN, proxyProtocol: true, trustedProxies: "127.0.0.2" } },
-  async ({ port, lines }) => {
+  async ({ port, lines, server }) => {
     await withWireClientFrom(port, "127.0.0.3", async (client) => {
       await assertRefusedThenClosed(client, STATUS_FORBIDDEN, /trusted proxies only/);
     });
@@ -537,6 +541,10 @@ accessTest(
       (await refusalLinesOnceLogged(lines, "127.0.0.3", "untrusted_proxy")).length,
       1,
       lines.join("\n"),
+    );
+    assert.equal(
+      metricValue(server.metrics(), "addrbook_refusals_total", '{reason="untrusted_proxy"}'),
+      1,
     );
   },
 );

@@ -567,7 +567,7 @@ Deno.test("--proxy-protocol with TLS: the header comes in clear before the hands
       "a connection without a header is not answered",
     );
   }
-  assert.equal(await scrape(server, "addrbook_refusals_total", '{reason="forbidden"}'), 1);
+  assert.equal(await scrape(server, "addrbook_refusals_total", '{reason="not_allowed"}'), 1);
   assert.equal(
     await scrape(server, "addrbook_replies_total", '{front_end="binary",status="PROTOCOL_ERROR"}'),
     2,

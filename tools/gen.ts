@@ -16,9 +16,14 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { orList, parseChoice, parseWholeNumber, UsageError } from "../common/cli_args.ts";
-import { describeError } from "../common/errors.ts";
+import {
+  orList,
+  parseChoice,
+  parseFlags,
+  parseWholeNumber,
+  UsageError,
+  usageLine,
+} from "../common/cli_args.ts";
 import { MAX_UTF8_PER_UNIT } from "../common/utf8.ts";
 import { formatVCard } from "../book/vcard.ts";
 import { writeAll } from "../common/write_all.ts";
@@ -246,7 +251,7 @@ Options:
 export async function main(args: string[]): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({
+    ({ values } = parseFlags({
       args,
       options: {
         count: { type: "string" },
@@ -254,11 +259,11 @@ export async function main(args: string[]): Promise<number> {
         seed: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
-      strict: true,
       allowPositionals: false,
     }));
   } catch (error) {
-    return usageError(describeError(error));
+    if (error instanceof UsageError) return usageError(error.message);
+    throw error;
   }
   if (values.help) {
     console.log(USAGE);
@@ -297,7 +302,7 @@ export async function main(args: string[]): Promise<number> {
 }
 
 function usageError(message: string): number {
-  console.error(`${message}\n\n${USAGE}`);
+  console.error(usageLine("gen", message));
   return 2;
 }
 

@@ -11,8 +11,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { orList, parseChoice, UsageError } from "../common/cli_args.ts";
+import { orList, parseChoice, parseFlags, UsageError, usageLine } from "../common/cli_args.ts";
 import { describeError } from "../common/errors.ts";
 import {
   BOOK_FORMAT_TABLE,
@@ -65,7 +64,7 @@ export async function main(args: string[]): Promise<number> {
   let values;
   let files: string[];
   try {
-    ({ values, positionals: files } = parseArgs({
+    ({ values, positionals: files } = parseFlags({
       args,
       options: {
         format: { type: "string" },
@@ -75,11 +74,11 @@ export async function main(args: string[]): Promise<number> {
         "allow-empty": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
-      strict: true,
       allowPositionals: true,
     }));
   } catch (error) {
-    return usageError(describeError(error));
+    if (error instanceof UsageError) return usageError(error.message);
+    throw error;
   }
   if (values.help) {
     await write(USAGE + "\n");
@@ -178,8 +177,7 @@ async function write(text: string): Promise<void> {
 }
 
 function usageError(message: string): number {
-  // Prefixed as the server's and the client's messages are, so a script's log says who spoke.
-  console.error(`validate: ${message}\n\n${USAGE}`);
+  console.error(usageLine("validate", message));
   return EXIT_USAGE;
 }
 
