@@ -116,3 +116,67 @@ export class RepeatSummary {
     if (!oldest.done) this.#entries.delete(oldest.value);
   }
 }
+
+/**
+ * One kind of failure that comes in episodes (accept out of descriptors):
+ * the first failure of an episode is reported at once, later ones only
+ * counted and reported with their count at most once an interval, and the
+ * success that ends the episode reports how many there were. So a server
+ * retrying every 100 ms for an hour logs about sixty lines, not 36,000.
+ *
+ * ```ts
+ * import { FailureEpisode } from "./log_repeats.ts";
+ *
+ * const accepts = new FailureEpisode({ intervalMs: 60_000 });
+ * accepts.failed(0); // 1: log it now
+ * accepts.failed(100); // 0: counted
+ * accepts.succeeded(); // 2: the episode is over, after 2 failures
+ * accepts.succeeded(); // 0: no episode
+ * ```
+ */
+export class FailureEpisode {
+  readonly #intervalMs: number;
+  #failures = 0;
+  #unreported = 0;
+  #reportedAt = 0;
+
+  /**
+   * Creates a summary with no episode under way.
+   *
+   * @throws {RangeError} when the interval is not positive.
+   */
+  constructor(options: { intervalMs?: number } = {}) {
+    this.#intervalMs = options.intervalMs ?? DEFAULT_REPEAT_INTERVAL_MS;
+    if (!(this.#intervalMs > 0)) {
+      throw new RangeError(`Repeat interval must be over 0 ms, not ${this.#intervalMs}.`);
+    }
+  }
+
+  /** Whether an episode is under way: a failure, and no success since. */
+  get ongoing(): boolean {
+    return this.#failures > 0;
+  }
+
+  /**
+   * Counts a failure at `now` (ms). Returns how many failures to report now,
+   * this one included (1 when it starts an episode, more after an interval
+   * of repeats), or 0 to stay quiet.
+   */
+  failed(now: number): number {
+    this.#failures++;
+    this.#unreported++;
+    if (this.#failures > 1 && now - this.#reportedAt < this.#intervalMs) return 0;
+    const count = this.#unreported;
+    this.#unreported = 0;
+    this.#reportedAt = now;
+    return count;
+  }
+
+  /** Ends the episode, if any; returns how many failures it had (0 when there was none). */
+  succeeded(): number {
+    const failures = this.#failures;
+    this.#failures = 0;
+    this.#unreported = 0;
+    return failures;
+  }
+}

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { DEFAULT_REPEAT_INTERVAL_MS, RepeatSummary } from "./log_repeats.ts";
+import { DEFAULT_REPEAT_INTERVAL_MS, FailureEpisode, RepeatSummary } from "./log_repeats.ts";
 
 const MINUTE = DEFAULT_REPEAT_INTERVAL_MS;
 
@@ -72,4 +72,17 @@ Deno.test("every occurrence is reported exactly once, and a key at most once per
     }),
     { seed: 20261202, numRuns: 300 },
   );
+});
+
+Deno.test("FailureEpisode reports the first failure, then a count an interval, then the end", () => {
+  const episode = new FailureEpisode({ intervalMs: 1000 });
+  assert.equal(episode.succeeded(), 0);
+  const reports = [];
+  for (let now = 0; now < 2500; now += 100) reports.push(episode.failed(now));
+  assert.deepEqual(reports.filter((count) => count > 0), [1, 10, 10]);
+  assert.ok(episode.ongoing);
+  assert.equal(episode.succeeded(), 25);
+  assert.ok(!episode.ongoing);
+  assert.equal(episode.failed(2600), 1, "a new episode is reported at once");
+  assert.throws(() => new FailureEpisode({ intervalMs: 0 }), RangeError);
 });

@@ -13,6 +13,7 @@
  */
 
 import type { AddressBook } from "../book/addressbook.ts";
+import type { FailureEpisode } from "../common/log_repeats.ts";
 import { LINGER_MS, type ServiceLimits, type SessionContext } from "../session/session.ts";
 
 /** A running event loop serving one listener. Both drivers implement it alike. */
@@ -67,6 +68,31 @@ export type ServiceOptions = SessionContext;
 
 /** How long to stop accepting after accept fails (out of file descriptors). */
 export const ACCEPT_PAUSE_MS = 100;
+
+/**
+ * Logs a failed accept (the driver pauses {@linkcode ACCEPT_PAUSE_MS} and
+ * tries again): the first of an episode at once, then a count at most once
+ * a minute, so that running out of descriptors does not also flood the log.
+ */
+export function noteAcceptFailed(
+  context: ServiceOptions,
+  failures: FailureEpisode,
+  now: number,
+  why: { errno?: number; error?: string },
+): void {
+  const count = failures.failed(now);
+  if (count === 0) return;
+  context.log.error("accept failed; pausing accepts", {
+    ...why,
+    pause_ms: ACCEPT_PAUSE_MS,
+    count: count > 1 ? count : undefined,
+  });
+}
+
+/** Logs the end of an episode of failed accepts, with how many there were. */
+export function noteAcceptsResumed(context: ServiceOptions, failures: FailureEpisode): void {
+  context.log.info("accepts resumed", { failed_accepts: failures.succeeded() });
+}
 
 /**
  * How often a driver looks for sessions whose deadline has passed, in
