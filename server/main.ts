@@ -8,6 +8,7 @@
 
 import { protectedModeApplies } from "../access/policy.ts";
 import { fileSignature, FileWatch } from "./watch.ts";
+import { coalesced } from "../common/coalesce.ts";
 import { describeError } from "../common/errors.ts";
 import { BookError, loadBook } from "../book/load.ts";
 import { loadBookInThread } from "../book/load_thread.ts";
@@ -91,7 +92,10 @@ export async function main(args: string[]): Promise<number> {
     if (tls && tlsPaths) checkTlsFiles(tls, tlsPaths);
     checkListenAddress(cli.hostname, cli.port);
     if (cli.metricsPort !== undefined) {
-      endpoint = StatusEndpoint.open(cli.hostname, cli.metricsPort);
+      endpoint = StatusEndpoint.open(cli.hostname, cli.metricsPort, undefined, {
+        access: { ...cli.access, protectedMode },
+        log,
+      });
     }
     const book = await load();
     server = await startServer({
@@ -119,7 +123,8 @@ export async function main(args: string[]): Promise<number> {
     }
     throw error;
   }
-  const reload = async () => {
+  // A storm of signals or file events must not run reloads side by side, each holding a book.
+  const reload = coalesced(async () => {
     try {
       log.info("reload started", { file: cli.dataLabel });
       await server.reload();
@@ -131,8 +136,8 @@ export async function main(args: string[]): Promise<number> {
     } catch (error) {
       log.error(`reload failed, still serving the old book: ${describeError(error)}`);
     }
-  };
-  const reloadTls = async () => {
+  });
+  const reloadTls = coalesced(async () => {
     if (tlsPaths === undefined) return;
     try {
       await server.setTls(await loadTlsFiles(tlsPaths));
@@ -142,7 +147,7 @@ export async function main(args: string[]): Promise<number> {
     } catch (error) {
       log.error(`TLS reload failed, still serving the old certificate: ${describeError(error)}`);
     }
-  };
+  });
   const watches = cli.watch
     ? [
       FileWatch.start(path, { settleMs: cli.watchSettleMs, onSettled: reload, servedSignature }),
