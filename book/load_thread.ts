@@ -18,7 +18,7 @@
 
 import { AddressBook } from "./addressbook.ts";
 import { BookError } from "./problem.ts";
-import { freeDescriptors } from "../common/descriptors.ts";
+import { canOpenDescriptors } from "../common/descriptors.ts";
 import type { LoadedBook, LoadOptions } from "./load.ts";
 import type { LoadReply, LoadRequest } from "./load_worker.ts";
 
@@ -45,11 +45,10 @@ export class ThreadRefusedError extends Error {
  * @throws {Error} when the thread itself fails (not about the file's content).
  */
 export function loadBookInThread(path: string, options: LoadOptions = {}): Promise<LoadedBook> {
-  const free = freeDescriptors();
-  if (free !== undefined && free < THREAD_DESCRIPTORS) {
+  if (canOpenDescriptors(THREAD_DESCRIPTORS) === false) {
     return Promise.reject(
       new ThreadRefusedError(
-        `Cannot start the book loading thread: ${free} file descriptors are free, and it needs ${THREAD_DESCRIPTORS} (raise ulimit -n, or wait for connections to close).`,
+        `Cannot start the book loading thread: fewer than the ${THREAD_DESCRIPTORS} file descriptors it needs are free (raise ulimit -n, or wait for connections to close).`,
       ),
     );
   }

@@ -74,15 +74,19 @@ Deno.test("every occurrence is reported exactly once, and a key at most once per
   );
 });
 
-Deno.test("FailureEpisode reports the first failure, then a count an interval, then the end", () => {
-  const episode = new FailureEpisode({ intervalMs: 1000 });
-  assert.equal(episode.succeeded(), 0);
+Deno.test("FailureEpisode reports the first failure, then a count an interval, then the end after a quiet time", () => {
+  const episode = new FailureEpisode({ intervalMs: 1000, quietMs: 300 });
+  assert.equal(episode.succeeded(0), 0);
   const reports = [];
-  for (let now = 0; now < 2500; now += 100) reports.push(episode.failed(now));
+  for (let now = 0; now < 2500; now += 100) {
+    reports.push(episode.failed(now));
+    assert.equal(episode.succeeded(now + 50), 0, "a success between failures does not end it");
+  }
   assert.deepEqual(reports.filter((count) => count > 0), [1, 10, 10]);
   assert.ok(episode.ongoing);
-  assert.equal(episode.succeeded(), 25);
+  assert.equal(episode.succeeded(2500), 0, "not quiet long enough yet");
+  assert.equal(episode.succeeded(2700), 25);
   assert.ok(!episode.ongoing);
-  assert.equal(episode.failed(2600), 1, "a new episode is reported at once");
+  assert.equal(episode.failed(2800), 1, "a new episode is reported at once");
   assert.throws(() => new FailureEpisode({ intervalMs: 0 }), RangeError);
 });

@@ -164,7 +164,9 @@ export class ConnectionService implements Service {
         await new Promise((resolve) => setTimeout(resolve, ACCEPT_PAUSE_MS));
         continue;
       }
-      if (this.#acceptFailures.ongoing) noteAcceptsResumed(this.#context, this.#acceptFailures);
+      if (this.#acceptFailures.ongoing) {
+        noteAcceptsResumed(this.#context, this.#acceptFailures, Date.now());
+      }
       this.#serve(conn);
     }
   }

@@ -274,7 +274,7 @@ export class EpollService implements Service {
         return;
       }
       if (listener.acceptFailures.ongoing) {
-        noteAcceptsResumed(listener.context, listener.acceptFailures);
+        noteAcceptsResumed(listener.context, listener.acceptFailures, this.#now);
       }
       const session = new Session(listener.context, this.#now, () => this.#peerAddress(fd));
       this.#control(EPOLL_CTL_ADD, fd, EPOLLIN);

@@ -89,9 +89,14 @@ export function noteAcceptFailed(
   });
 }
 
-/** Logs the end of an episode of failed accepts, with how many there were. */
-export function noteAcceptsResumed(context: ServiceOptions, failures: FailureEpisode): void {
-  context.log.info("accepts resumed", { failed_accepts: failures.succeeded() });
+/** Logs the end of an episode of failed accepts, with how many there were, once it is over. */
+export function noteAcceptsResumed(
+  context: ServiceOptions,
+  failures: FailureEpisode,
+  now: number,
+): void {
+  const count = failures.succeeded(now);
+  if (count > 0) context.log.info("accepts resumed", { failed_accepts: count });
 }
 
 /**

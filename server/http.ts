@@ -225,7 +225,7 @@ export class StatusEndpoint {
   readonly #timeoutMs: number;
   readonly #connections = new Set<Deno.Conn>();
   /** Connections admitted and not yet closed: those the cap counts. */
-  #serving = 0;
+  readonly #admitted = new Set<Deno.Conn>();
   readonly #acceptFailures = new FailureEpisode();
   readonly #accepting: Promise<void>;
   #closing = false;
@@ -311,12 +311,15 @@ export class StatusEndpoint {
         await new Promise((resolve) => setTimeout(resolve, ACCEPT_PAUSE_MS));
         continue;
       }
-      if (this.#acceptFailures.ongoing) {
-        this.#log.info("metrics port: accepts resumed", {
-          failed_accepts: this.#acceptFailures.succeeded(),
-        });
+      const failedAccepts = this.#acceptFailures.ongoing
+        ? this.#acceptFailures.succeeded(Date.now())
+        : 0;
+      if (failedAccepts > 0) {
+        this.#log.info("metrics port: accepts resumed", { failed_accepts: failedAccepts });
       }
-      void this.#serve(conn);
+      const serving = this.#serve(conn);
+      // A refusal is finished before the next accept, so refusals hold one descriptor at most.
+      if (!this.#admitted.has(conn)) await serving;
     }
   }
 
@@ -332,23 +335,23 @@ export class StatusEndpoint {
     this.#connections.add(conn);
     const timer = setTimeout(() => closeQuietly(conn), this.#timeoutMs);
     // Refusals are said at once and closed without lingering, so they hold no slot.
-    const admitted = this.#admits(conn) && this.#serving < this.#maxConnections;
+    const admitted = this.#admits(conn) && this.#admitted.size < this.#maxConnections;
+    if (admitted) this.#admitted.add(conn);
     try {
       if (!this.#admits(conn)) {
         await writeAnswer(conn, "GET", text(HTTP_FORBIDDEN, "Forbidden: not in --allow.\n"));
       } else if (!admitted) {
         await writeAnswer(conn, "GET", text(HTTP_UNAVAILABLE, "Busy: too many connections.\n"));
       } else {
-        this.#serving++;
         await this.#answer(conn);
         await linger(conn);
       }
     } catch {
       // Reset by the peer, or closed at the deadline: nothing more to say to it.
     } finally {
-      if (admitted) this.#serving--;
       clearTimeout(timer);
       this.#connections.delete(conn);
+      this.#admitted.delete(conn);
       closeQuietly(conn);
     }
   }

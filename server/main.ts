@@ -150,8 +150,13 @@ export async function main(args: string[]): Promise<number> {
   });
   const watches = cli.watch
     ? [
-      FileWatch.start(path, { settleMs: cli.watchSettleMs, onSettled: reload, servedSignature }),
-      ...watchTlsFiles(tlsPaths, cli.watchSettleMs, reloadTls),
+      FileWatch.start(path, {
+        settleMs: cli.watchSettleMs,
+        onSettled: reload,
+        servedSignature,
+        onProblem: (message) => log.warn(message),
+      }),
+      ...watchTlsFiles(tlsPaths, cli.watchSettleMs, reloadTls, log),
     ]
     : [];
   // Signal handlers go in before the start line, which tells scripts they may signal.
@@ -203,6 +208,7 @@ function watchTlsFiles(
   paths: TlsPaths | undefined,
   settleMs: number,
   reloadTls: () => Promise<void>,
+  log: Logger,
 ): FileWatch[] {
   if (paths === undefined) return [];
   const files = [paths.cert, paths.key, ...(paths.clientCa === undefined ? [] : [paths.clientCa])];
@@ -212,6 +218,7 @@ function watchTlsFiles(
       settleMs,
       onSettled: reloadTls,
       servedSignature: fileSignature(resolved),
+      onProblem: (message) => log.warn(message),
     });
   });
 }
