@@ -31,7 +31,7 @@
  * @module
  */
 
-import { AccessPolicy, type AccessRules } from "../access/policy.ts";
+import { AccessPolicy, type AccessRules, type AccessVerdict } from "../access/policy.ts";
 import { describeError } from "../common/errors.ts";
 import { Logger } from "../common/log.ts";
 import { FailureEpisode } from "../common/log_repeats.ts";
@@ -323,23 +323,25 @@ export class StatusEndpoint {
     }
   }
 
-  /** Whether the peer may ask: as the lookup port's rules say, or a trusted balancer. */
-  #admits(conn: Deno.Conn): boolean {
-    if (this.#policy === undefined) return true;
+  /** Whether the peer may ask: as the lookup port's rules say, or as a trusted balancer. */
+  #verdict(conn: Deno.Conn): AccessVerdict {
+    if (this.#policy === undefined) return "ok";
     const peer = (conn.remoteAddr as Deno.NetAddr).hostname;
-    return this.#policy.clientVerdict(peer) === "ok" ||
-      this.#trustedProxies?.peerVerdict(peer) === "ok";
+    const verdict = this.#policy.clientVerdict(peer);
+    return verdict !== "ok" && this.#trustedProxies?.peerVerdict(peer) === "ok" ? "ok" : verdict;
   }
 
   async #serve(conn: Deno.Conn): Promise<void> {
     this.#connections.add(conn);
     const timer = setTimeout(() => closeQuietly(conn), this.#timeoutMs);
+    const verdict = this.#verdict(conn);
     // Refusals are said at once and closed without lingering, so they hold no slot.
-    const admitted = this.#admits(conn) && this.#admitted.size < this.#maxConnections;
+    const admitted = verdict === "ok" && this.#admitted.size < this.#maxConnections;
     if (admitted) this.#admitted.add(conn);
     try {
-      if (!this.#admits(conn)) {
-        await writeAnswer(conn, "GET", text(HTTP_FORBIDDEN, "Forbidden: not in --allow.\n"));
+      if (verdict !== "ok") {
+        const reason = `Forbidden: ${AccessPolicy.replyText(verdict)}\n`;
+        await writeAnswer(conn, "GET", text(HTTP_FORBIDDEN, reason));
       } else if (!admitted) {
         await writeAnswer(conn, "GET", text(HTTP_UNAVAILABLE, "Busy: too many connections.\n"));
       } else {
