@@ -158,15 +158,13 @@ export class ConnectionService implements Service {
         if (this.#draining) return;
         // Out of file descriptors and the like: keep serving the others, and
         // wait a little before trying again rather than spin on the error.
-        noteAcceptFailed(this.#context, this.#acceptFailures, Date.now(), {
+        noteAcceptFailed(this.#context.log, this.#acceptFailures, Date.now(), {
           error: describeError(error),
         });
         await new Promise((resolve) => setTimeout(resolve, ACCEPT_PAUSE_MS));
         continue;
       }
-      if (this.#acceptFailures.ongoing) {
-        noteAcceptsResumed(this.#context, this.#acceptFailures, Date.now());
-      }
+      noteAcceptsResumed(this.#context.log, this.#acceptFailures, Date.now());
       this.#serve(conn);
     }
   }

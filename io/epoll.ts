@@ -273,9 +273,7 @@ export class EpollService implements Service {
         if (errno !== EAGAIN && errno !== EINTR) this.#pauseAccepting(listener, errno);
         return;
       }
-      if (listener.acceptFailures.ongoing) {
-        noteAcceptsResumed(listener.context, listener.acceptFailures, this.#now);
-      }
+      noteAcceptsResumed(listener.context.log, listener.acceptFailures, this.#now);
       const session = new Session(listener.context, this.#now, () => this.#peerAddress(fd));
       this.#control(EPOLL_CTL_ADD, fd, EPOLLIN);
       const transport = listener.transports.accept(fd);
@@ -395,7 +393,7 @@ export class EpollService implements Service {
   #pauseAccepting(listener: EpollListener, errno: number): void {
     listener.acceptResumes = this.#now + ACCEPT_PAUSE_MS;
     this.#control(EPOLL_CTL_MOD, listener.fd, 0);
-    noteAcceptFailed(listener.context, listener.acceptFailures, this.#now, { errno });
+    noteAcceptFailed(listener.context.log, listener.acceptFailures, this.#now, { errno });
   }
 
   /** Watches again the listeners whose accept pause is over. */

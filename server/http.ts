@@ -36,6 +36,7 @@ import { describeError } from "../common/errors.ts";
 import { Logger } from "../common/log.ts";
 import { FailureEpisode } from "../common/log_repeats.ts";
 import { formatAddress } from "../common/net_address.ts";
+import { ACCEPT_PAUSE_MS, noteAcceptFailed, noteAcceptsResumed } from "../io/service.ts";
 import { writeAll } from "../common/write_all.ts";
 import { StartError } from "./error.ts";
 
@@ -116,8 +117,6 @@ export const STATUS_MAX_CONNECTIONS = 64;
 export const STATUS_TIMEOUT_MS = 5000;
 /** The largest request head (request line and headers) read. */
 export const STATUS_MAX_HEAD_BYTES = 8192;
-/** How long to stop accepting after accept fails (out of file descriptors). */
-const ACCEPT_PAUSE_MS = 100;
 const READ_BYTES = 2048;
 /** How long, and how many bytes, a closing connection is read and dropped (see linger). */
 const LINGER_MS = 1000;
@@ -300,23 +299,14 @@ export class StatusEndpoint {
       } catch (error) {
         if (this.#closing || error instanceof Deno.errors.BadResource) return;
         // Out of file descriptors and the like: wait a little rather than spin, and say so once.
-        const count = this.#acceptFailures.failed(Date.now());
-        if (count > 0) {
-          this.#log.error("metrics port: accept failed; pausing accepts", {
-            error: describeError(error),
-            pause_ms: ACCEPT_PAUSE_MS,
-            count: count > 1 ? count : undefined,
-          });
-        }
+        noteAcceptFailed(this.#log, this.#acceptFailures, Date.now(), {
+          port: "metrics",
+          error: describeError(error),
+        });
         await new Promise((resolve) => setTimeout(resolve, ACCEPT_PAUSE_MS));
         continue;
       }
-      const failedAccepts = this.#acceptFailures.ongoing
-        ? this.#acceptFailures.succeeded(Date.now())
-        : 0;
-      if (failedAccepts > 0) {
-        this.#log.info("metrics port: accepts resumed", { failed_accepts: failedAccepts });
-      }
+      noteAcceptsResumed(this.#log, this.#acceptFailures, Date.now(), { port: "metrics" });
       const serving = this.#serve(conn);
       // A refusal is finished before the next accept, so refusals hold one descriptor at most.
       if (!this.#admitted.has(conn)) await serving;
