@@ -189,51 +189,54 @@ Deno.test("v1 refusals: each says what was wrong", () => {
   const cases: [string, RegExp][] = [
     [
       "PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",
-      /^PROXY v1 protocol "TCP5" is not TCP4, TCP6 or UNKNOWN\.$/,
+      /^PROXY v1 protocol is not TCP4, TCP6 or UNKNOWN\.$/,
     ],
-    ["PROXY tcp4 1.2.3.4 5.6.7.8 1 2\r\n", /protocol "tcp4"/],
+    ["PROXY tcp4 1.2.3.4 5.6.7.8 1 2\r\n", /protocol is not TCP4/],
     ["PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n", /TCP4 line has 3 fields after the protocol, not 4/],
     ["PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n", /has 5 fields/],
     ["PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n", /has 5 fields/],
-    ["PROXY TCP4 01.2.3.4 5.6.7.8 1 2\r\n", /source address "01\.2\.3\.4" is not an IPv4 address/],
-    ["PROXY TCP4 1.2.3.4 256.6.7.8 1 2\r\n", /destination address "256\.6\.7\.8"/],
-    ["PROXY TCP4 ::1 5.6.7.8 1 2\r\n", /source address "::1" is not an IPv4/],
-    ["PROXY TCP6 1.2.3.4 ::1 1 2\r\n", /source address "1\.2\.3\.4" is not an IPv6/],
+    ["PROXY TCP4 01.2.3.4 5.6.7.8 1 2\r\n", /^PROXY v1 source address is not an IPv4 address\.$/],
+    ["PROXY TCP4 1.2.3.4 256.6.7.8 1 2\r\n", /destination address is not an IPv4/],
+    ["PROXY TCP4 ::1 5.6.7.8 1 2\r\n", /source address is not an IPv4/],
+    ["PROXY TCP6 1.2.3.4 ::1 1 2\r\n", /source address is not an IPv6/],
     ["PROXY TCP6 fe80::1%eth0 ::1 1 2\r\n", /not an IPv6/],
     ["PROXY TCP6 1::2::3 ::1 1 2\r\n", /not an IPv6/],
-    ["PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n", /source port "65536" is not a whole number/],
-    ["PROXY TCP4 1.2.3.4 5.6.7.8 1 080\r\n", /destination port "080"/],
-    ["PROXY TCP4 1.2.3.4 5.6.7.8 1 -2\r\n", /destination port "-2"/],
+    ["PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n", /source port is not a whole number/],
+    ["PROXY TCP4 1.2.3.4 5.6.7.8 1 080\r\n", /destination port is not/],
+    ["PROXY TCP4 1.2.3.4 5.6.7.8 1 -2\r\n", /destination port is not/],
     ["PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n", /ends with LF alone, not CRLF/],
     ["PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\r\n", /CR that is not followed by LF/],
-    ["PROXY TCP4 1.2.3.4\t5.6.7.8 1 2\r\n", /byte 0x09, which is not printable ASCII/],
-    ["PROXY TCP4 1.2.3.4 5.6.7.8 1 2\xe9\r\n", /byte 0xc3, which is not printable ASCII/],
+    ["PROXY TCP4 1.2.3.4\t5.6.7.8 1 2\r\n", /^PROXY v1 header's byte 19 is not printable ASCII\.$/],
+    ["PROXY TCP4 1.2.3.4 5.6.7.8 1 2\xe9\r\n", /byte 31 is not printable ASCII/],
     ["PROXY UNKNOWN " + "x".repeat(100) + "\r\n", /no CRLF within its first 107 bytes/],
-    ["PROXYTCP4", /^PROXY header starts with "PROXYT", not "PROXY "\.$/],
-    ["proxy TCP4", /^PROXY header expected, but the connection starts with "p"\.$/],
+    ["PROXYTCP4", /^PROXY header's byte 6 differs from "PROXY ", which it must start with\.$/],
+    [
+      "proxy TCP4",
+      /^PROXY header expected, but the connection's first byte starts neither version\.$/,
+    ],
   ];
   for (const [line, message] of cases) assertRefused(text(line), message);
 });
 
-Deno.test("a message shows only a few characters of what the peer sent", () => {
-  const long = "1".repeat(60);
-  assert.throws(
-    () => new ProxyHeaderParser().push(text(`PROXY TCP4 ${long} 5.6.7.8 1 2\r\n`)),
-    (error: unknown) =>
-      error instanceof ProxyHeaderError && error.message.includes(`"${"1".repeat(15)}…"`) &&
-      !error.message.includes("1".repeat(16)),
-  );
-});
-
-Deno.test("a message never echoes what could be an email address or other free text", () => {
-  assert.throws(
-    () => new ProxyHeaderParser().push(text("PROXY TCP4 127@0.0.1 5.6.7.8 1 2\r\n")),
-    new ProxyHeaderError('PROXY v1 source address "127?0.0.1" is not an IPv4 address.'),
-  );
-  assert.throws(
-    () => new ProxyHeaderParser().push(text("PROXY a@b.c 1.2.3.4 5.6.7.8 1 2\r\n")),
-    new ProxyHeaderError('PROXY v1 protocol "a?b.c" is not TCP4, TCP6 or UNKNOWN.'),
-  );
+Deno.test("a message holds none of what the peer sent, only positions and rules", () => {
+  const secret = "ada@example.com";
+  const headers = [
+    `PROXY TCP4 ${secret} 5.6.7.8 1 2\r\n`,
+    `PROXY ${secret} 1.2.3.4 5.6.7.8 1 2\r\n`,
+    `PROXY TCP4 1.2.3.4 5.6.7.8 ${secret} 2\r\n`,
+    `PROXY TCP6 ::1 ${secret} 1 2\r\n`,
+    `PROXYada@example.com`,
+    `ada@example.com`,
+  ];
+  for (const header of headers) {
+    assert.throws(() => new ProxyHeaderParser().push(text(header)), (error: unknown) => {
+      assert.ok(error instanceof ProxyHeaderError);
+      for (const part of ["ada", "example", "@", "TCP4 1", "0x"]) {
+        assert.ok(!error.message.includes(part), `${error.message} holds ${part}`);
+      }
+      return true;
+    });
+  }
 });
 
 Deno.test("a stream that is not a PROXY header is refused on its first byte", () => {
@@ -245,11 +248,15 @@ Deno.test("a stream that is not a PROXY header is refused on its first byte", ()
   assert.equal(bytesBeforeRefusal(text("\r\n\r\nHELLO")), 5);
   assert.throws(
     () => new ProxyHeaderParser().push(query),
-    new ProxyHeaderError('PROXY header expected, but the connection starts with "Q".'),
+    new ProxyHeaderError(
+      "PROXY header expected, but the connection's first byte starts neither version.",
+    ),
   );
   assert.throws(
     () => new ProxyHeaderParser().push(Uint8Array.of(0)),
-    new ProxyHeaderError("PROXY header expected, but the connection starts with bytes 0x00."),
+    new ProxyHeaderError(
+      "PROXY header expected, but the connection's first byte starts neither version.",
+    ),
   );
 });
 
@@ -345,25 +352,29 @@ Deno.test("v2 refusals: each says what was wrong, as early as the byte that show
     return copy;
   };
   const cases: [Uint8Array, RegExp, number][] = [
-    [withByte(4, 0x01), /^PROXY v2 signature byte 5 is 0x01, not 0x00\.$/, 5],
-    [withByte(11, 0x0d), /signature byte 12 is 0x0d, not 0x0a/, 12],
-    [withByte(12, 0x11), /version\/command byte 0x11 is not version 2/, 13],
-    [withByte(12, 0x22), /command 0x02 is neither LOCAL \(0x00\) nor PROXY \(0x01\)/, 13],
-    [withByte(13, 0x12), /transport 0x12 is UDP, which this server does not support/, 14],
-    [withByte(13, 0x22), /transport 0x22 is UDP/, 14],
-    [withByte(13, 0x31), /family 0x31 is a unix socket, which this server does not support/, 14],
+    [withByte(4, 0x01), /^PROXY v2 signature byte 5 is not 0x00\.$/, 5],
+    [withByte(11, 0x0d), /signature byte 12 is not 0x0a/, 12],
+    [withByte(12, 0x11), /version\/command byte is not version 2/, 13],
+    [withByte(12, 0x22), /command is neither LOCAL \(0x00\) nor PROXY \(0x01\)/, 13],
+    [withByte(13, 0x12), /transport is UDP, which this server does not support/, 14],
+    [withByte(13, 0x22), /transport is UDP/, 14],
+    [withByte(13, 0x31), /family is a unix socket, which this server does not support/, 14],
     [withByte(13, 0x32), /unix socket/, 14],
-    [withByte(13, 0x41), /family\/transport byte 0x41 is not valid/, 14],
-    [withByte(13, 0x10), /family\/transport byte 0x10 is not valid/, 14],
-    [withByte(13, 0x13), /family\/transport byte 0x13 is not valid/, 14],
-    [withByte(15, 11), /announces 11 bytes, fewer than the 12 its addresses need/, 16],
-    [v2({ family: 0x21, source: "1.2.3.4", destination: "5.6.7.8" }), /fewer than the 36/, 16],
+    [withByte(13, 0x41), /family\/transport byte is not valid/, 14],
+    [withByte(13, 0x10), /family\/transport byte is not valid/, 14],
+    [withByte(13, 0x13), /family\/transport byte is not valid/, 14],
+    [withByte(15, 11), /announces fewer bytes than the 12 its addresses need/, 16],
     [
-      v2({ command: 0x20, family: 0, length: 1025 }),
-      /announces 1025 bytes after its prefix, over the limit of 1024/,
+      v2({ family: 0x21, source: "1.2.3.4", destination: "5.6.7.8" }),
+      /fewer bytes than the 36/,
       16,
     ],
-    [v2({ length: 0xffff }), /announces 65535 bytes/, 16],
+    [
+      v2({ command: 0x20, family: 0, length: 1025 }),
+      /announces more bytes after its prefix than the limit of 1024/,
+      16,
+    ],
+    [v2({ length: 0xffff }), /more bytes after its prefix than the limit/, 16],
   ];
   for (const [bytes, message, refusedAt] of cases) {
     assertRefused(bytes, message);
@@ -379,15 +390,15 @@ Deno.test("v2 TLVs that run past the header are refused", () => {
   const base = { source: "1.2.3.4", destination: "5.6.7.8" };
   assertRefused(
     v2({ ...base, tlvs: Uint8Array.of(0x04, 0x00) }),
-    /^PROXY v2 header ends inside a TLV's type and length, 2 bytes before its end\.$/,
+    /^PROXY v2 header ends inside a TLV's type and length\.$/,
   );
   assertRefused(
     v2({ ...base, tlvs: Uint8Array.of(0x05, 0x00, 0x04, 1, 2, 3) }),
-    /^PROXY v2 TLV of type 0x05 announces 4 bytes, past the header's end\.$/,
+    /^PROXY v2 TLV announces more bytes than the header holds\.$/,
   );
   assertRefused(
     v2({ ...base, tlvs: concat(tlv(1, text("h2")), Uint8Array.of(0x02, 0xff, 0xff)) }),
-    /TLV of type 0x02 announces 65535 bytes/,
+    /TLV announces more bytes than the header holds/,
   );
 });
 
@@ -626,7 +637,7 @@ Deno.test("encodeProxyHeader refuses what no header can say", () => {
   assert.throws(
     () =>
       encodeProxyHeader({ version: 2, source: { address: "localhost", port: 1 }, destination: v4 }),
-    /address "localhost" is not an IP address/,
+    /address is not an IP address/,
   );
   assert.throws(
     () => encodeProxyHeader({ version: 2, tlvs: new Uint8Array(0x10000) }),

@@ -24,6 +24,13 @@ import { isUtf8 } from "node:buffer";
 
 /** Bytes read at a time; a record longer than the buffer grows it. */
 export const CHUNK_BYTES = 1 << 20;
+/**
+ * The longest record (a CSV row, a JSON string, a vCard) read, in bytes:
+ * far beyond any real entry (a name is at most a megabyte), and small
+ * enough that a file with no line ends (a sparse file, `/dev/zero` copied
+ * in) is refused after 16 MiB instead of costing gigabytes.
+ */
+export const MAX_RECORD_BYTES = 1 << 24;
 
 const LF = 0x0a;
 const UTF8_BOM = [0xef, 0xbb, 0xbf];
@@ -41,6 +48,21 @@ export class InvalidUtf8Error extends Error {
     this.name = "InvalidUtf8Error";
     this.offset = offset;
     this.length = length;
+  }
+}
+
+/**
+ * A record runs past {@linkcode MAX_RECORD_BYTES}; `start` says where it
+ * starts: a file offset, or a line when the reader counts lines itself.
+ */
+export class RecordTooLongError extends Error {
+  /** Where the record starts. */
+  readonly start: { offset: number } | { line: number };
+  /** Makes the error for the record that starts at `start`. */
+  constructor(start: { offset: number } | { line: number }) {
+    super(`A record is over ${MAX_RECORD_BYTES} bytes long.`);
+    this.name = "RecordTooLongError";
+    this.start = start;
   }
 }
 
@@ -120,6 +142,7 @@ export class BookBytes {
    * from every index into the buffer), or -1 when the file has no more.
    *
    * @throws {InvalidUtf8Error} when the new bytes are not UTF-8.
+   * @throws {RecordTooLongError} when the kept bytes are {@linkcode MAX_RECORD_BYTES} already.
    */
   more(keep: number): number {
     if (this.done && this.end === this.#filled) return -1;
@@ -131,6 +154,7 @@ export class BookBytes {
       this.#base += keep;
       this.start = Math.max(0, this.start - keep);
     }
+    if (this.#filled >= MAX_RECORD_BYTES) throw new RecordTooLongError({ offset: this.#base });
     // Double when a record fills half the buffer, so rescanning a long one stays linear.
     if (this.#filled * 2 > buffer.length) {
       const grown = new Uint8Array(buffer.length * 2);

@@ -22,7 +22,7 @@
  * @module
  */
 
-import type { BookBytes } from "./bytes.ts";
+import { type BookBytes, MAX_RECORD_BYTES } from "./bytes.ts";
 import type { BookCollector } from "./collect.ts";
 import type { ReaderOptions } from "./reader.ts";
 import { writeCodePoint } from "../common/utf8.ts";
@@ -303,6 +303,9 @@ class JsonScanner {
         const code = view[end];
         if (code === QUOTE || code === BACKSLASH || code < FIRST_NON_CONTROL) break;
         end++;
+      }
+      if (into.length + end - this.pos > MAX_RECORD_BYTES) {
+        this.fail(`a string is over ${MAX_RECORD_BYTES} bytes long`);
       }
       const out = into.room(end - this.pos + 8);
       for (let i = this.pos; i < end; i++) out[into.length++] = view[i];

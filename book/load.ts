@@ -23,7 +23,13 @@
 
 import type { AddressBook } from "./addressbook.ts";
 import { whyUnreadable } from "../common/errors.ts";
-import { BookBytes, CHUNK_BYTES, InvalidUtf8Error } from "./bytes.ts";
+import {
+  BookBytes,
+  CHUNK_BYTES,
+  InvalidUtf8Error,
+  MAX_RECORD_BYTES,
+  RecordTooLongError,
+} from "./bytes.ts";
 import { BookCollector, DUPLICATE_POLICIES, type DuplicatePolicy } from "./collect.ts";
 import {
   BOOK_EXTENSIONS,
@@ -54,6 +60,7 @@ export {
 };
 export type { BookFormat, BookProblem, DuplicatePolicy, ReaderOptions };
 export { MAX_NAME_BYTES } from "./collect.ts";
+export { MAX_RECORD_BYTES } from "./bytes.ts";
 
 /** How to read a book; what is for the format's reader comes from {@linkcode ReaderOptions}. */
 export interface LoadOptions extends ReaderOptions {
@@ -110,6 +117,14 @@ export async function loadBook(path: string, options: LoadOptions = {}): Promise
   } catch (error) {
     if (error instanceof BookError) throw error;
     return fail(whyUnreadable(error, name, path));
+  }
+  // The path may have been pointed elsewhere between the stat and the open.
+  const opened = await file.stat().catch(() => undefined);
+  if (opened === undefined || !opened.isFile || opened.size > MAX_BOOK_BYTES) {
+    file.close();
+    fail(
+      "it changed into something other than a regular file of at most the size limit as it was opened",
+    );
   }
   try {
     return readBook(BookBytes.fromFile(file), name, path, options);
@@ -170,8 +185,14 @@ function readBook(
     if (isBlank(bytes)) refuse("The file is empty.");
     read(bytes, collector, options);
   } catch (error) {
-    if (!(error instanceof InvalidUtf8Error)) throw error;
-    collector.problem(bytes.lineOfInvalidUtf8(error), "The file is not valid UTF-8.");
+    if (error instanceof RecordTooLongError) {
+      collector.problem(
+        "line" in error.start ? error.start.line : bytes.lineAt(error.start.offset),
+        `A record from here is over ${MAX_RECORD_BYTES} bytes long, which no entry is; the file is not read further.`,
+      );
+    } else if (error instanceof InvalidUtf8Error) {
+      collector.problem(bytes.lineOfInvalidUtf8(error), "The file is not valid UTF-8.");
+    } else throw error;
     throw new BookError(collector.problems.sort((a, b) => a.line - b.line));
   }
   const book = collector.finish(options.allowEmpty ?? false);

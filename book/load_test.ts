@@ -9,7 +9,9 @@ import {
   loadBook,
   loadBookFromText,
   type LoadOptions,
+  MAX_BOOK_BYTES,
   MAX_NAME_BYTES,
+  MAX_RECORD_BYTES,
 } from "./load.ts";
 import { formatVCard } from "./vcard.ts";
 
@@ -343,6 +345,69 @@ Deno.test("loadBook reports a directory in words", async () => {
     assert.deepEqual(error.problems, [
       { file: dir, line: 0, message: "Cannot read the file: it is a directory." },
     ]);
+  });
+});
+
+Deno.test("loadBook refuses a FIFO, /dev/zero and a sparse file over the size limit before reading", async () => {
+  await withFiles({}, async (dir) => {
+    const fifo = `${dir}/fifo.csv`;
+    const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+    assert.ok(made.success, "mkfifo");
+    await Deno.symlink("/dev/zero", `${dir}/zero.csv`);
+    const huge = `${dir}/huge.csv`;
+    using file = await Deno.create(huge);
+    await file.truncate(MAX_BOOK_BYTES + 1); // sparse: no disk, no time
+    for (
+      const [path, reason] of [
+        [fifo, "it is not a regular file"],
+        [`${dir}/zero.csv`, "it is not a regular file"],
+        [huge, `it is ${MAX_BOOK_BYTES + 1} bytes, over the limit of ${MAX_BOOK_BYTES}`],
+      ]
+    ) {
+      const error = await loadBook(path).catch((error) => error);
+      assert.ok(error instanceof BookError, String(error));
+      assert.deepEqual(error.problems, [
+        { file: path, line: 0, message: `Cannot read the file: ${reason}.` },
+      ]);
+    }
+  });
+});
+
+Deno.test("loadBook refuses a record over MAX_RECORD_BYTES in every format, after reading little more", async () => {
+  const long = "x".repeat(MAX_RECORD_BYTES + 1);
+  assert.deepEqual(await problemsOf("book.csv", `email,name\nada@example.com,Ada\n${long}`), [
+    `3: A record from here is over ${MAX_RECORD_BYTES} bytes long, which no entry is; the file is not read further.`,
+  ]);
+  assert.deepEqual(await problemsOf("book.json", `[{"email": "a@b.example", "name": "${long}"}]`), [
+    `1: The JSON is not valid: a string is over ${MAX_RECORD_BYTES} bytes long.`,
+  ]);
+  const card = `BEGIN:VCARD\nVERSION:4.0\nFN:Ada\nEMAIL:ada@example.com\nEND:VCARD\n`;
+  // Two chunks more than the limit, so that the limit is met before the file's end.
+  const endless = `${card}BEGIN:VCARD\nVERSION:4.0\nNOTE:${long}${"x".repeat(1 << 21)}`;
+  assert.deepEqual(await problemsOf("book.vcf", endless), [
+    `6: A record from here is over ${MAX_RECORD_BYTES} bytes long, which no entry is; the file is not read further.`,
+  ]);
+});
+
+Deno.test("loadBook refuses a sparse file of zeros at the first record, holding at most a few record lengths", async () => {
+  await withFiles({}, async (dir) => {
+    const path = `${dir}/sparse.csv`;
+    using file = await Deno.create(path);
+    await file.write(new TextEncoder().encode("email,name\n"));
+    await file.truncate(2 ** 31); // 2 GiB, nearly all of it a hole
+    const before = Deno.memoryUsage().rss;
+    const started = Date.now();
+    const error = await loadBook(path).catch((error) => error);
+    assert.ok(error instanceof BookError, String(error));
+    assert.match(
+      error.problems[0].message,
+      /over 16777216 bytes long/,
+      JSON.stringify(error.problems),
+    );
+    assert.equal(error.problems[0].line, 2);
+    const grew = Deno.memoryUsage().rss - before;
+    assert.ok(grew < 8 * MAX_RECORD_BYTES, `memory grew by ${grew} bytes`);
+    assert.ok(Date.now() - started < 10_000);
   });
 });
 

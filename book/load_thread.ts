@@ -19,6 +19,7 @@
 import { AddressBook } from "./addressbook.ts";
 import { TextIndex } from "./text_index.ts";
 import { BookError } from "./problem.ts";
+import { canOpenDescriptors } from "../common/descriptors.ts";
 import type { LoadedBook, LoadOptions } from "./load.ts";
 import type { LoadReply, LoadRequest } from "./load_worker.ts";
 
@@ -34,16 +35,36 @@ export interface ThreadLoadOptions extends LoadOptions {
 }
 
 /**
+ * File descriptors a loading thread needs, with room to spare: its runtime
+ * (an event loop, a few pipes), each module it imports and the book itself.
+ * Deno panics, ending the whole process, when a new thread gets too few.
+ */
+export const THREAD_DESCRIPTORS = 32;
+
+/** Refused before any thread starts: too few file descriptors are free for one. */
+export class ThreadRefusedError extends Error {
+  override name = "ThreadRefusedError";
+}
+
+/**
  * As `loadBook` from `book/load.ts`, but the reading and checking run in a
  * worker thread that is ended afterwards, with all the garbage of parsing.
  *
  * @throws {BookError} listing every problem with the file, as `loadBook` does.
+ * @throws {ThreadRefusedError} when too few file descriptors are free to start the thread.
  * @throws {Error} when the thread itself fails (not about the file's content).
  */
 export function loadBookInThread(
   path: string,
   options: ThreadLoadOptions = {},
 ): Promise<LoadedBook> {
+  if (canOpenDescriptors(THREAD_DESCRIPTORS) === false) {
+    return Promise.reject(
+      new ThreadRefusedError(
+        `Cannot start the book loading thread: fewer than the ${THREAD_DESCRIPTORS} file descriptors it needs are free (raise ulimit -n, or wait for connections to close).`,
+      ),
+    );
+  }
   const worker = new Worker(WORKER_URL, { type: "module" });
   return new Promise<LoadedBook>((resolve, reject) => {
     worker.onmessage = (event: MessageEvent<LoadReply>) => {

@@ -22,7 +22,7 @@
  * @module
  */
 
-import type { BookBytes } from "./bytes.ts";
+import { type BookBytes, MAX_RECORD_BYTES, RecordTooLongError } from "./bytes.ts";
 import type { BookCollector } from "./collect.ts";
 import type { ReaderOptions } from "./reader.ts";
 import { normalizeEmail } from "./email.ts";
@@ -54,6 +54,8 @@ export function readVCard(
     } else {
       pending = text;
     }
+    // A card with no end in sight (no BEGIN:VCARD after an END:VCARD) is not held on.
+    if (pending.length > MAX_RECORD_BYTES) throw new RecordTooLongError({ line: lineOffset + 1 });
     if (more < 0) return;
   }
 }

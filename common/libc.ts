@@ -34,6 +34,7 @@ export const SYMBOLS = {
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
   write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  dup: { parameters: ["i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   // For the process's figures in /metrics (server/process_metrics.ts): Deno

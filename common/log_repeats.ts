@@ -116,3 +116,83 @@ export class RepeatSummary {
     if (!oldest.done) this.#entries.delete(oldest.value);
   }
 }
+
+/**
+ * One kind of failure that comes in episodes (accept out of descriptors):
+ * the first failure of an episode is reported at once, later ones only
+ * counted and reported with their count at most once an interval, and the
+ * episode ends once a success comes after a quiet time with no failure,
+ * reporting how many there were. Under exhaustion, successes and failures
+ * alternate (each descriptor freed is taken at once), so a success alone
+ * does not end it. A server retrying every 100 ms for an hour logs about
+ * sixty lines, not 36,000. Pure: time is passed in.
+ *
+ * ```ts
+ * import { FailureEpisode } from "./log_repeats.ts";
+ *
+ * const accepts = new FailureEpisode({ intervalMs: 60_000, quietMs: 2000 });
+ * accepts.failed(0); // 1: log it now
+ * accepts.failed(100); // 0: counted
+ * accepts.succeeded(200); // 0: too soon to say it is over
+ * accepts.succeeded(2100); // 2: over, after 2 failures
+ * accepts.succeeded(2200); // 0: no episode
+ * ```
+ */
+export class FailureEpisode {
+  readonly #intervalMs: number;
+  readonly #quietMs: number;
+  #failures = 0;
+  #unreported = 0;
+  #reportedAt = 0;
+  #lastFailure = 0;
+
+  /**
+   * Creates a summary with no episode under way; `quietMs` (2 s by default)
+   * is how long without a failure ends an episode.
+   *
+   * @throws {RangeError} when the interval is not positive.
+   */
+  constructor(options: { intervalMs?: number; quietMs?: number } = {}) {
+    this.#intervalMs = options.intervalMs ?? DEFAULT_REPEAT_INTERVAL_MS;
+    this.#quietMs = options.quietMs ?? DEFAULT_QUIET_MS;
+    if (!(this.#intervalMs > 0)) {
+      throw new RangeError(`Repeat interval must be over 0 ms, not ${this.#intervalMs}.`);
+    }
+  }
+
+  /** Whether an episode is under way: a failure, and no end since. */
+  get ongoing(): boolean {
+    return this.#failures > 0;
+  }
+
+  /**
+   * Counts a failure at `now` (ms). Returns how many failures to report now,
+   * this one included (1 when it starts an episode, more after an interval
+   * of repeats), or 0 to stay quiet.
+   */
+  failed(now: number): number {
+    this.#failures++;
+    this.#unreported++;
+    this.#lastFailure = now;
+    if (this.#failures > 1 && now - this.#reportedAt < this.#intervalMs) return 0;
+    const count = this.#unreported;
+    this.#unreported = 0;
+    this.#reportedAt = now;
+    return count;
+  }
+
+  /**
+   * Notes a success at `now`: ends the episode when the last failure was a
+   * quiet time ago, and returns how many failures it had; 0 otherwise.
+   */
+  succeeded(now: number): number {
+    if (this.#failures === 0 || now - this.#lastFailure < this.#quietMs) return 0;
+    const failures = this.#failures;
+    this.#failures = 0;
+    this.#unreported = 0;
+    return failures;
+  }
+}
+
+/** How long with no failure ends an episode, by default. */
+export const DEFAULT_QUIET_MS = 2000;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { DEFAULT_REPEAT_INTERVAL_MS, RepeatSummary } from "./log_repeats.ts";
+import { DEFAULT_REPEAT_INTERVAL_MS, FailureEpisode, RepeatSummary } from "./log_repeats.ts";
 
 const MINUTE = DEFAULT_REPEAT_INTERVAL_MS;
 
@@ -72,4 +72,21 @@ Deno.test("every occurrence is reported exactly once, and a key at most once per
     }),
     { seed: 20261202, numRuns: 300 },
   );
+});
+
+Deno.test("FailureEpisode reports the first failure, then a count an interval, then the end after a quiet time", () => {
+  const episode = new FailureEpisode({ intervalMs: 1000, quietMs: 300 });
+  assert.equal(episode.succeeded(0), 0);
+  const reports = [];
+  for (let now = 0; now < 2500; now += 100) {
+    reports.push(episode.failed(now));
+    assert.equal(episode.succeeded(now + 50), 0, "a success between failures does not end it");
+  }
+  assert.deepEqual(reports.filter((count) => count > 0), [1, 10, 10]);
+  assert.ok(episode.ongoing);
+  assert.equal(episode.succeeded(2500), 0, "not quiet long enough yet");
+  assert.equal(episode.succeeded(2700), 25);
+  assert.ok(!episode.ongoing);
+  assert.equal(episode.failed(2800), 1, "a new episode is reported at once");
+  assert.throws(() => new FailureEpisode({ intervalMs: 0 }), RangeError);
 });

@@ -22,10 +22,13 @@ import type { AddressBook } from "../book/addressbook.ts";
 import {
   ACCEPT_PAUSE_MS,
   DRAIN_SWEEP_MS,
+  noteAcceptFailed,
+  noteAcceptsResumed,
   type Service,
   type ServiceOptions,
   sweepInterval,
 } from "./service.ts";
+import { FailureEpisode } from "../common/log_repeats.ts";
 import { describeError } from "../common/errors.ts";
 import { formatAddress } from "../common/net_address.ts";
 import {
@@ -89,6 +92,8 @@ export class ConnectionService implements Service {
   readonly #listener: Acceptor;
   readonly #context: ServiceOptions;
   readonly #connections = new Set<Connection>();
+  /** Accept failures in a row, so that an episode is logged once, with its count. */
+  readonly #acceptFailures = new FailureEpisode();
   #draining = false;
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
   #sweepEvery: number;
@@ -153,13 +158,13 @@ export class ConnectionService implements Service {
         if (this.#draining) return;
         // Out of file descriptors and the like: keep serving the others, and
         // wait a little before trying again rather than spin on the error.
-        this.#context.log.error("accept failed; pausing accepts", {
+        noteAcceptFailed(this.#context.log, this.#acceptFailures, Date.now(), {
           error: describeError(error),
-          pause_ms: ACCEPT_PAUSE_MS,
         });
         await new Promise((resolve) => setTimeout(resolve, ACCEPT_PAUSE_MS));
         continue;
       }
+      noteAcceptsResumed(this.#context.log, this.#acceptFailures, Date.now());
       this.#serve(conn);
     }
   }

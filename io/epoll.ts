@@ -39,10 +39,13 @@ import type { AddressBook } from "../book/addressbook.ts";
 import {
   ACCEPT_PAUSE_MS,
   DRAIN_SWEEP_MS,
+  noteAcceptFailed,
+  noteAcceptsResumed,
   type Service,
   type ServiceOptions,
   sweepInterval,
 } from "./service.ts";
+import { FailureEpisode } from "../common/log_repeats.ts";
 import { TcpAcceptor } from "../transport/tcp.ts";
 import { describeError } from "../common/errors.ts";
 import {
@@ -102,6 +105,8 @@ export interface EpollListener {
   readonly upgrades?: TransportAcceptor;
   /** When to watch it again after accept ran out of descriptors; 0 when watching. */
   acceptResumes: number;
+  /** Accept failures in a row, so that an episode is logged once, with its count. */
+  readonly acceptFailures: FailureEpisode;
 }
 
 /** One open connection: its socket, its session, and the transport between them. */
@@ -180,7 +185,13 @@ export class EpollService implements Service {
 
   /** A plain-TCP listener of `fd` for {@linkcode EpollService}'s constructor. */
   static plainListener(libc: Libc, fd: number, context: ServiceOptions): EpollListener {
-    return { fd, context, transports: new TcpAcceptor(libc), acceptResumes: 0 };
+    return {
+      fd,
+      context,
+      transports: new TcpAcceptor(libc),
+      acceptResumes: 0,
+      acceptFailures: new FailureEpisode(),
+    };
   }
 
   /** Replaces the book; each later query is answered from the new one. */
@@ -267,6 +278,7 @@ export class EpollService implements Service {
         if (errno !== EAGAIN && errno !== EINTR) this.#pauseAccepting(listener, errno);
         return;
       }
+      noteAcceptsResumed(listener.context.log, listener.acceptFailures, this.#now);
       const session = new Session(listener.context, this.#now, () => this.#peerAddress(fd));
       this.#control(EPOLL_CTL_ADD, fd, EPOLLIN);
       const transport = listener.transports.accept(fd);
@@ -387,10 +399,7 @@ export class EpollService implements Service {
   #pauseAccepting(listener: EpollListener, errno: number): void {
     listener.acceptResumes = this.#now + ACCEPT_PAUSE_MS;
     this.#control(EPOLL_CTL_MOD, listener.fd, 0);
-    listener.context.log.error("accept failed; pausing accepts", {
-      errno,
-      pause_ms: ACCEPT_PAUSE_MS,
-    });
+    noteAcceptFailed(listener.context.log, listener.acceptFailures, this.#now, { errno });
   }
 
   /** Watches again the listeners whose accept pause is over. */

@@ -13,6 +13,8 @@
  */
 
 import type { AddressBook } from "../book/addressbook.ts";
+import type { LogFields, Logger } from "../common/log.ts";
+import type { FailureEpisode } from "../common/log_repeats.ts";
 import { LINGER_MS, type ServiceLimits, type SessionContext } from "../session/session.ts";
 
 /** A running event loop serving one listener. Both drivers implement it alike. */
@@ -67,6 +69,39 @@ export type ServiceOptions = SessionContext;
 
 /** How long to stop accepting after accept fails (out of file descriptors). */
 export const ACCEPT_PAUSE_MS = 100;
+
+/**
+ * Logs a failed accept (the caller pauses {@linkcode ACCEPT_PAUSE_MS} and
+ * tries again): the first of an episode at once, then a count at most once
+ * a minute, so that running out of descriptors does not also flood the log.
+ * The metrics port (server/http.ts) logs its own so too.
+ */
+export function noteAcceptFailed(
+  log: Logger,
+  failures: FailureEpisode,
+  now: number,
+  fields: LogFields,
+): void {
+  const count = failures.failed(now);
+  if (count === 0) return;
+  log.error("accept failed; pausing accepts", {
+    ...fields,
+    pause_ms: ACCEPT_PAUSE_MS,
+    count: count > 1 ? count : undefined,
+  });
+}
+
+/** Logs the end of an episode of failed accepts, with how many there were, once it is over. */
+export function noteAcceptsResumed(
+  log: Logger,
+  failures: FailureEpisode,
+  now: number,
+  fields: LogFields = {},
+): void {
+  if (!failures.ongoing) return;
+  const count = failures.succeeded(now);
+  if (count > 0) log.info("accepts resumed", { ...fields, failed_accepts: count });
+}
 
 /**
  * How often a driver looks for sessions whose deadline has passed, in

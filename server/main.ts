@@ -8,6 +8,7 @@
 
 import { protectedModeApplies } from "../access/policy.ts";
 import { fileSignature, FileWatch } from "./watch.ts";
+import { coalesced } from "../common/coalesce.ts";
 import { describeError } from "../common/errors.ts";
 import { BookError, loadBook } from "../book/load.ts";
 import { loadBookInThread } from "../book/load_thread.ts";
@@ -101,7 +102,10 @@ export async function main(args: string[]): Promise<number> {
     if (tls && tlsPaths) checkTlsFiles(tls, tlsPaths);
     checkListenAddress(cli.hostname, cli.port);
     if (cli.metricsPort !== undefined) {
-      endpoint = StatusEndpoint.open(cli.hostname, cli.metricsPort);
+      endpoint = StatusEndpoint.open(cli.hostname, cli.metricsPort, undefined, {
+        access: { ...cli.access, protectedMode },
+        log,
+      });
     }
     const book = await load();
     server = await startServer({
@@ -129,7 +133,8 @@ export async function main(args: string[]): Promise<number> {
     }
     throw error;
   }
-  const reload = async () => {
+  // A storm of signals or file events must not run reloads side by side, each holding a book.
+  const reload = coalesced(async () => {
     try {
       log.info("reload started", { file: cli.dataLabel });
       await server.reload();
@@ -144,8 +149,8 @@ export async function main(args: string[]): Promise<number> {
         : describeError(error);
       log.error(`reload failed, still serving the old book: ${why}`);
     }
-  };
-  const reloadTls = async () => {
+  });
+  const reloadTls = coalesced(async () => {
     if (tlsPaths === undefined) return;
     try {
       await server.setTls(await loadTlsFiles(tlsPaths));
@@ -155,11 +160,16 @@ export async function main(args: string[]): Promise<number> {
     } catch (error) {
       log.error(`TLS reload failed, still serving the old certificate: ${describeError(error)}`);
     }
-  };
+  });
   const watches = cli.watch
     ? [
-      FileWatch.start(path, { settleMs: cli.watchSettleMs, onSettled: reload, servedSignature }),
-      ...watchTlsFiles(tlsPaths, cli.watchSettleMs, reloadTls),
+      FileWatch.start(path, {
+        settleMs: cli.watchSettleMs,
+        onSettled: reload,
+        servedSignature,
+        onProblem: (message) => log.warn(message),
+      }),
+      ...watchTlsFiles(tlsPaths, cli.watchSettleMs, reloadTls, log),
     ]
     : [];
   // Signal handlers go in before the start line, which tells scripts they may signal.
@@ -213,6 +223,7 @@ function watchTlsFiles(
   paths: TlsPaths | undefined,
   settleMs: number,
   reloadTls: () => Promise<void>,
+  log: Logger,
 ): FileWatch[] {
   if (paths === undefined) return [];
   const files = [paths.cert, paths.key, ...(paths.clientCa === undefined ? [] : [paths.clientCa])];
@@ -222,6 +233,7 @@ function watchTlsFiles(
       settleMs,
       onSettled: reloadTls,
       servedSignature: fileSignature(resolved),
+      onProblem: (message) => log.warn(message),
     });
   });
 }

@@ -128,7 +128,7 @@ export function serveEpoll(
       bound.push(socket.port);
       listeners.push(
         acceptor
-          ? { fd: socket.fd, context, transports: acceptor, acceptResumes: 0 }
+          ? { ...EpollService.plainListener(libc, socket.fd, context), transports: acceptor }
           : { ...EpollService.plainListener(libc, socket.fd, context), upgrades },
       );
     }

@@ -219,7 +219,10 @@ export async function startServer(options: ServerOptions): Promise<ServerHandle>
   let endpoint = options.statusEndpoint;
   try {
     if (endpoint === undefined && options.metricsPort !== undefined) {
-      endpoint = StatusEndpoint.open(hostname, options.metricsPort);
+      endpoint = StatusEndpoint.open(hostname, options.metricsPort, undefined, {
+        access: options.access,
+        log,
+      });
     }
   } catch (error) {
     await local?.service.abort();

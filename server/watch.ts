@@ -28,24 +28,38 @@
  * @module
  */
 
+import { describeError } from "../common/errors.ts";
+
 /** The most symlinks followed from the typed path, as Linux's own limit (ELOOP). */
 const MAX_SYMLINK_HOPS = 40;
+
+/**
+ * How often a watch looks at the file whatever the events say, in
+ * milliseconds. Events can stop for good: once a FIFO or a link to a device
+ * is renamed into a watched folder, Deno's watcher thread stalls (seen with
+ * Deno 2.9) and no watcher in the process hears of anything again. A look is
+ * a realpath and a stat, so looking this often costs nothing.
+ */
+export const POLL_MS = 1000;
 
 /** What {@linkcode fileSignature} says of a path that leads to no file. */
 export const MISSING_FILE = "missing";
 
 /**
  * A summary of the file `path` leads to now: the path it resolves to, its
- * inode, size and modification time. Two equal signatures mean, as far as
+ * inode, size and modification time (for a FIFO or a device, its path and
+ * inode). Two equal signatures mean, as far as
  * the file system tells, the same file with the same content; a write, a
  * truncation, a rename over it, or a symlink pointed elsewhere changes it.
- * {@linkcode MISSING_FILE} when there is no such file.
+ * {@linkcode MISSING_FILE} when there is no such file, or it is a folder.
  */
 export function fileSignature(path: string): string {
   try {
     const real = Deno.realPathSync(path);
     const info = Deno.statSync(real);
-    if (!info.isFile) return MISSING_FILE;
+    if (info.isDirectory) return MISSING_FILE;
+    // A FIFO or a device is handed over too, for the loader to refuse in words.
+    if (!info.isFile) return JSON.stringify([real, info.ino, "not a regular file"]);
     return JSON.stringify([real, info.ino, info.size, info.mtime?.getTime()]);
   } catch {
     return MISSING_FILE;
@@ -63,18 +77,24 @@ export function foldersToWatch(path: string): string[] {
   for (let hop = 0; hop <= MAX_SYMLINK_HOPS; hop++) {
     const folder = realFolder(parentOf(current));
     if (folder === undefined) break;
-    folders.add(folder);
     let link: string;
     try {
-      if (!Deno.lstatSync(current).isSymlink) break;
+      const info = Deno.lstatSync(current);
+      // The typed path's folder always; past it, not the folder of a device or
+      // FIFO a link leads to (watching /dev needs --allow-all, and stalls the watch).
+      if (hop === 0 || info.isSymlink || info.isFile) folders.add(folder);
+      if (!info.isSymlink) break;
       link = Deno.readLinkSync(current);
     } catch {
+      folders.add(folder); // nothing there yet: watched for it to appear
       break;
     }
     current = link.startsWith("/") ? link : `${folder}/${link}`;
   }
   try {
-    folders.add(parentOf(Deno.realPathSync(path)));
+    // Only a regular file's folder: a link to /dev/zero must not have /dev watched.
+    const real = Deno.realPathSync(path);
+    if (Deno.statSync(real).isFile) folders.add(parentOf(real));
   } catch {
     // Nothing at the end of the chain yet: its folder is watched once it appears.
   }
@@ -109,6 +129,12 @@ export interface FileWatchOptions {
    */
   onSettled: () => Promise<void>;
   /**
+   * Told, once per kind of trouble, when the watch cannot work as it
+   * should (a folder that cannot be watched: the looks every
+   * {@linkcode POLL_MS} still see changes); stderr by default.
+   */
+  onProblem?: (message: string) => void;
+  /**
    * The signature of the file being served, taken before it was read; by
    * default the file's signature now. A file changed since then is handed
    * over once it settles.
@@ -127,6 +153,9 @@ export class FileWatch {
   #served: string;
   #settleTimer: ReturnType<typeof setTimeout> | undefined;
   #lookPending = false;
+  #pollTimer: ReturnType<typeof setInterval> | undefined;
+  /** The last problem reported, so that one that persists is told once. */
+  #lastProblem: string | undefined;
   #handingOver = false;
   #closed = false;
 
@@ -143,6 +172,7 @@ export class FileWatch {
     watch.#rewatch();
     // The file may have changed between the read of the served one and now.
     watch.#look();
+    watch.#pollTimer = setInterval(() => watch.#poke(), POLL_MS);
     return watch;
   }
 
@@ -150,6 +180,7 @@ export class FileWatch {
   close(): void {
     this.#closed = true;
     clearTimeout(this.#settleTimer);
+    clearInterval(this.#pollTimer);
     this.#closeWatcher();
   }
 
@@ -161,7 +192,19 @@ export class FileWatch {
     this.#closeWatcher();
     this.#folders = key;
     if (folders.length === 0) return;
-    const watcher = Deno.watchFs(folders, { recursive: false });
+    let watcher: Deno.FsWatcher;
+    try {
+      watcher = Deno.watchFs(folders, { recursive: false });
+    } catch (error) {
+      // No permission for a folder (NotCapable), or no descriptor left: look now and then instead.
+      this.#folders = "";
+      this.#problem(
+        `Cannot watch ${folders.join(", ")}: ${
+          describeError(error)
+        }; looking every ${POLL_MS} ms instead.`,
+      );
+      return;
+    }
     this.#watcher = watcher;
     (async () => {
       try {
@@ -174,6 +217,13 @@ export class FileWatch {
         this.#poke();
       }
     })();
+  }
+
+  /** Reports a problem, unless it is the one reported last. */
+  #problem(message: string): void {
+    if (message === this.#lastProblem) return;
+    this.#lastProblem = message;
+    (this.#options.onProblem ?? console.error)(message);
   }
 
   #closeWatcher(): void {
@@ -191,7 +241,12 @@ export class FileWatch {
     this.#lookPending = true;
     setTimeout(() => {
       this.#lookPending = false;
-      if (!this.#closed) this.#look();
+      if (this.#closed) return;
+      try {
+        this.#look();
+      } catch (error) {
+        this.#problem(`Cannot look at ${this.#path}: ${describeError(error)}.`);
+      }
     }, 0);
   }
 
@@ -206,7 +261,11 @@ export class FileWatch {
 
   #armSettleTimer(): void {
     clearTimeout(this.#settleTimer);
-    this.#settleTimer = setTimeout(() => void this.#settled(), this.#options.settleMs);
+    this.#settleTimer = setTimeout(() => {
+      this.#settled().catch((error) => {
+        this.#problem(`Cannot hand ${this.#path} over: ${describeError(error)}.`);
+      });
+    }, this.#options.settleMs);
   }
 
   /** The settle time has passed since the last change seen: hand the file over if it held still. */

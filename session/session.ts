@@ -222,6 +222,9 @@ export function reportRepeatedRefusals(context: SessionContext, now: number): vo
   }
 }
 
+/** Why a conversation ended in PROTOCOL_ERROR, as its summarised log lines name it. */
+type ProtocolErrorCause = "protocol_error" | "bad_proxy_header";
+
 /** What a connection waited on too long when a timeout closed it. */
 type TimeoutKind = "idle" | "frame" | "write" | "handshake";
 const TIMEOUT_COUNTERS: Readonly<Record<TimeoutKind, number>> = {
@@ -652,7 +655,7 @@ export class Session {
       }
     } catch (error) {
       if (!(error instanceof MalformedInput)) throw error;
-      this.#protocolError(error.message);
+      this.#protocolError(error.message, "protocol_error");
       return;
     }
     // The peer is not taking its replies: keep its other requests, read no more.
@@ -683,14 +686,24 @@ export class Session {
     else if (this.#frameStarted < 0 || answered > 0) this.#frameStarted = now;
   }
 
-  #protocolError(message: string): void {
-    const { frontEnd, outcomes, log } = this.#context;
+  /**
+   * Answers PROTOCOL_ERROR and ends the conversation. The log line is
+   * summarised per client and cause, as refusals are: a client sending
+   * malformed frames on connection after connection gets one line a minute.
+   */
+  #protocolError(message: string, cause: ProtocolErrorCause): void {
+    const { frontEnd, outcomes, log, refusals } = this.#context;
     outcomes[Outcome.protocolError]++;
-    log.warn("protocol error", {
-      peer: this.#peerLabel(),
-      client: this.#proxiedClient(),
-      error: message,
-    });
+    const client = this.#client ?? this.#peerHost();
+    const count = refusals.note(`${client} ${cause}`, this.#now);
+    if (count > 0) {
+      log.warn("protocol error", {
+        peer: this.#peerLabel(),
+        client: this.#proxiedClient(),
+        error: message,
+        count: count > 1 ? count : undefined,
+      });
+    }
     frontEnd.writeProtocolError(this.#output, message);
     this.#holding = false;
     this.#frameStarted = -1;
@@ -734,7 +747,13 @@ export class Session {
     Atomics.sub(openConnections, 0, 1);
     counters[Counter.busyRefusals]++;
     outcomes[Outcome.busy]++;
-    log.warn("connection refused: server busy", { peer: this.#peerLabel() });
+    const count = this.#context.refusals.note(`${this.#peerHost()} busy`, this.#now);
+    if (count > 0) {
+      log.warn("connection refused: server busy", {
+        peer: this.#peerLabel(),
+        count: count > 1 ? count : undefined,
+      });
+    }
     return false;
   }
 
@@ -767,7 +786,8 @@ export class Session {
     } catch (error) {
       if (!(error instanceof ProxyHeaderError)) throw error;
       this.#proxyHeader = undefined;
-      this.#protocolError(error.message);
+      this.#now = now;
+      this.#protocolError(error.message, "bad_proxy_header");
       return -1;
     }
     if (result === null) return -1;

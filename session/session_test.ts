@@ -857,6 +857,46 @@ Deno.test("receiveProxyHeader ends a malformed header's session without a reply"
   assert.ok(h.halfClose());
 });
 
+// --- Log floods ---
+
+Deno.test("protocol errors from one client are logged once per cause and interval, on any connection", () => {
+  const h = new Harness();
+  const bad = BAD_FRAMES[0][1];
+  h.send(bad);
+  for (let i = 1; i < 1000; i++) {
+    const session = new Session(h.context, h.now + i, () => PEER_ADDRESS);
+    session.receive(bad, bad.length, h.now + i);
+    assert.equal(session.phase, "ending");
+    session.abort();
+  }
+  assert.equal(h.replyCount(STATUS_PROTOCOL_ERROR), 1000, "every one is still counted");
+  assert.equal(h.logged("protocol error").length, 1);
+  const later = new Session(h.context, START + 60_000, () => PEER_ADDRESS);
+  later.receive(bad, bad.length, START + 60_000);
+  const lines = h.logged("protocol error");
+  assert.equal(lines.length, 2, "the next interval says how many there were");
+  assert.match(lines[1], /count=1000\b/);
+});
+
+Deno.test("a connection over maxConnections is logged once per client and interval", () => {
+  const h = new Harness({ maxConnections: 3 }, { openConnections: openCount(3) });
+  for (let i = 0; i < 500; i++) new Session(h.context, START + i, () => PEER_ADDRESS);
+  assert.equal(h.counter(Counter.busyRefusals), 501);
+  assert.equal(h.logged("connection refused: server busy").length, 1);
+});
+
+Deno.test("a malformed PROXY header's log line holds none of the header's bytes", () => {
+  const h = new Harness({}, { access: { ...PROXY_BEFORE_TLS, allow: undefined } });
+  const header = encoder.encode("PROXY TCP4 ada@example.com 5.6.7.8 1 2\r\n");
+  h.send(header);
+  assert.equal(h.replyCount(STATUS_PROTOCOL_ERROR), 1);
+  const [line] = h.logged("protocol error");
+  assert.ok(line, "the refusal is logged");
+  for (const part of ["ada", "example", "@", "TCP4 ", "5.6.7.8"]) {
+    assert.ok(!line.includes(part), `${line} holds ${part}`);
+  }
+});
+
 // --- Backpressure ---
 
 Deno.test("a session stops reading at maxPendingWrite and answers held frames in order as room frees", () => {

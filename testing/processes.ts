@@ -128,6 +128,12 @@ export interface ProcessOutput {
   stderr: string;
 }
 
+/** Resource limits to run a subprocess under. */
+export interface ProcessLimits {
+  /** Its `ulimit -n`: how many file descriptors it may hold. */
+  openFiles?: number;
+}
+
 /** A `deno` subprocess run in {@linkcode REPO_DIR}; disposing of it kills it and waits for it. */
 export class Subprocess implements AsyncDisposable {
   /** The process. */
@@ -137,10 +143,17 @@ export class Subprocess implements AsyncDisposable {
   /** All of its stdout, once it has ended. */
   readonly stdout: Promise<string>;
 
-  /** Spawns `deno` (this very executable) with `args`. */
-  constructor(args: readonly string[]) {
-    this.child = new Deno.Command(Deno.execPath(), {
-      args: [...args],
+  /**
+   * Spawns `deno` (this very executable) with `args`; with `openFiles`, under
+   * that `ulimit -n` (through bash), to run it short of file descriptors.
+   */
+  constructor(args: readonly string[], limits: ProcessLimits = {}) {
+    const { openFiles } = limits;
+    const [command, commandArgs] = openFiles === undefined
+      ? [Deno.execPath(), [...args]]
+      : ["bash", ["-c", `ulimit -n ${openFiles} && exec "$0" "$@"`, Deno.execPath(), ...args]];
+    this.child = new Deno.Command(command, {
+      args: commandArgs,
       cwd: REPO_DIR,
       stdin: "null",
       stdout: "piped",
@@ -203,14 +216,14 @@ export class ServerProcess extends Subprocess {
   startLine = "";
 
   /** Spawns `server.ts` with `args`, adding `--port 0` unless a port is given. */
-  constructor(args: readonly string[]) {
+  constructor(args: readonly string[], limits: ProcessLimits = {}) {
     const withPort = args.includes("--port") ? args : ["--port", "0", ...args];
-    super([...SERVER_FLAGS, ...withPort]);
+    super([...SERVER_FLAGS, ...withPort], limits);
   }
 
   /** Spawns a server and waits until it says where it listens (and that it honours `--io`). */
-  static async start(args: readonly string[]): Promise<ServerProcess> {
-    const server = new ServerProcess(args);
+  static async start(args: readonly string[], limits: ProcessLimits = {}): Promise<ServerProcess> {
+    const server = new ServerProcess(args, limits);
     try {
       const { line, match } = await server.stderr.waitFor(LISTENING, 0, START_DEADLINE_MS);
       server.startLine = line;

@@ -202,6 +202,9 @@ testEachIo("/metrics counts refusals by reason, and the tracked clients", async 
     book,
     "--allow",
     "127.0.0.2/31",
+    // The metrics port obeys --allow too: let the scraper (this test, from 127.0.0.1) in.
+    "--allow",
+    "127.0.0.1",
     "--rate-limit",
     "3/1h",
     "--found-limit",
