@@ -494,6 +494,8 @@ class ListCursor implements CandidateCursor {
   #entry = -1;
   /** The skip of the block the cursor is in (or at the end of): no entry before it has been passed. */
   #skip: number;
+  /** That block's last entry; above every entry in the last block, which has no skip. */
+  #blockLast: number;
 
   constructor(data: SharedTextIndex, d: number) {
     this.estimate = data.counts[d];
@@ -503,20 +505,16 @@ class ListCursor implements CandidateCursor {
     this.#skips = data.skips;
     this.#skip = data.skipStarts[d];
     this.#skipEnd = data.skipStarts[d + 1];
+    this.#blockLast = this.#skip < this.#skipEnd
+      ? this.#skips[SKIP_WIDTH * this.#skip]
+      : PAST_THE_END;
   }
 
   seek(target: number): number {
+    if (this.#entry >= target) return this.#entry === PAST_THE_END ? -1 : this.#entry;
+    if (this.#blockLast < target) this.#skipBlocks(target);
     let entry = this.#entry;
-    if (entry >= target) return entry === PAST_THE_END ? -1 : entry;
-    const skips = this.#skips;
     let at = this.#at;
-    const skip = this.#skip;
-    if (skip < this.#skipEnd && skips[SKIP_WIDTH * skip] < target) {
-      const passed = lastBelow(skips, skip, this.#skipEnd, target);
-      entry = skips[SKIP_WIDTH * passed];
-      at = skips[SKIP_WIDTH * passed + 1];
-      this.#skip = passed + 1;
-    }
     const postings = this.#postings;
     const end = this.#end;
     while (at < end) {
@@ -538,6 +536,16 @@ class ListCursor implements CandidateCursor {
     this.#at = at;
     this.#entry = PAST_THE_END;
     return -1;
+  }
+
+  /** Moves to the start of the first block that may hold `target`, past its current block's last entry. */
+  #skipBlocks(target: number): void {
+    const skips = this.#skips;
+    const passed = lastBelow(skips, this.#skip, this.#skipEnd, target);
+    this.#entry = skips[SKIP_WIDTH * passed];
+    this.#at = skips[SKIP_WIDTH * passed + 1];
+    this.#skip = passed + 1;
+    this.#blockLast = this.#skip < this.#skipEnd ? skips[SKIP_WIDTH * this.#skip] : PAST_THE_END;
   }
 }
 
