@@ -55,9 +55,9 @@
  * the book is, and found by {@linkcode TextIndex.of}. The build reads the
  * book twice (count, then write), so it needs no temporary list of
  * postings: only a hash table of the distinct trigrams. On books from
- * `deno task gen` it takes about 30 bytes an entry and builds in about as
- * long as the book takes to load (1.2 s for a million entries; see
- * BENCHMARKS.md).
+ * `deno task gen` it takes about 37 bytes an entry (7 of them skips) and
+ * builds in about as long as the book takes to load (1.4 s for a million
+ * entries; see BENCHMARKS.md).
  *
  * ```ts
  * import { AddressBookBuilder } from "./addressbook.ts";
