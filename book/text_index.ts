@@ -538,7 +538,7 @@ class ListCursor implements CandidateCursor {
     return -1;
   }
 
-  /** Moves to the start of the first block that may hold `target`, past its current block's last entry. */
+  /** Moves to the start of the first block that may hold `target`: the current one ends below it. */
   #skipBlocks(target: number): void {
     const skips = this.#skips;
     const passed = lastBelow(skips, this.#skip, this.#skipEnd, target);
