@@ -43,16 +43,21 @@
  *
  * **Layout.** Sorted keys, their list lengths and byte offsets, and the
  * lists themselves as gaps between entry numbers in LEB128 varints (one
- * byte for a gap under 128), all in `SharedArrayBuffer`s: built once per
+ * byte for a gap under 128). A list longer than {@linkcode SKIP_BLOCK}
+ * postings has a skip pointer per block of that many (the block's last
+ * entry, and where the next block starts), so that a seek far ahead, as an
+ * intersection asks of its longer lists, gallops over the skips and
+ * decodes one block, not every posting on the way. All of it is in
+ * `SharedArrayBuffer`s: built once per
  * book (by the server in the thread that loads the book, not in the
  * threads that serve it), posted to worker threads with
  * {@linkcode TextIndex.toShared} and {@linkcode TextIndex.fromShared} as
  * the book is, and found by {@linkcode TextIndex.of}. The build reads the
  * book twice (count, then write), so it needs no temporary list of
  * postings: only a hash table of the distinct trigrams. On books from
- * `deno task gen` it takes about 30 bytes an entry and builds in about as
- * long as the book takes to load (1.2 s for a million entries; see
- * BENCHMARKS.md).
+ * `deno task gen` it takes about 37 bytes an entry (7 of them skips) and
+ * builds in about as long as the book takes to load (1.4 s for a million
+ * entries; see BENCHMARKS.md).
  *
  * ```ts
  * import { AddressBookBuilder } from "./addressbook.ts";
@@ -210,6 +215,14 @@ export interface SharedTextIndex {
   starts: Uint32Array;
   /** The lists: for each entry in ascending order, its distance from the one before (from -1), as a LEB128 varint. */
   postings: Uint8Array;
+  /** Where each trigram's skips start in `skips` (in skips, not numbers), and the end of the last. */
+  skipStarts: Uint32Array;
+  /**
+   * Skip pointers over the stored lists longer than {@linkcode SKIP_BLOCK}:
+   * for each whole block of that many postings, the block's last entry and
+   * the offset in `postings` after it, side by side.
+   */
+  skips: Uint32Array;
   /** The longest list stored: longer ones (stop-grams) are counted but not stored. */
   maxStored: number;
 }
@@ -239,7 +252,28 @@ export class TextIndex {
     if (!(stopFraction > 0 && stopFraction <= 1)) {
       throw new RangeError(`The stop fraction must be in (0, 1], not ${stopFraction}.`);
     }
-    return new TextIndex(buildIndex(book.toShared(), stopFraction));
+    return new TextIndex(buildIndex(new GramReader(book.toShared()), stopFraction));
+  }
+
+  /**
+   * An index of given lists, built as {@linkcode TextIndex.build} builds
+   * one from a book (every list stored): each key, three bytes of folded
+   * text such as `"abc"`, with the ascending entries that hold it, over a
+   * book of `entries` entries. For tests and tools that need lists of a
+   * chosen shape without a book to make them.
+   *
+   * ```ts
+   * import { TextIndex } from "./text_index.ts";
+   *
+   * const index = TextIndex.fromLists(1000, new Map([["abc", [3, 500, 999]]]));
+   * index.cursor(["ABC"])?.seek(4); // 500
+   * ```
+   *
+   * @throws {RangeError} when a key is not three bytes, or a list is not
+   * ascending within [0, entries).
+   */
+  static fromLists(entries: number, lists: ReadonlyMap<string, readonly number[]>): TextIndex {
+    return new TextIndex(buildIndex(new ListsReader(entries, lists), 1));
   }
 
   /** Wraps buffers made by {@linkcode TextIndex.toShared}, in this thread or another. */
@@ -292,8 +326,9 @@ export class TextIndex {
 
   /** The bytes the index's buffers take. */
   get byteLength(): number {
-    const { keys, counts, starts, postings } = this.#data;
-    return keys.byteLength + counts.byteLength + starts.byteLength + postings.byteLength;
+    const { keys, counts, starts, postings, skipStarts, skips } = this.#data;
+    return keys.byteLength + counts.byteLength + starts.byteLength + postings.byteLength +
+      skipStarts.byteLength + skips.byteLength;
   }
 
   /** How many distinct trigrams the book has, and how many of them have no stored list. */
@@ -442,28 +477,46 @@ export class ArrayCursor implements CandidateCursor {
   }
 }
 
-/** One trigram's stored list, decoded as read. */
+/**
+ * One trigram's stored list, decoded as read. A seek past the end of the
+ * current block takes the skip pointers to the last block that ends
+ * below the target (galloping, then halving, over the skips), and decodes
+ * only within that block.
+ */
 class ListCursor implements CandidateCursor {
   readonly estimate: number;
   readonly #postings: Uint8Array;
   readonly #end: number;
+  readonly #skips: Uint32Array;
+  readonly #skipEnd: number;
   #at: number;
   /** The last entry decoded: -1 before the first; {@linkcode PAST_THE_END} after the last. */
   #entry = -1;
+  /** The skip of the block the cursor is in (or at the end of): no entry before it has been passed. */
+  #skip: number;
+  /** That block's last entry; above every entry in the last block, which has no skip. */
+  #blockLast: number;
 
   constructor(data: SharedTextIndex, d: number) {
     this.estimate = data.counts[d];
     this.#postings = data.postings;
     this.#at = data.starts[d];
     this.#end = data.starts[d + 1];
+    this.#skips = data.skips;
+    this.#skip = data.skipStarts[d];
+    this.#skipEnd = data.skipStarts[d + 1];
+    this.#blockLast = this.#skip < this.#skipEnd
+      ? this.#skips[SKIP_WIDTH * this.#skip]
+      : PAST_THE_END;
   }
 
   seek(target: number): number {
+    if (this.#entry >= target) return this.#entry === PAST_THE_END ? -1 : this.#entry;
+    if (this.#blockLast < target) this.#skipBlocks(target);
     let entry = this.#entry;
-    if (entry >= target) return entry === PAST_THE_END ? -1 : entry;
+    let at = this.#at;
     const postings = this.#postings;
     const end = this.#end;
-    let at = this.#at;
     while (at < end) {
       let gap = 0;
       let shift = 1;
@@ -484,6 +537,40 @@ class ListCursor implements CandidateCursor {
     this.#entry = PAST_THE_END;
     return -1;
   }
+
+  /** Moves to the start of the first block that may hold `target`: the current one ends below it. */
+  #skipBlocks(target: number): void {
+    const skips = this.#skips;
+    const passed = lastBelow(skips, this.#skip, this.#skipEnd, target);
+    this.#entry = skips[SKIP_WIDTH * passed];
+    this.#at = skips[SKIP_WIDTH * passed + 1];
+    this.#skip = passed + 1;
+    this.#blockLast = this.#skip < this.#skipEnd ? skips[SKIP_WIDTH * this.#skip] : PAST_THE_END;
+  }
+}
+
+/**
+ * Of the skips `[from, end)` (pairs in `skips`), the last whose block ends
+ * below `target`, given that `from`'s does: galloping (1, 2, 4, ... skips
+ * ahead), then halving, so a seek far ahead costs the logarithm of the
+ * distance and a seek to the next block a step or two.
+ */
+function lastBelow(skips: Uint32Array, from: number, end: number, target: number): number {
+  let below = from;
+  let step = 1;
+  let above = from + 1;
+  while (above < end && skips[SKIP_WIDTH * above] < target) {
+    below = above;
+    step *= 2;
+    above = below + step;
+  }
+  if (above > end) above = end;
+  while (above - below > 1) {
+    const middle = (below + above) >>> 1;
+    if (skips[SKIP_WIDTH * middle] < target) below = middle;
+    else above = middle;
+  }
+  return below;
 }
 
 /** Above every entry number: a list cursor read to its end. */
@@ -620,24 +707,38 @@ export class UnionCursor implements CandidateCursor {
 
 // --- Building ---
 
+/** What the build reads: each entry's trigram keys, in ascending order of entries, twice. */
+interface GramSource {
+  /** How many entries there are. */
+  readonly size: number;
+  /** The keys of the last entry read, with repeats; {@linkcode GramSource.read} says how many. */
+  readonly keys: Uint32Array;
+  /** Reads an entry's keys into {@linkcode GramSource.keys}; returns how many. */
+  read(entry: number): number;
+  /** The next entry after `entry` (from -1) that may hold keys, or {@linkcode GramSource.size}. */
+  after(entry: number): number;
+}
+
 /** Builds the buffers: count every trigram's entries and bytes, lay the lists out, then write them. */
-function buildIndex(book: SharedAddressBook, stopFraction: number): SharedTextIndex {
-  const reader = new GramReader(book);
+function buildIndex(source: GramSource, stopFraction: number): SharedTextIndex {
   const table = new GramTable();
-  for (let entry = 0; entry < book.size; entry++) {
-    const grams = reader.read(entry);
-    const keys = reader.keys;
+  for (let entry = source.after(-1); entry < source.size; entry = source.after(entry)) {
+    const grams = source.read(entry);
+    const keys = source.keys;
     for (let i = 0; i < grams; i++) table.count(keys[i], entry);
   }
-  const maxStored = Math.max(MIN_STOP_LENGTH, Math.floor(book.size * stopFraction));
+  const maxStored = Math.max(MIN_STOP_LENGTH, Math.floor(source.size * stopFraction));
   const layout = table.layOut(maxStored);
   const postings = new Uint8Array(new SharedArrayBuffer(layout.starts[layout.keys.length]));
-  for (let entry = 0; entry < book.size; entry++) {
-    const grams = reader.read(entry);
-    const keys = reader.keys;
-    for (let i = 0; i < grams; i++) table.write(keys[i], entry, postings);
+  const skips = new Uint32Array(
+    new SharedArrayBuffer(SKIP_WIDTH * 4 * layout.skipStarts[layout.keys.length]),
+  );
+  for (let entry = source.after(-1); entry < source.size; entry = source.after(entry)) {
+    const grams = source.read(entry);
+    const keys = source.keys;
+    for (let i = 0; i < grams; i++) table.write(keys[i], entry, postings, skips);
   }
-  return { entries: book.size, ...layout, postings, maxStored };
+  return { entries: source.size, ...layout, postings, skips, maxStored };
 }
 
 /** Writes a LEB128 varint of a gap (under 2^31) at `at`; returns the offset after it. */
@@ -665,14 +766,21 @@ function varintLength(value: number): number {
  * all {@linkcode foldText} does to ASCII); any other value decoded, folded
  * and encoded again.
  */
-class GramReader {
+class GramReader implements GramSource {
   readonly #book: SharedAddressBook;
+  readonly size: number;
   /** The trigram keys of the last entry read, with repeats; {@linkcode GramReader.read} says how many. */
   keys = new Uint32Array(256);
   #folded = new Uint8Array(256);
 
   constructor(book: SharedAddressBook) {
     this.#book = book;
+    this.size = book.size;
+  }
+
+  /** Every entry has keys: its email's at least. */
+  after(entry: number): number {
+    return entry + 1;
   }
 
   /** Reads an entry's trigrams into {@linkcode GramReader.keys}; returns how many. */
@@ -731,6 +839,56 @@ class GramReader {
   }
 }
 
+/** Reads each entry's keys from given lists, for {@linkcode TextIndex.fromLists}. */
+class ListsReader implements GramSource {
+  readonly size: number;
+  readonly keys: Uint32Array;
+  /** For each key, its entries, ascending, and which of them the next read looks for. */
+  readonly #lists: { key: number; entries: readonly number[]; next: number }[] = [];
+
+  constructor(size: number, lists: ReadonlyMap<string, readonly number[]>) {
+    if (!Number.isSafeInteger(size) || size < 0) {
+      throw new RangeError(`A book's size must be a whole number, not ${size}.`);
+    }
+    this.size = size;
+    this.keys = new Uint32Array(lists.size);
+    for (const [gram, entries] of lists) {
+      const bytes = encoder.encode(gram);
+      if (bytes.length !== GRAM_BYTES) {
+        throw new RangeError(`A key must be ${GRAM_BYTES} bytes, not ${JSON.stringify(gram)}.`);
+      }
+      entries.forEach((entry, i) => {
+        if (!(Number.isSafeInteger(entry) && entry > (entries[i - 1] ?? -1) && entry < size)) {
+          throw new RangeError(
+            `The list of ${JSON.stringify(gram)} is not ascending within [0, ${size}) at ${entry}.`,
+          );
+        }
+      });
+      this.#lists.push({ key: (bytes[0] << 16) | (bytes[1] << 8) | bytes[2], entries, next: 0 });
+    }
+  }
+
+  read(entry: number): number {
+    let count = 0;
+    for (const list of this.#lists) {
+      if (list.entries[list.next] !== entry) continue;
+      list.next++;
+      this.keys[count++] = list.key;
+    }
+    return count;
+  }
+
+  /** The least next entry of any list; from -1, every list starts again (the second pass). */
+  after(entry: number): number {
+    let next = this.size;
+    for (const list of this.#lists) {
+      if (entry < 0) list.next = 0;
+      next = Math.min(next, list.entries[list.next] ?? this.size);
+    }
+    return next;
+  }
+}
+
 const ASCII_A = 0x41;
 const ASCII_Z = 0x5a;
 const ASCII_CASE_BIT = 0x20;
@@ -739,6 +897,15 @@ const ASCII_CASE_BIT = 0x20;
 function lower(byte: number): number {
   return byte >= ASCII_A && byte <= ASCII_Z ? byte | ASCII_CASE_BIT : byte;
 }
+
+/**
+ * Postings a block of a list holds: a list longer than this has a skip
+ * pointer for each of its whole blocks, so that a seek decodes at most one
+ * block. A power of two.
+ */
+export const SKIP_BLOCK = 32;
+/** Numbers a skip takes in {@linkcode SharedTextIndex.skips}: its block's last entry, then the offset after it. */
+const SKIP_WIDTH = 2;
 
 /** More than any slot number of the build's table: it never holds more than 2^24 keys at half load. */
 const SLOT_SPAN = 2 ** 26;
@@ -753,6 +920,12 @@ const SLOT_WIDTH = 4;
 const MAX_POSTING_BYTES = 2 ** 31 - 1;
 /** Once laid out, a slot's count is where its list is written next; this when it is not stored. */
 const NOT_STORED = -1;
+/**
+ * Once laid out, a slot's bytes count the postings written, from its
+ * first skip times {@linkcode SKIP_BLOCK} (so that a block's end falls on
+ * a multiple of it, and its skip's place follows); this when it has no skips.
+ */
+const NO_SKIPS = -1;
 
 /**
  * The build's table of distinct trigrams (open addressing): for each, the
@@ -790,8 +963,11 @@ class GramTable {
     slots[at + SLOT_BYTES] += varintLength(gap);
   }
 
-  /** Writes `entry` to `key`'s list, once laid out (entries come in ascending order again). */
-  write(key: number, entry: number, postings: Uint8Array): void {
+  /**
+   * Writes `entry` to `key`'s list, once laid out (entries come in
+   * ascending order again), and the skip of a block it ends.
+   */
+  write(key: number, entry: number, postings: Uint8Array, skips: Uint32Array): void {
     const slots = this.#slots;
     const at = SLOT_WIDTH * this.#find(key);
     const gap = entry - slots[at + SLOT_LAST];
@@ -799,15 +975,25 @@ class GramTable {
     slots[at + SLOT_LAST] = entry;
     const cursor = slots[at + SLOT_COUNT];
     if (cursor === NOT_STORED) return;
+    let next;
     if (gap < 0x80) {
       postings[cursor] = gap;
-      slots[at + SLOT_COUNT] = cursor + 1;
+      next = cursor + 1;
     } else if (gap < 0x4000) {
       postings[cursor] = (gap & 0x7f) | 0x80;
       postings[cursor + 1] = gap >>> 7;
-      slots[at + SLOT_COUNT] = cursor + 2;
+      next = cursor + 2;
     } else {
-      slots[at + SLOT_COUNT] = writeVarint(postings, cursor, gap);
+      next = writeVarint(postings, cursor, gap);
+    }
+    slots[at + SLOT_COUNT] = next;
+    const written = slots[at + SLOT_BYTES];
+    if (written === NO_SKIPS) return;
+    slots[at + SLOT_BYTES] = written + 1;
+    if (((written + 1) & (SKIP_BLOCK - 1)) === 0) {
+      const skip = SKIP_WIDTH * ((written + 1) / SKIP_BLOCK - 1);
+      skips[skip] = entry;
+      skips[skip + 1] = next;
     }
   }
 
@@ -824,12 +1010,18 @@ class GramTable {
   }
 
   /**
-   * The sorted keys, their counts and their lists' offsets (lists longer
-   * than `maxStored` take no bytes), in shared buffers; then readies the
-   * table to write: each slot's cursor at its list's start, and its last
-   * entry forgotten.
+   * The sorted keys, their counts, their lists' offsets (lists longer
+   * than `maxStored` take no bytes) and where their skips start, in shared
+   * buffers; then readies the table to write: each slot's cursor at its
+   * list's start, its skips counted from their start, and its last entry
+   * forgotten.
    */
-  layOut(maxStored: number): { keys: Uint32Array; counts: Uint32Array; starts: Uint32Array } {
+  layOut(maxStored: number): {
+    keys: Uint32Array;
+    counts: Uint32Array;
+    starts: Uint32Array;
+    skipStarts: Uint32Array;
+  } {
     const size = this.#used;
     const slots = this.#slots;
     // Key and slot in one number, so one numeric sort orders both: a key has 24 bits and a
@@ -844,12 +1036,15 @@ class GramTable {
     const keys = new Uint32Array(new SharedArrayBuffer(4 * size));
     const counts = new Uint32Array(new SharedArrayBuffer(4 * size));
     const starts = new Uint32Array(new SharedArrayBuffer(4 * (size + 1)));
+    const skipStarts = new Uint32Array(new SharedArrayBuffer(4 * (size + 1)));
     let offset = 0;
+    let skip = 0;
     for (let d = 0; d < size; d++) {
       const at = SLOT_WIDTH * (packed[d] % SLOT_SPAN);
       keys[d] = Math.floor(packed[d] / SLOT_SPAN);
       counts[d] = slots[at + SLOT_COUNT];
       starts[d] = offset;
+      skipStarts[d] = skip;
       const stored = counts[d] <= maxStored;
       slots[at + SLOT_COUNT] = stored ? offset : NOT_STORED;
       slots[at + SLOT_LAST] = -1;
@@ -857,9 +1052,15 @@ class GramTable {
       if (offset > MAX_POSTING_BYTES) {
         throw new RangeError(`The index's lists need more than 2 GiB: ${offset} bytes.`);
       }
+      // Counted from skip * SKIP_BLOCK: with the count, no more than the postings stored so
+      // far, so within the bound on their bytes, and a 32-bit slot holds it.
+      const skipped = stored && counts[d] > SKIP_BLOCK;
+      slots[at + SLOT_BYTES] = skipped ? skip * SKIP_BLOCK : NO_SKIPS;
+      if (skipped) skip += Math.floor(counts[d] / SKIP_BLOCK);
     }
     starts[size] = offset;
-    return { keys, counts, starts };
+    skipStarts[size] = skip;
+    return { keys, counts, starts, skipStarts };
   }
 
   #grow(): void {

@@ -10,6 +10,7 @@ import {
   foldSimpleUtf8,
   foldText,
   IntersectCursor,
+  SKIP_BLOCK,
   TextIndex,
   UnionCursor,
 } from "./text_index.ts";
@@ -386,4 +387,157 @@ Deno.test("intersection and union cursors give what set operations give, at any 
       },
     ),
   );
+});
+
+// --- Skip pointers ---
+
+/** The first of ascending `entries` not below `target`, or -1: what a sequential decode finds. */
+function firstNotBelow(entries: readonly number[], target: number): number {
+  return entries.find((entry) => entry >= target) ?? -1;
+}
+
+/** Gaps of every varint length: runs (1), one byte, two, three and four (up to 2^22). */
+const gap = fc.oneof(
+  { arbitrary: fc.integer({ min: 1, max: 3 }), weight: 4 },
+  { arbitrary: fc.integer({ min: 1, max: 127 }), weight: 4 },
+  { arbitrary: fc.integer({ min: 128, max: 16_383 }), weight: 2 },
+  { arbitrary: fc.integer({ min: 16_384, max: 2 ** 21 - 1 }), weight: 1 },
+  { arbitrary: fc.integer({ min: 2 ** 21, max: 2 ** 22 }), weight: 1 },
+);
+
+/** An ascending list from none to several blocks long, as its gaps from -1 (the first may be 0). */
+const postingList = fc.array(gap, { maxLength: 6 * SKIP_BLOCK + 3, size: "max" }).map((gaps) => {
+  let entry = -1;
+  return gaps.map((gap) => entry += gap);
+});
+
+/** Ascending targets: any numbers, and entries of `list` (block ends among them) give or take one. */
+function targetsFor(list: readonly number[]): fc.Arbitrary<number[]> {
+  const last = list.at(-1) ?? 0;
+  const near = list.length === 0
+    ? fc.nat(10)
+    : fc.tuple(fc.nat(list.length - 1), fc.integer({ min: -1, max: 1 }))
+      .map(([i, delta]) => Math.max(0, list[i] + delta));
+  return fc.array(fc.oneof(near, fc.nat(last + 2)), { maxLength: 40, size: "max" })
+    .map((targets) => targets.sort((a, b) => a - b));
+}
+
+Deno.test("a list cursor's seeks over blocks give what a sequential decode gives, at any targets", () => {
+  fc.assert(
+    fc.property(
+      postingList.chain((list) => fc.tuple(fc.constant(list), targetsFor(list))),
+      ([list, targets]) => {
+        const index = TextIndex.fromLists((list.at(-1) ?? 0) + 1, new Map([["abc", list]]));
+        const cursor = index.cursor(["abc"]);
+        if (list.length === 0) {
+          assert.deepEqual(cursor === undefined ? [] : [...drain(cursor)], []);
+          return;
+        }
+        const found = targets.map((target) => cursor!.seek(target));
+        assert.deepEqual(found, targets.map((target) => firstNotBelow(list, target)));
+        assert.deepEqual([...drain(index.cursor(["abc"])!)], list);
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
+/** Two to four lists that share entries: each keeps some of one list's entries (most, or a few). */
+const overlappingLists = fc.tuple(
+  postingList,
+  fc.array(fc.array(fc.nat(3), { minLength: 1, maxLength: 50 }), { minLength: 2, maxLength: 4 }),
+).map(([base, keeps]) => keeps.map((keep) => base.filter((_, i) => keep[i % keep.length] > 0)));
+
+Deno.test("intersecting lists with skips gives the set intersection, at any seeks", () => {
+  fc.assert(
+    fc.property(
+      overlappingLists,
+      fc.array(fc.nat({ max: 5000 }), { maxLength: 5 }),
+      (lists, jumps) => {
+        const grams = ["abc", "bcd", "cde", "def"].slice(0, lists.length);
+        const size = Math.max(1, ...lists.map((list) => (list.at(-1) ?? 0) + 1));
+        const index = TextIndex.fromLists(size, new Map(grams.map((gram, i) => [gram, lists[i]])));
+        const cursors = grams.map((gram) => index.cursor([gram])!);
+        const common = lists[0].filter((entry) => lists.every((list) => list.includes(entry)));
+        assert.deepEqual(
+          readWithJumps(new IntersectCursor(cursors), jumps),
+          readWithJumps(new ArrayCursor(Uint32Array.from(common)), jumps),
+        );
+      },
+    ),
+    { numRuns: 100 },
+  );
+});
+
+Deno.test("each whole block of a long list has a skip: its last entry and where the next block starts", () => {
+  const list = Array.from({ length: 3 * SKIP_BLOCK + 5 }, (_, i) => i * 200 + (i % 7));
+  const short = Array.from({ length: SKIP_BLOCK }, (_, i) => 2 * i);
+  const index = TextIndex.fromLists(
+    list.at(-1)! + 1,
+    new Map([["abc", short], ["xyz", list], ["exa", list.slice(0, 2 * SKIP_BLOCK)]]),
+  );
+  const { keys, starts, postings, skipStarts, skips } = index.toShared();
+  const skipsOf = (gram: string) => {
+    const d = keys.indexOf(
+      (gram.charCodeAt(0) << 16) | (gram.charCodeAt(1) << 8) | gram.charCodeAt(2),
+    );
+    return { d, first: skipStarts[d], count: skipStarts[d + 1] - skipStarts[d] };
+  };
+  assert.equal(skipsOf("abc").count, 0); // one block: nothing to skip
+  assert.equal(skipsOf("exa").count, 2); // the last points at the list's end
+  const { d, first, count } = skipsOf("xyz");
+  assert.equal(count, 3);
+  for (let k = 0; k < count; k++) {
+    const [last, offset] = skips.subarray(2 * (first + k), 2 * (first + k) + 2);
+    assert.equal(last, list[(k + 1) * SKIP_BLOCK - 1]);
+    // The next block's first gap, decoded at the offset, leads from the last entry to its first.
+    let gapThere = 0;
+    for (let shift = 1, at = offset;; shift *= 128) {
+      gapThere += (postings[at] & 0x7f) * shift;
+      if ((postings[at++] & 0x80) === 0) break;
+    }
+    assert.equal(last + gapThere, list[(k + 1) * SKIP_BLOCK]);
+    assert.ok(offset > starts[d] && offset < starts[d + 1]);
+  }
+  assert.equal(skips.length, 2 * skipStarts[keys.length]);
+});
+
+Deno.test("TextIndex.fromLists refuses keys that are not three bytes and lists that are not ascending", () => {
+  assert.throws(() => TextIndex.fromLists(10, new Map([["ab", [1]]])), RangeError);
+  assert.throws(() => TextIndex.fromLists(10, new Map([["abc", [2, 2]]])), RangeError);
+  assert.throws(() => TextIndex.fromLists(10, new Map([["abc", [10]]])), RangeError);
+  assert.throws(() => TextIndex.fromLists(-1, new Map()), RangeError);
+});
+
+Deno.test("an index with skips posted to a worker answers there as here, from shared buffers", async () => {
+  const book = oneDomainBook(20_000);
+  const index = TextIndex.build(book, { stopFraction: 1 });
+  const shared = index.toShared();
+  assert.ok(shared.skipStarts[shared.keys.length] > 100, "the book's lists have skips");
+  for (const array of [shared.skipStarts, shared.skips]) {
+    assert.ok(array.buffer instanceof SharedArrayBuffer);
+  }
+  const fragments = [["n1"], ["on19"], ["on1", "99"], ["rson7", "@"], ["example"], ["15@ex"]];
+  const moduleUrl = new URL("./text_index.ts", import.meta.url).href;
+  const code = `import { TextIndex } from ${JSON.stringify(moduleUrl)};
+    self.onmessage = (event) => {
+      const index = TextIndex.fromShared(event.data.index);
+      self.postMessage(event.data.fragments.map((fragment) => [...index.candidates(fragment)]));
+    };`;
+  const url = URL.createObjectURL(new Blob([code], { type: "application/javascript" }));
+  const worker = new Worker(url, { type: "module" });
+  try {
+    const answer = new Promise((resolve) => worker.onmessage = (event) => resolve(event.data));
+    worker.postMessage({ index: shared, fragments });
+    const here = fragments.map((fragment) => [...index.candidates(fragment)!]);
+    assert.deepEqual(await answer, here);
+    // And what the index finds is what a scan finds, for these fragments of a one-domain book.
+    fragments.forEach((fragment, i) => {
+      const truth = naiveMatches(book, fragment);
+      assert.ok(truth.every((entry) => here[i].includes(entry)), fragment.join());
+    });
+  } finally {
+    worker.terminate();
+    URL.revokeObjectURL(url);
+  }
 });
