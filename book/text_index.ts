@@ -853,7 +853,7 @@ class ListsReader implements GramSource {
     this.size = size;
     this.keys = new Uint32Array(lists.size);
     for (const [gram, entries] of lists) {
-      const bytes = encoder.encode(gram);
+      const bytes = encodeSmall(gram);
       if (bytes.length !== GRAM_BYTES) {
         throw new RangeError(`A key must be ${GRAM_BYTES} bytes, not ${JSON.stringify(gram)}.`);
       }
