@@ -54,7 +54,6 @@ import {
   type LimitRefusal,
   OVER_CONNECTION_LIMIT,
   type SharedClientLimits,
-  TABLE_FULL,
 } from "../access/limits.ts";
 import type { Logger } from "../common/log.ts";
 import { RepeatSummary } from "../common/log_repeats.ts";
@@ -788,6 +787,7 @@ export class Session {
     if (clientLimits === undefined) return;
     const slot = clientLimits.connectionOpened(
       subject !== undefined ? certificateIdentity(subject) : clientIdentity(client),
+      now,
     );
     if (slot === OVER_CONNECTION_LIMIT) {
       this.#noteLimitRefusal("client_connections", now);
@@ -796,10 +796,6 @@ export class Session {
         clientLimits.refusalText("client_connections"),
       );
       outcomes[Outcome.rateLimited]++;
-      this.#phase = "ending";
-    } else if (slot === TABLE_FULL) {
-      outcomes[Outcome.busy]++;
-      frontEnd.writeBusy(this.#output);
       this.#phase = "ending";
     } else {
       this.#limitSlot = slot;
