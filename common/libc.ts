@@ -301,8 +301,10 @@ export function tcpBytesAcked(libc: Libc, fd: number): number {
   return Number(tcpInfoView.getBigUint64(TCPI_BYTES_ACKED, true));
 }
 
-/** Where Linux lists this process's open descriptors. */
-const PROC_FDS = "/proc/self/fd";
+/** Descriptors not open in a row after which {@linkcode findSocketBetween} stops looking. */
+export const FREE_DESCRIPTORS_AFTER_LAST = 4096;
+/** errno: not an open descriptor. */
+export const EBADF = 9;
 
 /** An address as Deno reports it (`Deno.NetAddr`'s hostname and port). */
 export interface SocketAddress {
@@ -315,29 +317,27 @@ export interface SocketAddress {
 /**
  * The descriptor of this process's TCP socket connected from `local` to
  * `remote`, or -1 when none is found: for the `Deno.listen` loop, whose
- * connections do not say which descriptor they are. It lists
- * /proc/self/fd and asks each descriptor for its two addresses, so it
- * costs a few system calls per open descriptor: call it once per
- * connection, and only when needed. A descriptor found this way may be
- * closed and reused once the connection is closed: check with
- * {@linkcode isSocketBetween} before each use.
+ * connections do not say which descriptor they are. Descriptors are handed
+ * out lowest first, so it asks each in turn for its two addresses, from 0
+ * until {@linkcode FREE_DESCRIPTORS_AFTER_LAST} in a row are not open (Deno
+ * lets only `--allow-all` list /proc/self/fd). That costs a system call or
+ * two per descriptor: call it once per connection, and only when needed. A
+ * descriptor found this way may be closed and reused once the connection
+ * is closed: check with {@linkcode isSocketBetween} before each use.
  */
 export function findSocketBetween(
   libc: Libc,
   local: SocketAddress,
   remote: SocketAddress,
 ): number {
-  // Asked, not tried: reading without the permission would prompt on a terminal.
-  if (Deno.permissions.querySync({ name: "read", path: PROC_FDS }).state !== "granted") return -1;
-  let names: Iterable<Deno.DirEntry>;
-  try {
-    names = Deno.readDirSync(PROC_FDS);
-  } catch {
-    return -1; // not Linux's /proc, or no permission to read it
-  }
-  for (const { name } of names) {
-    const fd = Number(name);
-    if (Number.isInteger(fd) && isSocketBetween(libc, fd, local, remote)) return fd;
+  for (let fd = 0, free = 0; free < FREE_DESCRIPTORS_AFTER_LAST; fd++) {
+    sockaddrLength[0] = sockaddr.length;
+    if (libc.calls.getpeername(fd, sockaddr, sockaddrLengthBytes) !== 0) {
+      free = libc.errno() === EBADF ? free + 1 : 0;
+      continue;
+    }
+    free = 0;
+    if (isSocketBetween(libc, fd, local, remote)) return fd;
   }
   return -1;
 }
