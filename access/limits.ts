@@ -54,8 +54,21 @@
  * At most `capacity` clients (100,000 by default, about 27 MB) are
  * tracked. A client with no open connection sits in a recency list ordered
  * by when its last connection closed; when the table is full, a new client
- * takes the slot of the least recently seen one, whose counts are
- * forgotten. Clients are found by a hash of their identity string (FNV-1a
+ * takes the slot of the least recently seen one that is at rest: whose
+ * windows count nothing any more, so that forgetting it forgets nothing.
+ * Forgetting a client whose counts still limit it would hand it a fresh
+ * allowance, and an attacker who can show the server many identities
+ * (addresses of 127.0.0.0/8, PROXY headers naming 10.x.y.z, the /64s of
+ * an IPv6 /48) could reset its own limit by cycling through them. So a
+ * client found not at rest is moved to the recent end of the list (a second
+ * chance: it is looked at again only after every other idle client), and
+ * after {@linkcode EVICTION_PROBES} such clients the new one is not given a
+ * slot of its own: it shares the overflow slot, one more client whose
+ * windows and connection count every such client shares, until a tracked
+ * client comes to rest. Under that attack, new identities share one
+ * allowance while every tracked client keeps its counts; a client that
+ * later gets a slot of its own may have had up to one more allowance in
+ * the shared one. Clients are found by a hash of their identity string (FNV-1a
  * with a random per-server seed, so that peers cannot aim at one chain),
  * and the identity's bytes are stored and compared, so two identities
  * whose hashes collide are still two clients. An identity longer than
@@ -67,7 +80,7 @@
  *
  * const limits = ClientLimits.create({ rate: parseAllowance("--rate-limit", "2/s") });
  * const now = 1_000_000;
- * const slot = limits.connectionOpened("192.0.2.7"); // a slot, or a negative refusal
+ * const slot = limits.connectionOpened("192.0.2.7", now); // a slot, or a negative refusal
  * limits.admit(slot, now, true); // "ok": a FOUND reply may be sent
  * limits.admit(slot, now, false); // "ok": so may a NOT_FOUND
  * limits.admit(slot, now, true); // "rate_limited"
@@ -96,8 +109,8 @@ export const MAX_PERIOD_MS = 365 * 24 * 3600 * 1000;
 
 /** {@linkcode ClientLimits.connectionOpened}: the client already has its maximum of connections. */
 export const OVER_CONNECTION_LIMIT: number = -1;
-/** {@linkcode ClientLimits.connectionOpened}: every tracked client has a connection open, so no slot is free. */
-export const TABLE_FULL: number = -2;
+/** Idle clients looked at, from the least recently seen, for one at rest to forget before a new client overflows. */
+export const EVICTION_PROBES = 16;
 
 /** What {@linkcode ClientLimits.admit} says about one query; the names match the refusal metric's labels. */
 export type QueryVerdict = "ok" | "rate_limited" | "found_limit";
@@ -139,6 +152,8 @@ export interface SharedClientLimits {
 export interface TableCensus {
   /** Clients tracked. */
   tracked: number;
+  /** Connections open on the overflow slot, shared by clients that found no slot of their own. */
+  overflowConnections: number;
   /** Clients reachable through the hash index. */
   indexed: number;
   /** Distinct identities among those. */
@@ -271,13 +286,15 @@ interface Layout {
   bucketCount: number;
 }
 
+/** The layout for `capacity` clients and the overflow slot, which is numbered `capacity`. */
 function layout(capacity: number): Layout {
+  const slots = capacity + 1;
   const bucketCount = 2 ** Math.ceil(Math.log2(capacity * 1.3));
   const heads = 0; // Float64: two window heads per client, first for alignment
-  const control = heads + capacity * 2 * 8;
+  const control = heads + slots * 2 * 8;
   const entries = control + CONTROL_INTS * 4;
-  const windows = entries + capacity * ENTRY_INTS * 4;
-  const buckets = windows + capacity * WINDOW_INTS * 4;
+  const windows = entries + slots * ENTRY_INTS * 4;
+  const buckets = windows + slots * WINDOW_INTS * 4;
   const keys = buckets + bucketCount * 4;
   return {
     heads,
@@ -286,7 +303,7 @@ function layout(capacity: number): Layout {
     windows,
     buckets,
     keys,
-    bytes: keys + capacity * KEY_BYTES,
+    bytes: keys + slots * KEY_BYTES,
     bucketCount,
   };
 }
@@ -343,12 +360,13 @@ export class ClientLimits {
     this.#checks = config.rate !== undefined || config.found !== undefined;
     this.#texts = refusalTexts(config);
     const at = layout(this.capacity);
-    this.#heads = new Float64Array(buffer, at.heads, this.capacity * 2);
+    const slots = this.capacity + 1;
+    this.#heads = new Float64Array(buffer, at.heads, slots * 2);
     this.#control = new Int32Array(buffer, at.control, CONTROL_INTS);
-    this.#entries = new Int32Array(buffer, at.entries, this.capacity * ENTRY_INTS);
-    this.#windows = new Int32Array(buffer, at.windows, this.capacity * WINDOW_INTS);
+    this.#entries = new Int32Array(buffer, at.entries, slots * ENTRY_INTS);
+    this.#windows = new Int32Array(buffer, at.windows, slots * WINDOW_INTS);
     this.#buckets = new Int32Array(buffer, at.buckets, at.bucketCount);
-    this.#keys = new Uint8Array(buffer, at.keys, this.capacity * KEY_BYTES);
+    this.#keys = new Uint8Array(buffer, at.keys, slots * KEY_BYTES);
     this.#bucketMask = at.bucketCount - 1;
   }
 
@@ -400,21 +418,23 @@ export class ClientLimits {
 
   /**
    * Counts a new connection of `identity` (see access/list.ts's
-   * `clientIdentity`). Returns the client's slot, which the connection
-   * keeps for {@linkcode admit} and {@linkcode connectionClosed}; or, refusing the connection,
-   * {@linkcode OVER_CONNECTION_LIMIT} when the client already has
-   * `maxConnectionsPerClient` open, or {@linkcode TABLE_FULL} when every
-   * tracked client has a connection open. A refused connection is not
-   * counted and must not be closed here.
+   * `clientIdentity`) at time `now` (ms, the clock of {@linkcode admit}).
+   * Returns the client's slot, which the connection keeps for
+   * {@linkcode admit} and {@linkcode connectionClosed}: its own, or the
+   * overflow slot when the table is full and no idle client is at rest; or,
+   * refusing the connection, {@linkcode OVER_CONNECTION_LIMIT} when the
+   * client (or the overflow slot) already has `maxConnectionsPerClient`
+   * open. A refused connection is not counted and must not be closed here.
    */
-  connectionOpened(identity: string): number {
+  connectionOpened(identity: string, now: number): number {
     const hash = this.#hashIdentity(identity);
     const control = this.#control;
     lock(control, TABLE_LOCK);
     try {
       const found = this.#find(hash);
       if (found !== NONE) return this.#addConnection(found);
-      return this.#insert(hash);
+      const slot = this.#freeSlot(now);
+      return slot === NONE ? this.#addConnection(this.capacity) : this.#insert(slot, hash);
     } finally {
       unlock(control, TABLE_LOCK);
     }
@@ -429,7 +449,7 @@ export class ClientLimits {
       if (entries[at + CONNECTIONS] <= 0) {
         throw new RangeError(`Client slot ${slot} has no open connection to close.`);
       }
-      if (--entries[at + CONNECTIONS] === 0) this.#pushRecent(slot);
+      if (--entries[at + CONNECTIONS] === 0 && slot !== this.capacity) this.#pushRecent(slot);
     } finally {
       unlock(this.#control, TABLE_LOCK);
     }
@@ -550,7 +570,14 @@ export class ClientLimits {
       for (let slot = control[RECENT_HEAD]; slot !== NONE; slot = this.#entry(slot, RECENT_NEXT)) {
         idle++;
       }
-      return { tracked: control[TRACKED], indexed, distinct: keys.size, idle, connections };
+      return {
+        tracked: control[TRACKED],
+        overflowConnections: this.#entry(this.capacity, CONNECTIONS),
+        indexed,
+        distinct: keys.size,
+        idle,
+        connections,
+      };
     } finally {
       unlock(control, TABLE_LOCK);
     }
@@ -609,24 +636,51 @@ export class ClientLimits {
     if (this.#maxConnections > 0 && connections >= this.#maxConnections) {
       return OVER_CONNECTION_LIMIT;
     }
-    if (connections === 0) this.#unlinkRecent(slot);
+    if (connections === 0 && slot !== this.capacity) this.#unlinkRecent(slot);
     this.#setEntry(slot, CONNECTIONS, connections + 1);
     return slot;
   }
 
-  #insert(hash: number): number {
+  /**
+   * A slot for a new client: an unused one while the table fills, then the
+   * least recently seen idle client's if it is at rest (forgotten here);
+   * NONE when {@linkcode EVICTION_PROBES} idle clients were not at rest.
+   */
+  #freeSlot(now: number): number {
     const control = this.#control;
-    let slot: number;
     if (control[TRACKED] < this.capacity) {
-      slot = control[TRACKED];
+      const slot = control[TRACKED];
       Atomics.store(control, TRACKED, slot + 1);
-    } else {
-      slot = control[RECENT_TAIL];
-      if (slot === NONE) return TABLE_FULL;
-      this.#unlinkRecent(slot);
-      this.#unlinkChain(slot);
-      this.#clearWindows(slot);
+      return slot;
     }
+    for (let probe = 0; probe < EVICTION_PROBES; probe++) {
+      const slot = control[RECENT_TAIL];
+      if (slot === NONE) return NONE;
+      this.#unlinkRecent(slot);
+      if (this.#atRest(slot, now)) {
+        this.#unlinkChain(slot);
+        this.#clearWindows(slot);
+        return slot;
+      }
+      this.#pushRecent(slot); // its second chance: the next probe looks at another client
+    }
+    return NONE;
+  }
+
+  /**
+   * Whether an idle client's windows count nothing at `now`, so that
+   * forgetting it gives it nothing. No connection holds an idle slot, so
+   * moving its windows needs no client lock.
+   */
+  #atRest(slot: number, now: number): boolean {
+    const base = slot * WINDOW_INTS;
+    return (this.#rateCount === 0 ||
+      this.#used(base + RATE_WINDOW, slot * 2 + RATE_HEAD, this.#rateWidth, now) === 0) &&
+      (this.#foundCount === 0 ||
+        this.#used(base + FOUND_WINDOW, slot * 2 + FOUND_HEAD, this.#foundWidth, now) === 0);
+  }
+
+  #insert(slot: number, hash: number): number {
     this.#setEntry(slot, HASH, hash);
     this.#setEntry(slot, KEY_LENGTH, this.#scratchLength);
     this.#keys.set(this.#scratch.subarray(0, this.#scratchLength), slot * KEY_BYTES);

@@ -8,7 +8,6 @@ import {
   OVER_CONNECTION_LIMIT,
   parseAllowance,
   SUB_BUCKETS,
-  TABLE_FULL,
 } from "./limits.ts";
 import { withDeadline } from "../testing/deadlines.ts";
 
@@ -71,7 +70,7 @@ Deno.test("parseAllowance: bad values are usage errors naming the flag and the v
 
 Deno.test("rate: a burst of N is allowed, the next refused, and allowance comes back after the period", () => {
   const limits = ClientLimits.create({ rate: { count: 3, periodMs: 1000 } });
-  const slot = limits.connectionOpened("192.0.2.7");
+  const slot = limits.connectionOpened("192.0.2.7", T0);
   assert.ok(slot >= 0);
   for (let i = 0; i < 3; i++) assert.equal(limits.admit(slot, T0, false), "ok");
   assert.equal(limits.admit(slot, T0, false), "rate_limited");
@@ -83,7 +82,7 @@ Deno.test("rate: a burst of N is allowed, the next refused, and allowance comes 
 
 Deno.test("rate: a refused query takes nothing, so a client that keeps asking still recovers", () => {
   const limits = ClientLimits.create({ rate: { count: 2, periodMs: 1000 } });
-  const slot = limits.connectionOpened("192.0.2.7");
+  const slot = limits.connectionOpened("192.0.2.7", T0);
   assert.equal(limits.admit(slot, T0, false), "ok");
   assert.equal(limits.admit(slot, T0, false), "ok");
   for (let t = T0; t < T0 + 1000; t += 10) {
@@ -96,7 +95,7 @@ Deno.test("rate: a refused query takes nothing, so a client that keeps asking st
 
 Deno.test("rate: a time older than one seen counts as the newest, never giving more", () => {
   const limits = ClientLimits.create({ rate: { count: 2, periodMs: 1000 } });
-  const slot = limits.connectionOpened("192.0.2.7");
+  const slot = limits.connectionOpened("192.0.2.7", T0);
   assert.equal(limits.admit(slot, T0 + 900, false), "ok");
   assert.equal(limits.admit(slot, T0, false), "ok");
   assert.equal(limits.admit(slot, T0 + 1500, false), "rate_limited");
@@ -116,7 +115,7 @@ Deno.test("rate: never more than N in any period, and never refused once an exac
   fc.assert(
     fc.property(scenario, ({ count, periodMs, gaps }) => {
       const limits = ClientLimits.create({ rate: { count, periodMs }, capacity: 1 });
-      const slot = limits.connectionOpened("192.0.2.7");
+      const slot = limits.connectionOpened("192.0.2.7", T0);
       const admitted: number[] = [];
       const width = periodMs / SUB_BUCKETS;
       let now = T0;
@@ -149,7 +148,7 @@ Deno.test("found: N FOUND replies, then every query is refused, misses included,
     found: { count: 2, periodMs: HOUR },
     rate: { count: 100, periodMs: HOUR },
   });
-  const slot = limits.connectionOpened("192.0.2.7");
+  const slot = limits.connectionOpened("192.0.2.7", T0);
   assert.equal(limits.admit(slot, T0, true), "ok");
   assert.equal(limits.admit(slot, T0, false), "ok"); // a miss: no FOUND taken
   assert.equal(limits.admit(slot, T0 + 1, true), "ok");
@@ -159,7 +158,7 @@ Deno.test("found: N FOUND replies, then every query is refused, misses included,
   assert.equal(limits.admit(slot, T0 + HOUR + HOUR / SUB_BUCKETS, true), "ok");
   // Four queries were admitted, so the found refusals took none of the rate allowance.
   const rateOnly = ClientLimits.create({ rate: { count: 2, periodMs: HOUR } });
-  const other = rateOnly.connectionOpened("192.0.2.8");
+  const other = rateOnly.connectionOpened("192.0.2.8", T0);
   assert.equal(rateOnly.admit(other, T0, true), "ok", "no found limit: a FOUND may be sent");
   assert.equal(rateOnly.admit(other, T0, true), "ok");
   assert.equal(rateOnly.admit(other, T0, true), "rate_limited");
@@ -167,8 +166,8 @@ Deno.test("found: N FOUND replies, then every query is refused, misses included,
 
 Deno.test("found: two connections of one client that both look up a FOUND send only N", () => {
   const limits = ClientLimits.create({ found: { count: 1, periodMs: HOUR } });
-  const a = limits.connectionOpened("192.0.2.7");
-  const b = limits.connectionOpened("192.0.2.7");
+  const a = limits.connectionOpened("192.0.2.7", T0);
+  const b = limits.connectionOpened("192.0.2.7", T0);
   assert.equal(a, b, "two connections of one client share a slot");
   assert.equal(limits.admit(a, T0, true), "ok");
   assert.equal(limits.admit(b, T0, true), "found_limit");
@@ -177,7 +176,7 @@ Deno.test("found: two connections of one client that both look up a FOUND send o
 
 Deno.test("no limits configured: every query and every FOUND is allowed", () => {
   const limits = ClientLimits.create({ maxConnectionsPerClient: 1 });
-  const slot = limits.connectionOpened("192.0.2.7");
+  const slot = limits.connectionOpened("192.0.2.7", T0);
   for (let i = 0; i < 1000; i++) {
     assert.equal(limits.admit(slot, T0, true), "ok");
   }
@@ -187,15 +186,15 @@ Deno.test("no limits configured: every query and every FOUND is allowed", () => 
 
 Deno.test("connections: one more than the cap is refused; a close makes room; clients are separate", () => {
   const limits = ClientLimits.create({ maxConnectionsPerClient: 2 });
-  const first = limits.connectionOpened("192.0.2.7");
-  assert.equal(limits.connectionOpened("192.0.2.7"), first);
+  const first = limits.connectionOpened("192.0.2.7", T0);
+  assert.equal(limits.connectionOpened("192.0.2.7", T0), first);
   assert.equal(limits.connections(first), 2);
-  assert.equal(limits.connectionOpened("192.0.2.7"), OVER_CONNECTION_LIMIT);
+  assert.equal(limits.connectionOpened("192.0.2.7", T0), OVER_CONNECTION_LIMIT);
   assert.equal(limits.connections(first), 2, "a refused connection is not counted");
-  const other = limits.connectionOpened("192.0.2.8");
+  const other = limits.connectionOpened("192.0.2.8", T0);
   assert.ok(other >= 0 && other !== first);
   limits.connectionClosed(first);
-  assert.equal(limits.connectionOpened("192.0.2.7"), first);
+  assert.equal(limits.connectionOpened("192.0.2.7", T0), first);
   limits.connectionClosed(first);
   limits.connectionClosed(first);
   assert.equal(limits.connections(first), 0);
@@ -203,7 +202,7 @@ Deno.test("connections: one more than the cap is refused; a close makes room; cl
     () => limits.connectionClosed(first),
     new RangeError(`Client slot ${first} has no open connection to close.`),
   );
-  assert.ok(ClientLimits.create({}).connectionOpened("x") >= 0, "no cap by default");
+  assert.ok(ClientLimits.create({}).connectionOpened("x", T0) >= 0, "no cap by default");
 });
 
 // --- The bounded table ---
@@ -211,7 +210,7 @@ Deno.test("connections: one more than the cap is refused; a close makes room; cl
 /** Opens and closes one connection of each identity, using up a 1/h allowance. */
 function visit(limits: ClientLimits, identities: string[], now = T0): void {
   for (const identity of identities) {
-    const slot = limits.connectionOpened(identity);
+    const slot = limits.connectionOpened(identity, T0);
     assert.ok(slot >= 0, identity);
     limits.admit(slot, now, false);
     limits.connectionClosed(slot);
@@ -220,50 +219,112 @@ function visit(limits: ClientLimits, identities: string[], now = T0): void {
 
 /** Whether `identity` still has its allowance, that is, was forgotten or never used it. */
 function hasAllowance(limits: ClientLimits, identity: string, now = T0): boolean {
-  const slot = limits.connectionOpened(identity);
+  const slot = limits.connectionOpened(identity, T0);
   assert.ok(slot >= 0);
   const verdict = limits.admit(slot, now, false);
   limits.connectionClosed(slot);
   return verdict === "ok";
 }
 
-Deno.test("table: when full, the least recently seen client is forgotten first", () => {
+/** Long enough after T0 that every 1/h window of T0 counts nothing any more. */
+const T1 = T0 + 2 * HOUR;
+
+Deno.test("table: when full, the least recently seen client at rest is forgotten first", () => {
   const limits = ClientLimits.create({ rate: { count: 1, periodMs: HOUR }, capacity: 3 });
   visit(limits, ["a", "b", "c"]);
   visit(limits, ["a"]); // a is now the most recently seen
-  assert.equal(limits.trackedClients, 3);
-  visit(limits, ["d"]); // forgets b
-  assert.equal(limits.trackedClients, 3);
-  assert.equal(hasAllowance(limits, "a"), false);
-  assert.equal(hasAllowance(limits, "c"), false);
-  assert.equal(hasAllowance(limits, "d"), false);
-  assert.equal(hasAllowance(limits, "b"), true, "b was forgotten, so it starts afresh");
+  const d = limits.connectionOpened("d", T1); // every client is at rest: b, the oldest, goes
+  limits.connectionClosed(d);
+  assert.equal(d, 1, "d took b's slot");
+  assert.equal(limits.connectionOpened("a", T1), 0);
+  assert.equal(limits.connectionOpened("c", T1), 2);
   assert.deepEqual(limits.census(), {
     tracked: 3,
+    overflowConnections: 0,
     indexed: 3,
     distinct: 3,
-    idle: 3,
-    connections: 0,
+    idle: 1,
+    connections: 2,
   });
 });
 
-Deno.test("table: a client with a connection open is never forgotten; full of them, new ones are refused", () => {
+Deno.test("table: a limited client is never forgotten, however many identities come by", () => {
+  const limits = ClientLimits.create({
+    rate: { count: 5, periodMs: HOUR },
+    found: { count: 1, periodMs: HOUR },
+    capacity: 8,
+  });
+  const limited = limits.connectionOpened("192.0.2.7", T0);
+  assert.equal(limits.admit(limited, T0, true), "ok");
+  assert.equal(limits.admit(limited, T0, true), "found_limit");
+  limits.connectionClosed(limited);
+  // Cycle through a hundred times the table's size, each identity using its allowance.
+  for (let i = 0; i < 800; i++) {
+    const slot = limits.connectionOpened(`10.0.${i >> 8}.${i & 0xff}`, T0 + i);
+    assert.ok(slot >= 0);
+    limits.admit(slot, T0 + i, true);
+    limits.connectionClosed(slot);
+  }
+  const again = limits.connectionOpened("192.0.2.7", T0 + 800);
+  assert.equal(again, limited, "the limited client kept its slot");
+  assert.equal(limits.admit(again, T0 + 800, false), "found_limit");
+  limits.connectionClosed(again);
+  assert.equal(hasAllowance(limits, "192.0.2.7", T1), true, "its allowance comes back in time");
+});
+
+Deno.test("table: an idle client at rest is forgotten before one whose counts still limit it", () => {
   const limits = ClientLimits.create({ rate: { count: 1, periodMs: HOUR }, capacity: 2 });
-  const a = limits.connectionOpened("a");
-  assert.equal(limits.admit(a, T0, false), "ok");
-  visit(limits, ["b"]);
-  const c = limits.connectionOpened("c"); // forgets b, not a
-  assert.ok(c >= 0);
-  assert.equal(limits.connectionOpened("d"), TABLE_FULL);
-  assert.equal(limits.admit(a, T0, false), "rate_limited", "a kept its counts");
+  visit(limits, ["limited"]); // used its allowance: not at rest for an hour
+  limits.connectionClosed(limits.connectionOpened("quiet", T0)); // asked nothing: at rest
+  const fresh = limits.connectionOpened("fresh", T0 + 60_000);
+  assert.equal(fresh, 1, "fresh took quiet's slot, though limited was seen less recently");
+  limits.connectionClosed(fresh);
+  assert.equal(hasAllowance(limits, "limited", T0 + 60_000), false);
+});
+
+Deno.test("table: full of clients that still count, new clients share the overflow slot", () => {
+  const limits = ClientLimits.create({
+    rate: { count: 2, periodMs: HOUR },
+    maxConnectionsPerClient: 2,
+    capacity: 2,
+  });
+  visit(limits, ["a", "b"]);
+  const [c, d] = [limits.connectionOpened("c", T0), limits.connectionOpened("d", T0)];
+  assert.equal(c, 2, "the overflow slot is numbered after the table's");
+  assert.equal(d, c, "clients that find no slot share one");
+  assert.equal(limits.connectionOpened("e", T0), OVER_CONNECTION_LIMIT, "its connection cap too");
+  assert.equal(limits.admit(c, T0, false), "ok");
+  assert.equal(limits.admit(d, T0, false), "ok");
+  assert.equal(limits.admit(d, T0, false), "rate_limited", "and one allowance");
+  assert.equal(limits.census().overflowConnections, 2);
   limits.connectionClosed(c);
-  assert.ok(limits.connectionOpened("d") >= 0, "c was closed, so it can be forgotten");
+  limits.connectionClosed(d);
   assert.deepEqual(limits.census(), {
     tracked: 2,
+    overflowConnections: 0,
+    indexed: 2,
+    distinct: 2,
+    idle: 2,
+    connections: 0,
+  });
+  assert.equal(limits.connectionOpened("c", T1), 0, "once a and b are at rest, c gets a slot");
+});
+
+Deno.test("table: a client with a connection open is never forgotten, even at rest", () => {
+  const limits = ClientLimits.create({ maxConnectionsPerClient: 4, capacity: 2 });
+  const a = limits.connectionOpened("a", T0);
+  visit(limits, ["b"]);
+  const c = limits.connectionOpened("c", T0); // forgets b, not a
+  assert.equal(c, 1);
+  assert.equal(limits.connectionOpened("d", T0), 2, "the overflow slot");
+  assert.equal(limits.connectionOpened("a", T0), a);
+  assert.deepEqual(limits.census(), {
+    tracked: 2,
+    overflowConnections: 1,
     indexed: 2,
     distinct: 2,
     idle: 0,
-    connections: 2,
+    connections: 3,
   });
 });
 
@@ -284,25 +345,26 @@ Deno.test("table: identities whose hashes collide are still two clients", () => 
     capacity: 4,
     hashSeed: 0,
   });
-  const [slotX, slotY] = [limits.connectionOpened(x), limits.connectionOpened(y)];
+  const [slotX, slotY] = [limits.connectionOpened(x, T0), limits.connectionOpened(y, T0)];
   assert.notEqual(slotX, slotY);
   assert.equal(limits.admit(slotX, T0, false), "ok");
   assert.equal(limits.admit(slotY, T0, false), "ok", "y has an allowance of its own");
-  assert.equal(limits.connectionOpened(x), slotX);
-  assert.equal(limits.connectionOpened(y), slotY);
+  assert.equal(limits.connectionOpened(x, T0), slotX);
+  assert.equal(limits.connectionOpened(y, T0), slotY);
   for (const slot of [slotX, slotX, slotY, slotY]) limits.connectionClosed(slot);
   // Forget x, which is in the middle of its chain, then y; both come back afresh.
-  visit(limits, ["p", "q", "r"]);
-  visit(limits, ["s"]);
+  visit(limits, ["p", "q", "r"], T1); // x and y are at rest by T1
+  visit(limits, ["s"], T1);
   assert.deepEqual(limits.census(), {
     tracked: 4,
+    overflowConnections: 0,
     indexed: 4,
     distinct: 4,
     idle: 4,
     connections: 0,
   });
-  assert.equal(hasAllowance(limits, y), true);
-  assert.equal(hasAllowance(limits, x), true);
+  assert.equal(hasAllowance(limits, y, T1 + 2 * HOUR), true);
+  assert.equal(hasAllowance(limits, x, T1 + 2 * HOUR), true);
   assert.equal(limits.census().distinct, 4);
 });
 
@@ -311,13 +373,13 @@ Deno.test("table: long identities (certificate subjects) are told apart by their
   const base = `cert:CN=${"reporting-service.".repeat(5)}example`;
   const [one, two] = [`${base},O=One`, `${base},O=Two`];
   assert.ok(new TextEncoder().encode(one).length > 64);
-  const slotOne = limits.connectionOpened(one);
-  const slotTwo = limits.connectionOpened(two);
+  const slotOne = limits.connectionOpened(one, T0);
+  const slotTwo = limits.connectionOpened(two, T0);
   assert.notEqual(slotOne, slotTwo);
-  assert.equal(limits.connectionOpened(one), slotOne);
+  assert.equal(limits.connectionOpened(one, T0), slotOne);
   assert.equal(
-    limits.connectionOpened("cert:é".repeat(20)),
-    limits.connectionOpened("cert:é".repeat(20)),
+    limits.connectionOpened("cert:é".repeat(20), T0),
+    limits.connectionOpened("cert:é".repeat(20), T0),
   );
 });
 
@@ -331,9 +393,10 @@ Deno.test("table: 100,000 clients at most, in well under 100 MB, the oldest forg
   assert.equal(limits.shared.buffer.byteLength, ClientLimits.tableBytes());
   const identity = (i: number) => `10.${i >> 16}.${(i >> 8) & 0xff}.${i & 0xff}`;
   for (let i = 0; i <= DEFAULT_CAPACITY; i++) {
-    const slot = limits.connectionOpened(identity(i));
+    const now = i === DEFAULT_CAPACITY ? T1 : T0; // the newest comes once the others are at rest
+    const slot = limits.connectionOpened(identity(i), now);
     assert.ok(slot >= 0);
-    limits.admit(slot, T0, false);
+    limits.admit(slot, now, false);
     limits.connectionClosed(slot);
   }
   assert.equal(limits.trackedClients, DEFAULT_CAPACITY);
@@ -341,8 +404,12 @@ Deno.test("table: 100,000 clients at most, in well under 100 MB, the oldest forg
   assert.equal(census.indexed, DEFAULT_CAPACITY);
   assert.equal(census.distinct, DEFAULT_CAPACITY);
   assert.equal(census.idle, DEFAULT_CAPACITY);
-  assert.equal(hasAllowance(limits, identity(DEFAULT_CAPACITY)), false, "the newest is remembered");
-  assert.equal(hasAllowance(limits, identity(0)), true, "the oldest was forgotten");
+  assert.equal(limits.connectionOpened(identity(0), T1), 1, "the oldest was forgotten");
+  assert.equal(
+    hasAllowance(limits, identity(DEFAULT_CAPACITY), T1),
+    false,
+    "the newest is remembered",
+  );
 });
 
 Deno.test("create: bad capacities and limits are range errors", () => {
@@ -356,8 +423,8 @@ Deno.test("create: bad capacities and limits are range errors", () => {
 Deno.test("attach: a second view of the shared table sees the same clients and counts", () => {
   const limits = ClientLimits.create({ rate: { count: 1, periodMs: HOUR } });
   const view = ClientLimits.attach(structuredClone(limits.shared));
-  const slot = limits.connectionOpened("192.0.2.7");
-  assert.equal(view.connectionOpened("192.0.2.7"), slot);
+  const slot = limits.connectionOpened("192.0.2.7", T0);
+  assert.equal(view.connectionOpened("192.0.2.7", T0), slot);
   assert.equal(view.admit(slot, T0, false), "ok");
   assert.equal(limits.admit(slot, T0, false), "rate_limited");
   assert.equal(view.trackedClients, 1);
@@ -368,7 +435,7 @@ Deno.test("attach: a second view of the shared table sees the same clients and c
 const WORKER_SOURCE = (moduleUrl: string) => `
 import { ClientLimits } from ${JSON.stringify(moduleUrl)};
 self.onmessage = (event) => {
-  const { shared, mode, rounds, now, names, gate, workers } = event.data;
+  const { shared, mode, rounds, now, step, names, gate, workers } = event.data;
   const limits = ClientLimits.attach(shared);
   // Start together: each worker waits (bounded) until every worker is ready.
   Atomics.add(gate, 0, 1);
@@ -377,7 +444,7 @@ self.onmessage = (event) => {
     Atomics.wait(gate, 0, Atomics.load(gate, 0), 10);
   }
   if (mode === "queries") {
-    const slot = limits.connectionOpened("198.51.100.7");
+    const slot = limits.connectionOpened("198.51.100.7", now);
     let queries = 0, founds = 0;
     for (let i = 0; i < rounds; i++) {
       // Every other query finds its address.
@@ -392,10 +459,10 @@ self.onmessage = (event) => {
   } else {
     let opened = 0;
     for (let i = 0; i < rounds; i++) {
-      const slot = limits.connectionOpened(names[i % names.length]);
+      const slot = limits.connectionOpened(names[i % names.length], now + i * step);
       if (slot >= 0) {
         opened++;
-        limits.admit(slot, now, false);
+        limits.admit(slot, now + i * step, false);
         limits.connectionClosed(slot);
       }
     }
@@ -453,7 +520,7 @@ Deno.test("threads: two workers hammering one client's allowance never get more 
     assert.equal(founds, 20_000);
     // Once the found limit is reached every query is refused, so the rate allowance is not used up.
     assert.ok(queries >= 20_000 && queries <= 60_000, `${queries} queries`);
-    const slot = limits.connectionOpened("198.51.100.7");
+    const slot = limits.connectionOpened("198.51.100.7", T0);
     assert.equal(limits.admit(slot, T0, false), "found_limit");
   }
   for (let round = 0; round < 2; round++) {
@@ -472,12 +539,14 @@ Deno.test("threads: two workers opening and closing many clients keep the table 
     mode: "clients",
     rounds: 30_000,
     now: T0,
+    step: HOUR / 100, // so that clients come to rest and the table churns
     names: [...names.slice(offset), ...names.slice(0, offset)],
   });
   const results = await runWorkers([message(0), message(1500)]);
   assert.deepEqual(results, [{ opened: 30_000 }, { opened: 30_000 }]);
   assert.deepEqual(limits.census(), {
     tracked: 500,
+    overflowConnections: 0,
     indexed: 500,
     distinct: 500,
     idle: 500,
@@ -519,15 +588,15 @@ Deno.test("admitEntries gives a search the entries still allowed, then refuses e
     found: { count: 5, periodMs: 60_000 },
     hashSeed: 1,
   });
-  const slot = limits.connectionOpened("192.0.2.1");
+  const slot = limits.connectionOpened("192.0.2.1", T0);
   assert.equal(limits.admitEntries(slot, 0, 3), 3, "three of five");
   assert.equal(limits.admitEntries(slot, 1, 4), 2, "the two left of five");
   assert.equal(limits.admitEntries(slot, 2, 1), "found_limit", "over the found limit: refused");
   assert.equal(limits.admit(slot, 3, false), "found_limit", "misses too");
   const rate = ClientLimits.create({ rate: { count: 1, periodMs: 60_000 }, hashSeed: 1 });
-  const other = rate.connectionOpened("192.0.2.2");
+  const other = rate.connectionOpened("192.0.2.2", T0);
   assert.equal(rate.admitEntries(other, 0, 7), 7, "no found limit: all of them");
   assert.equal(rate.admitEntries(other, 1, 0), "rate_limited", "a search is one query");
   const none = ClientLimits.create({ maxConnectionsPerClient: 2, hashSeed: 1 });
-  assert.equal(none.admitEntries(none.connectionOpened("192.0.2.3"), 0, 9), 9);
+  assert.equal(none.admitEntries(none.connectionOpened("192.0.2.3", T0), 0, 9), 9);
 });

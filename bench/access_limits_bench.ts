@@ -44,7 +44,7 @@ function report(name: string, ns: number): void {
 function benchAdmit(): void {
   const now = performance.timeOrigin + performance.now();
   const all = ClientLimits.create({ rate: NEVER, found: NEVER, maxConnectionsPerClient: 1000 });
-  const slot = all.connectionOpened("192.0.2.7");
+  const slot = all.connectionOpened("192.0.2.7", now);
   report(
     "admit a miss, rate and found limits on, same sub-bucket",
     measure(2_000_000, (n) => {
@@ -58,7 +58,7 @@ function benchAdmit(): void {
     }),
   );
   const moving = ClientLimits.create({ rate: NEVER, found: NEVER });
-  const movingSlot = moving.connectionOpened("192.0.2.8");
+  const movingSlot = moving.connectionOpened("192.0.2.8", now);
   let t = now;
   report(
     "admit, both on, time moving 0.1 ms per query",
@@ -67,7 +67,7 @@ function benchAdmit(): void {
     }),
   );
   const capOnly = ClientLimits.create({ maxConnectionsPerClient: 10 });
-  const capSlot = capOnly.connectionOpened("192.0.2.9");
+  const capSlot = capOnly.connectionOpened("192.0.2.9", now);
   report(
     "admit, only the connection cap on (no window)",
     measure(2_000_000, (n) => {
@@ -80,12 +80,34 @@ function benchAdmit(): void {
     "connectionOpened + connectionClosed (hash, lookup, LRU)",
     measure(500_000, (n) => {
       for (let i = 0; i < n; i++) {
-        const opened = table.connectionOpened(names[i & 1023]);
+        const opened = table.connectionOpened(names[i & 1023], now);
         table.connectionClosed(opened);
         sink += opened;
       }
     }),
   );
+  benchFullTable(names);
+}
+
+/** New clients on a full table: forgetting one at rest, or overflowing when none is. */
+function benchFullTable(names: string[]): void {
+  const start = performance.timeOrigin + performance.now();
+  for (
+    const [name, stepMs] of [["each idle client at rest", 10_000], ["none at rest", 0]] as const
+  ) {
+    const table = ClientLimits.create({ rate: { count: 5, periodMs: 1000 }, capacity: 512 });
+    let t = start;
+    report(
+      `connectionOpened + admit + closed, table full, ${name}`,
+      measure(500_000, (n) => {
+        for (let i = 0; i < n; i++) {
+          const opened = table.connectionOpened(names[i & 1023], t += stepMs);
+          sink += table.admit(opened, t, false) === "ok" ? 1 : 0;
+          table.connectionClosed(opened);
+        }
+      }),
+    );
+  }
 }
 
 function benchAllows(): void {

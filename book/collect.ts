@@ -1,6 +1,7 @@
 /**
  * The collector between the format readers and the book: it checks each
- * entry the readers find (the email rule, the name's length, duplicates),
+ * entry the readers find (the email rule, the name's length and
+ * characters, duplicates),
  * adds the good ones to an {@linkcode AddressBookBuilder} and remembers
  * every problem, so a reader only has to find fields. Entries come as UTF-8
  * byte ranges, which for the usual plain-ASCII email makes no string at
@@ -21,7 +22,14 @@
 
 import { type AddressBook, AddressBookBuilder, type NamePartBytes } from "./addressbook.ts";
 import { BookError, type BookProblem } from "./problem.ts";
-import { emailProblem, isAsciiSpace, normalizeAsciiEmail, normalizeEmail } from "./email.ts";
+import {
+  codePointName,
+  emailProblem,
+  isAsciiSpace,
+  normalizeAsciiEmail,
+  normalizeEmail,
+} from "./email.ts";
+import { terminalUnsafeOffset } from "../common/terminal_text.ts";
 import { MAX_UTF8_PER_UNIT, writeUtf8 } from "../common/utf8.ts";
 
 /** What to do when two entries have the same (normalised) email. */
@@ -191,6 +199,32 @@ export class BookCollector {
     return parts;
   }
 
+  /** Whether the given name and surname are free of characters unsafe on a terminal; a problem if not. */
+  #namePartsSafe(parts: NamePartBytes, line: number): boolean {
+    const unsafe = terminalUnsafeOffset(parts.bytes, 0, parts.surnameEnd);
+    if (unsafe < 0) return true;
+    this.#unsafeNameProblem(
+      unsafe < parts.givenEnd ? "given name" : "surname",
+      parts.bytes,
+      unsafe,
+      line,
+    );
+    return false;
+  }
+
+  /**
+   * The problem of a name holding a control or direction-changing character
+   * (common/terminal_text.ts): shown raw by a client, it could rewrite the
+   * user's terminal or make the name read as another.
+   */
+  #unsafeNameProblem(what: string, bytes: Uint8Array, offset: number, line: number): void {
+    const char = decoder.decode(bytes.subarray(offset, offset + 3)).charAt(0);
+    this.problem(
+      line,
+      `The ${what} contains ${codePointName(char)}, a control or direction-changing character.`,
+    );
+  }
+
   /** Adds the key in `#key` with a trimmed name, after the name checks; duplicates wait for finish. */
   #addChecked(
     keyLength: number,
@@ -210,6 +244,11 @@ export class BookCollector {
         line,
         `The name is ${nameBytes} bytes long, over the limit of ${MAX_NAME_BYTES}.`,
       );
+      return;
+    }
+    const unsafe = terminalUnsafeOffset(names, nameStart, nameEnd);
+    if (unsafe >= 0 || (nameParts !== undefined && !this.#namePartsSafe(nameParts, line))) {
+      if (unsafe >= 0) this.#unsafeNameProblem("name", names, unsafe, line);
       return;
     }
     const entry = this.#builder.appendBytes(

@@ -27,7 +27,12 @@ Deno.test("readCsv reads the same wherever the chunks cut the records", () => {
     'two.lines@example.com,"First line\r\nsecond line"\r\n\r\n' +
     "plain@example.com,Plain Persön 李\r\n" +
     "last@example.com,Last";
-  assert.deepEqual(assertSameInChunks(csv, "b.csv").slice(0, 1), ["5 entries"]);
+  // The quoted line break is read as part of the name, which may not hold it.
+  assert.deepEqual(assertSameInChunks(csv, "b.csv"), [
+    "4: The name contains U+000D, a control or direction-changing character.",
+  ]);
+  const oneLine = csv.replace("First line\r\nsecond line", "First line,\r\n");
+  assert.deepEqual(assertSameInChunks(oneLine, "b.csv").slice(0, 1), ["5 entries"]);
 });
 
 Deno.test("readCsv reports malformed quoting the same wherever the chunks cut", () => {

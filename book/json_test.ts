@@ -22,14 +22,18 @@ Deno.test("readJson reads both shapes into the collector", () => {
 
 Deno.test("readJson unescapes strings, surrogate pairs included, and lone surrogates as U+FFFD", () => {
   const json = String
-    .raw`{"a@example.com": "Ada \"Q\" \u00e9\n\ud83c\udf89 \ud800!", "b\u0040example.com": "B\/"}`;
+    .raw`{"a@example.com": "Ada \"Q\" \u00e9\\\ud83c\udf89 \ud800!", "b\u0040example.com": "B\/"}`;
   const bytes = BookBytes.fromBytes(new TextEncoder().encode(json), 3);
   bytes.begin();
   const collector = new BookCollector("b.json", "error");
   readJson(bytes, collector);
   const book = collector.finish(false);
-  assert.equal(book.get("a@example.com"), 'Ada "Q" é\n🎉 \ufffd!');
+  assert.equal(book.get("a@example.com"), 'Ada "Q" é\\🎉 \ufffd!');
   assert.equal(book.get("b@example.com"), "B/");
+  // \n is unescaped to a line feed, which a name may not hold.
+  assert.deepEqual(assertSameInChunks(String.raw`{"c@example.com": "C\nD"}`, "b.json"), [
+    "1: The name contains U+000A, a control or direction-changing character.",
+  ]);
 });
 
 Deno.test("readJson reads and reports the same wherever the chunks cut", () => {

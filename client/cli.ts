@@ -21,6 +21,7 @@ import process from "node:process";
 import readline from "node:readline";
 import { counted, describeError, sentence, whyUnreadable } from "../common/errors.ts";
 import { DEFAULT_MAX_WAIT_MS } from "./pacing.ts";
+import { escapeForTerminal } from "../common/terminal_text.ts";
 import {
   type Reply,
   STATUS_BAD_REQUEST,
@@ -84,8 +85,10 @@ Options:
                      (default $ADDRBOOK_HOST, else ${DEFAULT_HOSTNAME})
   --port PORT        the port of every host given without one
                      (default $ADDRBOOK_PORT, else ${DEFAULT_PORT})
-  --timeout SECONDS  wait this long for a connection, or for a reply, before
-                     trying again (see Failover); 0 waits forever (default ${DEFAULT_TIMEOUT_S})
+  --timeout SECONDS  wait this long for a connection, or for a whole reply (a
+                     silent server is tried again, see Failover; one that sends
+                     only part of a reply in time is not); 0 waits forever
+                     (default ${DEFAULT_TIMEOUT_S})
   --json             print one JSON object per address instead, on stdout:
                      {"email":...,"status":"FOUND","name":...} or
                      {"email":...,"status":"NOT_FOUND"|"BAD_REQUEST"|...,"message":...}
@@ -306,16 +309,19 @@ class Output {
   }
 }
 
-/** Replaces line breaks so a name stays on its one output line. */
-function oneLine(text: string): string {
-  return /[\r\n]/.test(text) ? text.replace(/\r\n|[\r\n]/g, " ") : text;
-}
-
+/**
+ * One JSON line. The server's text (a name, a message) could come from an
+ * older or another server and hold terminal escapes or direction overrides:
+ * what JSON.stringify leaves raw (C1, DEL, the direction marks) is escaped
+ * too, as plain lines escape every such character (common/terminal_text.ts).
+ */
 function jsonLine(email: string, reply: Reply): string {
   const status = STATUS_NAMES[reply.status];
-  return reply.status === STATUS_FOUND
-    ? JSON.stringify({ email, status, name: reply.text })
-    : JSON.stringify({ email, status, message: reply.text });
+  return escapeForTerminal(
+    reply.status === STATUS_FOUND
+      ? JSON.stringify({ email, status, name: reply.text })
+      : JSON.stringify({ email, status, message: reply.text }),
+  );
 }
 
 /** Whether the server refused to answer: the lookups stop there. */
@@ -328,7 +334,7 @@ function refusalMessage(reply: Reply): string {
   const what = reply.status === STATUS_FORBIDDEN
     ? "Forbidden by the server"
     : "Rate limited by the server";
-  return `${what}: ${sentence(reply.text)}`;
+  return `${what}: ${sentence(escapeForTerminal(reply.text))}`;
 }
 
 /** `message` and then `more`, as one sentence. */
@@ -485,12 +491,14 @@ async function lookUpArguments(cli: CliOptions): Promise<number> {
       if (cli.json) {
         await out.line(jsonLine(email, reply));
       } else if (reply.status === STATUS_FOUND) {
-        await out.line(oneLine(reply.text));
+        await out.line(escapeForTerminal(reply.text));
       } else {
         // Kept in order with the names when both go to a terminal.
         await out.flush();
         if (reply.status === STATUS_NOT_FOUND) printNote(`not found: ${email}`);
-        else printError(`Bad request for ${JSON.stringify(email)}: ${sentence(reply.text)}`);
+        else {printError(
+            `Bad request for ${JSON.stringify(email)}: ${sentence(escapeForTerminal(reply.text))}`,
+          );}
       }
     }
   } catch (error) {
@@ -541,9 +549,9 @@ async function lookUpStdin(cli: CliOptions): Promise<number> {
       if (cli.json) {
         written = out.line(jsonLine(email, reply));
       } else {
-        written = out.line(reply.status === STATUS_FOUND ? oneLine(reply.text) : "");
+        written = out.line(reply.status === STATUS_FOUND ? escapeForTerminal(reply.text) : "");
         if (reply.status === STATUS_BAD_REQUEST) {
-          printError(`Line ${line}: ${sentence(reply.text)}`);
+          printError(`Line ${line}: ${sentence(escapeForTerminal(reply.text))}`);
         }
       }
       if (written) await written;
@@ -607,10 +615,10 @@ async function lookUpInteractively(cli: CliOptions): Promise<number> {
       // The server closes connections left idle; the client connects again by itself.
       const reply = await client.lookup(email);
       if (cli.json) await write(jsonLine(email, reply) + "\n");
-      else if (reply.status === STATUS_FOUND) await write(oneLine(reply.text) + "\n");
+      else if (reply.status === STATUS_FOUND) await write(escapeForTerminal(reply.text) + "\n");
       else if (reply.status === STATUS_NOT_FOUND) await write(`not found: ${email}\n`);
       else if (isRefusal(reply)) await write(`${refusalMessage(reply)}\n`);
-      else await write(`Bad request: ${sentence(reply.text)}\n`);
+      else await write(`Bad request: ${sentence(escapeForTerminal(reply.text))}\n`);
     }
   } finally {
     client.close();

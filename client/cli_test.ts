@@ -9,10 +9,11 @@ import { CLIENT_FLAGS, REPO_DIR } from "../testing/repo.ts";
 import { runInTerminal } from "../testing/terminal.ts";
 import assert from "node:assert/strict";
 import { UsageError } from "../common/cli_args.ts";
+import { terminalUnsafeCharacter } from "../common/terminal_text.ts";
 import { DEFAULT_TIMEOUT_MS } from "./connection.ts";
 import { parseClientArgs } from "./cli.ts";
 import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./failover.ts";
-import { STATUS_FORBIDDEN, STATUS_FOUND, STATUS_RATE_LIMITED } from "../protocol.ts";
+import { encodeReply, STATUS_FORBIDDEN, STATUS_FOUND, STATUS_RATE_LIMITED } from "../protocol.ts";
 import { CLIENT_TEST_PEOPLE, writeCsvBook } from "../testing/books.ts";
 import { withDeadline } from "../testing/deadlines.ts";
 import { tempDir } from "../testing/files.ts";
@@ -393,6 +394,109 @@ Deno.test("client at a terminal: the up arrow brings back the last query, which 
     assert.equal(run.output.split("Ada Lovelace").length - 1, 2, run.output);
     assert.doesNotMatch(run.output, /Bad request|not found/, run.output);
   });
+});
+
+// --- What a server sends is shown, never obeyed -------------------------------------
+
+/** A name that would clear the screen, set the window title and reverse the text after it. */
+const HOSTILE_NAME = "Eve\u001b[2J\u001b]0;pwned\u0007\u009b31m \u202egnp.exe\r\nroot";
+const HOSTILE_SHOWN =
+  "Eve\\u001B[2J\\u001B]0;pwned\\u0007\\u009B31m \\u202Egnp.exe\\u000D\\u000Aroot";
+
+Deno.test("client shows a name's control and direction-changing characters escaped, in every mode", async () => {
+  await using server = new ScriptedServer({
+    answer: (email) =>
+      email.startsWith("bad")
+        ? { status: STATUS_RATE_LIMITED, text: `Stop\u001b[2J\u202e now.` }
+        : { status: STATUS_FOUND, text: HOSTILE_NAME },
+  });
+  const port = ["--port", String(server.port)];
+  const oneShot = await runClient([...port, "eve@example.com"]);
+  assert.equal(oneShot.stdout, `${HOSTILE_SHOWN}\n`);
+  const batch = await runClient(port, { stdin: "eve@example.com\nbad@example.com\n" });
+  assert.equal(batch.stdout, `${HOSTILE_SHOWN}\n`);
+  assert.match(batch.stderr, /^client: Rate limited by the server: Stop\\u001B\[2J\\u202E now; /);
+  const json = await runClient(["--json", ...port, "eve@example.com"]);
+  assert.deepEqual(JSON.parse(json.stdout), {
+    email: "eve@example.com",
+    status: "FOUND",
+    name: HOSTILE_NAME,
+  });
+  for (const run of [oneShot, batch, json]) {
+    for (const line of (run.stdout + run.stderr).split("\n")) {
+      assert.equal(terminalUnsafeCharacter(line), undefined, line);
+    }
+  }
+});
+
+/** How often the trickling server sends one byte, and the client's --timeout: 3.5 s and 5 s, scaled. */
+const TRICKLE_MS = 700;
+const TRICKLE_TIMEOUT_S = 1;
+
+/**
+ * A real TCP server that reads a query, then sends a FOUND reply one byte
+ * every {@linkcode TRICKLE_MS}: never silent for a whole timeout, never done
+ * within one. Returns its port and a function that stops it.
+ */
+function startTricklingServer(): { port: number; stop: () => Promise<void> } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const reply = encodeReply(STATUS_FOUND, "A name long enough to take a while to trickle out");
+  const conns = new Set<Deno.Conn>();
+  const serving = (async () => {
+    for await (const conn of listener) {
+      conns.add(conn);
+      (async () => {
+        await conn.read(new Uint8Array(1024));
+        for (let i = 0; i < reply.length; i++) {
+          await conn.write(reply.subarray(i, i + 1));
+          await new Promise((resolve) => setTimeout(resolve, TRICKLE_MS));
+        }
+      })().catch(() => {}).finally(() => {
+        conns.delete(conn);
+        try {
+          conn.close();
+        } catch {
+          // Already closed by stop().
+        }
+      });
+    }
+  })();
+  return {
+    port: listener.addr.port,
+    stop: async () => {
+      listener.close();
+      for (const conn of conns) conn.close();
+      await serving;
+    },
+  };
+}
+
+Deno.test("client --timeout bounds a whole reply: a server trickling a byte at a time fails it on time", async () => {
+  const server = startTricklingServer();
+  try {
+    const started = performance.now();
+    const run = await runClient([
+      "--port",
+      String(server.port),
+      "--timeout",
+      String(TRICKLE_TIMEOUT_S),
+      "ada@example.com",
+    ]);
+    const elapsedMs = performance.now() - started;
+    assert.equal(run.code, 2);
+    assert.equal(run.stdout, "");
+    assert.equal(
+      run.stderr,
+      `client: The server at 127.0.0.1:${server.port} sent only part of a reply within 1 s.\n`,
+    );
+    // The client's own start takes a moment; one trickled reply would take over 40 s.
+    assert.ok(
+      elapsedMs >= TRICKLE_TIMEOUT_S * 1000 && elapsedMs < TRICKLE_TIMEOUT_S * 1000 + 3000,
+      `${elapsedMs} ms`,
+    );
+  } finally {
+    await server.stop();
+  }
 });
 
 // --- Refusals: FORBIDDEN and RATE_LIMITED -----------------------------------------

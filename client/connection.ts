@@ -20,6 +20,7 @@
  */
 
 import { describeError, sentence } from "../common/errors.ts";
+import { escapeForTerminal } from "../common/terminal_text.ts";
 import { formatAddress } from "../common/net_address.ts";
 import {
   decodeReply,
@@ -106,6 +107,7 @@ export type ClientErrorCode =
   | "timeout"
   | "closed"
   | "protocol"
+  | "slow"
   | "busy"
   | "tls"
   | "usage";
@@ -116,9 +118,11 @@ export type ClientErrorCode =
  * refused): check that the server is running.` `code` says which kind:
  *
  * - `connect`: no connection could be made;
- * - `timeout`: no connection or no reply within the timeout;
+ * - `timeout`: no connection, or not a byte of a reply, within the timeout;
  * - `closed`: the connection was lost before every reply came, or the client closed;
  * - `protocol`: the server sent a malformed reply or reported a protocol error;
+ * - `slow`: the server sent part of a reply and not the rest within the timeout (not
+ *   retried, as a broken reply is not: a server that trickles would trickle again);
  * - `busy`: the server is at its connection limit (try again later);
  * - `tls`: the TLS handshake failed, or the server refused the client certificate;
  * - `usage`: a bad option, such as a port out of range.
@@ -199,6 +203,15 @@ export class Connection {
   #failure: ClientError | undefined;
   /** The tail of the queue of calls, each waiting for the one before. */
   #turn: Promise<void> = Promise.resolve();
+  /**
+   * Milliseconds spent in reads since the last whole reply came: the timeout
+   * bounds a whole reply, so that a server trickling a byte now and then
+   * cannot hold the client. Time the caller spends elsewhere (writing
+   * output, waiting for input) is not counted.
+   */
+  #waitedMs = 0;
+  /** Whether bytes of a reply not yet whole have come since the last whole one. */
+  #partReceived = false;
 
   private constructor(conn: Deno.Conn, address: string, options: ConnectionOptions) {
     this.#conn = conn;
@@ -563,13 +576,18 @@ export class Connection {
       throw this.#fail(
         new ClientError(
           "protocol",
-          `The server at ${this.address} reported a protocol error: ${sentence(reply.text)}`,
+          `The server at ${this.address} reported a protocol error: ${
+            sentence(escapeForTerminal(reply.text))
+          }`,
         ),
       );
     }
     if (reply.status === STATUS_SERVER_BUSY) {
       throw this.#fail(
-        new ClientError("busy", `The server at ${this.address} is busy: ${sentence(reply.text)}`),
+        new ClientError(
+          "busy",
+          `The server at ${this.address} is busy: ${sentence(escapeForTerminal(reply.text))}`,
+        ),
       );
     }
     if (reply.status === STATUS_FORBIDDEN && this.#forbidden === undefined) {
@@ -613,31 +631,47 @@ export class Connection {
         ),
       );
     }
-    if (this.#replies.length > 0) this.#replied = true;
+    if (this.#replies.length > 0) {
+      this.#replied = true;
+      this.#waitedMs = 0;
+      this.#partReceived = false;
+    } else {
+      this.#partReceived = true;
+    }
   }
 
-  /** One read into the reused buffer, within the timeout. */
+  /** One read into the reused buffer, within what is left of the timeout for the reply awaited. */
   async #read(): Promise<number | null> {
+    const budgetMs = this.#timeoutMs - this.#waitedMs;
+    if (this.#timeoutMs > 0 && budgetMs <= 0) throw this.#fail(this.#timeoutError());
     let timedOut = false;
     const timer = this.#timeoutMs > 0
       ? setTimeout(() => {
         timedOut = true;
-        this.#fail(
-          new ClientError(
-            "timeout",
-            `No reply from ${this.address} within ${formatSeconds(this.#timeoutMs)}.`,
-          ),
-        );
-      }, this.#timeoutMs)
+        this.#fail(this.#timeoutError());
+      }, budgetMs)
       : undefined;
+    const started = performance.now();
     try {
       return await this.#conn.read(this.#readBuffer);
     } catch (error) {
       if (this.#failure !== undefined) throw this.#failure;
       throw this.#fail(this.#readError(error));
     } finally {
+      this.#waitedMs += performance.now() - started;
       if (!timedOut) clearTimeout(timer);
     }
+  }
+
+  /** The error for a reply not whole within the timeout: silence, or a trickle. */
+  #timeoutError(): ClientError {
+    const within = formatSeconds(this.#timeoutMs);
+    return this.#partReceived
+      ? new ClientError(
+        "slow",
+        `The server at ${this.address} sent only part of a reply within ${within}.`,
+      )
+      : new ClientError("timeout", `No reply from ${this.address} within ${within}.`);
   }
 
   /** The error for a read that failed. */

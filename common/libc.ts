@@ -19,6 +19,7 @@
 export const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   listen: { parameters: ["i32", "i32"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
@@ -68,6 +69,8 @@ export const SO_REUSEPORT = 15;
 export const IPPROTO_TCP = 6;
 /** Turns off Nagle's algorithm. */
 export const TCP_NODELAY = 1;
+/** getsockopt: the TCP connection's `struct tcp_info`. */
+export const TCP_INFO = 11;
 /** shutdown(2): stop sending (the peer reads end of stream). */
 export const SHUT_WR = 1;
 /** recv(2) flag: return the bytes waiting but leave them in the socket. */
@@ -287,4 +290,103 @@ export function listenTcp(
   const length = new Uint32Array([bound.length]);
   if (calls.getsockname(fd, bound, new Uint8Array(length.buffer)) !== 0) fail("getsockname");
   return { fd, port: decodeSockaddr(bound).port };
+}
+
+/** Offset of `tcpi_bytes_acked` (a u64, Linux 4.1 and later) in `struct tcp_info`. */
+const TCPI_BYTES_ACKED = 120;
+/** Room for `struct tcp_info` up to and past `tcpi_bytes_acked`. */
+const TCP_INFO_BYTES = 256;
+const tcpInfo = new Uint8Array(TCP_INFO_BYTES);
+const tcpInfoView = new DataView(tcpInfo.buffer);
+const optionLength = new Uint32Array(1);
+const optionLengthBytes = new Uint8Array(optionLength.buffer);
+
+/**
+ * How many bytes the peer's TCP has acknowledged on the connected socket
+ * `fd` (TCP_INFO's `tcpi_bytes_acked`): what the peer's kernel took, which
+ * grows as the peer reads even while the socket stays unwritable. -1 when
+ * it cannot be read (not a TCP socket, a kernel before 4.1).
+ */
+export function tcpBytesAcked(libc: Libc, fd: number): number {
+  optionLength[0] = TCP_INFO_BYTES;
+  if (libc.calls.getsockopt(fd, IPPROTO_TCP, TCP_INFO, tcpInfo, optionLengthBytes) !== 0) return -1;
+  if (optionLength[0] < TCPI_BYTES_ACKED + 8) return -1;
+  return Number(tcpInfoView.getBigUint64(TCPI_BYTES_ACKED, true));
+}
+
+/** Descriptors not open in a row after which {@linkcode findSocketBetween} stops looking. */
+export const FREE_DESCRIPTORS_AFTER_LAST = 4096;
+/** errno: not an open descriptor. */
+export const EBADF = 9;
+
+/** An address as Deno reports it (`Deno.NetAddr`'s hostname and port). */
+export interface SocketAddress {
+  /** An IPv4 or IPv6 literal; an IPv4-mapped IPv6 one (`::ffff:192.0.2.7`) is its IPv4 address. */
+  hostname: string;
+  /** The port. */
+  port: number;
+}
+
+/**
+ * The descriptor of this process's TCP socket connected from `local` to
+ * `remote`, or -1 when none is found: for the `Deno.listen` loop, whose
+ * connections do not say which descriptor they are. Descriptors are handed
+ * out lowest first, so it asks each in turn for its two addresses, from 0
+ * until {@linkcode FREE_DESCRIPTORS_AFTER_LAST} in a row are not open (Deno
+ * lets only `--allow-all` list /proc/self/fd). That costs a system call or
+ * two per descriptor: call it once per connection, and only when needed. A
+ * descriptor found this way may be closed and reused once the connection
+ * is closed: check with {@linkcode isSocketBetween} before each use.
+ */
+export function findSocketBetween(
+  libc: Libc,
+  local: SocketAddress,
+  remote: SocketAddress,
+): number {
+  for (let fd = 0, free = 0; free < FREE_DESCRIPTORS_AFTER_LAST; fd++) {
+    sockaddrLength[0] = sockaddr.length;
+    if (libc.calls.getpeername(fd, sockaddr, sockaddrLengthBytes) !== 0) {
+      free = libc.errno() === EBADF ? free + 1 : 0;
+      continue;
+    }
+    free = 0;
+    if (isSocketBetween(libc, fd, local, remote)) return fd;
+  }
+  return -1;
+}
+
+const sockaddr = new Uint8Array(128);
+const sockaddrLength = new Uint32Array(1);
+const sockaddrLengthBytes = new Uint8Array(sockaddrLength.buffer);
+
+/** Whether `fd` is a socket whose local address is `local` and whose peer is `remote`. */
+export function isSocketBetween(
+  libc: Libc,
+  fd: number,
+  local: SocketAddress,
+  remote: SocketAddress,
+): boolean {
+  sockaddrLength[0] = sockaddr.length;
+  if (libc.calls.getpeername(fd, sockaddr, sockaddrLengthBytes) !== 0) return false;
+  if (!sameAddress(decodeSockaddr(sockaddr), remote)) return false;
+  sockaddrLength[0] = sockaddr.length;
+  if (libc.calls.getsockname(fd, sockaddr, sockaddrLengthBytes) !== 0) return false;
+  return sameAddress(decodeSockaddr(sockaddr), local);
+}
+
+const MAPPED_IPV4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i;
+
+function sameAddress(decoded: SocketAddress, wanted: SocketAddress): boolean {
+  return decoded.port === wanted.port && plainHost(decoded.hostname) === plainHost(wanted.hostname);
+}
+
+/** An IPv4-mapped IPv6 address as its IPv4 address, other addresses as given. */
+function plainHost(hostname: string): string {
+  const mapped = MAPPED_IPV4.exec(hostname);
+  if (mapped !== null) return mapped[1];
+  const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(hostname);
+  if (hex === null) return hostname.toLowerCase();
+  const high = parseInt(hex[1], 16);
+  const low = parseInt(hex[2], 16);
+  return [high >> 8, high & 0xff, low >> 8, low & 0xff].join(".");
 }

@@ -3,12 +3,15 @@ import {
   decodeSockaddr,
   EADDRINUSE,
   encodeSockaddr,
+  findSocketBetween,
   IPPROTO_TCP,
+  isSocketBetween,
   listenTcp,
   openLibc,
   SOCK_NONBLOCK,
   SocketError,
   TCP_NODELAY,
+  tcpBytesAcked,
 } from "./libc.ts";
 
 Deno.test("encodeSockaddr and decodeSockaddr round-trip IPv4 and IPv6 addresses", () => {
@@ -89,4 +92,38 @@ Deno.test({
       (error: unknown) => error instanceof SocketError && error.errno === EADDRINUSE,
     );
   },
+});
+
+Deno.test("a Deno.Conn's descriptor is found by its addresses, and TCP_INFO counts what the peer acknowledged", async () => {
+  const libc = openLibc();
+  if (libc === undefined) return; // no FFI here: the Deno.listen loop then keeps the old rule
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const other = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const served = await listener.accept();
+  const otherServed = await listener.accept();
+  try {
+    const fd = findSocketBetween(libc, served.localAddr, served.remoteAddr);
+    assert.ok(fd >= 0, "found");
+    assert.ok(isSocketBetween(libc, fd, served.localAddr, served.remoteAddr));
+    assert.ok(!isSocketBetween(libc, fd, otherServed.localAddr, otherServed.remoteAddr));
+    assert.notEqual(findSocketBetween(libc, otherServed.localAddr, otherServed.remoteAddr), fd);
+    const before = tcpBytesAcked(libc, fd);
+    assert.ok(before >= 0);
+    const bytes = new Uint8Array(10_000).fill(7);
+    await served.write(bytes);
+    const buffer = new Uint8Array(bytes.length);
+    for (let got = 0; got < bytes.length;) got += (await client.read(buffer.subarray(got)))!;
+    // The client's kernel acknowledges what it received; the ACK may trail the data a little.
+    for (let i = 0; i < 200 && tcpBytesAcked(libc, fd) < before + bytes.length; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    assert.equal(tcpBytesAcked(libc, fd), before + bytes.length);
+    assert.equal(tcpBytesAcked(libc, -1), -1, "not a socket");
+    const unknown = { hostname: "127.0.0.9", port: 1 };
+    assert.equal(findSocketBetween(libc, unknown, served.remoteAddr), -1);
+  } finally {
+    for (const conn of [client, other, served, otherServed]) conn.close();
+    listener.close();
+  }
 });

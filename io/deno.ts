@@ -32,6 +32,13 @@ import { FailureEpisode } from "../common/log_repeats.ts";
 import { describeError } from "../common/errors.ts";
 import { formatAddress } from "../common/net_address.ts";
 import {
+  findSocketBetween,
+  isSocketBetween,
+  type Libc,
+  openLibc,
+  tcpBytesAcked,
+} from "../common/libc.ts";
+import {
   DRAIN_GRACE_MS,
   type PeerAddress,
   reportRepeatedRefusals,
@@ -56,6 +63,8 @@ export interface Stream {
   close(): void;
   /** The peer's address. */
   readonly remoteAddr: Deno.Addr;
+  /** This end's address, to find the socket's descriptor by (see {@linkcode acknowledgedCount}). */
+  readonly localAddr?: Deno.Addr;
   /** Turns Nagle's algorithm off, where the connection can. */
   setNoDelay?(noDelay?: boolean): void;
   /**
@@ -91,6 +100,8 @@ interface Connection {
 export class ConnectionService implements Service {
   readonly #listener: Acceptor;
   readonly #context: ServiceOptions;
+  /** libc, when FFI is allowed: to read what a stalled peer acknowledged. */
+  readonly #libc: Libc | undefined = openLibc();
   readonly #connections = new Set<Connection>();
   /** Accept failures in a row, so that an episode is logged once, with its count. */
   readonly #acceptFailures = new FailureEpisode();
@@ -171,7 +182,12 @@ export class ConnectionService implements Service {
 
   async #serve(conn: Stream): Promise<void> {
     const now = Date.now();
-    const session = new Session(this.#context, now, () => peerAddressOf(conn));
+    const session = new Session(
+      this.#context,
+      now,
+      () => peerAddressOf(conn),
+      this.#libc && acknowledgedCount(this.#libc, conn),
+    );
     const handshake = conn.completedHandshake;
     if (handshake !== undefined) {
       // The listener did the handshake (and the certificate check) before accept returned.
@@ -347,6 +363,26 @@ function returnReadBuffer(buffer: Uint8Array): void {
 export function peerOf(conn: Stream): string {
   const { hostname, port } = peerAddressOf(conn);
   return formatAddress(hostname, port);
+}
+
+/**
+ * What the peer's TCP has acknowledged on `conn`, for the write timeout
+ * (see session/session.ts): a `Deno.Conn` does not say which descriptor it
+ * is, so the first call finds it among the process's open descriptors by
+ * its two addresses (common/libc.ts), and every call checks that the
+ * descriptor is still that connection before reading TCP_INFO from it.
+ * -1 when it cannot be found (no /proc, a Unix socket).
+ */
+function acknowledgedCount(libc: Libc, conn: Stream): () => number {
+  const local = conn.localAddr;
+  const remote = conn.remoteAddr;
+  if (local?.transport !== "tcp" || remote.transport !== "tcp") return () => -1;
+  let fd: number | undefined;
+  return () => {
+    fd ??= findSocketBetween(libc, local, remote);
+    if (fd < 0 || !isSocketBetween(libc, fd, local, remote)) return -1;
+    return tcpBytesAcked(libc, fd);
+  };
 }
 
 function peerAddressOf(conn: Stream): PeerAddress {

@@ -71,6 +71,7 @@ import {
   type LibcSymbols,
   SOCK_CLOEXEC,
   SOCK_NONBLOCK,
+  tcpBytesAcked,
 } from "../common/libc.ts";
 import {
   DRAIN_GRACE_MS,
@@ -279,7 +280,12 @@ export class EpollService implements Service {
         return;
       }
       noteAcceptsResumed(listener.context.log, listener.acceptFailures, this.#now);
-      const session = new Session(listener.context, this.#now, () => this.#peerAddress(fd));
+      const session = new Session(
+        listener.context,
+        this.#now,
+        () => this.#peerAddress(fd),
+        () => tcpBytesAcked(this.#libc, fd),
+      );
       this.#control(EPOLL_CTL_ADD, fd, EPOLLIN);
       const transport = listener.transports.accept(fd);
       const peer: Peer = {

@@ -15,7 +15,12 @@
 import type { AddressBook } from "../book/addressbook.ts";
 import type { LogFields, Logger } from "../common/log.ts";
 import type { FailureEpisode } from "../common/log_repeats.ts";
-import { LINGER_MS, type ServiceLimits, type SessionContext } from "../session/session.ts";
+import {
+  LINGER_MS,
+  type ServiceLimits,
+  type SessionContext,
+  WRITE_PROBES,
+} from "../session/session.ts";
 
 /** A running event loop serving one listener. Both drivers implement it alike. */
 export interface Service {
@@ -107,12 +112,15 @@ export function noteAcceptsResumed(
  * How often a driver looks for sessions whose deadline has passed, in
  * milliseconds: a few times per the shortest timeout, so a peer is closed at
  * most about a quarter late, at least every quarter of the linger time (so
- * lingering closes end on time), and at least every 10 ms.
+ * lingering closes end on time), as often as the write timer probes what a
+ * stalled peer acknowledged ({@linkcode WRITE_PROBES} per write timeout), and
+ * at least every 10 ms.
  */
 export function sweepInterval(limits: ServiceLimits): number {
   const timeouts = [limits.idleTimeoutMs, limits.frameTimeoutMs, limits.writeTimeoutMs, LINGER_MS]
     .filter((ms) => ms > 0);
-  return Math.max(10, Math.min(1000, Math.floor(Math.min(...timeouts) / 4)));
+  const probes = limits.writeTimeoutMs > 0 ? limits.writeTimeoutMs / WRITE_PROBES : Infinity;
+  return Math.max(10, Math.min(1000, Math.floor(Math.min(Math.min(...timeouts) / 4, probes))));
 }
 
 /** The sweep interval while a shutdown drains: often enough for its grace period. */

@@ -8,14 +8,16 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { sweepInterval } from "./service.ts";
-import { DEFAULT_LIMITS, LINGER_MS, type ServiceLimits } from "../session/session.ts";
+import { DEFAULT_LIMITS, LINGER_MS, type ServiceLimits, WRITE_PROBES } from "../session/session.ts";
 
 const OFF = { ...DEFAULT_LIMITS, idleTimeoutMs: 0, frameTimeoutMs: 0, writeTimeoutMs: 0 };
 
-Deno.test("sweepInterval looks a quarter of the shortest timeout apart", () => {
+Deno.test("sweepInterval looks a quarter of the shortest timeout apart, and as often as the write timer probes", () => {
   assert.equal(sweepInterval({ ...OFF, frameTimeoutMs: 200 }), 50);
-  assert.equal(sweepInterval({ ...OFF, idleTimeoutMs: 400, writeTimeoutMs: 300 }), 75);
-  assert.equal(sweepInterval({ ...OFF, writeTimeoutMs: 201 }), 50, "whole milliseconds");
+  assert.equal(sweepInterval({ ...OFF, idleTimeoutMs: 400, frameTimeoutMs: 300 }), 75);
+  assert.equal(sweepInterval({ ...OFF, frameTimeoutMs: 201 }), 50, "whole milliseconds");
+  assert.equal(sweepInterval({ ...OFF, frameTimeoutMs: 400, writeTimeoutMs: 2000 }), 100);
+  assert.equal(sweepInterval({ ...OFF, writeTimeoutMs: 2000 }), 2000 / WRITE_PROBES);
 });
 
 Deno.test("sweepInterval looks at least every quarter of the linger time, with every timeout off or long", () => {

@@ -139,7 +139,7 @@ Options:
                            query gets RATE_LIMITED until the period allows more
   --max-connections-per-client N
                            open connections per client; one more gets RATE_LIMITED and is
-                           closed (default 0: no cap)
+                           closed; 0 = no cap (default: a quarter of --max-connections)
   --proxy-protocol         every connection starts with a PROXY header (v1 or v2, as HAProxy
                            sends with send-proxy / send-proxy-v2): its source is the client;
                            with TLS it comes in clear before the handshake (epoll loop only)
@@ -219,6 +219,8 @@ const FLAGS = {
 const MAX_WORKERS = 64;
 /** Most connections: each holds a descriptor and buffers. */
 const MAX_CONNECTIONS = 1_000_000;
+/** By default one client may hold at most 1/4 of `--max-connections`. */
+const CLIENT_SHARE_OF_CONNECTIONS = 4;
 
 /**
  * Parses the server's command line.
@@ -302,12 +304,28 @@ function parseChecked(args: string[]): CliOptions | "help" {
       found: allowance("--found-limit", parsed["found-limit"]),
       maxConnectionsPerClient: parseWholeNumber(
         "--max-connections-per-client",
-        parsed["max-connections-per-client"] ?? "0",
+        parsed["max-connections-per-client"] ??
+          String(defaultConnectionsPerClient(parsed["max-connections"])),
         0,
         MAX_CONNECTIONS,
       ),
     },
   };
+}
+
+/**
+ * The default of `--max-connections-per-client`: a quarter of
+ * `--max-connections`, so that one client (one address, one /64, the
+ * source of a PROXY header) cannot take every slot and leave the others
+ * SERVER_BUSY, while a pipelining client, a benchmark's 200 connections or
+ * a pool never meets it. A fixed cap would not follow a `--max-connections`
+ * raised for a large deployment. An unparsable `--max-connections` is
+ * reported by its own check, so it counts as the default here.
+ */
+function defaultConnectionsPerClient(maxConnections: string | undefined): number {
+  const max = Number(maxConnections ?? DEFAULT_LIMITS.maxConnections);
+  const total = Number.isInteger(max) && max >= 1 ? max : DEFAULT_LIMITS.maxConnections;
+  return Math.ceil(total / CLIENT_SHARE_OF_CONNECTIONS);
 }
 
 /** The LDAP flags, checked: ports, a base that is a DN, a size limit. */

@@ -54,7 +54,6 @@ import {
   type LimitRefusal,
   OVER_CONNECTION_LIMIT,
   type SharedClientLimits,
-  TABLE_FULL,
 } from "../access/limits.ts";
 import type { Logger } from "../common/log.ts";
 import { RepeatSummary } from "../common/log_repeats.ts";
@@ -246,6 +245,8 @@ const REFUSAL_COUNTERS: Readonly<Record<LimitRefusal, number>> = {
   found_limit: Counter.refusedFoundLimit,
   client_connections: Counter.refusedClientConnections,
 };
+/** Probes of the acknowledged count per write timeout, while replies wait (see {@linkcode Timer}). */
+export const WRITE_PROBES = 8;
 /** A reply buffer this large is given back once emptied, so idle connections hold little. */
 const KEEP_OUTPUT_BYTES = 64 * 1024;
 
@@ -260,7 +261,16 @@ const Timer = {
   drainEnd: 0,
   /** The transport's handshake took the frame timeout. */
   handshake: 1,
-  /** Replies waited the write timeout with none taken. */
+  /**
+   * Replies waited the write timeout with none taken. Progress is the
+   * kernel taking more of them (a write that succeeds), or, where the
+   * transport can tell, the peer's TCP acknowledging more bytes: a reader
+   * that takes a little at a time may leave the socket unwritable for
+   * longer than the timeout (the kernel reports it writable again only once
+   * a good part of its buffer is free, and the peer's kernel reopens its
+   * window only in large steps), while its acknowledgements show it is
+   * taking bytes. Then the timer also fires as a probe.
+   */
   write: 2,
   /** A request stayed unfinished for the frame timeout. */
   frame: 3,
@@ -317,6 +327,12 @@ export class Session {
   #handshakeStarted = -1;
   /** When the peer last took reply bytes, or when replies started waiting. */
   #lastWriteProgress: number;
+  /** The bytes the peer's TCP has acknowledged so far, when the transport can tell (see constructor). */
+  readonly #acked: (() => number) | undefined;
+  /** The acknowledged count at the last probe since the last write progress, or -1 before one. */
+  #ackedAtProbe = -1;
+  /** When the acknowledged count was last probed (or the last write progress, if later). */
+  #lastAckProbe: number;
   /** When the shutdown began, or -1. */
   #drainStarted = -1;
   /** When a lingering session gives up waiting for the peer's close. */
@@ -329,12 +345,24 @@ export class Session {
   /**
    * Opens a session for a connection accepted at `now`. `peer` gives the
    * peer's address; it is asked only when a rule or a log line needs it.
+   * `acked`, when the transport can tell, gives how many bytes the peer's
+   * TCP has acknowledged so far (TCP_INFO's `tcpi_bytes_acked`), or -1 when
+   * it cannot now: while replies wait, the session probes it now and then,
+   * and a count that grew is progress for the write timeout, though the
+   * kernel has not yet taken more of the replies (see {@linkcode Timer}).
    */
-  constructor(context: SessionContext, now: number, peer: () => PeerAddress) {
+  constructor(
+    context: SessionContext,
+    now: number,
+    peer: () => PeerAddress,
+    acked?: () => number,
+  ) {
     this.#context = context;
     this.#peerAddress = peer;
+    this.#acked = acked;
     this.#lastActive = now;
     this.#lastWriteProgress = now;
+    this.#lastAckProbe = now;
     this.#now = now;
     this.#conversation = context.frontEnd.connect(context.counters);
     this.#counted = this.#admit();
@@ -532,7 +560,7 @@ export class Session {
   /** The driver wrote the first `count` bytes of the output. */
   wrote(count: number, now: number): void {
     if (count <= 0 || this.#phase === "closed") return;
-    this.#lastWriteProgress = now;
+    this.#writeProgress(now);
     if (count < this.#output.length) return this.#output.consume(count);
     this.#output.clear(KEEP_OUTPUT_BYTES);
     // Idleness counts from the last reply the client took, not from when it was sent.
@@ -598,7 +626,7 @@ export class Session {
       timers[Timer.handshake] = after(this.#handshakeStarted, frameTimeoutMs);
     } else if (writing) {
       // A connection being written to waits on its peer, not the other way round.
-      timers[Timer.write] = after(this.#lastWriteProgress, writeTimeoutMs);
+      timers[Timer.write] = this.#writeDeadline(writeTimeoutMs);
     } else if (open && this.#frameStarted >= 0) {
       timers[Timer.frame] = after(this.#frameStarted, frameTimeoutMs);
     } else if (open) {
@@ -616,6 +644,9 @@ export class Session {
       case Timer.handshake:
         return this.#timeout("handshake", now);
       case Timer.write:
+        if (this.#peerAcknowledgedMore(now)) return;
+        // A probe found nothing new; the timeout itself may not have come yet.
+        if (now < after(this.#lastWriteProgress, this.#context.limits.writeTimeoutMs)) return;
         return this.#timeout("write", now);
       case Timer.frame:
         // The drain may have ended the session in this tick: its input is over.
@@ -629,13 +660,47 @@ export class Session {
     }
   }
 
+  /** The peer took reply bytes, or replies started waiting: the write timeout counts from now. */
+  #writeProgress(now: number): void {
+    this.#lastWriteProgress = now;
+    this.#lastAckProbe = now;
+    this.#ackedAtProbe = -1;
+  }
+
+  /**
+   * The write timer: the write timeout after the last progress, and, when
+   * the transport can tell what the peer acknowledged, a probe every
+   * 1/{@linkcode WRITE_PROBES} of it before that.
+   */
+  #writeDeadline(writeTimeoutMs: number): number {
+    const end = after(this.#lastWriteProgress, writeTimeoutMs);
+    if (this.#acked === undefined || end === Infinity) return end;
+    return Math.min(end, this.#lastAckProbe + writeTimeoutMs / WRITE_PROBES);
+  }
+
+  /**
+   * Probes what the peer's TCP has acknowledged; true (and progress) when
+   * it grew since the last probe. The first probe after a write only sets
+   * the mark: bytes acknowledged before it may be those of the write.
+   */
+  #peerAcknowledgedMore(now: number): boolean {
+    if (this.#acked === undefined) return false;
+    this.#lastAckProbe = now;
+    const acked = this.#acked();
+    if (acked < 0) return false;
+    const grew = this.#ackedAtProbe >= 0 && acked > this.#ackedAtProbe;
+    if (grew) this.#lastWriteProgress = now;
+    this.#ackedAtProbe = acked;
+    return grew;
+  }
+
   /** Answers every complete request, as far as the pending-write limit allows. */
   #answer(now: number): void {
     const { book, outcomes, limits } = this.#context;
     const output = this.#output;
     const conversation = this.#conversation;
     // Write progress is measured from when replies start waiting.
-    if (output.length === 0) this.#lastWriteProgress = now;
+    if (output.length === 0) this.#writeProgress(now);
     this.#now = now;
     // What follows a StartTLS must come over TLS: the conversation has none of it.
     if (this.#upgrading) return;
@@ -815,6 +880,7 @@ export class Session {
     if (clientLimits === undefined) return;
     const slot = clientLimits.connectionOpened(
       subject !== undefined ? certificateIdentity(subject) : clientIdentity(client),
+      now,
     );
     if (slot === OVER_CONNECTION_LIMIT) {
       this.#noteLimitRefusal("client_connections", now);
@@ -823,10 +889,6 @@ export class Session {
         clientLimits.refusalText("client_connections"),
       );
       outcomes[Outcome.rateLimited]++;
-      this.#phase = "ending";
-    } else if (slot === TABLE_FULL) {
-      outcomes[Outcome.busy]++;
-      frontEnd.writeBusy(this.#output);
       this.#phase = "ending";
     } else {
       this.#limitSlot = slot;

@@ -44,6 +44,7 @@ import {
   Session,
   type SessionContext,
   type SessionPhase,
+  WRITE_PROBES,
 } from "./session.ts";
 import { encodeProxyHeader } from "../access/proxy_header.ts";
 import type { TlsFailure } from "./handshake.ts";
@@ -81,6 +82,8 @@ interface HarnessOptions {
   people?: readonly (readonly [string, string])[];
   /** Access rules; none by default. */
   access?: AccessRules;
+  /** What the peer's TCP has acknowledged, as a transport tells; none by default. */
+  acked?: () => number;
 }
 
 /** One session and a driver played by hand: the clock, the input buffer, the replies read. */
@@ -112,7 +115,7 @@ class Harness {
     this.session = new Session(this.context, this.now, () => {
       this.peerCalls++;
       return PEER_ADDRESS;
-    });
+    }, options.acked);
   }
 
   /** Moves the clock to `time`; a test's events happen in time order. */
@@ -722,6 +725,73 @@ Deno.test("the write timeout covers frames held back and replies of an ending se
   refused.tick(START + 100);
   assert.equal(refused.session.closeReason, "write-timeout");
   assert.equal(refused.counter(Counter.writeTimeouts), 1);
+});
+
+// --- Write progress seen in what the peer's TCP acknowledges ---
+
+/** A session whose replies wait, the peer acknowledging `acked.value` bytes so far. */
+function ackHarness(writeTimeoutMs: number, acked: { value: number }): Harness {
+  const h = new Harness({ writeTimeoutMs }, {
+    people: [[ADA[0], `Long ${"l".repeat(4000)}`]],
+    acked: () => acked.value,
+  });
+  h.send(encodeQueries([ADA[0], ADA[0]]));
+  h.read(100); // the kernel took a little, then its buffer was full
+  return h;
+}
+
+Deno.test("with acknowledgements to probe, the write timer probes them 8 times per timeout", () => {
+  const acked = { value: 5000 };
+  const h = ackHarness(800, acked);
+  assert.equal(WRITE_PROBES, 8);
+  assert.equal(h.session.deadline, START + 100, "the first probe");
+  h.tick(START + 100); // sets the mark
+  assert.equal(h.session.deadline, START + 200);
+  h.tick(START + 200);
+  assert.equal(h.session.deadline, START + 300, "nothing new, and the timeout is not yet due");
+});
+
+Deno.test("a peer whose TCP acknowledges more is taking its replies: no write timeout", () => {
+  const acked = { value: 5000 };
+  const h = ackHarness(800, acked);
+  // The kernel takes nothing more for 5 s, but the peer acknowledges bytes every 700 ms.
+  for (let time = START + 100; time <= START + 5000; time += 100) {
+    if ((time - START) % 700 === 0) acked.value += 65536;
+    h.tick(time);
+    assert.equal(h.session.phase, "open", `at +${time - START} ms`);
+  }
+  assert.equal(h.counter(Counter.writeTimeouts), 0);
+  h.readAll();
+  assert.equal(h.replies.length, 2);
+});
+
+Deno.test("a peer whose TCP acknowledges nothing more is closed at the write timeout", () => {
+  const acked = { value: 5000 };
+  const h = ackHarness(800, acked);
+  for (let time = START + 100; time < START + 800; time += 100) {
+    h.tick(time);
+    assert.equal(h.session.phase, "open");
+  }
+  h.tick(START + 800);
+  assert.equal(h.session.closeReason, "write-timeout");
+  // Acknowledgements that stop are progress until they stop.
+  const stopping = { value: 5000 };
+  const later = ackHarness(800, stopping);
+  later.tick(START + 100);
+  stopping.value += 1000;
+  later.tick(START + 200); // progress at +200
+  later.tick(START + 999);
+  assert.equal(later.session.phase, "open");
+  later.tick(START + 1000);
+  assert.equal(later.session.closeReason, "write-timeout");
+});
+
+Deno.test("a transport that cannot tell (-1) leaves the write timeout as it was", () => {
+  const h = ackHarness(800, { value: -1 });
+  h.tick(START + 700);
+  assert.equal(h.session.phase, "open");
+  h.tick(START + 800);
+  assert.equal(h.session.closeReason, "write-timeout");
 });
 
 // --- The transport's handshake (TLS) ---

@@ -35,7 +35,7 @@ import {
   runServerToExit,
   ServerProcess,
 } from "../testing/processes.ts";
-import { WireClient } from "../testing/wire_client.ts";
+import { WireClient, type WireConn } from "../testing/wire_client.ts";
 
 const EXIT_USAGE = 2;
 const BOOK: readonly (readonly [string, string])[] = [
@@ -190,6 +190,63 @@ testEachIo(
     const far = await repliesTo(server.port, concat([proxyFrom("192.0.2.7"), encodeQuery(ADA)]), 1);
     assert.deepEqual(far, [{ status: STATUS_FOUND, text: "Ada Lovelace" }]);
     assert.doesNotMatch(server.stderr.text, /protected mode/);
+  },
+);
+
+// ---------------------------------------------------------------------------
+// The default connection cap per client
+
+/** The default --max-connections, and a quarter of it: the default cap per client. */
+const DEFAULT_MAX_CONNECTIONS = 1024;
+const DEFAULT_PER_CLIENT = DEFAULT_MAX_CONNECTIONS / 4;
+
+testEachIo(
+  "by default one client holds at most a quarter of --max-connections; another is still served",
+  async (io, book) => {
+    await using server = await ServerProcess.start(["--data", book, ...io]);
+    const held: WireClient<WireConn>[] = [];
+    try {
+      for (let i = 0; i < DEFAULT_PER_CLIENT; i++) {
+        const client = await WireClient.connectFrom(server.port, "127.0.0.2");
+        held.push(client);
+        assert.equal((await client.query(ADA)).status, STATUS_FOUND, `connection ${i + 1}`);
+      }
+      const over = await WireClient.connectFrom(server.port, "127.0.0.2");
+      held.push(over);
+      const refused = await over.readUntilClosed();
+      assert.deepEqual(refused.map((reply) => reply.status), [STATUS_RATE_LIMITED]);
+      assert.match(refused[0].text, /already has 256 connections open/);
+      const other = await WireClient.connectFrom(server.port, "127.0.0.3");
+      held.push(other);
+      assert.deepEqual(await other.query(ADA), { status: STATUS_FOUND, text: "Ada Lovelace" });
+    } finally {
+      for (const client of held) client.close();
+    }
+  },
+);
+
+testEachIo(
+  "--max-connections-per-client 0 lifts the default cap (a balancer without PROXY headers)",
+  async (io, book) => {
+    await using server = await ServerProcess.start([
+      "--data",
+      book,
+      "--max-connections",
+      "8",
+      "--max-connections-per-client",
+      "0",
+      ...io,
+    ]);
+    const held: WireClient<WireConn>[] = [];
+    try {
+      for (let i = 0; i < 8; i++) {
+        const client = await WireClient.connectFrom(server.port, "127.0.0.2");
+        held.push(client);
+        assert.equal((await client.query(ADA)).status, STATUS_FOUND, `connection ${i + 1}`);
+      }
+    } finally {
+      for (const client of held) client.close();
+    }
   },
 );
 

@@ -353,7 +353,7 @@ accessTest(
 );
 
 accessTest(
-  "a full table of tracked clients, every one with a connection open, refuses a new client as SERVER_BUSY",
+  "a full table of tracked clients, every one with a connection open, serves a new client from the shared overflow slot",
   { clientLimits: { ...limits({ perClient: 4 }), capacity: 2 } },
   async ({ port, server }) => {
     const first = await WireClient.connectFrom(port, "127.0.0.2");
@@ -362,7 +362,7 @@ accessTest(
       assert.equal((await first.query(ADA)).status, STATUS_FOUND);
       assert.equal((await second.query(ADA)).status, STATUS_FOUND);
       await withWireClientFrom(port, "127.0.0.4", async (third) => {
-        await assertRefusedThenClosed(third, STATUS_SERVER_BUSY, /connection limit/);
+        assert.equal((await third.query(ADA)).status, STATUS_FOUND, "in the overflow slot");
       });
       first.close();
       await waitForOpenConnections(server, 1, "the first client to leave");
@@ -462,6 +462,69 @@ accessTest(
     assert.equal(metricValue(server.metrics(), "addrbook_timeouts_total", '{kind="write"}'), 0);
   },
 );
+
+/** Identities the cycling tests show the server: many times the table's capacity. */
+const CYCLED_IDENTITIES = 200;
+const SMALL_TABLE = 16;
+
+/** One connection that asks for ADA, from `source`, with a PROXY v2 header naming `proxied` if given. */
+async function findAdaFrom(port: number, source: string, proxied?: string): Promise<number> {
+  return await withWireClientFrom(port, source, async (client) => {
+    const query = encodeQuery(ADA);
+    await client.write(proxied === undefined ? query : concat([proxyFrom(2, proxied), query]));
+    return (await client.readReply())!.status;
+  });
+}
+
+const CYCLES: {
+  how: string;
+  options: TestServerOptions;
+  /** The limited client's source, and the client its PROXY header names, if any. */
+  limited: [string, string?];
+  identity: (i: number) => [string, string?];
+}[] = [
+  {
+    how: "127.0.0.0/8 sources",
+    options: {},
+    limited: ["127.0.0.2"],
+    identity: (i) => [`127.1.${i >> 8}.${i & 0xff}`],
+  },
+  {
+    how: "PROXY v2 headers",
+    options: { access: { protectedMode: false, proxyProtocol: true } },
+    limited: ["127.0.0.2", FAR_CLIENT],
+    identity: (i) => ["127.0.0.3", `10.0.${i >> 8}.${i & 0xff}`],
+  },
+];
+
+for (const { how, options, limited, identity } of CYCLES) {
+  accessTest(
+    `cycling through many identities (${how}) does not reset a limited client's found limit`,
+    { ...options, clientLimits: { ...limits({ found: "1/1h" }), capacity: SMALL_TABLE } },
+    async ({ port, server }) => {
+      assert.equal(await findAdaFrom(port, ...limited), STATUS_FOUND);
+      assert.equal(await findAdaFrom(port, ...limited), STATUS_RATE_LIMITED);
+      const seen = new Map<number, number>();
+      for (let i = 0; i < CYCLED_IDENTITIES; i++) {
+        const [source, proxied] = identity(i);
+        const status = await findAdaFrom(port, source, proxied);
+        seen.set(status, (seen.get(status) ?? 0) + 1);
+      }
+      // The table filled with clients that used their allowance (all but the limited client's
+      // slot: SMALL_TABLE - 1 of them); the rest shared the overflow slot's one FOUND.
+      assert.deepEqual(Object.fromEntries(seen), {
+        [STATUS_FOUND]: SMALL_TABLE - 1 + 1,
+        [STATUS_RATE_LIMITED]: CYCLED_IDENTITIES - SMALL_TABLE,
+      });
+      assert.equal(
+        await findAdaFrom(port, ...limited),
+        STATUS_RATE_LIMITED,
+        "still over its found limit",
+      );
+      assert.equal(metricValue(server.metrics(), "addrbook_tracked_clients"), SMALL_TABLE);
+    },
+  );
+}
 
 // ---------------------------------------------------------------------------
 // The PROXY protocol

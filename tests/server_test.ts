@@ -546,6 +546,100 @@ testOnEachLoop(
   },
 );
 
+/**
+ * Pipelined queries for the slow readers below: their replies (18 bytes
+ * each, about 4.5 MB) are more than the kernel buffers on the way hold once
+ * the server's send buffer has grown to its 4 MB, so replies wait in the
+ * server and the write timeout applies.
+ */
+const PIPELINED_QUERIES = 250_000;
+const PIPELINED_REPLY = { status: STATUS_FOUND, text: "Ada Lovelace" };
+/** The reply frame's size: a 6-byte header and the name. */
+const PIPELINED_REPLY_BYTES = 6 + PIPELINED_REPLY.text.length;
+const STEADY_TIMEOUT_MS = 2000;
+/** 64 kB every 100 ms: 640 kB/s, slower than the server writes, never stopping. */
+const STEADY_READ_BYTES = 64 * 1024;
+const STEADY_READ_PAUSE_MS = 100;
+
+/**
+ * Reads `total` bytes from `conn`, `chunk` at a time with `pauseMs` between
+ * reads; resolves with how many came before the end (a close or a reset).
+ */
+async function readSteadily(
+  conn: Deno.Conn,
+  total: number,
+  chunk: number,
+  pauseMs: number,
+): Promise<number> {
+  const buffer = new Uint8Array(chunk);
+  let received = 0;
+  // Bounded: every read brings at least one byte of a known total, or ends the loop.
+  while (received < total) {
+    const count = await withDeadline(conn.read(buffer), "a steady read").catch(() => null);
+    if (count === null) break;
+    received += count;
+    await new Promise((resolve) => setTimeout(resolve, pauseMs));
+  }
+  return received;
+}
+
+testOnEachLoop(
+  "--write-timeout 2 keeps a reader taking 64 kB every 100 ms until it has read everything",
+  async (io) => {
+    const limits = { writeTimeoutMs: STEADY_TIMEOUT_MS, idleTimeoutMs: 0, frameTimeoutMs: 0 };
+    await withTestServer({ io, limits }, async ({ port, server }) => {
+      await withWireClient(port, async (client) => {
+        // Written beside the reads: the server stops reading queries while its replies wait.
+        const writing = client.write(
+          encodeQueries(Array(PIPELINED_QUERIES).fill("ada@example.com")),
+        );
+        const total = PIPELINED_QUERIES * PIPELINED_REPLY_BYTES;
+        const started = performance.now();
+        const received = await readSteadily(
+          client.conn,
+          total,
+          STEADY_READ_BYTES,
+          STEADY_READ_PAUSE_MS,
+        );
+        await writing;
+        assert.equal(
+          metricValue(server.metrics(), "addrbook_timeouts_total", '{kind="write"}'),
+          0,
+          `write timeout after ${received} of ${total} bytes`,
+        );
+        assert.equal(received, total);
+        assert.ok(performance.now() - started > 2 * STEADY_TIMEOUT_MS, "it took that long");
+        assert.deepEqual(await client.query("ada@example.com"), PIPELINED_REPLY, "still open");
+      });
+    });
+  },
+);
+
+testOnEachLoop(
+  "--write-timeout 1 closes a reader that takes nothing, on time",
+  async (io) => {
+    const timeoutMs = 1000;
+    const limits = { writeTimeoutMs: timeoutMs, idleTimeoutMs: 0, frameTimeoutMs: 0 };
+    await withTestServer({ io, limits }, async ({ port, server }) => {
+      await withWireClient(port, async (client) => {
+        const started = performance.now();
+        const writing = client.write(
+          encodeQueries(Array(PIPELINED_QUERIES).fill("ada@example.com")),
+        ).catch(() => {}); // the close cuts the queries short
+        await waitFor(
+          () => metricValue(server.metrics(), "addrbook_timeouts_total", '{kind="write"}') === 1,
+          "the write timeout of the reader that takes nothing",
+        );
+        const elapsed = performance.now() - started;
+        // The buffers on the way fill within milliseconds; then the timeout, and a sweep's slack.
+        assert.ok(elapsed >= timeoutMs, `closed after ${elapsed} ms`);
+        assert.ok(elapsed < timeoutMs * 2, `closed after ${elapsed} ms`);
+        await writing;
+      });
+    });
+  },
+);
+
 /** A book of `count` people with long names, so replies outweigh queries many times. */
 function bigBook(count: number): { book: AddressBook; emails: string[]; names: string[] } {
   const emails = Array.from({ length: count }, (_, i) => `user${i}@example.com`);

@@ -75,6 +75,40 @@ Deno.test("validate prints every problem as FILE:LINE: message and exits 1", asy
   });
 });
 
+Deno.test("validate refuses names with control or direction-changing characters, per line, in every format", async () => {
+  const files = {
+    "escapes.csv": "email,name\n" +
+      "a@example.com,Ada\u001b[2J Lovelace\n" + // ESC: erase the screen
+      "b@example.com,Bob\u001b]0;pwned\u0007\n" + // OSC: set the window title
+      "c@example.com,Carl\u009b31m\n" + // C1 CSI
+      "d@example.com,Eve \u202egnp.exe\n" + // right-to-left override
+      "e@example.com,Fay\u2066Isolated\n" + // an isolate
+      'f@example.com,"Two\nlines"\n' + // a line break, quoted
+      "g@example.com,Tab\there\n" +
+      "h@example.com,Zoë Müller עברית\n",
+    "escapes.json": JSON.stringify({ "a@example.com": "Ada\u200fLovelace" }),
+    "escapes.vcf": "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Ada Lovelace\r\n" +
+      "N:Love\u001blace;Ada;;;\r\nEMAIL:ada@example.com\r\nEND:VCARD\r\n",
+  };
+  await withFiles(files, async (dir) => {
+    const { code, stdout, stderr } = await validate(Object.keys(files), dir);
+    assert.equal(stderr, "");
+    assert.deepEqual(stdout.trimEnd().split("\n"), [
+      "escapes.csv:2: The name contains U+001B, a control or direction-changing character.",
+      "escapes.csv:3: The name contains U+001B, a control or direction-changing character.",
+      "escapes.csv:4: The name contains U+009B, a control or direction-changing character.",
+      "escapes.csv:5: The name contains U+202E, a control or direction-changing character.",
+      "escapes.csv:6: The name contains U+2066, a control or direction-changing character.",
+      "escapes.csv:7: The name contains U+000A, a control or direction-changing character.",
+      "escapes.csv:9: The name contains U+0009, a control or direction-changing character.",
+      "escapes.json:1: The name contains U+200F, a control or direction-changing character.",
+      "escapes.vcf:5: The surname contains U+001B, a control or direction-changing character.",
+      "9 problems in 3 of 3 files.",
+    ]);
+    assert.equal(code, 1);
+  });
+});
+
 Deno.test("validate checks every file even when some are bad or missing", async () => {
   await withFiles({ "good.csv": GOOD_CSV, "bad.csv": BAD_CSV }, async (dir) => {
     const { code, stdout, stderr } = await validate(

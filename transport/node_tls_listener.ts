@@ -86,6 +86,8 @@ export class NodeTlsConn {
   #wake: (() => void) | undefined;
   /** The peer's address. */
   readonly remoteAddr: Deno.NetAddr;
+  /** This end's address. */
+  readonly localAddr: Deno.NetAddr;
   /**
    * The handshake node:tls completed before handing the socket over: the
    * verified client certificate's subject (most specific part first), if any.
@@ -96,6 +98,11 @@ export class NodeTlsConn {
   constructor(socket: tls.TLSSocket) {
     this.#socket = socket;
     this.remoteAddr = socketPeer(socket);
+    this.localAddr = {
+      transport: "tcp",
+      hostname: socket.localAddress ?? "?",
+      port: socket.localPort ?? 0,
+    };
     const peerSubject = socket.authorized ? subjectLine(socket.getPeerCertificate()) : undefined;
     this.completedHandshake = { peerSubject };
     socket.on("data", (data: Uint8Array) => {
