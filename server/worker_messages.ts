@@ -32,7 +32,7 @@ export interface LdapListen {
 }
 
 /** Everything a serving thread needs, sent once at its start. */
-export interface WorkerStart {
+export interface WorkerStart extends PostedBook {
   /** Marks the first message a worker gets. */
   kind: "start";
   /** The event loop to serve with. */
@@ -47,10 +47,6 @@ export interface WorkerStart {
   tls: TlsFiles | undefined;
   /** The LDAP ports, when LDAP is served beside the binary protocol. */
   ldap?: LdapListen;
-  /** The book's shared buffers. */
-  book: SharedAddressBook;
-  /** Its substring index's, when the sender has one (LDAP is served). */
-  textIndex?: SharedTextIndex;
   /** Limits on each peer. */
   limits: ServiceLimits;
   /** Who may query, as the command line said; absent when everyone may. */
@@ -72,7 +68,7 @@ export interface WorkerStart {
 /** Messages from the main thread to a worker. */
 export type WorkerCommand =
   | WorkerStart
-  | { kind: "book"; book: SharedAddressBook; textIndex?: SharedTextIndex }
+  | ({ kind: "book" } & PostedBook)
   /** New TLS certificate, key and client CA for new connections (rotation). */
   | { kind: "tls"; tls: TlsFiles }
   | { kind: "shutdown" }

@@ -140,12 +140,6 @@ export interface LdapCounterLayout {
 const SCOPE_BASE = 0;
 const SCOPE_ONE = 1;
 
-/**
- * The book's substring index: the one the loading thread built and posted
- * with it, else built here once (a book made in this thread, in tests).
- */
-const indexOf = (book: AddressBook): TextIndex => TextIndex.of(book);
-
 /** Where a search's base is, in the directory. */
 type BaseKind =
   | { kind: "root" }
@@ -611,7 +605,8 @@ class LdapConversation implements Conversation {
     }
     const outcome = searchBook(
       book,
-      indexOf(book),
+      // Built once per book, where it was loaded (else here, for a book made in this thread).
+      TextIndex.of(book),
       { filter: op.filter, start, shouldStop: this.#timeLimit(op) },
       limit,
     );
@@ -785,7 +780,7 @@ export function ldapFrontEnd(settings: LdapSettings, counters: LdapCounterLayout
   return {
     name: "ldap",
     connect: (row) => new LdapConversation(directory, row),
-    prepare: (book) => void indexOf(book),
+    prepare: (book) => void TextIndex.of(book),
     writeBusy: (output) =>
       notice(output, ResultCode.busy, "The server is at its connection limit; try again later."),
     writeForbidden: (output, reason) => notice(output, ResultCode.insufficientAccessRights, reason),

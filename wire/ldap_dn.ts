@@ -78,6 +78,11 @@ const HEX_VALUE_TAGS: ReadonlySet<number> = new Set([0x04, 0x0c, 0x13, 0x16]);
 /** The characters RFC 4514 §2.4 says to escape anywhere in a value, and `=`, which parsers take either way. */
 const ALWAYS_ESCAPED = /["+,;<=>\\\0]/;
 const ALWAYS_ESCAPED_ALL = /["+,;<=>\\\0]/g;
+/** The same characters as bytes, for {@linkcode dnValueNeedsEscape}. */
+const ALWAYS_ESCAPED_BYTES: ReadonlySet<number> = new Set(
+  [...'"+,;<=>\\\0'].map((char) => char.charCodeAt(0)),
+);
+const HASH = 0x23;
 
 /** One character of {@linkcode ALWAYS_ESCAPED}, escaped: NUL as hex, since a raw NUL may end a C string. */
 function escapeChar(char: string): string {
@@ -115,6 +120,19 @@ export function escapeDnValue(value: string): string {
     escaped = `${escaped.slice(0, -1)}\\ `;
   }
   return escaped;
+}
+
+/**
+ * Whether {@linkcode escapeDnValue} would change the UTF-8 value
+ * `bytes[start, end)`: a character it escapes anywhere, or a space or `#`
+ * where it escapes one. Lets a writer copy the bytes of a value that needs
+ * nothing, with no string made.
+ */
+export function dnValueNeedsEscape(bytes: Uint8Array, start: number, end: number): boolean {
+  if (end === start) return false;
+  if (bytes[start] === SPACE || bytes[start] === HASH || bytes[end - 1] === SPACE) return true;
+  for (let i = start; i < end; i++) if (ALWAYS_ESCAPED_BYTES.has(bytes[i])) return true;
+  return false;
 }
 
 /** Writes RDNs as a DN: `type=value` with values escaped, joined by `,`. */

@@ -4,6 +4,7 @@ import * as ldapts from "ldapts";
 import {
   canonicalType,
   dnEquals,
+  dnValueNeedsEscape,
   escapeDnValue,
   foldDnValue,
   formatDn,
@@ -183,4 +184,37 @@ Deno.test("ldapts's DN writer and our parser agree", () => {
     { type: "dc", value: "example" },
     { type: "dc", value: "com" },
   ]);
+});
+
+Deno.test("property: dnValueNeedsEscape says whether escapeDnValue changes a value, on its UTF-8", () => {
+  const encoder = new TextEncoder();
+  const unit = fc.constantFrom(
+    "a",
+    "Z",
+    "@",
+    ".",
+    " ",
+    "#",
+    '"',
+    "+",
+    ",",
+    ";",
+    "<",
+    "=",
+    ">",
+    "\\",
+    "\0",
+    "é",
+  );
+  fc.assert(
+    fc.property(fc.string({ unit, maxLength: 8 }), (value) => {
+      const bytes = encoder.encode(`x${value}y`);
+      assert.equal(
+        dnValueNeedsEscape(bytes, 1, bytes.length - 1),
+        escapeDnValue(value) !== value,
+        JSON.stringify(value),
+      );
+    }),
+    { numRuns: 2000 },
+  );
 });

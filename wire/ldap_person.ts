@@ -30,7 +30,7 @@ import {
 } from "./ber.ts";
 import type { ReplyBuffer } from "./front_end.ts";
 import { beginMessage, type EntryAttribute, LdapTag } from "./ldap_codec.ts";
-import { escapeDnValue } from "./ldap_dn.ts";
+import { dnValueNeedsEscape, escapeDnValue } from "./ldap_dn.ts";
 import { type ByteRange, OBJECT_CLASSES, type TextAttribute } from "./ldap_filter.ts";
 import type { BookSubject, LdapEntryAttributes } from "./ldap_search.ts";
 import { decodeText } from "../common/utf8.ts";
@@ -113,7 +113,7 @@ export function writePersonEntry(
   writePersonDn(out, subject, plan);
   const list = beginConstructed(out, BerTag.sequence);
   for (const { type, value } of plan.attributes) {
-    // A one-word name has no given name: the attribute is left out, as the values say.
+    // Points the range at the value; a one-word name has no given name, left out as the values say.
     if (value !== undefined && !subject.served(value, range)) continue;
     const partial = beginConstructed(out, BerTag.sequence);
     writeOctetString(out, BerTag.octetString, type);
@@ -122,8 +122,6 @@ export function writePersonEntry(
       if (value === undefined) {
         for (const name of OBJECT_CLASS_BYTES) writeOctetString(out, BerTag.octetString, name);
       } else {
-        // served() above pointed the range at it; reading another value may move it.
-        subject.served(value, range);
         writeOctetRange(out, BerTag.octetString, range.bytes, range.start, range.end);
       }
     }
@@ -139,7 +137,7 @@ export function writePersonEntry(
 function writePersonDn(out: ReplyBuffer, subject: BookSubject, plan: PersonEntryPlan): void {
   subject.served("mail", range);
   const { bytes, start, end } = range;
-  if (needsEscape(bytes, start, end)) {
+  if (dnValueNeedsEscape(bytes, start, end)) {
     const dn = `mail=${escapeDnValue(decodeText(bytes, start, end))},${plan.suffixDn}`;
     writeString(out, BerTag.octetString, dn);
     return;
@@ -153,18 +151,6 @@ function writePersonDn(out: ReplyBuffer, subject: BookSubject, plan: PersonEntry
   for (let i = start; i < end; i++) into[at++] = bytes[i];
   for (let i = 0; i < tail.length; i++) into[at++] = tail[i];
   out.length = at;
-}
-
-const ESCAPED_ANYWHERE = new Set([0x22, 0x2b, 0x2c, 0x3b, 0x3c, 0x3d, 0x3e, 0x5c, 0x00]);
-const SPACE = 0x20;
-const HASH = 0x23;
-
-/** Whether escapeDnValue would change the value: a character escaped anywhere, or at its ends. */
-function needsEscape(bytes: Uint8Array, start: number, end: number): boolean {
-  if (end === start) return false;
-  if (bytes[start] === SPACE || bytes[start] === HASH || bytes[end - 1] === SPACE) return true;
-  for (let i = start; i < end; i++) if (ESCAPED_ANYWHERE.has(bytes[i])) return true;
-  return false;
 }
 
 /**
