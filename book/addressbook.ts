@@ -33,8 +33,13 @@ import { decodeText, decodeUtf8, MAX_UTF8_PER_UNIT, writeUtf8 } from "../common/
 
 const encoder = new TextEncoder();
 
-/** The most queries one {@linkcode AddressBook.prefetch} warms. */
-export const PREFETCH_MAX = 64;
+/** The most queries one {@linkcode AddressBook.lookupMany} takes. */
+export const LOOKUP_BATCH_MAX = 64;
+
+/** A query of a {@linkcode AddressBook.lookupMany} batch whose result is written. */
+const SETTLED = -1;
+/** A query of a batch not yet looked up. */
+const PENDING = -2;
 
 /** {@linkcode AddressBook.lookup}'s result when the query is a valid email that the book does not hold. */
 export const NOT_FOUND = -1;
@@ -95,6 +100,38 @@ function hashBytes(bytes: Uint8Array, start: number, end: number): number {
   return hash >>> 0;
 }
 
+/** Whether `a[aStart, aEnd)` holds the `length` bytes of `b` from `bStart`. */
+function sameBytes(
+  a: Uint8Array,
+  aStart: number,
+  aEnd: number,
+  b: Uint8Array,
+  bStart: number,
+  length: number,
+): boolean {
+  if (aEnd - aStart !== length) return false;
+  for (let i = 0; i < length; i++) {
+    if (a[aStart + i] !== b[bStart + i]) return false;
+  }
+  return true;
+}
+
+/** Per query of a {@linkcode AddressBook.lookupMany} batch, what one step leaves the next. */
+class BatchSpace {
+  /** The queries normalised, back to back: query i is `keyBytes[keyAt[i], keyAt[i + 1])`. */
+  readonly keyBytes = new Uint8Array(LOOKUP_BATCH_MAX * MAX_EMAIL_CHARS);
+  readonly keyAt = new Int32Array(LOOKUP_BATCH_MAX + 1);
+  readonly hashes = new Uint32Array(LOOKUP_BATCH_MAX);
+  /** The slot where the probe stopped. */
+  readonly probes = new Int32Array(LOOKUP_BATCH_MAX);
+  /** The candidate entry, or SETTLED, or PENDING. */
+  readonly entries = new Int32Array(LOOKUP_BATCH_MAX);
+  /** The candidate's key and name offsets. */
+  readonly keyStart = new Int32Array(LOOKUP_BATCH_MAX);
+  readonly keyEnd = new Int32Array(LOOKUP_BATCH_MAX);
+  readonly nameStart = new Int32Array(LOOKUP_BATCH_MAX);
+}
+
 /**
  * A built, read-only address book. Build one with
  * {@linkcode AddressBookBuilder}, or rebuild one in a worker with
@@ -106,12 +143,10 @@ export class AddressBook {
   readonly #shift: number;
   /** Where a plain-ASCII query is normalised: no valid address is longer. */
   readonly #scratch = new Uint8Array(MAX_EMAIL_CHARS);
-  /** {@linkcode prefetch}'s working space: per query, its hash, home entry and that entry's offsets. */
-  readonly #prefetchHashes = new Uint32Array(PREFETCH_MAX);
-  readonly #prefetchEntries = new Int32Array(PREFETCH_MAX);
-  readonly #prefetchKeyAt = new Int32Array(PREFETCH_MAX);
-  readonly #prefetchNameAt = new Int32Array(PREFETCH_MAX);
-  #prefetched = 0;
+  /** {@linkcode lookupMany}'s working space, made on its first call. */
+  #batchSpace: BatchSpace | undefined;
+  /** The sum of the bytes {@linkcode lookupMany} read ahead, kept so that the reads are not dropped. */
+  #touched = 0;
 
   private constructor(data: SharedAddressBook) {
     this.#data = data;
@@ -176,55 +211,115 @@ export class AddressBook {
   }
 
   /**
-   * Brings into the CPU's caches what looking up each of several queries
-   * will read: the queries `bytes[starts[i], ends[i])`, `i < count`, as
-   * {@linkcode lookup} takes them. A hint only: it answers nothing and
-   * changes nothing, and {@linkcode lookup} gives the same answers without
-   * it, only slower. In a large book each lookup waits for a few cache
-   * misses (its slot, its entry's offsets, its key and name bytes), one
-   * after the other; here each step is taken for every query before the
-   * next step, so the misses of different queries are waited for together
-   * (memory-level parallelism) rather than one query at a time. At most
-   * {@linkcode PREFETCH_MAX} queries are warmed; plain ASCII only.
+   * Looks up several queries at once, as {@linkcode lookup} takes each:
+   * `bytes[starts[i], ends[i])` for `i < count`, writing each one's entry
+   * index, {@linkcode NOT_FOUND} or {@linkcode INVALID_QUERY} to
+   * `results[i]`. The answers are those of {@linkcode lookup}, one query at
+   * a time; the work is not. In a book larger than the CPU's caches each
+   * lookup waits for a few cache misses one after the other (its slot, its
+   * entry's offsets, its key and name bytes). Here each step is taken for
+   * every query before the next step, so the misses of different queries
+   * are waited for together (memory-level parallelism), and each query is
+   * normalised and hashed once. The found entries' first name bytes are
+   * read too, since a front end's next step is to copy them. At most
+   * {@linkcode LOOKUP_BATCH_MAX} queries; more throw.
+   *
+   * ```ts
+   * import { AddressBookBuilder, NOT_FOUND } from "./addressbook.ts";
+   *
+   * const builder = new AddressBookBuilder();
+   * builder.add("ada@example.com", "Ada Lovelace");
+   * const book = builder.build();
+   * const bytes = new TextEncoder().encode("ADA@example.combob@example.com");
+   * const results = new Int32Array(2);
+   * book.lookupMany(bytes, Int32Array.of(0, 15), Int32Array.of(15, 30), 2, results);
+   * // results: [0, NOT_FOUND]
+   * ```
+   *
+   * @throws {RangeError} when `count` is over {@linkcode LOOKUP_BATCH_MAX} or the arrays are shorter.
    */
-  prefetch(bytes: Uint8Array, starts: Int32Array, ends: Int32Array, count: number): void {
+  lookupMany(
+    bytes: Uint8Array,
+    starts: Int32Array,
+    ends: Int32Array,
+    count: number,
+    results: Int32Array,
+  ): void {
+    if (
+      count > LOOKUP_BATCH_MAX || count > starts.length || count > ends.length ||
+      count > results.length
+    ) {
+      throw new RangeError(
+        `lookupMany takes at most ${LOOKUP_BATCH_MAX} queries and arrays that hold them all, got ${count}.`,
+      );
+    }
     const { slots, keyStarts, keys, nameStarts, names } = this.#data;
-    const hashes = this.#prefetchHashes;
-    const entries = this.#prefetchEntries;
-    const keyAt = this.#prefetchKeyAt;
-    const nameAt = this.#prefetchNameAt;
-    const scratch = this.#scratch;
-    const n = Math.min(count, PREFETCH_MAX);
-    // Step 1: each query's home slot, computed with no memory read but the query's own.
-    for (let i = 0; i < n; i++) {
-      const length = normalizeAsciiEmail(bytes, starts[i], ends[i], scratch);
+    const batch = this.#batch;
+    const { keyBytes, keyAt, hashes, probes, entries } = batch;
+    const mask = this.#mask;
+    // Step 1: each query normalised and hashed, from its own bytes alone.
+    let at = 0;
+    for (let i = 0; i < count; i++) {
+      const length = normalizeAsciiEmail(bytes, starts[i], ends[i], keyBytes, at);
       if (length < 0) {
-        entries[i] = -1;
+        results[i] = this.#lookupSlowly(bytes.subarray(starts[i], ends[i]));
+        entries[i] = SETTLED;
         continue;
       }
-      const hash = hashes[i] = hashBytes(scratch, 0, length);
-      entries[i] = 2 * (hash >>> this.#shift);
+      keyAt[i] = at;
+      at += length;
+      keyAt[i + 1] = at;
+      hashes[i] = hashBytes(keyBytes, keyAt[i], at);
+      entries[i] = PENDING;
     }
-    // Step 2: the entry in each slot, if its hash is the query's (else the query is most
-    // likely missing): short iterations, so that many reads are waited for at once.
-    for (let i = 0; i < n; i++) {
-      const slot = entries[i];
-      if (slot >= 0) entries[i] = slots[slot + 1] === hashes[i] ? slots[slot] - 1 : -1;
+    // Step 2: each query's slots from its home to the first with its hash or
+    // none: the first read is the miss, the next are mostly in its line.
+    for (let i = 0; i < count; i++) {
+      if (entries[i] === SETTLED) continue;
+      const hash = hashes[i];
+      let slot = hash >>> this.#shift;
+      let entry = slots[2 * slot] - 1;
+      while (entry >= 0 && slots[2 * slot + 1] !== hash) {
+        slot = (slot + 1) & mask;
+        entry = slots[2 * slot] - 1;
+      }
+      probes[i] = slot;
+      if (entry < 0) {
+        results[i] = NOT_FOUND;
+        entries[i] = SETTLED;
+      } else {
+        entries[i] = entry;
+      }
     }
-    // Step 3: where those entries' keys and names are.
-    for (let i = 0; i < n; i++) {
+    // Step 3: where each candidate's key and name lie.
+    for (let i = 0; i < count; i++) {
       const entry = entries[i];
       if (entry < 0) continue;
-      keyAt[i] = keyStarts[entry];
-      nameAt[i] = nameStarts[entry];
+      batch.keyStart[i] = keyStarts[entry];
+      batch.keyEnd[i] = keyStarts[entry + 1];
+      batch.nameStart[i] = nameStarts[entry];
     }
-    // Step 4: the first bytes of each key and name.
+    // Step 4: each candidate's key compared, and its name's first byte read.
     let touched = 0;
-    for (let i = 0; i < n; i++) {
-      if (entries[i] >= 0) touched += keys[keyAt[i]] + names[nameAt[i]];
+    for (let i = 0; i < count; i++) {
+      const entry = entries[i];
+      if (entry < 0) continue;
+      const from = keyAt[i];
+      const length = keyAt[i + 1] - from;
+      if (sameBytes(keys, batch.keyStart[i], batch.keyEnd[i], keyBytes, from, length)) {
+        results[i] = entry;
+        touched += names[batch.nameStart[i]];
+      } else {
+        // Another key with the same hash: probe on past it (rare).
+        results[i] = this.#probe(keyBytes, from, from + length, hashes[i], (probes[i] + 1) & mask);
+      }
     }
     // Kept, so that the compiler cannot drop the reads as unused.
-    this.#prefetched = touched;
+    this.#touched = touched;
+  }
+
+  get #batch(): BatchSpace {
+    return this.#batchSpace ??= new BatchSpace();
   }
 
   /** The general path, for a query that is not plain ASCII or may be invalid. */
@@ -239,23 +334,19 @@ export class AddressBook {
    * {@linkcode NOT_FOUND}.
    */
   find(key: Uint8Array, start = 0, end = key.length): number {
-    const { slots, keyStarts, keys } = this.#data;
     const hash = hashBytes(key, start, end);
+    return this.#probe(key, start, end, hash, hash >>> this.#shift);
+  }
+
+  /** Probes for `key[start, end)`, whose hash is `hash`, from slot `slot` onwards. */
+  #probe(key: Uint8Array, start: number, end: number, hash: number, slot: number): number {
+    const { slots, keyStarts, keys } = this.#data;
     const length = end - start;
-    for (let slot = hash >>> this.#shift;; slot = (slot + 1) & this.#mask) {
+    for (;; slot = (slot + 1) & this.#mask) {
       const entry = slots[2 * slot] - 1;
       if (entry < 0) return NOT_FOUND;
       if (slots[2 * slot + 1] !== hash) continue;
-      const keyStart = keyStarts[entry];
-      if (keyStarts[entry + 1] - keyStart !== length) continue;
-      let same = true;
-      for (let i = 0; i < length; i++) {
-        if (keys[keyStart + i] !== key[start + i]) {
-          same = false;
-          break;
-        }
-      }
-      if (same) return entry;
+      if (sameBytes(keys, keyStarts[entry], keyStarts[entry + 1], key, start, length)) return entry;
     }
   }
 

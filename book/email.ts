@@ -107,11 +107,12 @@ export function isAsciiSpace(byte: number): boolean {
 /**
  * The byte-level fast path of the rule, for an address in plain ASCII:
  * trims `bytes[start, end)`, checks it and writes it lower-cased into `out`
- * from 0, in one pass, making no string; returns its length. Returns -1
+ * from `outStart` (0 unless given), in one pass, making no string; returns
+ * its length. Returns -1
  * when it cannot settle the address alone: anything not visible ASCII
  * inside it (which may still be valid, or may need a problem worded), no
  * `@`, more than one, nothing before or after it, or more than
- * {@linkcode MAX_EMAIL_CHARS} (or `out.length`) bytes. Then the caller
+ * {@linkcode MAX_EMAIL_CHARS} bytes (or more than `out` has room for). Then the caller
  * decodes the bytes and asks {@linkcode emailProblem} and
  * {@linkcode normalizeEmail}, which agree with this on every address it
  * accepts.
@@ -129,11 +130,12 @@ export function normalizeAsciiEmail(
   start: number,
   end: number,
   out: Uint8Array,
+  outStart = 0,
 ): number {
   while (start < end && isAsciiSpace(bytes[start])) start++;
   while (end > start && isAsciiSpace(bytes[end - 1])) end--;
   const length = end - start;
-  if (length === 0 || length > MAX_EMAIL_CHARS || length > out.length) return -1;
+  if (length === 0 || length > MAX_EMAIL_CHARS || length > out.length - outStart) return -1;
   let at = -1;
   for (let i = 0; i < length; i++) {
     let byte = bytes[start + i];
@@ -145,7 +147,7 @@ export function normalizeAsciiEmail(
     } else if (byte >= CHAR_A && byte <= CHAR_Z) {
       byte |= ASCII_CASE_BIT;
     }
-    out[i] = byte;
+    out[outStart + i] = byte;
   }
   if (at <= 0 || at === length - 1) return -1;
   return length;

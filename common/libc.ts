@@ -33,6 +33,7 @@ export const SYMBOLS = {
   // bigint an isize result comes back as, costs no allocation per call.
   read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
   write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   dup: { parameters: ["i32"], result: "i32" },
@@ -75,6 +76,8 @@ export const TCP_INFO = 11;
 export const SHUT_WR = 1;
 /** recv(2) flag: return the bytes waiting but leave them in the socket. */
 export const MSG_PEEK = 2;
+/** Flag for send(): a write to a closed connection fails with EPIPE and raises no SIGPIPE. */
+export const MSG_NOSIGNAL = 0x4000;
 /** epoll: readable. */
 export const EPOLLIN = 0x1;
 /** epoll: writable. */
@@ -117,6 +120,10 @@ export interface Libc {
   write(fd: number, buffer: Uint8Array, length: number): number;
   /** recv(2) with MSG_PEEK: copies what is waiting into `buffer` and leaves it there; as read. */
   peek(fd: number, buffer: Uint8Array, length: number): number;
+  /** recv(2) from a socket into `buffer`; as read, with less of the kernel's file layer on the way. */
+  receive(fd: number, buffer: Uint8Array, length: number): number;
+  /** send(2) to a socket with MSG_NOSIGNAL; as write, with less of the kernel's file layer on the way. */
+  send(fd: number, buffer: Uint8Array, length: number): number;
 }
 
 /**
@@ -144,6 +151,8 @@ export function openLibc(): Libc | undefined {
     read: (fd, buffer, length) => calls.read(fd, buffer, readSize(length)),
     write: (fd, buffer, length) => calls.write(fd, buffer, writeSize(length)),
     peek: (fd, buffer, length) => calls.recv(fd, buffer, readSize(length), MSG_PEEK),
+    receive: (fd, buffer, length) => calls.recv(fd, buffer, readSize(length), 0),
+    send: (fd, buffer, length) => calls.send(fd, buffer, writeSize(length), MSG_NOSIGNAL),
     errno() {
       const pointer = calls.__errno_location();
       return pointer === null ? 0 : new Deno.UnsafePointerView(pointer).getInt32();

@@ -45,9 +45,9 @@ export class TcpTransport implements Transport {
   /** Nothing to abandon. */
   abandonHandshake(): void {}
 
-  /** read(2): the count, 0 at end of stream, or why nothing came. */
+  /** recv(2): the count, 0 at end of stream, or why nothing came. */
   read(buffer: Uint8Array, length: number): number {
-    const received = this.#libc.read(this.#fd, buffer, length);
+    const received = this.#libc.receive(this.#fd, buffer, length);
     if (received >= 0) return received;
     return this.#libc.errno() === EAGAIN ? WOULD_BLOCK : TRANSPORT_FAILED; // else a reset
   }
@@ -57,9 +57,9 @@ export class TcpTransport implements Transport {
     return false;
   }
 
-  /** write(2): the count taken (fewer when the socket is full), or why none was. */
+  /** send(2): the count taken (fewer when the socket is full), or why none was. */
   write(bytes: Uint8Array, length: number): number {
-    const written = this.#libc.write(this.#fd, bytes, length);
+    const written = this.#libc.send(this.#fd, bytes, length);
     if (written >= 0) return written;
     return this.#libc.errno() === EAGAIN ? WOULD_BLOCK : TRANSPORT_FAILED;
   }

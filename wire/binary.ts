@@ -2,9 +2,11 @@
  * The binary protocol as a front end (see wire/front_end.ts): Q frames in, R
  * frames out, as PROTOCOL.md describes. Each connection decodes its frames
  * with protocol.ts's incremental {@linkcode FrameDecoder}, and answers each
- * one with a single pass over the query's bytes: the book finds the entry
- * and the reply frame is written straight into the session's output, with
- * no object or string made for a found or missing address.
+ * one straight into the session's output, with no object or string made
+ * for a found or missing address. The complete frames a read brought are
+ * looked up together ({@linkcode AddressBook.lookupMany}), so that their
+ * waits on memory overlap, and then answered one by one as the session
+ * asks, each still counted and admitted on its own.
  *
  * ```ts ignore
  * const session = new Session({ ...context, frontEnd: BINARY_FRONT_END }, now, peer);
@@ -13,8 +15,8 @@
  * @module
  */
 
-import { type AddressBook, PREFETCH_MAX } from "../book/addressbook.ts";
-import { writeAnswer } from "./binary_answer.ts";
+import { type AddressBook, LOOKUP_BATCH_MAX } from "../book/addressbook.ts";
+import { writeLookedUpAnswer } from "./binary_answer.ts";
 import {
   type Conversation,
   type FrontEnd,
@@ -74,12 +76,12 @@ function refusalReply(status: Status, text: string): Uint8Array {
 /** A connection's Q frames, decoded as they arrive and answered from the book. */
 class BinaryConversation implements Conversation {
   readonly #decoder = new FrameDecoder({ type: TYPE_QUERY, maxPayload: MAX_QUERY_BYTES });
-  /** Whether bytes arrived since the book was last warmed for them. */
-  #unwarmed = false;
+  /** Whether bytes arrived since their complete frames were last looked up together. */
+  #unbatched = false;
 
   receive(bytes: Uint8Array, length: number): void {
     this.#decoder.push(bytes, length);
-    this.#unwarmed = true;
+    this.#unbatched = true;
   }
 
   get midRequest(): boolean {
@@ -91,9 +93,9 @@ class BinaryConversation implements Conversation {
 
   answerNext(output: ReplyBuffer, book: AddressBook, gate: RequestGate | undefined): number {
     const decoder = this.#decoder;
-    if (this.#unwarmed) {
-      this.#unwarmed = false;
-      warmBook(book, decoder);
+    if (this.#unbatched) {
+      this.#unbatched = false;
+      lookUpWaiting(this, book, decoder);
     }
     try {
       if (!decoder.take()) return NO_REQUEST;
@@ -101,18 +103,17 @@ class BinaryConversation implements Conversation {
       if (error instanceof ProtocolError) throw new MalformedInput(error.message);
       throw error;
     }
-    const start = output.length;
-    const status = appendAnswer(
-      book,
-      decoder.payloadBytes,
-      decoder.payloadStart,
-      decoder.payloadEnd,
-      output,
-    );
+    const query = decoder.payloadBytes;
+    const start = decoder.payloadStart;
+    const end = decoder.payloadEnd;
+    let entry = lookedUp(this, book, query, start);
+    if (entry === NOT_LOOKED_UP) entry = book.lookup(query, start, end);
+    const before = output.length;
+    const status = appendAnswer(book, entry, query, start, end, output);
     if (gate === undefined) return OUTCOME_OF_STATUS[status];
     const refusal = gate.admit(status === STATUS_FOUND);
     if (refusal === undefined) return OUTCOME_OF_STATUS[status];
-    output.length = start; // the answer is not sent after all
+    output.length = before; // the answer is not sent after all
     output.append(refusalReply(STATUS_RATE_LIMITED, refusal));
     return Outcome.rateLimited;
   }
@@ -126,35 +127,80 @@ class BinaryConversation implements Conversation {
   }
 }
 
-/** Where the queries of one chunk lie, for {@linkcode warmBook}; one thread answers one at a time. */
-const warmStarts = new Int32Array(PREFETCH_MAX);
-const warmEnds = new Int32Array(PREFETCH_MAX);
+/**
+ * The last batch of queries looked up together, and whose it is: one thread
+ * answers one connection at a time, so one batch is enough, and a
+ * connection whose batch another's replaced looks its queries up one by one.
+ */
+const batch = {
+  owner: undefined as BinaryConversation | undefined,
+  book: undefined as AddressBook | undefined,
+  bytes: new Uint8Array(0) as Uint8Array,
+  starts: new Int32Array(LOOKUP_BATCH_MAX),
+  ends: new Int32Array(LOOKUP_BATCH_MAX),
+  results: new Int32Array(LOOKUP_BATCH_MAX),
+  count: 0,
+  /** The next query of the batch to be answered. */
+  next: 0,
+};
 
 /**
- * Looks at every complete query a read brought before answering the first,
- * so that the book waits for their cache misses together
- * ({@linkcode AddressBook.prefetch}): pipelined queries are answered
- * faster, and one alone costs nothing more.
+ * Looks up every complete query a read brought before answering the first
+ * ({@linkcode AddressBook.lookupMany}). One query alone is left to
+ * {@linkcode AddressBook.lookup}: a batch would gain it nothing.
  */
-function warmBook(book: AddressBook, decoder: FrameDecoder): void {
-  const count = decoder.peekPayloads(warmStarts, warmEnds);
-  if (count > 1) book.prefetch(decoder.chunkBytes, warmStarts, warmEnds, count);
+function lookUpWaiting(owner: BinaryConversation, book: AddressBook, decoder: FrameDecoder): void {
+  const count = decoder.peekPayloads(batch.starts, batch.ends);
+  if (count < 2) {
+    if (batch.owner === owner) batch.owner = undefined;
+    return;
+  }
+  book.lookupMany(decoder.chunkBytes, batch.starts, batch.ends, count, batch.results);
+  batch.owner = owner;
+  batch.book = book;
+  batch.bytes = decoder.chunkBytes;
+  batch.count = count;
+  batch.next = 0;
+}
+
+/** {@linkcode lookedUp}'s word for a query its batch does not hold: no result of a lookup. */
+const NOT_LOOKED_UP = -3;
+
+/**
+ * The entry looked up in the batch for the query at `query[start..]`, if it
+ * is the batch's next; else {@linkcode NOT_LOOKED_UP}, and the caller looks it up.
+ */
+function lookedUp(
+  owner: BinaryConversation,
+  book: AddressBook,
+  query: Uint8Array,
+  start: number,
+): number {
+  if (batch.owner !== owner || batch.book !== book || batch.bytes !== query) return NOT_LOOKED_UP;
+  const next = batch.next;
+  if (next >= batch.count || batch.starts[next] !== start) return NOT_LOOKED_UP;
+  batch.next = next + 1;
+  return batch.results[next];
 }
 
 /**
- * Appends the reply frame to the query in `query[start..end]` and returns
- * its status: FOUND with the name, NOT_FOUND, or BAD_REQUEST saying what is
- * wrong with the query (wire/binary_answer.ts words and encodes it).
+ * Appends the reply frame to the query in `query[start..end]`, which the
+ * book gave `entry` for, and returns its status: FOUND with the name,
+ * NOT_FOUND, or BAD_REQUEST saying what is wrong with the query
+ * (wire/binary_answer.ts words and encodes it).
  */
 function appendAnswer(
   book: AddressBook,
+  entry: number,
   query: Uint8Array,
   start: number,
   end: number,
   output: ReplyBuffer,
 ): number {
   let written: number;
-  while ((written = writeAnswer(book, query, start, end, output.bytes, output.length)) < 0) {
+  while (
+    (written = writeLookedUpAnswer(book, entry, query, start, end, output.bytes, output.length)) < 0
+  ) {
     output.reserve(output.bytes.length + 1);
   }
   const status = output.bytes[output.length + HEADER_SIZE];

@@ -7,7 +7,9 @@
  * {@linkcode writeAnswer} is the server's hot path: for a found or missing
  * address it writes the frame into the caller's buffer and makes no object
  * (the frame header and status byte, then the name copied from the book's
- * `names`; the NOT_FOUND frame is encoded once). {@linkcode answerQuery}
+ * `names`; the NOT_FOUND frame is encoded once);
+ * {@linkcode writeLookedUpAnswer} does the same for a query the caller
+ * looked up already, as the front end does a read's queries together. {@linkcode answerQuery}
  * gives the frame as an array, for tests and simple callers.
  *
  * ```ts
@@ -78,7 +80,23 @@ export function writeAnswer(
   out: Uint8Array,
   offset: number,
 ): number {
-  const entry = book.lookup(query, start, end);
+  return writeLookedUpAnswer(book, book.lookup(query, start, end), query, start, end, out, offset);
+}
+
+/**
+ * As {@linkcode writeAnswer}, for a query already looked up: `entry` is
+ * what {@linkcode AddressBook.lookup} (or {@linkcode AddressBook.lookupMany})
+ * gave for `query[start, end)`.
+ */
+export function writeLookedUpAnswer(
+  book: AddressBook,
+  entry: number,
+  query: Uint8Array,
+  start: number,
+  end: number,
+  out: Uint8Array,
+  offset: number,
+): number {
   if (entry >= 0) {
     const from = book.nameStart(entry);
     const to = book.nameEnd(entry);

@@ -15,7 +15,7 @@
  * {@linkcode ReplyBuffer}, so a reply is encoded once, in place.
  *
  * ```ts ignore
- * const conversation = frontEnd.connect();
+ * const conversation = frontEnd.connect(counters);
  * conversation.receive(bytes, length);
  * let outcome;
  * while ((outcome = conversation.answerNext(output, book, gate)) !== NO_REQUEST) {
