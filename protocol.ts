@@ -376,8 +376,8 @@ export class FrameDecoder {
    * `starts` and `ends` (as many as they hold), and the count is returned.
    * A frame split across chunks is not among them, and a bad header ends
    * the list ({@linkcode take} reports it). For a caller that wants to see
-   * several queries before answering the first: the server warms the
-   * book's memory for them all at once.
+   * several queries before answering the first: the server looks them
+   * all up in the book at once.
    */
   peekPayloads(starts: Int32Array, ends: Int32Array): number {
     let at = this.#offset;
