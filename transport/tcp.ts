@@ -1,8 +1,9 @@
 /**
- * The plain TCP transport of the epoll driver (transport/transport.ts): read(2),
- * write(2) and shutdown(2) on the socket, nothing in between. It is the hot
- * path: each read and write is the one FFI call it always was, errno is
- * asked only after a failed call, and nothing is allocated.
+ * The plain TCP transport of the epoll driver (transport/transport.ts):
+ * recv(2), send(2) and shutdown(2) on the socket, nothing in between
+ * (recv and send rather than read and write: the same TCP work without the
+ * kernel's file layer). It is the hot path: each read and write is one FFI
+ * call, errno is asked only after a failed call, and nothing is allocated.
  *
  * The TLS transport (transport/tls.ts) also uses one, for what TLS leaves
  * to the socket: SHUT_WR after close_notify, and the raw reads that drop

@@ -100,6 +100,7 @@ class BinaryConversation implements Conversation {
     try {
       if (!decoder.take()) return NO_REQUEST;
     } catch (error) {
+      forgetBatch(this);
       if (error instanceof ProtocolError) throw new MalformedInput(error.message);
       throw error;
     }
@@ -119,23 +120,29 @@ class BinaryConversation implements Conversation {
   }
 
   hold(): void {
+    forgetBatch(this); // its frames are copied out of the chunk the batch names
     this.#decoder.detach();
   }
 
   reset(): void {
+    forgetBatch(this);
     this.#decoder.reset();
   }
 }
+
+const EMPTY_BYTES: Uint8Array = new Uint8Array(0);
 
 /**
  * The last batch of queries looked up together, and whose it is: one thread
  * answers one connection at a time, so one batch is enough, and a
  * connection whose batch another's replaced looks its queries up one by one.
+ * It is forgotten once used up or abandoned, so that it keeps no closed
+ * connection, read buffer or reloaded book alive.
  */
 const batch = {
   owner: undefined as BinaryConversation | undefined,
   book: undefined as AddressBook | undefined,
-  bytes: new Uint8Array(0) as Uint8Array,
+  bytes: EMPTY_BYTES,
   starts: new Int32Array(LOOKUP_BATCH_MAX),
   ends: new Int32Array(LOOKUP_BATCH_MAX),
   results: new Int32Array(LOOKUP_BATCH_MAX),
@@ -151,10 +158,7 @@ const batch = {
  */
 function lookUpWaiting(owner: BinaryConversation, book: AddressBook, decoder: FrameDecoder): void {
   const count = decoder.peekPayloads(batch.starts, batch.ends);
-  if (count < 2) {
-    if (batch.owner === owner) batch.owner = undefined;
-    return;
-  }
+  if (count < 2) return forgetBatch(owner);
   book.lookupMany(decoder.chunkBytes, batch.starts, batch.ends, count, batch.results);
   batch.owner = owner;
   batch.book = book;
@@ -180,7 +184,18 @@ function lookedUp(
   const next = batch.next;
   if (next >= batch.count || batch.starts[next] !== start) return NOT_LOOKED_UP;
   batch.next = next + 1;
-  return batch.results[next];
+  const entry = batch.results[next];
+  if (batch.next === batch.count) forgetBatch(owner);
+  return entry;
+}
+
+/** Lets the batch go, if it is `owner`'s. */
+function forgetBatch(owner: BinaryConversation): void {
+  if (batch.owner !== owner) return;
+  batch.owner = undefined;
+  batch.book = undefined;
+  batch.bytes = EMPTY_BYTES;
+  batch.count = 0;
 }
 
 /**

@@ -4,7 +4,8 @@ import { type AddressBook, AddressBookBuilder } from "../book/addressbook.ts";
 import { BINARY_FRONT_END } from "./binary.ts";
 import { answerQuery } from "./binary_answer.ts";
 import { type Conversation, NO_REQUEST, Outcome, ReplyBuffer } from "./front_end.ts";
-import { HEADER_SIZE, TYPE_QUERY, writeHeader } from "../protocol.ts";
+import { TYPE_QUERY } from "../protocol.ts";
+import { concat, frame } from "../testing/frames.ts";
 import { COUNTERS_PER_THREAD } from "../session/counters.ts";
 
 const encoder = new TextEncoder();
@@ -72,7 +73,7 @@ Deno.test("property: answers are the book's for any frames, however they arrive 
       let book = OLD_BOOK;
       for (const { connection, queries, cut, answerLimit, swapBook } of steps) {
         const peer = connections[connection];
-        const frames = queries.map((bytes) => encodeQueryBytes(bytes));
+        const frames = queries.map((bytes) => frame(TYPE_QUERY, bytes));
         peer.waiting.push(...queries);
         const stream = concat([unsent[connection], ...frames]);
         const at = stream.length === 0 ? 0 : cut % (stream.length + 1);
@@ -102,7 +103,7 @@ Deno.test("a read of many queries is answered in order, each from the book", () 
     (_, i) => encoder.encode(`user${(i * 7) % 350}@example.com`),
   );
   peer.waiting.push(...queries);
-  const stream = concat(queries.map((bytes) => encodeQueryBytes(bytes)));
+  const stream = concat(queries.map((bytes) => frame(TYPE_QUERY, bytes)));
   peer.conversation.receive(stream, stream.length);
   peer.answer(OLD_BOOK, Infinity);
   assert.equal(peer.replies.length, 100);
@@ -110,21 +111,3 @@ Deno.test("a read of many queries is answered in order, each from the book", () 
 });
 
 const SHARED_INPUT = new Uint8Array(1 << 16);
-
-/** A Q frame around any payload bytes, valid UTF-8 or not. */
-function encodeQueryBytes(payload: Uint8Array): Uint8Array {
-  const frame = new Uint8Array(HEADER_SIZE + payload.length);
-  writeHeader(frame, 0, TYPE_QUERY, payload.length);
-  frame.set(payload, HEADER_SIZE);
-  return frame;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const joined = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    joined.set(part, at);
-    at += part.length;
-  }
-  return joined;
-}
