@@ -28,7 +28,12 @@
 
 import { type EntryBytes, gatherNameParts, partitionByHash } from "./partition.ts";
 import { bookFingerprint } from "./fingerprint.ts";
-import { emailProblem, MAX_EMAIL_CHARS, normalizeAsciiEmail, normalizeEmail } from "./email.ts";
+import {
+  emailProblem,
+  MAX_EMAIL_CHARS,
+  normalizeAsciiEmailWords,
+  normalizeEmail,
+} from "./email.ts";
 import { decodeText, decodeUtf8, MAX_UTF8_PER_UNIT, writeUtf8 } from "../common/utf8.ts";
 
 const encoder = new TextEncoder();
@@ -100,6 +105,37 @@ function hashBytes(bytes: Uint8Array, start: number, end: number): number {
   return hash >>> 0;
 }
 
+/** Room for a normalised query written in whole words: the longest address, rounded up to four. */
+const MAX_KEY_WORD_BYTES = (MAX_EMAIL_CHARS + 3) & ~3;
+
+/** The same bytes as `bytes`, to be read four at a time. */
+function viewOf(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * Whether `a[aStart, aEnd)` holds the `length` bytes of `b` from `bStart`,
+ * compared four at a time.
+ */
+function sameWords(
+  a: DataView,
+  aStart: number,
+  aEnd: number,
+  b: DataView,
+  bStart: number,
+  length: number,
+): boolean {
+  if (aEnd - aStart !== length) return false;
+  let i = 0;
+  for (; i + 4 <= length; i += 4) {
+    if (a.getInt32(aStart + i, true) !== b.getInt32(bStart + i, true)) return false;
+  }
+  for (; i < length; i++) {
+    if (a.getUint8(aStart + i) !== b.getUint8(bStart + i)) return false;
+  }
+  return true;
+}
+
 /** Whether `a[aStart, aEnd)` holds the `length` bytes of `b` from `bStart`. */
 function sameBytes(
   a: Uint8Array,
@@ -118,9 +154,14 @@ function sameBytes(
 
 /** Per query of a {@linkcode AddressBook.lookupMany} batch, what one step leaves the next. */
 class BatchSpace {
-  /** The queries normalised, back to back: query i is `keyBytes[keyAt[i], keyAt[i + 1])`. */
-  readonly keyBytes = new Uint8Array(LOOKUP_BATCH_MAX * MAX_EMAIL_CHARS);
-  readonly keyAt = new Int32Array(LOOKUP_BATCH_MAX + 1);
+  /**
+   * The queries normalised, each from a multiple of four bytes: query i is
+   * `keyBytes[keyAt[i], keyAt[i] + keyLength[i])`.
+   */
+  readonly keyBytes = new Uint8Array(LOOKUP_BATCH_MAX * MAX_KEY_WORD_BYTES);
+  readonly keyWords = new DataView(this.keyBytes.buffer);
+  readonly keyAt = new Int32Array(LOOKUP_BATCH_MAX);
+  readonly keyLength = new Int32Array(LOOKUP_BATCH_MAX);
   readonly hashes = new Uint32Array(LOOKUP_BATCH_MAX);
   /** The slot where the probe stopped. */
   readonly probes = new Int32Array(LOOKUP_BATCH_MAX);
@@ -142,7 +183,17 @@ export class AddressBook {
   readonly #mask: number;
   readonly #shift: number;
   /** Where a plain-ASCII query is normalised: no valid address is longer. */
-  readonly #scratch = new Uint8Array(MAX_EMAIL_CHARS);
+  readonly #scratch = new Uint8Array(MAX_KEY_WORD_BYTES);
+  readonly #scratchWords = new DataView(this.#scratch.buffer);
+  /** The keys, to be compared four bytes at a time. */
+  readonly #keyWords: DataView;
+  /**
+   * The buffer queries last came in, and a view to read it four bytes at a
+   * time: a server reads every query into the same buffer, so the view is
+   * made once, not per lookup.
+   */
+  #input: Uint8Array = new Uint8Array(0);
+  #inputWords: DataView = viewOf(this.#input);
   /** {@linkcode lookupMany}'s working space, made on its first call. */
   #batchSpace: BatchSpace | undefined;
   /** The sum of the bytes {@linkcode lookupMany} read ahead, kept so that the reads are not dropped. */
@@ -152,6 +203,7 @@ export class AddressBook {
     this.#data = data;
     this.#mask = (data.slots.length >> 1) - 1;
     this.#shift = homeShift(data.slots.length >> 1);
+    this.#keyWords = viewOf(data.keys);
   }
 
   /** Wraps buffers made by {@linkcode AddressBook.toShared}, in this thread or another. */
@@ -205,7 +257,13 @@ export class AddressBook {
    * makes no object or string.
    */
   lookup(query: Uint8Array, start: number, end: number): number {
-    const length = normalizeAsciiEmail(query, start, end, this.#scratch);
+    const length = normalizeAsciiEmailWords(
+      this.#wordsOf(query),
+      start,
+      end,
+      this.#scratchWords,
+      0,
+    );
     if (length >= 0) return this.find(this.#scratch, 0, length);
     return this.#lookupSlowly(query.subarray(start, end));
   }
@@ -253,24 +311,25 @@ export class AddressBook {
         `lookupMany takes at most ${LOOKUP_BATCH_MAX} queries and arrays that hold them all, got ${count}.`,
       );
     }
-    const { slots, keyStarts, keys, nameStarts, names } = this.#data;
+    const { slots, keyStarts, nameStarts, names } = this.#data;
     const batch = this.#batch;
-    const { keyBytes, keyAt, hashes, probes, entries } = batch;
+    const { keyBytes, keyWords, keyAt, keyLength, hashes, probes, entries } = batch;
     const mask = this.#mask;
+    const input = this.#wordsOf(bytes);
     // Step 1: each query normalised and hashed, from its own bytes alone.
     let at = 0;
     for (let i = 0; i < count; i++) {
-      const length = normalizeAsciiEmail(bytes, starts[i], ends[i], keyBytes, at);
+      const length = normalizeAsciiEmailWords(input, starts[i], ends[i], keyWords, at);
       if (length < 0) {
         results[i] = this.#lookupSlowly(bytes.subarray(starts[i], ends[i]));
         entries[i] = SETTLED;
         continue;
       }
       keyAt[i] = at;
-      at += length;
-      keyAt[i + 1] = at;
-      hashes[i] = hashBytes(keyBytes, keyAt[i], at);
+      keyLength[i] = length;
+      hashes[i] = hashBytes(keyBytes, at, at + length);
       entries[i] = PENDING;
+      at += (length + 3) & ~3;
     }
     // Step 2: each query's slots from its home to the first with its hash or
     // none: the first read is the miss, the next are mostly in its line.
@@ -305,8 +364,8 @@ export class AddressBook {
       const entry = entries[i];
       if (entry < 0) continue;
       const from = keyAt[i];
-      const length = keyAt[i + 1] - from;
-      if (sameBytes(keys, batch.keyStart[i], batch.keyEnd[i], keyBytes, from, length)) {
+      const length = keyLength[i];
+      if (sameWords(this.#keyWords, batch.keyStart[i], batch.keyEnd[i], keyWords, from, length)) {
         results[i] = entry;
         touched += names[batch.nameStart[i]];
       } else {
@@ -316,6 +375,15 @@ export class AddressBook {
     }
     // Kept, so that the compiler cannot drop the reads as unused.
     this.#touched = touched;
+  }
+
+  /** A view of `bytes` to read four bytes at a time: the last one made, when it is the same buffer. */
+  #wordsOf(bytes: Uint8Array): DataView {
+    if (bytes !== this.#input) {
+      this.#input = bytes;
+      this.#inputWords = viewOf(bytes);
+    }
+    return this.#inputWords;
   }
 
   get #batch(): BatchSpace {

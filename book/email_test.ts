@@ -6,6 +6,7 @@ import {
   isAsciiSpace,
   MAX_EMAIL_CHARS,
   normalizeAsciiEmail,
+  normalizeAsciiEmailWords,
   normalizeEmail,
 } from "./email.ts";
 
@@ -344,5 +345,96 @@ Deno.test("property: normalizeAsciiEmail agrees with emailProblem and normalizeE
       },
     ),
     { numRuns: 2000 },
+  );
+});
+
+/**
+ * normalizeAsciiEmailWords on `bytes[start, end)`, with `out` of `room`
+ * bytes from `outStart`: its result, and what it wrote up to the length.
+ */
+function wordsKey(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  room = MAX_EMAIL_CHARS + 2,
+  outStart = 0,
+): string | number {
+  const out = new Uint8Array(outStart + room);
+  const length = normalizeAsciiEmailWords(
+    new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+    start,
+    end,
+    new DataView(out.buffer),
+    outStart,
+  );
+  return length < 0 ? length : new TextDecoder().decode(out.subarray(outStart, outStart + length));
+}
+
+Deno.test("normalizeAsciiEmailWords writes whole words, zero past the address", () => {
+  const bytes = encoder.encode("Ada@Example.COM"); // 15 bytes: the last word has three
+  const out = new Uint8Array(20).fill(0xff);
+  const length = normalizeAsciiEmailWords(
+    new DataView(bytes.buffer),
+    0,
+    bytes.length,
+    new DataView(out.buffer),
+    0,
+  );
+  assert.equal(length, 15);
+  assert.deepEqual([...out.subarray(12, 20)], [0x63, 0x6f, 0x6d, 0, 0xff, 0xff, 0xff, 0xff]);
+  // Room for the length but not for its last whole word: the general path.
+  assert.equal(wordsKey(bytes, 0, bytes.length, 15), -1);
+  assert.equal(wordsKey(bytes, 0, bytes.length, 16), "ada@example.com");
+});
+
+Deno.test("normalizeAsciiEmailWords ignores the bytes past the range, even an @ or a control", () => {
+  for (const after of ["", "@", "\u0000", "@@@", "é", " \t"]) {
+    const bytes = encoder.encode("xx@ ADA@example.co" + after);
+    assert.equal(wordsKey(bytes, 3, 18), "ada@example.co", JSON.stringify(after));
+    // Ending at the buffer's very end, and one to three bytes before it.
+    const tail = encoder.encode("b@c" + after);
+    assert.equal(wordsKey(tail, 0, 3), "b@c", JSON.stringify(after));
+  }
+});
+
+Deno.test("property: normalizeAsciiEmailWords agrees with normalizeAsciiEmail", () => {
+  const char = fc.constantFrom(
+    "a",
+    "Z",
+    "A",
+    "z",
+    "0",
+    ".",
+    "@",
+    "`",
+    "[",
+    " ",
+    "\t",
+    "\u0000",
+    "\u007f",
+    "é",
+    "~",
+    "!",
+  );
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        fc.string({ unit: char, maxLength: 24 }),
+        fc.integer({ min: 250, max: 258 }).map((n) => `${"a".repeat(n - 2)}@B`),
+      ),
+      fc.string({ unit: char, maxLength: 5 }),
+      fc.string({ unit: char, maxLength: 5 }),
+      fc.integer({ min: 0, max: 7 }),
+      (text, before, after, outStart) => {
+        const bytes = encoder.encode(before + text + after);
+        const start = encoder.encode(before).length;
+        const end = start + encoder.encode(text).length;
+        const out = new Uint8Array(MAX_EMAIL_CHARS);
+        const expected = normalizeAsciiEmail(bytes, start, end, out);
+        const key = expected < 0 ? expected : new TextDecoder().decode(out.subarray(0, expected));
+        assert.equal(wordsKey(bytes, start, end, MAX_EMAIL_CHARS + 2, outStart), key);
+      },
+    ),
+    { numRuns: 5000 },
   );
 });
