@@ -8,7 +8,11 @@
  * arrived and gives an entry index (or says the address is missing or not
  * valid), making no object or string for a plain-ASCII query; each front
  * end then encodes the entry's name, which it can copy straight from
- * {@linkcode AddressBook.names}. The table lives in a few flat
+ * {@linkcode AddressBook.text}. Each entry is one record, its key and name
+ * side by side, and a slot of the hash table points at the record, so that
+ * a found lookup reads two places in memory. Many queries at once are
+ * looked up together ({@linkcode AddressBook.lookupMany}), so that their
+ * waits on memory overlap. The table lives in a few flat
  * `SharedArrayBuffer`s rather than millions of small objects, so a book of
  * a million entries stays small and can be handed to worker threads
  * without a copy.
@@ -26,7 +30,7 @@
  * @module
  */
 
-import { type EntryBytes, gatherNameParts, partitionByHash } from "./partition.ts";
+import { type Entries, type EntryBytes, gatherNameParts, partitionByHash } from "./partition.ts";
 import { bookFingerprint } from "./fingerprint.ts";
 import {
   emailProblem,
@@ -80,18 +84,48 @@ export interface NamePartBytes {
   surnameEnd: number;
 }
 
-/** The flat buffers of a built book, which can be posted to a worker as they are. */
-export interface SharedAddressBook extends EntryBytes {
+/**
+ * The flat buffers of a built book, which can be posted to a worker as they
+ * are.
+ *
+ * Each entry is one record in `records`: a header of two 32-bit words (the
+ * entry's index; its key's length in the low {@linkcode KEY_LENGTH_BITS}
+ * bits and its name's length above them), then the key's UTF-8 bytes, then
+ * the name's, padded to a multiple of four bytes. A found lookup reads two
+ * places, its slot and its record, rather than five (a slot, two offset
+ * arrays, the keys and the names): in a book larger than the CPU's caches
+ * each is a cache miss, waited for one after the other.
+ */
+export interface SharedAddressBook {
+  /** How many entries. */
+  size: number;
   /**
-   * Open-addressing slots, two numbers each: entry index + 1 (0 for an empty
-   * slot), then that entry's key hash. Keeping the hash beside the index
-   * means a probe that misses touches one cache line, not two. A key's home
-   * slot is its hash's top log2(slots) bits; probing goes forwards, wrapping.
+   * Open-addressing slots, two numbers each: the byte offset of the entry's
+   * record + 1 (0 for an empty slot), then that entry's key hash. Keeping
+   * the hash beside the offset means a probe that misses touches one cache
+   * line, not two. A key's home slot is its hash's top log2(slots) bits;
+   * probing goes forwards, wrapping.
    */
   slots: Uint32Array;
+  /** The records, back to back, in entry order. */
+  records: Uint8Array;
+  /** Where each entry's record starts in `records`. */
+  recordStarts: Uint32Array;
+  /** Given names and surnames, as in `EntryBytes` (empty when no entry has any). */
+  namePartStarts: Uint32Array;
+  /** The given names and surnames. */
+  nameParts: Uint8Array;
   /** The book's fingerprint (see {@linkcode AddressBook.fingerprint}). */
   fingerprint: string;
 }
+
+/** Bytes of a record's header: the entry's index, then its key's and name's lengths. */
+const RECORD_HEADER_BYTES = 8;
+/** Bits of a record's lengths word that hold its key's length (a key is at most 254 characters). */
+export const KEY_LENGTH_BITS = 11;
+const KEY_LENGTH_MASK = (1 << KEY_LENGTH_BITS) - 1;
+/** The longest name a record holds, in bytes: the lengths word's other 21 bits. */
+const MAX_RECORD_NAME_BYTES = 2 ** (32 - KEY_LENGTH_BITS) - 1;
 
 const FNV_OFFSET_BASIS = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
@@ -152,6 +186,16 @@ function sameBytes(
   return true;
 }
 
+/** Where {@linkcode AddressBook.lookupMany} writes what it found, per query. */
+export class LookupResults {
+  /** Per query, what {@linkcode AddressBook.lookup} gives: an entry index, {@linkcode NOT_FOUND} or {@linkcode INVALID_QUERY}. */
+  readonly entries: Int32Array = new Int32Array(LOOKUP_BATCH_MAX);
+  /** Per found query, where its name starts in {@linkcode AddressBook.text}. */
+  readonly nameStarts: Int32Array = new Int32Array(LOOKUP_BATCH_MAX);
+  /** Per found query, where its name ends in {@linkcode AddressBook.text}. */
+  readonly nameEnds: Int32Array = new Int32Array(LOOKUP_BATCH_MAX);
+}
+
 /** Per query of a {@linkcode AddressBook.lookupMany} batch, what one step leaves the next. */
 class BatchSpace {
   /**
@@ -165,12 +209,8 @@ class BatchSpace {
   readonly hashes = new Uint32Array(LOOKUP_BATCH_MAX);
   /** The slot where the probe stopped. */
   readonly probes = new Int32Array(LOOKUP_BATCH_MAX);
-  /** The candidate entry, or SETTLED, or PENDING. */
-  readonly entries = new Int32Array(LOOKUP_BATCH_MAX);
-  /** The candidate's key and name offsets. */
-  readonly keyStart = new Int32Array(LOOKUP_BATCH_MAX);
-  readonly keyEnd = new Int32Array(LOOKUP_BATCH_MAX);
-  readonly nameStart = new Int32Array(LOOKUP_BATCH_MAX);
+  /** The candidate record's offset, or SETTLED (its result is written), or PENDING. */
+  readonly found = new Int32Array(LOOKUP_BATCH_MAX);
 }
 
 /**
@@ -196,14 +236,21 @@ export class AddressBook {
   #inputWords: DataView = viewOf(this.#input);
   /** {@linkcode lookupMany}'s working space, made on its first call. */
   #batchSpace: BatchSpace | undefined;
-  /** The sum of the bytes {@linkcode lookupMany} read ahead, kept so that the reads are not dropped. */
-  #touched = 0;
+
+  /** The records, and the same bytes as 32-bit words, for their headers. */
+  readonly #records: Uint8Array;
+  readonly #words: Uint32Array;
+  readonly #recordStarts: Uint32Array;
 
   private constructor(data: SharedAddressBook) {
     this.#data = data;
     this.#mask = (data.slots.length >> 1) - 1;
     this.#shift = homeShift(data.slots.length >> 1);
-    this.#keyWords = viewOf(data.keys);
+    const { records } = data;
+    this.#records = records;
+    this.#words = new Uint32Array(records.buffer, records.byteOffset, records.byteLength >> 2);
+    this.#recordStarts = data.recordStarts;
+    this.#keyWords = viewOf(records);
   }
 
   /** Wraps buffers made by {@linkcode AddressBook.toShared}, in this thread or another. */
@@ -231,21 +278,36 @@ export class AddressBook {
   }
 
   /**
-   * All names, UTF-8, back to back; entry i's name is
-   * `names.subarray(nameStart(i), nameEnd(i))`. Read it, do not change it.
+   * Every entry's key and name, UTF-8, in the book's records: entry i's
+   * name is `text.subarray(nameStart(i), nameEnd(i))`, its key (the
+   * normalised email) `text.subarray(keyStart(i), keyEnd(i))`. Read it, do
+   * not change it.
    */
-  get names(): Uint8Array {
-    return this.#data.names;
+  get text(): Uint8Array {
+    return this.#records;
   }
 
-  /** Where entry `entry`'s name starts in {@linkcode AddressBook.names}. */
+  /** Where entry `entry`'s key starts in {@linkcode AddressBook.text}. */
+  keyStart(entry: number): number {
+    return this.#recordStarts[entry] + RECORD_HEADER_BYTES;
+  }
+
+  /** Where entry `entry`'s key ends in {@linkcode AddressBook.text}. */
+  keyEnd(entry: number): number {
+    const at = this.#recordStarts[entry];
+    return at + RECORD_HEADER_BYTES + (this.#words[(at >> 2) + 1] & KEY_LENGTH_MASK);
+  }
+
+  /** Where entry `entry`'s name starts in {@linkcode AddressBook.text}. */
   nameStart(entry: number): number {
-    return this.#data.nameStarts[entry];
+    return this.keyEnd(entry);
   }
 
-  /** Where entry `entry`'s name ends in {@linkcode AddressBook.names}. */
+  /** Where entry `entry`'s name ends in {@linkcode AddressBook.text}. */
   nameEnd(entry: number): number {
-    return this.#data.nameStarts[entry + 1];
+    const at = this.#recordStarts[entry];
+    const lengths = this.#words[(at >> 2) + 1];
+    return at + RECORD_HEADER_BYTES + (lengths & KEY_LENGTH_MASK) + (lengths >>> KEY_LENGTH_BITS);
   }
 
   /**
@@ -270,111 +332,109 @@ export class AddressBook {
 
   /**
    * Looks up several queries at once, as {@linkcode lookup} takes each:
-   * `bytes[starts[i], ends[i])` for `i < count`, writing each one's entry
-   * index, {@linkcode NOT_FOUND} or {@linkcode INVALID_QUERY} to
-   * `results[i]`. The answers are those of {@linkcode lookup}, one query at
-   * a time; the work is not. In a book larger than the CPU's caches each
-   * lookup waits for a few cache misses one after the other (its slot, its
-   * entry's offsets, its key and name bytes). Here each step is taken for
-   * every query before the next step, so the misses of different queries
-   * are waited for together (memory-level parallelism), and each query is
-   * normalised and hashed once. The found entries' first name bytes are
-   * read too, since a front end's next step is to copy them. At most
-   * {@linkcode LOOKUP_BATCH_MAX} queries; more throw.
+   * `bytes[starts[i], ends[i])` for `i < count`. Each query's result (its
+   * entry index, {@linkcode NOT_FOUND} or {@linkcode INVALID_QUERY}) goes
+   * to `results.entries[i]`, and for a found one where its name lies in
+   * {@linkcode text} to `results.nameStarts[i]` and `results.nameEnds[i]`.
+   * The answers are those of {@linkcode lookup}, one query at a time; the
+   * work is not. In a book larger than the CPU's caches a lookup waits for
+   * two cache misses one after the other (its slot, then its record). Here
+   * each step is taken for every query before the next step, so the misses
+   * of different queries are waited for together (memory-level
+   * parallelism), and each query is normalised and hashed once. At most
+   * {@linkcode LOOKUP_BATCH_MAX} queries.
    *
    * ```ts
-   * import { AddressBookBuilder, NOT_FOUND } from "./addressbook.ts";
+   * import { AddressBookBuilder, LookupResults, NOT_FOUND } from "./addressbook.ts";
    *
    * const builder = new AddressBookBuilder();
    * builder.add("ada@example.com", "Ada Lovelace");
    * const book = builder.build();
    * const bytes = new TextEncoder().encode("ADA@example.combob@example.com");
-   * const results = new Int32Array(2);
+   * const results = new LookupResults();
    * book.lookupMany(bytes, Int32Array.of(0, 15), Int32Array.of(15, 30), 2, results);
-   * // results: [0, NOT_FOUND]
+   * results.entries.subarray(0, 2); // [0, NOT_FOUND]
+   * book.text.subarray(results.nameStarts[0], results.nameEnds[0]); // "Ada Lovelace" as UTF-8
    * ```
    *
-   * @throws {RangeError} when `count` is over {@linkcode LOOKUP_BATCH_MAX} or the arrays are shorter.
+   * @throws {RangeError} when `count` is over {@linkcode LOOKUP_BATCH_MAX} or over what `starts` and `ends` hold.
    */
   lookupMany(
     bytes: Uint8Array,
     starts: Int32Array,
     ends: Int32Array,
     count: number,
-    results: Int32Array,
+    results: LookupResults,
   ): void {
-    if (
-      count > LOOKUP_BATCH_MAX || count > starts.length || count > ends.length ||
-      count > results.length
-    ) {
+    if (count > LOOKUP_BATCH_MAX || count > starts.length || count > ends.length) {
       throw new RangeError(
         `lookupMany takes at most ${LOOKUP_BATCH_MAX} queries and arrays that hold them all, got ${count}.`,
       );
     }
-    const { slots, keyStarts, nameStarts, names } = this.#data;
-    const batch = this.#batch;
-    const { keyBytes, keyWords, keyAt, keyLength, hashes, probes, entries } = batch;
+    const { slots } = this.#data;
+    const words = this.#words;
+    const { entries, nameStarts, nameEnds } = results;
+    const { keyWords, keyAt, keyLength, hashes, probes, found } = this.#batch;
+    const keyBytes = this.#batch.keyBytes;
     const mask = this.#mask;
     const input = this.#wordsOf(bytes);
     // Step 1: each query normalised and hashed, from its own bytes alone.
     let at = 0;
     for (let i = 0; i < count; i++) {
       const length = normalizeAsciiEmailWords(input, starts[i], ends[i], keyWords, at);
+      found[i] = SETTLED;
       if (length < 0) {
-        results[i] = this.#lookupSlowly(bytes.subarray(starts[i], ends[i]));
-        entries[i] = SETTLED;
+        entries[i] = this.#lookupSlowly(bytes.subarray(starts[i], ends[i]));
+        if (entries[i] >= 0) {
+          nameStarts[i] = this.nameStart(entries[i]);
+          nameEnds[i] = this.nameEnd(entries[i]);
+        }
         continue;
       }
       keyAt[i] = at;
       keyLength[i] = length;
       hashes[i] = hashBytes(keyBytes, at, at + length);
-      entries[i] = PENDING;
+      found[i] = PENDING;
       at += (length + 3) & ~3;
     }
     // Step 2: each query's slots from its home to the first with its hash or
     // none: the first read is the miss, the next are mostly in its line.
     for (let i = 0; i < count; i++) {
-      if (entries[i] === SETTLED) continue;
+      if (found[i] === SETTLED) continue;
       const hash = hashes[i];
       let slot = hash >>> this.#shift;
-      let entry = slots[2 * slot] - 1;
-      while (entry >= 0 && slots[2 * slot + 1] !== hash) {
+      let record = slots[2 * slot] - 1;
+      while (record >= 0 && slots[2 * slot + 1] !== hash) {
         slot = (slot + 1) & mask;
-        entry = slots[2 * slot] - 1;
+        record = slots[2 * slot] - 1;
       }
       probes[i] = slot;
-      if (entry < 0) {
-        results[i] = NOT_FOUND;
-        entries[i] = SETTLED;
-      } else {
-        entries[i] = entry;
-      }
+      found[i] = record;
+      if (record < 0) entries[i] = NOT_FOUND;
     }
-    // Step 3: where each candidate's key and name lie.
+    // Step 3: each candidate's record: its key compared, its entry and name read.
     for (let i = 0; i < count; i++) {
-      const entry = entries[i];
-      if (entry < 0) continue;
-      batch.keyStart[i] = keyStarts[entry];
-      batch.keyEnd[i] = keyStarts[entry + 1];
-      batch.nameStart[i] = nameStarts[entry];
-    }
-    // Step 4: each candidate's key compared, and its name's first byte read.
-    let touched = 0;
-    for (let i = 0; i < count; i++) {
-      const entry = entries[i];
-      if (entry < 0) continue;
+      const record = found[i];
+      if (record < 0) continue;
       const from = keyAt[i];
       const length = keyLength[i];
-      if (sameWords(this.#keyWords, batch.keyStart[i], batch.keyEnd[i], keyWords, from, length)) {
-        results[i] = entry;
-        touched += names[batch.nameStart[i]];
-      } else {
-        // Another key with the same hash: probe on past it (rare).
-        results[i] = this.#probe(keyBytes, from, from + length, hashes[i], (probes[i] + 1) & mask);
+      const lengths = words[(record >> 2) + 1];
+      const keyStart = record + RECORD_HEADER_BYTES;
+      const keyEnd = keyStart + (lengths & KEY_LENGTH_MASK);
+      if (sameWords(this.#keyWords, keyStart, keyEnd, keyWords, from, length)) {
+        entries[i] = words[record >> 2];
+        nameStarts[i] = keyEnd;
+        nameEnds[i] = keyEnd + (lengths >>> KEY_LENGTH_BITS);
+        continue;
+      }
+      // Another key with the same hash: probe on past it (rare).
+      const entry = this.#probe(keyBytes, from, from + length, hashes[i], (probes[i] + 1) & mask);
+      entries[i] = entry;
+      if (entry >= 0) {
+        nameStarts[i] = this.nameStart(entry);
+        nameEnds[i] = this.nameEnd(entry);
       }
     }
-    // Kept, so that the compiler cannot drop the reads as unused.
-    this.#touched = touched;
   }
 
   /** A view of `bytes` to read four bytes at a time: the last one made, when it is the same buffer. */
@@ -408,21 +468,60 @@ export class AddressBook {
 
   /** Probes for `key[start, end)`, whose hash is `hash`, from slot `slot` onwards. */
   #probe(key: Uint8Array, start: number, end: number, hash: number, slot: number): number {
-    const { slots, keyStarts, keys } = this.#data;
+    const { slots } = this.#data;
+    const records = this.#records;
+    const words = this.#words;
     const length = end - start;
     for (;; slot = (slot + 1) & this.#mask) {
-      const entry = slots[2 * slot] - 1;
-      if (entry < 0) return NOT_FOUND;
+      const record = slots[2 * slot] - 1;
+      if (record < 0) return NOT_FOUND;
       if (slots[2 * slot + 1] !== hash) continue;
-      if (sameBytes(keys, keyStarts[entry], keyStarts[entry + 1], key, start, length)) return entry;
+      const keyStart = record + RECORD_HEADER_BYTES;
+      const keyEnd = keyStart + (words[(record >> 2) + 1] & KEY_LENGTH_MASK);
+      if (sameBytes(records, keyStart, keyEnd, key, start, length)) return words[record >> 2];
     }
+  }
+
+  /**
+   * The entries copied out as a builder lays them out (keys and names in
+   * buffers of their own, with each key's hash), for tools that work on
+   * that layout, such as `bench/load.ts` timing the fingerprint.
+   */
+  entries(): Entries {
+    const { size, namePartStarts, nameParts } = this.#data;
+    const text = this.#records;
+    let keyBytes = 0;
+    let nameBytes = 0;
+    for (let entry = 0; entry < size; entry++) {
+      keyBytes += this.keyEnd(entry) - this.keyStart(entry);
+      nameBytes += this.nameEnd(entry) - this.nameStart(entry);
+    }
+    const keyStarts = new Uint32Array(size + 1);
+    const keys = new Uint8Array(keyBytes);
+    const nameStarts = new Uint32Array(size + 1);
+    const names = new Uint8Array(nameBytes);
+    const hashes = new Uint32Array(size);
+    let key = 0;
+    let name = 0;
+    for (let entry = 0; entry < size; entry++) {
+      keyStarts[entry] = key;
+      nameStarts[entry] = name;
+      const keyStart = this.keyStart(entry);
+      const keyEnd = this.keyEnd(entry);
+      for (let i = keyStart; i < keyEnd; i++) keys[key++] = text[i];
+      for (let i = this.nameStart(entry); i < this.nameEnd(entry); i++) names[name++] = text[i];
+      hashes[entry] = hashBytes(text, keyStart, keyEnd);
+    }
+    keyStarts[size] = key;
+    nameStarts[size] = name;
+    return { size, keyStarts, keys, nameStarts, names, namePartStarts, nameParts, hashes };
   }
 
   /** The owner's name for an email, or `undefined`; the email is normalised first. */
   get(email: string): string | undefined {
     const entry = this.find(encoder.encode(normalizeEmail(email)));
     if (entry < 0) return undefined;
-    return decodeText(this.#data.names, this.nameStart(entry), this.nameEnd(entry));
+    return decodeText(this.#records, this.nameStart(entry), this.nameEnd(entry));
   }
 
   /**
@@ -432,13 +531,14 @@ export class AddressBook {
    * @throws {RangeError} when there is no entry `index`.
    */
   entry(index: number): BookEntry {
-    const { size, keyStarts, keys, names, namePartStarts, nameParts } = this.#data;
+    const { size, namePartStarts, nameParts } = this.#data;
     if (!Number.isInteger(index) || index < 0 || index >= size) {
       throw new RangeError(`The book has no entry ${index}: it holds ${size}.`);
     }
+    const text = this.#records;
     const found: BookEntry = {
-      email: decodeText(keys, keyStarts[index], keyStarts[index + 1]),
-      name: decodeText(names, this.nameStart(index), this.nameEnd(index)),
+      email: decodeText(text, this.keyStart(index), this.keyEnd(index)),
+      name: decodeText(text, this.nameStart(index), this.nameEnd(index)),
     };
     if (namePartStarts.length === 0) return found;
     const givenStart = namePartStarts[2 * index];
@@ -619,9 +719,9 @@ export class AddressBookBuilder {
       rehash(this.#table, slots);
     }
     this.#table = new Uint32Array(0);
-    const data = sharedBook(entries, slots);
-    data.fingerprint = bookFingerprint(data);
-    return AddressBook.fromShared(data);
+    return AddressBook.fromShared(
+      sharedBook(entries, slots, bookFingerprint({ ...entries, slots })),
+    );
   }
 
   /** The entries written so far, as views of the builder's buffers. */
@@ -688,9 +788,9 @@ export class AddressBookBuilder {
     }
     const slots = newTable(slotCountFor(book.size));
     fillInOrder(slots, order, hashes);
-    const data = sharedBook(book, slots);
-    data.fingerprint = bookFingerprint(data, order);
-    return AddressBook.fromShared(data);
+    return AddressBook.fromShared(
+      sharedBook(book, slots, bookFingerprint({ ...book, slots }, order)),
+    );
   }
 
   /** Lays the names out in entry order again, with those setName replaced. */
@@ -819,22 +919,59 @@ export class AddressBookBuilder {
 }
 
 /**
- * The book's buffers, without its fingerprint yet: only these, so that
- * what a build no longer needs (a layout's order and hashes) is not kept.
+ * The book's final buffers: the entries written as records (see
+ * {@linkcode SharedAddressBook}), and `slots`, which held entry indices,
+ * changed in place to point at their records.
+ *
+ * @throws {RangeError} when the records would pass 4 GiB, or a name its 2 MiB.
  */
-function sharedBook(entries: EntryBytes, slots: Uint32Array): SharedAddressBook {
+function sharedBook(
+  entries: EntryBytes,
+  slots: Uint32Array,
+  fingerprint: string,
+): SharedAddressBook {
   const { size, keyStarts, keys, nameStarts, names, namePartStarts, nameParts } = entries;
-  return {
-    size,
-    slots,
-    keyStarts,
-    keys,
-    nameStarts,
-    names,
-    namePartStarts,
-    nameParts,
-    fingerprint: "",
-  };
+  let total = 0;
+  for (let entry = 0; entry < size; entry++) {
+    const nameLength = nameStarts[entry + 1] - nameStarts[entry];
+    if (nameLength > MAX_RECORD_NAME_BYTES) {
+      throw new RangeError(
+        `A name of ${nameLength} bytes is over the book's limit of ${MAX_RECORD_NAME_BYTES}.`,
+      );
+    }
+    total += recordBytes(keyStarts[entry + 1] - keyStarts[entry], nameLength);
+  }
+  if (total >= MAX_SHARED_BYTES) {
+    throw new RangeError(
+      `The book needs more than ${MAX_SHARED_BYTES} bytes of records: ${total}.`,
+    );
+  }
+  const records = new Uint8Array(new SharedArrayBuffer(total));
+  const words = new Uint32Array(records.buffer);
+  const recordStarts = new Uint32Array(new SharedArrayBuffer(4 * size));
+  let at = 0;
+  for (let entry = 0; entry < size; entry++) {
+    const keyStart = keyStarts[entry];
+    const keyEnd = keyStarts[entry + 1];
+    const nameStart = nameStarts[entry];
+    const nameEnd = nameStarts[entry + 1];
+    recordStarts[entry] = at;
+    words[at >> 2] = entry;
+    words[(at >> 2) + 1] = (keyEnd - keyStart) | ((nameEnd - nameStart) << KEY_LENGTH_BITS);
+    let byte = at + RECORD_HEADER_BYTES;
+    for (let i = keyStart; i < keyEnd; i++) records[byte++] = keys[i];
+    for (let i = nameStart; i < nameEnd; i++) records[byte++] = names[i];
+    at += recordBytes(keyEnd - keyStart, nameEnd - nameStart);
+  }
+  for (let slot = 0; slot < slots.length; slot += 2) {
+    if (slots[slot] !== 0) slots[slot] = recordStarts[slots[slot] - 1] + 1;
+  }
+  return { size, slots, records, recordStarts, namePartStarts, nameParts, fingerprint };
+}
+
+/** Bytes of a record with a key and name of these lengths: header, bytes, padding to a word. */
+function recordBytes(keyLength: number, nameLength: number): number {
+  return (RECORD_HEADER_BYTES + keyLength + nameLength + 3) & ~3;
 }
 
 /** What a build does with entries that have the same key (see {@linkcode AddressBookBuilder.build}). */

@@ -6,12 +6,14 @@ import {
   type BookEntry,
   INVALID_QUERY,
   LOOKUP_BATCH_MAX,
+  LookupResults,
   NOT_FOUND,
 } from "./addressbook.ts";
 import { emailProblem, normalizeEmail } from "./email.ts";
 import { decodeUtf8 } from "../common/utf8.ts";
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 function bookOf(entries: [string, string][]): AddressBook {
   const builder = new AddressBookBuilder();
@@ -26,9 +28,9 @@ function ask(book: AddressBook, query: string | Uint8Array): string | number {
   return entry >= 0 ? book.entry(entry).name : entry;
 }
 
-/** The name of an entry, read the way a front end reads it: bytes from `names`. */
+/** The name of an entry, read the way a front end reads it: bytes from `text`. */
 function nameBytes(book: AddressBook, entry: number): Uint8Array {
-  return book.names.subarray(book.nameStart(entry), book.nameEnd(entry));
+  return book.text.subarray(book.nameStart(entry), book.nameEnd(entry));
 }
 
 const found = (name: string): string => name;
@@ -82,11 +84,17 @@ Deno.test("AddressBookBuilder.build keeps only the final name of each entry", ()
   builder.add("alan@example.com", "Alan Turing");
   builder.setName(0, "A much longer name that replaced the first one");
   builder.setName(1, "AT");
-  const { names, nameStarts } = builder.build().toShared();
-  const size = (name: string) => encoder.encode(name).length;
-  assert.equal(names.length, size("A much longer name that replaced the first one") + size("AT"));
-  assert.deepEqual([...nameStarts], [0, nameStarts[1], names.length]);
-  assert.equal(nameStarts[1], size("A much longer name that replaced the first one"));
+  const book = builder.build();
+  assert.equal(book.get("ada@example.com"), "A much longer name that replaced the first one");
+  assert.equal(book.get("alan@example.com"), "AT");
+  const record = (email: string, name: string) =>
+    (8 + encoder.encode(email).length + encoder.encode(name).length + 3) & ~3;
+  assert.equal(
+    book.text.length,
+    record("ada@example.com", "A much longer name that replaced the first one") +
+      record("alan@example.com", "AT"),
+    "the records hold the final names only",
+  );
 });
 
 Deno.test("AddressBookBuilder builds an empty book that finds nothing", () => {
@@ -197,10 +205,8 @@ Deno.test("AddressBook.toShared gives SharedArrayBuffer views that fromShared an
   for (
     const view of [
       shared.slots,
-      shared.keyStarts,
-      shared.keys,
-      shared.nameStarts,
-      shared.names,
+      shared.records,
+      shared.recordStarts,
     ]
   ) {
     assert.ok(view.buffer instanceof SharedArrayBuffer);
@@ -236,7 +242,7 @@ Deno.test("AddressBook shared with a real worker thread answers there as it does
 self.onmessage = (event) => {
   const { data, queries } = event.data;
   const book = AddressBook.fromShared(data);
-  const shared = data.names.buffer instanceof SharedArrayBuffer;
+  const shared = data.records.buffer instanceof SharedArrayBuffer;
   const answers = queries.map((q) => {
     const bytes = new TextEncoder().encode(q);
     const entry = book.lookup(bytes, 0, bytes.length);
@@ -489,17 +495,54 @@ Deno.test("property: lookup agrees with the address rule and get() for any query
   );
 });
 
-Deno.test("AddressBook.names, nameStart and nameEnd give each entry's name as UTF-8 bytes", () => {
+Deno.test("AddressBook.text, keyStart/keyEnd and nameStart/nameEnd give each entry's key and name as UTF-8 bytes", () => {
   const book = bookOf(SAMPLE);
   for (const [email, name] of SAMPLE) {
-    const entry = book.find(encoder.encode(email));
+    const entry = book.find(encoder.encode(normalizeEmail(email)));
     assert.deepEqual(nameBytes(book, entry), encoder.encode(name));
+    assert.deepEqual(
+      book.text.subarray(book.keyStart(entry), book.keyEnd(entry)),
+      encoder.encode(normalizeEmail(email)),
+    );
+    assert.equal(book.nameStart(entry), book.keyEnd(entry), "the name follows the key");
   }
-  assert.equal(
-    book.names.length,
-    SAMPLE.reduce((n, [, name]) => n + encoder.encode(name).length, 0),
+  assert.ok(book.text.buffer instanceof SharedArrayBuffer);
+});
+
+Deno.test("AddressBook.entries copies the entries out as a builder lays them, with their hashes", () => {
+  const book = bookOf(SAMPLE);
+  const entries = book.entries();
+  assert.equal(entries.size, SAMPLE.length);
+  for (let entry = 0; entry < book.size; entry++) {
+    const { email, name } = book.entry(entry);
+    const key = entries.keys.subarray(entries.keyStarts[entry], entries.keyStarts[entry + 1]);
+    assert.equal(decoder.decode(key), email);
+    assert.equal(
+      decoder.decode(
+        entries.names.subarray(entries.nameStarts[entry], entries.nameStarts[entry + 1]),
+      ),
+      name,
+    );
+  }
+  // The hashes are the ones the book files its entries under: a rebuilt book finds the same.
+  const rebuilt = new AddressBookBuilder();
+  for (let entry = 0; entry < book.size; entry++) {
+    const { email, name } = book.entry(entry);
+    rebuilt.add(email, name);
+  }
+  assert.deepEqual(rebuilt.build().fingerprint, book.fingerprint);
+});
+
+Deno.test("a record holds a name of up to 2 MiB, and a build refuses a longer one by its size", () => {
+  const long = "n".repeat(2 ** 21 - 1);
+  const book = bookOf([["ada@example.com", long]]);
+  assert.equal(book.get("ada@example.com"), long);
+  const builder = new AddressBookBuilder();
+  builder.add("ada@example.com", long + "n");
+  assert.throws(
+    () => builder.build(),
+    new RangeError(`A name of ${2 ** 21} bytes is over the book's limit of ${2 ** 21 - 1}.`),
   );
-  assert.ok(book.names.buffer instanceof SharedArrayBuffer);
 });
 
 Deno.test("AddressBook.entry gives the normalised email and the name, and refuses an entry it does not have", () => {
@@ -626,12 +669,10 @@ Deno.test("property: appendBytes keeps given names and surnames through build, d
 Deno.test("a built book keeps only its own buffers, not what the build used on the way", () => {
   const fields = [
     "fingerprint",
-    "keyStarts",
-    "keys",
     "namePartStarts",
     "nameParts",
-    "nameStarts",
-    "names",
+    "recordStarts",
+    "records",
     "size",
     "slots",
   ];
@@ -677,14 +718,20 @@ Deno.test("property: lookupMany gives each query lookup's answer, for any batch 
   fc.assert(
     fc.property(fc.array(query, { maxLength: LOOKUP_BATCH_MAX }), (queries) => {
       const { joined, starts, ends } = joinQueries(queries);
-      const results = new Int32Array(LOOKUP_BATCH_MAX).fill(7);
+      const results = new LookupResults();
+      results.entries.fill(7);
       book.lookupMany(joined, starts, ends, queries.length, results);
       const expected = queries.map((_, i) => book.lookup(joined, starts[i], ends[i]));
-      assert.deepEqual([...results.subarray(0, queries.length)], expected);
+      assert.deepEqual([...results.entries.subarray(0, queries.length)], expected);
       assert.ok(
-        results.subarray(queries.length).every((result) => result === 7),
+        results.entries.subarray(queries.length).every((result) => result === 7),
         "no other result written",
       );
+      expected.forEach((entry, i) => {
+        if (entry < 0) return;
+        assert.equal(results.nameStarts[i], book.nameStart(entry));
+        assert.equal(results.nameEnds[i], book.nameEnd(entry));
+      });
     }),
     { numRuns: 300 },
   );
@@ -698,19 +745,26 @@ Deno.test("lookupMany finds keys whose hashes are equal, and tells a missing one
       encoder.encode(t)
     ),
   );
-  const results = new Int32Array(4);
+  const results = new LookupResults();
   book.lookupMany(joined, starts, ends, 4, results);
   assert.deepEqual(
-    [...results].map((entry) => entry >= 0 ? book.entry(entry).name : entry),
+    [...results.entries.subarray(0, 4)].map((entry) => entry >= 0 ? book.entry(entry).name : entry),
     ["Second", "First", NOT_FOUND, "First"],
+  );
+  assert.deepEqual(
+    [0, 1, 3].map((i) =>
+      decoder.decode(book.text.subarray(results.nameStarts[i], results.nameEnds[i]))
+    ),
+    ["Second", "First", "First"],
   );
 });
 
 Deno.test("lookupMany refuses more queries than it takes, or than its arrays hold", () => {
   const book = bookOf(SAMPLE);
   const many = new Int32Array(LOOKUP_BATCH_MAX + 1);
+  const results = new LookupResults();
   assert.throws(
-    () => book.lookupMany(new Uint8Array(0), many, many, LOOKUP_BATCH_MAX + 1, many),
+    () => book.lookupMany(new Uint8Array(0), many, many, LOOKUP_BATCH_MAX + 1, results),
     new RangeError(
       `lookupMany takes at most ${LOOKUP_BATCH_MAX} queries and arrays that hold them all, got ${
         LOOKUP_BATCH_MAX + 1
@@ -718,7 +772,7 @@ Deno.test("lookupMany refuses more queries than it takes, or than its arrays hol
     ),
   );
   assert.throws(
-    () => book.lookupMany(new Uint8Array(0), many, many, 3, new Int32Array(2)),
+    () => book.lookupMany(new Uint8Array(0), many, new Int32Array(2), 3, results),
     RangeError,
   );
 });

@@ -19,7 +19,7 @@ Deno.test("loadBookInThread gives the book loadBook gives, with its fingerprint"
   assert.equal(there.book.get("ada@example.com"), "Ada Lovelace");
   assert.equal(there.book.get("zoë@example.com"), "Zoë");
   assert.equal(there.book.fingerprint, here.book.fingerprint);
-  assert.ok(there.book.toShared().names.buffer instanceof SharedArrayBuffer);
+  assert.ok(there.book.toShared().records.buffer instanceof SharedArrayBuffer);
 });
 
 Deno.test("loadBookInThread rethrows a BookError with every problem", async () => {

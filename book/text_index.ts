@@ -76,7 +76,7 @@
  */
 
 import { encodeSmall } from "../common/small_arrays.ts";
-import type { AddressBook, SharedAddressBook } from "./addressbook.ts";
+import type { AddressBook } from "./addressbook.ts";
 import { MAX_UTF8_PER_UNIT, writeUtf8 } from "../common/utf8.ts";
 
 const decoder = new TextDecoder();
@@ -252,7 +252,7 @@ export class TextIndex {
     if (!(stopFraction > 0 && stopFraction <= 1)) {
       throw new RangeError(`The stop fraction must be in (0, 1], not ${stopFraction}.`);
     }
-    return new TextIndex(buildIndex(new GramReader(book.toShared()), stopFraction));
+    return new TextIndex(buildIndex(new GramReader(book), stopFraction));
   }
 
   /**
@@ -767,13 +767,13 @@ function varintLength(value: number): number {
  * and encoded again.
  */
 class GramReader implements GramSource {
-  readonly #book: SharedAddressBook;
+  readonly #book: AddressBook;
   readonly size: number;
   /** The trigram keys of the last entry read, with repeats; {@linkcode GramReader.read} says how many. */
   keys = new Uint32Array(256);
   #folded = new Uint8Array(256);
 
-  constructor(book: SharedAddressBook) {
+  constructor(book: AddressBook) {
     this.#book = book;
     this.size = book.size;
   }
@@ -785,9 +785,11 @@ class GramReader implements GramSource {
 
   /** Reads an entry's trigrams into {@linkcode GramReader.keys}; returns how many. */
   read(entry: number): number {
-    const { keyStarts, keys, nameStarts, names, namePartStarts, nameParts } = this.#book;
-    let count = this.#value(keys, keyStarts[entry], keyStarts[entry + 1], 0);
-    count = this.#value(names, nameStarts[entry], nameStarts[entry + 1], count);
+    const book = this.#book;
+    const { namePartStarts, nameParts } = book.toShared();
+    const text = book.text;
+    let count = this.#value(text, book.keyStart(entry), book.keyEnd(entry), 0);
+    count = this.#value(text, book.nameStart(entry), book.nameEnd(entry), count);
     if (namePartStarts.length > 0) {
       const given = namePartStarts[2 * entry];
       const surname = namePartStarts[2 * entry + 1];

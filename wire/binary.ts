@@ -15,8 +15,8 @@
  * @module
  */
 
-import { type AddressBook, LOOKUP_BATCH_MAX } from "../book/addressbook.ts";
-import { writeLookedUpAnswer } from "./binary_answer.ts";
+import { type AddressBook, LOOKUP_BATCH_MAX, LookupResults } from "../book/addressbook.ts";
+import { writeFoundReply, writeUnfoundReply } from "./binary_answer.ts";
 import {
   type Conversation,
   type FrontEnd,
@@ -107,10 +107,8 @@ class BinaryConversation implements Conversation {
     const query = decoder.payloadBytes;
     const start = decoder.payloadStart;
     const end = decoder.payloadEnd;
-    let entry = lookedUp(this, book, query, start);
-    if (entry === NOT_LOOKED_UP) entry = book.lookup(query, start, end);
     const before = output.length;
-    const status = appendAnswer(book, entry, query, start, end, output);
+    const status = appendAnswer(this, book, query, start, end, output);
     if (gate === undefined) return OUTCOME_OF_STATUS[status];
     const refusal = gate.admit(status === STATUS_FOUND);
     if (refusal === undefined) return OUTCOME_OF_STATUS[status];
@@ -145,7 +143,7 @@ const batch = {
   bytes: EMPTY_BYTES,
   starts: new Int32Array(LOOKUP_BATCH_MAX),
   ends: new Int32Array(LOOKUP_BATCH_MAX),
-  results: new Int32Array(LOOKUP_BATCH_MAX),
+  results: new LookupResults(),
   count: 0,
   /** The next query of the batch to be answered. */
   next: 0,
@@ -167,26 +165,23 @@ function lookUpWaiting(owner: BinaryConversation, book: AddressBook, decoder: Fr
   batch.next = 0;
 }
 
-/** {@linkcode lookedUp}'s word for a query its batch does not hold: no result of a lookup. */
-const NOT_LOOKED_UP = -3;
-
 /**
- * The entry looked up in the batch for the query at `query[start..]`, if it
- * is the batch's next; else {@linkcode NOT_LOOKED_UP}, and the caller looks it up.
+ * Where the batch holds the lookup of the query at `query[start..]`, if it
+ * is the batch's next; else -1, and the caller looks it up. The results stay
+ * readable after the batch is forgotten.
  */
-function lookedUp(
+function takeFromBatch(
   owner: BinaryConversation,
   book: AddressBook,
   query: Uint8Array,
   start: number,
 ): number {
-  if (batch.owner !== owner || batch.book !== book || batch.bytes !== query) return NOT_LOOKED_UP;
+  if (batch.owner !== owner || batch.book !== book || batch.bytes !== query) return -1;
   const next = batch.next;
-  if (next >= batch.count || batch.starts[next] !== start) return NOT_LOOKED_UP;
+  if (next >= batch.count || batch.starts[next] !== start) return -1;
   batch.next = next + 1;
-  const entry = batch.results[next];
   if (batch.next === batch.count) forgetBatch(owner);
-  return entry;
+  return next;
 }
 
 /** Lets the batch go, if it is `owner`'s. */
@@ -199,22 +194,42 @@ function forgetBatch(owner: BinaryConversation): void {
 }
 
 /**
- * Appends the reply frame to the query in `query[start..end]`, which the
- * book gave `entry` for, and returns its status: FOUND with the name,
- * NOT_FOUND, or BAD_REQUEST saying what is wrong with the query
- * (wire/binary_answer.ts words and encodes it).
+ * Appends the reply frame to the query in `query[start..end]` and returns
+ * its status: FOUND with the name, NOT_FOUND, or BAD_REQUEST saying what is
+ * wrong with the query (wire/binary_answer.ts words and encodes it). The
+ * query's lookup is taken from the batch when it is the batch's next, else
+ * made now.
  */
 function appendAnswer(
+  owner: BinaryConversation,
   book: AddressBook,
-  entry: number,
   query: Uint8Array,
   start: number,
   end: number,
   output: ReplyBuffer,
 ): number {
+  let entry: number;
+  let from = 0;
+  let to = 0;
+  const at = takeFromBatch(owner, book, query, start);
+  if (at >= 0) {
+    const { entries, nameStarts, nameEnds } = batch.results;
+    entry = entries[at];
+    from = nameStarts[at];
+    to = nameEnds[at];
+  } else {
+    entry = book.lookup(query, start, end);
+    if (entry >= 0) {
+      from = book.nameStart(entry);
+      to = book.nameEnd(entry);
+    }
+  }
+  const text = book.text;
   let written: number;
   while (
-    (written = writeLookedUpAnswer(book, entry, query, start, end, output.bytes, output.length)) < 0
+    (written = entry >= 0
+      ? writeFoundReply(text, from, to, output.bytes, output.length)
+      : writeUnfoundReply(entry, query, start, end, output.bytes, output.length)) < 0
   ) {
     output.reserve(output.bytes.length + 1);
   }

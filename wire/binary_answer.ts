@@ -7,9 +7,10 @@
  * {@linkcode writeAnswer} is the server's hot path: for a found or missing
  * address it writes the frame into the caller's buffer and makes no object
  * (the frame header and status byte, then the name copied from the book's
- * `names`; the NOT_FOUND frame is encoded once);
- * {@linkcode writeLookedUpAnswer} does the same for a query the caller
- * looked up already, as the front end does a read's queries together. {@linkcode answerQuery}
+ * `text`; the NOT_FOUND frame is encoded once);
+ * {@linkcode writeFoundReply} and {@linkcode writeUnfoundReply} do the same
+ * for a query the caller looked up already, as the front end does a read's
+ * queries together. {@linkcode answerQuery}
  * gives the frame as an array, for tests and simple callers.
  *
  * ```ts
@@ -60,7 +61,7 @@ export function answerQuery(book: AddressBook, query: Uint8Array): Uint8Array {
   if (entry >= 0) {
     return encodeReplyBytes(
       STATUS_FOUND,
-      book.names.subarray(book.nameStart(entry), book.nameEnd(entry)),
+      book.text.subarray(book.nameStart(entry), book.nameEnd(entry)),
     );
   }
   return entry === NOT_FOUND ? NOT_FOUND_REPLY : badRequestReply(query);
@@ -80,36 +81,51 @@ export function writeAnswer(
   out: Uint8Array,
   offset: number,
 ): number {
-  return writeLookedUpAnswer(book, book.lookup(query, start, end), query, start, end, out, offset);
+  const entry = book.lookup(query, start, end);
+  return entry >= 0
+    ? writeFoundReply(book.text, book.nameStart(entry), book.nameEnd(entry), out, offset)
+    : writeUnfoundReply(entry, query, start, end, out, offset);
 }
 
 /**
- * As {@linkcode writeAnswer}, for a query already looked up: `entry` is
- * what {@linkcode AddressBook.lookup} (or {@linkcode AddressBook.lookupMany})
- * gave for `query[start, end)`.
+ * Writes the FOUND reply frame with the name `text[from, to)` into `out` at
+ * `offset`; returns the offset after it, or -1 when `out` has no room. For
+ * a query the caller looked up already, as the front end does a read's
+ * queries together ({@linkcode AddressBook.lookupMany}).
  */
-export function writeLookedUpAnswer(
-  book: AddressBook,
-  entry: number,
+export function writeFoundReply(
+  text: Uint8Array,
+  from: number,
+  to: number,
+  out: Uint8Array,
+  offset: number,
+): number {
+  if (offset + REPLY_PREFIX + to - from > out.length) return -1;
+  writeHeader(out, offset, TYPE_REPLY, 1 + to - from);
+  out[offset + HEADER_SIZE] = STATUS_FOUND;
+  offset += REPLY_PREFIX;
+  // A byte loop: names are short, and out.set would need a view of them.
+  for (let i = from; i < to; i++) out[offset++] = text[i];
+  return offset;
+}
+
+/**
+ * Writes the reply frame to the query `query[start, end)`, which the book
+ * did not find (`result` is {@linkcode NOT_FOUND} or `INVALID_QUERY`), into
+ * `out` at `offset`: NOT_FOUND, or BAD_REQUEST saying what is wrong with
+ * it. Returns the offset after it, or -1 when `out` has no room.
+ */
+export function writeUnfoundReply(
+  result: number,
   query: Uint8Array,
   start: number,
   end: number,
   out: Uint8Array,
   offset: number,
 ): number {
-  if (entry >= 0) {
-    const from = book.nameStart(entry);
-    const to = book.nameEnd(entry);
-    if (offset + REPLY_PREFIX + to - from > out.length) return -1;
-    writeHeader(out, offset, TYPE_REPLY, 1 + to - from);
-    out[offset + HEADER_SIZE] = STATUS_FOUND;
-    offset += REPLY_PREFIX;
-    const names = book.names;
-    // A byte loop: names are short, and out.set would need a view of them.
-    for (let i = from; i < to; i++) out[offset++] = names[i];
-    return offset;
-  }
-  const frame = entry === NOT_FOUND ? NOT_FOUND_REPLY : badRequestReply(query.subarray(start, end));
+  const frame = result === NOT_FOUND
+    ? NOT_FOUND_REPLY
+    : badRequestReply(query.subarray(start, end));
   if (offset + frame.length > out.length) return -1;
   for (let i = 0; i < frame.length; i++) out[offset++] = frame[i];
   return offset;

@@ -58,7 +58,7 @@
  */
 
 import { smallUint32 } from "../common/small_arrays.ts";
-import { type AddressBook, NOT_FOUND, type SharedAddressBook } from "../book/addressbook.ts";
+import { type AddressBook, NOT_FOUND } from "../book/addressbook.ts";
 import { isAsciiSpace, normalizeEmail } from "../book/email.ts";
 import { MAX_UTF8_PER_UNIT, writeUtf8 } from "../common/utf8.ts";
 import {
@@ -213,7 +213,7 @@ const sharedSubjects = new WeakMap<AddressBook, BookSubject>();
  * the subject's own, which the next `load` reuses.
  */
 export class BookSubject implements FilterSubject {
-  readonly #book: SharedAddressBook;
+  readonly #book: AddressBook;
   #entry = -1;
   /** Bit `slot` set once that slot's views are worked out for this entry. */
   #ready = 0;
@@ -238,7 +238,7 @@ export class BookSubject implements FilterSubject {
   }
 
   constructor(book: AddressBook) {
-    this.#book = book.toShared();
+    this.#book = book;
     for (let slot = 0; slot < SLOTS; slot++) {
       this.#raw.push({ bytes: EMPTY, start: 0, end: 0 });
       this.#folded.push({ bytes: EMPTY, start: 0, end: 0 });
@@ -288,12 +288,12 @@ export class BookSubject implements FilterSubject {
   }
 
   #workOut(slot: number): void {
-    const { keyStarts, keys, nameStarts, names } = this.#book;
+    const book = this.#book;
     const entry = this.#entry;
     if (slot === MAIL) {
-      this.#setRaw(MAIL, keys, keyStarts[entry], keyStarts[entry + 1]);
+      this.#setRaw(MAIL, book.text, book.keyStart(entry), book.keyEnd(entry));
     } else if (slot === NAME) {
-      this.#setRaw(NAME, names, nameStarts[entry], nameStarts[entry + 1]);
+      this.#setRaw(NAME, book.text, book.nameStart(entry), book.nameEnd(entry));
     } else {
       this.#workOutParts();
       return;
@@ -309,7 +309,7 @@ export class BookSubject implements FilterSubject {
    * no character composes with whitespace.
    */
   #workOutParts(): void {
-    const { namePartStarts, nameParts: partBytes } = this.#book;
+    const { namePartStarts, nameParts: partBytes } = this.#book.toShared();
     const entry = this.#entry;
     this.#ready |= (1 << GIVEN) | (1 << SURNAME);
     if (namePartStarts.length > 0) {
