@@ -30,8 +30,26 @@
  * @module
  */
 
-import { type Entries, type EntryBytes, gatherNameParts, partitionByHash } from "./partition.ts";
-import { bookFingerprint } from "./fingerprint.ts";
+import {
+  type Entries,
+  type EntryBytes,
+  gatherNameParts,
+  type LaidOut,
+  type NameParts,
+  partitionByHash,
+} from "./partition.ts";
+import {
+  checkNameLength,
+  checkRecordsBytes,
+  KEY_LENGTH_BITS,
+  KEY_LENGTH_MASK,
+  RECORD_HEADER_BYTES,
+  recordBytes,
+  RecordReader,
+  type Records,
+  writeRecord,
+} from "./records.ts";
+import { bookFingerprint, sortByHashAndKey } from "./fingerprint.ts";
 import {
   emailProblem,
   MAX_EMAIL_CHARS,
@@ -86,19 +104,11 @@ export interface NamePartBytes {
 
 /**
  * The flat buffers of a built book, which can be posted to a worker as they
- * are.
- *
- * Each entry is one record in `records`: a header of two 32-bit words (the
- * entry's index; its key's length in the low {@linkcode KEY_LENGTH_BITS}
- * bits and its name's length above them), then the key's UTF-8 bytes, then
- * the name's, padded to a multiple of four bytes. A found lookup reads two
- * places, its slot and its record, rather than five (a slot, two offset
- * arrays, the keys and the names): in a book larger than the CPU's caches
- * each is a cache miss, waited for one after the other.
+ * are: each entry is one record in `records`, its key and name side by
+ * side (`book/records.ts` has the layout), and a slot of the hash table
+ * points at a record.
  */
-export interface SharedAddressBook {
-  /** How many entries. */
-  size: number;
+export interface SharedAddressBook extends Records, NameParts {
   /**
    * Open-addressing slots, two numbers each: the byte offset of the entry's
    * record + 1 (0 for an empty slot), then that entry's key hash. Keeping
@@ -107,25 +117,9 @@ export interface SharedAddressBook {
    * probing goes forwards, wrapping.
    */
   slots: Uint32Array;
-  /** The records, back to back, in entry order. */
-  records: Uint8Array;
-  /** Where each entry's record starts in `records`. */
-  recordStarts: Uint32Array;
-  /** Given names and surnames, as in `EntryBytes` (empty when no entry has any). */
-  namePartStarts: Uint32Array;
-  /** The given names and surnames. */
-  nameParts: Uint8Array;
   /** The book's fingerprint (see {@linkcode AddressBook.fingerprint}). */
   fingerprint: string;
 }
-
-/** Bytes of a record's header: the entry's index, then its key's and name's lengths. */
-const RECORD_HEADER_BYTES = 8;
-/** Bits of a record's lengths word that hold its key's length (a key is at most 254 characters). */
-export const KEY_LENGTH_BITS = 11;
-const KEY_LENGTH_MASK = (1 << KEY_LENGTH_BITS) - 1;
-/** The longest name a record holds, in bytes: the lengths word's other 21 bits. */
-const MAX_RECORD_NAME_BYTES = 2 ** (32 - KEY_LENGTH_BITS) - 1;
 
 const FNV_OFFSET_BASIS = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
@@ -240,16 +234,16 @@ export class AddressBook {
   /** The records, and the same bytes as 32-bit words, for their headers. */
   readonly #records: Uint8Array;
   readonly #words: Uint32Array;
-  readonly #recordStarts: Uint32Array;
+  readonly #reader: RecordReader;
 
   private constructor(data: SharedAddressBook) {
     this.#data = data;
     this.#mask = (data.slots.length >> 1) - 1;
     this.#shift = homeShift(data.slots.length >> 1);
     const { records } = data;
-    this.#records = records;
-    this.#words = new Uint32Array(records.buffer, records.byteOffset, records.byteLength >> 2);
-    this.#recordStarts = data.recordStarts;
+    this.#reader = new RecordReader(data);
+    this.#records = this.#reader.bytes;
+    this.#words = this.#reader.words;
     this.#keyWords = viewOf(records);
   }
 
@@ -289,13 +283,12 @@ export class AddressBook {
 
   /** Where entry `entry`'s key starts in {@linkcode AddressBook.text}. */
   keyStart(entry: number): number {
-    return this.#recordStarts[entry] + RECORD_HEADER_BYTES;
+    return this.#reader.keyStart(entry);
   }
 
   /** Where entry `entry`'s key ends in {@linkcode AddressBook.text}. */
   keyEnd(entry: number): number {
-    const at = this.#recordStarts[entry];
-    return at + RECORD_HEADER_BYTES + (this.#words[(at >> 2) + 1] & KEY_LENGTH_MASK);
+    return this.#reader.keyEnd(entry);
   }
 
   /** Where entry `entry`'s name starts in {@linkcode AddressBook.text}. */
@@ -305,9 +298,7 @@ export class AddressBook {
 
   /** Where entry `entry`'s name ends in {@linkcode AddressBook.text}. */
   nameEnd(entry: number): number {
-    const at = this.#recordStarts[entry];
-    const lengths = this.#words[(at >> 2) + 1];
-    return at + RECORD_HEADER_BYTES + (lengths & KEY_LENGTH_MASK) + (lengths >>> KEY_LENGTH_BITS);
+    return this.#reader.nameEnd(entry);
   }
 
   /**
@@ -418,11 +409,11 @@ export class AddressBook {
       if (record < 0) continue;
       const from = keyAt[i];
       const length = keyLength[i];
-      const lengths = words[(record >> 2) + 1];
+      const lengths = words[(record >>> 2) + 1];
       const keyStart = record + RECORD_HEADER_BYTES;
       const keyEnd = keyStart + (lengths & KEY_LENGTH_MASK);
       if (sameWords(this.#keyWords, keyStart, keyEnd, keyWords, from, length)) {
-        entries[i] = words[record >> 2];
+        entries[i] = words[record >>> 2];
         nameStarts[i] = keyEnd;
         nameEnds[i] = keyEnd + (lengths >>> KEY_LENGTH_BITS);
         continue;
@@ -477,8 +468,8 @@ export class AddressBook {
       if (record < 0) return NOT_FOUND;
       if (slots[2 * slot + 1] !== hash) continue;
       const keyStart = record + RECORD_HEADER_BYTES;
-      const keyEnd = keyStart + (words[(record >> 2) + 1] & KEY_LENGTH_MASK);
-      if (sameBytes(records, keyStart, keyEnd, key, start, length)) return words[record >> 2];
+      const keyEnd = keyStart + (words[(record >>> 2) + 1] & KEY_LENGTH_MASK);
+      if (sameBytes(records, keyStart, keyEnd, key, start, length)) return words[record >>> 2];
     }
   }
 
@@ -711,7 +702,10 @@ export class AddressBookBuilder {
   build(duplicates: DuplicateHandling = { keep: "first" }): AddressBook {
     if (this.#renamed !== undefined) this.#layNamesOutAgain(this.#renamed);
     if (this.#appended) return this.#buildSorted(duplicates);
+    // Entries added one by one, duplicates refused as they came: their
+    // records in the order added, and the table that found them.
     const entries = this.#entries();
+    const records = recordsInOrder(entries);
     const slotCount = slotCountFor(entries.size);
     let slots = this.#table;
     if (slots.length !== 2 * slotCount) {
@@ -719,8 +713,11 @@ export class AddressBookBuilder {
       rehash(this.#table, slots);
     }
     this.#table = new Uint32Array(0);
+    pointAtRecords(slots, records.recordStarts);
+    const hashes = this.#hashes.array.subarray(0, entries.size);
+    const { order } = sortByHashAndKey(hashes, new RecordReader(records));
     return AddressBook.fromShared(
-      sharedBook(entries, slots, bookFingerprint({ ...entries, slots })),
+      sharedBook(records, entries, slots, bookFingerprint(records, order)),
     );
   }
 
@@ -771,12 +768,12 @@ export class AddressBookBuilder {
     ) {
       array.release();
     }
-    let book: EntryBytes = laidOut;
+    let book: Records & NameParts = laidOut;
     let order: Uint32Array = laidOut.order;
     // Hashes in sorted order, as findDuplicates and fillInOrder read them.
     let hashes: Uint32Array = new Uint32Array(size);
     for (let i = 0; i < size; i++) hashes[i] = laidOut.hashes[order[i]];
-    const dropped = findDuplicates(order, hashes, book.keyStarts, book.keys, {
+    const dropped = findDuplicates(order, hashes, new RecordReader(laidOut), {
       keep: handling.keep,
       found: (first, duplicate) =>
         handling.found?.(laidOut.original[first], laidOut.original[duplicate]),
@@ -787,10 +784,8 @@ export class AddressBookBuilder {
       book = kept.entries;
     }
     const slots = newTable(slotCountFor(book.size));
-    fillInOrder(slots, order, hashes);
-    return AddressBook.fromShared(
-      sharedBook(book, slots, bookFingerprint({ ...book, slots }, order)),
-    );
+    fillInOrder(slots, order, hashes, book.recordStarts);
+    return AddressBook.fromShared(sharedBook(book, book, slots, bookFingerprint(book, order)));
   }
 
   /** Lays the names out in entry order again, with those setName replaced. */
@@ -919,59 +914,69 @@ export class AddressBookBuilder {
 }
 
 /**
- * The book's final buffers: the entries written as records (see
- * {@linkcode SharedAddressBook}), and `slots`, which held entry indices,
- * changed in place to point at their records.
- *
- * @throws {RangeError} when the records would pass 4 GiB, or a name its 2 MiB.
+ * The book's buffers, with its fingerprint: only these, so that what a
+ * build no longer needs (a layout's order and hashes) is not kept.
  */
 function sharedBook(
-  entries: EntryBytes,
+  records: Records,
+  parts: NameParts,
   slots: Uint32Array,
   fingerprint: string,
 ): SharedAddressBook {
-  const { size, keyStarts, keys, nameStarts, names, namePartStarts, nameParts } = entries;
+  return {
+    size: records.size,
+    slots,
+    records: records.records,
+    recordStarts: records.recordStarts,
+    namePartStarts: parts.namePartStarts,
+    nameParts: parts.nameParts,
+    fingerprint,
+  };
+}
+
+/**
+ * The entries as records, in entry order, in new shared buffers: for a book
+ * built by {@linkcode AddressBookBuilder.add}, whose entries are not laid
+ * out by hash.
+ *
+ * @throws {RangeError} when a name is too long for a record, or the records would pass 4 GiB.
+ */
+function recordsInOrder(entries: EntryBytes): Records {
+  const { size, keyStarts, keys, nameStarts, names } = entries;
   let total = 0;
   for (let entry = 0; entry < size; entry++) {
     const nameLength = nameStarts[entry + 1] - nameStarts[entry];
-    if (nameLength > MAX_RECORD_NAME_BYTES) {
-      throw new RangeError(
-        `A name of ${nameLength} bytes is over the book's limit of ${MAX_RECORD_NAME_BYTES}.`,
-      );
-    }
+    checkNameLength(nameLength);
     total += recordBytes(keyStarts[entry + 1] - keyStarts[entry], nameLength);
   }
-  if (total >= MAX_SHARED_BYTES) {
-    throw new RangeError(
-      `The book needs more than ${MAX_SHARED_BYTES} bytes of records: ${total}.`,
-    );
-  }
+  checkRecordsBytes(total);
   const records = new Uint8Array(new SharedArrayBuffer(total));
   const words = new Uint32Array(records.buffer);
   const recordStarts = new Uint32Array(new SharedArrayBuffer(4 * size));
   let at = 0;
   for (let entry = 0; entry < size; entry++) {
-    const keyStart = keyStarts[entry];
-    const keyEnd = keyStarts[entry + 1];
-    const nameStart = nameStarts[entry];
-    const nameEnd = nameStarts[entry + 1];
     recordStarts[entry] = at;
-    words[at >> 2] = entry;
-    words[(at >> 2) + 1] = (keyEnd - keyStart) | ((nameEnd - nameStart) << KEY_LENGTH_BITS);
-    let byte = at + RECORD_HEADER_BYTES;
-    for (let i = keyStart; i < keyEnd; i++) records[byte++] = keys[i];
-    for (let i = nameStart; i < nameEnd; i++) records[byte++] = names[i];
-    at += recordBytes(keyEnd - keyStart, nameEnd - nameStart);
+    at = writeRecord(
+      records,
+      words,
+      at,
+      entry,
+      keys,
+      keyStarts[entry],
+      keyStarts[entry + 1],
+      names,
+      nameStarts[entry],
+      nameStarts[entry + 1],
+    );
   }
+  return { size, records, recordStarts };
+}
+
+/** Changes a table's slots in place from entry index + 1 to that entry's record offset + 1. */
+function pointAtRecords(slots: Uint32Array, recordStarts: Uint32Array): void {
   for (let slot = 0; slot < slots.length; slot += 2) {
     if (slots[slot] !== 0) slots[slot] = recordStarts[slots[slot] - 1] + 1;
   }
-  return { size, slots, records, recordStarts, namePartStarts, nameParts, fingerprint };
-}
-
-/** Bytes of a record with a key and name of these lengths: header, bytes, padding to a word. */
-function recordBytes(keyLength: number, nameLength: number): number {
-  return (RECORD_HEADER_BYTES + keyLength + nameLength + 3) & ~3;
 }
 
 /** What a build does with entries that have the same key (see {@linkcode AddressBookBuilder.build}). */
@@ -990,17 +995,16 @@ export interface DuplicateHandling {
 function findDuplicates(
   order: Uint32Array,
   hashes: Uint32Array,
-  keyStarts: Uint32Array,
-  keys: Uint8Array,
+  reader: RecordReader,
   handling: DuplicateHandling,
 ): Uint8Array | undefined {
   let dropped: Uint8Array | undefined;
   for (let i = 1; i < order.length; i++) {
-    if (hashes[i] !== hashes[i - 1] || !sameKey(keyStarts, keys, order[i], order[i - 1])) continue;
+    if (hashes[i] !== hashes[i - 1] || !reader.sameKey(order[i], order[i - 1])) continue;
     let end = i + 1;
     while (
       end < order.length && hashes[end] === hashes[i] &&
-      sameKey(keyStarts, keys, order[end], order[i])
+      reader.sameKey(order[end], order[i])
     ) end++;
     const first = order[i - 1];
     dropped ??= new Uint8Array(order.length);
@@ -1012,59 +1016,52 @@ function findDuplicates(
   return dropped;
 }
 
-function sameKey(keyStarts: Uint32Array, keys: Uint8Array, a: number, b: number): boolean {
-  const aStart = keyStarts[a];
-  const bStart = keyStarts[b];
-  const length = keyStarts[a + 1] - aStart;
-  if (keyStarts[b + 1] - bStart !== length) return false;
-  for (let i = 0; i < length; i++) if (keys[aStart + i] !== keys[bStart + i]) return false;
-  return true;
-}
-
-/** Copies the entries not dropped into new shared buffers, in order; rare: only with duplicates. */
+/** Copies the records not dropped into new shared buffers, in order; rare: only with duplicates. */
 function keepEntries(
   dropped: Uint8Array,
-  from: EntryBytes,
-): { entries: EntryBytes; newIndex: Uint32Array } {
-  const { size, keyStarts, keys, nameStarts, names } = from;
+  from: LaidOut,
+): { entries: Records & NameParts; newIndex: Uint32Array } {
+  const { size, records, recordStarts } = from;
+  const reader = new RecordReader(from);
   let keptSize = 0;
-  let keyBytes = 0;
-  let nameBytes = 0;
+  let total = 0;
   for (let entry = 0; entry < size; entry++) {
     if (dropped[entry]) continue;
     keptSize++;
-    keyBytes += keyStarts[entry + 1] - keyStarts[entry];
-    nameBytes += nameStarts[entry + 1] - nameStarts[entry];
+    total += recordBytes(
+      reader.keyEnd(entry) - reader.keyStart(entry),
+      reader.nameEnd(entry) - reader.nameStart(entry),
+    );
   }
-  const entries: EntryBytes = {
-    size: keptSize,
-    keyStarts: new Uint32Array(new SharedArrayBuffer(4 * (keptSize + 1))),
-    keys: new Uint8Array(new SharedArrayBuffer(keyBytes)),
-    nameStarts: new Uint32Array(new SharedArrayBuffer(4 * (keptSize + 1))),
-    names: new Uint8Array(new SharedArrayBuffer(nameBytes)),
-    namePartStarts: from.namePartStarts,
-    nameParts: from.nameParts,
-  };
+  const kept = new Uint8Array(new SharedArrayBuffer(total));
+  const keptWords = new Uint32Array(kept.buffer);
+  const keptStarts = new Uint32Array(new SharedArrayBuffer(4 * keptSize));
   const newIndex = new Uint32Array(size);
   const keptEntries = new Uint32Array(keptSize);
   let next = 0;
-  let keyAt = 0;
-  let nameAt = 0;
+  let at = 0;
   for (let entry = 0; entry < size; entry++) {
     if (dropped[entry]) continue;
     newIndex[entry] = next;
     keptEntries[next] = entry;
-    entries.keys.set(keys.subarray(keyStarts[entry], keyStarts[entry + 1]), keyAt);
-    keyAt += keyStarts[entry + 1] - keyStarts[entry];
-    entries.keyStarts[next + 1] = keyAt;
-    entries.names.set(names.subarray(nameStarts[entry], nameStarts[entry + 1]), nameAt);
-    nameAt += nameStarts[entry + 1] - nameStarts[entry];
-    entries.nameStarts[next + 1] = nameAt;
+    keptStarts[next] = at;
+    const length = recordBytes(
+      reader.keyEnd(entry) - reader.keyStart(entry),
+      reader.nameEnd(entry) - reader.nameStart(entry),
+    );
+    kept.set(records.subarray(recordStarts[entry], recordStarts[entry] + length), at);
+    keptWords[at >>> 2] = next; // the header's entry index
+    at += length;
     next++;
   }
-  if (from.namePartStarts.length > 0) {
-    Object.assign(entries, gatherNameParts(from, keptEntries));
-  }
+  const entries: Records & NameParts = {
+    size: keptSize,
+    records: kept,
+    recordStarts: keptStarts,
+    namePartStarts: from.namePartStarts,
+    nameParts: from.nameParts,
+  };
+  if (from.namePartStarts.length > 0) Object.assign(entries, gatherNameParts(from, keptEntries));
   return { entries, newIndex };
 }
 
@@ -1089,9 +1086,15 @@ function renumber(
  * Fills an empty table with entries sorted by hash, so by home slot: each
  * goes to its home or the first slot after the one filled before it. Those
  * that run past the end wrap round to the first free slots at the start,
- * which is where a probe from their home looks after the end.
+ * which is where a probe from their home looks after the end. A slot holds
+ * its entry's record offset + 1, from `recordStarts`.
  */
-function fillInOrder(slots: Uint32Array, order: Uint32Array, hashes: Uint32Array): void {
+function fillInOrder(
+  slots: Uint32Array,
+  order: Uint32Array,
+  hashes: Uint32Array,
+  recordStarts: Uint32Array,
+): void {
   const slotCount = slots.length >> 1;
   const shift = homeShift(slotCount);
   let last = -1;
@@ -1104,7 +1107,7 @@ function fillInOrder(slots: Uint32Array, order: Uint32Array, hashes: Uint32Array
     } else {
       last = slot;
     }
-    slots[2 * slot] = order[i] + 1;
+    slots[2 * slot] = recordStarts[order[i]] + 1;
     slots[2 * slot + 1] = hashes[i];
   }
 }

@@ -539,10 +539,16 @@ Deno.test("a record holds a name of up to 2 MiB, and a build refuses a longer on
   assert.equal(book.get("ada@example.com"), long);
   const builder = new AddressBookBuilder();
   builder.add("ada@example.com", long + "n");
-  assert.throws(
-    () => builder.build(),
-    new RangeError(`A name of ${2 ** 21} bytes is over the book's limit of ${2 ** 21 - 1}.`),
+  const refusal = new RangeError(
+    `A name of ${2 ** 21} bytes is over the book's limit of ${2 ** 21 - 1}.`,
   );
+  assert.throws(() => builder.build(), refusal);
+  // The bulk way in, which lays records out by hash, refuses it alike.
+  const bulk = new AddressBookBuilder();
+  const key = encoder.encode("ada@example.com");
+  const name = encoder.encode(long + "n");
+  bulk.appendBytes(key, 0, key.length, name, 0, name.length);
+  assert.throws(() => bulk.build(), refusal);
 });
 
 Deno.test("AddressBook.entry gives the normalised email and the name, and refuses an entry it does not have", () => {

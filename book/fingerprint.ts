@@ -38,22 +38,7 @@
  */
 
 import { createHash } from "node:crypto";
-
-/** The parts of a built book the fingerprint reads (the layout of `SharedAddressBook`). */
-export interface FingerprintSource {
-  /** How many entries. */
-  size: number;
-  /** Slot pairs: entry index + 1 (0 when empty), then the key's FNV-1a hash. */
-  slots: Uint32Array;
-  /** Start of each entry's key in `keys`, and one more for the end of the last. */
-  keyStarts: Uint32Array;
-  /** The keys, back to back. */
-  keys: Uint8Array;
-  /** Start of each entry's name in `names`, and one more for the end of the last. */
-  nameStarts: Uint32Array;
-  /** The names as served, back to back. */
-  names: Uint8Array;
-}
+import { RecordReader, type Records } from "./records.ts";
 
 /** Bytes hashed at a time; more than the largest entry (a 1 MiB name and its key). */
 const HASH_BATCH_BYTES = 4 << 20;
@@ -74,15 +59,15 @@ const DIGIT_MASK = (1 << DIGIT_BITS) - 1;
 const BLOCK_ENTRIES = 128;
 
 /**
- * The fingerprint of the book, as 64 lower-case hex digits (see the module
- * for the bytes); `order` is the entries sorted as
- * {@linkcode sortByHashAndKey} sorts them, when the caller has it already.
+ * The fingerprint of the book's entries, as 64 lower-case hex digits (see
+ * the module for the bytes); `order` is the entries sorted as
+ * {@linkcode sortByHashAndKey} sorts them.
  */
-export function bookFingerprint(book: FingerprintSource, order?: Uint32Array): string {
-  order ??= sortByHashAndKey(hashesOf(book), book.keyStarts, book.keys).order;
+export function bookFingerprint(book: Records, order: Uint32Array): string {
   const digest = createHash("sha256");
   const batch = new Uint8Array(HASH_BATCH_BYTES);
-  const { keyStarts, keys, nameStarts, names } = book;
+  const reader = new RecordReader(book);
+  const text = reader.bytes;
   const bounds = new Uint32Array(4 * BLOCK_ENTRIES);
   let used = 0;
   let touched = 0;
@@ -90,15 +75,14 @@ export function bookFingerprint(book: FingerprintSource, order?: Uint32Array): s
     const count = Math.min(order.length - blockStart, BLOCK_ENTRIES);
     for (let i = 0; i < count; i++) {
       const entry = order[blockStart + i];
-      const keyStart = keyStarts[entry];
-      const keyEnd = keyStarts[entry + 1];
-      const nameStart = nameStarts[entry];
-      const nameEnd = nameStarts[entry + 1];
+      const keyStart = reader.keyStart(entry);
+      const nameStart = reader.nameStart(entry);
+      const nameEnd = reader.nameEnd(entry);
       bounds[4 * i] = keyStart;
-      bounds[4 * i + 1] = keyEnd;
+      bounds[4 * i + 1] = nameStart;
       bounds[4 * i + 2] = nameStart;
       bounds[4 * i + 3] = nameEnd;
-      touched ^= keys[keyStart] ^ keys[keyEnd - 1] ^ names[nameStart] ^ names[nameEnd - 1];
+      touched ^= text[keyStart] ^ text[nameEnd - 1];
     }
     for (let at = 0; at < 4 * count; at += 4) {
       const keyStart = bounds[at];
@@ -111,9 +95,9 @@ export function bookFingerprint(book: FingerprintSource, order?: Uint32Array): s
         used = 0;
       }
       used = writeLength(batch, used, keyEnd - keyStart);
-      for (let i = keyStart; i < keyEnd; i++) batch[used++] = keys[i];
+      for (let i = keyStart; i < keyEnd; i++) batch[used++] = text[i];
       used = writeLength(batch, used, nameEnd - nameStart);
-      for (let i = nameStart; i < nameEnd; i++) batch[used++] = names[i];
+      for (let i = nameStart; i < nameEnd; i++) batch[used++] = text[i];
     }
   }
   // Use the touched bytes, so the touching loop cannot be dropped as dead code.
@@ -144,11 +128,7 @@ export interface HashOrder {
  * entries with equal keys end up side by side, first added first.
  * `entryHashes[i]` is entry i's hash.
  */
-export function sortByHashAndKey(
-  entryHashes: Uint32Array,
-  keyStarts: Uint32Array,
-  keys: Uint8Array,
-): HashOrder {
+export function sortByHashAndKey(entryHashes: Uint32Array, reader: RecordReader): HashOrder {
   const size = entryHashes.length;
   let order = new Uint32Array(size);
   for (let i = 0; i < size; i++) order[i] = i;
@@ -180,51 +160,17 @@ export function sortByHashAndKey(
       [hashes, spareHashes] = [spareHashes, hashes];
     }
   }
-  sortEqualHashesByKey(order, hashes, keyStarts, keys);
+  sortEqualHashesByKey(order, hashes, reader);
   return { order, hashes };
 }
 
 /** Sorts each run of entries with the same hash by key bytes; such runs are rare and short. */
-function sortEqualHashesByKey(
-  order: Uint32Array,
-  hashes: Uint32Array,
-  keyStarts: Uint32Array,
-  keys: Uint8Array,
-): void {
-  const compare = (a: number, b: number) => compareKeys(keyStarts, keys, a, b) || a - b;
+function sortEqualHashesByKey(order: Uint32Array, hashes: Uint32Array, reader: RecordReader): void {
+  const compare = (a: number, b: number) => reader.compareKeys(a, b) || a - b;
   for (let start = 0; start < order.length;) {
     let end = start + 1;
     while (end < order.length && hashes[end] === hashes[start]) end++;
     if (end - start > 1) order.subarray(start, end).sort(compare);
     start = end;
   }
-}
-
-/** Compares two entries' keys byte by byte (a shorter key that is a prefix comes first). */
-export function compareKeys(
-  keyStarts: Uint32Array,
-  keys: Uint8Array,
-  a: number,
-  b: number,
-): number {
-  const aStart = keyStarts[a];
-  const aLength = keyStarts[a + 1] - aStart;
-  const bStart = keyStarts[b];
-  const bLength = keyStarts[b + 1] - bStart;
-  const common = Math.min(aLength, bLength);
-  for (let i = 0; i < common; i++) {
-    const difference = keys[aStart + i] - keys[bStart + i];
-    if (difference !== 0) return difference;
-  }
-  return aLength - bLength;
-}
-
-/** Each entry's hash, from the slots that keep it. */
-function hashesOf(book: FingerprintSource): Uint32Array {
-  const { size, slots } = book;
-  const hashes = new Uint32Array(size);
-  for (let i = 0; i < slots.length; i += 2) {
-    if (slots[i] !== 0) hashes[slots[i] - 1] = slots[i + 1];
-  }
-  return hashes;
 }

@@ -4,6 +4,9 @@
  * in the order added, into the bucket of its hash's top bits (a few hundred
  * buckets, each written front to back, each small enough for the CPU's
  * caches), then each bucket's entries are sorted on their own, in cache.
+ * The copy is the book's final layout: each entry becomes its record
+ * (`book/records.ts`), its key and name side by side, so a build copies
+ * every entry once.
  *
  * Sorting a large book's entries by hash and then reading them in that
  * order (to fingerprint them, to find duplicates) cost a cache miss, and on
@@ -36,7 +39,14 @@
  * @module
  */
 
-import { compareKeys } from "./fingerprint.ts";
+import {
+  checkNameLength,
+  checkRecordsBytes,
+  recordBytes,
+  RecordReader,
+  type Records,
+  writeRecord,
+} from "./records.ts";
 
 /** A book's entries: keys and names back to back, with their starts and key hashes. */
 export interface Entries extends EntryBytes {
@@ -44,8 +54,8 @@ export interface Entries extends EntryBytes {
   hashes: Uint32Array;
 }
 
-/** A book's entries as bytes, the layout `SharedAddressBook` keeps them in. */
-export interface EntryBytes {
+/** A book's entries as bytes, as a builder collects them. */
+export interface EntryBytes extends NameParts {
   /** How many entries. */
   size: number;
   /** Start of each key in `keys`, and the end of the last. */
@@ -56,6 +66,10 @@ export interface EntryBytes {
   nameStarts: Uint32Array;
   /** The names. */
   names: Uint8Array;
+}
+
+/** The given names and surnames of a book's entries. */
+export interface NameParts {
   /**
    * Where each entry's given name and surname are in `nameParts`: entry i's
    * given name runs from `2i` to `2i + 1`, its surname from `2i + 1` to
@@ -66,8 +80,10 @@ export interface EntryBytes {
   nameParts: Uint8Array;
 }
 
-/** The entries laid out by bucket, in new shared buffers, and their order by hash. */
-export interface LaidOut extends Entries {
+/** The entries laid out by bucket as records, in new shared buffers, and their order by hash. */
+export interface LaidOut extends Records, NameParts {
+  /** Each new entry's key hash. */
+  hashes: Uint32Array;
   /** Each new entry's index in the order added. */
   original: Uint32Array;
   /**
@@ -85,10 +101,12 @@ const DIGIT_BITS = 11;
 const DIGIT_MASK = (1 << DIGIT_BITS) - 1;
 
 /**
- * Copies the entries into new shared buffers sorted by hash, then key
- * bytes, then the order added (so of entries with equal keys the first
- * added comes first); `bucketBytes` is about how many bytes of keys and
- * names go in one bucket.
+ * Copies the entries into new shared buffers as records, laid out by
+ * bucket, and sorts them by hash, then key bytes, then the order added (so
+ * of entries with equal keys the first added comes first); `bucketBytes` is
+ * about how many bytes of keys and names go in one bucket.
+ *
+ * @throws {RangeError} when a name is too long for a record, or the records would pass 4 GiB.
  */
 export function partitionByHash(entries: Entries, bucketBytes: number = BUCKET_BYTES): LaidOut {
   const { size, keyStarts, keys, nameStarts, names, hashes } = entries;
@@ -99,27 +117,25 @@ export function partitionByHash(entries: Entries, bucketBytes: number = BUCKET_B
   const bucketCount = 1 << bits;
   const bucketOf = (hash: number) => bits === 0 ? 0 : hash >>> (32 - bits);
 
-  // Where each bucket starts: in entries, key bytes and name bytes.
+  // Where each bucket starts: in entries and in record bytes.
   const entryAt = new Uint32Array(bucketCount + 1);
-  const keyAt = new Uint32Array(bucketCount + 1);
-  const nameAt = new Uint32Array(bucketCount + 1);
+  const recordAt = new Float64Array(bucketCount + 1); // the sum may pass 4 GiB before the check
   for (let entry = 0; entry < size; entry++) {
     const bucket = bucketOf(hashes[entry]) + 1;
+    const nameLength = nameStarts[entry + 1] - nameStarts[entry];
+    checkNameLength(nameLength);
     entryAt[bucket]++;
-    keyAt[bucket] += keyStarts[entry + 1] - keyStarts[entry];
-    nameAt[bucket] += nameStarts[entry + 1] - nameStarts[entry];
+    recordAt[bucket] += recordBytes(keyStarts[entry + 1] - keyStarts[entry], nameLength);
   }
   for (let bucket = 1; bucket <= bucketCount; bucket++) {
     entryAt[bucket] += entryAt[bucket - 1];
-    keyAt[bucket] += keyAt[bucket - 1];
-    nameAt[bucket] += nameAt[bucket - 1];
+    recordAt[bucket] += recordAt[bucket - 1];
   }
+  checkRecordsBytes(recordAt[bucketCount]);
   const laidOut: LaidOut = {
     size,
-    keyStarts: new Uint32Array(new SharedArrayBuffer(4 * (size + 1))),
-    keys: new Uint8Array(new SharedArrayBuffer(keyAt[bucketCount])),
-    nameStarts: new Uint32Array(new SharedArrayBuffer(4 * (size + 1))),
-    names: new Uint8Array(new SharedArrayBuffer(nameAt[bucketCount])),
+    records: new Uint8Array(new SharedArrayBuffer(recordAt[bucketCount])),
+    recordStarts: new Uint32Array(new SharedArrayBuffer(4 * size)),
     namePartStarts: new Uint32Array(new SharedArrayBuffer(0)),
     nameParts: new Uint8Array(new SharedArrayBuffer(0)),
     hashes: new Uint32Array(size),
@@ -127,9 +143,7 @@ export function partitionByHash(entries: Entries, bucketBytes: number = BUCKET_B
     order: new Uint32Array(size),
   };
   const bucketStarts = entryAt.slice();
-  scatter(entries, laidOut, bucketOf, entryAt, keyAt, nameAt);
-  laidOut.keyStarts[size] = laidOut.keys.length;
-  laidOut.nameStarts[size] = laidOut.names.length;
+  scatter(entries, laidOut, bucketOf, entryAt, recordAt);
   if (entries.namePartStarts.length > 0) {
     const parts = gatherNameParts(entries, laidOut.original);
     laidOut.namePartStarts = parts.namePartStarts;
@@ -139,20 +153,18 @@ export function partitionByHash(entries: Entries, bucketBytes: number = BUCKET_B
   return laidOut;
 }
 
-/** Copies each entry, in the order added, to the next place in its bucket. */
+/** Writes each entry's record, in the order added, to the next place in its bucket. */
 function scatter(
   from: Entries,
   to: LaidOut,
   bucketOf: (hash: number) => number,
   entryAt: Uint32Array,
-  keyAt: Uint32Array,
-  nameAt: Uint32Array,
+  recordAt: Float64Array,
 ): void {
   const { size, keyStarts, keys, nameStarts, names, hashes } = from;
-  const toKeyStarts = to.keyStarts;
-  const toKeys = to.keys;
-  const toNameStarts = to.nameStarts;
-  const toNames = to.names;
+  const records = to.records;
+  const words = new Uint32Array(records.buffer, records.byteOffset, records.byteLength >>> 2);
+  const recordStarts = to.recordStarts;
   const toHashes = to.hashes;
   const toOriginal = to.original;
   for (let entry = 0; entry < size; entry++) {
@@ -161,16 +173,20 @@ function scatter(
     const at = entryAt[bucket]++;
     toHashes[at] = hash;
     toOriginal[at] = entry;
-    let key = keyAt[bucket];
-    toKeyStarts[at] = key;
-    const keyEnd = keyStarts[entry + 1];
-    for (let i = keyStarts[entry]; i < keyEnd; i++) toKeys[key++] = keys[i];
-    keyAt[bucket] = key;
-    let name = nameAt[bucket];
-    toNameStarts[at] = name;
-    const nameEnd = nameStarts[entry + 1];
-    for (let i = nameStarts[entry]; i < nameEnd; i++) toNames[name++] = names[i];
-    nameAt[bucket] = name;
+    const record = recordAt[bucket];
+    recordStarts[at] = record;
+    recordAt[bucket] = writeRecord(
+      records,
+      words,
+      record,
+      at,
+      keys,
+      keyStarts[entry],
+      keyStarts[entry + 1],
+      names,
+      nameStarts[entry],
+      nameStarts[entry + 1],
+    );
   }
 }
 
@@ -178,10 +194,7 @@ function scatter(
  * Copies the given names and surnames into new shared buffers, entry
  * `from[i]` of `entries` becoming entry i: for a reordered or thinned book.
  */
-export function gatherNameParts(
-  entries: EntryBytes,
-  from: Uint32Array,
-): { namePartStarts: Uint32Array; nameParts: Uint8Array } {
+export function gatherNameParts(entries: NameParts, from: Uint32Array): NameParts {
   const starts = entries.namePartStarts;
   const parts = entries.nameParts;
   let bytes = 0;
@@ -211,6 +224,7 @@ function sortBuckets(book: LaidOut, bucketStarts: Uint32Array, bits: number): vo
     largest = Math.max(largest, bucketStarts[bucket + 1] - bucketStarts[bucket]);
   }
   const scratch = {
+    reader: new RecordReader(book),
     order: new Uint32Array(largest),
     spareOrder: new Uint32Array(largest),
     hashes: new Uint32Array(largest),
@@ -226,6 +240,7 @@ function sortBuckets(book: LaidOut, bucketStarts: Uint32Array, bits: number): vo
 }
 
 type Scratch = {
+  reader: RecordReader;
   order: Uint32Array;
   spareOrder: Uint32Array;
   hashes: Uint32Array;
@@ -268,7 +283,7 @@ function sortBucket(book: LaidOut, start: number, end: number, hashBits: number,
     while (j < count && hashes[j] === hashes[i]) j++;
     if (j - i > 1) {
       sorted.subarray(i, j).sort((a, b) =>
-        compareKeys(book.keyStarts, book.keys, a, b) || book.original[a] - book.original[b]
+        s.reader.compareKeys(a, b) || book.original[a] - book.original[b]
       );
     }
     i = j;

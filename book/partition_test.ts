@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { type Entries, partitionByHash } from "./partition.ts";
+import { type Entries, type LaidOut, type NameParts, partitionByHash } from "./partition.ts";
+import { RecordReader } from "./records.ts";
 
 const encoder = new TextEncoder();
 
@@ -48,16 +49,22 @@ function withNameParts(entries: Entries, rows: [string, string, number][]): Entr
   return { ...entries, namePartStarts, nameParts: bytes };
 }
 
-function rowsOf(entries: Entries): [string, string, number][] {
+/** Each laid-out entry's key, name and hash, read from its record. */
+function rowsOf(laidOut: LaidOut): [string, string, number][] {
   const decoder = new TextDecoder();
-  return Array.from({ length: entries.size }, (_, i) => [
-    decoder.decode(entries.keys.subarray(entries.keyStarts[i], entries.keyStarts[i + 1])),
-    decoder.decode(entries.names.subarray(entries.nameStarts[i], entries.nameStarts[i + 1])),
-    entries.hashes[i],
-  ]);
+  const reader = new RecordReader(laidOut);
+  return Array.from({ length: laidOut.size }, (_, i) => {
+    // The record's header names its own entry.
+    assert.equal(reader.entryAt(laidOut.recordStarts[i]), i);
+    return [
+      decoder.decode(reader.bytes.subarray(reader.keyStart(i), reader.keyEnd(i))),
+      decoder.decode(reader.bytes.subarray(reader.nameStart(i), reader.nameEnd(i))),
+      laidOut.hashes[i],
+    ];
+  });
 }
 
-function namePartsOf(entries: Entries): string[][] {
+function namePartsOf(entries: NameParts & { size: number }): string[][] {
   const decoder = new TextDecoder();
   const starts = entries.namePartStarts;
   return Array.from({ length: entries.size }, (_, i) => [
@@ -97,7 +104,8 @@ Deno.test("property: partitionByHash orders by hash, key and order added, in any
           [...laidOut.order].map((e) => laidOut.hashes[e]),
           expected.map(({ row }) => row[2]),
         );
-        assert.ok(laidOut.keys.buffer instanceof SharedArrayBuffer);
+        assert.ok(laidOut.records.buffer instanceof SharedArrayBuffer);
+        assert.ok(laidOut.recordStarts.buffer instanceof SharedArrayBuffer);
       },
     ),
     { numRuns: 500 },
