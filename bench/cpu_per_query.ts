@@ -24,6 +24,17 @@
  * each one's ratio to Redis's) and the medians. Not a test: it asserts
  * nothing.
  *
+ * `--paired` compares checkouts with one another only (no Redis, no floor,
+ * `--floor` not needed): each round runs them in turn, in alternating
+ * order, and the ratios are each one's CPU and user time per query to the
+ * first checkout's in the same round, with their median and quartiles. Two
+ * runs a second apart see much the same machine, which rounds that also
+ * run Redis and the floor between them do not.
+ *
+ * ```sh
+ * deno run -A bench/cpu_per_query.ts --qrload /tmp/qrload --paired --rounds 30 --seconds 1 /tmp/before .
+ * ```
+ *
  * @module
  */
 
@@ -35,13 +46,19 @@ const args = parseArgs({
   options: {
     qrload: { type: "string" },
     floor: { type: "string" },
+    paired: { type: "boolean", default: false },
     rounds: { type: "string", default: "10" },
     seconds: { type: "string", default: "2" },
   },
 });
-if (args.values.qrload === undefined || args.values.floor === undefined) {
+const paired = args.values.paired;
+if (
+  args.values.qrload === undefined || (!paired && args.values.floor === undefined) ||
+  (paired && args.positionals.length < 2)
+) {
   console.error(
-    "Usage: bench/cpu_per_query.ts --qrload PATH --floor PATH [--rounds N] [--seconds S] [REPO_DIR ...]",
+    "Usage: bench/cpu_per_query.ts --qrload PATH --floor PATH [--rounds N] [--seconds S] [REPO_DIR ...]\n" +
+      "       bench/cpu_per_query.ts --qrload PATH --paired [--rounds N] [--seconds S] REPO_DIR REPO_DIR ...",
   );
   Deno.exit(2);
 }
@@ -73,12 +90,32 @@ const servers: Server[] = [];
 try {
   let port = 7900 + Math.floor(Math.random() * 500);
   for (const repo of repos) servers.push(await startProject(repo, port++));
-  servers.push(await startRedis(port++));
-  const floor = new Deno.Command(args.values.floor, { args: [String(port)], stdout: "null" })
-    .spawn();
-  servers.push({ name: "floor", pid: floor.pid, port: port++, mode: "qr", process: floor });
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  for (const server of servers) await load(server, 1); // warm up
+  if (paired) {
+    for (const server of servers) await load(server, 1); // warm up
+    await comparePairs();
+  } else {
+    servers.push(await startRedis(port++));
+    const floor = new Deno.Command(args.values.floor!, { args: [String(port)], stdout: "null" })
+      .spawn();
+    servers.push({ name: "floor", pid: floor.pid, port: port++, mode: "qr", process: floor });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    for (const server of servers) await load(server, 1); // warm up
+    await compareWithRedis();
+  }
+} finally {
+  for (const server of servers) {
+    try {
+      server.process.kill("SIGTERM");
+      await server.process.status;
+    } catch {
+      // gone already
+    }
+  }
+  await Deno.remove(dir, { recursive: true });
+}
+
+/** Rounds of every server in turn; each one's CPU per query against Redis's in the same round. */
+async function compareWithRedis(): Promise<void> {
   const ratios = servers.map(() => [] as number[]);
   const redis = servers.findIndex((server) => server.name === "redis");
   for (let round = 1; round <= rounds; round++) {
@@ -98,16 +135,38 @@ try {
       servers.map((s, i) => `${s.name} ${median(ratios[i]).toFixed(3)}`).join(", ")
     }`,
   );
-} finally {
-  for (const server of servers) {
-    try {
-      server.process.kill("SIGTERM");
-      await server.process.status;
-    } catch {
-      // gone already
-    }
+}
+
+/**
+ * Rounds of the checkouts in turn, in alternating order; each one's CPU
+ * and user time per query against the first's in the same round.
+ */
+async function comparePairs(): Promise<void> {
+  const ratios = servers.map(() => ({ total: [] as number[], user: [] as number[] }));
+  for (let round = 1; round <= rounds; round++) {
+    const order = round % 2 === 1 ? servers : [...servers].reverse();
+    const cpu = new Map<Server, { total: number; user: number }>();
+    for (const server of order) cpu.set(server, await cpuPerQuery(server));
+    const first = cpu.get(servers[0])!;
+    const parts = servers.map((server) => {
+      const { total, user } = cpu.get(server)!;
+      return `${server.name} ${total.toFixed(0)} ns (user ${user.toFixed(0)})`;
+    });
+    servers.forEach((server, i) => {
+      ratios[i].total.push(cpu.get(server)!.total / first.total);
+      ratios[i].user.push(cpu.get(server)!.user / first.user);
+    });
+    console.log(`round ${round}: ${parts.join(", ")}`);
   }
-  await Deno.remove(dir, { recursive: true });
+  for (let i = 1; i < servers.length; i++) {
+    const { total, user } = ratios[i];
+    console.log(
+      `${servers[i].name} / ${servers[0].name}, per round: CPU per query median ${
+        median(total).toFixed(3)
+      } (quartiles ${quantile(total, 0.25).toFixed(3)}–${quantile(total, 0.75).toFixed(3)}), ` +
+        `user median ${median(user).toFixed(3)}`,
+    );
+  }
 }
 
 async function startProject(repo: string, port: number): Promise<Server> {
@@ -201,4 +260,10 @@ function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = sorted.length >> 1;
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+/** The value at fraction `at` of the sorted values (0: the least, 1: the greatest). */
+function quantile(values: number[], at: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.round(at * (sorted.length - 1))];
 }
