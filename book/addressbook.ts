@@ -39,6 +39,7 @@ import {
   partitionByHash,
 } from "./partition.ts";
 import {
+  checkKeyLength,
   checkNameLength,
   checkRecordsBytes,
   KEY_LENGTH_BITS,
@@ -63,10 +64,13 @@ const encoder = new TextEncoder();
 /** The most queries one {@linkcode AddressBook.lookupMany} takes. */
 export const LOOKUP_BATCH_MAX = 64;
 
-/** A query of a {@linkcode AddressBook.lookupMany} batch whose result is written. */
-const SETTLED = -1;
-/** A query of a batch not yet looked up. */
-const PENDING = -2;
+/**
+ * A query of a {@linkcode AddressBook.lookupMany} batch whose result is
+ * written: a slot's "no record" (0), as the batch keeps record offsets + 1.
+ */
+const SETTLED = 0;
+/** A query of a batch not yet looked up: no record offset + 1 (offsets are multiples of four, under 4 GiB). */
+const PENDING = 0xffffffff;
 
 /** {@linkcode AddressBook.lookup}'s result when the query is a valid email that the book does not hold. */
 export const NOT_FOUND = -1;
@@ -184,10 +188,10 @@ function sameBytes(
 export class LookupResults {
   /** Per query, what {@linkcode AddressBook.lookup} gives: an entry index, {@linkcode NOT_FOUND} or {@linkcode INVALID_QUERY}. */
   readonly entries: Int32Array = new Int32Array(LOOKUP_BATCH_MAX);
-  /** Per found query, where its name starts in {@linkcode AddressBook.text}. */
-  readonly nameStarts: Int32Array = new Int32Array(LOOKUP_BATCH_MAX);
+  /** Per found query, where its name starts in {@linkcode AddressBook.text} (which may pass 2 GiB). */
+  readonly nameStarts: Uint32Array = new Uint32Array(LOOKUP_BATCH_MAX);
   /** Per found query, where its name ends in {@linkcode AddressBook.text}. */
-  readonly nameEnds: Int32Array = new Int32Array(LOOKUP_BATCH_MAX);
+  readonly nameEnds: Uint32Array = new Uint32Array(LOOKUP_BATCH_MAX);
 }
 
 /** Per query of a {@linkcode AddressBook.lookupMany} batch, what one step leaves the next. */
@@ -203,8 +207,8 @@ class BatchSpace {
   readonly hashes = new Uint32Array(LOOKUP_BATCH_MAX);
   /** The slot where the probe stopped. */
   readonly probes = new Int32Array(LOOKUP_BATCH_MAX);
-  /** The candidate record's offset, or SETTLED (its result is written), or PENDING. */
-  readonly found = new Int32Array(LOOKUP_BATCH_MAX);
+  /** The candidate record's offset + 1, or SETTLED (its result is written), or PENDING. */
+  readonly found = new Uint32Array(LOOKUP_BATCH_MAX);
 }
 
 /**
@@ -224,7 +228,8 @@ export class AddressBook {
   /**
    * The buffer queries last came in, and a view to read it four bytes at a
    * time: a server reads every query into the same buffer, so the view is
-   * made once, not per lookup.
+   * made once, not per lookup. The book keeps that one buffer until the
+   * next lookup, and nothing else of its callers.
    */
   #input: Uint8Array = new Uint8Array(0);
   #inputWords: DataView = viewOf(this.#input);
@@ -394,19 +399,19 @@ export class AddressBook {
       if (found[i] === SETTLED) continue;
       const hash = hashes[i];
       let slot = hash >>> this.#shift;
-      let record = slots[2 * slot] - 1;
-      while (record >= 0 && slots[2 * slot + 1] !== hash) {
+      let held = slots[2 * slot]; // record offset + 1, or 0
+      while (held !== 0 && slots[2 * slot + 1] !== hash) {
         slot = (slot + 1) & mask;
-        record = slots[2 * slot] - 1;
+        held = slots[2 * slot];
       }
       probes[i] = slot;
-      found[i] = record;
-      if (record < 0) entries[i] = NOT_FOUND;
+      found[i] = held;
+      if (held === 0) entries[i] = NOT_FOUND;
     }
     // Step 3: each candidate's record: its key compared, its entry and name read.
     for (let i = 0; i < count; i++) {
-      const record = found[i];
-      if (record < 0) continue;
+      if (found[i] === SETTLED) continue;
+      const record = found[i] - 1;
       const from = keyAt[i];
       const length = keyLength[i];
       const lengths = words[(record >>> 2) + 1];
@@ -698,6 +703,9 @@ export class AddressBookBuilder {
    * after this. When entries were appended, entries with the same key are
    * resolved here: each is reported to `duplicates.found` (with the first
    * entry that has the key) and only the first, or the last, of them is kept.
+   *
+   * @throws {RangeError} when a key or name is too long for the book's
+   * records (`book/records.ts`), or the records would pass 4 GiB.
    */
   build(duplicates: DuplicateHandling = { keep: "first" }): AddressBook {
     if (this.#renamed !== undefined) this.#layNamesOutAgain(this.#renamed);
@@ -939,15 +947,17 @@ function sharedBook(
  * built by {@linkcode AddressBookBuilder.add}, whose entries are not laid
  * out by hash.
  *
- * @throws {RangeError} when a name is too long for a record, or the records would pass 4 GiB.
+ * @throws {RangeError} when a key or name is too long for a record, or the records would pass 4 GiB.
  */
 function recordsInOrder(entries: EntryBytes): Records {
   const { size, keyStarts, keys, nameStarts, names } = entries;
   let total = 0;
   for (let entry = 0; entry < size; entry++) {
+    const keyLength = keyStarts[entry + 1] - keyStarts[entry];
     const nameLength = nameStarts[entry + 1] - nameStarts[entry];
+    checkKeyLength(keyLength);
     checkNameLength(nameLength);
-    total += recordBytes(keyStarts[entry + 1] - keyStarts[entry], nameLength);
+    total += recordBytes(keyLength, nameLength);
   }
   checkRecordsBytes(total);
   const records = new Uint8Array(new SharedArrayBuffer(total));

@@ -10,6 +10,7 @@ import {
   NOT_FOUND,
 } from "./addressbook.ts";
 import { emailProblem, normalizeEmail } from "./email.ts";
+import { KEY_LENGTH_MASK, recordBytes, writeRecord } from "./records.ts";
 import { decodeUtf8 } from "../common/utf8.ts";
 
 const encoder = new TextEncoder();
@@ -531,6 +532,67 @@ Deno.test("AddressBook.entries copies the entries out as a builder lays them, wi
     rebuilt.add(email, name);
   }
   assert.deepEqual(rebuilt.build().fingerprint, book.fingerprint);
+});
+
+Deno.test("a key too long for a record is refused by either build", () => {
+  const key = encoder.encode("a".repeat(KEY_LENGTH_MASK) + "@b");
+  const name = encoder.encode("Long");
+  const refusal = new RangeError(
+    `A key of ${KEY_LENGTH_MASK + 2} bytes is over the book's limit of ${KEY_LENGTH_MASK}.`,
+  );
+  const added = new AddressBookBuilder();
+  added.addBytes(key, 0, key.length, name, 0, name.length);
+  assert.throws(() => added.build(), refusal);
+  const bulk = new AddressBookBuilder();
+  bulk.appendBytes(key, 0, key.length, name, 0, name.length);
+  assert.throws(() => bulk.build(), refusal);
+});
+
+Deno.test("a record past 2 GiB into the records is found, and its name's place given whole", () => {
+  // The buffer takes memory only for the page written: the rest is address space.
+  const at = 2 ** 31 + 8;
+  const key = encoder.encode("ada@example.com");
+  const name = encoder.encode("Ada Lovelace");
+  const records = new Uint8Array(new SharedArrayBuffer(at + recordBytes(key.length, name.length)));
+  writeRecord(
+    records,
+    new Uint32Array(records.buffer),
+    at,
+    0,
+    key,
+    0,
+    key.length,
+    name,
+    0,
+    name.length,
+  );
+  let hash = 0x811c9dc5; // FNV-1a, as the book hashes keys
+  for (const byte of key) hash = Math.imul(hash ^ byte, 0x01000193);
+  hash >>>= 0;
+  const slots = new Uint32Array(new SharedArrayBuffer(16 * 8)); // 16 slots: home = the top 4 bits
+  slots[2 * (hash >>> 28)] = at + 1;
+  slots[2 * (hash >>> 28) + 1] = hash;
+  const book = AddressBook.fromShared({
+    size: 1,
+    slots,
+    records,
+    recordStarts: Uint32Array.of(at),
+    namePartStarts: new Uint32Array(0),
+    nameParts: new Uint8Array(0),
+    fingerprint: "",
+  });
+  assert.equal(book.get("ADA@example.com"), "Ada Lovelace");
+  const { joined, starts, ends } = joinQueries(
+    ["ada@example.com", "bob@example.com", "Ada@Example.com"].map((text) => encoder.encode(text)),
+  );
+  const results = new LookupResults();
+  results.entries.fill(-99); // so that a result not written shows
+  book.lookupMany(joined, starts, ends, 3, results);
+  assert.deepEqual([...results.entries.subarray(0, 3)], [0, NOT_FOUND, 0]);
+  for (const i of [0, 2]) {
+    assert.equal(results.nameStarts[i], at + 8 + key.length);
+    assert.equal(results.nameEnds[i], at + 8 + key.length + name.length);
+  }
 });
 
 Deno.test("a record holds a name of up to 2 MiB, and a build refuses a longer one by its size", () => {

@@ -157,16 +157,25 @@ export class BookCollector {
    */
   finish(allowEmpty: boolean): AddressBook {
     const lines = this.#lines;
-    const book = this.#builder.build({
-      keep: this.#policy === "last" ? "last" : "first",
-      found: (first, duplicate) => {
-        if (this.#policy !== "error") {
-          this.duplicates++;
-          return;
-        }
-        this.problem(lines[duplicate], `The email is a duplicate of line ${lines[first]}.`);
-      },
-    });
+    let book: AddressBook;
+    try {
+      book = this.#builder.build({
+        keep: this.#policy === "last" ? "last" : "first",
+        found: (first, duplicate) => {
+          if (this.#policy !== "error") {
+            this.duplicates++;
+            return;
+          }
+          this.problem(lines[duplicate], `The email is a duplicate of line ${lines[first]}.`);
+        },
+      });
+    } catch (error) {
+      // The records' 4 GiB: a file under the size limit of tiny entries can
+      // need more (each record has a header and padding), and says so here.
+      if (!(error instanceof RangeError)) throw error;
+      this.problem(0, error.message);
+      throw new BookError(this.problems.sort((a, b) => a.line - b.line));
+    }
     if (this.problems.length === 0 && book.size === 0 && !allowEmpty) {
       this.problem(0, NO_ENTRIES_MESSAGE);
     }

@@ -167,6 +167,7 @@ const FROM_A = 0x3f3f3f3f;
 const PAST_Z = 0x25252525;
 /** Four `@`s, to find the `@` of a word by XOR. */
 const FOUR_ATS = 0x40404040;
+/** Each byte's low seven bits, in a word of four. */
 const LOW_SEVEN_BITS = 0x7f7f7f7f;
 /** Fills the bytes past an address's end in its last word: a visible letter, so they pass the checks. */
 const FOUR_FILLERS = 0x61616161;
@@ -182,7 +183,9 @@ const FOUR_FILLERS = 0x61616161;
  * to `out` from `outStart` in whole words, so `out` needs room for its
  * length rounded up to four (the bytes past the length are zero). A read
  * may look at up to three bytes past `end`, inside `input`, and ignores
- * them. Returns the length, or -1 as {@linkcode normalizeAsciiEmail} does.
+ * them. Returns the length, or -1 as {@linkcode normalizeAsciiEmail} does,
+ * and also when `out` has room for the length but not for it rounded up to
+ * four.
  *
  * ```ts
  * import { normalizeAsciiEmailWords } from "./email.ts";
@@ -234,9 +237,9 @@ export function normalizeAsciiEmailWords(
 }
 
 /**
- * The last one to three bytes of an address, from `from` to `end`, as a
- * little-endian word with the rest filled with a letter; read whole when
- * `input` has the bytes, else one by one.
+ * The last one to three bytes of an address, from `from` to `end`, read one
+ * by one (the input ends before a whole word) into a little-endian word
+ * whose other bytes are zero; the caller fills them.
  */
 function lastWord(input: DataView, from: number, end: number): number {
   let word = 0;

@@ -40,7 +40,10 @@
 import { createHash } from "node:crypto";
 import { RecordReader, type Records } from "./records.ts";
 
-/** Bytes hashed at a time; more than the largest entry (a 1 MiB name and its key). */
+/**
+ * Bytes hashed at a time; more than the largest entry: a record's longest
+ * name (`MAX_RECORD_NAME_BYTES`, 2 MiB less one) and its key.
+ */
 const HASH_BATCH_BYTES = 4 << 20;
 const LENGTH_BYTES = 4;
 const DIGIT_BITS = 11;

@@ -87,8 +87,10 @@ export interface LoadedBook {
 }
 
 /**
- * The largest file read: offsets inside the built book are 32-bit, and a
- * book's keys and names are each smaller than its file.
+ * The largest file read: offsets inside the built book are 32-bit. A
+ * book's records (`book/records.ts`: each key and name with an 8-byte
+ * header, padded to four bytes) can still need more than its file for
+ * very short entries; the build then refuses the book in one problem.
  */
 export const MAX_BOOK_BYTES = 2 ** 32 - 1;
 

@@ -40,6 +40,7 @@
  */
 
 import {
+  checkKeyLength,
   checkNameLength,
   checkRecordsBytes,
   recordBytes,
@@ -106,7 +107,7 @@ const DIGIT_MASK = (1 << DIGIT_BITS) - 1;
  * of entries with equal keys the first added comes first); `bucketBytes` is
  * about how many bytes of keys and names go in one bucket.
  *
- * @throws {RangeError} when a name is too long for a record, or the records would pass 4 GiB.
+ * @throws {RangeError} when a key or name is too long for a record, or the records would pass 4 GiB.
  */
 export function partitionByHash(entries: Entries, bucketBytes: number = BUCKET_BYTES): LaidOut {
   const { size, keyStarts, keys, nameStarts, names, hashes } = entries;
@@ -122,10 +123,12 @@ export function partitionByHash(entries: Entries, bucketBytes: number = BUCKET_B
   const recordAt = new Float64Array(bucketCount + 1); // the sum may pass 4 GiB before the check
   for (let entry = 0; entry < size; entry++) {
     const bucket = bucketOf(hashes[entry]) + 1;
+    const keyLength = keyStarts[entry + 1] - keyStarts[entry];
     const nameLength = nameStarts[entry + 1] - nameStarts[entry];
+    checkKeyLength(keyLength);
     checkNameLength(nameLength);
     entryAt[bucket]++;
-    recordAt[bucket] += recordBytes(keyStarts[entry + 1] - keyStarts[entry], nameLength);
+    recordAt[bucket] += recordBytes(keyLength, nameLength);
   }
   for (let bucket = 1; bucket <= bucketCount; bucket++) {
     entryAt[bucket] += entryAt[bucket - 1];

@@ -53,6 +53,19 @@ export function recordBytes(keyLength: number, nameLength: number): number {
 }
 
 /**
+ * Checks that a key fits in a record.
+ *
+ * @throws {RangeError} when it is over {@linkcode KEY_LENGTH_MASK} bytes.
+ */
+export function checkKeyLength(keyLength: number): void {
+  if (keyLength > KEY_LENGTH_MASK) {
+    throw new RangeError(
+      `A key of ${keyLength} bytes is over the book's limit of ${KEY_LENGTH_MASK}.`,
+    );
+  }
+}
+
+/**
  * Checks that a name fits in a record.
  *
  * @throws {RangeError} when it is over {@linkcode MAX_RECORD_NAME_BYTES}.

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
+  checkKeyLength,
   checkNameLength,
   checkRecordsBytes,
   KEY_LENGTH_MASK,
@@ -93,7 +94,14 @@ Deno.test("a record holds the longest key and every name the loader accepts", ()
   assert.equal(longest.nameEnd(0) - longest.nameStart(0), 70_000);
 });
 
-Deno.test("checkNameLength and checkRecordsBytes refuse what a record or the buffer cannot hold", () => {
+Deno.test("checkKeyLength, checkNameLength and checkRecordsBytes refuse what a record or the buffer cannot hold", () => {
+  checkKeyLength(KEY_LENGTH_MASK);
+  assert.throws(
+    () => checkKeyLength(KEY_LENGTH_MASK + 1),
+    new RangeError(
+      `A key of ${KEY_LENGTH_MASK + 1} bytes is over the book's limit of ${KEY_LENGTH_MASK}.`,
+    ),
+  );
   checkNameLength(MAX_RECORD_NAME_BYTES);
   assert.throws(
     () => checkNameLength(MAX_RECORD_NAME_BYTES + 1),

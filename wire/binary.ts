@@ -165,9 +165,12 @@ function lookUpWaiting(owner: BinaryConversation, book: AddressBook, decoder: Fr
   batch.next = 0;
 }
 
+/** {@linkcode takeFromBatch}'s word for a query its batch does not hold. */
+const NOT_IN_BATCH = -1;
+
 /**
  * Where the batch holds the lookup of the query at `query[start..]`, if it
- * is the batch's next; else -1, and the caller looks it up. The results stay
+ * is the batch's next; else {@linkcode NOT_IN_BATCH}, and the caller looks it up. The results stay
  * readable after the batch is forgotten.
  */
 function takeFromBatch(
@@ -176,9 +179,9 @@ function takeFromBatch(
   query: Uint8Array,
   start: number,
 ): number {
-  if (batch.owner !== owner || batch.book !== book || batch.bytes !== query) return -1;
+  if (batch.owner !== owner || batch.book !== book || batch.bytes !== query) return NOT_IN_BATCH;
   const next = batch.next;
-  if (next >= batch.count || batch.starts[next] !== start) return -1;
+  if (next >= batch.count || batch.starts[next] !== start) return NOT_IN_BATCH;
   batch.next = next + 1;
   if (batch.next === batch.count) forgetBatch(owner);
   return next;
@@ -212,7 +215,7 @@ function appendAnswer(
   let from = 0;
   let to = 0;
   const at = takeFromBatch(owner, book, query, start);
-  if (at >= 0) {
+  if (at !== NOT_IN_BATCH) {
     const { entries, nameStarts, nameEnds } = batch.results;
     entry = entries[at];
     from = nameStarts[at];

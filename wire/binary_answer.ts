@@ -4,14 +4,14 @@
  * gives an entry, or says the address is missing or invalid; the wording
  * of NOT_FOUND and BAD_REQUEST belongs to this protocol, and lives here.
  *
- * {@linkcode writeAnswer} is the server's hot path: for a found or missing
- * address it writes the frame into the caller's buffer and makes no object
- * (the frame header and status byte, then the name copied from the book's
- * `text`; the NOT_FOUND frame is encoded once);
- * {@linkcode writeFoundReply} and {@linkcode writeUnfoundReply} do the same
- * for a query the caller looked up already, as the front end does a read's
- * queries together. {@linkcode answerQuery}
- * gives the frame as an array, for tests and simple callers.
+ * {@linkcode writeFoundReply} and {@linkcode writeUnfoundReply} are the
+ * server's hot path: for a query the front end looked up already (a read's
+ * queries are looked up together) they write the frame into the caller's
+ * buffer and make no object for a found or missing address (the frame
+ * header and status byte, then the name copied from the book's `text`; the
+ * NOT_FOUND frame is encoded once). {@linkcode writeAnswer} looks the query
+ * up and does the same; {@linkcode answerQuery} gives the frame as an
+ * array, for tests and simple callers.
  *
  * ```ts
  * import { AddressBookBuilder } from "../book/addressbook.ts";
