@@ -64,13 +64,10 @@ const encoder = new TextEncoder();
 /** The most queries one {@linkcode AddressBook.lookupMany} takes. */
 export const LOOKUP_BATCH_MAX = 64;
 
-/**
- * A query of a {@linkcode AddressBook.lookupMany} batch whose result is
- * written: a slot's "no record" (0), as the batch keeps record offsets + 1.
- */
-const SETTLED = 0;
-/** A query of a batch not yet looked up: no record offset + 1 (offsets are multiples of four, under 4 GiB). */
-const PENDING = 0xffffffff;
+/** A query of a {@linkcode AddressBook.lookupMany} batch whose result is written. */
+const SETTLED = -1;
+/** A query of a batch not yet looked up. */
+const PENDING = -2;
 
 /** {@linkcode AddressBook.lookup}'s result when the query is a valid email that the book does not hold. */
 export const NOT_FOUND = -1;
@@ -114,10 +111,12 @@ export interface NamePartBytes {
  */
 export interface SharedAddressBook extends Records, NameParts {
   /**
-   * Open-addressing slots, two numbers each: the byte offset of the entry's
-   * record + 1 (0 for an empty slot), then that entry's key hash. Keeping
-   * the hash beside the offset means a probe that misses touches one cache
-   * line, not two. A key's home slot is its hash's top log2(slots) bits;
+   * Open-addressing slots, two numbers each: the entry's record's word
+   * index (its byte offset over four: records start on a word) + 1, 0 for
+   * an empty slot, then that entry's key hash. A word index stays a small
+   * integer to the compiler whatever the book's size, where a byte offset
+   * past 2 GiB would not. Keeping the hash beside it means a probe that
+   * misses touches one cache line, not two. A key's home slot is its hash's top log2(slots) bits;
    * probing goes forwards, wrapping.
    */
   slots: Uint32Array;
@@ -207,8 +206,8 @@ class BatchSpace {
   readonly hashes = new Uint32Array(LOOKUP_BATCH_MAX);
   /** The slot where the probe stopped. */
   readonly probes = new Int32Array(LOOKUP_BATCH_MAX);
-  /** The candidate record's offset + 1, or SETTLED (its result is written), or PENDING. */
-  readonly found = new Uint32Array(LOOKUP_BATCH_MAX);
+  /** The candidate record's word index, or SETTLED (its result is written), or PENDING. */
+  readonly found = new Int32Array(LOOKUP_BATCH_MAX);
 }
 
 /**
@@ -399,26 +398,30 @@ export class AddressBook {
       if (found[i] === SETTLED) continue;
       const hash = hashes[i];
       let slot = hash >>> this.#shift;
-      let held = slots[2 * slot]; // record offset + 1, or 0
-      while (held !== 0 && slots[2 * slot + 1] !== hash) {
+      let word = slots[2 * slot] - 1;
+      while (word >= 0 && slots[2 * slot + 1] !== hash) {
         slot = (slot + 1) & mask;
-        held = slots[2 * slot];
+        word = slots[2 * slot] - 1;
       }
       probes[i] = slot;
-      found[i] = held;
-      if (held === 0) entries[i] = NOT_FOUND;
+      if (word < 0) {
+        entries[i] = NOT_FOUND;
+        found[i] = SETTLED;
+      } else {
+        found[i] = word;
+      }
     }
     // Step 3: each candidate's record: its key compared, its entry and name read.
     for (let i = 0; i < count; i++) {
-      if (found[i] === SETTLED) continue;
-      const record = found[i] - 1;
+      const word = found[i];
+      if (word < 0) continue;
       const from = keyAt[i];
       const length = keyLength[i];
-      const lengths = words[(record >>> 2) + 1];
-      const keyStart = record + RECORD_HEADER_BYTES;
+      const lengths = words[word + 1];
+      const keyStart = 4 * word + RECORD_HEADER_BYTES;
       const keyEnd = keyStart + (lengths & KEY_LENGTH_MASK);
       if (sameWords(this.#keyWords, keyStart, keyEnd, keyWords, from, length)) {
-        entries[i] = words[record >>> 2];
+        entries[i] = words[word];
         nameStarts[i] = keyEnd;
         nameEnds[i] = keyEnd + (lengths >>> KEY_LENGTH_BITS);
         continue;
@@ -469,12 +472,12 @@ export class AddressBook {
     const words = this.#words;
     const length = end - start;
     for (;; slot = (slot + 1) & this.#mask) {
-      const record = slots[2 * slot] - 1;
-      if (record < 0) return NOT_FOUND;
+      const word = slots[2 * slot] - 1;
+      if (word < 0) return NOT_FOUND;
       if (slots[2 * slot + 1] !== hash) continue;
-      const keyStart = record + RECORD_HEADER_BYTES;
-      const keyEnd = keyStart + (words[(record >>> 2) + 1] & KEY_LENGTH_MASK);
-      if (sameBytes(records, keyStart, keyEnd, key, start, length)) return words[record >>> 2];
+      const keyStart = 4 * word + RECORD_HEADER_BYTES;
+      const keyEnd = keyStart + (words[word + 1] & KEY_LENGTH_MASK);
+      if (sameBytes(records, keyStart, keyEnd, key, start, length)) return words[word];
     }
   }
 
@@ -982,10 +985,10 @@ function recordsInOrder(entries: EntryBytes): Records {
   return { size, records, recordStarts };
 }
 
-/** Changes a table's slots in place from entry index + 1 to that entry's record offset + 1. */
+/** Changes a table's slots in place from entry index + 1 to that entry's record's word index + 1. */
 function pointAtRecords(slots: Uint32Array, recordStarts: Uint32Array): void {
   for (let slot = 0; slot < slots.length; slot += 2) {
-    if (slots[slot] !== 0) slots[slot] = recordStarts[slots[slot] - 1] + 1;
+    if (slots[slot] !== 0) slots[slot] = (recordStarts[slots[slot] - 1] >>> 2) + 1;
   }
 }
 
@@ -1097,7 +1100,7 @@ function renumber(
  * goes to its home or the first slot after the one filled before it. Those
  * that run past the end wrap round to the first free slots at the start,
  * which is where a probe from their home looks after the end. A slot holds
- * its entry's record offset + 1, from `recordStarts`.
+ * its entry's record's word index + 1, from `recordStarts`.
  */
 function fillInOrder(
   slots: Uint32Array,
@@ -1117,7 +1120,7 @@ function fillInOrder(
     } else {
       last = slot;
     }
-    slots[2 * slot] = recordStarts[order[i]] + 1;
+    slots[2 * slot] = (recordStarts[order[i]] >>> 2) + 1;
     slots[2 * slot + 1] = hashes[i];
   }
 }

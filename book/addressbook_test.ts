@@ -570,7 +570,7 @@ Deno.test("a record past 2 GiB into the records is found, and its name's place g
   for (const byte of key) hash = Math.imul(hash ^ byte, 0x01000193);
   hash >>>= 0;
   const slots = new Uint32Array(new SharedArrayBuffer(16 * 8)); // 16 slots: home = the top 4 bits
-  slots[2 * (hash >>> 28)] = at + 1;
+  slots[2 * (hash >>> 28)] = at / 4 + 1; // the record's word index + 1
   slots[2 * (hash >>> 28) + 1] = hash;
   const book = AddressBook.fromShared({
     size: 1,
