@@ -234,6 +234,8 @@ export class AddressBook {
   #inputWords: DataView = viewOf(this.#input);
   /** {@linkcode lookupMany}'s working space, made on its first call. */
   #batchSpace: BatchSpace | undefined;
+  /** What {@linkcode lookupMany}'s touching reads summed, kept so that the compiler cannot drop them. */
+  #touched = 0;
 
   /** The records, and the same bytes as 32-bit words, for their headers. */
   readonly #records: Uint8Array;
@@ -334,9 +336,10 @@ export class AddressBook {
    * The answers are those of {@linkcode lookup}, one query at a time; the
    * work is not. In a book larger than the CPU's caches a lookup waits for
    * two cache misses one after the other (its slot, then its record). Here
-   * each step is taken for every query before the next step, so the misses
-   * of different queries are waited for together (memory-level
-   * parallelism), and each query is normalised and hashed once. At most
+   * each step is taken for every query before the next step, and each
+   * memory step starts with a loop that only reads (no branch on what it
+   * reads), so the misses of different queries are waited for together
+   * (memory-level parallelism); each query is normalised and hashed once. At most
    * {@linkcode LOOKUP_BATCH_MAX} queries.
    *
    * ```ts
@@ -392,7 +395,13 @@ export class AddressBook {
       found[i] = PENDING;
       at += (length + 3) & ~3;
     }
-    // Step 2: each query's slots from its home to the first with its hash or
+    // Step 2: every query's home slot read ahead, in a loop with no branch
+    // on what memory holds. The walk below branches on each slot it reads,
+    // and a mispredicted branch cancels the reads issued after it, so the
+    // misses of a batch waited one after another; here they all start at once.
+    let touched = 0;
+    for (let i = 0; i < count; i++) touched ^= slots[2 * (hashes[i] >>> this.#shift)];
+    // Step 3: each query's slots from its home to the first with its hash or
     // none: the first read is the miss, the next are mostly in its line.
     for (let i = 0; i < count; i++) {
       if (found[i] === SETTLED) continue;
@@ -411,7 +420,14 @@ export class AddressBook {
         found[i] = word;
       }
     }
-    // Step 3: each candidate's record: its key compared, its entry and name read.
+    // Step 4: every candidate's record header read ahead, as in step 2 (a
+    // settled query, whose word is negative, reads word 0 instead).
+    for (let i = 0; i < count; i++) {
+      const word = found[i];
+      touched ^= words[word & ~(word >> 31)];
+    }
+    this.#touched = touched;
+    // Step 5: each candidate's record: its key compared, its entry and name read.
     for (let i = 0; i < count; i++) {
       const word = found[i];
       if (word < 0) continue;
