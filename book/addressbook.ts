@@ -372,8 +372,7 @@ export class AddressBook {
     const { slots } = this.#data;
     const words = this.#words;
     const { entries, nameStarts, nameEnds } = results;
-    const { keyWords, keyAt, keyLength, hashes, probes, found } = this.#batch;
-    const keyBytes = this.#batch.keyBytes;
+    const { keyBytes, keyWords, keyAt, keyLength, hashes, probes, found } = this.#batch;
     const mask = this.#mask;
     const input = this.#wordsOf(bytes);
     // Step 1: each query normalised and hashed, from its own bytes alone.
@@ -397,8 +396,10 @@ export class AddressBook {
     }
     // Step 2: every query's home slot read ahead, in a loop with no branch
     // on what memory holds. The walk below branches on each slot it reads,
-    // and a mispredicted branch cancels the reads issued after it, so the
-    // misses of a batch waited one after another; here they all start at once.
+    // and a mispredicted branch cancels the reads issued after it, so without
+    // this the misses of a batch were partly waited for one after another;
+    // here they all start at once. (A settled query's hash is a stale one: it
+    // reads some slot, which does no harm.)
     let touched = 0;
     for (let i = 0; i < count; i++) touched ^= slots[2 * (hashes[i] >>> this.#shift)];
     // Step 3: each query's slots from its home to the first with its hash or
