@@ -37,18 +37,15 @@ import {
   type LaidOut,
   type NameParts,
   partitionByHash,
+  recordsInOrder,
 } from "./partition.ts";
 import {
-  checkKeyLength,
-  checkNameLength,
-  checkRecordsBytes,
   KEY_LENGTH_BITS,
   KEY_LENGTH_MASK,
   RECORD_HEADER_BYTES,
   recordBytes,
   RecordReader,
   type Records,
-  writeRecord,
 } from "./records.ts";
 import { bookFingerprint, sortByHashAndKey } from "./fingerprint.ts";
 import {
@@ -960,46 +957,6 @@ function sharedBook(
     nameParts: parts.nameParts,
     fingerprint,
   };
-}
-
-/**
- * The entries as records, in entry order, in new shared buffers: for a book
- * built by {@linkcode AddressBookBuilder.add}, whose entries are not laid
- * out by hash.
- *
- * @throws {RangeError} when a key or name is too long for a record, or the records would pass 4 GiB.
- */
-function recordsInOrder(entries: EntryBytes): Records {
-  const { size, keyStarts, keys, nameStarts, names } = entries;
-  let total = 0;
-  for (let entry = 0; entry < size; entry++) {
-    const keyLength = keyStarts[entry + 1] - keyStarts[entry];
-    const nameLength = nameStarts[entry + 1] - nameStarts[entry];
-    checkKeyLength(keyLength);
-    checkNameLength(nameLength);
-    total += recordBytes(keyLength, nameLength);
-  }
-  checkRecordsBytes(total);
-  const records = new Uint8Array(new SharedArrayBuffer(total));
-  const words = new Uint32Array(records.buffer);
-  const recordStarts = new Uint32Array(new SharedArrayBuffer(4 * size));
-  let at = 0;
-  for (let entry = 0; entry < size; entry++) {
-    recordStarts[entry] = at;
-    at = writeRecord(
-      records,
-      words,
-      at,
-      entry,
-      keys,
-      keyStarts[entry],
-      keyStarts[entry + 1],
-      names,
-      nameStarts[entry],
-      nameStarts[entry + 1],
-    );
-  }
-  return { size, records, recordStarts };
 }
 
 /** Changes a table's slots in place from entry index + 1 to that entry's record's word index + 1. */

@@ -6,7 +6,8 @@
  * caches), then each bucket's entries are sorted on their own, in cache.
  * The copy is the book's final layout: each entry becomes its record
  * (`book/records.ts`), its key and name side by side, so a build copies
- * every entry once.
+ * every entry once. {@linkcode recordsInOrder} writes the same records in
+ * the order added, for a book built one entry at a time.
  *
  * Sorting a large book's entries by hash and then reading them in that
  * order (to fingerprint them, to find duplicates) cost a cache miss, and on
@@ -110,7 +111,7 @@ const DIGIT_MASK = (1 << DIGIT_BITS) - 1;
  * @throws {RangeError} when a key or name is too long for a record, or the records would pass 4 GiB.
  */
 export function partitionByHash(entries: Entries, bucketBytes: number = BUCKET_BYTES): LaidOut {
-  const { size, keyStarts, keys, nameStarts, names, hashes } = entries;
+  const { size, keys, names, hashes } = entries;
   let bits = 0;
   while (bits < MAX_BUCKET_BITS && (keys.length + names.length) / (1 << bits) > bucketBytes) {
     bits++;
@@ -123,12 +124,8 @@ export function partitionByHash(entries: Entries, bucketBytes: number = BUCKET_B
   const recordAt = new Float64Array(bucketCount + 1); // the sum may pass 4 GiB before the check
   for (let entry = 0; entry < size; entry++) {
     const bucket = bucketOf(hashes[entry]) + 1;
-    const keyLength = keyStarts[entry + 1] - keyStarts[entry];
-    const nameLength = nameStarts[entry + 1] - nameStarts[entry];
-    checkKeyLength(keyLength);
-    checkNameLength(nameLength);
     entryAt[bucket]++;
-    recordAt[bucket] += recordBytes(keyLength, nameLength);
+    recordAt[bucket] += entryRecordBytes(entries, entry);
   }
   for (let bucket = 1; bucket <= bucketCount; bucket++) {
     entryAt[bucket] += entryAt[bucket - 1];
@@ -156,6 +153,67 @@ export function partitionByHash(entries: Entries, bucketBytes: number = BUCKET_B
   return laidOut;
 }
 
+/**
+ * The entries as records, in the order added, in new shared buffers: for a
+ * book whose entries are not laid out by hash (built one by one, with
+ * duplicates refused as they came).
+ *
+ * @throws {RangeError} when a key or name is too long for a record, or the records would pass 4 GiB.
+ */
+export function recordsInOrder(entries: EntryBytes): Records {
+  const size = entries.size;
+  let total = 0;
+  for (let entry = 0; entry < size; entry++) total += entryRecordBytes(entries, entry);
+  checkRecordsBytes(total);
+  const records = new Uint8Array(new SharedArrayBuffer(total));
+  const words = new Uint32Array(records.buffer);
+  const recordStarts = new Uint32Array(new SharedArrayBuffer(4 * size));
+  let at = 0;
+  for (let entry = 0; entry < size; entry++) {
+    recordStarts[entry] = at;
+    at = writeEntryRecord(entries, entry, records, words, at, entry);
+  }
+  return { size, records, recordStarts };
+}
+
+/**
+ * The bytes entry `entry`'s record takes.
+ *
+ * @throws {RangeError} when its key or name is too long for a record.
+ */
+function entryRecordBytes(entries: EntryBytes, entry: number): number {
+  const { keyStarts, nameStarts } = entries;
+  const keyLength = keyStarts[entry + 1] - keyStarts[entry];
+  const nameLength = nameStarts[entry + 1] - nameStarts[entry];
+  checkKeyLength(keyLength);
+  checkNameLength(nameLength);
+  return recordBytes(keyLength, nameLength);
+}
+
+/** Writes entry `entry`'s record at byte `at`, as entry `index` of the records; returns where the next starts. */
+function writeEntryRecord(
+  entries: EntryBytes,
+  entry: number,
+  records: Uint8Array,
+  words: Uint32Array,
+  at: number,
+  index: number,
+): number {
+  const { keyStarts, keys, nameStarts, names } = entries;
+  return writeRecord(
+    records,
+    words,
+    at,
+    index,
+    keys,
+    keyStarts[entry],
+    keyStarts[entry + 1],
+    names,
+    nameStarts[entry],
+    nameStarts[entry + 1],
+  );
+}
+
 /** Writes each entry's record, in the order added, to the next place in its bucket. */
 function scatter(
   from: Entries,
@@ -164,7 +222,7 @@ function scatter(
   entryAt: Uint32Array,
   recordAt: Float64Array,
 ): void {
-  const { size, keyStarts, keys, nameStarts, names, hashes } = from;
+  const { size, hashes } = from;
   const records = to.records;
   const words = new Uint32Array(records.buffer, records.byteOffset, records.byteLength >>> 2);
   const recordStarts = to.recordStarts;
@@ -178,18 +236,7 @@ function scatter(
     toOriginal[at] = entry;
     const record = recordAt[bucket];
     recordStarts[at] = record;
-    recordAt[bucket] = writeRecord(
-      records,
-      words,
-      record,
-      at,
-      keys,
-      keyStarts[entry],
-      keyStarts[entry + 1],
-      names,
-      nameStarts[entry],
-      nameStarts[entry + 1],
-    );
+    recordAt[bucket] = writeEntryRecord(from, entry, records, words, record, at);
   }
 }
 
