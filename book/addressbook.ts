@@ -53,6 +53,7 @@ import {
   MAX_EMAIL_CHARS,
   normalizeAsciiEmailWords,
   normalizeEmail,
+  WordViews,
 } from "./email.ts";
 import { decodeText, decodeUtf8, MAX_UTF8_PER_UNIT, writeUtf8 } from "../common/utf8.ts";
 
@@ -222,13 +223,12 @@ export class AddressBook {
   /** The keys, to be compared four bytes at a time. */
   readonly #keyWords: DataView;
   /**
-   * The buffer queries last came in, and a view to read it four bytes at a
+   * A view of the buffer queries last came in, to read it four bytes at a
    * time: a server reads every query into the same buffer, so the view is
    * made once, not per lookup. The book keeps that one buffer until the
    * next lookup, and nothing else of its callers.
    */
-  #input: Uint8Array = new Uint8Array(0);
-  #inputWords: DataView = viewOf(this.#input);
+  readonly #inputViews = new WordViews();
   /** {@linkcode lookupMany}'s working space, made on its first call. */
   #batchSpace: BatchSpace | undefined;
   /** What {@linkcode lookupMany}'s touching reads summed, kept so that the compiler cannot drop them. */
@@ -314,7 +314,7 @@ export class AddressBook {
    */
   lookup(query: Uint8Array, start: number, end: number): number {
     const length = normalizeAsciiEmailWords(
-      this.#wordsOf(query),
+      this.#inputViews.of(query),
       start,
       end,
       this.#scratchWords,
@@ -371,7 +371,7 @@ export class AddressBook {
     const { entries, nameStarts, nameEnds } = results;
     const { keyBytes, keyWords, keyAt, keyLength, hashes, probes, found } = this.#batch;
     const mask = this.#mask;
-    const input = this.#wordsOf(bytes);
+    const input = this.#inputViews.of(bytes);
     // Step 1: each query normalised and hashed, from its own bytes alone.
     let at = 0;
     for (let i = 0; i < count; i++) {
@@ -448,15 +448,6 @@ export class AddressBook {
         nameEnds[i] = this.nameEnd(entry);
       }
     }
-  }
-
-  /** A view of `bytes` to read four bytes at a time: the last one made, when it is the same buffer. */
-  #wordsOf(bytes: Uint8Array): DataView {
-    if (bytes !== this.#input) {
-      this.#input = bytes;
-      this.#inputWords = viewOf(bytes);
-    }
-    return this.#inputWords;
   }
 
   get #batch(): BatchSpace {

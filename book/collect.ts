@@ -26,8 +26,9 @@ import {
   codePointName,
   emailProblem,
   isAsciiSpace,
-  normalizeAsciiEmail,
+  normalizeAsciiEmailWords,
   normalizeEmail,
+  WordViews,
 } from "./email.ts";
 import { terminalUnsafeOffset } from "../common/terminal_text.ts";
 import { MAX_UTF8_PER_UNIT, writeUtf8 } from "../common/utf8.ts";
@@ -72,6 +73,10 @@ export class BookCollector {
   #lines = new Int32Array(INITIAL_ENTRIES);
   /** The normalised key being added, in UTF-8. */
   readonly #key = new Uint8Array(KEY_BYTES);
+  /** The same bytes, written four at a time by the plain-ASCII path. */
+  readonly #keyWords = new DataView(this.#key.buffer);
+  /** Views of the readers' buffers, for that path to read four bytes at a time. */
+  readonly #emailViews = new WordViews();
   /** A name that had to be trimmed as a string, in UTF-8. */
   #name = new Uint8Array(1024);
   /** The given name and surname of the entry being added, in UTF-8. */
@@ -127,7 +132,8 @@ export class BookCollector {
     line: number,
   ): void {
     // Almost every address is plain ASCII, which this settles without a string.
-    let keyLength = normalizeAsciiEmail(emails, emailStart, emailEnd, this.#key);
+    const emailWords = this.#emailViews.of(emails);
+    let keyLength = normalizeAsciiEmailWords(emailWords, emailStart, emailEnd, this.#keyWords, 0);
     if (keyLength < 0) {
       keyLength = this.#keyFromString(decoder.decode(emails.subarray(emailStart, emailEnd)), line);
       if (keyLength < 0) return;

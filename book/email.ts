@@ -13,11 +13,9 @@
  * ```
  *
  * For the hot paths (every query, every row of a large book) the rule also
- * has a byte-level form for plain ASCII, {@linkcode normalizeAsciiEmail},
- * which makes no string, and the same four bytes at a time,
- * {@linkcode normalizeAsciiEmailWords}, for the server's queries; anything
- * they cannot settle goes to the string functions above, so all of them
- * always agree.
+ * has a byte-level form for plain ASCII that makes no string and works
+ * four bytes at a time, {@linkcode normalizeAsciiEmailWords}; anything it
+ * cannot settle goes to the string functions above, so they always agree.
  *
  * @module
  */
@@ -39,13 +37,6 @@ const WHITESPACE_OR_CONTROL = /[\s\p{Cc}]/u;
  * combining grapheme joiner, ...).
  */
 const INVISIBLE = /[\p{Cf}\p{Default_Ignorable_Code_Point}]/u;
-
-const CHAR_AT = 0x40;
-const CHAR_A = 0x41;
-const CHAR_Z = 0x5a;
-const FIRST_VISIBLE_ASCII = 0x21;
-const LAST_VISIBLE_ASCII = 0x7e;
-const ASCII_CASE_BIT = 0x20;
 
 /** Normalises an address for lookup: trims surrounding whitespace, then lower-cases it. */
 export function normalizeEmail(email: string): string {
@@ -106,55 +97,6 @@ export function isAsciiSpace(byte: number): boolean {
   return byte === 0x20 || (byte >= 0x09 && byte <= 0x0d);
 }
 
-/**
- * The byte-level fast path of the rule, for an address in plain ASCII:
- * trims `bytes[start, end)`, checks it and writes it lower-cased into `out`
- * from `outStart` (0 unless given), in one pass, making no string; returns
- * its length. Returns -1
- * when it cannot settle the address alone: anything not visible ASCII
- * inside it (which may still be valid, or may need a problem worded), no
- * `@`, more than one, nothing before or after it, or more than
- * {@linkcode MAX_EMAIL_CHARS} bytes (or more than `out` has room for). Then the caller
- * decodes the bytes and asks {@linkcode emailProblem} and
- * {@linkcode normalizeEmail}, which agree with this on every address it
- * accepts.
- *
- * ```ts
- * import { normalizeAsciiEmail } from "./email.ts";
- *
- * const out = new Uint8Array(254);
- * normalizeAsciiEmail(new TextEncoder().encode(" Ada@Example.COM\n"), 0, 17, out); // 15
- * normalizeAsciiEmail(new TextEncoder().encode("zoë@example.com"), 0, 16, out); // -1
- * ```
- */
-export function normalizeAsciiEmail(
-  bytes: Uint8Array,
-  start: number,
-  end: number,
-  out: Uint8Array,
-  outStart = 0,
-): number {
-  while (start < end && isAsciiSpace(bytes[start])) start++;
-  while (end > start && isAsciiSpace(bytes[end - 1])) end--;
-  const length = end - start;
-  if (length === 0 || length > MAX_EMAIL_CHARS || length > out.length - outStart) return -1;
-  let at = -1;
-  for (let i = 0; i < length; i++) {
-    let byte = bytes[start + i];
-    // Non-ASCII, whitespace, controls and DEL all go to the general path.
-    if (byte < FIRST_VISIBLE_ASCII || byte > LAST_VISIBLE_ASCII) return -1;
-    if (byte === CHAR_AT) {
-      if (at >= 0) return -1;
-      at = i;
-    } else if (byte >= CHAR_A && byte <= CHAR_Z) {
-      byte |= ASCII_CASE_BIT;
-    }
-    out[outStart + i] = byte;
-  }
-  if (at <= 0 || at === length - 1) return -1;
-  return length;
-}
-
 /** Each byte's top bit, in a word of four. */
 const TOP_BITS = 0x80808080;
 /** Added to a word of ASCII bytes, sets a byte's top bit where the byte is at least `!` (0x21). */
@@ -173,26 +115,34 @@ const LOW_SEVEN_BITS = 0x7f7f7f7f;
 const FOUR_FILLERS = 0x61616161;
 
 /**
- * {@linkcode normalizeAsciiEmail}, four bytes at a time: the same checks
- * and the same result for every input, at about half the cost for a
- * typical address. Each word of four bytes is checked (visible ASCII
- * only), lower-cased and searched for its `@` with a few whole-word
- * operations instead of a branch per byte.
+ * The fast path of the rule, for an address in plain ASCII: trims
+ * `input`'s bytes `[start, end)`, checks them and writes them lower-cased
+ * to `out` from `outStart`, in one pass that makes no string; returns the
+ * length. Each word of four bytes is checked (visible ASCII only),
+ * lower-cased and searched for its `@` with a few whole-word operations
+ * instead of a branch or two per byte.
  *
- * The address is `input`'s bytes `[start, end)`; it is written lower-cased
- * to `out` from `outStart` in whole words, so `out` needs room for its
+ * Returns -1 when it cannot settle the address alone: anything not visible
+ * ASCII inside it (which may still be valid, or may need a problem worded),
+ * no `@`, more than one, nothing before or after it, more than
+ * {@linkcode MAX_EMAIL_CHARS} bytes, or no room in `out` for the length
+ * rounded up to four. Then the caller decodes the bytes and asks
+ * {@linkcode emailProblem} and {@linkcode normalizeEmail}, which agree with
+ * this on every address it accepts.
+ *
+ * The address is written in whole words, so `out` needs room for its
  * length rounded up to four (the bytes past the length are zero). A read
  * may look at up to three bytes past `end`, inside `input`, and ignores
- * them. Returns the length, or -1 as {@linkcode normalizeAsciiEmail} does,
- * and also when `out` has room for the length but not for it rounded up to
- * four.
+ * them. {@linkcode WordViews} gives the views of `Uint8Array`s.
  *
  * ```ts
  * import { normalizeAsciiEmailWords } from "./email.ts";
  *
- * const input = new TextEncoder().encode(" Ada@Example.COM\n");
- * const out = new Uint8Array(256);
- * normalizeAsciiEmailWords(new DataView(input.buffer), 0, 17, new DataView(out.buffer), 0); // 15
+ * const out = new DataView(new ArrayBuffer(256));
+ * const ada = new TextEncoder().encode(" Ada@Example.COM\n");
+ * normalizeAsciiEmailWords(new DataView(ada.buffer), 0, 17, out, 0); // 15: "ada@example.com"
+ * const zoe = new TextEncoder().encode("zoë@example.com");
+ * normalizeAsciiEmailWords(new DataView(zoe.buffer), 0, 16, out, 0); // -1
  * ```
  */
 export function normalizeAsciiEmailWords(
@@ -250,4 +200,35 @@ function lastWord(input: DataView, from: number, end: number): number {
 /** A word with the top bit set in each byte of `word` that is zero, and in no other. */
 function atBytes(word: number): number {
   return ~(((word & LOW_SEVEN_BITS) + LOW_SEVEN_BITS) | word | LOW_SEVEN_BITS);
+}
+
+const NO_BYTES = new Uint8Array(0);
+
+/**
+ * A `DataView` of the last `Uint8Array` asked for, made again only when
+ * another one is asked for: callers of {@linkcode normalizeAsciiEmailWords}
+ * read many addresses from the same buffer (the server's read buffer, the
+ * loader's chunk), and a view per address would be garbage. It keeps that
+ * one buffer alive until the next is asked for.
+ *
+ * ```ts
+ * import { WordViews } from "./email.ts";
+ *
+ * const views = new WordViews();
+ * const bytes = new Uint8Array(8);
+ * views.of(bytes) === views.of(bytes); // true
+ * ```
+ */
+export class WordViews {
+  #bytes: Uint8Array = NO_BYTES;
+  #view: DataView = new DataView(NO_BYTES.buffer);
+
+  /** A view of the same bytes as `bytes`. */
+  of(bytes: Uint8Array): DataView {
+    if (bytes !== this.#bytes) {
+      this.#bytes = bytes;
+      this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    }
+    return this.#view;
+  }
 }

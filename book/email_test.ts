@@ -5,9 +5,9 @@ import {
   emailProblem,
   isAsciiSpace,
   MAX_EMAIL_CHARS,
-  normalizeAsciiEmail,
   normalizeAsciiEmailWords,
   normalizeEmail,
+  WordViews,
 } from "./email.ts";
 
 const WHITESPACE_OR_CONTROL = "it contains whitespace or a control character";
@@ -276,78 +276,6 @@ Deno.test("isAsciiSpace is the ASCII part of String.prototype.trim", () => {
 
 const encoder = new TextEncoder();
 
-/** normalizeAsciiEmail on the whole of `text`, and what it wrote. */
-function asciiKey(text: string, out = new Uint8Array(MAX_EMAIL_CHARS)): string | number {
-  const bytes = encoder.encode(text);
-  const length = normalizeAsciiEmail(bytes, 0, bytes.length, out);
-  return length < 0 ? length : new TextDecoder().decode(out.subarray(0, length));
-}
-
-Deno.test("normalizeAsciiEmail trims and lower-cases a plain-ASCII address", () => {
-  assert.equal(asciiKey("ada@example.com"), "ada@example.com");
-  assert.equal(asciiKey(" \t ADA@Example.COM\r\n"), "ada@example.com");
-  assert.equal(asciiKey("a@b"), "a@b");
-  assert.equal(asciiKey("x@[127.0.0.1]"), "x@[127.0.0.1]");
-  assert.equal(
-    asciiKey("a".repeat(MAX_EMAIL_CHARS - 2) + "@B"),
-    "a".repeat(MAX_EMAIL_CHARS - 2) + "@b",
-  );
-});
-
-Deno.test("normalizeAsciiEmail leaves to the general path what it cannot settle alone", () => {
-  for (
-    const text of [
-      "",
-      "   ",
-      "ada.example.com",
-      "ada@@example.com",
-      "@example.com",
-      "ada@",
-      "ada lovelace@example.com",
-      "ada@example.com\u0000",
-      "ada@exa\u007fmple.com",
-      "zoë@example.com",
-      "\u00a0ada@example.com",
-      "a".repeat(MAX_EMAIL_CHARS - 1) + "@b",
-    ]
-  ) {
-    assert.equal(asciiKey(text), -1, JSON.stringify(text));
-  }
-  // An out buffer too small for the address: the general path too, never a write past its end.
-  assert.equal(asciiKey("ada@example.com", new Uint8Array(4)), -1);
-});
-
-Deno.test("normalizeAsciiEmail reads only the range it is given", () => {
-  const bytes = encoder.encode("xx@ ADA@example.com @yy");
-  const out = new Uint8Array(MAX_EMAIL_CHARS);
-  const length = normalizeAsciiEmail(bytes, 3, bytes.length - 3, out);
-  assert.equal(new TextDecoder().decode(out.subarray(0, length)), "ada@example.com");
-});
-
-Deno.test("property: normalizeAsciiEmail agrees with emailProblem and normalizeEmail", () => {
-  const char = fc.constantFrom("a", "Z", "0", ".", "@", " ", "\t", "\n", "\u0000", "\u007f", "é");
-  fc.assert(
-    fc.property(
-      fc.oneof(
-        fc.string({ unit: char, maxLength: 12 }),
-        fc.integer({ min: 250, max: 258 }).map((n) => `${"a".repeat(n - 2)}@b`),
-      ),
-      (text) => {
-        const key = asciiKey(text);
-        if (key === -1) {
-          // Left to the general path: either invalid, or valid with something not plain ASCII.
-          const problem = emailProblem(text);
-          if (problem === undefined) assert.ok(/[^\x21-\x7e]/.test(text.trim()), text);
-        } else {
-          assert.equal(emailProblem(text), undefined, text);
-          assert.equal(key, normalizeEmail(text));
-        }
-      },
-    ),
-    { numRuns: 2000 },
-  );
-});
-
 /**
  * normalizeAsciiEmailWords on `bytes[start, end)`, with `out` of `room`
  * bytes from `outStart`: its result, and what it wrote up to the length.
@@ -369,6 +297,51 @@ function wordsKey(
   );
   return length < 0 ? length : new TextDecoder().decode(out.subarray(outStart, outStart + length));
 }
+
+/** normalizeAsciiEmailWords on the whole of `text`, and what it wrote. */
+function asciiKey(text: string, room = MAX_EMAIL_CHARS + 2): string | number {
+  const bytes = encoder.encode(text);
+  return wordsKey(bytes, 0, bytes.length, room);
+}
+
+Deno.test("normalizeAsciiEmailWords trims and lower-cases a plain-ASCII address", () => {
+  assert.equal(asciiKey("ada@example.com"), "ada@example.com");
+  assert.equal(asciiKey(" \t ADA@Example.COM\r\n"), "ada@example.com");
+  assert.equal(asciiKey("a@b"), "a@b");
+  assert.equal(asciiKey("x@[127.0.0.1]"), "x@[127.0.0.1]");
+  assert.equal(
+    asciiKey("a".repeat(MAX_EMAIL_CHARS - 2) + "@B"),
+    "a".repeat(MAX_EMAIL_CHARS - 2) + "@b",
+  );
+});
+
+Deno.test("normalizeAsciiEmailWords leaves to the general path what it cannot settle alone", () => {
+  for (
+    const text of [
+      "",
+      "   ",
+      "ada.example.com",
+      "ada@@example.com",
+      "@example.com",
+      "ada@",
+      "ada lovelace@example.com",
+      "ada@example.com\u0000",
+      "ada@exa\u007fmple.com",
+      "zoë@example.com",
+      "\u00a0ada@example.com",
+      "a".repeat(MAX_EMAIL_CHARS - 1) + "@b",
+    ]
+  ) {
+    assert.equal(asciiKey(text), -1, JSON.stringify(text));
+  }
+  // An out buffer too small for the address: the general path too, never a write past its end.
+  assert.equal(asciiKey("ada@example.com", 4), -1);
+});
+
+Deno.test("normalizeAsciiEmailWords reads only the range it is given", () => {
+  const bytes = encoder.encode("xx@ ADA@example.com @yy");
+  assert.equal(wordsKey(bytes, 3, bytes.length - 3), "ada@example.com");
+});
 
 Deno.test("normalizeAsciiEmailWords writes whole words, zero past the address", () => {
   const bytes = encoder.encode("Ada@Example.COM"); // 15 bytes: the last word has three
@@ -397,7 +370,7 @@ Deno.test("normalizeAsciiEmailWords ignores the bytes past the range, even an @ 
   }
 });
 
-Deno.test("property: normalizeAsciiEmailWords agrees with normalizeAsciiEmail", () => {
+Deno.test("property: normalizeAsciiEmailWords agrees with emailProblem and normalizeEmail", () => {
   const char = fc.constantFrom(
     "a",
     "Z",
@@ -410,6 +383,7 @@ Deno.test("property: normalizeAsciiEmailWords agrees with normalizeAsciiEmail", 
     "[",
     " ",
     "\t",
+    "\n",
     "\u0000",
     "\u007f",
     "é",
@@ -426,15 +400,33 @@ Deno.test("property: normalizeAsciiEmailWords agrees with normalizeAsciiEmail", 
       fc.string({ unit: char, maxLength: 5 }),
       fc.integer({ min: 0, max: 7 }),
       (text, before, after, outStart) => {
+        // The address among other bytes, which must change nothing.
         const bytes = encoder.encode(before + text + after);
         const start = encoder.encode(before).length;
         const end = start + encoder.encode(text).length;
-        const out = new Uint8Array(MAX_EMAIL_CHARS);
-        const expected = normalizeAsciiEmail(bytes, start, end, out);
-        const key = expected < 0 ? expected : new TextDecoder().decode(out.subarray(0, expected));
-        assert.equal(wordsKey(bytes, start, end, MAX_EMAIL_CHARS + 2, outStart), key);
+        const key = wordsKey(bytes, start, end, MAX_EMAIL_CHARS + 2, outStart);
+        if (key === -1) {
+          // Left to the general path: either invalid, or valid with something not plain ASCII.
+          const problem = emailProblem(text);
+          if (problem === undefined) assert.ok(/[^\x21-\x7e]/.test(text.trim()), text);
+        } else {
+          assert.equal(emailProblem(text), undefined, text);
+          assert.equal(key, normalizeEmail(text));
+        }
       },
     ),
     { numRuns: 5000 },
   );
+});
+
+Deno.test("WordViews makes a view once per buffer, over the bytes the array covers", () => {
+  const views = new WordViews();
+  const buffer = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
+  const part = buffer.subarray(2, 6);
+  const view = views.of(part);
+  assert.equal(views.of(part), view);
+  assert.equal(view.byteLength, 4);
+  assert.equal(view.getUint8(0), 3);
+  assert.notEqual(views.of(buffer), view);
+  assert.equal(views.of(buffer).getUint8(0), 1);
 });
