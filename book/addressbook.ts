@@ -53,6 +53,7 @@ import {
   MAX_EMAIL_CHARS,
   normalizeAsciiEmailWords,
   normalizeEmail,
+  wordView,
   WordViews,
 } from "./email.ts";
 import { decodeText, decodeUtf8, MAX_UTF8_PER_UNIT, writeUtf8 } from "../common/utf8.ts";
@@ -136,11 +137,6 @@ function hashBytes(bytes: Uint8Array, start: number, end: number): number {
 
 /** Room for a normalised query written in whole words: the longest address, rounded up to four. */
 const MAX_KEY_WORD_BYTES = (MAX_EMAIL_CHARS + 3) & ~3;
-
-/** The same bytes as `bytes`, to be read four at a time. */
-function viewOf(bytes: Uint8Array): DataView {
-  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
 
 /**
  * Whether `a[aStart, aEnd)` holds the `length` bytes of `b` from `bStart`,
@@ -247,7 +243,7 @@ export class AddressBook {
     this.#reader = new RecordReader(data);
     this.#records = this.#reader.bytes;
     this.#words = this.#reader.words;
-    this.#keyWords = viewOf(records);
+    this.#keyWords = wordView(records);
   }
 
   /** Wraps buffers made by {@linkcode AddressBook.toShared}, in this thread or another. */

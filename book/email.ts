@@ -202,6 +202,21 @@ function atBytes(word: number): number {
   return ~(((word & LOW_SEVEN_BITS) + LOW_SEVEN_BITS) | word | LOW_SEVEN_BITS);
 }
 
+/**
+ * A `DataView` of the same bytes as `bytes` (not of its whole buffer), to
+ * read them four at a time with {@linkcode normalizeAsciiEmailWords}.
+ *
+ * ```ts
+ * import { wordView } from "./email.ts";
+ *
+ * const bytes = new Uint8Array([1, 2, 3, 4, 5, 6]);
+ * wordView(bytes.subarray(2)).getUint8(0); // 3
+ * ```
+ */
+export function wordView(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 const NO_BYTES = new Uint8Array(0);
 
 /**
@@ -221,13 +236,13 @@ const NO_BYTES = new Uint8Array(0);
  */
 export class WordViews {
   #bytes: Uint8Array = NO_BYTES;
-  #view: DataView = new DataView(NO_BYTES.buffer);
+  #view: DataView = wordView(NO_BYTES);
 
   /** A view of the same bytes as `bytes`. */
   of(bytes: Uint8Array): DataView {
     if (bytes !== this.#bytes) {
       this.#bytes = bytes;
-      this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      this.#view = wordView(bytes);
     }
     return this.#view;
   }

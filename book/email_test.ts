@@ -7,6 +7,7 @@ import {
   MAX_EMAIL_CHARS,
   normalizeAsciiEmailWords,
   normalizeEmail,
+  wordView,
   WordViews,
 } from "./email.ts";
 
@@ -289,7 +290,7 @@ function wordsKey(
 ): string | number {
   const out = new Uint8Array(outStart + room);
   const length = normalizeAsciiEmailWords(
-    new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+    wordView(bytes),
     start,
     end,
     new DataView(out.buffer),
