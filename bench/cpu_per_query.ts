@@ -20,6 +20,17 @@
  * deno run -A bench/cpu_per_query.ts --qrload /tmp/qrload --floor /tmp/floor /tmp/before .
  * ```
  *
+ * `--floor` names a C server of the binary protocol, its path maybe followed
+ * by arguments (the port is added last); given more than once, each runs in
+ * the same rounds, named by its command, as `bench/io_floor.c`'s two loops
+ * are compared:
+ *
+ * ```sh
+ * gcc -O2 -o /tmp/io_floor bench/io_floor.c -luring
+ * deno run -A bench/cpu_per_query.ts --qrload /tmp/qrload --floor /tmp/floor \
+ *   --floor "/tmp/io_floor epoll" --floor "/tmp/io_floor uring"
+ * ```
+ *
  * Prints a line per round (CPU per query of each server, its user part, and
  * each one's ratio to Redis's) and the medians. Not a test: it asserts
  * nothing.
@@ -45,7 +56,7 @@ const args = parseArgs({
   allowPositionals: true,
   options: {
     qrload: { type: "string" },
-    floor: { type: "string" },
+    floor: { type: "string", multiple: true },
     paired: { type: "boolean", default: false },
     rounds: { type: "string", default: "10" },
     seconds: { type: "string", default: "2" },
@@ -53,16 +64,17 @@ const args = parseArgs({
 });
 const paired = args.values.paired;
 if (
-  args.values.qrload === undefined || (!paired && args.values.floor === undefined) ||
+  args.values.qrload === undefined || (!paired && (args.values.floor ?? []).length === 0) ||
   (paired && args.positionals.length < 2)
 ) {
   console.error(
-    "Usage: bench/cpu_per_query.ts --qrload PATH --floor PATH [--rounds N] [--seconds S] [REPO_DIR ...]\n" +
+    "Usage: bench/cpu_per_query.ts --qrload PATH --floor CMD [--floor CMD ...] [--rounds N] [--seconds S] [REPO_DIR ...]\n" +
       "       bench/cpu_per_query.ts --qrload PATH --paired [--rounds N] [--seconds S] REPO_DIR REPO_DIR ...",
   );
   Deno.exit(2);
 }
 const qrload = args.values.qrload;
+const floors = args.values.floor ?? [];
 const rounds = Number(args.values.rounds);
 const seconds = Number(args.values.seconds);
 const repos = args.positionals.length > 0 ? args.positionals : ["."];
@@ -95,9 +107,7 @@ try {
     await comparePairs();
   } else {
     servers.push(await startRedis(port++));
-    const floor = new Deno.Command(args.values.floor!, { args: [String(port)], stdout: "null" })
-      .spawn();
-    servers.push({ name: "floor", pid: floor.pid, port: port++, mode: "qr", process: floor });
+    for (const command of floors) servers.push(startFloor(command, port++));
     await new Promise((resolve) => setTimeout(resolve, 300));
     for (const server of servers) await load(server, 1); // warm up
     await compareWithRedis();
@@ -190,6 +200,19 @@ async function startProject(repo: string, port: number): Promise<Server> {
       return { name: repo === "." ? "this" : repo, pid: Number(pid), port, mode: "qr", process };
     }
   }
+}
+
+/**
+ * Starts a C server of the binary protocol from `command`: a path, maybe
+ * followed by arguments, to which the port is added last. It is named
+ * "floor" when it is the only one, else by its command's words.
+ */
+function startFloor(command: string, port: number): Server {
+  const [path, ...words] = command.split(/\s+/).filter((word) => word !== "");
+  const process = new Deno.Command(path, { args: [...words, String(port)], stdout: "null" })
+    .spawn();
+  const name = floors.length === 1 ? "floor" : [path.split("/").pop(), ...words].join(" ");
+  return { name, pid: process.pid, port, mode: "qr", process };
 }
 
 async function startRedis(port: number): Promise<Server> {
