@@ -1,6 +1,7 @@
 /**
  * The few Linux system calls the epoll event loop needs, reached through
- * Deno's foreign function interface: sockets, epoll, read, write, close.
+ * Deno's foreign function interface: sockets, epoll, read, write, close,
+ * and io_uring's two to batch socket calls (io/socket_batch.ts).
  *
  * Why: Deno's own `Deno.listen` costs a promise and an event-loop turn per
  * read and per write, which is most of the time a small lookup takes. A
@@ -45,6 +46,18 @@ export const SYMBOLS = {
   opendir: { parameters: ["buffer"], result: "pointer" },
   readdir: { parameters: ["pointer"], result: "pointer" },
   closedir: { parameters: ["pointer"], result: "i32" },
+  // io_uring, for io/socket_batch.ts. glibc's syscall() only moves its
+  // integer arguments into registers, so a fixed signature per call is
+  // safe on x86_64 and aarch64 Linux, where both numbers are 425 and 426.
+  io_uring_setup: { name: "syscall", parameters: ["i64", "u32", "buffer"], result: "i32" },
+  io_uring_enter: {
+    name: "syscall",
+    parameters: ["i64", "i32", "u32", "u32", "u32", "buffer", "usize"],
+    result: "i32",
+  },
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  usleep: { parameters: ["u32"], result: "i32" },
 } as const;
 
 /** The bound system calls. */

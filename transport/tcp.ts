@@ -27,6 +27,8 @@ import { EAGAIN, EPOLLOUT, type Libc, SHUT_WR } from "../common/libc.ts";
 export class TcpTransport implements Transport {
   /** A plain connection is ready at accept. */
   readonly handshakes = false;
+  /** The socket carries the plaintext: the driver may batch its reads and writes. */
+  readonly plain = true;
   /** A socket call says no more than its errno. */
   readonly failure = undefined;
   readonly #libc: Libc;

@@ -40,6 +40,8 @@ import type { TlsConnection } from "./tls_connection.ts";
 export class TlsTransport implements Transport {
   /** No plaintext flows before the TLS handshake is done. */
   readonly handshakes = true;
+  /** The socket carries TLS records: only this transport reads and writes it. */
+  readonly plain = false;
   readonly #tls: TlsConnection;
   /** The socket under TLS, for SHUT_WR and for raw reads once TLS is over. */
   readonly #socket: TcpTransport;

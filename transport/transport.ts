@@ -89,6 +89,13 @@ export interface Transport {
    */
   readonly handshakes: boolean;
   /**
+   * Whether the bytes on the socket are the plaintext itself (plain TCP):
+   * a driver may then read and write the socket with calls of its own, such
+   * as a batch of them (io/socket_batch.ts), in place of
+   * {@linkcode read} and {@linkcode write}.
+   */
+  readonly plain: boolean;
+  /**
    * Why the last call that failed did, when the transport can tell more
    * than the socket did (OpenSSL's reason); undefined otherwise.
    */
