@@ -344,6 +344,7 @@ export class EpollService implements Service {
       }
       this.#runReadBatch();
       if (this.#readAgain.size > 0) this.#readPending();
+      this.#runReadBatch(); // so that the batch holds no read when the writes use it
       this.#reactToReads();
       this.#pause = this.#batchedReads >= BATCH_FROM &&
         (performance.now() - turnStarted) * 1000 < PAUSE_UNLESS_TURN_US;
