@@ -55,7 +55,7 @@ import {
   sweepInterval,
 } from "./service.ts";
 import { FailureEpisode } from "../common/log_repeats.ts";
-import { TcpAcceptor } from "../transport/tcp.ts";
+import { failedSocketCall, TcpAcceptor } from "../transport/tcp.ts";
 import { bufferAddress, SocketBatch } from "./socket_batch.ts";
 import { describeError } from "../common/errors.ts";
 import {
@@ -66,7 +66,6 @@ import {
   type Transport,
   TRANSPORT_FAILED,
   type TransportAcceptor,
-  WOULD_BLOCK,
 } from "../transport/transport.ts";
 import {
   decodeSockaddr,
@@ -327,8 +326,9 @@ export class EpollService implements Service {
       }
       // One clock reading per wakeup is precise enough for timeouts of 10 ms and more.
       const now = this.#now = Date.now();
-      const turnStarted = performance.now();
       this.#batching = this.#batch !== undefined && ready >= this.#batchFrom;
+      // Only a batching turn may be followed by a pause, and only it needs timing.
+      const turnStarted = this.#batching ? performance.now() : 0;
       this.#batchedReads = 0;
       for (let i = 0; i < ready; i++) {
         const base = i * EPOLL_EVENT_SIZE;
@@ -551,7 +551,12 @@ export class EpollService implements Service {
       const slot = batch.tags[i];
       const peer = this.#batchPeers[slot];
       if (this.#peers[peer.fd] !== peer) continue;
-      this.#received(peer, this.#batchSlots[slot], socketResult(batch.results[i]));
+      const result = batch.results[i];
+      this.#received(
+        peer,
+        this.#batchSlots[slot],
+        result >= 0 ? result : failedSocketCall(-result),
+      );
     }
     this.#batchPeers.length = 0;
   }
@@ -606,9 +611,9 @@ export class EpollService implements Service {
     const done = batch.run();
     for (let j = 0; j < done; j++) {
       const peer = peers[batch.tags[j]];
-      const written = socketResult(batch.results[j]);
+      const written = batch.results[j];
       if (written >= 0) peer.session.wrote(written, this.#now);
-      else if (written === TRANSPORT_FAILED) this.#failed(peer);
+      else if (failedSocketCall(-written) === TRANSPORT_FAILED) this.#failed(peer);
     }
   }
 
@@ -771,10 +776,4 @@ export class EpollService implements Service {
     }
     return decodeSockaddr(address);
   }
-}
-
-/** A batched socket call's result as a transport words it: the count, or why nothing moved. */
-function socketResult(result: number): number {
-  if (result >= 0) return result;
-  return result === -EAGAIN ? WOULD_BLOCK : TRANSPORT_FAILED; // else a reset
 }

@@ -23,6 +23,16 @@ import {
 } from "./transport.ts";
 import { EAGAIN, EPOLLOUT, type Libc, SHUT_WR } from "../common/libc.ts";
 
+/**
+ * What a socket call that moved nothing says to a driver, by its errno:
+ * {@linkcode WOULD_BLOCK} for EAGAIN (nothing to read, or no room to
+ * write), else {@linkcode TRANSPORT_FAILED} (a reset). For this
+ * transport's calls and for a driver's own (io/socket_batch.ts).
+ */
+export function failedSocketCall(errno: number): number {
+  return errno === EAGAIN ? WOULD_BLOCK : TRANSPORT_FAILED;
+}
+
 /** Plain TCP on one socket the driver owns. */
 export class TcpTransport implements Transport {
   /** A plain connection is ready at accept. */
@@ -52,7 +62,7 @@ export class TcpTransport implements Transport {
   read(buffer: Uint8Array, length: number): number {
     const received = this.#libc.receive(this.#fd, buffer, length);
     if (received >= 0) return received;
-    return this.#libc.errno() === EAGAIN ? WOULD_BLOCK : TRANSPORT_FAILED; // else a reset
+    return failedSocketCall(this.#libc.errno());
   }
 
   /** The kernel holds every byte not read yet, and epoll announces them. */
@@ -64,7 +74,7 @@ export class TcpTransport implements Transport {
   write(bytes: Uint8Array, length: number): number {
     const written = this.#libc.send(this.#fd, bytes, length);
     if (written >= 0) return written;
-    return this.#libc.errno() === EAGAIN ? WOULD_BLOCK : TRANSPORT_FAILED;
+    return failedSocketCall(this.#libc.errno());
   }
 
   /** shutdown(2) with SHUT_WR: the peer reads the end of the stream. */

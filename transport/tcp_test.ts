@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { TcpAcceptor } from "./tcp.ts";
+import { failedSocketCall, TcpAcceptor } from "./tcp.ts";
 import {
   HANDSHAKE_DONE,
   READY_READ,
@@ -13,7 +13,7 @@ import {
   TRANSPORT_FAILED,
   WOULD_BLOCK,
 } from "./transport.ts";
-import { EPOLLIN, EPOLLOUT, openLibc } from "../common/libc.ts";
+import { EAGAIN, EPOLLIN, EPOLLOUT, openLibc } from "../common/libc.ts";
 import { acceptOne, readSoon } from "../testing/sockets.ts";
 import { withDeadline } from "../testing/deadlines.ts";
 
@@ -93,4 +93,9 @@ Deno.test({
       calls.calls.close(fd);
     }
   },
+});
+
+Deno.test("failedSocketCall says EAGAIN would block and any other errno failed", () => {
+  assert.equal(failedSocketCall(EAGAIN), WOULD_BLOCK);
+  for (const errno of [104, 32, 9]) assert.equal(failedSocketCall(errno), TRANSPORT_FAILED); // ECONNRESET, EPIPE, EBADF
 });
